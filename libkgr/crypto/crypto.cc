@@ -1,0 +1,228 @@
+#include "kgr/crypto.h"
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+
+#include <memory>
+#include <mutex>
+
+namespace kgr {
+namespace {
+
+struct CipherCtxFree {
+  void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
+};
+struct MacCtxFree {
+  void operator()(EVP_MAC_CTX* c) const { EVP_MAC_CTX_free(c); }
+};
+struct KdfCtxFree {
+  void operator()(EVP_KDF_CTX* c) const { EVP_KDF_CTX_free(c); }
+};
+
+// Fetched once; EVP_* objects are immutable and safe to share across threads.
+const EVP_CIPHER* Aes256Ctr() {
+  static EVP_CIPHER* c = EVP_CIPHER_fetch(nullptr, "AES-256-CTR", nullptr);
+  return c;
+}
+EVP_MAC* HmacAlg() {
+  static EVP_MAC* m = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  return m;
+}
+EVP_KDF* HkdfAlg() {
+  static EVP_KDF* k = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
+  return k;
+}
+
+}  // namespace
+
+Status RandomBytes(std::span<uint8_t> out) {
+  if (out.empty()) return OkStatus();
+  if (RAND_bytes(out.data(), static_cast<int>(out.size())) != 1) {
+    return InternalError("RAND_bytes failed");
+  }
+  return OkStatus();
+}
+
+StatusOr<SecretBytes> RandomSecret(size_t n) {
+  SecretBytes s(n);
+  KGR_RETURN_IF_ERROR(RandomBytes(s.mutable_span()));
+  return s;
+}
+
+StatusOr<Iv> RandomIv() {
+  Iv iv;
+  KGR_RETURN_IF_ERROR(RandomBytes(iv));
+  return iv;
+}
+
+StatusOr<uint64_t> RandomU64() {
+  uint8_t b[8];
+  KGR_RETURN_IF_ERROR(RandomBytes(b));
+  uint64_t v = 0;
+  for (uint8_t c : b) v = (v << 8) | c;
+  return v;
+}
+
+StatusOr<uint32_t> RandomU32() {
+  uint8_t b[4];
+  KGR_RETURN_IF_ERROR(RandomBytes(b));
+  return static_cast<uint32_t>(b[0]) << 24 | static_cast<uint32_t>(b[1]) << 16 |
+         static_cast<uint32_t>(b[2]) << 8 | b[3];
+}
+
+void MixEntropy(std::span<const uint8_t> data) {
+  if (data.empty()) return;
+  RAND_add(data.data(), static_cast<int>(data.size()),
+           static_cast<double>(data.size()));
+}
+
+StatusOr<SymmetricKeys> SymmetricKeys::Generate() {
+  SymmetricKeys k;
+  KGR_ASSIGN_OR_RETURN(k.enc, RandomSecret(kKeySize));
+  KGR_ASSIGN_OR_RETURN(k.mac, RandomSecret(kKeySize));
+  return k;
+}
+
+StatusOr<SymmetricKeys> SymmetricKeys::FromBytes(std::span<const uint8_t> enc,
+                                                 std::span<const uint8_t> mac) {
+  if (enc.size() != kKeySize || mac.size() != kKeySize) {
+    return InvalidArgumentError("key pair must be two 32-byte keys");
+  }
+  return SymmetricKeys{SecretBytes(enc), SecretBytes(mac)};
+}
+
+Status AesCtr(const SecretBytes& key, const Iv& iv, std::span<const uint8_t> in,
+              std::span<uint8_t> out) {
+  if (key.size() != kKeySize) return InvalidArgumentError("AES key size");
+  if (out.size() != in.size()) return InvalidArgumentError("AES output size");
+  if (in.empty()) return OkStatus();
+  std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree> ctx(EVP_CIPHER_CTX_new());
+  int len = 0;
+  if (!ctx || Aes256Ctr() == nullptr ||
+      EVP_EncryptInit_ex2(ctx.get(), Aes256Ctr(), key.data(), iv.data(),
+                          nullptr) != 1 ||
+      EVP_EncryptUpdate(ctx.get(), out.data(), &len, in.data(),
+                        static_cast<int>(in.size())) != 1 ||
+      static_cast<size_t>(len) != in.size()) {
+    return InternalError("AES-256-CTR failed");
+  }
+  return OkStatus();
+}
+
+StatusOr<Tag> HmacSha256(
+    const SecretBytes& key,
+    std::initializer_list<std::span<const uint8_t>> parts) {
+  if (key.size() != kKeySize) return InvalidArgumentError("HMAC key size");
+  std::unique_ptr<EVP_MAC_CTX, MacCtxFree> ctx(
+      HmacAlg() ? EVP_MAC_CTX_new(HmacAlg()) : nullptr);
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+      OSSL_PARAM_construct_end()};
+  if (!ctx || EVP_MAC_init(ctx.get(), key.data(), key.size(), params) != 1) {
+    return InternalError("HMAC init failed");
+  }
+  for (auto p : parts) {
+    if (!p.empty() && EVP_MAC_update(ctx.get(), p.data(), p.size()) != 1) {
+      return InternalError("HMAC update failed");
+    }
+  }
+  Tag tag;
+  size_t n = 0;
+  if (EVP_MAC_final(ctx.get(), tag.data(), &n, tag.size()) != 1 ||
+      n != tag.size()) {
+    return InternalError("HMAC final failed");
+  }
+  return tag;
+}
+
+Status VerifyHmacSha256(const SecretBytes& key,
+                        std::initializer_list<std::span<const uint8_t>> parts,
+                        std::span<const uint8_t> tag) {
+  auto expected = HmacSha256(key, parts);
+  if (!expected.ok()) return expected.status();
+  if (!ConstantTimeEquals(*expected, tag)) {
+    return UnauthenticatedError(kVerificationFailed);
+  }
+  return OkStatus();
+}
+
+Digest Sha256(std::initializer_list<std::span<const uint8_t>> parts) {
+  Digest d{};
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  unsigned int n = 0;
+  bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) == 1;
+  for (auto p : parts) {
+    ok = ok && EVP_DigestUpdate(ctx, p.data(), p.size()) == 1;
+  }
+  ok = ok && EVP_DigestFinal_ex(ctx, d.data(), &n) == 1;
+  EVP_MD_CTX_free(ctx);
+  // SHA-256 cannot fail short of memory exhaustion; abort rather than return
+  // a digest that is not one.
+  if (!ok || n != d.size()) std::abort();
+  return d;
+}
+
+StatusOr<SecretBytes> Hkdf(std::span<const uint8_t> ikm,
+                           std::span<const uint8_t> salt,
+                           std::span<const uint8_t> info, size_t length) {
+  std::unique_ptr<EVP_KDF_CTX, KdfCtxFree> ctx(
+      HkdfAlg() ? EVP_KDF_CTX_new(HkdfAlg()) : nullptr);
+  if (!ctx) return InternalError("HKDF unavailable");
+  char digest[] = "SHA256";
+  // OSSL_PARAM wants non-const pointers; the KDF does not write through them.
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),
+      OSSL_PARAM_construct_octet_string(
+          OSSL_KDF_PARAM_KEY, const_cast<uint8_t*>(ikm.data()), ikm.size()),
+      OSSL_PARAM_construct_octet_string(
+          OSSL_KDF_PARAM_SALT, const_cast<uint8_t*>(salt.data()), salt.size()),
+      OSSL_PARAM_construct_octet_string(
+          OSSL_KDF_PARAM_INFO, const_cast<uint8_t*>(info.data()), info.size()),
+      OSSL_PARAM_construct_end()};
+  SecretBytes out(length);
+  if (EVP_KDF_derive(ctx.get(), out.data(), length, params) != 1) {
+    return InternalError("HKDF failed");
+  }
+  return out;
+}
+
+StatusOr<SymmetricKeys> DeriveKeys(std::span<const uint8_t> ikm,
+                                   std::span<const uint8_t> salt,
+                                   std::span<const uint8_t> info) {
+  KGR_ASSIGN_OR_RETURN(SecretBytes okm, Hkdf(ikm, salt, info, 2 * kKeySize));
+  return SymmetricKeys::FromBytes(okm.span().first(kKeySize),
+                                  okm.span().subspan(kKeySize));
+}
+
+Status EtmSeal(const SymmetricKeys& keys, const Iv& iv,
+               std::span<const uint8_t> plaintext, Bytes* out,
+               size_t mac_from) {
+  if (!keys.valid()) return InvalidArgumentError("key pair size");
+  if (mac_from > out->size()) return InvalidArgumentError("mac_from");
+  size_t ct_at = out->size();
+  out->resize(ct_at + plaintext.size());
+  KGR_RETURN_IF_ERROR(AesCtr(keys.enc, iv, plaintext,
+                             std::span<uint8_t>(*out).subspan(ct_at)));
+  KGR_ASSIGN_OR_RETURN(
+      Tag tag, HmacSha256(keys.mac, {std::span<const uint8_t>(*out).subspan(
+                                        mac_from)}));
+  out->insert(out->end(), tag.begin(), tag.end());
+  return OkStatus();
+}
+
+StatusOr<SecretBytes> EtmOpen(const SymmetricKeys& keys, const Iv& iv,
+                              std::span<const uint8_t> authenticated,
+                              std::span<const uint8_t> ciphertext,
+                              std::span<const uint8_t> tag) {
+  if (!keys.valid()) return InvalidArgumentError("key pair size");
+  KGR_RETURN_IF_ERROR(VerifyHmacSha256(keys.mac, {authenticated}, tag));
+  SecretBytes pt(ciphertext.size());
+  KGR_RETURN_IF_ERROR(AesCtr(keys.enc, iv, ciphertext, pt.mutable_span()));
+  return pt;
+}
+
+}  // namespace kgr

@@ -1,0 +1,108 @@
+#include "kgr/crypto.h"
+
+#include <gtest/gtest.h>
+
+namespace kgr {
+namespace {
+
+Bytes FromHexOrDie(std::string_view h) {
+  Bytes b;
+  EXPECT_TRUE(FromHex(h, &b));
+  return b;
+}
+
+TEST(Crypto, HmacSha256KnownVector) {
+  // Independent value: printf abc | openssl mac -digest SHA256 -macopt
+  //   hexkey:000102...1f HMAC
+  SecretBytes key(32);
+  for (int i = 0; i < 32; ++i) key.data()[i] = static_cast<uint8_t>(i);
+  auto tag = HmacSha256(key, {AsBytes("abc")});
+  ASSERT_TRUE(tag.ok());
+  EXPECT_EQ(ToHex(*tag),
+            "f0133729c4163dede81e21cd47839256da58171238c8a0d874397c73b14e1e47");
+}
+
+TEST(Crypto, Sha256Abc) {
+  auto d = Sha256({AsBytes("abc")});
+  EXPECT_EQ(ToHex(d),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST(Crypto, HkdfRfc5869Case1) {
+  Bytes ikm = FromHexOrDie("0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b");
+  Bytes salt = FromHexOrDie("000102030405060708090a0b0c");
+  Bytes info = FromHexOrDie("f0f1f2f3f4f5f6f7f8f9");
+  auto okm = Hkdf(ikm, salt, info, 42);
+  ASSERT_TRUE(okm.ok());
+  EXPECT_EQ(ToHex(okm->span()),
+            "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
+            "34007208d5b887185865");
+}
+
+TEST(Crypto, AesCtrNistSp80038aF55) {
+  // NIST SP 800-38A F.5.5 CTR-AES256.Encrypt, first block.
+  Bytes k = FromHexOrDie(
+      "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4");
+  Bytes ivb = FromHexOrDie("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff");
+  Bytes pt = FromHexOrDie("6bc1bee22e409f96e93d7e117393172a");
+  SecretBytes key(k);
+  Iv iv;
+  std::copy(ivb.begin(), ivb.end(), iv.begin());
+  Bytes ct(pt.size());
+  ASSERT_TRUE(AesCtr(key, iv, pt, ct).ok());
+  EXPECT_EQ(ToHex(ct), "601ec313775789a5b7a7f504bbf3d228");
+}
+
+TEST(Crypto, EtmRoundTripAndEveryBitFlipRejected) {
+  auto keys = SymmetricKeys::Generate();
+  ASSERT_TRUE(keys.ok());
+  auto iv = RandomIv();
+  ASSERT_TRUE(iv.ok());
+  Bytes msg = {'h', 'd', 'r'};
+  msg.insert(msg.end(), iv->begin(), iv->end());
+  size_t header = msg.size();
+  Bytes pt = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+  ASSERT_TRUE(EtmSeal(*keys, *iv, pt, &msg).ok());
+  ASSERT_EQ(msg.size(), header + pt.size() + kTagSize);
+  auto open = [&](const Bytes& m) {
+    std::span<const uint8_t> all(m);
+    return EtmOpen(*keys, *iv, all.first(m.size() - kTagSize),
+                   all.subspan(header, pt.size()), all.last(kTagSize));
+  };
+  auto got = open(msg);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE(ConstantTimeEquals(got->span(), pt));
+  for (size_t i = 0; i < msg.size() * 8; ++i) {
+    Bytes bad = msg;
+    bad[i / 8] ^= static_cast<uint8_t>(1u << (i % 8));
+    auto r = open(bad);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kUnauthenticated);
+    EXPECT_EQ(r.status().message(), kVerificationFailed);
+  }
+}
+
+TEST(Crypto, WrongKeyRejected) {
+  auto a = SymmetricKeys::Generate();
+  auto b = SymmetricKeys::Generate();
+  Iv iv{};
+  Bytes msg;
+  ASSERT_TRUE(EtmSeal(*a, iv, AsBytes("x"), &msg).ok());
+  std::span<const uint8_t> all(msg);
+  auto r = EtmOpen(*b, iv, all.first(1), all.first(1), all.last(kTagSize));
+  EXPECT_EQ(r.status().code(), StatusCode::kUnauthenticated);
+}
+
+TEST(SecretBytes, MoveLeavesSourceEmptyAndCloneIsEqual) {
+  SecretBytes a(AsBytes("secret"));
+  SecretBytes c = a.Clone();
+  SecretBytes b = std::move(a);
+  EXPECT_TRUE(a.empty());  // NOLINT(bugprone-use-after-move)
+  EXPECT_TRUE(b.Equals(c));
+  b.Append(AsBytes("!"));
+  EXPECT_EQ(b.size(), 7u);
+  EXPECT_FALSE(b.Equals(c));
+}
+
+}  // namespace
+}  // namespace kgr

@@ -1,0 +1,102 @@
+// Symmetric crypto of kgr on OpenSSL 3 EVP: CSPRNG, AES-256-CTR,
+// HMAC-SHA256, encrypt-then-MAC, HKDF-SHA256, SHA-256.
+//
+// Every key the seed names comes as a pair (X, Xsign): an encryption key and
+// a separate MAC key (NK/NKsign, NKSK/NKSKsign, NNSK/NNSKsign). Both are 32
+// bytes. A failed MAC check always yields UNAUTHENTICATED with the single
+// message kVerificationFailed, whatever went wrong, so that nothing can be
+// learnt from the error. All functions are thread-safe.
+#ifndef KGR_CRYPTO_H_
+#define KGR_CRYPTO_H_
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <span>
+
+#include "kgr/bytes.h"
+#include "kgr/secret.h"
+#include "kgr/status.h"
+
+namespace kgr {
+
+inline constexpr size_t kKeySize = 32;   // AES-256 key, HMAC-SHA256 key
+inline constexpr size_t kIvSize = 16;    // AES-CTR initial counter block
+inline constexpr size_t kTagSize = 32;   // HMAC-SHA256 output
+inline constexpr char kVerificationFailed[] = "verification failed";
+
+using Tag = std::array<uint8_t, kTagSize>;
+using Iv = std::array<uint8_t, kIvSize>;
+using Digest = std::array<uint8_t, 32>;
+
+// Fills `out` from OpenSSL's DRBG. Fails only if the DRBG fails.
+Status RandomBytes(std::span<uint8_t> out);
+StatusOr<SecretBytes> RandomSecret(size_t n);
+StatusOr<Iv> RandomIv();
+StatusOr<uint64_t> RandomU64();
+StatusOr<uint32_t> RandomU32();
+
+// Mixes external entropy (e.g. TPM2_GetRandom output) into OpenSSL's DRBG
+// (RAND_add). Counts as added entropy only; never weakens the DRBG.
+void MixEntropy(std::span<const uint8_t> data);
+
+// An encryption key and its MAC ("sign") key. Move-only; wiped on release.
+struct SymmetricKeys {
+  SecretBytes enc;
+  SecretBytes mac;
+
+  // Two fresh random 32-byte keys.
+  static StatusOr<SymmetricKeys> Generate();
+  // Checks both are kKeySize bytes.
+  static StatusOr<SymmetricKeys> FromBytes(std::span<const uint8_t> enc,
+                                           std::span<const uint8_t> mac);
+  SymmetricKeys Clone() const { return {enc.Clone(), mac.Clone()}; }
+  bool valid() const { return enc.size() == kKeySize && mac.size() == kKeySize; }
+};
+
+// AES-256-CTR of `in` into `out` (same size; may alias).
+Status AesCtr(const SecretBytes& key, const Iv& iv,
+              std::span<const uint8_t> in, std::span<uint8_t> out);
+
+// HMAC-SHA256 over the concatenation of `parts`.
+StatusOr<Tag> HmacSha256(const SecretBytes& key,
+                         std::initializer_list<std::span<const uint8_t>> parts);
+
+// OK if `tag` equals HMAC-SHA256(key, parts...) (constant-time compare),
+// else UNAUTHENTICATED(kVerificationFailed).
+Status VerifyHmacSha256(const SecretBytes& key,
+                        std::initializer_list<std::span<const uint8_t>> parts,
+                        std::span<const uint8_t> tag);
+
+Digest Sha256(std::initializer_list<std::span<const uint8_t>> parts);
+
+// HKDF-SHA256 (RFC 5869) producing `length` bytes.
+StatusOr<SecretBytes> Hkdf(std::span<const uint8_t> ikm,
+                           std::span<const uint8_t> salt,
+                           std::span<const uint8_t> info, size_t length);
+
+// HKDF-SHA256 producing 64 bytes split into (enc = first 32, mac = last 32).
+StatusOr<SymmetricKeys> DeriveKeys(std::span<const uint8_t> ikm,
+                                   std::span<const uint8_t> salt,
+                                   std::span<const uint8_t> info);
+
+// Encrypt-then-MAC. `out` already holds an authenticated prefix (a header
+// that contains `iv`) starting at out[mac_from]. Appends
+// AES-256-CTR(keys.enc, iv, plaintext) and then the HMAC-SHA256 with
+// keys.mac of out[mac_from..] (prefix and ciphertext).
+Status EtmSeal(const SymmetricKeys& keys, const Iv& iv,
+               std::span<const uint8_t> plaintext, Bytes* out,
+               size_t mac_from = 0);
+
+// Inverse of EtmSeal: checks `tag` over `authenticated` (prefix||ciphertext)
+// in constant time first, and only then decrypts `ciphertext` (a subspan of
+// `authenticated`). UNAUTHENTICATED(kVerificationFailed) on a bad tag.
+StatusOr<SecretBytes> EtmOpen(const SymmetricKeys& keys, const Iv& iv,
+                              std::span<const uint8_t> authenticated,
+                              std::span<const uint8_t> ciphertext,
+                              std::span<const uint8_t> tag);
+
+}  // namespace kgr
+
+#endif  // KGR_CRYPTO_H_

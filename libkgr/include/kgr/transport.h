@@ -1,0 +1,41 @@
+// Transport: publish/subscribe of opaque frames (MQTT in production; an
+// in-memory broker in unit tests). libkgr procedures never see Paho.
+//
+// Contract: Publish uses QoS 1 and never sets the retained flag. Messages
+// arrive through the handler set with SetHandler, called from a transport
+// thread; the handler must be cheap (enqueue and return). After a broker
+// restart the transport reconnects and resubscribes by itself.
+#ifndef KGR_TRANSPORT_H_
+#define KGR_TRANSPORT_H_
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+
+#include "kgr/bytes.h"
+#include "kgr/status.h"
+
+namespace kgr {
+
+class Transport {
+ public:
+  using Handler =
+      std::function<void(const std::string& topic, Bytes payload)>;
+  virtual ~Transport() = default;
+
+  // Set before Connect(); not changed afterwards.
+  virtual void SetHandler(Handler handler) = 0;
+  // Connects and waits until the session is up (or the deadline passes).
+  virtual Status Connect() = 0;
+  virtual Status Subscribe(const std::string& topic) = 0;
+  virtual Status Unsubscribe(const std::string& topic) = 0;
+  // Queues `payload` for delivery at QoS 1, not retained. Thread-safe.
+  virtual Status Publish(const std::string& topic,
+                         std::span<const uint8_t> payload) = 0;
+  virtual Status Disconnect() = 0;
+};
+
+}  // namespace kgr
+
+#endif  // KGR_TRANSPORT_H_
