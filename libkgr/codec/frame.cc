@@ -257,13 +257,13 @@ StatusOr<SymmetricKeys> RegistrationKeys(const SecretBytes& ntag, uint32_t n_id,
 }
 
 SecretBytes ComputeNtag(uint32_t n_id, std::span<const uint8_t> kedk_public,
-                        uint16_t entry_no) {
+                        uint16_t entry_no, std::span<const uint8_t> salt) {
   uint8_t id[4] = {static_cast<uint8_t>(n_id >> 24),
                    static_cast<uint8_t>(n_id >> 16),
                    static_cast<uint8_t>(n_id >> 8), static_cast<uint8_t>(n_id)};
   uint8_t entry[2] = {static_cast<uint8_t>(entry_no >> 8),
                       static_cast<uint8_t>(entry_no)};
-  Digest d = Sha256({id, kedk_public, entry});
+  Digest d = Sha256({id, kedk_public, entry, salt});
   SecretBytes ntag(d);
   WipeArray(d);
   return ntag;

@@ -216,8 +216,9 @@ TEST(Registration, KeysDifferPerDirectionAndNode) {
 
 TEST(Registration, NtagIsSha256OfIdKedkAndEntry) {
   Bytes kedk = {1, 2, 3};
-  SecretBytes ntag = ComputeNtag(0x01020304, kedk, 0x0506);
-  Bytes expect_in = {1, 2, 3, 4, 1, 2, 3, 5, 6};
+  Bytes salt = {9, 9};
+  SecretBytes ntag = ComputeNtag(0x01020304, kedk, 0x0506, salt);
+  Bytes expect_in = {1, 2, 3, 4, 1, 2, 3, 5, 6, 9, 9};
   Digest d = Sha256({expect_in});
   EXPECT_TRUE(ConstantTimeEquals(ntag.span(), d));
 }
@@ -245,6 +246,14 @@ TEST(ReplayWindow, RestoredWindowTreatsEverythingBelowAsSeen) {
   w.Accept(503);
   EXPECT_TRUE(w.IsFresh(502));
   EXPECT_FALSE(w.IsFresh(500));
+}
+
+TEST(FrameCounter, StrictlyIncreasingAndAtLeastTime) {
+  FrameCounter c(100);
+  EXPECT_EQ(c.Next(50), 101u);
+  EXPECT_EQ(c.Next(50), 102u);
+  EXPECT_EQ(c.Next(5000), 5000u);
+  EXPECT_EQ(c.Next(4000), 5001u);
 }
 
 TEST(Topic, NamesAndPrefixes) {

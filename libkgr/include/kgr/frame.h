@@ -121,9 +121,29 @@ StatusOr<std::span<const uint8_t>> DecodeClearFrame(
 StatusOr<SymmetricKeys> RegistrationKeys(const SecretBytes& ntag, uint32_t n_id,
                                          FrameType direction);
 
-// NTAG = SHA-256(N_ID:u32 || KEDK_pub || entry_no:u16) (seed 3.5.1).
+// NTAG = SHA-256(N_ID:u32 || KEDK_pub || entry_no:u16 || salt) — the
+// seed's inputs (3.5.1) plus 32 fresh random bytes `salt` from the KS, so
+// that an NTAG cannot be recomputed by whoever learns the KEDK public key.
+inline constexpr size_t kNtagSaltSize = 32;
 SecretBytes ComputeNtag(uint32_t n_id, std::span<const uint8_t> kedk_public,
-                        uint16_t entry_no);
+                        uint16_t entry_no, std::span<const uint8_t> salt);
+
+// Per-sender frame counter: strictly increasing, and at least the current
+// time in microseconds, so a restarted sender never reuses a counter without
+// persisting one (as long as its clock does not step back past `floor`).
+// Not thread-safe.
+class FrameCounter {
+ public:
+  explicit FrameCounter(uint64_t floor = 0) : last_(floor) {}
+  uint64_t Next(uint64_t now_us) {
+    last_ = now_us > last_ ? now_us : last_ + 1;
+    return last_;
+  }
+  uint64_t last() const { return last_; }
+
+ private:
+  uint64_t last_;
+};
 
 // ---- Bodies (plaintext of each frame type) ----
 // Each has kType, EncodeTo (appends to `out`) and Parse (strict: exact

@@ -23,6 +23,10 @@ namespace kgr {
 
 inline constexpr size_t kTopicIdSize = 10;
 using TopicId = std::array<uint8_t, kTopicIdSize>;
+// A topic field that may be unset (the seed's "empty" TOPIC4, say).
+using Topic = std::optional<TopicId>;
+inline constexpr size_t kTopicSize = kTopicIdSize;
+using TopicBytes = TopicId;
 
 inline constexpr char kDefaultTopicPrefix[] = "kgr";
 inline constexpr char kKsIdentity[] = "ks";

@@ -1,0 +1,293 @@
+// kgr-ac: the Authorization Centre's operator commands.
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "kgr/ac_client.h"
+#include "kgr/cli.h"
+#include "kgr/cms.h"
+#include "kgr/credentials.h"
+#include "kgr/mqtt.h"
+
+namespace kgr {
+namespace {
+
+constexpr char kUsage[] = R"(kgr-ac: the Authorization Centre of a Key Exchange Domain.
+
+usage: kgr-ac <command> [flags]
+
+commands:
+  authorize --out FILE [--peers ID,ID...]
+           ask the KS to authorize a new node (it draws N_ID and NTAG) that
+           may pair with the given nodes; write the node's credential file
+           (mode 0600: N_ID, NTAG, BA, CA and a broker client certificate
+           issued with the CA key)
+  peers --node ID --peers ID,ID... [--withdraw] [--out FILE]
+           allow (or withdraw) pairs at the KS; with --out also write the
+           node's peer list file for `kgr-node peers`
+  list     the nodes the KS knows, their state and allowed peers
+
+flags (each overrides the JSON config file's key in brackets):
+  --config FILE        JSON config file
+  --broker HOST:PORT   [broker] MQTT broker (also written into credentials)
+  --ca FILE            [tls.ca_file] KED CA certificate (PEM)
+  --cert FILE          [tls.cert_file] AC certificate (PEM, CN=ac, OU=kgr-ac)
+  --key FILE           [tls.key_file] AC private key (PEM)
+  --ks-cert FILE       [ks_cert_file] the KS certificate (requests are
+                       encrypted to it)
+  --ca-key FILE        [ca_key_file] CA private key, to issue node
+                       certificates (authorize)
+  --cert-days N        [cert_days] node certificate lifetime (default 365)
+  --topic-prefix P     [topic_prefix] default "kgr"
+  --timeout-ms N       [timeout_ms] wait for the KS (default 10000)
+  --log-level L        [log_level]
+  --json               list: print JSON
+  --help
+
+exit codes: 0 ok, 1 failed, 2 usage or config error, 3 broker or KS
+unavailable or timeout, 4 refused by the KS.
+)";
+
+struct Settings {
+  std::string broker, ca, cert, key, ks_cert, ca_key, prefix, log_level;
+  int cert_days = 365;
+  int timeout_ms = 10000;
+};
+
+StatusOr<std::vector<uint32_t>> ParseIdList(const std::string& text) {
+  std::vector<uint32_t> ids;
+  std::stringstream ss(text);
+  std::string part;
+  while (std::getline(ss, part, ',')) {
+    if (part.empty()) continue;
+    KGR_ASSIGN_OR_RETURN(uint32_t id, ParseNodeId(part));
+    ids.push_back(id);
+  }
+  return ids;
+}
+
+StatusOr<std::string> ReadText(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return NotFoundError("cannot read " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A connected AC session: transport + client on an event loop.
+class Session {
+ public:
+  static StatusOr<std::unique_ptr<Session>> Open(const Settings& s) {
+    std::unique_ptr<Session> x(new Session());
+    KGR_ASSIGN_OR_RETURN(x->cms_, CmsEndpoint::Load(s.ca, s.cert, s.key));
+    KGR_ASSIGN_OR_RETURN(Bytes ks_der, LoadCertificateDer(s.ks_cert));
+    MqttOptions mo;
+    KGR_RETURN_IF_ERROR(SplitHostPort(s.broker, &mo.host, &mo.port));
+    mo.ca_file = s.ca;
+    mo.cert_file = s.cert;
+    mo.key_file = s.key;
+    KGR_ASSIGN_OR_RETURN(x->transport_, NewMqttTransport(mo));
+    x->client_ = std::make_unique<AcClient>(*x->transport_, *x->cms_,
+                                            std::move(ks_der), *SystemClock(),
+                                            s.prefix);
+    Session* self = x.get();
+    x->transport_->SetHandler([self](const std::string& t, Bytes p) {
+      self->loop_.Post([self, t, p = std::move(p)] {
+        self->client_->HandleMessage(t, p);
+      });
+    });
+    KGR_RETURN_IF_ERROR(x->transport_->Connect());
+    KGR_RETURN_IF_ERROR(x->client_->Start());
+    x->timeout_ms_ = s.timeout_ms;
+    return x;
+  }
+  ~Session() {
+    if (transport_) (void)transport_->Disconnect();
+  }
+  AcClient& client() { return *client_; }
+  // Runs the loop until `done` or the timeout.
+  Status Wait(const bool& done) {
+    if (!loop_.RunUntil([&] { return done; }, nullptr, timeout_ms_)) {
+      return DeadlineExceededError("the key server did not answer within " +
+                                   std::to_string(timeout_ms_) + " ms");
+    }
+    return OkStatus();
+  }
+
+ private:
+  Session() = default;
+  EventLoop loop_;
+  std::unique_ptr<CmsEndpoint> cms_;
+  std::unique_ptr<Transport> transport_;
+  std::unique_ptr<AcClient> client_;
+  int timeout_ms_ = 10000;
+};
+
+Status CmdAuthorize(const Settings& s, const Flags& f) {
+  if (!f.values.count("out")) return InvalidArgumentError("authorize needs --out FILE");
+  std::vector<uint32_t> peers;
+  if (f.values.count("peers")) {
+    KGR_ASSIGN_OR_RETURN(peers, ParseIdList(f.values.at("peers")));
+  }
+  if (s.ca_key.empty()) return InvalidArgumentError("authorize needs --ca-key");
+  KGR_ASSIGN_OR_RETURN(std::string ca_pem, ReadText(s.ca));
+  KGR_ASSIGN_OR_RETURN(auto session, Session::Open(s));
+  bool done = false;
+  StatusOr<AcAuthorizeAns> result = InternalError("no answer");
+  session->client().Authorize(peers, [&](StatusOr<AcAuthorizeAns> r) {
+    result = std::move(r);
+    done = true;
+  });
+  KGR_RETURN_IF_ERROR(session->Wait(done));
+  if (!result.ok()) return result.status();
+  KGR_ASSIGN_OR_RETURN(
+      IssuedCertificate cert,
+      IssueNodeCertificate(s.ca, s.ca_key, result->n_id, s.cert_days));
+  Credentials c;
+  c.n_id = result->n_id;
+  c.ntag = std::move(result->ntag);
+  c.broker_address = s.broker;
+  c.topic_prefix = s.prefix;
+  c.ks_n_id = result->ks_n_id;
+  c.ca_pem = ca_pem;
+  c.cert_pem = cert.cert_pem;
+  c.key_pem = std::move(cert.key_pem);
+  KGR_RETURN_IF_ERROR(
+      WriteCredentialFile(*DefaultFileSystem(), f.values.at("out"), c));
+  std::printf("authorized node %s (entry %u); credentials in %s\n",
+              FormatNodeId(c.n_id).c_str(), result->entry_no,
+              f.values.at("out").c_str());
+  return OkStatus();
+}
+
+Status CmdPeers(const Settings& s, const Flags& f) {
+  if (!f.values.count("node") || !f.values.count("peers")) {
+    return InvalidArgumentError("peers needs --node ID and --peers ID,ID");
+  }
+  KGR_ASSIGN_OR_RETURN(uint32_t node, ParseNodeId(f.values.at("node")));
+  KGR_ASSIGN_OR_RETURN(auto peers, ParseIdList(f.values.at("peers")));
+  bool allow = !f.Has("withdraw");
+  KGR_ASSIGN_OR_RETURN(auto session, Session::Open(s));
+  bool done = false;
+  Status result;
+  session->client().SetPeers(node, allow, peers, [&](Status st) {
+    result = st;
+    done = true;
+  });
+  KGR_RETURN_IF_ERROR(session->Wait(done));
+  KGR_RETURN_IF_ERROR(result);
+  if (f.values.count("out")) {
+    // The node's full list as the KS now has it.
+    bool listed = false;
+    StatusOr<AcListAns> list = InternalError("no answer");
+    session->client().List([&](StatusOr<AcListAns> r) {
+      list = std::move(r);
+      listed = true;
+    });
+    KGR_RETURN_IF_ERROR(session->Wait(listed));
+    if (!list.ok()) return list.status();
+    std::vector<uint32_t> all;
+    for (const auto& e : list->nodes) {
+      if (e.n_id == node) all = e.peers;
+    }
+    KGR_RETURN_IF_ERROR(
+        WritePeerList(*DefaultFileSystem(), f.values.at("out"), all));
+  }
+  std::printf("%s %zu peer(s) of %s\n", allow ? "allowed" : "withdrew",
+              peers.size(), FormatNodeId(node).c_str());
+  return OkStatus();
+}
+
+Status CmdList(const Settings& s, bool as_json) {
+  KGR_ASSIGN_OR_RETURN(auto session, Session::Open(s));
+  bool done = false;
+  StatusOr<AcListAns> list = InternalError("no answer");
+  session->client().List([&](StatusOr<AcListAns> r) {
+    list = std::move(r);
+    done = true;
+  });
+  KGR_RETURN_IF_ERROR(session->Wait(done));
+  if (!list.ok()) return list.status();
+  static const char* kStates[] = {"?", "authorized", "registered", "revoked"};
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto& e : list->nodes) {
+    nlohmann::json peers = nlohmann::json::array();
+    for (uint32_t p : e.peers) peers.push_back(FormatNodeId(p));
+    j.push_back({{"n_id", FormatNodeId(e.n_id)},
+                 {"state", kStates[e.state < 4 ? e.state : 0]},
+                 {"peers", peers}});
+  }
+  if (as_json) {
+    std::cout << j.dump(2) << "\n";
+  } else {
+    for (const auto& n : j) {
+      std::cout << n["n_id"].get<std::string>() << "  "
+                << n["state"].get<std::string>() << "  peers:";
+      for (const auto& p : n["peers"]) std::cout << " " << p.get<std::string>();
+      std::cout << "\n";
+    }
+  }
+  return OkStatus();
+}
+
+int Main(int argc, char** argv) {
+  auto flags = ParseFlags(
+      argc, argv,
+      {"config", "broker", "ca", "cert", "key", "ks-cert", "ca-key",
+       "cert-days", "topic-prefix", "timeout-ms", "log-level", "out", "peers",
+       "node"},
+      {"help", "json", "withdraw"});
+  if (!flags.ok() || flags->Has("help") || flags->command.empty()) {
+    if (!flags.ok()) std::fprintf(stderr, "kgr-ac: %s\n\n", flags.status().message().c_str());
+    std::fputs(kUsage, flags.ok() && flags->Has("help") ? stdout : stderr);
+    return flags.ok() && flags->Has("help") ? kExitOk : kExitUsage;
+  }
+  auto config = LoadJsonConfig(flags->values.count("config")
+                                   ? flags->values.at("config")
+                                   : std::string());
+  if (!config.ok()) {
+    std::fprintf(stderr, "kgr-ac: %s\n", config.status().ToString().c_str());
+    return kExitUsage;
+  }
+  const Flags& f = *flags;
+  Settings s;
+  s.broker = Setting(f, *config, "broker", "broker", "127.0.0.1:8883");
+  s.ca = Setting(f, *config, "ca", "tls.ca_file", "");
+  s.cert = Setting(f, *config, "cert", "tls.cert_file", "");
+  s.key = Setting(f, *config, "key", "tls.key_file", "");
+  s.ks_cert = Setting(f, *config, "ks-cert", "ks_cert_file", "");
+  s.ca_key = Setting(f, *config, "ca-key", "ca_key_file", "");
+  s.prefix = Setting(f, *config, "topic-prefix", "topic_prefix", kDefaultTopicPrefix);
+  s.log_level = Setting(f, *config, "log-level", "log_level", "info");
+  try {
+    s.cert_days = std::stoi(Setting(f, *config, "cert-days", "cert_days", "365"));
+    s.timeout_ms = std::stoi(Setting(f, *config, "timeout-ms", "timeout_ms", "10000"));
+  } catch (const std::exception&) {
+    std::fprintf(stderr, "kgr-ac: cert_days and timeout_ms must be numbers\n");
+    return kExitUsage;
+  }
+  SetupLogging(s.log_level);
+  Status st;
+  if (f.command == "authorize") {
+    st = CmdAuthorize(s, f);
+  } else if (f.command == "peers") {
+    st = CmdPeers(s, f);
+  } else if (f.command == "list") {
+    st = CmdList(s, f.Has("json"));
+  } else {
+    std::fprintf(stderr, "kgr-ac: unknown command '%s'\n\n%s", f.command.c_str(), kUsage);
+    return kExitUsage;
+  }
+  if (!st.ok()) {
+    std::fprintf(stderr, "kgr-ac %s: %s\n", f.command.c_str(), st.ToString().c_str());
+  }
+  return ExitCodeFor(st);
+}
+
+}  // namespace
+}  // namespace kgr
+
+int main(int argc, char** argv) { return kgr::Main(argc, argv); }

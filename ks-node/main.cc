@@ -1,0 +1,327 @@
+// kgr-ks: the Key Server daemon and its operator commands.
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "kgr/cli.h"
+#include "kgr/cms.h"
+#include "kgr/control.h"
+#include "kgr/credentials.h"
+#include "kgr/key_server.h"
+#include "kgr/mqtt.h"
+#include "kgr/store.h"
+#include "kgr/tpm.h"
+
+namespace kgr {
+namespace {
+
+constexpr char kUsage[] = R"(kgr-ks: the Key Server of a Key Exchange Domain.
+
+usage: kgr-ks <command> [flags]
+
+commands:
+  init     create the local trust structure (SRK, ANK, KEDK) and the KS's own
+           data (N_ID, NK/NKsign, BA, TOPIC1) in the TPM; idempotent
+  run      serve: registration, session keys, renewals, AC requests, until
+           SIGTERM/SIGINT
+  status   registered nodes, pending keys, NV writes (asks the running
+           daemon, or reads the files if none runs)
+
+flags (each overrides the JSON config file's key in brackets):
+  --config FILE        JSON config file
+  --state-dir DIR      [state_dir] node_desc, gen_keys, NV auth, socket
+  --tcti TCTI          [tcti] TPM TCTI, e.g. swtpm:host=127.0.0.1,port=2321,
+                       or "none" for the software store (no TPM: testing
+                       only). Default: $KGR_TCTI, else device:/dev/tpmrm0
+  --broker HOST:PORT   [broker] MQTT broker address (BA)
+  --ca FILE            [tls.ca_file] KED CA certificate (PEM)
+  --cert FILE          [tls.cert_file] KS certificate (PEM, CN=ks, OU=kgr-ks)
+  --key FILE           [tls.key_file] KS private key (PEM)
+  --topic-prefix P     [topic_prefix] default "kgr"
+  --gen-key-ttl-ms N   [gen_key_ttl_ms] purge unconfirmed keys after N ms
+  --log-level L        [log_level] debug, info, warn, error
+  --json               status: print JSON
+  --help
+
+exit codes: 0 ok, 1 failed, 2 usage or config error, 3 broker/TPM/daemon
+unavailable or timeout, 4 refused.
+)";
+
+struct Settings {
+  std::string state_dir, tcti, broker, ca, cert, key, prefix, log_level;
+  uint64_t gen_key_ttl_ms = 60'000;
+};
+
+StatusOr<Settings> LoadSettings(const Flags& f) {
+  KGR_ASSIGN_OR_RETURN(nlohmann::json c,
+                       LoadJsonConfig(f.values.count("config")
+                                          ? f.values.at("config")
+                                          : std::string()));
+  Settings s;
+  s.state_dir = Setting(f, c, "state-dir", "state_dir", "");
+  s.tcti = ResolveTcti(Setting(f, c, "tcti", "tcti", ""));
+  s.broker = Setting(f, c, "broker", "broker", "127.0.0.1:8883");
+  s.ca = Setting(f, c, "ca", "tls.ca_file", "");
+  s.cert = Setting(f, c, "cert", "tls.cert_file", "");
+  s.key = Setting(f, c, "key", "tls.key_file", "");
+  s.prefix = Setting(f, c, "topic-prefix", "topic_prefix", kDefaultTopicPrefix);
+  s.log_level = Setting(f, c, "log-level", "log_level", "info");
+  try {
+    s.gen_key_ttl_ms =
+        std::stoull(Setting(f, c, "gen-key-ttl-ms", "gen_key_ttl_ms", "60000"));
+  } catch (const std::exception&) {
+    return InvalidArgumentError("gen_key_ttl_ms must be a number");
+  }
+  if (s.state_dir.empty()) {
+    return InvalidArgumentError("no state directory: --state-dir or state_dir");
+  }
+  return s;
+}
+
+StatusOr<std::unique_ptr<Tpm>> OpenTpmFor(const Settings& s) {
+  ::mkdir(s.state_dir.c_str(), 0700);
+  TpmOptions o;
+  o.tcti = s.tcti;
+  o.state_dir = s.state_dir;
+  return OpenTpm(o);
+}
+
+struct Stores {
+  std::unique_ptr<NodeDescStore> nodes;
+  std::unique_ptr<GenKeysStore> gen_keys;
+};
+
+StatusOr<Stores> OpenStores(const Settings& s, const OwnData& own) {
+  Stores st;
+  KGR_ASSIGN_OR_RETURN(
+      st.nodes, NodeDescStore::Open(*DefaultFileSystem(),
+                                    s.state_dir + "/node_desc", own.nk,
+                                    own.identity.n_id));
+  KGR_ASSIGN_OR_RETURN(
+      st.gen_keys, GenKeysStore::Open(*DefaultFileSystem(),
+                                      s.state_dir + "/gen_keys", own.nk,
+                                      own.identity.n_id));
+  return st;
+}
+
+const char* StateName(uint8_t s) {
+  switch (s) {
+    case 1: return "authorized";
+    case 2: return "registered";
+    case 3: return "revoked";
+  }
+  return "unknown";
+}
+
+nlohmann::json StatusJson(const KeyServer* ks, const NodeDescStore& nodes,
+                          const GenKeysStore& gen_keys, uint32_t n_id,
+                          const TpmCounters& tpm) {
+  nlohmann::json j;
+  j["ks_n_id"] = FormatNodeId(n_id);
+  nlohmann::json list = nlohmann::json::array();
+  nodes.ForEach([&](const NodeDesc& d) {
+    nlohmann::json peers = nlohmann::json::array();
+    for (uint32_t p : d.allowed_peers) peers.push_back(FormatNodeId(p));
+    list.push_back({{"n_id", FormatNodeId(d.n_id)},
+                    {"state", StateName(static_cast<uint8_t>(d.state))},
+                    {"entry", d.entry_no},
+                    {"peers", peers}});
+  });
+  j["nodes"] = list;
+  nlohmann::json pending = nlohmann::json::array();
+  gen_keys.ForEach([&](const GenKey& g) {
+    char id[17];
+    std::snprintf(id, sizeof id, "%016llx",
+                  static_cast<unsigned long long>(g.request_id));
+    pending.push_back({{"request_id", id},
+                       {"n_id1", FormatNodeId(g.n_id1)},
+                       {"n_id2", FormatNodeId(g.n_id2)},
+                       {"step", g.step},
+                       {"renewal", g.renewal},
+                       {"ctime_unix_ms", g.ctime_unix_ms}});
+  });
+  j["pending_keys"] = pending;
+  j["corrupt_records"] = nodes.corrupt_records().size() +
+                         gen_keys.corrupt_records().size();
+  j["nv_writes"] = tpm.nv_writes;
+  j["tpm_commands"] = tpm.tpm_commands;
+  if (ks != nullptr) {
+    const KeyServerStats& s = ks->stats();
+    j["since_start"] = {{"registrations", s.registrations},
+                        {"keys_issued", s.keys_issued},
+                        {"keys_confirmed", s.keys_confirmed},
+                        {"keys_purged", s.keys_purged},
+                        {"refused_requests", s.refused_requests},
+                        {"dropped_frames", s.dropped_frames},
+                        {"authorizations", s.authorizations}};
+  }
+  return j;
+}
+
+void PrintStatus(const nlohmann::json& j, bool as_json) {
+  if (as_json) {
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  std::cout << "key server " << j["ks_n_id"].get<std::string>() << "\n";
+  std::cout << "nodes: " << j["nodes"].size() << "\n";
+  for (const auto& n : j["nodes"]) {
+    std::cout << "  " << n["n_id"].get<std::string>() << "  "
+              << n["state"].get<std::string>() << "  peers:";
+    for (const auto& p : n["peers"]) std::cout << " " << p.get<std::string>();
+    std::cout << "\n";
+  }
+  std::cout << "pending keys (gen_keys): " << j["pending_keys"].size() << "\n";
+  for (const auto& g : j["pending_keys"]) {
+    std::cout << "  " << g["n_id1"].get<std::string>() << " -> "
+              << g["n_id2"].get<std::string>() << "  step "
+              << g["step"].get<int>() << "\n";
+  }
+  std::cout << "corrupt records: " << j["corrupt_records"] << "\n";
+  std::cout << "NV writes (this process): " << j["nv_writes"] << "\n";
+  if (j.contains("since_start")) {
+    std::cout << "since start: " << j["since_start"].dump() << "\n";
+  }
+}
+
+Status CmdInit(const Settings& s) {
+  KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpmFor(s));
+  KGR_ASSIGN_OR_RETURN(OwnData own, InitKeyServer(*tpm, s.broker, s.prefix));
+  std::printf("ks initialized: n_id=%s nv_writes=%llu\n",
+              FormatNodeId(own.identity.n_id).c_str(),
+              static_cast<unsigned long long>(tpm->counters().nv_writes));
+  return OkStatus();
+}
+
+Status CmdStatus(const Settings& s, bool as_json) {
+  auto remote = ControlCall(s.state_dir + "/control.sock",
+                            {{"cmd", "status"}}, 5000);
+  if (remote.ok()) {
+    PrintStatus(*remote, as_json);
+    return OkStatus();
+  }
+  KGR_ASSIGN_OR_RETURN(auto lock, DirLock::Acquire(s.state_dir + "/lock"));
+  KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpmFor(s));
+  KGR_ASSIGN_OR_RETURN(OwnData own, LoadOwnData(*tpm));
+  KGR_ASSIGN_OR_RETURN(Stores st, OpenStores(s, own));
+  PrintStatus(StatusJson(nullptr, *st.nodes, *st.gen_keys, own.identity.n_id,
+                         tpm->counters()),
+              as_json);
+  return OkStatus();
+}
+
+Status CmdRun(const Settings& s) {
+  EventLoop loop;
+  StopLoopOnSignals(loop);
+  KGR_ASSIGN_OR_RETURN(auto lock, DirLock::Acquire(s.state_dir + "/lock"));
+  KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpmFor(s));
+  auto loaded = LoadOwnData(*tpm);
+  if (!loaded.ok()) return loaded.status().Annotate("run `kgr-ks init` first");
+  OwnData own = std::move(*loaded);
+  if (own.identity.role != Role::kKeyServer) {
+    return FailedPreconditionError("the TPM holds an N node identity");
+  }
+  KGR_ASSIGN_OR_RETURN(Bytes kedk, tpm->KedkPublic());
+  KGR_RETURN_IF_ERROR(MixTpmEntropy(*tpm));
+  KGR_ASSIGN_OR_RETURN(Stores st, OpenStores(s, own));
+  for (const auto& bad : st.nodes->corrupt_records()) {
+    spdlog::error("ks: node_desc record {} is corrupt and ignored: {}",
+                  bad.index, bad.status.message());
+  }
+  KGR_ASSIGN_OR_RETURN(auto cms, CmsEndpoint::Load(s.ca, s.cert, s.key));
+  MqttOptions mo;
+  KGR_RETURN_IF_ERROR(SplitHostPort(s.broker, &mo.host, &mo.port));
+  mo.ca_file = s.ca;
+  mo.cert_file = s.cert;
+  mo.key_file = s.key;
+  mo.client_id = "ks";
+  KGR_ASSIGN_OR_RETURN(auto transport, NewMqttTransport(mo));
+  KeyServerOptions ko;
+  ko.gen_key_ttl_ms = s.gen_key_ttl_ms;
+  KeyServer ks(std::move(own), std::move(kedk), *transport, *st.nodes,
+               *st.gen_keys, cms.get(), *SystemClock(), ko);
+  transport->SetHandler([&](const std::string& topic, Bytes payload) {
+    if (!loop.Post([&ks, topic, p = std::move(payload)] {
+          ks.HandleMessage(topic, p);
+        })) {
+      spdlog::warn("ks: queue full, message dropped");
+    }
+  });
+  KGR_RETURN_IF_ERROR(transport->Connect());
+  KGR_RETURN_IF_ERROR(ks.Start());
+  Tpm* tpm_ptr = tpm.get();
+  KGR_ASSIGN_OR_RETURN(
+      auto control,
+      ControlServer::Start(
+          s.state_dir + "/control.sock",
+          [&](nlohmann::json req, ControlServer::Respond respond) {
+            bool posted = loop.Post([&, req, respond] {
+              if (req.value("cmd", "") == "status") {
+                respond(StatusJson(&ks, *st.nodes, *st.gen_keys, ks.n_id(),
+                                   tpm_ptr->counters()));
+              } else {
+                respond({{"ok", false}, {"error", "unknown command"}});
+              }
+            });
+            if (!posted) respond({{"ok", false}, {"error", "busy"}});
+          }));
+  std::printf("kgr-ks ready: n_id=%s nodes=%zu\n",
+              FormatNodeId(ks.n_id()).c_str(), st.nodes->size());
+  std::fflush(stdout);
+  uint64_t last_purge = 0;
+  loop.Run([&] {
+    uint64_t now = SystemClock()->NowMonotonicMillis();
+    if (now - last_purge >= 1000) {
+      ks.Tick();
+      last_purge = now;
+    }
+  });
+  control->Stop();
+  Status d = transport->Disconnect();
+  if (!d.ok()) spdlog::warn("ks: disconnect: {}", d.ToString());
+  spdlog::info("ks: stopped");
+  return OkStatus();
+}
+
+int Main(int argc, char** argv) {
+  auto flags = ParseFlags(
+      argc, argv,
+      {"config", "state-dir", "tcti", "broker", "ca", "cert", "key",
+       "topic-prefix", "gen-key-ttl-ms", "log-level"},
+      {"help", "json"});
+  if (!flags.ok() || flags->Has("help") || flags->command.empty()) {
+    if (!flags.ok()) std::fprintf(stderr, "kgr-ks: %s\n\n", flags.status().message().c_str());
+    std::fputs(kUsage, flags.ok() && flags->Has("help") ? stdout : stderr);
+    return flags.ok() && flags->Has("help") ? kExitOk : kExitUsage;
+  }
+  auto settings = LoadSettings(*flags);
+  if (!settings.ok()) {
+    std::fprintf(stderr, "kgr-ks: %s\n", settings.status().ToString().c_str());
+    return kExitUsage;
+  }
+  SetupLogging(settings->log_level);
+  Status st;
+  if (flags->command == "init") {
+    st = CmdInit(*settings);
+  } else if (flags->command == "run") {
+    st = CmdRun(*settings);
+  } else if (flags->command == "status") {
+    st = CmdStatus(*settings, flags->Has("json"));
+  } else {
+    std::fprintf(stderr, "kgr-ks: unknown command '%s'\n\n%s",
+                 flags->command.c_str(), kUsage);
+    return kExitUsage;
+  }
+  if (!st.ok()) {
+    std::fprintf(stderr, "kgr-ks %s: %s\n", flags->command.c_str(),
+                 st.ToString().c_str());
+  }
+  return ExitCodeFor(st);
+}
+
+}  // namespace
+}  // namespace kgr
+
+int main(int argc, char** argv) { return kgr::Main(argc, argv); }

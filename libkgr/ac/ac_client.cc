@@ -1,0 +1,121 @@
+#include "kgr/ac_client.h"
+
+#include <spdlog/spdlog.h>
+
+namespace kgr {
+namespace {
+
+Status FromAnswerStatus(uint8_t code, std::string_view what) {
+  if (code == 0) return OkStatus();
+  return Status(static_cast<StatusCode>(code),
+                "the key server refused the " + std::string(what));
+}
+
+}  // namespace
+
+AcClient::AcClient(Transport& transport, const CmsEndpoint& me,
+                   Bytes ks_cert_der, Clock& clock, std::string topic_prefix)
+    : transport_(transport),
+      me_(me),
+      ks_cert_der_(std::move(ks_cert_der)),
+      clock_(clock),
+      prefix_(std::move(topic_prefix)) {}
+
+Status AcClient::Start() { return transport_.Subscribe(prefix_ + "/ac/replies"); }
+
+void AcClient::Send(FrameType type, const Bytes& body, Raw done) {
+  auto id = RandomU64();
+  if (!id.ok()) return done(id.status());
+  FrameHeader h;
+  h.type = type;
+  h.sender = 0;
+  h.counter = counter_.Next(clock_.NowUnixMicros());
+  h.request_id = *id;
+  auto clear = EncodeClearFrame(h, body);
+  if (!clear.ok()) return done(clear.status());
+  auto sealed = me_.SignAndEncrypt(*clear, ks_cert_der_);
+  if (!sealed.ok()) return done(sealed.status());
+  pending_.emplace(*id, std::move(done));
+  Status st = transport_.Publish(AcRequestTopic(prefix_), *sealed);
+  if (!st.ok()) {
+    auto cb = std::move(pending_.at(*id));
+    pending_.erase(*id);
+    cb(st);
+  }
+}
+
+void AcClient::HandleMessage(const std::string& topic, const Bytes& payload) {
+  if (topic != prefix_ + "/ac/replies") return;
+  auto opened = me_.DecryptAndVerify(payload);
+  if (!opened.ok()) {
+    spdlog::warn("ac: dropped reply: {}", opened.status().message());
+    return;
+  }
+  if (opened->second.organizational_unit != "kgr-ks") {
+    spdlog::warn("ac: dropped reply signed by {} (not the KS)",
+                 opened->second.common_name);
+    return;
+  }
+  FrameHeader h;
+  auto body = DecodeClearFrame(opened->first.span(), &h);
+  if (!body.ok()) return;
+  if (!ks_window_.IsFresh(h.counter)) {
+    spdlog::warn("ac: dropped replayed reply");
+    return;
+  }
+  ks_window_.Accept(h.counter);
+  auto it = pending_.find(h.request_id);
+  if (it == pending_.end()) return;  // another AC process's answer
+  Raw cb = std::move(it->second);
+  pending_.erase(it);
+  cb(std::make_pair(h.type, SecretBytes(*body)));
+}
+
+void AcClient::Authorize(std::vector<uint32_t> peers,
+                         std::function<void(StatusOr<AcAuthorizeAns>)> done) {
+  Bytes body;
+  AcAuthorizeReq{std::move(peers)}.EncodeTo(&body);
+  Send(FrameType::kAcAuthorizeReq, body,
+       [done](StatusOr<std::pair<FrameType, SecretBytes>> r) {
+         if (!r.ok()) return done(r.status());
+         if (r->first != FrameType::kAcAuthorizeAns) {
+           return done(InternalError("unexpected answer type"));
+         }
+         auto ans = AcAuthorizeAns::Parse(r->second.span());
+         if (!ans.ok()) return done(ans.status());
+         Status st = FromAnswerStatus(ans->status, "authorization");
+         if (!st.ok()) return done(st);
+         done(std::move(*ans));
+       });
+}
+
+void AcClient::SetPeers(uint32_t n_id, bool allow, std::vector<uint32_t> peers,
+                        std::function<void(Status)> done) {
+  Bytes body;
+  AcPeersReq{n_id, static_cast<uint8_t>(allow ? 1 : 0), std::move(peers)}
+      .EncodeTo(&body);
+  Send(FrameType::kAcPeersReq, body,
+       [done](StatusOr<std::pair<FrameType, SecretBytes>> r) {
+         if (!r.ok()) return done(r.status());
+         auto ans = AcPeersAns::Parse(r->second.span());
+         if (r->first != FrameType::kAcPeersAns || !ans.ok()) {
+           return done(InternalError("unexpected answer"));
+         }
+         done(FromAnswerStatus(ans->status, "peer list"));
+       });
+}
+
+void AcClient::List(std::function<void(StatusOr<AcListAns>)> done) {
+  Send(FrameType::kAcListReq, {},
+       [done](StatusOr<std::pair<FrameType, SecretBytes>> r) {
+         if (!r.ok()) return done(r.status());
+         if (r->first != FrameType::kAcListAns) {
+           return done(InternalError("unexpected answer type"));
+         }
+         auto ans = AcListAns::Parse(r->second.span());
+         if (!ans.ok()) return done(ans.status());
+         done(std::move(*ans));
+       });
+}
+
+}  // namespace kgr

@@ -1,0 +1,67 @@
+// AcClient: the Authorization Centre's side of its exchanges with the KS
+// (seed 4.3, 4.6): authorize a node, allow or withdraw pairs, list nodes.
+// Requests are clear frames signed by the AC's certificate and encrypted to
+// the KS's certificate (CMS, see cms.h), over MQTT: the broker never sees an
+// NTAG. Answers come back the same way on <prefix>/ac/replies.
+//
+// Thread safety: none; call from one thread (an EventLoop).
+#ifndef KGR_AC_CLIENT_H_
+#define KGR_AC_CLIENT_H_
+
+#include <functional>
+#include <map>
+#include <string>
+
+#include "kgr/clock.h"
+#include "kgr/cms.h"
+#include "kgr/frame.h"
+#include "kgr/transport.h"
+
+namespace kgr {
+
+class AcClient {
+ public:
+  // References must outlive the client.
+  AcClient(Transport& transport, const CmsEndpoint& me, Bytes ks_cert_der,
+           Clock& clock, std::string topic_prefix);
+
+  Status Start();  // subscribes <prefix>/ac/replies
+  void HandleMessage(const std::string& topic, const Bytes& payload);
+
+  // Each callback runs once, with the KS's answer (status field checked:
+  // a refusal comes back as a Status).
+  void Authorize(std::vector<uint32_t> peers,
+                 std::function<void(StatusOr<AcAuthorizeAns>)> done);
+  void SetPeers(uint32_t n_id, bool allow, std::vector<uint32_t> peers,
+                std::function<void(Status)> done);
+  void List(std::function<void(StatusOr<AcListAns>)> done);
+
+  size_t pending() const { return pending_.size(); }
+
+ private:
+  using Raw = std::function<void(StatusOr<std::pair<FrameType, SecretBytes>>)>;
+  void Send(FrameType type, const Bytes& body, Raw done);
+
+  Transport& transport_;
+  const CmsEndpoint& me_;
+  Bytes ks_cert_der_;
+  Clock& clock_;
+  std::string prefix_;
+  FrameCounter counter_;
+  ReplayWindow ks_window_;
+  std::map<uint64_t, Raw> pending_;
+};
+
+// A node's broker client certificate: CN "n<8 hex>", OU kgr-node,
+// clientAuth, EC P-256, signed by the KED CA.
+struct IssuedCertificate {
+  std::string cert_pem;
+  SecretBytes key_pem;
+};
+StatusOr<IssuedCertificate> IssueNodeCertificate(const std::string& ca_cert_file,
+                                                 const std::string& ca_key_file,
+                                                 uint32_t n_id, int days);
+
+}  // namespace kgr
+
+#endif  // KGR_AC_CLIENT_H_

@@ -1,0 +1,128 @@
+// KeyServer: the KS side of every KGR procedure (seed 4.2, 4.3, 4.5, 4.7,
+// 4.9) over a Transport, with node_desc and gen_keys as protected record
+// files.
+//
+//   TOPIC0 (<prefix>/register)   nksk_key_req            -> nksk_key_ans
+//   TOPIC1 (<prefix>/ks/<id>)    nnsk_key_req            -> nnsk_key_ans + nnsk_not_req
+//                                nnsk_not_ans            -> nnsk_conf_req
+//                                nnsk_conf_ans           -> (gen_keys record deleted)
+//   <prefix>/ks/ac (CMS)         ac_authorize/peers/list -> <prefix>/ac/replies
+//
+// Every frame is checked in this order, cheapest first: size and header,
+// sender known and in a state that may send this type, replay window, MAC
+// (constant time), body. A frame that fails any check is dropped and logged
+// (type, sender, reason: never key material), as the seed says.
+//
+// Thread safety: none. Construct, Start() and call HandleMessage()/Tick()
+// from one thread (an EventLoop). Transport::Publish is thread-safe.
+#ifndef KGR_KEY_SERVER_H_
+#define KGR_KEY_SERVER_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "kgr/bytes.h"
+#include "kgr/clock.h"
+#include "kgr/cms.h"
+#include "kgr/frame.h"
+#include "kgr/own_data.h"
+#include "kgr/store.h"
+#include "kgr/transport.h"
+#include "kgr/tpm.h"
+
+namespace kgr {
+
+struct KeyServerOptions {
+  // A gen_keys record not confirmed within this time is purged (logged).
+  uint64_t gen_key_ttl_ms = 60'000;
+  // At most this many unconfirmed session keys at once (KS_ERROR busy).
+  size_t max_pending = 100'000;
+};
+
+struct KeyServerStats {
+  uint64_t registrations = 0;
+  uint64_t keys_issued = 0;
+  uint64_t keys_confirmed = 0;
+  uint64_t keys_purged = 0;
+  uint64_t dropped_frames = 0;
+  uint64_t refused_requests = 0;
+  uint64_t authorizations = 0;
+};
+
+class KeyServer {
+ public:
+  // References must outlive the KeyServer. `cms` may be null (then AC
+  // requests are ignored). `kedk_public` enters every new NTAG.
+  KeyServer(OwnData own, Bytes kedk_public, Transport& transport,
+            NodeDescStore& nodes, GenKeysStore& gen_keys,
+            const CmsEndpoint* cms, Clock& clock, KeyServerOptions options);
+
+  // Subscribes TOPIC0, TOPIC1 and the AC topic.
+  Status Start();
+  // One received MQTT message.
+  void HandleMessage(const std::string& topic, const Bytes& payload);
+  // Purges expired gen_keys records. Call periodically.
+  void Tick();
+
+  const KeyServerStats& stats() const { return stats_; }
+  uint32_t n_id() const { return own_.identity.n_id; }
+  std::string topic1() const;
+
+  // For `kgr-ks status` and the AC's list: a snapshot without secrets.
+  AcListAns ListNodes() const;
+
+  // The AC's requests once their CMS envelope is verified (seed 4.3, 4.6):
+  // authorize a new node (draws N_ID, computes NTAG, adds node_desc), and
+  // allow or withdraw pairs (symmetric).
+  Status AuthorizeNode(const AcAuthorizeReq& req, AcAuthorizeAns* ans);
+  Status SetPeers(const AcPeersReq& req);
+
+ private:
+  struct Peer;  // per-node replay window
+
+  void HandleRegistration(const Bytes& frame);
+  void HandleTopic1(const Bytes& frame);
+  void HandleKeyReq(const FrameHeader& h, const NodeDesc& n1,
+                    const NnskKeyReq& req);
+  void HandleNotAns(const FrameHeader& h, const NodeDesc& n2,
+                    const NnskNotAns& ans);
+  void HandleConfAns(const FrameHeader& h, const NodeDesc& n1,
+                     const NnskConfAns& ans);
+  void HandleAc(const Bytes& message);
+  Status SendKeyAndNotification(const GenKey& g, const NodeDesc& n1,
+                                const NodeDesc& n2);
+  Status SendConfReq(const GenKey& g, const NodeDesc& n1);
+  void SendError(const FrameHeader& h, const NodeDesc& n, KsErrorCode code);
+  template <typename Body>
+  Status SendToNode(const NodeDesc& node, uint64_t request_id, uint8_t flags,
+                    const Body& body);
+  void Drop(const FrameHeader* h, std::string_view reason);
+  ReplayWindow& WindowFor(const NodeDesc& n);
+
+  OwnData own_;
+  Bytes kedk_public_;
+  Transport& transport_;
+  NodeDescStore& nodes_;
+  GenKeysStore& gen_keys_;
+  const CmsEndpoint* cms_;
+  Clock& clock_;
+  KeyServerOptions options_;
+  FrameCounter counter_;
+  std::unordered_map<uint32_t, ReplayWindow> windows_;
+  ReplayWindow ac_window_;
+  KeyServerStats stats_;
+};
+
+// KS init (seed 4.2): creates the local trust structure (SRK, ANK, KEDK) and
+// the KS's own data (N_ID, NK/NKsign, BA, TOPIC1) in the TPM. Idempotent:
+// an initialized KS is left as it is (ALREADY_EXISTS is not returned; the
+// existing data is loaded and returned).
+StatusOr<OwnData> InitKeyServer(Tpm& tpm, const std::string& broker_address,
+                                const std::string& topic_prefix);
+
+}  // namespace kgr
+
+#endif  // KGR_KEY_SERVER_H_

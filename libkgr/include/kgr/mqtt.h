@@ -1,0 +1,58 @@
+// MQTT implementation of Transport (Paho C++ async client underneath; no
+// Paho type appears here). See docs/broker.md for the broker side.
+//
+// Session: MQTT 3.1.1, persistent session (clean_session=false) under
+// `client_id`, so QoS 1 messages published to us during a short disconnect
+// are queued by the broker. After every (re)connect the transport
+// resubscribes every topic it holds and sets TCP_NODELAY on its socket.
+#ifndef KGR_MQTT_H_
+#define KGR_MQTT_H_
+
+#include <memory>
+#include <string>
+
+#include "kgr/status.h"
+#include "kgr/transport.h"
+
+namespace kgr {
+
+struct MqttOptions {
+  std::string host = "127.0.0.1";
+  int port = 8883;
+  // TLS needs ca_file (PEM, the KED CA). cert_file and key_file (PEM) are
+  // both set (client certificate; the broker requires one) or both empty.
+  bool tls = true;
+  std::string ca_file, cert_file, key_file;
+  // Stable id of the persistent session; use the certificate CN. Empty: a
+  // random id (the session then lives only as long as this transport).
+  std::string client_id;
+  int keepalive_s = 30;
+  // Connect() gives up after this long (UNAVAILABLE).
+  int connect_timeout_ms = 5000;
+  // QoS of Publish and Subscribe: 0, 1 or 2. Transport's contract is 1.
+  int qos = 1;
+  // Automatic reconnect back-off bounds, in seconds (Paho's granularity).
+  int reconnect_min_s = 1;
+  int reconnect_max_s = 4;
+  // Publish() while the connection is down queues up to this many messages
+  // in memory (sent after reconnect); beyond it Publish returns
+  // RESOURCE_EXHAUSTED.
+  int max_buffered_messages = 1000;
+};
+
+// Validates `options` (INVALID_ARGUMENT, or NOT_FOUND for an unreadable
+// ca/cert/key file) and creates an unconnected transport.
+//
+// Errors of the returned transport: UNAVAILABLE when the broker cannot be
+// reached or the TLS handshake fails (wrong CA, no client certificate) or
+// Connect() times out; PERMISSION_DENIED when the broker refuses a
+// subscription (SUBACK 0x80) or the CONNECT; FAILED_PRECONDITION when not
+// connected yet; INVALID_ARGUMENT for a bad topic; RESOURCE_EXHAUSTED when
+// the offline/in-flight queue is full; INTERNAL for anything else Paho
+// reports. All methods are thread-safe; the handler runs on Paho's thread.
+StatusOr<std::unique_ptr<Transport>> NewMqttTransport(
+    const MqttOptions& options);
+
+}  // namespace kgr
+
+#endif  // KGR_MQTT_H_

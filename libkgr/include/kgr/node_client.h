@@ -1,0 +1,148 @@
+// NodeClient: the N node side of every KGR procedure (seed 4.4-4.9) and the
+// small API an application on a node uses to exchange protected data with a
+// peer (node_data_req/ans with the pair's NNSK/NNSKsign, replay-protected).
+//
+// Asynchronous: each request takes a completion callback, called exactly
+// once on the loop thread with the result (OK, or a Status saying why:
+// DEADLINE_EXCEEDED when the KS or the peer did not answer in time after
+// retries with exponential backoff and jitter, PERMISSION_DENIED when the
+// KS refused the pair, ...).
+//
+// Thread safety: none; call everything from one thread (an EventLoop).
+#ifndef KGR_NODE_CLIENT_H_
+#define KGR_NODE_CLIENT_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "kgr/clock.h"
+#include "kgr/credentials.h"
+#include "kgr/frame.h"
+#include "kgr/own_data.h"
+#include "kgr/store.h"
+#include "kgr/transport.h"
+#include "kgr/tpm.h"
+
+namespace kgr {
+
+struct NodeClientOptions {
+  uint64_t request_timeout_ms = 10'000;  // overall deadline of one request
+  uint64_t first_retry_ms = 400;         // then doubled, +-25% jitter
+  uint64_t max_retry_ms = 3'000;
+  // After a renewal the previous key of a pair is still accepted this long.
+  uint64_t previous_key_grace_ms = 30'000;
+};
+
+// What an application's data handler returns: the reply to send back
+// (may be empty).
+using DataHandler =
+    std::function<SecretBytes(uint32_t peer, const SecretBytes& data)>;
+using DoneCallback = std::function<void(Status)>;
+using ReplyCallback = std::function<void(StatusOr<SecretBytes>)>;
+
+struct PairInfo {  // for status output: no key material
+  uint32_t peer = 0;
+  bool has_key = false;
+  uint32_t key_version = 0;
+  uint64_t ctime_unix_ms = 0;
+  uint64_t frames_sent = 0;
+  uint64_t bytes_sent = 0;
+};
+
+class NodeClient {
+ public:
+  // References must outlive the client. `own` must be loaded from the TPM.
+  NodeClient(OwnData own, Tpm& tpm, Transport& transport, SesKeysStore& ses,
+             Clock& clock, NodeClientOptions options = {});
+
+  // Subscribes TOPIC2 and the receive topic of every pair with a key.
+  Status Start();
+  void HandleMessage(const std::string& topic, const Bytes& payload);
+  // Retransmissions and deadlines. Call periodically (every ~50 ms).
+  void Tick();
+
+  bool registered() const { return own_.ks.has_value(); }
+  uint32_t n_id() const { return own_.identity.n_id; }
+
+  // Registration (4.5). OK at once if already registered.
+  void Register(DoneCallback done);
+  // Adds peers the AC allowed (4.6) as empty ses_keys entries.
+  Status LoadPeers(const std::vector<uint32_t>& peers);
+  // Session key generation (4.7) or renewal (4.9) for the pair with `peer`.
+  void RequestKey(uint32_t peer, bool renewal, DoneCallback done);
+  // Data exchange (4.8): sends `data` to `peer`, calls back with its reply.
+  void Send(uint32_t peer, SecretBytes data, ReplyCallback done);
+  void SetDataHandler(DataHandler handler) { handler_ = std::move(handler); }
+
+  std::vector<PairInfo> Pairs() const;
+  size_t pending_requests() const { return pending_.size(); }
+
+ private:
+  enum class Kind { kRegister, kKey, kData };
+  struct Pending {
+    Kind kind;
+    uint32_t peer = 0;
+    bool renewal = false;
+    uint32_t version = 0;
+    TopicId topic3{};
+    uint64_t deadline_ms = 0;
+    uint64_t next_retry_ms = 0;
+    uint64_t backoff_ms = 0;
+    int attempts = 0;
+    bool got_key = false;
+    SecretBytes data;  // kData: the payload, for retransmission
+    DoneCallback done;
+    ReplyCallback reply;
+  };
+  struct PairState {
+    std::optional<SymmetricKeys> previous;  // accepted until previous_until
+    uint32_t previous_version = 0;
+    uint64_t previous_until_ms = 0;
+    std::map<uint32_t, ReplayWindow> windows;  // per key version
+    uint64_t last_not_req = 0;                 // request id, for duplicates
+    TopicId last_not_topic{};
+  };
+
+  Status Transmit(uint64_t request_id, Pending& p);
+  template <typename Body>
+  Status SendToKs(uint64_t request_id, uint8_t flags, const Body& body);
+  void HandleFromKs(const Bytes& frame);
+  void HandleData(uint32_t peer, const Bytes& frame);
+  void OnRegistered(const FrameHeader& h, const Bytes& frame);
+  void OnKeyAns(const FrameHeader& h, const NnskKeyAns& ans);
+  void OnConfReq(const FrameHeader& h, const NnskConfReq& req);
+  void OnNotReq(const FrameHeader& h, const NnskNotReq& req);
+  void OnKsError(const FrameHeader& h, const KsError& err);
+  void Finish(uint64_t request_id, Status status);
+  std::string MyTopic(const TopicId& id) const;
+  std::string PeerTopic(uint32_t peer, const TopicId& id) const;
+  Status SubscribePair(const SesKey& k);
+  void Log(std::string_view what, const FrameHeader* h, std::string_view why);
+
+  OwnData own_;
+  Tpm& tpm_;
+  Transport& transport_;
+  SesKeysStore& ses_;
+  Clock& clock_;
+  NodeClientOptions options_;
+  FrameCounter counter_;
+  ReplayWindow ks_window_;
+  DataHandler handler_;
+  std::map<uint64_t, Pending> pending_;
+  std::unordered_map<uint32_t, PairState> pairs_;
+  std::unordered_map<std::string, uint32_t> topic_to_peer_;
+};
+
+// N init (4.4): local trust structure (SRK, ANK), N_ID and NTAG from the
+// credentials, fresh NK/NKsign and TOPIC2, BA. Idempotent for the same
+// N_ID; FAILED_PRECONDITION if the TPM already holds another identity.
+StatusOr<OwnData> InitNode(Tpm& tpm, const Credentials& credentials);
+
+}  // namespace kgr
+
+#endif  // KGR_NODE_CLIENT_H_

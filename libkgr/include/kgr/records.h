@@ -1,0 +1,170 @@
+// The protected records of the seed's local files (sections 3.5.1, 3.5.2):
+// node_desc and gen_keys on the KS, ses_keys on a node.
+//
+// Each record is sealed on its own with encrypt-then-MAC under the node's
+// storage keys NK/NKsign (RecordKeys): the fields the seed leaves in clear
+// stay clear but authenticated, the secret fields are AES-256-CTR encrypted
+// with NK under a fresh random IV, and HMAC-SHA256 with NKsign covers the
+// whole record plus what it must not be moved away from: the record type,
+// the owner's N_ID (the node whose file it is) and a check value of NK.
+// The byte layout is in docs/storage.md.
+//
+// Errors of DecodeRecord / VerifyRecord: INVALID_ARGUMENT for a malformed
+// record (bad length, trailing bytes, unknown version, other type);
+// DATA_LOSS "verification failed" when the MAC does not verify (tampered,
+// other owner, other keys) or the authenticated content is inconsistent.
+// EncodeRecord: INVALID_ARGUMENT for a field out of bounds (ntag not 32
+// bytes, half-set key pair, too many peers, bad state).
+//
+// All functions are thread-safe. The record structs are move-only because
+// they hold SecretBytes; use Clone() for an explicit copy.
+#ifndef KGR_RECORDS_H_
+#define KGR_RECORDS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "kgr/bytes.h"
+#include "kgr/crypto.h"
+#include "kgr/secret.h"
+#include "kgr/status.h"
+#include "kgr/topic.h"
+
+namespace kgr {
+
+enum class RecordType : uint8_t {
+  kNodeDesc = 1,  // KS file node_desc, key N_ID
+  kGenKey = 2,    // KS file gen_keys, key request id
+  kSesKey = 3,    // node file ses_keys, key peer N_ID
+};
+// "node_desc", "gen_keys", "ses_keys" (or "unknown").
+std::string_view RecordTypeName(RecordType type);
+
+// NK (enc) and NKsign (mac) of the node that owns the file.
+using RecordKeys = SymmetricKeys;
+
+inline constexpr uint8_t kRecordVersion = 1;
+inline constexpr size_t kRecordNtagSize = 32;
+inline constexpr size_t kMaxAllowedPeers = 4096;
+// No encoded record is larger (bounds every length read from disk).
+inline constexpr size_t kMaxRecordSize = 32 * 1024;
+
+enum class NodeState : uint8_t {
+  kAuthorized = 1,  // N_ID and NTAG known: may register
+  kRegistered = 2,  // NKSK/NKSKsign and TOPIC2 set
+  kRevoked = 3,     // refused from now on
+};
+
+// One node description of the KS file node_desc.
+struct NodeDesc {
+  using Key = uint32_t;
+  static constexpr RecordType kType = RecordType::kNodeDesc;
+
+  // Clear (authenticated).
+  uint32_t n_id = 0;
+  uint16_t entry_no = 0;  // the seed's entry number, input of NTAG
+  NodeState state = NodeState::kAuthorized;
+  std::vector<uint32_t> allowed_peers;  // at most kMaxAllowedPeers
+  uint64_t last_counter = 0;  // highest frame counter accepted from the node
+  uint32_t nksk_version = 0;  // version of NKSK/NKSKsign (0: none yet)
+  // Secret (encrypted with NK).
+  SecretBytes ntag;    // kRecordNtagSize bytes
+  SymmetricKeys nksk;  // NKSK, NKSKsign; both empty until registered
+  Topic topic2;        // unset until registered
+
+  Key key() const { return n_id; }
+  NodeDesc Clone() const;
+};
+
+// One pending key of the KS file gen_keys (from step 2 to step 5 of 4.7).
+struct GenKey {
+  using Key = uint64_t;
+  static constexpr RecordType kType = RecordType::kGenKey;
+
+  // Clear (authenticated).
+  uint32_t n_id1 = 0;
+  uint64_t request_id = 0;
+  uint64_t ctime_unix_ms = 0;
+  uint8_t step = 2;  // 2 = created, 5 = nnsk_not_ans received
+  bool renewal = false;
+  uint32_t version = 0;  // version the pair key carries (requester's + 1)
+  // Secret (encrypted with NK; the seed encrypts N_ID2 too).
+  uint32_t n_id2 = 0;
+  SymmetricKeys nnsk;  // NNSK, NNSKsign; always set
+  Topic topic3;
+  Topic topic4;  // unset until step 5
+
+  Key key() const { return request_id; }
+  GenKey Clone() const;
+};
+
+// One session key description of a node's file ses_keys.
+struct SesKey {
+  using Key = uint32_t;
+  static constexpr RecordType kType = RecordType::kSesKey;
+
+  // Clear (authenticated).
+  uint32_t n_id = 0;           // the peer
+  uint64_t ctime_unix_ms = 0;  // 0: no key yet, or expired
+  uint32_t key_version = 0;
+  uint64_t frames_sent = 0;
+  uint64_t bytes_sent = 0;
+  // Secret (encrypted with NK).
+  SymmetricKeys nnsk;  // NNSK, NNSKsign; both empty or both set
+  Topic topic3;        // subscribed by this node to hear from the peer
+  Topic topic4;        // subscribed by the peer to hear from this node
+
+  Key key() const { return n_id; }
+  SesKey Clone() const;
+};
+
+// Seals `record` for the file of node `owner_n_id` with a random IV.
+StatusOr<Bytes> EncodeRecord(const NodeDesc& record, const RecordKeys& keys,
+                             uint32_t owner_n_id);
+StatusOr<Bytes> EncodeRecord(const GenKey& record, const RecordKeys& keys,
+                             uint32_t owner_n_id);
+StatusOr<Bytes> EncodeRecord(const SesKey& record, const RecordKeys& keys,
+                             uint32_t owner_n_id);
+// Deterministic variants for test vectors. Never reuse an IV with the same
+// NK outside tests.
+StatusOr<Bytes> EncodeRecord(const NodeDesc& record, const RecordKeys& keys,
+                             uint32_t owner_n_id, const Iv& iv);
+StatusOr<Bytes> EncodeRecord(const GenKey& record, const RecordKeys& keys,
+                             uint32_t owner_n_id, const Iv& iv);
+StatusOr<Bytes> EncodeRecord(const SesKey& record, const RecordKeys& keys,
+                             uint32_t owner_n_id, const Iv& iv);
+
+// Verifies and opens a record of type R::kType: DecodeRecord<NodeDesc>(...).
+template <typename R>
+StatusOr<R> DecodeRecord(std::span<const uint8_t> record,
+                         const RecordKeys& keys, uint32_t owner_n_id);
+template <>
+StatusOr<NodeDesc> DecodeRecord<NodeDesc>(std::span<const uint8_t> record,
+                                          const RecordKeys& keys,
+                                          uint32_t owner_n_id);
+template <>
+StatusOr<GenKey> DecodeRecord<GenKey>(std::span<const uint8_t> record,
+                                      const RecordKeys& keys,
+                                      uint32_t owner_n_id);
+template <>
+StatusOr<SesKey> DecodeRecord<SesKey>(std::span<const uint8_t> record,
+                                      const RecordKeys& keys,
+                                      uint32_t owner_n_id);
+
+// Checks the envelope and the MAC of a record of `type` without decrypting;
+// returns its key (N_ID or request id).
+StatusOr<uint64_t> VerifyRecord(std::span<const uint8_t> record,
+                                RecordType type, const RecordKeys& keys,
+                                uint32_t owner_n_id);
+
+// The key a record claims, WITHOUT verification (for reporting corrupt
+// records only). nullopt if too short to hold one.
+std::optional<uint64_t> PeekRecordKey(std::span<const uint8_t> record);
+
+}  // namespace kgr
+
+#endif  // KGR_RECORDS_H_

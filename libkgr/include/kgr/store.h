@@ -1,0 +1,272 @@
+// Durable, crash-safe files of sealed records (see records.h): node_desc and
+// gen_keys on the KS, ses_keys on a node. Format and crash-safety argument:
+// docs/storage.md.
+//
+// A store at `path` is two files, both mode 0600:
+//   path      a snapshot (all records at some generation), only ever replaced
+//             atomically (temp file, fsync, rename, fsync of the directory);
+//   path.log  an append-only journal of put/delete entries made since that
+//             snapshot, each MAC'd, appended in commit groups with ONE
+//             fdatasync per group.
+// Open loads the snapshot and replays the journal. When the journal grows
+// past StoreOptions' bounds it is folded into a new snapshot (compaction).
+//
+// Guarantees:
+//  * A successful Put/Delete/Apply is durable. A batch is all-or-nothing,
+//    also across a crash.
+//  * A failed one (RESOURCE_EXHAUSTED for a full disk, INTERNAL for EIO...)
+//    is not applied in memory and the previous durable state stays intact;
+//    the store then rewrites its files before the next write. (Only if the
+//    failure was an fdatasync error AND the process dies before that
+//    rewrite may the batch still appear after a restart: an fsync error
+//    leaves the outcome unknown.)
+//  * A record that fails verification in the snapshot, or a committed
+//    journal entry that does, makes only that record unreadable: it is
+//    listed in corrupt_records(), Get returns DATA_LOSS for its key, every
+//    other record is served. A torn entry at the end of the journal (a crash
+//    during an append) is discarded with a warning.
+//  * Open fails with DATA_LOSS when the store as a whole cannot be trusted:
+//    snapshot header and its copy both fail verification (also: wrong
+//    NK/NKsign or another owner's file), a journal without its snapshot, or a
+//    damaged journal that cannot be told apart from tampering.
+//
+// Thread safety: RecordFile and the typed stores are thread-safe. Concurrent
+// writers are group-committed (LevelDB style): while one thread syncs, the
+// batches of the others queue up and go to disk together with one fdatasync.
+#ifndef KGR_STORE_H_
+#define KGR_STORE_H_
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kgr/bytes.h"
+#include "kgr/filesystem.h"
+#include "kgr/records.h"
+#include "kgr/status.h"
+
+namespace kgr {
+
+struct StoreOptions {
+  // Compact when the journal holds more entries or bytes than this.
+  uint32_t compact_after_entries = 4096;
+  uint64_t compact_after_bytes = 4 << 20;
+  // Upper bound of one commit group (several queued batches).
+  size_t max_group_bytes = 1 << 20;
+  int file_mode = 0600;
+  // Mode of the directory, created if missing.
+  int dir_mode = 0700;
+};
+
+// Hard bound of one commit group, whatever the options (also the largest
+// journal tail a crash can tear; see docs/storage.md).
+inline constexpr size_t kMaxCommitGroupBytes = 4 << 20;
+
+// A record that failed verification when the store was opened.
+struct CorruptRecord {
+  enum class Source { kSnapshot, kJournal };
+  Source source = Source::kSnapshot;
+  // Position: record number in the snapshot, or entry number in the journal.
+  uint64_t index = 0;
+  // The key the damaged bytes claim: UNVERIFIED, for the operator only.
+  std::optional<uint64_t> claimed_key;
+  Status status;  // why it was rejected
+};
+
+// Put/delete operations applied together (atomically) by RecordFile::Apply.
+class RecordBatch {
+ public:
+  // `sealed_record` is an EncodeRecord() output whose key is `key`.
+  void Put(uint64_t key, Bytes sealed_record);
+  void Delete(uint64_t key);
+  size_t size() const { return ops_.size(); }
+  bool empty() const { return ops_.empty(); }
+
+ private:
+  friend class RecordFile;
+  struct Op {
+    uint64_t key;
+    std::optional<Bytes> record;  // nullopt: delete
+  };
+  std::vector<Op> ops_;
+};
+
+// The generic file of sealed records of one RecordType, keyed by uint64.
+class RecordFile {
+ public:
+  // Opens (or creates, with its directory) the store at `path` holding
+  // records of `type` for node `owner_n_id`, sealed under `keys` (NK,
+  // NKsign; copied). `fs` must outlive the store.
+  static StatusOr<std::unique_ptr<RecordFile>> Open(
+      FileSystem& fs, const std::string& path, RecordType type,
+      const RecordKeys& keys, uint32_t owner_n_id,
+      const StoreOptions& options = {});
+  ~RecordFile();
+  RecordFile(const RecordFile&) = delete;
+  RecordFile& operator=(const RecordFile&) = delete;
+
+  // The sealed record of `key`: NOT_FOUND if absent, DATA_LOSS
+  // "<type> record <key>: verification failed" if it is corrupt.
+  StatusOr<Bytes> Get(uint64_t key) const;
+  // Verifies `sealed_record` (type, owner, keys, key == `key`) and makes it
+  // durable. INVALID_ARGUMENT / DATA_LOSS for a bad record.
+  Status Put(uint64_t key, Bytes sealed_record);
+  // Removes `key` durably (also a corrupt record claiming it). OK if absent.
+  Status Delete(uint64_t key);
+  // Applies all operations of `batch` in order, atomically, with one sync
+  // (shared with concurrent callers). INVALID_ARGUMENT if a record is bad or
+  // the batch exceeds kMaxCommitGroupBytes; nothing is applied then.
+  Status Apply(RecordBatch batch);
+  // Like Apply, but without waiting for an fdatasync: the batch becomes
+  // durable with the next synced write or compaction and may be lost (whole)
+  // by a crash before that. For advisory data (usage counters). Errors are
+  // logged, not returned.
+  void ApplyUnsynced(RecordBatch batch);
+
+  // Keys of the readable records, ascending.
+  std::vector<uint64_t> Keys() const;
+  // (key, sealed record) of every readable record, ascending.
+  std::vector<std::pair<uint64_t, Bytes>> Snapshot() const;
+  size_t Count() const;
+  bool Contains(uint64_t key) const;
+  std::vector<CorruptRecord> corrupt_records() const;
+
+  // Writes a new snapshot and an empty journal now.
+  Status Compact();
+  // Forgets the corrupt records (they are otherwise carried verbatim into
+  // every new snapshot, to be reported again) and compacts.
+  Status DropCorrupt();
+
+  RecordType type() const { return type_; }
+  uint32_t owner_n_id() const { return owner_; }
+  const std::string& path() const { return path_; }
+  // Generation of the current snapshot (grows by one per compaction).
+  uint64_t generation() const;
+  // Entries in the current journal.
+  uint64_t journal_entries() const;
+
+ private:
+  struct Writer;
+  struct CorruptEntry {
+    CorruptRecord info;
+    Bytes raw;  // snapshot records only: carried into new snapshots
+  };
+
+  RecordFile(FileSystem& fs, std::string path, RecordType type, RecordKeys keys,
+             uint32_t owner, const StoreOptions& options);
+
+  Status Load();
+  Status LoadSnapshot(const Bytes& file);
+  Status ReplayJournal(const Bytes& file, bool* rewrite);
+  Status CheckBatch(const RecordBatch& batch, size_t* encoded_size) const;
+  Status Submit(Writer* w);
+  Status ApplyImpl(RecordBatch batch, bool sync);
+  Status WriteGroup(const std::vector<Writer*>& group,
+                    std::unique_lock<std::mutex>* lock);
+  // Writes snapshot generation_+1 from memory and a fresh journal. Called by
+  // the leader writer (or Open) with mu_ released.
+  Status Rewrite(bool drop_corrupt);
+  StatusOr<Bytes> EncodeSnapshot(uint64_t generation, bool drop_corrupt) const;
+  void ApplyOpLocked(uint64_t key, const std::optional<Bytes>& record);
+  std::string RecordName(uint64_t key) const;
+
+  FileSystem& fs_;
+  const std::string path_;
+  const std::string log_path_;
+  const RecordType type_;
+  const RecordKeys keys_;
+  const uint32_t owner_;
+  const StoreOptions options_;
+
+  mutable std::mutex mu_;
+  // Guarded by mu_.
+  std::map<uint64_t, Bytes> records_;
+  std::vector<CorruptEntry> corrupt_;
+  std::deque<Writer*> writers_;
+  // Owned by the writer at writers_.front() (and by Open); read under mu_.
+  uint64_t generation_ = 0;
+  uint64_t next_seq_ = 1;
+  uint64_t journal_entries_ = 0;
+  uint64_t journal_bytes_ = 0;
+  std::unique_ptr<WritableFile> journal_;
+  bool needs_rewrite_ = false;  // the journal may hold garbage: rewrite first
+};
+
+// A RecordFile of one record type R (NodeDesc, GenKey, SesKey) that seals
+// and opens records itself. Thread-safe.
+template <typename R>
+class TypedStore {
+ public:
+  using Key = typename R::Key;
+
+  class Batch {
+   public:
+    // Seals `record` now (fails only for a bad field or RNG failure).
+    Status Put(const R& record);
+    void Delete(Key key) { batch_.Delete(key); }
+    size_t size() const { return batch_.size(); }
+
+   private:
+    friend class TypedStore;
+    explicit Batch(const TypedStore* store) : store_(store) {}
+    const TypedStore* store_;
+    RecordBatch batch_;
+  };
+
+  static StatusOr<std::unique_ptr<TypedStore>> Open(
+      FileSystem& fs, const std::string& path, const RecordKeys& keys,
+      uint32_t owner_n_id, const StoreOptions& options = {});
+
+  // NOT_FOUND, or DATA_LOSS "<type> record <key>: verification failed".
+  StatusOr<R> Get(Key key) const;
+  Status Put(const R& record);
+  // Puts all `records` atomically with one sync.
+  Status PutAll(const std::vector<R>& records);
+  // Put for advisory fields (usage counters): not synced, may be lost by a
+  // crash (see RecordFile::ApplyUnsynced); errors are logged.
+  void PutUsage(const R& record);
+  Status Delete(Key key);
+  Batch NewBatch() const { return Batch(this); }
+  Status Apply(Batch batch);
+
+  std::vector<Key> List() const;
+  size_t size() const { return file_->Count(); }
+  size_t Count() const { return file_->Count(); }
+  bool Contains(Key key) const { return file_->Contains(key); }
+  // Calls `fn` for every readable record in key order, on a consistent
+  // snapshot of the store taken first (fn may call the store). Corrupt
+  // records are not visited (see corrupt_records()).
+  void ForEach(const std::function<void(const R&)>& fn) const;
+  std::vector<CorruptRecord> corrupt_records() const {
+    return file_->corrupt_records();
+  }
+  RecordFile& file() { return *file_; }
+
+ private:
+  TypedStore(std::unique_ptr<RecordFile> file, RecordKeys keys, uint32_t owner)
+      : file_(std::move(file)), keys_(std::move(keys)), owner_(owner) {}
+
+  std::unique_ptr<RecordFile> file_;
+  const RecordKeys keys_;
+  const uint32_t owner_;
+};
+
+extern template class TypedStore<NodeDesc>;
+extern template class TypedStore<GenKey>;
+extern template class TypedStore<SesKey>;
+
+using NodeDescStore = TypedStore<NodeDesc>;  // KS: node_desc
+using GenKeysStore = TypedStore<GenKey>;     // KS: gen_keys
+using SesKeysStore = TypedStore<SesKey>;     // node: ses_keys
+
+}  // namespace kgr
+
+#endif  // KGR_STORE_H_

@@ -1,0 +1,540 @@
+#include "kgr/key_server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace kgr {
+namespace {
+
+constexpr uint32_t kAcSender = 0;  // the AC has no N_ID
+
+bool Contains(const std::vector<uint32_t>& v, uint32_t x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+std::string Hex32(uint32_t v) { return NodeIdentity(v).substr(1); }
+
+}  // namespace
+
+KeyServer::KeyServer(OwnData own, Bytes kedk_public, Transport& transport,
+                     NodeDescStore& nodes, GenKeysStore& gen_keys,
+                     const CmsEndpoint* cms, Clock& clock,
+                     KeyServerOptions options)
+    : own_(std::move(own)),
+      kedk_public_(std::move(kedk_public)),
+      transport_(transport),
+      nodes_(nodes),
+      gen_keys_(gen_keys),
+      cms_(cms),
+      clock_(clock),
+      options_(options) {}
+
+std::string KeyServer::topic1() const {
+  return TopicName(own_.identity.topic_prefix, kKsIdentity,
+                   own_.identity.own_topic);
+}
+
+Status KeyServer::Start() {
+  const std::string& prefix = own_.identity.topic_prefix;
+  KGR_RETURN_IF_ERROR(transport_.Subscribe(RegisterTopic(prefix)));
+  KGR_RETURN_IF_ERROR(transport_.Subscribe(topic1()));
+  if (cms_ != nullptr) {
+    KGR_RETURN_IF_ERROR(transport_.Subscribe(AcRequestTopic(prefix)));
+  }
+  spdlog::info("ks {}: serving; {} nodes, {} pending keys",
+               Hex32(own_.identity.n_id), nodes_.size(), gen_keys_.size());
+  return OkStatus();
+}
+
+void KeyServer::Drop(const FrameHeader* h, std::string_view reason) {
+  ++stats_.dropped_frames;
+  if (h != nullptr) {
+    spdlog::warn("ks: dropped {} from {} (request {:016x}): {}",
+                 FrameTypeName(h->type), Hex32(h->sender), h->request_id,
+                 reason);
+  } else {
+    spdlog::warn("ks: dropped message: {}", reason);
+  }
+}
+
+ReplayWindow& KeyServer::WindowFor(const NodeDesc& n) {
+  auto it = windows_.find(n.n_id);
+  if (it == windows_.end()) {
+    it = windows_.emplace(n.n_id, ReplayWindow(n.last_counter)).first;
+  }
+  return it->second;
+}
+
+void KeyServer::HandleMessage(const std::string& topic, const Bytes& payload) {
+  const std::string& prefix = own_.identity.topic_prefix;
+  if (topic == RegisterTopic(prefix)) {
+    HandleRegistration(payload);
+  } else if (topic == topic1()) {
+    HandleTopic1(payload);
+  } else if (topic == AcRequestTopic(prefix)) {
+    HandleAc(payload);
+  } else {
+    Drop(nullptr, "unexpected topic");
+  }
+}
+
+template <typename Body>
+Status KeyServer::SendToNode(const NodeDesc& node, uint64_t request_id,
+                             uint8_t flags, const Body& body) {
+  if (!node.topic2.has_value()) {
+    return FailedPreconditionError("node has no TOPIC2");
+  }
+  FrameHeader h;
+  h.flags = flags;
+  h.sender = own_.identity.n_id;
+  h.key_version = node.nksk_version;
+  h.counter = counter_.Next(clock_.NowUnixMicros());
+  h.request_id = request_id;
+  KGR_ASSIGN_OR_RETURN(Bytes frame, SealBody(h, body, node.nksk));
+  return transport_.Publish(
+      TopicName(own_.identity.topic_prefix, NodeIdentity(node.n_id),
+                *node.topic2),
+      frame);
+}
+
+// ---- registration (4.5) ----
+
+void KeyServer::HandleRegistration(const Bytes& frame) {
+  auto peek = PeekFrameHeader(frame);
+  if (!peek.ok()) return Drop(nullptr, peek.status().message());
+  const FrameHeader& h = *peek;
+  if (h.type != FrameType::kNkskKeyReq) return Drop(&h, "not nksk_key_req");
+  auto node = nodes_.Get(h.sender);
+  if (!node.ok()) return Drop(&h, "unknown N_ID");
+  if (node->state != NodeState::kAuthorized) {
+    return Drop(&h, node->state == NodeState::kRegistered
+                        ? "NTAG already used (node registered)"
+                        : "node revoked");
+  }
+  ReplayWindow& window = WindowFor(*node);
+  if (!window.IsFresh(h.counter)) return Drop(&h, "replayed counter");
+  auto keys = RegistrationKeys(node->ntag, node->n_id, FrameType::kNkskKeyReq);
+  if (!keys.ok()) return Drop(&h, keys.status().message());
+  FrameHeader opened;
+  auto req = OpenBody<NkskKeyReq>(frame, *keys, &opened);
+  if (!req.ok()) return Drop(&h, req.status().message());
+  if (req->n_id != node->n_id || !req->ntag.Equals(node->ntag)) {
+    return Drop(&h, "NTAG does not match");
+  }
+  window.Accept(h.counter);
+
+  auto nksk = SymmetricKeys::Generate();
+  if (!nksk.ok()) return Drop(&h, nksk.status().message());
+  NodeDesc updated = node->Clone();
+  updated.state = NodeState::kRegistered;
+  updated.nksk = std::move(*nksk);
+  updated.nksk_version = 1;
+  updated.topic2 = req->topic2;
+  updated.last_counter = window.highest();
+  Status st = nodes_.Put(updated);
+  if (!st.ok()) {
+    spdlog::error("ks: registration of {} not stored: {}", Hex32(h.sender),
+                  st.ToString());
+    return;
+  }
+  ++stats_.registrations;
+  spdlog::info("ks: node {} registered", Hex32(h.sender));
+
+  auto ans_keys =
+      RegistrationKeys(node->ntag, node->n_id, FrameType::kNkskKeyAns);
+  if (!ans_keys.ok()) return;
+  FrameHeader out;
+  out.sender = own_.identity.n_id;
+  out.counter = counter_.Next(clock_.NowUnixMicros());
+  out.request_id = h.request_id;
+  NkskKeyAns ans{updated.nksk.Clone(), own_.identity.own_topic};
+  auto sealed = SealBody(out, ans, *ans_keys);
+  if (!sealed.ok()) return;
+  st = transport_.Publish(TopicName(own_.identity.topic_prefix,
+                                    NodeIdentity(updated.n_id), req->topic2),
+                          *sealed);
+  if (!st.ok()) spdlog::warn("ks: nksk_key_ans not sent: {}", st.ToString());
+}
+
+// ---- session keys (4.7, 4.9) ----
+
+void KeyServer::HandleTopic1(const Bytes& frame) {
+  auto peek = PeekFrameHeader(frame);
+  if (!peek.ok()) return Drop(nullptr, peek.status().message());
+  const FrameHeader& h = *peek;
+  if (h.type != FrameType::kNnskKeyReq && h.type != FrameType::kNnskNotAns &&
+      h.type != FrameType::kNnskConfAns) {
+    return Drop(&h, "unexpected type on TOPIC1");
+  }
+  auto node = nodes_.Get(h.sender);
+  if (!node.ok()) return Drop(&h, "unknown N_ID");
+  if (node->state != NodeState::kRegistered) {
+    return Drop(&h, "node not registered");
+  }
+  if (h.key_version != node->nksk_version) {
+    return Drop(&h, "stale NKSK version");
+  }
+  ReplayWindow& window = WindowFor(*node);
+  if (!window.IsFresh(h.counter)) return Drop(&h, "replayed counter");
+  FrameHeader opened;
+  auto plain = OpenFrame(frame, node->nksk, &opened);
+  if (!plain.ok()) return Drop(&h, plain.status().message());
+  window.Accept(h.counter);
+  switch (h.type) {
+    case FrameType::kNnskKeyReq: {
+      auto req = NnskKeyReq::Parse(plain->span());
+      if (!req.ok()) return Drop(&h, req.status().message());
+      return HandleKeyReq(h, *node, *req);
+    }
+    case FrameType::kNnskNotAns: {
+      auto ans = NnskNotAns::Parse(plain->span());
+      if (!ans.ok()) return Drop(&h, ans.status().message());
+      return HandleNotAns(h, *node, *ans);
+    }
+    default: {
+      auto ans = NnskConfAns::Parse(plain->span());
+      if (!ans.ok()) return Drop(&h, ans.status().message());
+      return HandleConfAns(h, *node, *ans);
+    }
+  }
+}
+
+void KeyServer::SendError(const FrameHeader& h, const NodeDesc& n,
+                          KsErrorCode code) {
+  ++stats_.refused_requests;
+  spdlog::warn("ks: refused {} from {} (request {:016x}): {}",
+               FrameTypeName(h.type), Hex32(h.sender), h.request_id,
+               KsErrorCodeName(code));
+  Status st = SendToNode(n, h.request_id, h.flags, KsError{h.type, code});
+  if (!st.ok()) spdlog::warn("ks: ks_error not sent: {}", st.ToString());
+}
+
+Status KeyServer::SendKeyAndNotification(const GenKey& g, const NodeDesc& n1,
+                                         const NodeDesc& n2) {
+  uint8_t flags = g.renewal ? kFlagRenewal : 0;
+  KGR_RETURN_IF_ERROR(SendToNode(
+      n1, g.request_id, flags,
+      NnskKeyAns{g.n_id1, g.n_id2, g.version, g.nnsk.Clone()}));
+  return SendToNode(n2, g.request_id, flags,
+                    NnskNotReq{g.n_id1, g.version, g.nnsk.Clone(), g.topic3});
+}
+
+void KeyServer::HandleKeyReq(const FrameHeader& h, const NodeDesc& n1,
+                             const NnskKeyReq& req) {
+  // A retransmitted request (same request id) gets the same key again:
+  // never a second key for one request.
+  auto existing = gen_keys_.Get(h.request_id);
+  if (existing.ok()) {
+    if (existing->n_id1 != n1.n_id) return Drop(&h, "request id in use");
+    auto n2 = nodes_.Get(existing->n_id2);
+    if (!n2.ok()) return;
+    if (existing->step == 2) {
+      Status st = SendKeyAndNotification(*existing, n1, *n2);
+      if (!st.ok()) spdlog::warn("ks: resend failed: {}", st.ToString());
+    } else {
+      Status st = SendToNode(n1, h.request_id, h.flags,
+                             NnskKeyAns{existing->n_id1, existing->n_id2,
+                                        existing->version,
+                                        existing->nnsk.Clone()});
+      if (st.ok()) st = SendConfReq(*existing, n1);
+      if (!st.ok()) spdlog::warn("ks: resend failed: {}", st.ToString());
+    }
+    return;
+  }
+  if (req.n_id2 == n1.n_id || !Contains(n1.allowed_peers, req.n_id2)) {
+    return SendError(h, n1, KsErrorCode::kPairNotAllowed);
+  }
+  auto n2 = nodes_.Get(req.n_id2);
+  if (!n2.ok() || n2->state != NodeState::kRegistered) {
+    return SendError(h, n1, KsErrorCode::kPeerUnknown);
+  }
+  if (!Contains(n2->allowed_peers, n1.n_id)) {
+    return SendError(h, n1, KsErrorCode::kPairNotAllowed);
+  }
+  if (gen_keys_.size() >= options_.max_pending) {
+    return SendError(h, n1, KsErrorCode::kBusy);
+  }
+  auto nnsk = SymmetricKeys::Generate();
+  if (!nnsk.ok()) return SendError(h, n1, KsErrorCode::kInternal);
+  GenKey g;
+  g.n_id1 = n1.n_id;
+  g.request_id = h.request_id;
+  g.ctime_unix_ms = clock_.NowUnixMillis();
+  g.step = 2;
+  g.renewal = (h.flags & kFlagRenewal) != 0;
+  g.version = req.version;
+  g.n_id2 = req.n_id2;
+  g.nnsk = std::move(*nnsk);
+  g.topic3 = req.topic3;
+  // Step 2: the record is durable before the key leaves the KS.
+  Status st = gen_keys_.Put(g);
+  if (!st.ok()) {
+    spdlog::error("ks: gen_keys not stored: {}", st.ToString());
+    return SendError(h, n1, KsErrorCode::kInternal);
+  }
+  ++stats_.keys_issued;
+  spdlog::info("ks: {} key {:016x} for {} -> {} (version {})",
+               g.renewal ? "renewed" : "new", g.request_id, Hex32(g.n_id1),
+               Hex32(g.n_id2), g.version);
+  st = SendKeyAndNotification(g, n1, *n2);
+  if (!st.ok()) spdlog::warn("ks: key delivery failed: {}", st.ToString());
+}
+
+Status KeyServer::SendConfReq(const GenKey& g, const NodeDesc& n1) {
+  if (!g.topic4.has_value()) return FailedPreconditionError("no TOPIC4");
+  return SendToNode(n1, g.request_id, g.renewal ? kFlagRenewal : 0,
+                    NnskConfReq{g.n_id1, g.n_id2, *g.topic4});
+}
+
+void KeyServer::HandleNotAns(const FrameHeader& h, const NodeDesc& n2,
+                             const NnskNotAns& ans) {
+  auto g = gen_keys_.Get(h.request_id);
+  if (!g.ok()) return Drop(&h, "no pending key for this request");
+  if (g->n_id2 != n2.n_id || ans.n_id2 != n2.n_id || ans.n_id1 != g->n_id1) {
+    return Drop(&h, "nnsk_not_ans does not match the pending key");
+  }
+  auto n1 = nodes_.Get(g->n_id1);
+  if (!n1.ok()) return Drop(&h, "requester vanished");
+  if (g->step == 2) {
+    GenKey updated = g->Clone();
+    updated.step = 5;
+    updated.topic4 = ans.topic4;
+    // Step 5: gen_keys updated before the confirmation goes out.
+    Status st = gen_keys_.Put(updated);
+    if (!st.ok()) {
+      spdlog::error("ks: gen_keys update failed: {}", st.ToString());
+      return;
+    }
+    st = SendConfReq(updated, *n1);
+    if (!st.ok()) spdlog::warn("ks: nnsk_conf_req not sent: {}", st.ToString());
+    return;
+  }
+  // Duplicate not_ans: confirm again (idempotent).
+  Status st = SendConfReq(*g, *n1);
+  if (!st.ok()) spdlog::warn("ks: nnsk_conf_req not sent: {}", st.ToString());
+}
+
+void KeyServer::HandleConfAns(const FrameHeader& h, const NodeDesc& n1,
+                              const NnskConfAns& ans) {
+  auto g = gen_keys_.Get(h.request_id);
+  if (!g.ok()) return;  // already confirmed: duplicates are harmless
+  if (g->n_id1 != n1.n_id || ans.n_id2 != g->n_id2 || g->step != 5) {
+    return Drop(&h, "nnsk_conf_ans does not match the pending key");
+  }
+  // Step 7: the KS forgets the key.
+  Status st = gen_keys_.Delete(h.request_id);
+  if (!st.ok()) {
+    spdlog::error("ks: gen_keys delete failed: {}", st.ToString());
+    return;
+  }
+  ++stats_.keys_confirmed;
+  spdlog::info("ks: key {:016x} for {} -> {} confirmed and forgotten",
+               h.request_id, Hex32(g->n_id1), Hex32(g->n_id2));
+}
+
+void KeyServer::Tick() {
+  uint64_t now = clock_.NowUnixMillis();
+  std::vector<uint64_t> expired;
+  gen_keys_.ForEach([&](const GenKey& g) {
+    if (now > g.ctime_unix_ms + options_.gen_key_ttl_ms) {
+      expired.push_back(g.request_id);
+    }
+  });
+  for (uint64_t id : expired) {
+    Status st = gen_keys_.Delete(id);
+    if (st.ok()) {
+      ++stats_.keys_purged;
+      spdlog::warn("ks: purged unconfirmed key {:016x} (older than {} ms)", id,
+                   options_.gen_key_ttl_ms);
+    }
+  }
+}
+
+// ---- AC requests (4.3, 4.6) ----
+
+Status KeyServer::AuthorizeNode(const AcAuthorizeReq& req,
+                                AcAuthorizeAns* ans) {
+  uint32_t n_id = 0;
+  for (int attempt = 0; attempt < 16 && n_id == 0; ++attempt) {
+    KGR_ASSIGN_OR_RETURN(uint32_t candidate, RandomU32());
+    if (candidate != 0 && candidate != own_.identity.n_id &&
+        !nodes_.Get(candidate).ok()) {
+      n_id = candidate;
+    }
+  }
+  if (n_id == 0) return InternalError("could not draw a free N_ID");
+  for (uint32_t p : req.peers) {
+    if (p == n_id) return InvalidArgumentError("a node cannot pair with itself");
+  }
+  NodeDesc d;
+  d.n_id = n_id;
+  d.entry_no = static_cast<uint16_t>(nodes_.size() + 1);
+  d.state = NodeState::kAuthorized;
+  d.allowed_peers = req.peers;
+  KGR_ASSIGN_OR_RETURN(SecretBytes salt, RandomSecret(kNtagSaltSize));
+  d.ntag = ComputeNtag(n_id, kedk_public_, d.entry_no, salt.span());
+  std::vector<NodeDesc> batch;
+  for (uint32_t p : req.peers) {
+    auto peer = nodes_.Get(p);
+    if (!peer.ok()) continue;  // allowed in advance; checked at key time
+    NodeDesc updated = peer->Clone();
+    if (!Contains(updated.allowed_peers, n_id)) {
+      updated.allowed_peers.push_back(n_id);
+    }
+    batch.push_back(std::move(updated));
+  }
+  batch.push_back(d.Clone());
+  KGR_RETURN_IF_ERROR(nodes_.PutAll(batch));
+  ans->status = 0;
+  ans->n_id = n_id;
+  ans->entry_no = d.entry_no;
+  ans->ntag = d.ntag.Clone();
+  ans->ks_topic1 = own_.identity.own_topic;
+  ans->ks_n_id = own_.identity.n_id;
+  ++stats_.authorizations;
+  spdlog::info("ks: authorized node {} (entry {}, {} peers)", Hex32(n_id),
+               d.entry_no, req.peers.size());
+  return OkStatus();
+}
+
+Status KeyServer::SetPeers(const AcPeersReq& req) {
+  auto node = nodes_.Get(req.n_id);
+  if (!node.ok()) return NotFoundError("unknown node");
+  std::map<uint32_t, NodeDesc> changed;
+  changed.emplace(req.n_id, node->Clone());
+  for (uint32_t p : req.peers) {
+    if (p == req.n_id) return InvalidArgumentError("node paired with itself");
+    auto peer = nodes_.Get(p);
+    if (peer.ok()) changed.emplace(p, peer->Clone());
+  }
+  auto link = [&](NodeDesc& a, uint32_t b) {
+    auto& v = a.allowed_peers;
+    if (req.allow) {
+      if (!Contains(v, b)) v.push_back(b);
+    } else {
+      v.erase(std::remove(v.begin(), v.end(), b), v.end());
+    }
+  };
+  for (uint32_t p : req.peers) {
+    link(changed.at(req.n_id), p);
+    auto it = changed.find(p);
+    if (it != changed.end()) link(it->second, req.n_id);
+  }
+  std::vector<NodeDesc> batch;
+  for (auto& [id, d] : changed) batch.push_back(std::move(d));
+  return nodes_.PutAll(batch);
+}
+
+AcListAns KeyServer::ListNodes() const {
+  AcListAns list;
+  nodes_.ForEach([&](const NodeDesc& d) {
+    list.nodes.push_back({d.n_id, static_cast<uint8_t>(d.state), d.entry_no,
+                          d.allowed_peers});
+  });
+  return list;
+}
+
+void KeyServer::HandleAc(const Bytes& message) {
+  auto opened = cms_->DecryptAndVerify(message);
+  if (!opened.ok()) return Drop(nullptr, "AC message: " + opened.status().message());
+  const CmsPeer& peer = opened->second;
+  if (peer.organizational_unit != "kgr-ac") {
+    return Drop(nullptr, "AC message signed by a non-AC certificate (" +
+                             peer.common_name + ")");
+  }
+  FrameHeader h;
+  auto body = DecodeClearFrame(opened->first.span(), &h);
+  if (!body.ok()) return Drop(nullptr, body.status().message());
+  if (h.sender != kAcSender) return Drop(&h, "AC frame with a sender N_ID");
+  if (!ac_window_.IsFresh(h.counter)) return Drop(&h, "replayed counter");
+  ac_window_.Accept(h.counter);
+
+  Bytes reply_body;
+  FrameType reply_type;
+  switch (h.type) {
+    case FrameType::kAcAuthorizeReq: {
+      auto req = AcAuthorizeReq::Parse(*body);
+      if (!req.ok()) return Drop(&h, req.status().message());
+      AcAuthorizeAns ans;
+      Status st = AuthorizeNode(*req, &ans);
+      if (!st.ok()) {
+        spdlog::warn("ks: authorization refused: {}", st.ToString());
+        ans = AcAuthorizeAns{};
+        ans.status = static_cast<uint8_t>(st.code());
+      }
+      ans.EncodeTo(&reply_body);
+      reply_type = FrameType::kAcAuthorizeAns;
+      break;
+    }
+    case FrameType::kAcPeersReq: {
+      auto req = AcPeersReq::Parse(*body);
+      if (!req.ok()) return Drop(&h, req.status().message());
+      Status st = SetPeers(*req);
+      if (!st.ok()) spdlog::warn("ks: peers refused: {}", st.ToString());
+      else spdlog::info("ks: {} {} peers of {}", req->allow ? "allowed" : "withdrew",
+                        req->peers.size(), Hex32(req->n_id));
+      AcPeersAns{static_cast<uint8_t>(st.code())}.EncodeTo(&reply_body);
+      reply_type = FrameType::kAcPeersAns;
+      break;
+    }
+    case FrameType::kAcListReq: {
+      if (!AcListReq::Parse(*body).ok()) return Drop(&h, "bad ac_list_req");
+      ListNodes().EncodeTo(&reply_body);
+      reply_type = FrameType::kAcListAns;
+      break;
+    }
+    default:
+      return Drop(&h, "not an AC request");
+  }
+  FrameHeader out;
+  out.type = reply_type;
+  out.sender = own_.identity.n_id;
+  out.counter = counter_.Next(clock_.NowUnixMicros());
+  out.request_id = h.request_id;
+  auto clear = EncodeClearFrame(out, reply_body);
+  WipeVector(reply_body);
+  if (!clear.ok()) return;
+  auto sealed = cms_->SignAndEncrypt(*clear, peer.certificate_der);
+  WipeVector(*clear);
+  if (!sealed.ok()) {
+    spdlog::error("ks: AC reply not sealed: {}", sealed.status().ToString());
+    return;
+  }
+  Status st = transport_.Publish(
+      std::string(own_.identity.topic_prefix) + "/ac/replies", *sealed);
+  if (!st.ok()) spdlog::warn("ks: AC reply not sent: {}", st.ToString());
+}
+
+// ---- init (4.2) ----
+
+StatusOr<OwnData> InitKeyServer(Tpm& tpm, const std::string& broker_address,
+                                const std::string& topic_prefix) {
+  KGR_RETURN_IF_ERROR(ValidateTopicPrefix(topic_prefix));
+  KGR_RETURN_IF_ERROR(tpm.EnsureTrustStructure(/*with_kedk=*/true));
+  auto existing = LoadOwnData(tpm);
+  if (existing.ok()) {
+    if (existing->identity.role != Role::kKeyServer) {
+      return FailedPreconditionError("this TPM holds an N node's identity");
+    }
+    spdlog::info("ks: already initialized as {}",
+                 Hex32(existing->identity.n_id));
+    return existing;
+  }
+  if (existing.status().code() != StatusCode::kNotFound) {
+    return existing.status();
+  }
+  KGR_RETURN_IF_ERROR(MixTpmEntropy(tpm));
+  OwnData d;
+  d.identity.role = Role::kKeyServer;
+  KGR_ASSIGN_OR_RETURN(d.identity.n_id, RandomU32());
+  d.identity.broker_address = broker_address;
+  d.identity.topic_prefix = topic_prefix;
+  KGR_ASSIGN_OR_RETURN(d.identity.own_topic, RandomTopicId());
+  KGR_ASSIGN_OR_RETURN(d.nk, SymmetricKeys::Generate());
+  KGR_RETURN_IF_ERROR(SaveInitialOwnData(tpm, d));
+  spdlog::info("ks: initialized as {}", Hex32(d.identity.n_id));
+  return d;
+}
+
+}  // namespace kgr

@@ -1,0 +1,558 @@
+#include "kgr/node_client.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace kgr {
+namespace {
+
+std::string Hex32(uint32_t v) { return NodeIdentity(v).substr(1); }
+
+Status KsRefusal(const KsError& err) {
+  std::string why(KsErrorCodeName(err.code));
+  switch (err.code) {
+    case KsErrorCode::kPairNotAllowed: return PermissionDeniedError(why);
+    case KsErrorCode::kPeerUnknown: return NotFoundError(why);
+    case KsErrorCode::kBusy: return ResourceExhaustedError(why);
+    case KsErrorCode::kInternal: return InternalError(why);
+  }
+  return InternalError(why);
+}
+
+}  // namespace
+
+NodeClient::NodeClient(OwnData own, Tpm& tpm, Transport& transport,
+                       SesKeysStore& ses, Clock& clock,
+                       NodeClientOptions options)
+    : own_(std::move(own)),
+      tpm_(tpm),
+      transport_(transport),
+      ses_(ses),
+      clock_(clock),
+      options_(options) {}
+
+std::string NodeClient::MyTopic(const TopicId& id) const {
+  return TopicName(own_.identity.topic_prefix, NodeIdentity(n_id()), id);
+}
+
+std::string NodeClient::PeerTopic(uint32_t peer, const TopicId& id) const {
+  return TopicName(own_.identity.topic_prefix, NodeIdentity(peer), id);
+}
+
+void NodeClient::Log(std::string_view what, const FrameHeader* h,
+                     std::string_view why) {
+  if (h != nullptr) {
+    spdlog::warn("node {}: {} {} from {} (request {:016x}): {}", Hex32(n_id()),
+                 what, FrameTypeName(h->type), Hex32(h->sender),
+                 h->request_id, why);
+  } else {
+    spdlog::warn("node {}: {}: {}", Hex32(n_id()), what, why);
+  }
+}
+
+Status NodeClient::SubscribePair(const SesKey& k) {
+  if (!k.topic3.has_value()) return OkStatus();
+  std::string t = MyTopic(*k.topic3);
+  topic_to_peer_[t] = k.n_id;
+  return transport_.Subscribe(t);
+}
+
+Status NodeClient::Start() {
+  KGR_RETURN_IF_ERROR(transport_.Subscribe(MyTopic(own_.identity.own_topic)));
+  Status st;
+  ses_.ForEach([&](const SesKey& k) {
+    if (st.ok() && k.nnsk.valid()) st = SubscribePair(k);
+  });
+  KGR_RETURN_IF_ERROR(st);
+  spdlog::info("node {}: ready ({}registered, {} peers)", Hex32(n_id()),
+               registered() ? "" : "not ", ses_.size());
+  return OkStatus();
+}
+
+// ---- sending to the KS ----
+
+template <typename Body>
+Status NodeClient::SendToKs(uint64_t request_id, uint8_t flags,
+                            const Body& body) {
+  if (!own_.ks.has_value()) return FailedPreconditionError("not registered");
+  FrameHeader h;
+  h.flags = flags;
+  h.sender = n_id();
+  h.key_version = own_.ks->version;
+  h.counter = counter_.Next(clock_.NowUnixMicros());
+  h.request_id = request_id;
+  KGR_ASSIGN_OR_RETURN(Bytes frame, SealBody(h, body, own_.ks->nksk));
+  return transport_.Publish(
+      TopicName(own_.identity.topic_prefix, kKsIdentity, own_.ks->ks_topic1),
+      frame);
+}
+
+Status NodeClient::Transmit(uint64_t request_id, Pending& p) {
+  ++p.attempts;
+  switch (p.kind) {
+    case Kind::kRegister: {
+      KGR_ASSIGN_OR_RETURN(
+          SymmetricKeys keys,
+          RegistrationKeys(own_.ntag, n_id(), FrameType::kNkskKeyReq));
+      FrameHeader h;
+      h.sender = n_id();
+      h.counter = counter_.Next(clock_.NowUnixMicros());
+      h.request_id = request_id;
+      NkskKeyReq req{n_id(), own_.ntag.Clone(), own_.identity.own_topic};
+      KGR_ASSIGN_OR_RETURN(Bytes frame, SealBody(h, req, keys));
+      return transport_.Publish(RegisterTopic(own_.identity.topic_prefix),
+                                frame);
+    }
+    case Kind::kKey:
+      return SendToKs(request_id, p.renewal ? kFlagRenewal : 0,
+                      NnskKeyReq{p.peer, p.version, p.topic3});
+    case Kind::kData: {
+      auto rec = ses_.Get(p.peer);
+      if (!rec.ok() || !rec->nnsk.valid() || !rec->topic4.has_value()) {
+        return FailedPreconditionError("no session key with peer " +
+                                       Hex32(p.peer));
+      }
+      FrameHeader h;
+      h.sender = n_id();
+      h.key_version = rec->key_version;
+      h.counter = counter_.Next(clock_.NowUnixMicros());
+      h.request_id = request_id;
+      KGR_ASSIGN_OR_RETURN(
+          Bytes frame,
+          SealBody(h, NodeDataReq{p.peer, p.data.Clone()}, rec->nnsk));
+      return transport_.Publish(PeerTopic(p.peer, *rec->topic4), frame);
+    }
+  }
+  return InternalError("unknown request kind");
+}
+
+void NodeClient::Finish(uint64_t request_id, Status status) {
+  auto it = pending_.find(request_id);
+  if (it == pending_.end()) return;
+  Pending p = std::move(it->second);
+  pending_.erase(it);
+  if (p.kind == Kind::kData) {
+    if (p.reply) p.reply(status);
+  } else if (p.done) {
+    p.done(status);
+  }
+}
+
+void NodeClient::Tick() {
+  uint64_t now = clock_.NowMonotonicMillis();
+  std::vector<uint64_t> expired;
+  for (auto& [id, p] : pending_) {
+    if (now >= p.deadline_ms) {
+      expired.push_back(id);
+    } else if (now >= p.next_retry_ms && !p.got_key) {
+      Status st = Transmit(id, p);
+      if (!st.ok()) Log("retransmission failed", nullptr, st.message());
+      uint64_t jitter = 0;
+      if (auto r = RandomU32(); r.ok()) jitter = *r % (p.backoff_ms / 2 + 1);
+      p.next_retry_ms = now + p.backoff_ms * 3 / 4 + jitter;
+      p.backoff_ms = std::min(p.backoff_ms * 2, options_.max_retry_ms);
+    }
+  }
+  for (uint64_t id : expired) {
+    const Pending& p = pending_.at(id);
+    std::string who = p.kind == Kind::kData ? "peer " + Hex32(p.peer)
+                                            : std::string("the key server");
+    Finish(id, DeadlineExceededError(
+                   "no answer from " + who + " within " +
+                   std::to_string(options_.request_timeout_ms) + " ms (" +
+                   std::to_string(p.attempts) + " attempts)"));
+  }
+  // Previous keys past their grace period are wiped.
+  uint64_t wall = clock_.NowUnixMillis();
+  for (auto& [peer, st] : pairs_) {
+    if (st.previous.has_value() && wall >= st.previous_until_ms) {
+      st.previous.reset();
+      st.windows.erase(st.previous_version);
+    }
+  }
+}
+
+// ---- requests ----
+
+void NodeClient::Register(DoneCallback done) {
+  if (registered()) return done(OkStatus());
+  if (own_.ntag.size() != kNtagSize) {
+    return done(FailedPreconditionError("no NTAG: init from credentials first"));
+  }
+  Status st = transport_.Subscribe(MyTopic(own_.identity.own_topic));
+  if (!st.ok()) return done(st);
+  auto id = RandomU64();
+  if (!id.ok()) return done(id.status());
+  Pending p;
+  p.kind = Kind::kRegister;
+  p.done = std::move(done);
+  uint64_t now = clock_.NowMonotonicMillis();
+  p.deadline_ms = now + options_.request_timeout_ms;
+  p.backoff_ms = options_.first_retry_ms;
+  p.next_retry_ms = now + p.backoff_ms;
+  auto [it, inserted] = pending_.emplace(*id, std::move(p));
+  st = Transmit(*id, it->second);
+  if (!st.ok()) Finish(*id, st);
+}
+
+Status NodeClient::LoadPeers(const std::vector<uint32_t>& peers) {
+  std::vector<SesKey> batch;
+  for (uint32_t peer : peers) {
+    if (peer == n_id()) return InvalidArgumentError("a node cannot pair with itself");
+    if (ses_.Get(peer).ok()) continue;
+    SesKey k;
+    k.n_id = peer;
+    batch.push_back(std::move(k));
+  }
+  if (batch.empty()) return OkStatus();
+  return ses_.PutAll(batch);
+}
+
+void NodeClient::RequestKey(uint32_t peer, bool renewal, DoneCallback done) {
+  if (!registered()) return done(FailedPreconditionError("not registered"));
+  auto rec = ses_.Get(peer);
+  if (!rec.ok()) {
+    return done(PermissionDeniedError("peer " + Hex32(peer) +
+                                      " is not in this node's peer list"));
+  }
+  for (const auto& [id, p] : pending_) {
+    if (p.kind == Kind::kKey && p.peer == peer) {
+      return done(AbortedError("a key request for this peer is under way"));
+    }
+  }
+  auto id = RandomU64();
+  auto topic = RandomTopicId();
+  if (!id.ok() || !topic.ok()) return done(InternalError("CSPRNG failed"));
+  Pending p;
+  p.kind = Kind::kKey;
+  p.peer = peer;
+  p.renewal = renewal || rec->nnsk.valid();
+  p.version = rec->key_version + 1;
+  p.topic3 = *topic;
+  p.done = std::move(done);
+  uint64_t now = clock_.NowMonotonicMillis();
+  p.deadline_ms = now + options_.request_timeout_ms;
+  p.backoff_ms = options_.first_retry_ms;
+  p.next_retry_ms = now + p.backoff_ms;
+  // Listen on the new TOPIC3 before anyone can send on it.
+  std::string t = MyTopic(p.topic3);
+  topic_to_peer_[t] = peer;
+  Status st = transport_.Subscribe(t);
+  if (!st.ok()) return p.done(st);
+  auto [it, inserted] = pending_.emplace(*id, std::move(p));
+  st = Transmit(*id, it->second);
+  if (!st.ok()) Finish(*id, st);
+}
+
+void NodeClient::Send(uint32_t peer, SecretBytes data, ReplyCallback done) {
+  if (data.size() > kMaxDataSize) {
+    return done(InvalidArgumentError("data larger than " +
+                                     std::to_string(kMaxDataSize) + " bytes"));
+  }
+  auto id = RandomU64();
+  if (!id.ok()) return done(id.status());
+  Pending p;
+  p.kind = Kind::kData;
+  p.peer = peer;
+  p.data = std::move(data);
+  p.reply = std::move(done);
+  uint64_t now = clock_.NowMonotonicMillis();
+  p.deadline_ms = now + options_.request_timeout_ms;
+  p.backoff_ms = options_.first_retry_ms;
+  p.next_retry_ms = now + p.backoff_ms;
+  auto [it, inserted] = pending_.emplace(*id, std::move(p));
+  Status st = Transmit(*id, it->second);
+  if (!st.ok()) return Finish(*id, st);
+  auto rec = ses_.Get(peer);
+  if (rec.ok()) {
+    SesKey updated = rec->Clone();
+    ++updated.frames_sent;
+    updated.bytes_sent += it->second.data.size();
+    // Usage counters are advisory; a lost update only under-counts.
+    ses_.PutUsage(updated);
+  }
+}
+
+std::vector<PairInfo> NodeClient::Pairs() const {
+  std::vector<PairInfo> out;
+  ses_.ForEach([&](const SesKey& k) {
+    out.push_back({k.n_id, k.nnsk.valid() && k.topic4.has_value(),
+                   k.key_version, k.ctime_unix_ms, k.frames_sent,
+                   k.bytes_sent});
+  });
+  return out;
+}
+
+// ---- receiving ----
+
+void NodeClient::HandleMessage(const std::string& topic, const Bytes& payload) {
+  if (topic == MyTopic(own_.identity.own_topic)) return HandleFromKs(payload);
+  auto it = topic_to_peer_.find(topic);
+  if (it != topic_to_peer_.end()) return HandleData(it->second, payload);
+  Log("dropped message", nullptr, "unexpected topic");
+}
+
+void NodeClient::HandleFromKs(const Bytes& frame) {
+  auto peek = PeekFrameHeader(frame);
+  if (!peek.ok()) return Log("dropped", nullptr, peek.status().message());
+  const FrameHeader& h = *peek;
+  if (own_.identity.ks_n_id != 0 && h.sender != own_.identity.ks_n_id) {
+    return Log("dropped", &h, "sender is not the key server");
+  }
+  if (!ks_window_.IsFresh(h.counter)) return Log("dropped", &h, "replayed");
+  if (h.type == FrameType::kNkskKeyAns) return OnRegistered(h, frame);
+  if (!own_.ks.has_value()) return Log("dropped", &h, "not registered");
+  FrameHeader opened;
+  auto plain = OpenFrame(frame, own_.ks->nksk, &opened);
+  if (!plain.ok()) return Log("dropped", &h, plain.status().message());
+  ks_window_.Accept(h.counter);
+  switch (h.type) {
+    case FrameType::kNnskKeyAns: {
+      auto m = NnskKeyAns::Parse(plain->span());
+      if (!m.ok()) return Log("dropped", &h, m.status().message());
+      return OnKeyAns(h, *m);
+    }
+    case FrameType::kNnskNotReq: {
+      auto m = NnskNotReq::Parse(plain->span());
+      if (!m.ok()) return Log("dropped", &h, m.status().message());
+      return OnNotReq(h, *m);
+    }
+    case FrameType::kNnskConfReq: {
+      auto m = NnskConfReq::Parse(plain->span());
+      if (!m.ok()) return Log("dropped", &h, m.status().message());
+      return OnConfReq(h, *m);
+    }
+    case FrameType::kKsError: {
+      auto m = KsError::Parse(plain->span());
+      if (!m.ok()) return Log("dropped", &h, m.status().message());
+      return OnKsError(h, *m);
+    }
+    default:
+      return Log("dropped", &h, "unexpected type from the key server");
+  }
+}
+
+void NodeClient::OnRegistered(const FrameHeader& h, const Bytes& frame) {
+  auto it = pending_.find(h.request_id);
+  if (it == pending_.end() || it->second.kind != Kind::kRegister) {
+    return Log("dropped", &h, "no registration under way");
+  }
+  auto keys = RegistrationKeys(own_.ntag, n_id(), FrameType::kNkskKeyAns);
+  if (!keys.ok()) return;
+  FrameHeader opened;
+  auto ans = OpenBody<NkskKeyAns>(frame, *keys, &opened);
+  if (!ans.ok()) return Log("dropped", &h, ans.status().message());
+  ks_window_.Accept(h.counter);
+  KsKeysBlob blob{std::move(ans->nksk), 1, ans->topic1, h.sender};
+  // Step 3: NKSK, NKSKsign and TOPIC1 into NVRAM (one NV write).
+  SecretBytes encoded = EncodeKsKeys(blob);
+  Status st = tpm_.NvWrite(NvSlot::kKsKeys, encoded.span());
+  if (!st.ok()) return Finish(h.request_id, st.Annotate("storing NKSK in NV"));
+  own_.ks = std::move(blob);
+  spdlog::info("node {}: registered with key server {}", Hex32(n_id()),
+               Hex32(h.sender));
+  Finish(h.request_id, OkStatus());
+}
+
+void NodeClient::OnKeyAns(const FrameHeader& h, const NnskKeyAns& ans) {
+  auto it = pending_.find(h.request_id);
+  if (it == pending_.end() || it->second.kind != Kind::kKey) {
+    return Log("dropped", &h, "no key request under way");
+  }
+  Pending& p = it->second;
+  if (ans.n_id1 != n_id() || ans.n_id2 != p.peer || ans.version != p.version) {
+    return Log("dropped", &h, "nnsk_key_ans does not match the request");
+  }
+  auto rec = ses_.Get(p.peer);
+  if (!rec.ok()) return Finish(h.request_id, rec.status());
+  PairState& ps = pairs_[p.peer];
+  if (rec->nnsk.valid() && rec->topic4.has_value()) {
+    ps.previous = rec->nnsk.Clone();
+    ps.previous_version = rec->key_version;
+    ps.previous_until_ms =
+        clock_.NowUnixMillis() + options_.previous_key_grace_ms;
+  }
+  // Step 3: NNSK in ses_keys, TOPIC4 empty until the peer confirms.
+  SesKey updated = rec->Clone();
+  updated.nnsk = ans.nnsk.Clone();
+  updated.key_version = ans.version;
+  updated.topic3 = p.topic3;
+  updated.topic4.reset();
+  updated.ctime_unix_ms = 0;
+  Status st = ses_.Put(updated);
+  if (!st.ok()) return Finish(h.request_id, st.Annotate("ses_keys"));
+  p.got_key = true;  // from now on the KS drives the procedure
+}
+
+void NodeClient::OnConfReq(const FrameHeader& h, const NnskConfReq& req) {
+  auto rec = ses_.Get(req.n_id2);
+  if (!rec.ok() || req.n_id1 != n_id()) {
+    return Log("dropped", &h, "nnsk_conf_req for an unknown pair");
+  }
+  auto it = pending_.find(h.request_id);
+  if (it == pending_.end() || it->second.kind != Kind::kKey) {
+    // A retransmitted confirmation of a key we already completed: answer
+    // again so the KS can forget it. Anything else is dropped (the KS purges
+    // keys nobody confirms).
+    if (rec->topic4 == req.topic4) {
+      Status st = SendToKs(h.request_id, h.flags, NnskConfAns{req.n_id2});
+      if (!st.ok()) Log("nnsk_conf_ans not sent", &h, st.message());
+      return;
+    }
+    return Log("dropped", &h, "no key request under way");
+  }
+  if (!it->second.got_key || it->second.peer != req.n_id2) {
+    return Log("dropped", &h, "confirmation before the key");
+  }
+  // Step 6: TOPIC4 and the creation time complete the entry.
+  SesKey updated = rec->Clone();
+  updated.topic4 = req.topic4;
+  updated.ctime_unix_ms = clock_.NowUnixMillis();
+  updated.frames_sent = 0;
+  updated.bytes_sent = 0;
+  Status st = ses_.Put(updated);
+  if (!st.ok()) return Finish(h.request_id, st.Annotate("ses_keys"));
+  st = SendToKs(h.request_id, h.flags, NnskConfAns{req.n_id2});
+  if (!st.ok()) Log("nnsk_conf_ans not sent", &h, st.message());
+  spdlog::info("node {}: session key v{} with {} established", Hex32(n_id()),
+               updated.key_version, Hex32(req.n_id2));
+  Finish(h.request_id, OkStatus());
+}
+
+void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
+  PairState& ps = pairs_[req.n_id1];
+  if (ps.last_not_req == h.request_id) {
+    // Retransmission: answer again with the same TOPIC4.
+    Status st = SendToKs(h.request_id, h.flags,
+                         NnskNotAns{req.n_id1, n_id(), ps.last_not_topic});
+    if (!st.ok()) Log("nnsk_not_ans not sent", &h, st.message());
+    return;
+  }
+  auto rec = ses_.Get(req.n_id1);
+  if (!rec.ok()) {
+    return Log("dropped", &h, "peer not in this node's peer list");
+  }
+  auto topic = RandomTopicId();
+  if (!topic.ok()) return;
+  if (rec->nnsk.valid() && rec->topic4.has_value()) {
+    ps.previous = rec->nnsk.Clone();
+    ps.previous_version = rec->key_version;
+    ps.previous_until_ms =
+        clock_.NowUnixMillis() + options_.previous_key_grace_ms;
+  }
+  // Step 4: the entry for N1; our TOPIC3 is new, TOPIC4 is N1's TOPIC3.
+  SesKey updated = rec->Clone();
+  updated.nnsk = req.nnsk.Clone();
+  updated.key_version = req.version;
+  updated.topic3 = *topic;
+  updated.topic4 = req.topic3;
+  updated.ctime_unix_ms = clock_.NowUnixMillis();
+  updated.frames_sent = 0;
+  updated.bytes_sent = 0;
+  Status st = ses_.Put(updated);
+  if (!st.ok()) return Log("ses_keys update failed", &h, st.message());
+  st = SubscribePair(updated);
+  if (!st.ok()) Log("subscribe failed", &h, st.message());
+  ps.last_not_req = h.request_id;
+  ps.last_not_topic = *topic;
+  spdlog::info("node {}: session key v{} with {} received", Hex32(n_id()),
+               req.version, Hex32(req.n_id1));
+  st = SendToKs(h.request_id, h.flags, NnskNotAns{req.n_id1, n_id(), *topic});
+  if (!st.ok()) Log("nnsk_not_ans not sent", &h, st.message());
+}
+
+void NodeClient::OnKsError(const FrameHeader& h, const KsError& err) {
+  Log("request refused by the key server", &h, KsErrorCodeName(err.code));
+  Finish(h.request_id, KsRefusal(err));
+}
+
+void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
+  auto peek = PeekFrameHeader(frame);
+  if (!peek.ok()) return Log("dropped data", nullptr, peek.status().message());
+  const FrameHeader& h = *peek;
+  if (h.sender != peer) return Log("dropped", &h, "sender is not the peer");
+  if (h.type != FrameType::kNodeDataReq && h.type != FrameType::kNodeDataAns) {
+    return Log("dropped", &h, "not a data frame");
+  }
+  auto rec = ses_.Get(peer);
+  if (!rec.ok()) return Log("dropped", &h, "unknown pair");
+  PairState& ps = pairs_[peer];
+  const SymmetricKeys* keys = nullptr;
+  if (rec->nnsk.valid() && h.key_version == rec->key_version) {
+    keys = &rec->nnsk;
+  } else if (ps.previous.has_value() && h.key_version == ps.previous_version) {
+    keys = &*ps.previous;
+  }
+  if (keys == nullptr) return Log("dropped", &h, "no key of that version");
+  ReplayWindow& window = ps.windows[h.key_version];
+  if (!window.IsFresh(h.counter)) return Log("dropped", &h, "replayed");
+  FrameHeader opened;
+  auto plain = OpenFrame(frame, *keys, &opened);
+  if (!plain.ok()) return Log("dropped", &h, plain.status().message());
+  window.Accept(h.counter);
+  if (h.type == FrameType::kNodeDataAns) {
+    auto ans = NodeDataAns::Parse(plain->span());
+    if (!ans.ok()) return Log("dropped", &h, ans.status().message());
+    auto it = pending_.find(h.request_id);
+    if (it == pending_.end() || it->second.kind != Kind::kData ||
+        it->second.peer != peer) {
+      return;  // a late duplicate answer
+    }
+    Pending p = std::move(it->second);
+    pending_.erase(it);
+    if (p.reply) p.reply(std::move(ans->data));
+    return;
+  }
+  auto req = NodeDataReq::Parse(plain->span());
+  if (!req.ok()) return Log("dropped", &h, req.status().message());
+  if (req->n_id2 != n_id()) return Log("dropped", &h, "not addressed to us");
+  SecretBytes reply = handler_ ? handler_(peer, req->data) : SecretBytes();
+  if (!rec->topic4.has_value()) return Log("no reply", &h, "no TOPIC4 yet");
+  FrameHeader out;
+  out.sender = n_id();
+  out.key_version = h.key_version;
+  out.counter = counter_.Next(clock_.NowUnixMicros());
+  out.request_id = h.request_id;
+  auto sealed = SealBody(out, NodeDataAns{n_id(), std::move(reply)}, *keys);
+  if (!sealed.ok()) return;
+  Status st = transport_.Publish(PeerTopic(peer, *rec->topic4), *sealed);
+  if (!st.ok()) Log("node_data_ans not sent", &h, st.message());
+}
+
+// ---- init (4.4) ----
+
+StatusOr<OwnData> InitNode(Tpm& tpm, const Credentials& c) {
+  if (c.ntag.size() != kNtagSize) return InvalidArgumentError("NTAG size");
+  if (c.n_id == 0) return InvalidArgumentError("N_ID 0 is reserved");
+  KGR_RETURN_IF_ERROR(ValidateTopicPrefix(c.topic_prefix));
+  KGR_RETURN_IF_ERROR(tpm.EnsureTrustStructure(/*with_kedk=*/false));
+  auto existing = LoadOwnData(tpm);
+  if (existing.ok()) {
+    if (existing->identity.role != Role::kNode ||
+        existing->identity.n_id != c.n_id) {
+      return FailedPreconditionError(
+          "this TPM already holds the identity of " +
+          Hex32(existing->identity.n_id));
+    }
+    return existing;
+  }
+  if (existing.status().code() != StatusCode::kNotFound) {
+    return existing.status();
+  }
+  KGR_RETURN_IF_ERROR(MixTpmEntropy(tpm));
+  OwnData d;
+  d.identity.role = Role::kNode;
+  d.identity.n_id = c.n_id;
+  d.identity.broker_address = c.broker_address;
+  d.identity.topic_prefix = c.topic_prefix;
+  d.identity.ks_n_id = c.ks_n_id;
+  KGR_ASSIGN_OR_RETURN(d.identity.own_topic, RandomTopicId());
+  KGR_ASSIGN_OR_RETURN(d.nk, SymmetricKeys::Generate());
+  d.ntag = c.ntag.Clone();
+  KGR_RETURN_IF_ERROR(SaveInitialOwnData(tpm, d));
+  spdlog::info("node {}: initialized", Hex32(c.n_id));
+  return d;
+}
+
+}  // namespace kgr

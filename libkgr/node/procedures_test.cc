@@ -1,0 +1,397 @@
+// The KGR procedures end to end on the in-memory fakes: one KS, nodes, a
+// FakeBroker delivering in order when pumped, FakeTpm, FakeFileSystem and a
+// FakeClock. Every refusal of the seed is exercised.
+#include <gtest/gtest.h>
+
+#include <memory>
+
+#include "kgr/key_server.h"
+#include "kgr/node_client.h"
+#include "kgr/store.h"
+#include "testing/fake_clock.h"
+#include "testing/fake_filesystem.h"
+#include "testing/fake_tpm.h"
+#include "testing/fake_transport.h"
+
+namespace kgr {
+namespace {
+
+using testing::FakeBroker;
+using testing::FakeClock;
+using testing::FakeFileSystem;
+using testing::FakeTpm;
+using testing::FakeTransport;
+
+struct Node {
+  FakeTpm tpm;
+  std::unique_ptr<FakeTransport> transport;
+  std::unique_ptr<SesKeysStore> ses;
+  std::unique_ptr<NodeClient> client;
+  uint32_t n_id = 0;
+  SecretBytes ntag;
+};
+
+class ProceduresTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto own = InitKeyServer(ks_tpm_, "127.0.0.1:8883", "kgr");
+    ASSERT_TRUE(own.ok()) << own.status().ToString();
+    ks_n_id_ = own->identity.n_id;
+    auto kedk = ks_tpm_.KedkPublic();
+    ASSERT_TRUE(kedk.ok());
+    nodes_ = *NodeDescStore::Open(fs_, "/ks/node_desc", own->nk, ks_n_id_);
+    gen_keys_ = *GenKeysStore::Open(fs_, "/ks/gen_keys", own->nk, ks_n_id_);
+    ks_transport_ = broker_.NewTransport("ks");
+    ks_ = std::make_unique<KeyServer>(std::move(*own), *kedk, *ks_transport_,
+                                      *nodes_, *gen_keys_, nullptr, clock_,
+                                      KeyServerOptions{});
+    ks_transport_->SetHandler([this](const std::string& t, Bytes p) {
+      ks_->HandleMessage(t, p);
+    });
+    ASSERT_TRUE(ks_transport_->Connect().ok());
+    ASSERT_TRUE(ks_->Start().ok());
+  }
+
+  // Authorizes a node at the KS (as the AC would) and inits it.
+  Node& AddNode(std::vector<uint32_t> peers = {}) {
+    AcAuthorizeAns ans;
+    Status st = ks_->AuthorizeNode(AcAuthorizeReq{std::move(peers)}, &ans);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    auto n = std::make_unique<Node>();
+    n->n_id = ans.n_id;
+    n->ntag = ans.ntag.Clone();
+    Credentials c;
+    c.n_id = ans.n_id;
+    c.ntag = std::move(ans.ntag);
+    c.broker_address = "127.0.0.1:8883";
+    c.ks_n_id = ans.ks_n_id;
+    auto own = InitNode(n->tpm, c);
+    EXPECT_TRUE(own.ok()) << own.status().ToString();
+    n->ses = *SesKeysStore::Open(fs_, "/n" + std::to_string(ans.n_id) + "/ses",
+                                 own->nk, ans.n_id);
+    n->transport = broker_.NewTransport(NodeIdentity(ans.n_id));
+    n->client = std::make_unique<NodeClient>(std::move(*own), n->tpm,
+                                             *n->transport, *n->ses, clock_);
+    Node* raw = n.get();
+    n->transport->SetHandler([raw](const std::string& t, Bytes p) {
+      raw->client->HandleMessage(t, p);
+    });
+    EXPECT_TRUE(n->transport->Connect().ok());
+    EXPECT_TRUE(n->client->Start().ok());
+    raw->client->SetDataHandler([](uint32_t, const SecretBytes& d) {
+      std::string reply = "ack:" + std::string(d.span().begin(), d.span().end());
+      return SecretBytes(AsBytes(reply));
+    });
+    all_.push_back(std::move(n));
+    return *raw;
+  }
+
+  // Pumps the broker, advancing time and ticking everyone, until `done`.
+  template <typename Pred>
+  bool RunUntil(Pred done, int max_rounds = 200) {
+    for (int i = 0; i < max_rounds && !done(); ++i) {
+      broker_.Pump();
+      if (done()) break;
+      clock_.AdvanceMillis(100);
+      ks_->Tick();
+      for (auto& n : all_) n->client->Tick();
+    }
+    return done();
+  }
+
+  Status Register(Node& n) {
+    std::optional<Status> result;
+    n.client->Register([&](Status s) { result = s; });
+    RunUntil([&] { return result.has_value(); });
+    return result.value_or(InternalError("no result"));
+  }
+
+  Status RequestKey(Node& a, Node& b, bool renew = false) {
+    std::optional<Status> result;
+    a.client->RequestKey(b.n_id, renew, [&](Status s) { result = s; });
+    RunUntil([&] { return result.has_value(); });
+    return result.value_or(InternalError("no result"));
+  }
+
+  StatusOr<std::string> Send(Node& a, Node& b, std::string text) {
+    std::optional<StatusOr<SecretBytes>> result;
+    a.client->Send(b.n_id, SecretBytes(AsBytes(text)),
+                   [&](StatusOr<SecretBytes> r) { result = std::move(r); });
+    RunUntil([&] { return result.has_value(); });
+    if (!result.has_value()) return InternalError("no result");
+    if (!result->ok()) return result->status();
+    return std::string((*result)->span().begin(), (*result)->span().end());
+  }
+
+  // Two registered nodes allowed to pair, with loaded peer lists.
+  std::pair<Node*, Node*> Pair() {
+    Node& a = AddNode();
+    Node& b = AddNode({a.n_id});
+    EXPECT_TRUE(Register(a).ok());
+    EXPECT_TRUE(Register(b).ok());
+    EXPECT_TRUE(a.client->LoadPeers({b.n_id}).ok());
+    EXPECT_TRUE(b.client->LoadPeers({a.n_id}).ok());
+    return {&a, &b};
+  }
+
+  FakeClock clock_;
+  FakeFileSystem fs_;
+  FakeBroker broker_;
+  FakeTpm ks_tpm_;
+  uint32_t ks_n_id_ = 0;
+  std::unique_ptr<NodeDescStore> nodes_;
+  std::unique_ptr<GenKeysStore> gen_keys_;
+  std::unique_ptr<FakeTransport> ks_transport_;
+  std::unique_ptr<KeyServer> ks_;
+  std::vector<std::unique_ptr<Node>> all_;
+};
+
+TEST_F(ProceduresTest, RegistrationStoresNkskInNvAndNodeDesc) {
+  Node& a = AddNode();
+  uint64_t nv_before = a.tpm.counters().nv_writes;
+  ASSERT_TRUE(Register(a).ok());
+  EXPECT_TRUE(a.client->registered());
+  EXPECT_EQ(a.tpm.counters().nv_writes - nv_before, 2u);  // define + write
+  auto d = nodes_->Get(a.n_id);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->state, NodeState::kRegistered);
+  EXPECT_TRUE(d->nksk.valid());
+  auto ks_keys = a.tpm.NvRead(NvSlot::kKsKeys);
+  ASSERT_TRUE(ks_keys.ok());
+  auto blob = DecodeKsKeys(ks_keys->span());
+  ASSERT_TRUE(blob.ok());
+  EXPECT_TRUE(blob->nksk.enc.Equals(d->nksk.enc));
+  EXPECT_EQ(blob->ks_n_id, ks_n_id_);
+  // Registering again is a no-op on the node.
+  EXPECT_TRUE(Register(a).ok());
+  EXPECT_EQ(ks_->stats().registrations, 1u);
+}
+
+TEST_F(ProceduresTest, NtagWorksForOneRegistrationOnly) {
+  Node& a = AddNode();
+  ASSERT_TRUE(Register(a).ok());
+  // A second node (a clone with the same credentials and a fresh TPM)
+  // replays the registration: the KS ignores it.
+  Credentials c;
+  c.n_id = a.n_id;
+  c.ntag = a.ntag.Clone();
+  c.broker_address = "x:1";
+  c.ks_n_id = ks_n_id_;
+  FakeTpm clone_tpm;
+  auto own = InitNode(clone_tpm, c);
+  ASSERT_TRUE(own.ok());
+  auto ses = *SesKeysStore::Open(fs_, "/clone/ses", own->nk, a.n_id);
+  auto t = broker_.NewTransport("clone");
+  NodeClientOptions opt;
+  opt.request_timeout_ms = 2000;
+  NodeClient clone(std::move(*own), clone_tpm, *t, *ses, clock_, opt);
+  t->SetHandler([&](const std::string& tp, Bytes p) { clone.HandleMessage(tp, p); });
+  ASSERT_TRUE(t->Connect().ok());
+  std::optional<Status> r;
+  clone.Register([&](Status s) { r = s; });
+  for (int i = 0; i < 100 && !r; ++i) {
+    broker_.Pump();
+    clock_.AdvanceMillis(100);
+    clone.Tick();
+  }
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->code(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(ks_->stats().registrations, 1u);
+  EXPECT_GT(ks_->stats().dropped_frames, 0u);
+}
+
+TEST_F(ProceduresTest, WrongNtagAndUnknownNodeAreIgnored) {
+  Node& a = AddNode();
+  // Corrupt the NTAG in the node's TPM: registration must time out.
+  SecretBytes bad = a.ntag.Clone();
+  bad.data()[0] ^= 1;
+  ASSERT_TRUE(a.tpm.NvWrite(NvSlot::kNtag, bad.span()).ok());
+  auto own = LoadOwnData(a.tpm);
+  ASSERT_TRUE(own.ok());
+  NodeClientOptions opt;
+  opt.request_timeout_ms = 2000;
+  NodeClient wrong(std::move(*own), a.tpm, *a.transport, *a.ses, clock_, opt);
+  a.transport->SetHandler([&](const std::string& t, Bytes p) { wrong.HandleMessage(t, p); });
+  std::optional<Status> r;
+  wrong.Register([&](Status s) { r = s; });
+  for (int i = 0; i < 100 && !r; ++i) {
+    broker_.Pump();
+    clock_.AdvanceMillis(100);
+    wrong.Tick();
+  }
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->code(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(nodes_->Get(a.n_id)->state, NodeState::kAuthorized);
+  // Unknown N_ID: a frame from an id the KS never authorized.
+  uint64_t dropped = ks_->stats().dropped_frames;
+  FrameHeader h;
+  h.sender = 0x12345678;
+  h.counter = 1;
+  auto keys = RegistrationKeys(a.ntag, 0x12345678, FrameType::kNkskKeyReq);
+  auto f = SealBody(h, NkskKeyReq{0x12345678, a.ntag.Clone(), {}}, *keys);
+  ks_->HandleMessage(RegisterTopic("kgr"), *f);
+  EXPECT_EQ(ks_->stats().dropped_frames, dropped + 1);
+}
+
+TEST_F(ProceduresTest, SessionKeyAllSevenStepsThenDataBothWays) {
+  auto [a, b] = Pair();
+  ASSERT_TRUE(RequestKey(*a, *b).ok());
+  auto ka = a->ses->Get(b->n_id);
+  auto kb = b->ses->Get(a->n_id);
+  ASSERT_TRUE(ka.ok() && kb.ok());
+  EXPECT_TRUE(ka->nnsk.enc.Equals(kb->nnsk.enc));
+  EXPECT_TRUE(ka->nnsk.mac.Equals(kb->nnsk.mac));
+  EXPECT_EQ(ka->topic3, kb->topic4);
+  EXPECT_EQ(ka->topic4, kb->topic3);
+  EXPECT_NE(ka->ctime_unix_ms, 0u);
+  EXPECT_EQ(ka->key_version, 1u);
+  // Step 7: the KS forgot the key.
+  EXPECT_EQ(gen_keys_->size(), 0u);
+  EXPECT_EQ(ks_->stats().keys_confirmed, 1u);
+  auto r = Send(*a, *b, "hello bravo!");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, "ack:hello bravo!");
+  r = Send(*b, *a, "hi");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, "ack:hi");
+}
+
+TEST_F(ProceduresTest, NoPerKeyTpmOrNvWork) {
+  auto [a, b] = Pair();
+  uint64_t ks_cmds = ks_tpm_.counters().tpm_commands;
+  uint64_t a_nv = a->tpm.counters().nv_writes;
+  uint64_t b_nv = b->tpm.counters().nv_writes;
+  ASSERT_TRUE(RequestKey(*a, *b).ok());
+  ASSERT_TRUE(RequestKey(*a, *b, true).ok());
+  EXPECT_EQ(ks_tpm_.counters().tpm_commands, ks_cmds);
+  EXPECT_EQ(a->tpm.counters().nv_writes, a_nv);
+  EXPECT_EQ(b->tpm.counters().nv_writes, b_nv);
+}
+
+TEST_F(ProceduresTest, RenewalReplacesKeysAndTopicsAndDataKeepsFlowing) {
+  auto [a, b] = Pair();
+  ASSERT_TRUE(RequestKey(*a, *b).ok());
+  auto old = a->ses->Get(b->n_id);
+  ASSERT_TRUE(RequestKey(*b, *a, true).ok());  // either side may renew
+  auto ka = a->ses->Get(b->n_id);
+  auto kb = b->ses->Get(a->n_id);
+  EXPECT_EQ(ka->key_version, 2u);
+  EXPECT_EQ(kb->key_version, 2u);
+  EXPECT_TRUE(ka->nnsk.enc.Equals(kb->nnsk.enc));
+  EXPECT_FALSE(ka->nnsk.enc.Equals(old->nnsk.enc));
+  EXPECT_NE(ka->topic3, old->topic3);
+  EXPECT_NE(ka->topic4, old->topic4);
+  auto r = Send(*a, *b, "after renew");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(gen_keys_->size(), 0u);
+}
+
+TEST_F(ProceduresTest, OldKeyRefusedAfterGracePeriod) {
+  auto [a, b] = Pair();
+  ASSERT_TRUE(RequestKey(*a, *b).ok());
+  auto old = a->ses->Get(b->n_id);
+  // A frame under the old key, captured before renewal.
+  FrameHeader h;
+  h.sender = a->n_id;
+  h.key_version = old->key_version;
+  h.counter = clock_.NowUnixMicros() + 5;
+  auto frame = SealBody(h, NodeDataReq{b->n_id, SecretBytes(AsBytes("old"))},
+                        old->nnsk);
+  ASSERT_TRUE(RequestKey(*a, *b, true).ok());
+  clock_.AdvanceMillis(NodeClientOptions{}.previous_key_grace_ms + 1000);
+  b->client->Tick();
+  broker_.ClearPublished();
+  auto kb = b->ses->Get(a->n_id);
+  // The old topic is no longer the peer's; deliver on the current one.
+  b->client->HandleMessage(
+      TopicName("kgr", NodeIdentity(b->n_id), *kb->topic3), *frame);
+  EXPECT_TRUE(broker_.published().empty()) << "old key accepted";
+}
+
+TEST_F(ProceduresTest, PairNotAllowedIsRefusedWithAClearError) {
+  Node& a = AddNode();
+  Node& b = AddNode();  // no pair a-b
+  ASSERT_TRUE(Register(a).ok());
+  ASSERT_TRUE(Register(b).ok());
+  ASSERT_TRUE(a.client->LoadPeers({b.n_id}).ok());  // node-side list alone
+  Status st = RequestKey(a, b);
+  EXPECT_EQ(st.code(), StatusCode::kPermissionDenied) << st.ToString();
+  EXPECT_EQ(gen_keys_->size(), 0u);
+  // A peer outside the node's own list is refused locally.
+  st = RequestKey(b, a);
+  EXPECT_EQ(st.code(), StatusCode::kPermissionDenied);
+  // Allowing the pair at the KS makes it work.
+  ASSERT_TRUE(ks_->SetPeers(AcPeersReq{a.n_id, 1, {b.n_id}}).ok());
+  EXPECT_TRUE(RequestKey(a, b).ok());
+}
+
+TEST_F(ProceduresTest, UnregisteredPeerIsRefused) {
+  Node& a = AddNode();
+  Node& b = AddNode({a.n_id});
+  ASSERT_TRUE(Register(a).ok());
+  ASSERT_TRUE(a.client->LoadPeers({b.n_id}).ok());
+  Status st = RequestKey(a, b);
+  EXPECT_EQ(st.code(), StatusCode::kNotFound) << st.ToString();
+}
+
+TEST_F(ProceduresTest, LostAnswerIsRetransmittedAndAnsweredWithTheSameKey) {
+  auto [a, b] = Pair();
+  broker_.ClearPublished();
+  // Drop the request itself once: the node retransmits with the same id.
+  broker_.DropNext(1);
+  ASSERT_TRUE(RequestKey(*a, *b).ok());
+  EXPECT_EQ(ks_->stats().keys_issued, 1u);
+  EXPECT_EQ(gen_keys_->size(), 0u);
+}
+
+TEST_F(ProceduresTest, TamperedFramesAreDroppedWithoutStateChange) {
+  auto [a, b] = Pair();
+  broker_.ClearPublished();
+  ASSERT_TRUE(RequestKey(*a, *b).ok());
+  auto frames = broker_.published();
+  ASSERT_GE(frames.size(), 6u);
+  auto before_a = a->ses->Get(b->n_id);
+  for (const auto& m : frames) {
+    for (size_t i = 0; i < m.payload.size(); i += 7) {
+      Bytes bad = m.payload;
+      bad[i] ^= 0x10;
+      ks_->HandleMessage(m.topic, bad);
+      a->client->HandleMessage(m.topic, bad);
+      b->client->HandleMessage(m.topic, bad);
+    }
+    // Replays of the genuine frames are dropped too.
+    ks_->HandleMessage(m.topic, m.payload);
+    a->client->HandleMessage(m.topic, m.payload);
+    b->client->HandleMessage(m.topic, m.payload);
+  }
+  broker_.Pump();
+  auto after_a = a->ses->Get(b->n_id);
+  EXPECT_TRUE(after_a->nnsk.enc.Equals(before_a->nnsk.enc));
+  EXPECT_EQ(after_a->key_version, before_a->key_version);
+  EXPECT_EQ(gen_keys_->size(), 0u);
+  EXPECT_EQ(ks_->stats().keys_issued, 1u);
+}
+
+TEST_F(ProceduresTest, ExpiredGenKeysArePurged) {
+  auto [a, b] = Pair();
+  // b is offline: its notification is lost for good.
+  b->transport->SimulateDisconnect();
+  std::optional<Status> r;
+  a->client->RequestKey(b->n_id, false, [&](Status s) { r = s; });
+  broker_.Pump();
+  EXPECT_EQ(gen_keys_->size(), 1u);
+  for (int i = 0; i < 200 && !r; ++i) {
+    clock_.AdvanceMillis(100);
+    a->client->Tick();
+    broker_.Pump();
+  }
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->code(), StatusCode::kDeadlineExceeded);
+  clock_.AdvanceMillis(KeyServerOptions{}.gen_key_ttl_ms + 1);
+  ks_->Tick();
+  EXPECT_EQ(gen_keys_->size(), 0u);
+  EXPECT_EQ(ks_->stats().keys_purged, 1u);
+}
+
+}  // namespace
+}  // namespace kgr

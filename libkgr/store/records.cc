@@ -1,0 +1,460 @@
+// Record envelope and the three record codecs (format: docs/storage.md).
+#include "kgr/records.h"
+
+#include <limits>
+#include <utility>
+
+namespace kgr {
+namespace {
+
+constexpr char kRecordContext[] = "KGR-REC1";  // 8 bytes, MAC domain
+constexpr char kNkCheckLabel[] = "KGR-NK-CHECK";
+// version, type, key, clear_len
+constexpr size_t kEnvelopeHeaderSize = 1 + 1 + 8 + 2;
+constexpr size_t kContextSize = 8 + 4 + 32;
+
+// Flags of the secret parts.
+constexpr uint8_t kFlagKeys = 0x01;
+constexpr uint8_t kFlagTopicA = 0x02;
+constexpr uint8_t kFlagTopicB = 0x04;
+
+Status VerificationFailed() { return DataLossError(kVerificationFailed); }
+
+bool KnownType(uint8_t t) { return t >= 1 && t <= 3; }
+
+// "KGR-REC1" || owner || SHA-256("KGR-NK-CHECK" || NK): bound by every tag
+// but not stored. The NK check makes a record unreadable under a wrong NK
+// even if NKsign is right (encrypt-then-MAC alone would decrypt garbage).
+Bytes MacContext(const RecordKeys& keys, uint32_t owner_n_id) {
+  Bytes ctx;
+  ctx.reserve(kContextSize);
+  ByteWriter w(&ctx);
+  w.Str(std::string_view(kRecordContext, 8));
+  w.U32(owner_n_id);
+  Digest check = Sha256({AsBytes(kNkCheckLabel), keys.enc.span()});
+  w.Raw(check);
+  return ctx;
+}
+
+// The parsed, not yet verified, envelope.
+struct Envelope {
+  uint8_t type = 0;
+  uint64_t key = 0;
+  std::span<const uint8_t> clear;
+  Iv iv{};
+  std::span<const uint8_t> ciphertext;
+  std::span<const uint8_t> tag;
+  size_t ciphertext_offset = 0;
+  size_t tag_offset = 0;
+};
+
+StatusOr<Envelope> ParseEnvelope(std::span<const uint8_t> record,
+                                 RecordType expected) {
+  if (record.size() > kMaxRecordSize) {
+    return InvalidArgumentError("record: too long");
+  }
+  ByteReader r(record);
+  Envelope e;
+  uint8_t version;
+  uint16_t clear_len, ct_len;
+  std::span<const uint8_t> iv;
+  if (!r.U8(&version)) return InvalidArgumentError("record: truncated");
+  if (version != kRecordVersion) {
+    return InvalidArgumentError("record: unknown version " +
+                                std::to_string(version));
+  }
+  if (!r.U8(&e.type)) return InvalidArgumentError("record: truncated");
+  if (!KnownType(e.type)) {
+    return InvalidArgumentError("record: unknown type " +
+                                std::to_string(e.type));
+  }
+  if (e.type != static_cast<uint8_t>(expected)) {
+    return InvalidArgumentError(
+        "record: type " +
+        std::string(RecordTypeName(static_cast<RecordType>(e.type))) +
+        ", expected " + std::string(RecordTypeName(expected)));
+  }
+  if (!r.U64(&e.key) || !r.U16(&clear_len) || !r.View(clear_len, &e.clear) ||
+      !r.View(kIvSize, &iv) || !r.U16(&ct_len)) {
+    return InvalidArgumentError("record: truncated");
+  }
+  e.ciphertext_offset = r.position();
+  if (!r.View(ct_len, &e.ciphertext))
+    return InvalidArgumentError("record: truncated");
+  e.tag_offset = r.position();
+  if (!r.View(kTagSize, &e.tag))
+    return InvalidArgumentError("record: truncated");
+  if (!r.done()) return InvalidArgumentError("record: trailing bytes");
+  std::copy(iv.begin(), iv.end(), e.iv.begin());
+  return e;
+}
+
+StatusOr<Bytes> Seal(RecordType type, uint64_t key,
+                     std::span<const uint8_t> clear,
+                     std::span<const uint8_t> secret, const RecordKeys& keys,
+                     uint32_t owner_n_id, const Iv& iv) {
+  if (!keys.valid())
+    return InvalidArgumentError("record keys: need NK and NKsign");
+  if (clear.size() > std::numeric_limits<uint16_t>::max() ||
+      secret.size() > std::numeric_limits<uint16_t>::max() ||
+      kEnvelopeHeaderSize + clear.size() + kIvSize + 2 + secret.size() +
+              kTagSize >
+          kMaxRecordSize) {
+    return InvalidArgumentError("record: too long");
+  }
+  Bytes out = MacContext(keys, owner_n_id);
+  ByteWriter w(&out);
+  w.U8(kRecordVersion);
+  w.U8(static_cast<uint8_t>(type));
+  w.U64(key);
+  w.U16(static_cast<uint16_t>(clear.size()));
+  w.Raw(clear);
+  w.Raw(iv);
+  w.U16(static_cast<uint16_t>(secret.size()));
+  KGR_RETURN_IF_ERROR(EtmSeal(keys, iv, secret, &out, /*mac_from=*/0));
+  out.erase(out.begin(), out.begin() + kContextSize);
+  return out;
+}
+
+struct Opened {
+  uint64_t key = 0;
+  std::span<const uint8_t> clear;  // into the caller's record
+  SecretBytes secret;
+};
+
+StatusOr<Opened> Open(std::span<const uint8_t> record, RecordType type,
+                      const RecordKeys& keys, uint32_t owner_n_id) {
+  if (!keys.valid())
+    return InvalidArgumentError("record keys: need NK and NKsign");
+  KGR_ASSIGN_OR_RETURN(Envelope e, ParseEnvelope(record, type));
+  Bytes auth = MacContext(keys, owner_n_id);
+  auth.insert(auth.end(), record.begin(), record.begin() + e.tag_offset);
+  std::span<const uint8_t> auth_span(auth);
+  StatusOr<SecretBytes> pt =
+      EtmOpen(keys, e.iv, auth_span,
+              auth_span.subspan(kContextSize + e.ciphertext_offset,
+                                e.ciphertext.size()),
+              e.tag);
+  if (!pt.ok()) {
+    if (pt.status().code() == StatusCode::kUnauthenticated)
+      return VerificationFailed();
+    return pt.status();
+  }
+  Opened o;
+  o.key = e.key;
+  o.clear = e.clear;
+  o.secret = std::move(pt).value();
+  return o;
+}
+
+// Helpers for the secret part (a SecretBytes being built).
+void PutU32(SecretBytes* s, uint32_t v) {
+  uint8_t b[4] = {static_cast<uint8_t>(v >> 24), static_cast<uint8_t>(v >> 16),
+                  static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v)};
+  s->Append(b);
+}
+void PutU8(SecretBytes* s, uint8_t v) {
+  s->Append(std::span<const uint8_t>(&v, 1));
+}
+void PutKeys(SecretBytes* s, const SymmetricKeys& k) {
+  s->Append(k.enc.span());
+  s->Append(k.mac.span());
+}
+void PutTopic(SecretBytes* s, const Topic& t) {
+  if (t.has_value()) s->Append(*t);
+}
+
+bool ReadKeys(ByteReader* r, SymmetricKeys* k) {
+  return r->Secret(kKeySize, &k->enc) && r->Secret(kKeySize, &k->mac);
+}
+bool ReadTopic(ByteReader* r, bool present, Topic* t) {
+  if (!present) {
+    t->reset();
+    return true;
+  }
+  std::span<const uint8_t> v;
+  if (!r->View(kTopicSize, &v)) return false;
+  TopicBytes b;
+  std::copy(v.begin(), v.end(), b.begin());
+  *t = b;
+  return true;
+}
+
+// Authenticated content that does not parse: only a bug or a forged record
+// under our own keys gets here; treat like a failed verification.
+Status Malformed() { return DataLossError(kVerificationFailed); }
+
+Status CheckKeyPair(const SymmetricKeys& k, bool may_be_empty,
+                    const char* what) {
+  if (k.valid()) return OkStatus();
+  if (may_be_empty && k.enc.empty() && k.mac.empty()) return OkStatus();
+  return InvalidArgumentError(std::string(what) + ": need two 32-byte keys" +
+                              (may_be_empty ? " or none" : ""));
+}
+
+bool ValidState(uint8_t s) { return s >= 1 && s <= 3; }
+
+}  // namespace
+
+std::string_view RecordTypeName(RecordType type) {
+  switch (type) {
+    case RecordType::kNodeDesc:
+      return "node_desc";
+    case RecordType::kGenKey:
+      return "gen_keys";
+    case RecordType::kSesKey:
+      return "ses_keys";
+  }
+  return "unknown";
+}
+
+NodeDesc NodeDesc::Clone() const {
+  NodeDesc c;
+  c.n_id = n_id;
+  c.entry_no = entry_no;
+  c.state = state;
+  c.allowed_peers = allowed_peers;
+  c.last_counter = last_counter;
+  c.nksk_version = nksk_version;
+  c.ntag = ntag.Clone();
+  c.nksk = nksk.Clone();
+  c.topic2 = topic2;
+  return c;
+}
+
+GenKey GenKey::Clone() const {
+  GenKey c;
+  c.n_id1 = n_id1;
+  c.request_id = request_id;
+  c.ctime_unix_ms = ctime_unix_ms;
+  c.step = step;
+  c.renewal = renewal;
+  c.version = version;
+  c.n_id2 = n_id2;
+  c.nnsk = nnsk.Clone();
+  c.topic3 = topic3;
+  c.topic4 = topic4;
+  return c;
+}
+
+SesKey SesKey::Clone() const {
+  SesKey c;
+  c.n_id = n_id;
+  c.ctime_unix_ms = ctime_unix_ms;
+  c.key_version = key_version;
+  c.frames_sent = frames_sent;
+  c.bytes_sent = bytes_sent;
+  c.nnsk = nnsk.Clone();
+  c.topic3 = topic3;
+  c.topic4 = topic4;
+  return c;
+}
+
+// ---- node_desc ----
+
+StatusOr<Bytes> EncodeRecord(const NodeDesc& d, const RecordKeys& keys,
+                             uint32_t owner_n_id, const Iv& iv) {
+  if (d.ntag.size() != kRecordNtagSize)
+    return InvalidArgumentError("node_desc: NTAG must be 32 bytes");
+  if (!ValidState(static_cast<uint8_t>(d.state))) {
+    return InvalidArgumentError("node_desc: bad state");
+  }
+  if (d.allowed_peers.size() > kMaxAllowedPeers) {
+    return InvalidArgumentError("node_desc: too many allowed peers");
+  }
+  KGR_RETURN_IF_ERROR(CheckKeyPair(d.nksk, true, "node_desc: NKSK"));
+  Bytes clear;
+  ByteWriter w(&clear);
+  w.U16(d.entry_no);
+  w.U8(static_cast<uint8_t>(d.state));
+  w.U64(d.last_counter);
+  w.U32(d.nksk_version);
+  w.U16(static_cast<uint16_t>(d.allowed_peers.size()));
+  for (uint32_t p : d.allowed_peers) w.U32(p);
+  SecretBytes secret;
+  bool has_keys = d.nksk.valid();
+  PutU8(&secret, static_cast<uint8_t>((has_keys ? kFlagKeys : 0) |
+                                      (d.topic2 ? kFlagTopicA : 0)));
+  secret.Append(d.ntag.span());
+  if (has_keys) PutKeys(&secret, d.nksk);
+  PutTopic(&secret, d.topic2);
+  return Seal(RecordType::kNodeDesc, d.n_id, clear, secret.span(), keys,
+              owner_n_id, iv);
+}
+
+template <>
+StatusOr<NodeDesc> DecodeRecord<NodeDesc>(std::span<const uint8_t> record,
+                                          const RecordKeys& keys,
+                                          uint32_t owner_n_id) {
+  KGR_ASSIGN_OR_RETURN(Opened o,
+                       Open(record, RecordType::kNodeDesc, keys, owner_n_id));
+  NodeDesc d;
+  if (o.key > std::numeric_limits<uint32_t>::max()) return Malformed();
+  d.n_id = static_cast<uint32_t>(o.key);
+  ByteReader c(o.clear);
+  uint8_t state;
+  uint16_t n_peers;
+  if (!c.U16(&d.entry_no) || !c.U8(&state) || !ValidState(state) ||
+      !c.U64(&d.last_counter) || !c.U32(&d.nksk_version) ||
+      !c.U16(&n_peers) ||
+      n_peers > kMaxAllowedPeers || c.remaining() != size_t{n_peers} * 4) {
+    return Malformed();
+  }
+  d.state = static_cast<NodeState>(state);
+  d.allowed_peers.resize(n_peers);
+  for (uint32_t& p : d.allowed_peers) c.U32(&p);
+  ByteReader s(o.secret.span());
+  uint8_t flags;
+  if (!s.U8(&flags) || (flags & ~(kFlagKeys | kFlagTopicA)) != 0 ||
+      !s.Secret(kRecordNtagSize, &d.ntag) ||
+      ((flags & kFlagKeys) && !ReadKeys(&s, &d.nksk)) ||
+      !ReadTopic(&s, flags & kFlagTopicA, &d.topic2) || !s.done()) {
+    return Malformed();
+  }
+  return d;
+}
+
+// ---- gen_keys ----
+
+StatusOr<Bytes> EncodeRecord(const GenKey& g, const RecordKeys& keys,
+                             uint32_t owner_n_id, const Iv& iv) {
+  KGR_RETURN_IF_ERROR(CheckKeyPair(g.nnsk, false, "gen_keys: NNSK"));
+  Bytes clear;
+  ByteWriter w(&clear);
+  w.U32(g.n_id1);
+  w.U64(g.ctime_unix_ms);
+  w.U8(g.step);
+  w.U8(g.renewal ? 1 : 0);
+  w.U32(g.version);
+  SecretBytes secret;
+  PutU8(&secret, static_cast<uint8_t>((g.topic3 ? kFlagTopicA : 0) |
+                                      (g.topic4 ? kFlagTopicB : 0)));
+  PutU32(&secret, g.n_id2);
+  PutKeys(&secret, g.nnsk);
+  PutTopic(&secret, g.topic3);
+  PutTopic(&secret, g.topic4);
+  return Seal(RecordType::kGenKey, g.request_id, clear, secret.span(), keys,
+              owner_n_id, iv);
+}
+
+template <>
+StatusOr<GenKey> DecodeRecord<GenKey>(std::span<const uint8_t> record,
+                                      const RecordKeys& keys,
+                                      uint32_t owner_n_id) {
+  KGR_ASSIGN_OR_RETURN(Opened o,
+                       Open(record, RecordType::kGenKey, keys, owner_n_id));
+  GenKey g;
+  g.request_id = o.key;
+  ByteReader c(o.clear);
+  uint8_t renewal;
+  if (!c.U32(&g.n_id1) || !c.U64(&g.ctime_unix_ms) || !c.U8(&g.step) ||
+      !c.U8(&renewal) || renewal > 1 || !c.U32(&g.version) || !c.done()) {
+    return Malformed();
+  }
+  g.renewal = renewal == 1;
+  ByteReader s(o.secret.span());
+  uint8_t flags, id2[4];
+  std::span<const uint8_t> id2_view;
+  if (!s.U8(&flags) || (flags & ~(kFlagTopicA | kFlagTopicB)) != 0 ||
+      !s.View(4, &id2_view) || !ReadKeys(&s, &g.nnsk) ||
+      !ReadTopic(&s, flags & kFlagTopicA, &g.topic3) ||
+      !ReadTopic(&s, flags & kFlagTopicB, &g.topic4) || !s.done()) {
+    return Malformed();
+  }
+  std::copy(id2_view.begin(), id2_view.end(), id2);
+  g.n_id2 = (uint32_t{id2[0]} << 24) | (uint32_t{id2[1]} << 16) |
+            (uint32_t{id2[2]} << 8) | uint32_t{id2[3]};
+  return g;
+}
+
+// ---- ses_keys ----
+
+StatusOr<Bytes> EncodeRecord(const SesKey& k, const RecordKeys& keys,
+                             uint32_t owner_n_id, const Iv& iv) {
+  KGR_RETURN_IF_ERROR(CheckKeyPair(k.nnsk, true, "ses_keys: NNSK"));
+  Bytes clear;
+  ByteWriter w(&clear);
+  w.U64(k.ctime_unix_ms);
+  w.U32(k.key_version);
+  w.U64(k.frames_sent);
+  w.U64(k.bytes_sent);
+  SecretBytes secret;
+  bool has_keys = k.nnsk.valid();
+  PutU8(&secret, static_cast<uint8_t>((has_keys ? kFlagKeys : 0) |
+                                      (k.topic3 ? kFlagTopicA : 0) |
+                                      (k.topic4 ? kFlagTopicB : 0)));
+  if (has_keys) PutKeys(&secret, k.nnsk);
+  PutTopic(&secret, k.topic3);
+  PutTopic(&secret, k.topic4);
+  return Seal(RecordType::kSesKey, k.n_id, clear, secret.span(), keys,
+              owner_n_id, iv);
+}
+
+template <>
+StatusOr<SesKey> DecodeRecord<SesKey>(std::span<const uint8_t> record,
+                                      const RecordKeys& keys,
+                                      uint32_t owner_n_id) {
+  KGR_ASSIGN_OR_RETURN(Opened o,
+                       Open(record, RecordType::kSesKey, keys, owner_n_id));
+  SesKey k;
+  if (o.key > std::numeric_limits<uint32_t>::max()) return Malformed();
+  k.n_id = static_cast<uint32_t>(o.key);
+  ByteReader c(o.clear);
+  if (!c.U64(&k.ctime_unix_ms) || !c.U32(&k.key_version) ||
+      !c.U64(&k.frames_sent) || !c.U64(&k.bytes_sent) || !c.done()) {
+    return Malformed();
+  }
+  ByteReader s(o.secret.span());
+  uint8_t flags;
+  if (!s.U8(&flags) ||
+      (flags & ~(kFlagKeys | kFlagTopicA | kFlagTopicB)) != 0 ||
+      ((flags & kFlagKeys) && !ReadKeys(&s, &k.nnsk)) ||
+      !ReadTopic(&s, flags & kFlagTopicA, &k.topic3) ||
+      !ReadTopic(&s, flags & kFlagTopicB, &k.topic4) || !s.done()) {
+    return Malformed();
+  }
+  return k;
+}
+
+// ---- random-IV variants and generic helpers ----
+
+StatusOr<Bytes> EncodeRecord(const NodeDesc& r, const RecordKeys& keys,
+                             uint32_t owner_n_id) {
+  KGR_ASSIGN_OR_RETURN(Iv iv, RandomIv());
+  return EncodeRecord(r, keys, owner_n_id, iv);
+}
+StatusOr<Bytes> EncodeRecord(const GenKey& r, const RecordKeys& keys,
+                             uint32_t owner_n_id) {
+  KGR_ASSIGN_OR_RETURN(Iv iv, RandomIv());
+  return EncodeRecord(r, keys, owner_n_id, iv);
+}
+StatusOr<Bytes> EncodeRecord(const SesKey& r, const RecordKeys& keys,
+                             uint32_t owner_n_id) {
+  KGR_ASSIGN_OR_RETURN(Iv iv, RandomIv());
+  return EncodeRecord(r, keys, owner_n_id, iv);
+}
+
+StatusOr<uint64_t> VerifyRecord(std::span<const uint8_t> record,
+                                RecordType type, const RecordKeys& keys,
+                                uint32_t owner_n_id) {
+  if (!keys.valid())
+    return InvalidArgumentError("record keys: need NK and NKsign");
+  KGR_ASSIGN_OR_RETURN(Envelope e, ParseEnvelope(record, type));
+  Bytes ctx = MacContext(keys, owner_n_id);
+  Status s =
+      VerifyHmacSha256(keys.mac, {ctx, record.first(e.tag_offset)}, e.tag);
+  if (!s.ok()) {
+    return s.code() == StatusCode::kUnauthenticated ? VerificationFailed() : s;
+  }
+  return e.key;
+}
+
+std::optional<uint64_t> PeekRecordKey(std::span<const uint8_t> record) {
+  ByteReader r(record);
+  uint8_t version, type;
+  uint64_t key;
+  if (!r.U8(&version) || !r.U8(&type) || !r.U64(&key)) return std::nullopt;
+  return key;
+}
+
+}  // namespace kgr

@@ -1,0 +1,403 @@
+// kgr-node: an N node of a Key Exchange Domain.
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "kgr/cli.h"
+#include "kgr/control.h"
+#include "kgr/credentials.h"
+#include "kgr/mqtt.h"
+#include "kgr/node_client.h"
+#include "kgr/store.h"
+#include "kgr/tpm.h"
+
+namespace kgr {
+namespace {
+
+constexpr char kUsage[] = R"(kgr-node: an N node of a Key Exchange Domain.
+
+usage: kgr-node <command> [flags]
+
+commands:
+  init --credentials FILE   create the local trust structure (SRK, ANK), load
+                            N_ID, NTAG and BA from the AC's credential file
+                            into the TPM, generate NK/NKsign and TOPIC2;
+                            install the broker certificate; idempotent
+  register                  register with the KS (NKSK/NKSKsign into the TPM)
+  peers --file FILE         load the AC's peer list into ses_keys
+  request-key --peer ID     get a session key for the pair (seed 4.7)
+  renew --peer ID           renew the pair's session key (seed 4.9)
+  send --peer ID --data S   send S to the peer under the pair's key; print
+                            its reply
+  run                       daemon: registers if needed, answers key
+                            notifications and data, serves the commands
+                            above on its control socket, until SIGTERM
+  status                    pairs with key version and age (no key
+                            material), registration, NV writes
+
+Commands other than init and run go to the running daemon (control socket in
+the state directory) when there is one, else run in this process.
+
+flags (each overrides the JSON config file's key in brackets):
+  --config FILE        JSON config file
+  --state-dir DIR      [state_dir] ses_keys, broker certificate, NV auth
+  --tcti TCTI          [tcti] TPM TCTI, or "none" for the software store
+                       (no TPM: testing only). Default: $KGR_TCTI, else
+                       device:/dev/tpmrm0
+  --broker HOST:PORT   [broker] overrides the BA from the credentials
+  --timeout-ms N       [timeout_ms] deadline of one request (default 10000)
+  --log-level L        [log_level]
+  --json               status: print JSON
+  --help
+
+exit codes: 0 ok, 1 failed, 2 usage or config error, 3 broker, KS, peer,
+TPM or daemon unavailable or timeout, 4 refused (pair not allowed, not
+registered, NTAG used).
+)";
+
+struct Settings {
+  std::string state_dir, tcti, broker, log_level;
+  uint64_t timeout_ms = 10'000;
+};
+
+std::string TlsPath(const Settings& s, const char* name) {
+  return s.state_dir + "/tls/" + name;
+}
+
+StatusOr<std::unique_ptr<Tpm>> OpenTpmFor(const Settings& s) {
+  ::mkdir(s.state_dir.c_str(), 0700);
+  TpmOptions o;
+  o.tcti = s.tcti;
+  o.state_dir = s.state_dir;
+  return OpenTpm(o);
+}
+
+// Everything a node process needs once initialized.
+class NodeService {
+ public:
+  static StatusOr<std::unique_ptr<NodeService>> Open(const Settings& s) {
+    std::unique_ptr<NodeService> x(new NodeService());
+    KGR_ASSIGN_OR_RETURN(x->lock_, DirLock::Acquire(s.state_dir + "/lock"));
+    KGR_ASSIGN_OR_RETURN(x->tpm_, OpenTpmFor(s));
+    auto own = LoadOwnData(*x->tpm_);
+    if (!own.ok()) return own.status().Annotate("run `kgr-node init` first");
+    if (own->identity.role != Role::kNode) {
+      return FailedPreconditionError("the TPM holds the KS identity");
+    }
+    KGR_RETURN_IF_ERROR(MixTpmEntropy(*x->tpm_));
+    KGR_ASSIGN_OR_RETURN(
+        x->ses_, SesKeysStore::Open(*DefaultFileSystem(),
+                                    s.state_dir + "/ses_keys", own->nk,
+                                    own->identity.n_id));
+    MqttOptions mo;
+    std::string broker =
+        s.broker.empty() ? own->identity.broker_address : s.broker;
+    KGR_RETURN_IF_ERROR(SplitHostPort(broker, &mo.host, &mo.port));
+    mo.ca_file = TlsPath(s, "ca.pem");
+    mo.cert_file = TlsPath(s, "cert.pem");
+    mo.key_file = TlsPath(s, "key.pem");
+    mo.client_id = NodeIdentity(own->identity.n_id);
+    KGR_ASSIGN_OR_RETURN(x->transport_, NewMqttTransport(mo));
+    NodeClientOptions no;
+    no.request_timeout_ms = s.timeout_ms;
+    x->client_ = std::make_unique<NodeClient>(std::move(*own), *x->tpm_,
+                                              *x->transport_, *x->ses_,
+                                              *SystemClock(), no);
+    NodeService* self = x.get();
+    x->transport_->SetHandler([self](const std::string& t, Bytes p) {
+      if (!self->loop_.Post([self, t, p = std::move(p)] {
+            self->client_->HandleMessage(t, p);
+          })) {
+        spdlog::warn("node: queue full, message dropped");
+      }
+    });
+    KGR_RETURN_IF_ERROR(x->transport_->Connect());
+    KGR_RETURN_IF_ERROR(x->client_->Start());
+    return x;
+  }
+  ~NodeService() {
+    if (transport_) (void)transport_->Disconnect();
+  }
+
+  EventLoop& loop() { return loop_; }
+  NodeClient& client() { return *client_; }
+  Tpm& tpm() { return *tpm_; }
+
+  // Runs one command on the loop thread; `respond` is called once.
+  void Execute(const nlohmann::json& req,
+               std::function<void(nlohmann::json)> respond) {
+    std::string cmd = req.value("cmd", "");
+    auto fail = [respond](const Status& st) {
+      respond({{"ok", false},
+               {"code", std::string(StatusCodeName(st.code()))},
+               {"error", st.message()}});
+    };
+    auto done = [respond, fail](Status st) {
+      if (st.ok()) respond({{"ok", true}});
+      else fail(st);
+    };
+    auto peer = [&]() -> StatusOr<uint32_t> {
+      return ParseNodeId(req.value("peer", ""));
+    };
+    if (cmd == "register") {
+      client_->Register(done);
+    } else if (cmd == "peers") {
+      std::vector<uint32_t> ids;
+      for (const auto& p : req.value("peers", nlohmann::json::array())) {
+        auto id = ParseNodeId(p.is_string() ? p.get<std::string>() : "");
+        if (!id.ok()) return fail(id.status());
+        ids.push_back(*id);
+      }
+      done(client_->LoadPeers(ids));
+    } else if (cmd == "request-key" || cmd == "renew") {
+      auto id = peer();
+      if (!id.ok()) return fail(id.status());
+      client_->RequestKey(*id, cmd == "renew", done);
+    } else if (cmd == "send") {
+      auto id = peer();
+      if (!id.ok()) return fail(id.status());
+      std::string data = req.value("data", "");
+      client_->Send(*id, SecretBytes(AsBytes(data)),
+                    [respond, fail](StatusOr<SecretBytes> r) {
+                      if (!r.ok()) return fail(r.status());
+                      std::string reply(
+                          reinterpret_cast<const char*>(r->data()), r->size());
+                      respond({{"ok", true}, {"reply", reply}});
+                    });
+    } else if (cmd == "status") {
+      nlohmann::json pairs = nlohmann::json::array();
+      uint64_t now = SystemClock()->NowUnixMillis();
+      for (const PairInfo& p : client_->Pairs()) {
+        pairs.push_back(
+            {{"peer", FormatNodeId(p.peer)},
+             {"has_key", p.has_key},
+             {"key_version", p.key_version},
+             {"age_s", p.ctime_unix_ms ? (now - p.ctime_unix_ms) / 1000 : 0},
+             {"frames_sent", p.frames_sent},
+             {"bytes_sent", p.bytes_sent}});
+      }
+      respond({{"ok", true},
+               {"n_id", FormatNodeId(client_->n_id())},
+               {"registered", client_->registered()},
+               {"pairs", pairs},
+               {"pending_requests", client_->pending_requests()},
+               {"nv_writes", tpm_->counters().nv_writes},
+               {"tpm", std::string(tpm_->kind())}});
+    } else {
+      fail(InvalidArgumentError("unknown command '" + cmd + "'"));
+    }
+  }
+
+ private:
+  NodeService() = default;
+  EventLoop loop_;
+  std::unique_ptr<DirLock> lock_;
+  std::unique_ptr<Tpm> tpm_;
+  std::unique_ptr<SesKeysStore> ses_;
+  std::unique_ptr<Transport> transport_;
+  std::unique_ptr<NodeClient> client_;
+};
+
+Status CmdInit(const Settings& s, const Flags& f) {
+  if (!f.values.count("credentials")) {
+    return InvalidArgumentError("init needs --credentials FILE");
+  }
+  KGR_ASSIGN_OR_RETURN(Credentials c,
+                       ReadCredentialFile(*DefaultFileSystem(),
+                                          f.values.at("credentials")));
+  KGR_ASSIGN_OR_RETURN(auto lock, DirLock::Acquire(s.state_dir + "/lock"));
+  KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpmFor(s));
+  KGR_ASSIGN_OR_RETURN(OwnData own, InitNode(*tpm, c));
+  FileSystem& fs = *DefaultFileSystem();
+  KGR_RETURN_IF_ERROR(fs.CreateDir(s.state_dir + "/tls", 0700));
+  KGR_RETURN_IF_ERROR(
+      fs.WriteFileAtomic(TlsPath(s, "ca.pem"), AsBytes(c.ca_pem), 0644));
+  KGR_RETURN_IF_ERROR(
+      fs.WriteFileAtomic(TlsPath(s, "cert.pem"), AsBytes(c.cert_pem), 0644));
+  KGR_RETURN_IF_ERROR(
+      fs.WriteFileAtomic(TlsPath(s, "key.pem"), c.key_pem.span(), 0600));
+  std::printf("node %s initialized (nv_writes=%llu); delete %s now\n",
+              FormatNodeId(own.identity.n_id).c_str(),
+              static_cast<unsigned long long>(tpm->counters().nv_writes),
+              f.values.at("credentials").c_str());
+  return OkStatus();
+}
+
+StatusOr<nlohmann::json> BuildRequest(const Flags& f) {
+  nlohmann::json req{{"cmd", f.command}};
+  if (f.command == "peers") {
+    if (!f.values.count("file")) return InvalidArgumentError("peers needs --file");
+    KGR_ASSIGN_OR_RETURN(auto ids,
+                         ReadPeerList(*DefaultFileSystem(), f.values.at("file")));
+    nlohmann::json list = nlohmann::json::array();
+    for (uint32_t id : ids) list.push_back(FormatNodeId(id));
+    req["peers"] = list;
+  }
+  if (f.command == "request-key" || f.command == "renew" || f.command == "send") {
+    if (!f.values.count("peer")) return InvalidArgumentError(f.command + " needs --peer ID");
+    req["peer"] = f.values.at("peer");
+  }
+  if (f.command == "send") {
+    if (!f.values.count("data")) return InvalidArgumentError("send needs --data");
+    req["data"] = f.values.at("data");
+  }
+  return req;
+}
+
+Status FromResponse(const nlohmann::json& r) {
+  if (r.value("ok", false)) return OkStatus();
+  std::string code = r.value("code", "INTERNAL");
+  std::string msg = r.value("error", "failed");
+  for (int c = 0; c <= static_cast<int>(StatusCode::kInternal); ++c) {
+    if (StatusCodeName(static_cast<StatusCode>(c)) == code) {
+      return Status(static_cast<StatusCode>(c), msg);
+    }
+  }
+  return InternalError(msg);
+}
+
+void Print(const Flags& f, const nlohmann::json& r) {
+  if (f.command == "send") {
+    std::printf("reply: %s\n", r.value("reply", "").c_str());
+  } else if (f.command == "status") {
+    if (f.Has("json")) {
+      std::cout << r.dump(2) << "\n";
+      return;
+    }
+    std::cout << "node " << r.value("n_id", "") << "  "
+              << (r.value("registered", false) ? "registered" : "not registered")
+              << "  tpm=" << r.value("tpm", "") << "  nv_writes="
+              << r["nv_writes"] << "\n";
+    for (const auto& p : r["pairs"]) {
+      std::cout << "  peer " << p["peer"].get<std::string>() << "  "
+                << (p["has_key"].get<bool>() ? "key v" + std::to_string(p["key_version"].get<int>())
+                                             : std::string("no key"))
+                << "  age " << p["age_s"] << "s  frames " << p["frames_sent"]
+                << "  bytes " << p["bytes_sent"] << "\n";
+    }
+  } else {
+    std::printf("%s: ok\n", f.command.c_str());
+  }
+}
+
+// Runs a command in the daemon if one listens, else in this process.
+Status CmdClient(const Settings& s, const Flags& f) {
+  KGR_ASSIGN_OR_RETURN(nlohmann::json req, BuildRequest(f));
+  auto remote = ControlCall(s.state_dir + "/control.sock", req,
+                            static_cast<int>(s.timeout_ms) + 5000);
+  if (remote.ok()) {
+    KGR_RETURN_IF_ERROR(FromResponse(*remote));
+    Print(f, *remote);
+    return OkStatus();
+  }
+  if (remote.status().code() != StatusCode::kUnavailable) return remote.status();
+  KGR_ASSIGN_OR_RETURN(auto svc, NodeService::Open(s));
+  bool done = false;
+  nlohmann::json resp;
+  svc->Execute(req, [&](nlohmann::json r) {
+    resp = std::move(r);
+    done = true;
+  });
+  svc->loop().RunUntil([&] { return done; }, [&] { svc->client().Tick(); },
+                       static_cast<int>(s.timeout_ms) + 2000);
+  if (!done) return DeadlineExceededError("no result in time");
+  KGR_RETURN_IF_ERROR(FromResponse(resp));
+  Print(f, resp);
+  return OkStatus();
+}
+
+Status CmdRun(const Settings& s) {
+  KGR_ASSIGN_OR_RETURN(auto svc, NodeService::Open(s));
+  StopLoopOnSignals(svc->loop());
+  NodeService* self = svc.get();
+  svc->client().SetDataHandler([](uint32_t peer, const SecretBytes& data) {
+    spdlog::info("node: {} bytes of data from {}", data.size(),
+                 FormatNodeId(peer));
+    std::string ack = "ack " + std::to_string(data.size()) + " bytes";
+    return SecretBytes(AsBytes(ack));
+  });
+  KGR_ASSIGN_OR_RETURN(
+      auto control,
+      ControlServer::Start(
+          s.state_dir + "/control.sock",
+          [self](nlohmann::json req, ControlServer::Respond respond) {
+            if (!self->loop().Post([self, req, respond] {
+                  self->Execute(req, respond);
+                })) {
+              respond({{"ok", false}, {"code", "UNAVAILABLE"}, {"error", "busy"}});
+            }
+          }));
+  if (!svc->client().registered()) {
+    svc->client().Register([](Status st) {
+      if (st.ok()) spdlog::info("node: registered");
+      else spdlog::error("node: registration failed: {}", st.ToString());
+    });
+  }
+  std::printf("kgr-node ready: n_id=%s\n",
+              FormatNodeId(svc->client().n_id()).c_str());
+  std::fflush(stdout);
+  svc->loop().Run([&] { svc->client().Tick(); });
+  control->Stop();
+  spdlog::info("node: stopped");
+  return OkStatus();
+}
+
+int Main(int argc, char** argv) {
+  auto flags = ParseFlags(argc, argv,
+                          {"config", "state-dir", "tcti", "broker",
+                           "timeout-ms", "log-level", "credentials", "file",
+                           "peer", "data"},
+                          {"help", "json"});
+  if (!flags.ok() || flags->Has("help") || flags->command.empty()) {
+    if (!flags.ok()) std::fprintf(stderr, "kgr-node: %s\n\n", flags.status().message().c_str());
+    std::fputs(kUsage, flags.ok() && flags->Has("help") ? stdout : stderr);
+    return flags.ok() && flags->Has("help") ? kExitOk : kExitUsage;
+  }
+  const Flags& f = *flags;
+  auto config = LoadJsonConfig(f.values.count("config") ? f.values.at("config")
+                                                        : std::string());
+  if (!config.ok()) {
+    std::fprintf(stderr, "kgr-node: %s\n", config.status().ToString().c_str());
+    return kExitUsage;
+  }
+  Settings s;
+  s.state_dir = Setting(f, *config, "state-dir", "state_dir", "");
+  s.tcti = ResolveTcti(Setting(f, *config, "tcti", "tcti", ""));
+  s.broker = Setting(f, *config, "broker", "broker", "");
+  s.log_level = Setting(f, *config, "log-level", "log_level", "info");
+  try {
+    s.timeout_ms = std::stoull(Setting(f, *config, "timeout-ms", "timeout_ms", "10000"));
+  } catch (const std::exception&) {
+    std::fprintf(stderr, "kgr-node: timeout_ms must be a number\n");
+    return kExitUsage;
+  }
+  if (s.state_dir.empty()) {
+    std::fprintf(stderr, "kgr-node: no state directory: --state-dir or state_dir\n");
+    return kExitUsage;
+  }
+  SetupLogging(s.log_level);
+  Status st;
+  static const std::set<std::string> kClientCommands = {
+      "register", "peers", "request-key", "renew", "send", "status"};
+  if (f.command == "init") {
+    st = CmdInit(s, f);
+  } else if (f.command == "run") {
+    st = CmdRun(s);
+  } else if (kClientCommands.count(f.command)) {
+    st = CmdClient(s, f);
+  } else {
+    std::fprintf(stderr, "kgr-node: unknown command '%s'\n\n%s", f.command.c_str(), kUsage);
+    return kExitUsage;
+  }
+  if (!st.ok()) {
+    std::fprintf(stderr, "kgr-node %s: %s\n", f.command.c_str(), st.ToString().c_str());
+  }
+  return ExitCodeFor(st);
+}
+
+}  // namespace
+}  // namespace kgr
+
+int main(int argc, char** argv) { return kgr::Main(argc, argv); }

@@ -1,0 +1,182 @@
+# Shared by scripts/demo.sh and tests/e2e/*.sh: brings up a whole KED on
+# loopback (CA, TLS Mosquitto, one swtpm per party, kgr-ks, nodes) in a work
+# directory, and tears down everything it started (by PID) on exit.
+#
+# Use: source tests/e2e/lib.sh; ked_init; ked_broker_up; ked_ks_up;
+#      ked_node_add NAME [PEER_NAME...]; ...; (trap runs ked_down)
+# Needs KGR_BUILD (build dir with the executables).
+
+set -euo pipefail
+KGR_SRC=${KGR_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+KGR_BUILD=${KGR_BINARY_DIR:-$KGR_SRC/build}
+KS_BIN=$KGR_BUILD/ks-node/kgr-ks
+AC_BIN=$KGR_BUILD/ac-node/kgr-ac
+NODE_BIN=$KGR_BUILD/n-node/kgr-node
+declare -a KED_PIDS=()
+declare -A NODE_ID=() NODE_TCTI=()
+: "${KED_TRACE:=1}"
+
+say() { [[ $KED_TRACE == 1 ]] && printf '%s\n' "$*" || true; }
+die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+
+free_port() {  # free_port [N consecutive]
+  /usr/bin/python3 - "${1:-1}" <<'PY'
+import socket, sys
+n = int(sys.argv[1])
+for _ in range(200):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close()
+    ok = True
+    for i in range(1, n):
+        t = socket.socket()
+        try: t.bind(("127.0.0.1", p + i))
+        except OSError: ok = False
+        t.close()
+    if ok and p + n < 65536:
+        print(p); break
+PY
+}
+
+wait_port() {  # wait_port PORT [tries]
+  local port=$1 tries=${2:-250}
+  for ((i = 0; i < tries; i++)); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && return 0
+    sleep 0.02
+  done
+  return 1
+}
+
+ked_down() {
+  local pid
+  for ((i = ${#KED_PIDS[@]} - 1; i >= 0; i--)); do
+    pid=${KED_PIDS[$i]}
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${KED_PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  KED_PIDS=()
+  if [[ ${KED_KEEP:-0} != 1 && -n ${KED_DIR:-} ]]; then rm -rf "$KED_DIR"; fi
+}
+
+ked_init() {
+  [[ -x $KS_BIN && -x $AC_BIN && -x $NODE_BIN ]] ||
+    die "build the executables first (looked in $KGR_BUILD)"
+  KED_DIR=$(mktemp -d /tmp/kgr-ked-XXXXXX)
+  chmod 0755 "$KED_DIR"   # the broker (user mosquitto) reads its files here
+  trap ked_down EXIT
+  mkdir -p "$KED_DIR/pki" "$KED_DIR/logs"
+  chmod 0755 "$KED_DIR/pki" "$KED_DIR/logs"
+  bash "$KGR_SRC/provisioning/make-ca.sh" "$KED_DIR/pki" >/dev/null
+  chmod 0644 "$KED_DIR/pki/ca.crt"
+  for cn in ks ac; do
+    bash "$KGR_SRC/provisioning/issue-cert.sh" "$KED_DIR/pki" "$cn" >/dev/null
+  done
+  bash "$KGR_SRC/provisioning/issue-cert.sh" "$KED_DIR/pki" broker broker >/dev/null
+  chmod 0644 "$KED_DIR/pki/broker.crt"
+  say "ked: CA and certificates for ks, ac, broker in $KED_DIR/pki"
+}
+
+ked_broker_up() {
+  BROKER_PORT=$(free_port)
+  mkdir -p "$KED_DIR/broker"
+  chmod 0755 "$KED_DIR/broker"
+  bash "$KGR_SRC/broker-config/render.sh" --out-dir "$KED_DIR/broker" \
+    --port "$BROKER_PORT" --cafile "$KED_DIR/pki/ca.crt" \
+    --certfile "$KED_DIR/pki/broker.crt" --keyfile "$KED_DIR/pki/broker.key" \
+    --log-file "$KED_DIR/broker/mosquitto.log" >/dev/null
+  touch "$KED_DIR/broker/mosquitto.log"
+  chmod 0666 "$KED_DIR/broker/mosquitto.log"
+  /usr/sbin/mosquitto -c "$KED_DIR/broker/mosquitto.conf" \
+    >>"$KED_DIR/logs/mosquitto.out" 2>&1 &
+  BROKER_PID=$!
+  KED_PIDS+=("$BROKER_PID")
+  wait_port "$BROKER_PORT" || { cat "$KED_DIR/logs/mosquitto.out" >&2; die "mosquitto did not start"; }
+  BROKER=127.0.0.1:$BROKER_PORT
+  say "ked: TLS Mosquitto on $BROKER (pid $BROKER_PID)"
+}
+
+# swtpm_up NAME: a swtpm with its own state dir; sets NODE_TCTI[NAME].
+swtpm_up() {
+  local name=$1 port
+  port=$(free_port 2)
+  mkdir -p "$KED_DIR/tpm-$name"
+  swtpm socket --tpm2 --tpmstate dir="$KED_DIR/tpm-$name" \
+    --server type=tcp,port="$port",bindaddr=127.0.0.1 \
+    --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 \
+    --flags not-need-init,startup-clear >>"$KED_DIR/logs/swtpm-$name.log" 2>&1 &
+  KED_PIDS+=("$!")
+  wait_port "$port" || die "swtpm for $name did not start"
+  NODE_TCTI[$name]="swtpm:host=127.0.0.1,port=$port"
+}
+
+ks_args() {
+  echo --state-dir "$KED_DIR/ks" --tcti "${NODE_TCTI[ks]}" --broker "$BROKER" \
+    --ca "$KED_DIR/pki/ca.crt" --cert "$KED_DIR/pki/ks.crt" --key "$KED_DIR/pki/ks.key"
+}
+
+ac() {  # ac COMMAND [args]: runs kgr-ac with the KED's settings
+  "$AC_BIN" "$@" --broker "$BROKER" --ca "$KED_DIR/pki/ca.crt" \
+    --cert "$KED_DIR/pki/ac.crt" --key "$KED_DIR/pki/ac.key" \
+    --ks-cert "$KED_DIR/pki/ks.crt" --ca-key "$KED_DIR/pki/ca.key"
+}
+
+ked_ks_up() {
+  swtpm_up ks
+  # shellcheck disable=SC2046
+  "$KS_BIN" init $(ks_args) >>"$KED_DIR/logs/ks.log" 2>&1 || {
+    cat "$KED_DIR/logs/ks.log" >&2; die "kgr-ks init failed"; }
+  # shellcheck disable=SC2046
+  "$KS_BIN" run $(ks_args) ${KS_EXTRA_ARGS:-} >>"$KED_DIR/logs/ks.log" 2>&1 &
+  KS_PID=$!
+  KED_PIDS+=("$KS_PID")
+  for _ in $(seq 200); do
+    grep -q "kgr-ks ready" "$KED_DIR/logs/ks.log" && break
+    kill -0 "$KS_PID" 2>/dev/null || { cat "$KED_DIR/logs/ks.log" >&2; die "kgr-ks exited"; }
+    sleep 0.05
+  done
+  grep -q "kgr-ks ready" "$KED_DIR/logs/ks.log" || die "kgr-ks not ready"
+  say "ked: key server $(grep -o 'n_id=[0-9a-f]*' "$KED_DIR/logs/ks.log" | head -1) serving (pid $KS_PID)"
+}
+
+node() {  # node NAME COMMAND [args]
+  local name=$1; shift
+  "$NODE_BIN" "$1" "${@:2}" --state-dir "$KED_DIR/node-$name" \
+    --tcti "${NODE_TCTI[$name]}"
+}
+
+# ked_node_add NAME [PEER_NAME...]: authorize (AC), init, start the daemon.
+ked_node_add() {
+  local name=$1; shift
+  local peers=() p
+  for p in "$@"; do peers+=("${NODE_ID[$p]}"); done
+  local peer_flag=()
+  ((${#peers[@]})) && peer_flag=(--peers "$(IFS=,; echo "${peers[*]}")")
+  local out
+  out=$(ac authorize --out "$KED_DIR/$name.cred" "${peer_flag[@]}" 2>>"$KED_DIR/logs/ac.log") ||
+    die "kgr-ac authorize $name failed: $(tail -3 "$KED_DIR/logs/ac.log")"
+  NODE_ID[$name]=$(grep -o 'node [0-9a-f]\{8\}' <<<"$out" | cut -d' ' -f2)
+  say "ac: authorized $name as ${NODE_ID[$name]}${peers:+ (may pair with ${peers[*]})}"
+  swtpm_up "$name"
+  node "$name" init --credentials "$KED_DIR/$name.cred" >>"$KED_DIR/logs/$name.log" 2>&1 ||
+    { cat "$KED_DIR/logs/$name.log" >&2; die "kgr-node init $name failed"; }
+  rm -f "$KED_DIR/$name.cred"
+  node "$name" run >>"$KED_DIR/logs/$name.log" 2>&1 &
+  KED_PIDS+=("$!")
+  eval "NODE_PID_$name=$!"
+  for _ in $(seq 200); do
+    [[ -S $KED_DIR/node-$name/control.sock ]] && break
+    sleep 0.05
+  done
+  [[ -S $KED_DIR/node-$name/control.sock ]] || { cat "$KED_DIR/logs/$name.log" >&2; die "kgr-node run $name did not start"; }
+  say "node $name (${NODE_ID[$name]}): initialized from its credential file, daemon running"
+}
+
+wait_registered() {  # wait_registered NAME
+  for _ in $(seq 100); do
+    node "$1" status --json 2>/dev/null | grep -q '"registered": true' && return 0
+    sleep 0.1
+  done
+  die "node $1 did not register"
+}
