@@ -217,7 +217,7 @@ Status KeyServer::SendKeyAndNotification(const GenKey& g, const NodeDesc& n1,
       n1, g.request_id, flags,
       NnskKeyAns{g.n_id1, g.n_id2, g.version, g.nnsk.Clone()}));
   return SendToNode(n2, g.request_id, flags,
-                    NnskNotReq{g.n_id1, g.version, g.nnsk.Clone(), g.topic3});
+                    NnskNotReq{g.n_id1, g.version, g.nnsk.Clone(), g.topic3.value_or(TopicId{})});
 }
 
 void KeyServer::HandleKeyReq(const FrameHeader& h, const NodeDesc& n1,

@@ -320,8 +320,9 @@ TEST_F(ProceduresTest, PairNotAllowedIsRefusedWithAClearError) {
   // A peer outside the node's own list is refused locally.
   st = RequestKey(b, a);
   EXPECT_EQ(st.code(), StatusCode::kPermissionDenied);
-  // Allowing the pair at the KS makes it work.
+  // Allowing the pair at the KS (and b's list) makes it work.
   ASSERT_TRUE(ks_->SetPeers(AcPeersReq{a.n_id, 1, {b.n_id}}).ok());
+  ASSERT_TRUE(b.client->LoadPeers({a.n_id}).ok());
   EXPECT_TRUE(RequestKey(a, b).ok());
 }
 
