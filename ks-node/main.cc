@@ -80,8 +80,13 @@ StatusOr<Settings> LoadSettings(const Flags& f) {
   return s;
 }
 
+// Creates the state directory (0700) and takes its lock: one process each.
+StatusOr<std::unique_ptr<DirLock>> LockStateDir(const std::string& dir) {
+  KGR_RETURN_IF_ERROR(DefaultFileSystem()->CreateDir(dir, 0700));
+  return DirLock::Acquire(dir + "/lock");
+}
+
 StatusOr<std::unique_ptr<Tpm>> OpenTpmFor(const Settings& s) {
-  ::mkdir(s.state_dir.c_str(), 0700);
   TpmOptions o;
   o.tcti = s.tcti;
   o.state_dir = s.state_dir;
@@ -187,6 +192,7 @@ void PrintStatus(const nlohmann::json& j, bool as_json) {
 }
 
 Status CmdInit(const Settings& s) {
+  KGR_ASSIGN_OR_RETURN(auto lock, LockStateDir(s.state_dir));
   KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpmFor(s));
   KGR_ASSIGN_OR_RETURN(OwnData own, InitKeyServer(*tpm, s.broker, s.prefix));
   std::printf("ks initialized: n_id=%s nv_writes=%llu\n",
@@ -202,7 +208,7 @@ Status CmdStatus(const Settings& s, bool as_json) {
     PrintStatus(*remote, as_json);
     return OkStatus();
   }
-  KGR_ASSIGN_OR_RETURN(auto lock, DirLock::Acquire(s.state_dir + "/lock"));
+  KGR_ASSIGN_OR_RETURN(auto lock, LockStateDir(s.state_dir));
   KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpmFor(s));
   KGR_ASSIGN_OR_RETURN(OwnData own, LoadOwnData(*tpm));
   KGR_ASSIGN_OR_RETURN(Stores st, OpenStores(s, own));
@@ -215,7 +221,7 @@ Status CmdStatus(const Settings& s, bool as_json) {
 Status CmdRun(const Settings& s) {
   EventLoop loop;
   StopLoopOnSignals(loop);
-  KGR_ASSIGN_OR_RETURN(auto lock, DirLock::Acquire(s.state_dir + "/lock"));
+  KGR_ASSIGN_OR_RETURN(auto lock, LockStateDir(s.state_dir));
   KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpmFor(s));
   auto loaded = LoadOwnData(*tpm);
   if (!loaded.ok()) return loaded.status().Annotate("run `kgr-ks init` first");

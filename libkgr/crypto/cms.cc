@@ -123,7 +123,10 @@ StatusOr<std::unique_ptr<CmsEndpoint>> CmsEndpoint::Load(
     return InvalidArgumentError(cert_file + " does not match " + key_file);
   }
   impl->store.reset(X509_STORE_new());
-  if (!impl->store || X509_STORE_add_cert(impl->store.get(), ca.get()) != 1) {
+  // KED certificates carry clientAuth/serverAuth, not S/MIME usages: the
+  // chain to our CA is what authenticates a signer here.
+  if (!impl->store || X509_STORE_add_cert(impl->store.get(), ca.get()) != 1 ||
+      X509_STORE_set_purpose(impl->store.get(), X509_PURPOSE_ANY) != 1) {
     return InternalError("X509_STORE setup failed");
   }
   StoreCtxPtr ctx(X509_STORE_CTX_new());
