@@ -13,7 +13,7 @@ if [[ ${KGR_SKIP_SETUP:-0} != 1 ]]; then
 fi
 export KGR_BINARY_DIR=${KGR_BINARY_DIR:-$PWD/build}
 export TSS2_LOG=all+none
-source tests/e2e/lib.sh
+source tests/e2e/ked.bash
 
 keys=0 renewals=0 frames=0
 ked_init

@@ -2,7 +2,7 @@
 # loopback (CA, TLS Mosquitto, one swtpm per party, kgr-ks, nodes) in a work
 # directory, and tears down everything it started (by PID) on exit.
 #
-# Use: source tests/e2e/lib.sh; ked_init; ked_broker_up; ked_ks_up;
+# Use: source tests/e2e/ked.bash; ked_init; ked_broker_up; ked_ks_up;
 #      ked_node_add NAME [PEER_NAME...]; ...; (trap runs ked_down)
 # Needs KGR_BUILD (build dir with the executables).
 
@@ -86,6 +86,12 @@ ked_broker_up() {
     --port "$BROKER_PORT" --cafile "$KED_DIR/pki/ca.crt" \
     --certfile "$KED_DIR/pki/broker.crt" --keyfile "$KED_DIR/pki/broker.key" \
     --log-file "$KED_DIR/broker/mosquitto.log" >/dev/null
+  if [[ ${KED_OBSERVER:-0} == 1 ]]; then
+    # Tests only: identity n00000000 (N_ID 0 is never assigned) may read
+    # everything, to watch what crosses the broker.
+    bash "$KGR_SRC/provisioning/issue-cert.sh" "$KED_DIR/pki" n00000000 node >/dev/null
+    printf '\nuser n00000000\ntopic read kgr/#\n' >>"$KED_DIR/broker/acl"
+  fi
   touch "$KED_DIR/broker/mosquitto.log"
   chmod 0666 "$KED_DIR/broker/mosquitto.log"
   /usr/sbin/mosquitto -c "$KED_DIR/broker/mosquitto.conf" \
@@ -172,6 +178,15 @@ ked_node_add() {
   [[ -S $KED_DIR/node-$name/control.sock ]] || { cat "$KED_DIR/logs/$name.log" >&2; die "kgr-node run $name did not start"; }
   say "node $name (${NODE_ID[$name]}): initialized from its credential file, daemon running"
 }
+
+# mqtt_as CN CMD [args]: mosquitto_pub/_sub over TLS as the identity CN.
+mqtt_as() {
+  local cn=$1 cmd=$2; shift 2
+  "$cmd" -h 127.0.0.1 -p "$BROKER_PORT" --cafile "$KED_DIR/pki/ca.crt" \
+    --cert "$KED_DIR/pki/$cn.crt" --key "$KED_DIR/pki/$cn.key" -i "$cn-$RANDOM" "$@"
+}
+
+ks_log_count() { grep -c -- "$1" "$KED_DIR/logs/ks.log" || true; }
 
 wait_registered() {  # wait_registered NAME
   for _ in $(seq 100); do
