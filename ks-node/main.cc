@@ -41,6 +41,8 @@ flags (each overrides the JSON config file's key in brackets):
   --key FILE           [tls.key_file] KS private key (PEM)
   --topic-prefix P     [topic_prefix] default "kgr"
   --gen-key-ttl-ms N   [gen_key_ttl_ms] purge unconfirmed keys after N ms
+  --pcr-policy         [pcr_policy] bind reads of the NV secrets to the
+                       current PCR 0-7 values (measured boot); set at init
   --log-level L        [log_level] debug, info, warn, error
   --json               status: print JSON
   --help
@@ -52,6 +54,7 @@ unavailable or timeout, 4 refused.
 struct Settings {
   std::string state_dir, tcti, broker, ca, cert, key, prefix, log_level;
   uint64_t gen_key_ttl_ms = 60'000;
+  bool pcr_policy = false;
 };
 
 StatusOr<Settings> LoadSettings(const Flags& f) {
@@ -68,6 +71,8 @@ StatusOr<Settings> LoadSettings(const Flags& f) {
   s.key = Setting(f, c, "key", "tls.key_file", "");
   s.prefix = Setting(f, c, "topic-prefix", "topic_prefix", kDefaultTopicPrefix);
   s.log_level = Setting(f, c, "log-level", "log_level", "info");
+  s.pcr_policy = f.Has("pcr-policy") ||
+                 Setting(f, c, "", "pcr_policy", "false") == "true";
   try {
     s.gen_key_ttl_ms =
         std::stoull(Setting(f, c, "gen-key-ttl-ms", "gen_key_ttl_ms", "60000"));
@@ -90,6 +95,7 @@ StatusOr<std::unique_ptr<Tpm>> OpenTpmFor(const Settings& s) {
   TpmOptions o;
   o.tcti = s.tcti;
   o.state_dir = s.state_dir;
+  o.pcr_policy = s.pcr_policy;
   return OpenTpm(o);
 }
 
@@ -296,7 +302,7 @@ int Main(int argc, char** argv) {
       argc, argv,
       {"config", "state-dir", "tcti", "broker", "ca", "cert", "key",
        "topic-prefix", "gen-key-ttl-ms", "log-level"},
-      {"help", "json"});
+      {"help", "json", "pcr-policy"});
   if (!flags.ok() || flags->Has("help") || flags->command.empty()) {
     if (!flags.ok()) std::fprintf(stderr, "kgr-ks: %s\n\n", flags.status().message().c_str());
     std::fputs(kUsage, flags.ok() && flags->Has("help") ? stdout : stderr);

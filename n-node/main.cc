@@ -48,6 +48,8 @@ flags (each overrides the JSON config file's key in brackets):
                        device:/dev/tpmrm0
   --broker HOST:PORT   [broker] overrides the BA from the credentials
   --timeout-ms N       [timeout_ms] deadline of one request (default 10000)
+  --pcr-policy         [pcr_policy] bind reads of the NV secrets to the
+                       current PCR 0-7 values (measured boot); set at init
   --log-level L        [log_level]
   --json               status: print JSON
   --help
@@ -60,6 +62,7 @@ registered, NTAG used).
 struct Settings {
   std::string state_dir, tcti, broker, log_level;
   uint64_t timeout_ms = 10'000;
+  bool pcr_policy = false;
 };
 
 std::string TlsPath(const Settings& s, const char* name) {
@@ -76,6 +79,7 @@ StatusOr<std::unique_ptr<Tpm>> OpenTpmFor(const Settings& s) {
   TpmOptions o;
   o.tcti = s.tcti;
   o.state_dir = s.state_dir;
+  o.pcr_policy = s.pcr_policy;
   return OpenTpm(o);
 }
 
@@ -354,7 +358,7 @@ int Main(int argc, char** argv) {
                           {"config", "state-dir", "tcti", "broker",
                            "timeout-ms", "log-level", "credentials", "file",
                            "peer", "data"},
-                          {"help", "json"});
+                          {"help", "json", "pcr-policy"});
   if (!flags.ok() || flags->Has("help") || flags->command.empty()) {
     if (!flags.ok()) std::fprintf(stderr, "kgr-node: %s\n\n", flags.status().message().c_str());
     std::fputs(kUsage, flags.ok() && flags->Has("help") ? stdout : stderr);
@@ -372,6 +376,8 @@ int Main(int argc, char** argv) {
   s.tcti = ResolveTcti(Setting(f, *config, "tcti", "tcti", ""));
   s.broker = Setting(f, *config, "broker", "broker", "");
   s.log_level = Setting(f, *config, "log-level", "log_level", "info");
+  s.pcr_policy = f.Has("pcr-policy") ||
+                 Setting(f, *config, "", "pcr_policy", "false") == "true";
   try {
     s.timeout_ms = std::stoull(Setting(f, *config, "timeout-ms", "timeout_ms", "10000"));
   } catch (const std::exception&) {

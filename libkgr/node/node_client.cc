@@ -433,6 +433,11 @@ void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
   if (!rec.ok()) {
     return Log("dropped", &h, "peer not in this node's peer list");
   }
+  // Pair key versions only grow: an older notification (a replay) must not
+  // replace the current key.
+  if (rec->nnsk.valid() && req.version <= rec->key_version) {
+    return Log("dropped", &h, "stale key version");
+  }
   auto topic = RandomTopicId();
   if (!topic.ok()) return;
   if (rec->nnsk.valid() && rec->topic4.has_value()) {

@@ -373,6 +373,26 @@ TEST_F(ProceduresTest, TamperedFramesAreDroppedWithoutStateChange) {
   EXPECT_EQ(ks_->stats().keys_issued, 1u);
 }
 
+TEST_F(ProceduresTest, ReplayedNotificationAfterRestartCannotRollBackTheKey) {
+  auto [a, b] = Pair();
+  broker_.ClearPublished();
+  ASSERT_TRUE(RequestKey(*a, *b).ok());
+  std::vector<testing::PublishedMessage> first = broker_.published();
+  ASSERT_TRUE(RequestKey(*a, *b, true).ok());
+  auto current = b->ses->Get(a->n_id);
+  // b restarts (its in-memory replay window is gone) and an attacker
+  // replays the first notification.
+  auto own = LoadOwnData(b->tpm);
+  ASSERT_TRUE(own.ok());
+  NodeClient restarted(std::move(*own), b->tpm, *b->transport, *b->ses, clock_);
+  for (const auto& m : first) {
+    if (m.sender == "ks") restarted.HandleMessage(m.topic, m.payload);
+  }
+  auto after = b->ses->Get(a->n_id);
+  EXPECT_EQ(after->key_version, current->key_version);
+  EXPECT_TRUE(after->nnsk.enc.Equals(current->nnsk.enc));
+}
+
 TEST_F(ProceduresTest, ExpiredGenKeysArePurged) {
   auto [a, b] = Pair();
   // b is offline: its notification is lost for good.

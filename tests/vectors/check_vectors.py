@@ -94,6 +94,53 @@ def check_derivations(ds):
                 struct.pack(">H", d["entry_no"]) + bytes.fromhex(d["salt"])
             assert hashlib.sha256(m).hexdigest() == d["ntag"]
 
+def check_record(v):
+    """docs/protocol.md section 7 (record envelope and per-type grammar)."""
+    rec = bytes.fromhex(v["record"])
+    nk, nksign = bytes.fromhex(v["nk"]), bytes.fromhex(v["nksign"])
+    owner = bytes.fromhex(v["owner_n_id"])
+    ver, typ, key = struct.unpack_from(">BBQ", rec, 0); o = 10
+    (clen,) = struct.unpack_from(">H", rec, o); o += 2
+    clear = rec[o:o + clen]; o += clen
+    iv = rec[o:o + 16]; o += 16
+    (ctlen,) = struct.unpack_from(">H", rec, o); o += 2
+    ct = rec[o:o + ctlen]; o += ctlen
+    tag = rec[o:]
+    assert ver == 1 and len(tag) == 32 and iv.hex() == v["iv"]
+    context = b"KGR-REC1" + owner + hashlib.sha256(b"KGR-NK-CHECK" + nk).digest()
+    assert hmac.compare_digest(hmac.new(nksign, context + rec[:-32], hashlib.sha256).digest(), tag), "record tag"
+    sec = aes_ctr(nk, iv, ct)
+    flags, s = sec[0], 1
+    f = v["fields"]
+    def topic(bit):
+        nonlocal s
+        if not flags & bit: return None
+        t = sec[s:s + 10].hex(); s += 10; return t
+    if typ == 1:
+        entry, state, last, kv, npeers = struct.unpack_from(">HBQIH", clear, 0)
+        peers = ["%08x" % x for x in struct.unpack_from(">%dI" % npeers, clear, 17)]
+        got = dict(n_id="%08x" % key, entry_no=entry, state=state, allowed_peers=peers,
+                   last_counter=last, nksk_version=kv, ntag=sec[1:33].hex())
+        s = 33
+        if flags & 1: got["nksk"] = sec[s:s + 64].hex(); s += 64
+        got["topic2"] = topic(2)
+    elif typ == 2:
+        n1, ctime, step, renewal, version = struct.unpack_from(">IQBBI", clear, 0)
+        got = dict(n_id1="%08x" % n1, request_id=key, ctime_unix_ms=ctime, step=step,
+                   renewal=renewal, version=version, n_id2=sec[1:5].hex(), nnsk=sec[5:69].hex())
+        s = 69
+        got["topic3"] = topic(2); got["topic4"] = topic(4)
+    elif typ == 3:
+        ctime, kv, frames, nbytes = struct.unpack_from(">QIQQ", clear, 0)
+        got = dict(n_id="%08x" % key, ctime_unix_ms=ctime, key_version=kv,
+                   frames_sent=frames, bytes_sent=nbytes)
+        if flags & 1: got["nnsk"] = sec[s:s + 64].hex(); s += 64
+        got["topic3"] = topic(2); got["topic4"] = topic(4)
+    else:
+        raise ValueError("record type")
+    assert s == len(sec), "trailing secret bytes"
+    assert got == f, (v["name"], got, f)
+
 def main(path):
     vec = json.load(open(path))
     n = 0
@@ -102,6 +149,8 @@ def main(path):
         check_frame(v); n += 1
     for v in vec["clear_frames"]:
         check_clear(v); n += 1
+    for v in vec["records"]:
+        check_record(v); n += 1
     print("check_vectors: %d vectors checked independently" % n)
 
 if __name__ == "__main__":
