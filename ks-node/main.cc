@@ -291,6 +291,8 @@ Status CmdRun(const Settings& s) {
     }
   });
   control->Stop();
+  Status f = ks.FlushCounters();
+  if (!f.ok()) spdlog::error("ks: replay counters not persisted: {}", f.ToString());
   Status d = transport->Disconnect();
   if (!d.ok()) spdlog::warn("ks: disconnect: {}", d.ToString());
   spdlog::info("ks: stopped");

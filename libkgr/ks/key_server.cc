@@ -181,6 +181,7 @@ void KeyServer::HandleTopic1(const Bytes& frame) {
   auto plain = OpenFrame(frame, node->nksk, &opened);
   if (!plain.ok()) return Drop(&h, plain.status().message());
   window.Accept(h.counter);
+  dirty_counters_.push_back(h.sender);
   switch (h.type) {
     case FrameType::kNnskKeyReq: {
       auto req = NnskKeyReq::Parse(plain->span());
@@ -333,7 +334,34 @@ void KeyServer::HandleConfAns(const FrameHeader& h, const NodeDesc& n1,
                h.request_id, Hex32(g->n_id1), Hex32(g->n_id2));
 }
 
+Status KeyServer::FlushCounters() {
+  if (dirty_counters_.empty()) return OkStatus();
+  std::sort(dirty_counters_.begin(), dirty_counters_.end());
+  dirty_counters_.erase(
+      std::unique(dirty_counters_.begin(), dirty_counters_.end()),
+      dirty_counters_.end());
+  std::vector<NodeDesc> batch;
+  for (uint32_t id : dirty_counters_) {
+    auto d = nodes_.Get(id);
+    auto w = windows_.find(id);
+    if (!d.ok() || w == windows_.end() ||
+        d->last_counter >= w->second.highest()) {
+      continue;
+    }
+    NodeDesc updated = d->Clone();
+    updated.last_counter = w->second.highest();
+    batch.push_back(std::move(updated));
+  }
+  Status st = batch.empty() ? OkStatus() : nodes_.PutAll(batch);
+  if (st.ok()) dirty_counters_.clear();
+  return st;
+}
+
 void KeyServer::Tick() {
+  Status st = FlushCounters();
+  if (!st.ok()) {
+    spdlog::error("ks: replay counters not persisted: {}", st.ToString());
+  }
   uint64_t now = clock_.NowUnixMillis();
   std::vector<uint64_t> expired;
   gen_keys_.ForEach([&](const GenKey& g) {

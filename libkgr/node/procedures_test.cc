@@ -393,6 +393,25 @@ TEST_F(ProceduresTest, ReplayedNotificationAfterRestartCannotRollBackTheKey) {
   EXPECT_TRUE(after->nnsk.enc.Equals(current->nnsk.enc));
 }
 
+TEST_F(ProceduresTest, KsReplayCountersSurviveARestart) {
+  auto [a, b] = Pair();
+  broker_.ClearPublished();
+  ASSERT_TRUE(RequestKey(*a, *b).ok());
+  std::vector<testing::PublishedMessage> captured = broker_.published();
+  ks_->Tick();  // persists the counters
+  // The KS restarts: a new KeyServer on the same files.
+  auto own = LoadOwnData(ks_tpm_);
+  ASSERT_TRUE(own.ok());
+  KeyServer restarted(std::move(*own), *ks_tpm_.KedkPublic(), *ks_transport_,
+                      *nodes_, *gen_keys_, nullptr, clock_, KeyServerOptions{});
+  for (const auto& m : captured) {
+    if (m.sender != "ks") restarted.HandleMessage(m.topic, m.payload);
+  }
+  EXPECT_EQ(restarted.stats().keys_issued, 0u) << "a replayed request was served";
+  EXPECT_EQ(gen_keys_->size(), 0u);
+  EXPECT_GT(restarted.stats().dropped_frames, 0u);
+}
+
 TEST_F(ProceduresTest, ExpiredGenKeysArePurged) {
   auto [a, b] = Pair();
   // b is offline: its notification is lost for good.

@@ -103,7 +103,16 @@ for secret in "$delta_ntag" "$good" "$(printf 'plaintext-canary-0123' | od -An -
 done
 say "ok: $(wc -l <"$KED_DIR/observed") frames observed on the broker, no NTAG or plaintext in clear"
 
-# 7. A node identity subscribing to everything receives nothing of others'.
+# 7. No secret in any log line: NTAGs, plaintext, private keys.
+for secret in "$delta_ntag" "$good" "plaintext-canary-0123" "$(printf 'plaintext-canary-0123' | od -An -v -tx1 | tr -d ' \n')"; do
+  if grep -rqi -- "$secret" "$KED_DIR/logs" "$KED_DIR/broker/mosquitto.log"; then
+    die "a secret appears in a log"
+  fi
+done
+if grep -rq "PRIVATE KEY" "$KED_DIR/logs"; then die "a private key appears in a log"; fi
+say "ok: no NTAG, plaintext or private key in $(cat "$KED_DIR"/logs/*.log | wc -l) log lines"
+
+# 8. A node identity subscribing to everything receives nothing of others'.
 bash "$src/provisioning/issue-cert.sh" "$KED_DIR/pki" "n${NODE_ID[charlie]}" >/dev/null
 timeout 3 bash -c "$(declare -f mqtt_as); BROKER_PORT=$BROKER_PORT KED_DIR=$KED_DIR mqtt_as n${NODE_ID[charlie]} mosquitto_sub -t 'kgr/#' -t '#' -F '%t'" >"$KED_DIR/snoop" 2>&1 &
 snoop=$!

@@ -64,8 +64,12 @@ class KeyServer {
   Status Start();
   // One received MQTT message.
   void HandleMessage(const std::string& topic, const Bytes& payload);
-  // Purges expired gen_keys records. Call periodically.
+  // Purges expired gen_keys records and persists the replay counters that
+  // advanced (one durable write for all). Call about once a second.
   void Tick();
+  // Persists the advanced replay counters now (also done by Tick); call
+  // before a clean shutdown.
+  Status FlushCounters();
 
   const KeyServerStats& stats() const { return stats_; }
   uint32_t n_id() const { return own_.identity.n_id; }
@@ -112,6 +116,7 @@ class KeyServer {
   KeyServerOptions options_;
   FrameCounter counter_;
   std::unordered_map<uint32_t, ReplayWindow> windows_;
+  std::vector<uint32_t> dirty_counters_;  // nodes whose window advanced
   ReplayWindow ac_window_;
   KeyServerStats stats_;
 };
