@@ -1,6 +1,5 @@
 // kgr-ks: the Key Server daemon and its operator commands.
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
 
 #include <cstdio>
 #include <iostream>
@@ -83,12 +82,6 @@ StatusOr<Settings> LoadSettings(const Flags& f) {
     return InvalidArgumentError("no state directory: --state-dir or state_dir");
   }
   return s;
-}
-
-// Creates the state directory (0700) and takes its lock: one process each.
-StatusOr<std::unique_ptr<DirLock>> LockStateDir(const std::string& dir) {
-  KGR_RETURN_IF_ERROR(DefaultFileSystem()->CreateDir(dir, 0700));
-  return DirLock::Acquire(dir + "/lock");
 }
 
 StatusOr<std::unique_ptr<Tpm>> OpenTpmFor(const Settings& s) {
@@ -198,7 +191,7 @@ void PrintStatus(const nlohmann::json& j, bool as_json) {
 }
 
 Status CmdInit(const Settings& s) {
-  KGR_ASSIGN_OR_RETURN(auto lock, LockStateDir(s.state_dir));
+  KGR_ASSIGN_OR_RETURN(auto lock, DirLock::ForStateDir(s.state_dir));
   KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpmFor(s));
   KGR_ASSIGN_OR_RETURN(OwnData own, InitKeyServer(*tpm, s.broker, s.prefix));
   std::printf("ks initialized: n_id=%s nv_writes=%llu\n",
@@ -214,7 +207,7 @@ Status CmdStatus(const Settings& s, bool as_json) {
     PrintStatus(*remote, as_json);
     return OkStatus();
   }
-  KGR_ASSIGN_OR_RETURN(auto lock, LockStateDir(s.state_dir));
+  KGR_ASSIGN_OR_RETURN(auto lock, DirLock::ForStateDir(s.state_dir));
   KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpmFor(s));
   KGR_ASSIGN_OR_RETURN(OwnData own, LoadOwnData(*tpm));
   KGR_ASSIGN_OR_RETURN(Stores st, OpenStores(s, own));
@@ -227,7 +220,7 @@ Status CmdStatus(const Settings& s, bool as_json) {
 Status CmdRun(const Settings& s) {
   EventLoop loop;
   StopLoopOnSignals(loop);
-  KGR_ASSIGN_OR_RETURN(auto lock, LockStateDir(s.state_dir));
+  KGR_ASSIGN_OR_RETURN(auto lock, DirLock::ForStateDir(s.state_dir));
   KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpmFor(s));
   auto loaded = LoadOwnData(*tpm);
   if (!loaded.ok()) return loaded.status().Annotate("run `kgr-ks init` first");

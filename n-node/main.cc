@@ -1,6 +1,5 @@
 // kgr-node: an N node of a Key Exchange Domain.
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
 
 #include <cstdio>
 #include <iostream>
@@ -69,12 +68,6 @@ std::string TlsPath(const Settings& s, const char* name) {
   return s.state_dir + "/tls/" + name;
 }
 
-// Creates the state directory (0700) and takes its lock: one process each.
-StatusOr<std::unique_ptr<DirLock>> LockStateDir(const std::string& dir) {
-  KGR_RETURN_IF_ERROR(DefaultFileSystem()->CreateDir(dir, 0700));
-  return DirLock::Acquire(dir + "/lock");
-}
-
 StatusOr<std::unique_ptr<Tpm>> OpenTpmFor(const Settings& s) {
   TpmOptions o;
   o.tcti = s.tcti;
@@ -88,7 +81,7 @@ class NodeService {
  public:
   static StatusOr<std::unique_ptr<NodeService>> Open(const Settings& s) {
     std::unique_ptr<NodeService> x(new NodeService());
-    KGR_ASSIGN_OR_RETURN(x->lock_, LockStateDir(s.state_dir));
+    KGR_ASSIGN_OR_RETURN(x->lock_, DirLock::ForStateDir(s.state_dir));
     KGR_ASSIGN_OR_RETURN(x->tpm_, OpenTpmFor(s));
     auto own = LoadOwnData(*x->tpm_);
     if (!own.ok()) return own.status().Annotate("run `kgr-node init` first");
@@ -216,7 +209,7 @@ Status CmdInit(const Settings& s, const Flags& f) {
   KGR_ASSIGN_OR_RETURN(Credentials c,
                        ReadCredentialFile(*DefaultFileSystem(),
                                           f.values.at("credentials")));
-  KGR_ASSIGN_OR_RETURN(auto lock, LockStateDir(s.state_dir));
+  KGR_ASSIGN_OR_RETURN(auto lock, DirLock::ForStateDir(s.state_dir));
   KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpmFor(s));
   KGR_ASSIGN_OR_RETURN(OwnData own, InitNode(*tpm, c));
   FileSystem& fs = *DefaultFileSystem();

@@ -355,6 +355,14 @@ void NodeClient::OnRegistered(const FrameHeader& h, const Bytes& frame) {
   Finish(h.request_id, OkStatus());
 }
 
+void NodeClient::KeepPrevious(uint32_t peer, const SesKey& current) {
+  if (!current.nnsk.valid() || !current.topic4.has_value()) return;
+  PairState& ps = pairs_[peer];
+  ps.previous = current.nnsk.Clone();
+  ps.previous_version = current.key_version;
+  ps.previous_until_ms = clock_.NowUnixMillis() + options_.previous_key_grace_ms;
+}
+
 void NodeClient::OnKeyAns(const FrameHeader& h, const NnskKeyAns& ans) {
   auto it = pending_.find(h.request_id);
   if (it == pending_.end() || it->second.kind != Kind::kKey) {
@@ -366,13 +374,7 @@ void NodeClient::OnKeyAns(const FrameHeader& h, const NnskKeyAns& ans) {
   }
   auto rec = ses_.Get(p.peer);
   if (!rec.ok()) return Finish(h.request_id, rec.status());
-  PairState& ps = pairs_[p.peer];
-  if (rec->nnsk.valid() && rec->topic4.has_value()) {
-    ps.previous = rec->nnsk.Clone();
-    ps.previous_version = rec->key_version;
-    ps.previous_until_ms =
-        clock_.NowUnixMillis() + options_.previous_key_grace_ms;
-  }
+  KeepPrevious(p.peer, *rec);
   // Step 3: NNSK in ses_keys, TOPIC4 empty until the peer confirms.
   SesKey updated = rec->Clone();
   updated.nnsk = ans.nnsk.Clone();
@@ -440,12 +442,7 @@ void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
   }
   auto topic = RandomTopicId();
   if (!topic.ok()) return;
-  if (rec->nnsk.valid() && rec->topic4.has_value()) {
-    ps.previous = rec->nnsk.Clone();
-    ps.previous_version = rec->key_version;
-    ps.previous_until_ms =
-        clock_.NowUnixMillis() + options_.previous_key_grace_ms;
-  }
+  KeepPrevious(req.n_id1, *rec);
   // Step 4: the entry for N1; our TOPIC3 is new, TOPIC4 is N1's TOPIC3.
   SesKey updated = rec->Clone();
   updated.nnsk = req.nnsk.Clone();

@@ -161,6 +161,14 @@ StatusOr<std::unique_ptr<DirLock>> DirLock::Acquire(const std::string& path) {
   return l;
 }
 
+StatusOr<std::unique_ptr<DirLock>> DirLock::ForStateDir(
+    const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return InternalError("cannot create " + dir + ": " + strerror(errno));
+  }
+  return Acquire(dir + "/lock");
+}
+
 DirLock::~DirLock() {
   if (fd_ >= 0) ::close(fd_);
 }

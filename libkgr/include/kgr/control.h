@@ -55,6 +55,9 @@ StatusOr<nlohmann::json> ControlCall(const std::string& path,
 class DirLock {
  public:
   static StatusOr<std::unique_ptr<DirLock>> Acquire(const std::string& path);
+  // Creates the state directory `dir` (mode 0700) if missing and locks
+  // `dir`/lock: one kgr process per state directory.
+  static StatusOr<std::unique_ptr<DirLock>> ForStateDir(const std::string& dir);
   ~DirLock();
 
  private:

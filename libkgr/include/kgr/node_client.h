@@ -119,6 +119,9 @@ class NodeClient {
   void OnNotReq(const FrameHeader& h, const NnskNotReq& req);
   void OnKsError(const FrameHeader& h, const KsError& err);
   void Finish(uint64_t request_id, Status status);
+  // Before a renewal replaces `current`, keeps its key acceptable for the
+  // grace period.
+  void KeepPrevious(uint32_t peer, const SesKey& current);
   std::string MyTopic(const TopicId& id) const;
   std::string PeerTopic(uint32_t peer, const TopicId& id) const;
   Status SubscribePair(const SesKey& k);
