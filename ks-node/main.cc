@@ -1,6 +1,7 @@
 // kgr-ks: the Key Server daemon and its operator commands.
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <cstdio>
 #include <iostream>
 
@@ -159,7 +160,8 @@ nlohmann::json StatusJson(const KeyServer* ks, const NodeDescStore& nodes,
                         {"keys_purged", s.keys_purged},
                         {"refused_requests", s.refused_requests},
                         {"dropped_frames", s.dropped_frames},
-                        {"authorizations", s.authorizations}};
+                        {"authorizations", s.authorizations},
+                        {"rate_limited", s.rate_limited}};
   }
   return j;
 }
@@ -218,7 +220,8 @@ Status CmdStatus(const Settings& s, bool as_json) {
 }
 
 Status CmdRun(const Settings& s) {
-  EventLoop loop;
+  // Bounded: a flood fills at most 16384 messages or 16 MiB, then is dropped.
+  EventLoop loop(16384, 16 << 20);
   StopLoopOnSignals(loop);
   KGR_ASSIGN_OR_RETURN(auto lock, DirLock::ForStateDir(s.state_dir));
   KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpmFor(s));
@@ -245,13 +248,15 @@ Status CmdRun(const Settings& s) {
   KGR_ASSIGN_OR_RETURN(auto transport, NewMqttTransport(mo));
   KeyServerOptions ko;
   ko.gen_key_ttl_ms = s.gen_key_ttl_ms;
+  std::atomic<uint64_t> dropped_at_queue{0};
   KeyServer ks(std::move(own), std::move(kedk), *transport, *st.nodes,
                *st.gen_keys, cms.get(), *SystemClock(), ko);
   transport->SetHandler([&](const std::string& topic, Bytes payload) {
+    size_t bytes = payload.size() + topic.size();
     if (!loop.Post([&ks, topic, p = std::move(payload)] {
           ks.HandleMessage(topic, p);
-        })) {
-      spdlog::warn("ks: queue full, message dropped");
+        }, bytes)) {
+      dropped_at_queue.fetch_add(1, std::memory_order_relaxed);
     }
   });
   KGR_RETURN_IF_ERROR(transport->Connect());
@@ -281,6 +286,9 @@ Status CmdRun(const Settings& s) {
     if (now - last_purge >= 1000) {
       ks.Tick();
       last_purge = now;
+      if (uint64_t d = dropped_at_queue.exchange(0)) {
+        spdlog::warn("ks: queue full: {} messages dropped in the last second", d);
+      }
     }
   });
   control->Stop();

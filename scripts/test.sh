@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 machine (as root) and runs every test of kgr:
 # unit, integration (real swtpm, real TLS Mosquitto), end-to-end, the
-# libFuzzer targets for a bounded time each, then ctest (its summary line is
-# the last thing printed).
+# libFuzzer targets for a bounded time each, the whole suite under
+# ASan+UBSan, then ctest (its summary line is the last thing printed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -11,6 +11,11 @@ if [[ "${KGR_SKIP_FUZZ:-0}" != 1 ]]; then
   CC=clang CXX=clang++ BUILD_DIR=build-fuzz BUILD_TARGET=fuzzers bash scripts/build.sh \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKGR_FUZZ=ON -DKGR_TESTS=ON
   bash tests/fuzz/run.sh build-fuzz "${KGR_FUZZ_SECONDS:-10}"
+fi
+if [[ "${KGR_SKIP_ASAN:-0}" != 1 ]]; then
+  # The whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
+  BUILD_DIR=build-asan bash scripts/build.sh -DCMAKE_BUILD_TYPE=Debug -DKGR_SANITIZE=ON
+  (cd build-asan && ctest --output-on-failure -j2 --timeout 900 -LE bench)
 fi
 cd build
 ctest --output-on-failure -j2 --timeout 600

@@ -28,7 +28,9 @@ KeyServer::KeyServer(OwnData own, Bytes kedk_public, Transport& transport,
       gen_keys_(gen_keys),
       cms_(cms),
       clock_(clock),
-      options_(options) {}
+      options_(options),
+      node_limiter_(options.node_frames_per_s, options.node_burst),
+      ac_limiter_(options.ac_messages_per_s, options.ac_burst) {}
 
 std::string KeyServer::topic1() const {
   return TopicName(own_.identity.topic_prefix, kKsIdentity,
@@ -49,6 +51,21 @@ Status KeyServer::Start() {
 
 void KeyServer::Drop(const FrameHeader* h, std::string_view reason) {
   ++stats_.dropped_frames;
+  // At most 20 drop lines a second, so a flood cannot flood the log.
+  uint64_t second = clock_.NowMonotonicMillis() / 1000;
+  if (second != log_second_) {
+    if (unlogged_drops_ > 0) {
+      spdlog::warn("ks: {} more frames dropped without a log line",
+                   unlogged_drops_);
+    }
+    log_second_ = second;
+    logged_this_second_ = 0;
+    unlogged_drops_ = 0;
+  }
+  if (++logged_this_second_ > 20) {
+    ++unlogged_drops_;
+    return;
+  }
   if (h != nullptr) {
     spdlog::warn("ks: dropped {} from {} (request {:016x}): {}",
                  FrameTypeName(h->type), Hex32(h->sender), h->request_id,
@@ -56,6 +73,19 @@ void KeyServer::Drop(const FrameHeader* h, std::string_view reason) {
   } else {
     spdlog::warn("ks: dropped message: {}", reason);
   }
+}
+
+bool KeyServer::Admit(const FrameHeader& h) {
+  if (!nodes_.Contains(h.sender)) {
+    Drop(&h, "unknown N_ID");
+    return false;
+  }
+  if (!node_limiter_.Allow(h.sender, clock_.NowMonotonicMillis())) {
+    ++stats_.rate_limited;
+    Drop(&h, "rate limit");
+    return false;
+  }
+  return true;
 }
 
 ReplayWindow& KeyServer::WindowFor(const NodeDesc& n) {
@@ -68,11 +98,15 @@ ReplayWindow& KeyServer::WindowFor(const NodeDesc& n) {
 
 void KeyServer::HandleMessage(const std::string& topic, const Bytes& payload) {
   const std::string& prefix = own_.identity.topic_prefix;
-  if (topic == RegisterTopic(prefix)) {
+  if (topic == RegisterTopic(prefix) || topic == topic1()) {
+    if (payload.size() > kMaxFrameToKs) return Drop(nullptr, "oversized frame");
+    if (topic == topic1()) return HandleTopic1(payload);
     HandleRegistration(payload);
-  } else if (topic == topic1()) {
-    HandleTopic1(payload);
   } else if (topic == AcRequestTopic(prefix)) {
+    if (!ac_limiter_.Allow(0, clock_.NowMonotonicMillis())) {
+      ++stats_.rate_limited;
+      return Drop(nullptr, "AC channel rate limit");
+    }
     HandleAc(payload);
   } else {
     Drop(nullptr, "unexpected topic");
@@ -105,6 +139,7 @@ void KeyServer::HandleRegistration(const Bytes& frame) {
   if (!peek.ok()) return Drop(nullptr, peek.status().message());
   const FrameHeader& h = *peek;
   if (h.type != FrameType::kNkskKeyReq) return Drop(&h, "not nksk_key_req");
+  if (!Admit(h)) return;
   auto node = nodes_.Get(h.sender);
   if (!node.ok()) return Drop(&h, "unknown N_ID");
   if (node->state != NodeState::kAuthorized) {
@@ -167,6 +202,7 @@ void KeyServer::HandleTopic1(const Bytes& frame) {
       h.type != FrameType::kNnskConfAns) {
     return Drop(&h, "unexpected type on TOPIC1");
   }
+  if (!Admit(h)) return;
   auto node = nodes_.Get(h.sender);
   if (!node.ok()) return Drop(&h, "unknown N_ID");
   if (node->state != NodeState::kRegistered) {

@@ -412,6 +412,76 @@ TEST_F(ProceduresTest, KsReplayCountersSurviveARestart) {
   EXPECT_GT(restarted.stats().dropped_frames, 0u);
 }
 
+TEST_F(ProceduresTest, ANodeCannotSpeakForAnother) {
+  auto [a, b] = Pair();
+  Node& c = AddNode({b->n_id});
+  ASSERT_TRUE(Register(c).ok());
+  // c claims to be a (header sender = a) asking for a key with b, sealing
+  // with its own NKSK (the only one it has): the MAC check under a's NKSK
+  // fails and nothing is issued.
+  auto c_own = LoadOwnData(c.tpm);
+  ASSERT_TRUE(c_own.ok() && c_own->ks.has_value());
+  FrameHeader h;
+  h.sender = a->n_id;
+  h.key_version = 1;
+  h.counter = clock_.NowUnixMicros() + 1000;
+  h.request_id = 42;
+  auto f = SealBody(h, NnskKeyReq{b->n_id, 1, TopicId{}}, c_own->ks->nksk);
+  ASSERT_TRUE(f.ok());
+  ks_->HandleMessage(ks_->topic1(), *f);
+  broker_.Pump();
+  EXPECT_EQ(ks_->stats().keys_issued, 0u);
+  EXPECT_EQ(gen_keys_->size(), 0u);
+  // With its own identity it may only ask for its own pairs: keys for
+  // (c, b) go to c and b, never to a.
+  broker_.ClearPublished();
+  ASSERT_TRUE(c.client->LoadPeers({b->n_id}).ok());
+  ASSERT_TRUE(b->client->LoadPeers({a->n_id, c.n_id}).ok());
+  ASSERT_TRUE(RequestKey(c, *b).ok());
+  for (const auto& m : broker_.published()) {
+    EXPECT_EQ(m.topic.find(NodeIdentity(a->n_id)), std::string::npos)
+        << "a frame of the (c, b) key went to a: " << m.topic;
+  }
+}
+
+TEST_F(ProceduresTest, AFloodingNodeIsRateLimitedAndOthersAreServed) {
+  auto [a, b] = Pair();
+  Node& c = AddNode();
+  ASSERT_TRUE(Register(c).ok());
+  auto c_own = LoadOwnData(c.tpm);
+  // c floods TOPIC1 with valid-looking frames (its own keys, garbage body).
+  uint64_t dropped = ks_->stats().dropped_frames;
+  for (int i = 0; i < 5000; ++i) {
+    FrameHeader h;
+    h.sender = c.n_id;
+    h.key_version = 1;
+    h.counter = clock_.NowUnixMicros() + 10 + i;
+    h.request_id = static_cast<uint64_t>(i);
+    auto f = SealBody(h, NnskConfAns{0}, c_own->ks->nksk);
+    ks_->HandleMessage(ks_->topic1(), *f);
+  }
+  EXPECT_GT(ks_->stats().rate_limited, 4000u);
+  EXPECT_GT(ks_->stats().dropped_frames, dropped + 4000);
+  // Garbage and oversized frames are dropped before any lookup.
+  ks_->HandleMessage(ks_->topic1(), Bytes(3, 0));
+  ks_->HandleMessage(RegisterTopic("kgr"), Bytes(kMaxFrameToKs + 1, 1));
+  // a and b are served all the same.
+  EXPECT_TRUE(RequestKey(*a, *b).ok());
+}
+
+TEST_F(ProceduresTest, DiskFullAtTheKsEndsTheRequestWithAClearError) {
+  auto [a, b] = Pair();
+  fs_.FailNth(FakeFileSystem::Op::kAppend, 1,
+              ResourceExhaustedError("disk full"));
+  Status st = RequestKey(*a, *b);
+  EXPECT_EQ(st.code(), StatusCode::kInternal) << st.ToString();
+  EXPECT_EQ(gen_keys_->size(), 0u);
+  // node_desc is intact, and once there is room again keys flow.
+  fs_.ClearFaults();
+  EXPECT_TRUE(nodes_->Get(a->n_id).ok());
+  EXPECT_TRUE(RequestKey(*a, *b).ok());
+}
+
 TEST_F(ProceduresTest, ExpiredGenKeysArePurged) {
   auto [a, b] = Pair();
   // b is offline: its notification is lost for good.

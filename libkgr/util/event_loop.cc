@@ -4,29 +4,32 @@
 
 namespace kgr {
 
-bool EventLoop::Post(std::function<void()> task) {
+bool EventLoop::Post(std::function<void()> task, size_t bytes) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopped_ || queue_.size() >= max_queue_) {
+    if (stopped_ || queue_.size() >= max_queue_ ||
+        queued_bytes_ + bytes > max_bytes_) {
       ++dropped_;
       return false;
     }
-    queue_.push_back(std::move(task));
+    queue_.push_back({std::move(task), bytes});
+    queued_bytes_ += bytes;
   }
   cv_.notify_one();
   return true;
 }
 
 bool EventLoop::RunOnce(int wait_ms) {
-  std::deque<std::function<void()>> batch;
+  std::deque<Task> batch;
   {
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait_for(lock, std::chrono::milliseconds(wait_ms),
                  [&] { return stopped_ || !queue_.empty(); });
     if (stopped_) return false;
     batch.swap(queue_);
+    queued_bytes_ = 0;
   }
-  for (auto& task : batch) task();
+  for (auto& task : batch) task.fn();
   return true;
 }
 

@@ -17,10 +17,13 @@ namespace kgr {
 
 class EventLoop {
  public:
-  explicit EventLoop(size_t max_queue = 65536) : max_queue_(max_queue) {}
+  // At most `max_queue` tasks and `max_bytes` of declared payload queued.
+  explicit EventLoop(size_t max_queue = 65536, size_t max_bytes = 64 << 20)
+      : max_queue_(max_queue), max_bytes_(max_bytes) {}
 
-  // Thread-safe. False if the queue is full or the loop stopped.
-  bool Post(std::function<void()> task);
+  // Thread-safe. False if the queue is full (tasks or bytes) or the loop
+  // stopped. `bytes` is what the task holds (e.g. a message's size).
+  bool Post(std::function<void()> task, size_t bytes = 0);
   // Runs tasks until Stop(); calls `tick` at least every `tick_ms`.
   void Run(const std::function<void()>& tick, int tick_ms = 50);
   // Runs queued tasks until `done()` is true or `timeout_ms` passes; calls
@@ -37,10 +40,16 @@ class EventLoop {
   // Pops and runs tasks for at most `wait_ms`; false when stopped.
   bool RunOnce(int wait_ms);
 
+  struct Task {
+    std::function<void()> fn;
+    size_t bytes;
+  };
   const size_t max_queue_;
+  const size_t max_bytes_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;
+  std::deque<Task> queue_;
+  size_t queued_bytes_ = 0;
   bool stopped_ = false;
   size_t dropped_ = 0;
 };

@@ -29,6 +29,7 @@
 #include "kgr/cms.h"
 #include "kgr/frame.h"
 #include "kgr/own_data.h"
+#include "kgr/rate_limiter.h"
 #include "kgr/store.h"
 #include "kgr/transport.h"
 #include "kgr/tpm.h"
@@ -40,7 +41,17 @@ struct KeyServerOptions {
   uint64_t gen_key_ttl_ms = 60'000;
   // At most this many unconfirmed session keys at once (KS_ERROR busy).
   size_t max_pending = 100'000;
+  // Frames a node may make the KS work on, per second (token bucket), and
+  // the burst; beyond that its frames are dropped before any crypto.
+  double node_frames_per_s = 100;
+  double node_burst = 200;
+  // The same for the AC channel (CMS costs an ECDH and a signature check).
+  double ac_messages_per_s = 20;
+  double ac_burst = 40;
 };
+
+// Largest frame a node sends to the KS (nksk_key_req is 161 bytes).
+inline constexpr size_t kMaxFrameToKs = 512;
 
 struct KeyServerStats {
   uint64_t registrations = 0;
@@ -50,6 +61,7 @@ struct KeyServerStats {
   uint64_t dropped_frames = 0;
   uint64_t refused_requests = 0;
   uint64_t authorizations = 0;
+  uint64_t rate_limited = 0;
 };
 
 class KeyServer {
@@ -104,6 +116,8 @@ class KeyServer {
   Status SendToNode(const NodeDesc& node, uint64_t request_id, uint8_t flags,
                     const Body& body);
   void Drop(const FrameHeader* h, std::string_view reason);
+  // Cheap checks before any crypto: known sender, rate limit.
+  bool Admit(const FrameHeader& h);
   ReplayWindow& WindowFor(const NodeDesc& n);
 
   OwnData own_;
@@ -118,6 +132,11 @@ class KeyServer {
   std::unordered_map<uint32_t, ReplayWindow> windows_;
   std::vector<uint32_t> dirty_counters_;  // nodes whose window advanced
   ReplayWindow ac_window_;
+  RateLimiter node_limiter_;
+  RateLimiter ac_limiter_;
+  uint64_t log_second_ = 0;  // drop-log throttle
+  int logged_this_second_ = 0;
+  uint64_t unlogged_drops_ = 0;
   KeyServerStats stats_;
 };
 
