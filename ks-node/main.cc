@@ -248,6 +248,9 @@ Status CmdRun(const Settings& s) {
   KGR_ASSIGN_OR_RETURN(auto transport, NewMqttTransport(mo));
   KeyServerOptions ko;
   ko.gen_key_ttl_ms = s.gen_key_ttl_ms;
+  const std::string counter_file = s.state_dir + "/counter";
+  KGR_ASSIGN_OR_RETURN(ko.counter_floor,
+                       LoadCounterFloor(*DefaultFileSystem(), counter_file));
   std::atomic<uint64_t> dropped_at_queue{0};
   KeyServer ks(std::move(own), std::move(kedk), *transport, *st.nodes,
                *st.gen_keys, cms.get(), *SystemClock(), ko);
@@ -281,11 +284,18 @@ Status CmdRun(const Settings& s) {
               FormatNodeId(ks.n_id()).c_str(), st.nodes->size());
   std::fflush(stdout);
   uint64_t last_purge = 0;
+  uint64_t saved_counter = 0;
   loop.Run([&] {
     uint64_t now = SystemClock()->NowMonotonicMillis();
     if (now - last_purge >= 1000) {
       ks.Tick();
       last_purge = now;
+      if (ks.last_counter() != saved_counter) {
+        Status c = SaveCounter(*DefaultFileSystem(), counter_file,
+                               ks.last_counter());
+        if (c.ok()) saved_counter = ks.last_counter();
+        else spdlog::error("ks: frame counter not saved: {}", c.ToString());
+      }
       if (uint64_t d = dropped_at_queue.exchange(0)) {
         spdlog::warn("ks: queue full: {} messages dropped in the last second", d);
       }
@@ -293,6 +303,7 @@ Status CmdRun(const Settings& s) {
   });
   control->Stop();
   Status f = ks.FlushCounters();
+  if (f.ok()) f = SaveCounter(*DefaultFileSystem(), counter_file, ks.last_counter());
   if (!f.ok()) spdlog::error("ks: replay counters not persisted: {}", f.ToString());
   Status d = transport->Disconnect();
   if (!d.ok()) spdlog::warn("ks: disconnect: {}", d.ToString());

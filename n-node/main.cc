@@ -104,6 +104,9 @@ class NodeService {
     KGR_ASSIGN_OR_RETURN(x->transport_, NewMqttTransport(mo));
     NodeClientOptions no;
     no.request_timeout_ms = s.timeout_ms;
+    x->counter_file_ = s.state_dir + "/counter";
+    KGR_ASSIGN_OR_RETURN(no.counter_floor,
+                         LoadCounterFloor(*DefaultFileSystem(), x->counter_file_));
     x->client_ = std::make_unique<NodeClient>(std::move(*own), *x->tpm_,
                                               *x->transport_, *x->ses_,
                                               *SystemClock(), no);
@@ -120,7 +123,18 @@ class NodeService {
     return x;
   }
   ~NodeService() {
+    SaveCounterIfChanged();
     if (transport_) (void)transport_->Disconnect();
+  }
+
+  // Persists the last frame counter (at most once per call; the daemon
+  // calls it every second and at exit).
+  void SaveCounterIfChanged() {
+    if (!client_ || client_->last_counter() == saved_counter_) return;
+    Status st = SaveCounter(*DefaultFileSystem(), counter_file_,
+                            client_->last_counter());
+    if (st.ok()) saved_counter_ = client_->last_counter();
+    else spdlog::error("node: frame counter not saved: {}", st.ToString());
   }
 
   EventLoop& loop() { return loop_; }
@@ -200,6 +214,8 @@ class NodeService {
   std::unique_ptr<SesKeysStore> ses_;
   std::unique_ptr<Transport> transport_;
   std::unique_ptr<NodeClient> client_;
+  std::string counter_file_;
+  uint64_t saved_counter_ = 0;
 };
 
 Status CmdInit(const Settings& s, const Flags& f) {
@@ -340,7 +356,15 @@ Status CmdRun(const Settings& s) {
   std::printf("kgr-node ready: n_id=%s\n",
               FormatNodeId(svc->client().n_id()).c_str());
   std::fflush(stdout);
-  svc->loop().Run([&] { svc->client().Tick(); });
+  uint64_t last_save = 0;
+  svc->loop().Run([&] {
+    svc->client().Tick();
+    uint64_t now = SystemClock()->NowMonotonicMillis();
+    if (now - last_save >= 1000) {
+      svc->SaveCounterIfChanged();
+      last_save = now;
+    }
+  });
   control->Stop();
   spdlog::info("node: stopped");
   return OkStatus();

@@ -29,6 +29,7 @@ KeyServer::KeyServer(OwnData own, Bytes kedk_public, Transport& transport,
       cms_(cms),
       clock_(clock),
       options_(options),
+      counter_(options.counter_floor),
       node_limiter_(options.node_frames_per_s, options.node_burst),
       ac_limiter_(options.ac_messages_per_s, options.ac_burst) {}
 

@@ -30,7 +30,8 @@ NodeClient::NodeClient(OwnData own, Tpm& tpm, Transport& transport,
       transport_(transport),
       ses_(ses),
       clock_(clock),
-      options_(options) {}
+      options_(options),
+      counter_(options.counter_floor) {}
 
 std::string NodeClient::MyTopic(const TopicId& id) const {
   return TopicName(own_.identity.topic_prefix, NodeIdentity(n_id()), id);
@@ -145,7 +146,9 @@ void NodeClient::Tick() {
   for (auto& [id, p] : pending_) {
     if (now >= p.deadline_ms) {
       expired.push_back(id);
-    } else if (now >= p.next_retry_ms && !p.got_key) {
+    } else if (now >= p.next_retry_ms) {
+      // Also after nnsk_key_ans: if the KS lost the peer's answer (it
+      // restarted), our retransmission makes it resend its part.
       Status st = Transmit(id, p);
       if (!st.ok()) Log("retransmission failed", nullptr, st.message());
       uint64_t jitter = 0;
@@ -372,6 +375,7 @@ void NodeClient::OnKeyAns(const FrameHeader& h, const NnskKeyAns& ans) {
   if (ans.n_id1 != n_id() || ans.n_id2 != p.peer || ans.version != p.version) {
     return Log("dropped", &h, "nnsk_key_ans does not match the request");
   }
+  if (p.got_key) return;  // an answer to our retransmission: same key
   auto rec = ses_.Get(p.peer);
   if (!rec.ok()) return Finish(h.request_id, rec.status());
   KeepPrevious(p.peer, *rec);
@@ -384,7 +388,7 @@ void NodeClient::OnKeyAns(const FrameHeader& h, const NnskKeyAns& ans) {
   updated.ctime_unix_ms = 0;
   Status st = ses_.Put(updated);
   if (!st.ok()) return Finish(h.request_id, st.Annotate("ses_keys"));
-  p.got_key = true;  // from now on the KS drives the procedure
+  p.got_key = true;  // retransmissions now only prompt the KS to resend
 }
 
 void NodeClient::OnConfReq(const FrameHeader& h, const NnskConfReq& req) {
@@ -423,22 +427,29 @@ void NodeClient::OnConfReq(const FrameHeader& h, const NnskConfReq& req) {
 }
 
 void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
-  PairState& ps = pairs_[req.n_id1];
-  if (ps.last_not_req == h.request_id) {
-    // Retransmission: answer again with the same TOPIC4.
-    Status st = SendToKs(h.request_id, h.flags,
-                         NnskNotAns{req.n_id1, n_id(), ps.last_not_topic});
-    if (!st.ok()) Log("nnsk_not_ans not sent", &h, st.message());
-    return;
-  }
   auto rec = ses_.Get(req.n_id1);
   if (!rec.ok()) {
     return Log("dropped", &h, "peer not in this node's peer list");
   }
-  // Pair key versions only grow: an older notification (a replay) must not
-  // replace the current key.
   if (rec->nnsk.valid() && req.version <= rec->key_version) {
-    return Log("dropped", &h, "stale key version");
+    // The same key again (the KS retransmits it; we may have restarted
+    // since): answer again with the TOPIC we chose then. It is stored, so
+    // this holds across our restarts and never makes a second topic.
+    if (req.version == rec->key_version && rec->topic3.has_value() &&
+        rec->nnsk.enc.Equals(req.nnsk.enc) &&
+        rec->nnsk.mac.Equals(req.nnsk.mac)) {
+      Status st = SendToKs(h.request_id, h.flags,
+                           NnskNotAns{req.n_id1, n_id(), *rec->topic3});
+      if (!st.ok()) Log("nnsk_not_ans not sent", &h, st.message());
+      return;
+    }
+    // Pair key versions only grow: an older notification (a replay) must
+    // not replace the current key. The same version with another key is
+    // accepted: a requester that died mid-procedure asks again with the
+    // version it knows, and the orphaned key it never got is replaced.
+    if (req.version < rec->key_version) {
+      return Log("dropped", &h, "stale key version");
+    }
   }
   auto topic = RandomTopicId();
   if (!topic.ok()) return;
@@ -456,8 +467,6 @@ void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
   if (!st.ok()) return Log("ses_keys update failed", &h, st.message());
   st = SubscribePair(updated);
   if (!st.ok()) Log("subscribe failed", &h, st.message());
-  ps.last_not_req = h.request_id;
-  ps.last_not_topic = *topic;
   spdlog::info("node {}: session key v{} with {} received", Hex32(n_id()),
                req.version, Hex32(req.n_id1));
   st = SendToKs(h.request_id, h.flags, NnskNotAns{req.n_id1, n_id(), *topic});

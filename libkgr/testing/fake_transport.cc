@@ -215,6 +215,25 @@ void FakeBroker::ClearPublished() {
   state_->published.clear();
 }
 
+size_t FakeBroker::DropQueuedFor(const std::string& name) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  std::shared_ptr<FakeTransportRecord> who;
+  for (const auto& r : state_->records) {
+    if (r->name == name && !r->gone) who = r;
+  }
+  if (!who) return 0;
+  size_t before = state_->queue.size();
+  std::erase_if(state_->queue, [&](const State::Entry& e) {
+    if (e.target) return e.target == who;
+    for (const auto& f : who->subscriptions) {
+      if (TopicMatches(f, e.message.topic)) return true;
+    }
+    return false;
+  });
+  who->held.clear();
+  return before - state_->queue.size();
+}
+
 void FakeBroker::DropNext(int n) {
   std::lock_guard<std::mutex> lock(state_->mu);
   state_->drop_next = n;

@@ -82,6 +82,10 @@ class FakeBroker {
   void ClearPublished();
   // The next `n` published messages are recorded but never delivered.
   void DropNext(int n);
+  // Drops every queued (and held) message that would reach the transport
+  // `name`: what a broker loses when a client's session is gone. Returns
+  // how many were dropped.
+  size_t DropQueuedFor(const std::string& name);
   // Refuses subscriptions; nullptr (the default) allows all.
   void SetAcl(Acl acl);
 

@@ -48,6 +48,9 @@ struct KeyServerOptions {
   // The same for the AC channel (CMS costs an ECDH and a signature check).
   double ac_messages_per_s = 20;
   double ac_burst = 40;
+  // Every frame counter the KS sends is above this (the last counter of a
+  // previous run, persisted by the daemon, plus a margin).
+  uint64_t counter_floor = 0;
 };
 
 // Largest frame a node sends to the KS (nksk_key_req is 161 bytes).
@@ -85,6 +88,8 @@ class KeyServer {
 
   const KeyServerStats& stats() const { return stats_; }
   uint32_t n_id() const { return own_.identity.n_id; }
+  // The last frame counter sent, for the daemon to persist.
+  uint64_t last_counter() const { return counter_.last(); }
   std::string topic1() const;
 
   // For `kgr-ks status` and the AC's list: a snapshot without secrets.

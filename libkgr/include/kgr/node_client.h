@@ -36,6 +36,8 @@ struct NodeClientOptions {
   uint64_t max_retry_ms = 3'000;
   // After a renewal the previous key of a pair is still accepted this long.
   uint64_t previous_key_grace_ms = 30'000;
+  // Every frame counter the node sends is above this (see KeyServerOptions).
+  uint64_t counter_floor = 0;
 };
 
 // What an application's data handler returns: the reply to send back
@@ -68,6 +70,8 @@ class NodeClient {
 
   bool registered() const { return own_.ks.has_value(); }
   uint32_t n_id() const { return own_.identity.n_id; }
+  // The last frame counter sent, for the daemon to persist.
+  uint64_t last_counter() const { return counter_.last(); }
 
   // Registration (4.5). OK at once if already registered.
   void Register(DoneCallback done);
@@ -104,8 +108,6 @@ class NodeClient {
     uint32_t previous_version = 0;
     uint64_t previous_until_ms = 0;
     std::map<uint32_t, ReplayWindow> windows;  // per key version
-    uint64_t last_not_req = 0;                 // request id, for duplicates
-    TopicId last_not_topic{};
   };
 
   Status Transmit(uint64_t request_id, Pending& p);
