@@ -154,11 +154,12 @@ class NodeService {
       if (st.ok()) respond({{"ok", true}});
       else fail(st);
     };
+    uint64_t timeout = req.value("timeout_ms", uint64_t{0});
     auto peer = [&]() -> StatusOr<uint32_t> {
       return ParseNodeId(req.value("peer", ""));
     };
     if (cmd == "register") {
-      client_->Register(done);
+      client_->Register(done, timeout);
     } else if (cmd == "peers") {
       std::vector<uint32_t> ids;
       for (const auto& p : req.value("peers", nlohmann::json::array())) {
@@ -170,7 +171,7 @@ class NodeService {
     } else if (cmd == "request-key" || cmd == "renew") {
       auto id = peer();
       if (!id.ok()) return fail(id.status());
-      client_->RequestKey(*id, cmd == "renew", done);
+      client_->RequestKey(*id, cmd == "renew", done, timeout);
     } else if (cmd == "send") {
       auto id = peer();
       if (!id.ok()) return fail(id.status());
@@ -181,7 +182,8 @@ class NodeService {
                       std::string reply(
                           reinterpret_cast<const char*>(r->data()), r->size());
                       respond({{"ok", true}, {"reply", reply}});
-                    });
+                    },
+                    timeout);
     } else if (cmd == "status") {
       nlohmann::json pairs = nlohmann::json::array();
       uint64_t now = SystemClock()->NowUnixMillis();
@@ -243,8 +245,8 @@ Status CmdInit(const Settings& s, const Flags& f) {
   return OkStatus();
 }
 
-StatusOr<nlohmann::json> BuildRequest(const Flags& f) {
-  nlohmann::json req{{"cmd", f.command}};
+StatusOr<nlohmann::json> BuildRequest(const Settings& s, const Flags& f) {
+  nlohmann::json req{{"cmd", f.command}, {"timeout_ms", s.timeout_ms}};
   if (f.command == "peers") {
     if (!f.values.count("file")) return InvalidArgumentError("peers needs --file");
     KGR_ASSIGN_OR_RETURN(auto ids,
@@ -302,7 +304,7 @@ void Print(const Flags& f, const nlohmann::json& r) {
 
 // Runs a command in the daemon if one listens, else in this process.
 Status CmdClient(const Settings& s, const Flags& f) {
-  KGR_ASSIGN_OR_RETURN(nlohmann::json req, BuildRequest(f));
+  KGR_ASSIGN_OR_RETURN(nlohmann::json req, BuildRequest(s, f));
   auto remote = ControlCall(s.state_dir + "/control.sock", req,
                             static_cast<int>(s.timeout_ms) + 5000);
   if (remote.ok()) {

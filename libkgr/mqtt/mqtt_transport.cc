@@ -358,6 +358,9 @@ Status PahoTransport::Subscribe(const std::string& topic) {
       return FailedPreconditionError("mqtt subscribe: not connected");
     }
     added = topics_.insert(topic).second;
+    // While reconnecting, the topic is held and subscribed with the others
+    // as soon as the connection is back.
+    if (state_ == State::kReconnecting) return OkStatus();
   }
   auto forget = [&] {
     if (!added) return;
@@ -371,6 +374,11 @@ Status PahoTransport::Subscribe(const std::string& topic) {
       return UnavailableError("mqtt subscribe: no SUBACK for '" + topic + "'");
     }
   } catch (const mqtt::exception& e) {
+    {
+      // The connection dropped under us: held for the resubscription.
+      std::lock_guard<std::mutex> lock(mu_);
+      if (state_ == State::kReconnecting) return OkStatus();
+    }
     forget();
     return FromException(PahoOp::kSubscribe, e)
         .Annotate("topic '" + topic + "'");

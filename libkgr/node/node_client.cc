@@ -159,11 +159,14 @@ void NodeClient::Tick() {
   }
   for (uint64_t id : expired) {
     const Pending& p = pending_.at(id);
-    std::string who = p.kind == Kind::kData ? "peer " + Hex32(p.peer)
-                                            : std::string("the key server");
+    std::string who =
+        p.kind == Kind::kData ? "peer " + Hex32(p.peer)
+        : p.got_key ? "peer " + Hex32(p.peer) +
+                          " (it did not confirm the key: offline?)"
+                    : std::string("the key server");
     Finish(id, DeadlineExceededError(
                    "no answer from " + who + " within " +
-                   std::to_string(options_.request_timeout_ms) + " ms (" +
+                   std::to_string(p.timeout_ms) + " ms (" +
                    std::to_string(p.attempts) + " attempts)"));
   }
   // Previous keys past their grace period are wiped.
@@ -178,7 +181,15 @@ void NodeClient::Tick() {
 
 // ---- requests ----
 
-void NodeClient::Register(DoneCallback done) {
+void NodeClient::Schedule(Pending& p, uint64_t timeout_ms) {
+  p.timeout_ms = timeout_ms ? timeout_ms : options_.request_timeout_ms;
+  uint64_t now = clock_.NowMonotonicMillis();
+  p.deadline_ms = now + p.timeout_ms;
+  p.backoff_ms = options_.first_retry_ms;
+  p.next_retry_ms = now + p.backoff_ms;
+}
+
+void NodeClient::Register(DoneCallback done, uint64_t timeout_ms) {
   if (registered()) return done(OkStatus());
   if (own_.ntag.size() != kNtagSize) {
     return done(FailedPreconditionError("no NTAG: init from credentials first"));
@@ -190,10 +201,7 @@ void NodeClient::Register(DoneCallback done) {
   Pending p;
   p.kind = Kind::kRegister;
   p.done = std::move(done);
-  uint64_t now = clock_.NowMonotonicMillis();
-  p.deadline_ms = now + options_.request_timeout_ms;
-  p.backoff_ms = options_.first_retry_ms;
-  p.next_retry_ms = now + p.backoff_ms;
+  Schedule(p, timeout_ms);
   auto [it, inserted] = pending_.emplace(*id, std::move(p));
   st = Transmit(*id, it->second);
   if (!st.ok()) Finish(*id, st);
@@ -212,7 +220,8 @@ Status NodeClient::LoadPeers(const std::vector<uint32_t>& peers) {
   return ses_.PutAll(batch);
 }
 
-void NodeClient::RequestKey(uint32_t peer, bool renewal, DoneCallback done) {
+void NodeClient::RequestKey(uint32_t peer, bool renewal, DoneCallback done,
+                            uint64_t timeout_ms) {
   if (!registered()) return done(FailedPreconditionError("not registered"));
   auto rec = ses_.Get(peer);
   if (!rec.ok()) {
@@ -234,10 +243,7 @@ void NodeClient::RequestKey(uint32_t peer, bool renewal, DoneCallback done) {
   p.version = rec->key_version + 1;
   p.topic3 = *topic;
   p.done = std::move(done);
-  uint64_t now = clock_.NowMonotonicMillis();
-  p.deadline_ms = now + options_.request_timeout_ms;
-  p.backoff_ms = options_.first_retry_ms;
-  p.next_retry_ms = now + p.backoff_ms;
+  Schedule(p, timeout_ms);
   // Listen on the new TOPIC3 before anyone can send on it.
   std::string t = MyTopic(p.topic3);
   topic_to_peer_[t] = peer;
@@ -248,7 +254,8 @@ void NodeClient::RequestKey(uint32_t peer, bool renewal, DoneCallback done) {
   if (!st.ok()) Finish(*id, st);
 }
 
-void NodeClient::Send(uint32_t peer, SecretBytes data, ReplyCallback done) {
+void NodeClient::Send(uint32_t peer, SecretBytes data, ReplyCallback done,
+                      uint64_t timeout_ms) {
   if (data.size() > kMaxDataSize) {
     return done(InvalidArgumentError("data larger than " +
                                      std::to_string(kMaxDataSize) + " bytes"));
@@ -260,10 +267,7 @@ void NodeClient::Send(uint32_t peer, SecretBytes data, ReplyCallback done) {
   p.peer = peer;
   p.data = std::move(data);
   p.reply = std::move(done);
-  uint64_t now = clock_.NowMonotonicMillis();
-  p.deadline_ms = now + options_.request_timeout_ms;
-  p.backoff_ms = options_.first_retry_ms;
-  p.next_retry_ms = now + p.backoff_ms;
+  Schedule(p, timeout_ms);
   auto [it, inserted] = pending_.emplace(*id, std::move(p));
   Status st = Transmit(*id, it->second);
   if (!st.ok()) return Finish(*id, st);

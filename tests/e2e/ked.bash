@@ -94,11 +94,7 @@ ked_broker_up() {
   fi
   touch "$KED_DIR/broker/mosquitto.log"
   chmod 0666 "$KED_DIR/broker/mosquitto.log"
-  /usr/sbin/mosquitto -c "$KED_DIR/broker/mosquitto.conf" \
-    >>"$KED_DIR/logs/mosquitto.out" 2>&1 &
-  BROKER_PID=$!
-  KED_PIDS+=("$BROKER_PID")
-  wait_port "$BROKER_PORT" || { cat "$KED_DIR/logs/mosquitto.out" >&2; die "mosquitto did not start"; }
+  broker_start
   BROKER=127.0.0.1:$BROKER_PORT
   say "ked: TLS Mosquitto on $BROKER (pid $BROKER_PID)"
 }
@@ -133,16 +129,23 @@ ked_ks_up() {
   # shellcheck disable=SC2046
   "$KS_BIN" init $(ks_args) >>"$KED_DIR/logs/ks.log" 2>&1 || {
     cat "$KED_DIR/logs/ks.log" >&2; die "kgr-ks init failed"; }
+  ks_start
+}
+
+# ks_start: starts the kgr-ks daemon (again) and waits until it serves.
+ks_start() {
+  local mark
+  mark=$(grep -c "kgr-ks ready" "$KED_DIR/logs/ks.log" || true)
   # shellcheck disable=SC2046
   "$KS_BIN" run $(ks_args) ${KS_EXTRA_ARGS:-} >>"$KED_DIR/logs/ks.log" 2>&1 &
   KS_PID=$!
   KED_PIDS+=("$KS_PID")
   for _ in $(seq 200); do
-    grep -q "kgr-ks ready" "$KED_DIR/logs/ks.log" && break
+    [[ $(grep -c "kgr-ks ready" "$KED_DIR/logs/ks.log") -gt $mark ]] && break
     kill -0 "$KS_PID" 2>/dev/null || { cat "$KED_DIR/logs/ks.log" >&2; die "kgr-ks exited"; }
     sleep 0.05
   done
-  grep -q "kgr-ks ready" "$KED_DIR/logs/ks.log" || die "kgr-ks not ready"
+  [[ $(grep -c "kgr-ks ready" "$KED_DIR/logs/ks.log") -gt $mark ]] || die "kgr-ks not ready"
   say "ked: key server $(grep -o 'n_id=[0-9a-f]*' "$KED_DIR/logs/ks.log" | head -1) serving (pid $KS_PID)"
 }
 
@@ -168,25 +171,46 @@ ked_node_add() {
   node "$name" init --credentials "$KED_DIR/$name.cred" >>"$KED_DIR/logs/$name.log" 2>&1 ||
     { cat "$KED_DIR/logs/$name.log" >&2; die "kgr-node init $name failed"; }
   rm -f "$KED_DIR/$name.cred"
-  node "$name" run >>"$KED_DIR/logs/$name.log" 2>&1 &
-  KED_PIDS+=("$!")
-  eval "NODE_PID_$name=$!"
-  for _ in $(seq 200); do
-    [[ -S $KED_DIR/node-$name/control.sock ]] && break
-    sleep 0.05
-  done
-  [[ -S $KED_DIR/node-$name/control.sock ]] || { cat "$KED_DIR/logs/$name.log" >&2; die "kgr-node run $name did not start"; }
+  node_start "$name"
   say "node $name (${NODE_ID[$name]}): initialized from its credential file, daemon running"
 }
 
-# mqtt_as CN CMD [args]: mosquitto_pub/_sub over TLS as the identity CN.
+# mqtt_as CN CMD [args]: mosquitto_pub/_sub over TLS as the identity CN
+# (exec'd: in the background, $! is the client itself).
 mqtt_as() {
   local cn=$1 cmd=$2; shift 2
-  "$cmd" -h 127.0.0.1 -p "$BROKER_PORT" --cafile "$KED_DIR/pki/ca.crt" \
-    --cert "$KED_DIR/pki/$cn.crt" --key "$KED_DIR/pki/$cn.key" -i "$cn-$RANDOM" "$@"
+  (exec "$cmd" -h 127.0.0.1 -p "$BROKER_PORT" --cafile "$KED_DIR/pki/ca.crt" \
+    --cert "$KED_DIR/pki/$cn.crt" --key "$KED_DIR/pki/$cn.key" -i "$cn-$RANDOM" "$@")
 }
 
 ks_log_count() { grep -c -- "$1" "$KED_DIR/logs/ks.log" || true; }
+
+# node_start NAME: starts (again) the node's daemon; sets NODE_PID[NAME].
+declare -A NODE_PID=()
+node_start() {
+  local name=$1
+  rm -f "$KED_DIR/node-$name/control.sock"
+  # Started directly (not through a function) so that $! is kgr-node itself.
+  "$NODE_BIN" run --state-dir "$KED_DIR/node-$name" --tcti "${NODE_TCTI[$name]}" \
+    >>"$KED_DIR/logs/$name.log" 2>&1 &
+  KED_PIDS+=("$!")
+  NODE_PID[$name]=$!
+  for _ in $(seq 200); do
+    [[ -S $KED_DIR/node-$name/control.sock ]] && return 0
+    sleep 0.05
+  done
+  cat "$KED_DIR/logs/$name.log" >&2
+  die "kgr-node run $name did not start"
+}
+
+# broker_restart: stops Mosquitto and starts it again on the same port.
+broker_start() {
+  /usr/sbin/mosquitto -c "$KED_DIR/broker/mosquitto.conf" \
+    >>"$KED_DIR/logs/mosquitto.out" 2>&1 &
+  BROKER_PID=$!
+  KED_PIDS+=("$BROKER_PID")
+  wait_port "$BROKER_PORT" || die "mosquitto did not start"
+}
 
 wait_registered() {  # wait_registered NAME
   for _ in $(seq 100); do

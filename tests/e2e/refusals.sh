@@ -12,7 +12,9 @@ ked_init
 ked_broker_up
 ked_ks_up
 # An observer sees every frame (hex) from now on.
-mqtt_as n00000000 mosquitto_sub -t 'kgr/#' -F '%t %x' >"$KED_DIR/observed" 2>&1 &
+mosquitto_sub -h 127.0.0.1 -p "$BROKER_PORT" --cafile "$KED_DIR/pki/ca.crt" \
+  --cert "$KED_DIR/pki/n00000000.crt" --key "$KED_DIR/pki/n00000000.key" \
+  -i observer -t 'kgr/#' -F '%t %x' >"$KED_DIR/observed" 2>&1 &
 KED_PIDS+=("$!")
 ked_node_add alpha
 ked_node_add bravo alpha
@@ -114,7 +116,10 @@ say "ok: no NTAG, plaintext or private key in $(cat "$KED_DIR"/logs/*.log | wc -
 
 # 8. A node identity subscribing to everything receives nothing of others'.
 bash "$src/provisioning/issue-cert.sh" "$KED_DIR/pki" "n${NODE_ID[charlie]}" >/dev/null
-timeout 3 bash -c "$(declare -f mqtt_as); BROKER_PORT=$BROKER_PORT KED_DIR=$KED_DIR mqtt_as n${NODE_ID[charlie]} mosquitto_sub -t 'kgr/#' -t '#' -F '%t'" >"$KED_DIR/snoop" 2>&1 &
+cn="n${NODE_ID[charlie]}"
+timeout 3 mosquitto_sub -h 127.0.0.1 -p "$BROKER_PORT" --cafile "$KED_DIR/pki/ca.crt" \
+  --cert "$KED_DIR/pki/$cn.crt" --key "$KED_DIR/pki/$cn.key" -i "$cn-snoop" \
+  -t 'kgr/#' -t '#' -F '%t' >"$KED_DIR/snoop" 2>&1 &
 snoop=$!
 sleep 1
 node alpha send --peer "${NODE_ID[bravo]}" --data "snoop test" >/dev/null

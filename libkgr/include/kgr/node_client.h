@@ -74,13 +74,16 @@ class NodeClient {
   uint64_t last_counter() const { return counter_.last(); }
 
   // Registration (4.5). OK at once if already registered.
-  void Register(DoneCallback done);
+  // `timeout_ms` (0: the options' request_timeout_ms) bounds each request.
+  void Register(DoneCallback done, uint64_t timeout_ms = 0);
   // Adds peers the AC allowed (4.6) as empty ses_keys entries.
   Status LoadPeers(const std::vector<uint32_t>& peers);
   // Session key generation (4.7) or renewal (4.9) for the pair with `peer`.
-  void RequestKey(uint32_t peer, bool renewal, DoneCallback done);
+  void RequestKey(uint32_t peer, bool renewal, DoneCallback done,
+                  uint64_t timeout_ms = 0);
   // Data exchange (4.8): sends `data` to `peer`, calls back with its reply.
-  void Send(uint32_t peer, SecretBytes data, ReplyCallback done);
+  void Send(uint32_t peer, SecretBytes data, ReplyCallback done,
+            uint64_t timeout_ms = 0);
   void SetDataHandler(DataHandler handler) { handler_ = std::move(handler); }
 
   std::vector<PairInfo> Pairs() const;
@@ -98,6 +101,7 @@ class NodeClient {
     uint64_t next_retry_ms = 0;
     uint64_t backoff_ms = 0;
     int attempts = 0;
+    uint64_t timeout_ms = 0;
     bool got_key = false;
     SecretBytes data;  // kData: the payload, for retransmission
     DoneCallback done;
@@ -111,6 +115,8 @@ class NodeClient {
   };
 
   Status Transmit(uint64_t request_id, Pending& p);
+  // Deadline and first retry of a new request.
+  void Schedule(Pending& p, uint64_t timeout_ms);
   template <typename Body>
   Status SendToKs(uint64_t request_id, uint8_t flags, const Body& body);
   void HandleFromKs(const Bytes& frame);

@@ -28,6 +28,8 @@ class Transport {
   virtual void SetHandler(Handler handler) = 0;
   // Connects and waits until the session is up (or the deadline passes).
   virtual Status Connect() = 0;
+  // Waits for the broker's SUBACK. While the transport is reconnecting the
+  // topic is held and subscribed as soon as the connection is back (OK).
   virtual Status Subscribe(const std::string& topic) = 0;
   virtual Status Unsubscribe(const std::string& topic) = 0;
   // Queues `payload` for delivery at QoS 1, not retained. Thread-safe.

@@ -1,0 +1,56 @@
+// CountingFileSystem: a FileSystem decorator that counts the durable
+// operations the stores make (fdatasync of files, syncs of directories,
+// appends), for kgr-bench's "fsyncs per establishment".
+//
+// Thread-safe (atomic counters; the wrapped FileSystem must be thread-safe
+// for calls on different paths, as FileSystem requires).
+#ifndef KGR_TESTS_BENCH_COUNTING_FS_H_
+#define KGR_TESTS_BENCH_COUNTING_FS_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "kgr/filesystem.h"
+
+namespace kgr::bench {
+
+struct FsCounts {
+  uint64_t file_syncs = 0;  // WritableFile::Sync (fdatasync)
+  uint64_t dir_syncs = 0;   // FileSystem::SyncDir (fsync of a directory)
+  uint64_t appends = 0;
+  uint64_t append_bytes = 0;
+  uint64_t syncs() const { return file_syncs + dir_syncs; }
+};
+
+class CountingFileSystem : public FileSystem {
+ public:
+  // `base` must outlive this object.
+  explicit CountingFileSystem(FileSystem& base) : base_(base) {}
+
+  FsCounts counts() const;
+
+  StatusOr<Bytes> ReadFile(const std::string& path) override;
+  StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(
+      const std::string& path, int mode) override;
+  StatusOr<std::unique_ptr<WritableFile>> NewAppendableFile(
+      const std::string& path, int mode) override;
+  Status Rename(const std::string& from, const std::string& to) override;
+  Status SyncDir(const std::string& dir) override;
+  Status Remove(const std::string& path) override;
+  Status CreateDir(const std::string& dir, int mode) override;
+  bool Exists(const std::string& path) override;
+
+ private:
+  friend class CountingFile;
+  FileSystem& base_;
+  std::atomic<uint64_t> file_syncs_{0};
+  std::atomic<uint64_t> dir_syncs_{0};
+  std::atomic<uint64_t> appends_{0};
+  std::atomic<uint64_t> append_bytes_{0};
+};
+
+}  // namespace kgr::bench
+
+#endif  // KGR_TESTS_BENCH_COUNTING_FS_H_
