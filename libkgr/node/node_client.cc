@@ -140,8 +140,28 @@ void NodeClient::Finish(uint64_t request_id, Status status) {
   }
 }
 
+void NodeClient::PersistRxCounters() {
+  for (auto& [peer, ps] : pairs_) {
+    if (!ps.rx_dirty) continue;
+    ps.rx_dirty = false;
+    auto rec = ses_.Get(peer);
+    if (!rec.ok()) continue;
+    auto w = ps.windows.find(rec->key_version);
+    if (w == ps.windows.end() || w->second.highest() <= rec->rx_counter) {
+      continue;
+    }
+    SesKey updated = rec->Clone();
+    updated.rx_counter = w->second.highest();
+    ses_.PutUsage(updated);
+  }
+}
+
 void NodeClient::Tick() {
   uint64_t now = clock_.NowMonotonicMillis();
+  if (now - last_rx_persist_ms_ >= 1000) {
+    PersistRxCounters();
+    last_rx_persist_ms_ = now;
+  }
   std::vector<uint64_t> expired;
   for (auto& [id, p] : pending_) {
     if (now >= p.deadline_ms) {
@@ -390,6 +410,7 @@ void NodeClient::OnKeyAns(const FrameHeader& h, const NnskKeyAns& ans) {
   updated.topic3 = p.topic3;
   updated.topic4.reset();
   updated.ctime_unix_ms = 0;
+  updated.rx_counter = 0;
   Status st = ses_.Put(updated);
   if (!st.ok()) return Finish(h.request_id, st.Annotate("ses_keys"));
   p.got_key = true;  // retransmissions now only prompt the KS to resend
@@ -421,6 +442,7 @@ void NodeClient::OnConfReq(const FrameHeader& h, const NnskConfReq& req) {
   updated.ctime_unix_ms = clock_.NowUnixMillis();
   updated.frames_sent = 0;
   updated.bytes_sent = 0;
+  updated.rx_counter = 0;
   Status st = ses_.Put(updated);
   if (!st.ok()) return Finish(h.request_id, st.Annotate("ses_keys"));
   st = SendToKs(h.request_id, h.flags, NnskConfAns{req.n_id2});
@@ -467,6 +489,7 @@ void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
   updated.ctime_unix_ms = clock_.NowUnixMillis();
   updated.frames_sent = 0;
   updated.bytes_sent = 0;
+  updated.rx_counter = 0;
   Status st = ses_.Put(updated);
   if (!st.ok()) return Log("ses_keys update failed", &h, st.message());
   st = SubscribePair(updated);
@@ -500,12 +523,20 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
     keys = &*ps.previous;
   }
   if (keys == nullptr) return Log("dropped", &h, "no key of that version");
-  ReplayWindow& window = ps.windows[h.key_version];
+  auto wit = ps.windows.find(h.key_version);
+  if (wit == ps.windows.end()) {
+    // First frame under this version since we started: continue from the
+    // persisted counter (a restart must not reopen the window).
+    uint64_t floor = h.key_version == rec->key_version ? rec->rx_counter : 0;
+    wit = ps.windows.emplace(h.key_version, ReplayWindow(floor)).first;
+  }
+  ReplayWindow& window = wit->second;
   if (!window.IsFresh(h.counter)) return Log("dropped", &h, "replayed");
   FrameHeader opened;
   auto plain = OpenFrame(frame, *keys, &opened);
   if (!plain.ok()) return Log("dropped", &h, plain.status().message());
   window.Accept(h.counter);
+  if (h.key_version == rec->key_version) ps.rx_dirty = true;
   if (h.type == FrameType::kNodeDataAns) {
     auto ans = NodeDataAns::Parse(plain->span());
     if (!ans.ok()) return Log("dropped", &h, ans.status().message());

@@ -639,6 +639,26 @@ TEST_F(ProceduresTest, KsCrashDuringRegistration) {
   }
 }
 
+TEST_F(ProceduresTest, ReplayedDataAfterPeerRestartIsDropped) {
+  auto [a, b] = Pair();
+  ASSERT_TRUE(RequestKey(*a, *b).ok());
+  broker_.ClearPublished();
+  ASSERT_TRUE(Send(*a, *b, "once").ok());
+  testing::PublishedMessage data;
+  for (const auto& m : broker_.published()) {
+    auto h = PeekFrameHeader(m.payload);
+    if (h.ok() && h->type == FrameType::kNodeDataReq) data = m;
+  }
+  ASSERT_FALSE(data.payload.empty());
+  clock_.AdvanceMillis(1500);
+  b->client->Tick();  // persists the receive counter
+  RestartNode(*b);
+  broker_.ClearPublished();
+  b->client->HandleMessage(data.topic, data.payload);
+  EXPECT_TRUE(broker_.published().empty()) << "replayed data was answered";
+  EXPECT_TRUE(Send(*a, *b, "twice").ok());
+}
+
 TEST_F(ProceduresTest, ExpiredGenKeysArePurged) {
   auto [a, b] = Pair();
   // b is offline: its notification is lost for good.

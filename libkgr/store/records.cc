@@ -244,6 +244,7 @@ SesKey SesKey::Clone() const {
   c.key_version = key_version;
   c.frames_sent = frames_sent;
   c.bytes_sent = bytes_sent;
+  c.rx_counter = rx_counter;
   c.nnsk = nnsk.Clone();
   c.topic3 = topic3;
   c.topic4 = topic4;
@@ -378,6 +379,7 @@ StatusOr<Bytes> EncodeRecord(const SesKey& k, const RecordKeys& keys,
   w.U32(k.key_version);
   w.U64(k.frames_sent);
   w.U64(k.bytes_sent);
+  w.U64(k.rx_counter);
   SecretBytes secret;
   bool has_keys = k.nnsk.valid();
   PutU8(&secret, static_cast<uint8_t>((has_keys ? kFlagKeys : 0) |
@@ -401,7 +403,8 @@ StatusOr<SesKey> DecodeRecord<SesKey>(std::span<const uint8_t> record,
   k.n_id = static_cast<uint32_t>(o.key);
   ByteReader c(o.clear);
   if (!c.U64(&k.ctime_unix_ms) || !c.U32(&k.key_version) ||
-      !c.U64(&k.frames_sent) || !c.U64(&k.bytes_sent) || !c.done()) {
+      !c.U64(&k.frames_sent) || !c.U64(&k.bytes_sent) ||
+      !c.U64(&k.rx_counter) || !c.done()) {
     return Malformed();
   }
   ByteReader s(o.secret.span());

@@ -174,35 +174,37 @@ TEST(Records, GoldenSesKeyLayout) {
   k.key_version = 6;
   k.frames_sent = 7;
   k.bytes_sent = 8;
+  k.rx_counter = 9;
   k.topic3 = PatternTopic(0);
   auto enc = EncodeRecord(k, nk, kOwner, FixedIv());
   ASSERT_TRUE(enc.ok());
   std::string hex = ToHex(*enc);
-  EXPECT_EQ(hex.substr(0, (1 + 1 + 8 + 2 + 28 + 16 + 2) * 2),
+  EXPECT_EQ(hex.substr(0, (1 + 1 + 8 + 2 + 36 + 16 + 2) * 2),
             "01"                                // version
             "03"                                // type ses_keys
             "0000000001020304"                  // key = N_ID
-            "001c"                              // clear length 28
+            "0024"                              // clear length 36
             "0000000000000005"                  // ctime
             "00000006"                          // key_version
             "0000000000000007"                  // frames_sent
             "0000000000000008"                  // bytes_sent
+            "0000000000000009"                  // rx_counter
             "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"  // IV
             "000b");  // ciphertext length: flags + TOPIC3
-  EXPECT_EQ(enc->size(), 1 + 1 + 8 + 2 + 28 + 16 + 2 + 11 + kTagSize);
+  EXPECT_EQ(enc->size(), 1 + 1 + 8 + 2 + 36 + 16 + 2 + 11 + kTagSize);
   // The secret part is AES-256-CTR(NK, IV) of 02 || TOPIC3.
   Bytes pt = {0x02, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
   Bytes ct(pt.size());
   ASSERT_TRUE(AesCtr(nk.enc, FixedIv(), pt, ct).ok());
-  EXPECT_EQ(Bytes(enc->begin() + 58, enc->begin() + 69), ct);
+  EXPECT_EQ(Bytes(enc->begin() + 66, enc->begin() + 77), ct);
   // The tag is HMAC(NKsign, "KGR-REC1" || owner || SHA-256("KGR-NK-CHECK" ||
   // NK) || record without tag).
   Bytes ctx = {'K', 'G', 'R', '-', 'R', 'E', 'C', '1', 0x0a, 0x0b, 0x0c, 0x0d};
   Digest check = Sha256({AsBytes("KGR-NK-CHECK"), nk.enc.span()});
   auto tag = HmacSha256(nk.mac,
-                        {ctx, check, std::span<const uint8_t>(*enc).first(69)});
+                        {ctx, check, std::span<const uint8_t>(*enc).first(77)});
   ASSERT_TRUE(tag.ok());
-  EXPECT_EQ(Bytes(enc->begin() + 69, enc->end()),
+  EXPECT_EQ(Bytes(enc->begin() + 77, enc->end()),
             Bytes(tag->begin(), tag->end()));
 }
 

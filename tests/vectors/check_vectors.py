@@ -131,9 +131,10 @@ def check_record(v):
         s = 69
         got["topic3"] = topic(2); got["topic4"] = topic(4)
     elif typ == 3:
-        ctime, kv, frames, nbytes = struct.unpack_from(">QIQQ", clear, 0)
+        ctime, kv, frames, nbytes, rx = struct.unpack_from(">QIQQQ", clear, 0)
+        assert len(clear) == 36
         got = dict(n_id="%08x" % key, ctime_unix_ms=ctime, key_version=kv,
-                   frames_sent=frames, bytes_sent=nbytes)
+                   frames_sent=frames, bytes_sent=nbytes, rx_counter=rx)
         if flags & 1: got["nnsk"] = sec[s:s + 64].hex(); s += 64
         got["topic3"] = topic(2); got["topic4"] = topic(4)
     else:

@@ -270,6 +270,7 @@ ordered_json Build() {
   k.key_version = 1;
   k.frames_sent = 3;
   k.bytes_sent = 36;
+  k.rx_counter = 1700000000000009;
   k.nnsk = nnsk.Clone();
   k.topic3 = T(0x60);
   k.topic4 = T(0x70);
@@ -282,6 +283,7 @@ ordered_json Build() {
        {"fields",
         {{"n_id", Hex32(n2)}, {"ctime_unix_ms", k.ctime_unix_ms},
          {"key_version", 1}, {"frames_sent", 3}, {"bytes_sent", 36},
+         {"rx_counter", k.rx_counter},
          {"nnsk", HexKeys(nnsk)}, {"topic3", Hex(T(0x60))},
          {"topic4", Hex(T(0x70))}}},
        {"record", Hex(*EncodeRecord(k, nk, n1, FixedIv(0xd2)))}});

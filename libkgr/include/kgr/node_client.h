@@ -112,6 +112,7 @@ class NodeClient {
     uint32_t previous_version = 0;
     uint64_t previous_until_ms = 0;
     std::map<uint32_t, ReplayWindow> windows;  // per key version
+    bool rx_dirty = false;  // current window advanced since last persisted
   };
 
   Status Transmit(uint64_t request_id, Pending& p);
@@ -130,6 +131,8 @@ class NodeClient {
   // Before a renewal replaces `current`, keeps its key acceptable for the
   // grace period.
   void KeepPrevious(uint32_t peer, const SesKey& current);
+  // Writes the receive counters that advanced into ses_keys (unsynced).
+  void PersistRxCounters();
   std::string MyTopic(const TopicId& id) const;
   std::string PeerTopic(uint32_t peer, const TopicId& id) const;
   Status SubscribePair(const SesKey& k);
@@ -147,6 +150,7 @@ class NodeClient {
   std::map<uint64_t, Pending> pending_;
   std::unordered_map<uint32_t, PairState> pairs_;
   std::unordered_map<std::string, uint32_t> topic_to_peer_;
+  uint64_t last_rx_persist_ms_ = 0;
 };
 
 // N init (4.4): local trust structure (SRK, ANK), N_ID and NTAG from the

@@ -113,6 +113,9 @@ struct SesKey {
   uint32_t key_version = 0;
   uint64_t frames_sent = 0;
   uint64_t bytes_sent = 0;
+  // Highest frame counter accepted from the peer under key_version: the
+  // replay window restarts from it (persisted lazily, see NodeClient).
+  uint64_t rx_counter = 0;
   // Secret (encrypted with NK).
   SymmetricKeys nnsk;  // NNSK, NNSKsign; both empty or both set
   Topic topic3;        // subscribed by this node to hear from the peer
