@@ -256,6 +256,13 @@ StatusOr<SymmetricKeys> RegistrationKeys(const SecretBytes& ntag, uint32_t n_id,
   return DeriveKeys(ntag.span(), AsBytes(kRegistrationSalt), info);
 }
 
+uint64_t RegistrationRequestId(const SecretBytes& ntag) {
+  Digest d = Sha256({AsBytes("kgr/v1 registration request"), ntag.span()});
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | d[i];
+  return v;
+}
+
 SecretBytes ComputeNtag(uint32_t n_id, std::span<const uint8_t> kedk_public,
                         uint16_t entry_no, std::span<const uint8_t> salt) {
   uint8_t id[4] = {static_cast<uint8_t>(n_id >> 24),

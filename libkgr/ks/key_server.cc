@@ -143,10 +143,16 @@ void KeyServer::HandleRegistration(const Bytes& frame) {
   if (!Admit(h)) return;
   auto node = nodes_.Get(h.sender);
   if (!node.ok()) return Drop(&h, "unknown N_ID");
-  if (node->state != NodeState::kAuthorized) {
-    return Drop(&h, node->state == NodeState::kRegistered
-                        ? "NTAG already used (node registered)"
-                        : "node revoked");
+  if (node->state == NodeState::kRevoked) return Drop(&h, "node revoked");
+  // A retransmission of the registration that succeeded (the node may have
+  // died before storing its keys): answered with the same keys, for a
+  // short while only. Any other request after registration is refused.
+  bool repeat = node->state == NodeState::kRegistered &&
+                h.request_id == RegistrationRequestId(node->ntag) &&
+                clock_.NowUnixMillis() <
+                    node->registered_unix_ms + options_.registration_replay_ms;
+  if (node->state == NodeState::kRegistered && !repeat) {
+    return Drop(&h, "NTAG already used (node registered)");
   }
   ReplayWindow& window = WindowFor(*node);
   if (!window.IsFresh(h.counter)) return Drop(&h, "replayed counter");
@@ -159,6 +165,12 @@ void KeyServer::HandleRegistration(const Bytes& frame) {
     return Drop(&h, "NTAG does not match");
   }
   window.Accept(h.counter);
+  if (repeat) {
+    if (node->topic2 != req->topic2) return Drop(&h, "TOPIC2 changed");
+    spdlog::info("ks: node {} asked again for its registration: same keys",
+                 Hex32(h.sender));
+    return SendRegistrationAnswer(*node, h.request_id);
+  }
 
   auto nksk = SymmetricKeys::Generate();
   if (!nksk.ok()) return Drop(&h, nksk.status().message());
@@ -168,6 +180,8 @@ void KeyServer::HandleRegistration(const Bytes& frame) {
   updated.nksk_version = 1;
   updated.topic2 = req->topic2;
   updated.last_counter = window.highest();
+  updated.registered_unix_ms = clock_.NowUnixMillis();
+  // Step 2: node_desc is durable before the keys leave the KS.
   Status st = nodes_.Put(updated);
   if (!st.ok()) {
     spdlog::error("ks: registration of {} not stored: {}", Hex32(h.sender),
@@ -176,20 +190,25 @@ void KeyServer::HandleRegistration(const Bytes& frame) {
   }
   ++stats_.registrations;
   spdlog::info("ks: node {} registered", Hex32(h.sender));
+  SendRegistrationAnswer(updated, h.request_id);
+}
 
+void KeyServer::SendRegistrationAnswer(const NodeDesc& node,
+                                       uint64_t request_id) {
   auto ans_keys =
-      RegistrationKeys(node->ntag, node->n_id, FrameType::kNkskKeyAns);
-  if (!ans_keys.ok()) return;
+      RegistrationKeys(node.ntag, node.n_id, FrameType::kNkskKeyAns);
+  if (!ans_keys.ok() || !node.topic2.has_value()) return;
   FrameHeader out;
   out.sender = own_.identity.n_id;
   out.counter = counter_.Next(clock_.NowUnixMicros());
-  out.request_id = h.request_id;
-  NkskKeyAns ans{updated.nksk.Clone(), own_.identity.own_topic};
+  out.request_id = request_id;
+  NkskKeyAns ans{node.nksk.Clone(), own_.identity.own_topic};
   auto sealed = SealBody(out, ans, *ans_keys);
   if (!sealed.ok()) return;
-  st = transport_.Publish(TopicName(own_.identity.topic_prefix,
-                                    NodeIdentity(updated.n_id), req->topic2),
-                          *sealed);
+  Status st = transport_.Publish(
+      TopicName(own_.identity.topic_prefix, NodeIdentity(node.n_id),
+                *node.topic2),
+      *sealed);
   if (!st.ok()) spdlog::warn("ks: nksk_key_ans not sent: {}", st.ToString());
 }
 

@@ -216,8 +216,11 @@ void NodeClient::Register(DoneCallback done, uint64_t timeout_ms) {
   }
   Status st = transport_.Subscribe(MyTopic(own_.identity.own_topic));
   if (!st.ok()) return done(st);
-  auto id = RandomU64();
-  if (!id.ok()) return done(id.status());
+  // Fixed per NTAG: after a restart we ask again under the same id.
+  StatusOr<uint64_t> id = RegistrationRequestId(own_.ntag);
+  if (pending_.count(*id)) {
+    return done(AbortedError("a registration is under way"));
+  }
   Pending p;
   p.kind = Kind::kRegister;
   p.done = std::move(done);

@@ -234,6 +234,7 @@ TEST_F(ProceduresTest, RegistrationStoresNkskInNvAndNodeDesc) {
 TEST_F(ProceduresTest, NtagWorksForOneRegistrationOnly) {
   Node& a = AddNode();
   ASSERT_TRUE(Register(a).ok());
+  clock_.AdvanceMillis(KeyServerOptions{}.registration_replay_ms + 1);
   // A second node (a clone with the same credentials and a fresh TPM)
   // replays the registration: the KS ignores it.
   Credentials c;
@@ -262,6 +263,39 @@ TEST_F(ProceduresTest, NtagWorksForOneRegistrationOnly) {
   EXPECT_EQ(r->code(), StatusCode::kDeadlineExceeded);
   EXPECT_EQ(ks_->stats().registrations, 1u);
   EXPECT_GT(ks_->stats().dropped_frames, 0u);
+}
+
+TEST_F(ProceduresTest, ACloneRightAfterRegistrationGetsNothing) {
+  Node& a = AddNode();
+  ASSERT_TRUE(Register(a).ok());
+  // Within the replay window, a device with the same credential file but
+  // its own TOPIC2 asks under the same request id: refused.
+  Credentials c;
+  c.n_id = a.n_id;
+  c.ntag = a.ntag.Clone();
+  c.broker_address = "x:1";
+  c.ks_n_id = ks_n_id_;
+  FakeTpm clone_tpm;
+  auto own = InitNode(clone_tpm, c);
+  ASSERT_TRUE(own.ok());
+  testing::FakeFileSystem clone_fs;
+  auto ses = *SesKeysStore::Open(clone_fs, "/ses", own->nk, a.n_id);
+  auto t = broker_.NewTransport("clone");
+  NodeClientOptions opt;
+  opt.request_timeout_ms = 2000;
+  NodeClient clone(std::move(*own), clone_tpm, *t, *ses, clock_, opt);
+  t->SetHandler([&](const std::string& tp, Bytes p) { clone.HandleMessage(tp, p); });
+  ASSERT_TRUE(t->Connect().ok());
+  std::optional<Status> r;
+  clone.Register([&](Status s) { r = s; });
+  for (int i = 0; i < 100 && !r; ++i) {
+    broker_.Pump();
+    clock_.AdvanceMillis(100);
+    clone.Tick();
+  }
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->code(), StatusCode::kDeadlineExceeded);
+  EXPECT_FALSE(clone_tpm.HasSlot(NvSlot::kKsKeys));
 }
 
 TEST_F(ProceduresTest, WrongNtagAndUnknownNodeAreIgnored) {
@@ -611,30 +645,39 @@ TEST_F(ProceduresTest, NodeCrashAfterEveryStepOfSessionKeyGeneration) {
   }
 }
 
-// Registration: the KS dies after receiving the request (its answer lost or
-// kept), or the node dies before the answer. The node retransmits; if the
-// KS had already registered it, the NTAG is spent and the node cannot
-// complete: it ends with a clear DEADLINE_EXCEEDED and the operator
-// re-authorizes (documented in docs/reliability.md). Never a torn record.
-TEST_F(ProceduresTest, KsCrashDuringRegistration) {
-  for (int k = 0; k <= 2; ++k) {
-    SCOPED_TRACE("crash after packet " + std::to_string(k));
-    Node& a = AddNode();
-    std::optional<Status> result;
-    a.client->Register([&](Status s) { result = s; });
-    for (int i = 0; i < k; ++i) ASSERT_TRUE(broker_.PumpOne());
-    RestartKs(/*lose_queued=*/false, /*power_loss=*/k % 2 == 1);
-    RunUntil([&] { return result.has_value(); });
-    ASSERT_TRUE(result.has_value());
-    auto d = nodes_->Get(a.n_id);
-    ASSERT_TRUE(d.ok()) << d.status().ToString();
-    if (result->ok()) {
+// Registration with a crash of the KS or of the node after each packet
+// (process kill and power loss): the node asks again under the same request
+// id (fixed per NTAG) and the KS answers from node_desc with the same keys,
+// within KeyServerOptions::registration_replay_ms. The keys in the node's NV
+// always match node_desc.
+TEST_F(ProceduresTest, CrashDuringRegistrationAtEveryStep) {
+  for (int mode = 0; mode < 4; ++mode) {
+    bool node_crashes = mode & 1, power = mode & 2;
+    for (int k = 0; k <= 2; ++k) {
+      SCOPED_TRACE(std::string(node_crashes ? "node" : "KS") +
+                   " crashes after packet " + std::to_string(k) +
+                   (power ? ", power loss" : ""));
+      Node& a = AddNode();
+      std::optional<Status> result;
+      a.client->Register([&](Status s) { result = s; });
+      for (int i = 0; i < k; ++i) ASSERT_TRUE(broker_.PumpOne());
+      if (node_crashes) {
+        RestartNode(a, false, power);
+        result.reset();
+        a.client->Register([&](Status s) { result = s; });
+      } else {
+        RestartKs(false, power);
+      }
+      RunUntil([&] { return result.has_value(); });
+      ASSERT_TRUE(result.has_value());
+      ASSERT_TRUE(result->ok()) << result->ToString();
+      auto d = nodes_->Get(a.n_id);
+      ASSERT_TRUE(d.ok()) << d.status().ToString();
       EXPECT_EQ(d->state, NodeState::kRegistered);
       auto blob = DecodeKsKeys(a.tpm.NvRead(NvSlot::kKsKeys)->span());
       ASSERT_TRUE(blob.ok());
       EXPECT_TRUE(blob->nksk.enc.Equals(d->nksk.enc));
-    } else {
-      EXPECT_EQ(result->code(), StatusCode::kDeadlineExceeded);
+      EXPECT_TRUE(blob->nksk.mac.Equals(d->nksk.mac));
     }
   }
 }

@@ -216,6 +216,7 @@ NodeDesc NodeDesc::Clone() const {
   c.allowed_peers = allowed_peers;
   c.last_counter = last_counter;
   c.nksk_version = nksk_version;
+  c.registered_unix_ms = registered_unix_ms;
   c.ntag = ntag.Clone();
   c.nksk = nksk.Clone();
   c.topic2 = topic2;
@@ -270,6 +271,7 @@ StatusOr<Bytes> EncodeRecord(const NodeDesc& d, const RecordKeys& keys,
   w.U8(static_cast<uint8_t>(d.state));
   w.U64(d.last_counter);
   w.U32(d.nksk_version);
+  w.U64(d.registered_unix_ms);
   w.U16(static_cast<uint16_t>(d.allowed_peers.size()));
   for (uint32_t p : d.allowed_peers) w.U32(p);
   SecretBytes secret;
@@ -297,6 +299,7 @@ StatusOr<NodeDesc> DecodeRecord<NodeDesc>(std::span<const uint8_t> record,
   uint16_t n_peers;
   if (!c.U16(&d.entry_no) || !c.U8(&state) || !ValidState(state) ||
       !c.U64(&d.last_counter) || !c.U32(&d.nksk_version) ||
+      !c.U64(&d.registered_unix_ms) ||
       !c.U16(&n_peers) ||
       n_peers > kMaxAllowedPeers || c.remaining() != size_t{n_peers} * 4) {
     return Malformed();

@@ -89,6 +89,9 @@ def check_derivations(ds):
                 okm = hkdf(ntag, b"kgr/v1 registration", label.encode() + nid, 64)
                 assert okm[:32].hex() == d[label]["enc_key"], label
                 assert okm[32:].hex() == d[label]["mac_key"], label
+        elif d["name"] == "registration_request_id":
+            h = hashlib.sha256(b"kgr/v1 registration request" + bytes.fromhex(d["ntag"])).digest()
+            assert struct.unpack(">Q", h[:8])[0] == d["request_id"]
         elif d["name"] == "ntag":
             m = bytes.fromhex(d["n_id"]) + bytes.fromhex(d["kedk_public"]) + \
                 struct.pack(">H", d["entry_no"]) + bytes.fromhex(d["salt"])
@@ -117,10 +120,12 @@ def check_record(v):
         if not flags & bit: return None
         t = sec[s:s + 10].hex(); s += 10; return t
     if typ == 1:
-        entry, state, last, kv, npeers = struct.unpack_from(">HBQIH", clear, 0)
-        peers = ["%08x" % x for x in struct.unpack_from(">%dI" % npeers, clear, 17)]
+        entry, state, last, kv, reg, npeers = struct.unpack_from(">HBQIQH", clear, 0)
+        peers = ["%08x" % x for x in struct.unpack_from(">%dI" % npeers, clear, 25)]
+        assert len(clear) == 25 + 4 * npeers
         got = dict(n_id="%08x" % key, entry_no=entry, state=state, allowed_peers=peers,
-                   last_counter=last, nksk_version=kv, ntag=sec[1:33].hex())
+                   last_counter=last, nksk_version=kv, registered_unix_ms=reg,
+                   ntag=sec[1:33].hex())
         s = 33
         if flags & 1: got["nksk"] = sec[s:s + 64].hex(); s += 64
         got["topic2"] = topic(2)

@@ -99,6 +99,9 @@ ordered_json Build() {
                          {"mac_key", Hex(req_keys.mac.span())}}},
        {"nksk_key_ans", {{"enc_key", Hex(ans_keys.enc.span())},
                          {"mac_key", Hex(ans_keys.mac.span())}}}},
+      {{"name", "registration_request_id"},
+       {"ntag", Hex(ntag.span())},
+       {"request_id", RegistrationRequestId(ntag)}},
       {{"name", "ntag"},
        {"n_id", Hex32(n1)},
        {"kedk_public", Hex(kedk)},
@@ -227,6 +230,7 @@ ordered_json Build() {
   d.allowed_peers = {n2};
   d.last_counter = 1700000000000001;
   d.nksk_version = 1;
+  d.registered_unix_ms = 1700000000000;
   d.ntag = ntag.Clone();
   d.nksk = nksk1.Clone();
   d.topic2 = T(0x20);
@@ -239,7 +243,8 @@ ordered_json Build() {
        {"fields",
         {{"n_id", Hex32(n1)}, {"entry_no", 7}, {"state", 2},
          {"allowed_peers", {Hex32(n2)}}, {"last_counter", d.last_counter},
-         {"nksk_version", 1}, {"ntag", Hex(ntag.span())},
+         {"nksk_version", 1}, {"registered_unix_ms", d.registered_unix_ms},
+         {"ntag", Hex(ntag.span())},
          {"nksk", HexKeys(nksk1)}, {"topic2", Hex(T(0x20))}}},
        {"record", Hex(*EncodeRecord(d, nk, owner, FixedIv(0xd0)))}});
   GenKey g;

@@ -48,6 +48,11 @@ struct KeyServerOptions {
   // The same for the AC channel (CMS costs an ECDH and a signature check).
   double ac_messages_per_s = 20;
   double ac_burst = 40;
+  // For this long after a registration, a retransmitted registration
+  // request (same request id, same NTAG, same TOPIC2) gets the same
+  // NKSK/NKSKsign again, so a node that died before storing them can
+  // complete. Afterwards the NTAG is spent for good.
+  uint64_t registration_replay_ms = 120'000;
   // Every frame counter the KS sends is above this (the last counter of a
   // previous run, persisted by the daemon, plus a margin).
   uint64_t counter_floor = 0;
@@ -105,6 +110,7 @@ class KeyServer {
   struct Peer;  // per-node replay window
 
   void HandleRegistration(const Bytes& frame);
+  void SendRegistrationAnswer(const NodeDesc& node, uint64_t request_id);
   void HandleTopic1(const Bytes& frame);
   void HandleKeyReq(const FrameHeader& h, const NodeDesc& n1,
                     const NnskKeyReq& req);

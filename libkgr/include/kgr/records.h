@@ -71,6 +71,7 @@ struct NodeDesc {
   std::vector<uint32_t> allowed_peers;  // at most kMaxAllowedPeers
   uint64_t last_counter = 0;  // highest frame counter accepted from the node
   uint32_t nksk_version = 0;  // version of NKSK/NKSKsign (0: none yet)
+  uint64_t registered_unix_ms = 0;  // when the node registered (0: not yet)
   // Secret (encrypted with NK).
   SecretBytes ntag;    // kRecordNtagSize bytes
   SymmetricKeys nksk;  // NKSK, NKSKsign; both empty until registered
