@@ -357,13 +357,12 @@ void KeyServer::HandleNotAns(const FrameHeader& h, const NodeDesc& n2,
     GenKey updated = g->Clone();
     updated.step = 5;
     updated.topic4 = ans.topic4;
-    // Step 5: gen_keys updated before the confirmation goes out.
-    Status st = gen_keys_.Put(updated);
-    if (!st.ok()) {
-      spdlog::error("ks: gen_keys update failed: {}", st.ToString());
-      return;
-    }
-    st = SendConfReq(updated, *n1);
+    // Step 5: gen_keys updated before the confirmation goes out. Not synced:
+    // if a crash loses it, the record is back at step 2 and the requester's
+    // retransmission makes the KS resend its notification, which the peer
+    // answers again with the same TOPIC4.
+    gen_keys_.PutUnsynced(updated);
+    Status st = SendConfReq(updated, *n1);
     if (!st.ok()) spdlog::warn("ks: nnsk_conf_req not sent: {}", st.ToString());
     return;
   }
@@ -379,12 +378,9 @@ void KeyServer::HandleConfAns(const FrameHeader& h, const NodeDesc& n1,
   if (g->n_id1 != n1.n_id || ans.n_id2 != g->n_id2 || g->step != 5) {
     return Drop(&h, "nnsk_conf_ans does not match the pending key");
   }
-  // Step 7: the KS forgets the key.
-  Status st = gen_keys_.Delete(h.request_id);
-  if (!st.ok()) {
-    spdlog::error("ks: gen_keys delete failed: {}", st.ToString());
-    return;
-  }
+  // Step 7: the KS forgets the key. Not synced: a delete lost by a crash
+  // leaves a record that the TTL purge removes.
+  gen_keys_.DeleteUnsynced(h.request_id);
   ++stats_.keys_confirmed;
   spdlog::info("ks: key {:016x} for {} -> {} confirmed and forgotten",
                h.request_id, Hex32(g->n_id1), Hex32(g->n_id2));

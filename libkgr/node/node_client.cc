@@ -52,20 +52,29 @@ void NodeClient::Log(std::string_view what, const FrameHeader* h,
   }
 }
 
-Status NodeClient::SubscribePair(const SesKey& k) {
-  if (!k.topic3.has_value()) return OkStatus();
-  std::string t = MyTopic(*k.topic3);
-  topic_to_peer_[t] = k.n_id;
-  return transport_.Subscribe(t);
+void NodeClient::RouteTopic(uint32_t peer, const TopicId& id) {
+  std::string t = MyTopic(id);
+  PairState& ps = pairs_[peer];
+  if (!ps.current_topic.empty() && ps.current_topic != t) {
+    // Keep the topic in use until the renewal's grace period ends; forget
+    // the one before it now.
+    if (!ps.previous_topic.empty()) topic_to_peer_.erase(ps.previous_topic);
+    ps.previous_topic = ps.current_topic;
+  }
+  ps.current_topic = t;
+  topic_to_peer_[t] = peer;
 }
 
 Status NodeClient::Start() {
-  KGR_RETURN_IF_ERROR(transport_.Subscribe(MyTopic(own_.identity.own_topic)));
-  Status st;
+  // One subscription for everything sent to us: our whole subtree, which the
+  // broker's ACL lets only us read. TOPIC2 and every TOPIC3 are routed here,
+  // so a key procedure never waits for a SUBSCRIBE and subscriptions do not
+  // grow with renewals.
+  KGR_RETURN_IF_ERROR(transport_.Subscribe(
+      own_.identity.topic_prefix + "/" + NodeIdentity(n_id()) + "/#"));
   ses_.ForEach([&](const SesKey& k) {
-    if (st.ok() && k.nnsk.valid()) st = SubscribePair(k);
+    if (k.nnsk.valid() && k.topic3.has_value()) RouteTopic(k.n_id, *k.topic3);
   });
-  KGR_RETURN_IF_ERROR(st);
   spdlog::info("node {}: ready ({}registered, {} peers)", Hex32(n_id()),
                registered() ? "" : "not ", ses_.size());
   return OkStatus();
@@ -152,7 +161,7 @@ void NodeClient::PersistRxCounters() {
     }
     SesKey updated = rec->Clone();
     updated.rx_counter = w->second.highest();
-    ses_.PutUsage(updated);
+    ses_.PutUnsynced(updated);
   }
 }
 
@@ -195,6 +204,10 @@ void NodeClient::Tick() {
     if (st.previous.has_value() && wall >= st.previous_until_ms) {
       st.previous.reset();
       st.windows.erase(st.previous_version);
+      if (!st.previous_topic.empty()) {
+        topic_to_peer_.erase(st.previous_topic);
+        st.previous_topic.clear();
+      }
     }
   }
 }
@@ -214,8 +227,7 @@ void NodeClient::Register(DoneCallback done, uint64_t timeout_ms) {
   if (own_.ntag.size() != kNtagSize) {
     return done(FailedPreconditionError("no NTAG: init from credentials first"));
   }
-  Status st = transport_.Subscribe(MyTopic(own_.identity.own_topic));
-  if (!st.ok()) return done(st);
+  Status st;
   // Fixed per NTAG: after a restart we ask again under the same id.
   StatusOr<uint64_t> id = RegistrationRequestId(own_.ntag);
   if (pending_.count(*id)) {
@@ -267,13 +279,10 @@ void NodeClient::RequestKey(uint32_t peer, bool renewal, DoneCallback done,
   p.topic3 = *topic;
   p.done = std::move(done);
   Schedule(p, timeout_ms);
-  // Listen on the new TOPIC3 before anyone can send on it.
-  std::string t = MyTopic(p.topic3);
-  topic_to_peer_[t] = peer;
-  Status st = transport_.Subscribe(t);
-  if (!st.ok()) return p.done(st);
+  // Route the new TOPIC3 before anyone can send on it.
+  RouteTopic(peer, p.topic3);
   auto [it, inserted] = pending_.emplace(*id, std::move(p));
-  st = Transmit(*id, it->second);
+  Status st = Transmit(*id, it->second);
   if (!st.ok()) Finish(*id, st);
 }
 
@@ -300,7 +309,7 @@ void NodeClient::Send(uint32_t peer, SecretBytes data, ReplyCallback done,
     ++updated.frames_sent;
     updated.bytes_sent += it->second.data.size();
     // Usage counters are advisory; a lost update only under-counts.
-    ses_.PutUsage(updated);
+    ses_.PutUnsynced(updated);
   }
 }
 
@@ -495,8 +504,7 @@ void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
   updated.rx_counter = 0;
   Status st = ses_.Put(updated);
   if (!st.ok()) return Log("ses_keys update failed", &h, st.message());
-  st = SubscribePair(updated);
-  if (!st.ok()) Log("subscribe failed", &h, st.message());
+  RouteTopic(req.n_id1, *topic);
   spdlog::info("node {}: session key v{} with {} received", Hex32(n_id()),
                req.version, Hex32(req.n_id1));
   st = SendToKs(h.request_id, h.flags, NnskNotAns{req.n_id1, n_id(), *topic});

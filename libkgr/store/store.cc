@@ -806,7 +806,7 @@ Status TypedStore<R>::PutAll(const std::vector<R>& records) {
 }
 
 template <typename R>
-void TypedStore<R>::PutUsage(const R& record) {
+void TypedStore<R>::PutUnsynced(const R& record) {
   Batch b = NewBatch();
   Status s = b.Put(record);
   if (!s.ok()) {
@@ -814,6 +814,13 @@ void TypedStore<R>::PutUsage(const R& record) {
     return;
   }
   file_->ApplyUnsynced(std::move(b.batch_));
+}
+
+template <typename R>
+void TypedStore<R>::DeleteUnsynced(Key key) {
+  RecordBatch b;
+  b.Delete(key);
+  file_->ApplyUnsynced(std::move(b));
 }
 
 template <typename R>

@@ -346,14 +346,14 @@ TEST(StoreCrash, UnsyncedUsageUpdateIsLostOrKeptWhole) {
   FakeFileSystem fs;
   auto s = OpenOrDie(fs);
   ASSERT_TRUE(s->Put(Ses(1, 1)).ok());
-  s->PutUsage(Ses(1, 2));
+  s->PutUnsynced(Ses(1, 2));
   EXPECT_EQ(StateOf(*s), (State{{1, 2}}));
   s.reset();
   fs.Crash();
   s = OpenOrDie(fs);
   EXPECT_EQ(StateOf(*s), (State{{1, 1}}));
   // A later synced write makes it durable too.
-  s->PutUsage(Ses(1, 3));
+  s->PutUnsynced(Ses(1, 3));
   ASSERT_TRUE(s->Put(Ses(2, 2)).ok());
   s.reset();
   fs.Crash();

@@ -113,6 +113,8 @@ class NodeClient {
     uint64_t previous_until_ms = 0;
     std::map<uint32_t, ReplayWindow> windows;  // per key version
     bool rx_dirty = false;  // current window advanced since last persisted
+    std::string current_topic;   // where the peer sends to us now
+    std::string previous_topic;  // before the last renewal, until the grace
   };
 
   Status Transmit(uint64_t request_id, Pending& p);
@@ -135,7 +137,8 @@ class NodeClient {
   void PersistRxCounters();
   std::string MyTopic(const TopicId& id) const;
   std::string PeerTopic(uint32_t peer, const TopicId& id) const;
-  Status SubscribePair(const SesKey& k);
+  // Routes messages on our TOPIC3 `id` to `peer`.
+  void RouteTopic(uint32_t peer, const TopicId& id);
   void Log(std::string_view what, const FrameHeader* h, std::string_view why);
 
   OwnData own_;

@@ -230,9 +230,12 @@ class TypedStore {
   Status Put(const R& record);
   // Puts all `records` atomically with one sync.
   Status PutAll(const std::vector<R>& records);
-  // Put for advisory fields (usage counters): not synced, may be lost by a
-  // crash (see RecordFile::ApplyUnsynced); errors are logged.
-  void PutUsage(const R& record);
+  // Put and Delete without waiting for an fdatasync: durable with the next
+  // synced write, may be lost (whole) by a crash before that (see
+  // RecordFile::ApplyUnsynced); errors are logged. For what a crash may
+  // lose: usage counters, or steps the protocol repeats (docs/storage.md).
+  void PutUnsynced(const R& record);
+  void DeleteUnsynced(Key key);
   Status Delete(Key key);
   Batch NewBatch() const { return Batch(this); }
   Status Apply(Batch batch);
