@@ -220,8 +220,7 @@ Status CmdStatus(const Settings& s, bool as_json) {
 }
 
 Status CmdRun(const Settings& s) {
-  // Bounded: a flood fills at most 16384 messages or 16 MiB, then is dropped.
-  EventLoop loop(16384, 16 << 20);
+  EventLoop loop;
   StopLoopOnSignals(loop);
   KGR_ASSIGN_OR_RETURN(auto lock, DirLock::ForStateDir(s.state_dir));
   KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpmFor(s));
@@ -251,16 +250,14 @@ Status CmdRun(const Settings& s) {
   const std::string counter_file = s.state_dir + "/counter";
   KGR_ASSIGN_OR_RETURN(ko.counter_floor,
                        LoadCounterFloor(*DefaultFileSystem(), counter_file));
-  std::atomic<uint64_t> dropped_at_queue{0};
   KeyServer ks(std::move(own), std::move(kedk), *transport, *st.nodes,
                *st.gen_keys, cms.get(), *SystemClock(), ko);
+  // Bounded: a flood fills at most 16384 messages or 16 MiB, then is
+  // dropped. Messages that arrive together are handled as one batch (one
+  // fdatasync for all their new keys).
+  KeyServerInbox inbox(ks, loop);
   transport->SetHandler([&](const std::string& topic, Bytes payload) {
-    size_t bytes = payload.size() + topic.size();
-    if (!loop.Post([&ks, topic, p = std::move(payload)] {
-          ks.HandleMessage(topic, p);
-        }, bytes)) {
-      dropped_at_queue.fetch_add(1, std::memory_order_relaxed);
-    }
+    inbox.Push(topic, std::move(payload));
   });
   KGR_RETURN_IF_ERROR(transport->Connect());
   KGR_RETURN_IF_ERROR(ks.Start());
@@ -296,7 +293,7 @@ Status CmdRun(const Settings& s) {
         if (c.ok()) saved_counter = ks.last_counter();
         else spdlog::error("ks: frame counter not saved: {}", c.ToString());
       }
-      if (uint64_t d = dropped_at_queue.exchange(0)) {
+      if (uint64_t d = inbox.TakeDropped()) {
         spdlog::warn("ks: queue full: {} messages dropped in the last second", d);
       }
     }

@@ -98,6 +98,39 @@ ReplayWindow& KeyServer::WindowFor(const NodeDesc& n) {
 }
 
 void KeyServer::HandleMessage(const std::string& topic, const Bytes& payload) {
+  Dispatch(topic, payload);
+  CommitStaged();
+}
+
+void KeyServer::HandleMessages(std::span<const Message> messages) {
+  for (const Message& m : messages) Dispatch(m.topic, m.payload);
+  CommitStaged();
+}
+
+void KeyServer::CommitStaged() {
+  if (staged_.empty()) return;
+  std::vector<GenKey> records;
+  records.reserve(staged_.size());
+  for (const Staged& s : staged_) records.push_back(s.key.Clone());
+  // Step 2: the records are durable before any of their keys leaves the KS.
+  Status st = gen_keys_.PutAll(records);
+  for (Staged& s : staged_) {
+    if (!st.ok()) {
+      spdlog::error("ks: gen_keys not stored: {}", st.ToString());
+      SendError(s.request, s.n1, KsErrorCode::kInternal);
+      continue;
+    }
+    ++stats_.keys_issued;
+    spdlog::debug("ks: {} key {:016x} for {} -> {} (version {})",
+                  s.key.renewal ? "renewed" : "new", s.key.request_id,
+                  Hex32(s.key.n_id1), Hex32(s.key.n_id2), s.key.version);
+    Status sent = SendKeyAndNotification(s.key, s.n1, s.n2);
+    if (!sent.ok()) spdlog::warn("ks: key delivery failed: {}", sent.ToString());
+  }
+  staged_.clear();
+}
+
+void KeyServer::Dispatch(const std::string& topic, const Bytes& payload) {
   const std::string& prefix = own_.identity.topic_prefix;
   if (topic == RegisterTopic(prefix) || topic == topic1()) {
     if (payload.size() > kMaxFrameToKs) return Drop(nullptr, "oversized frame");
@@ -309,8 +342,11 @@ void KeyServer::HandleKeyReq(const FrameHeader& h, const NodeDesc& n1,
   if (!Contains(n2->allowed_peers, n1.n_id)) {
     return SendError(h, n1, KsErrorCode::kPairNotAllowed);
   }
-  if (gen_keys_.size() >= options_.max_pending) {
+  if (gen_keys_.size() + staged_.size() >= options_.max_pending) {
     return SendError(h, n1, KsErrorCode::kBusy);
+  }
+  for (const Staged& s : staged_) {
+    if (s.key.request_id == h.request_id) return;  // answered at commit
   }
   auto nnsk = SymmetricKeys::Generate();
   if (!nnsk.ok()) return SendError(h, n1, KsErrorCode::kInternal);
@@ -324,18 +360,8 @@ void KeyServer::HandleKeyReq(const FrameHeader& h, const NodeDesc& n1,
   g.n_id2 = req.n_id2;
   g.nnsk = std::move(*nnsk);
   g.topic3 = req.topic3;
-  // Step 2: the record is durable before the key leaves the KS.
-  Status st = gen_keys_.Put(g);
-  if (!st.ok()) {
-    spdlog::error("ks: gen_keys not stored: {}", st.ToString());
-    return SendError(h, n1, KsErrorCode::kInternal);
-  }
-  ++stats_.keys_issued;
-  spdlog::info("ks: {} key {:016x} for {} -> {} (version {})",
-               g.renewal ? "renewed" : "new", g.request_id, Hex32(g.n_id1),
-               Hex32(g.n_id2), g.version);
-  st = SendKeyAndNotification(g, n1, *n2);
-  if (!st.ok()) spdlog::warn("ks: key delivery failed: {}", st.ToString());
+  // Staged: written with the other new keys of this batch (CommitStaged).
+  staged_.push_back({std::move(g), n1.Clone(), n2->Clone(), h});
 }
 
 Status KeyServer::SendConfReq(const GenKey& g, const NodeDesc& n1) {
@@ -382,7 +408,7 @@ void KeyServer::HandleConfAns(const FrameHeader& h, const NodeDesc& n1,
   // leaves a record that the TTL purge removes.
   gen_keys_.DeleteUnsynced(h.request_id);
   ++stats_.keys_confirmed;
-  spdlog::info("ks: key {:016x} for {} -> {} confirmed and forgotten",
+  spdlog::debug("ks: key {:016x} for {} -> {} confirmed and forgotten",
                h.request_id, Hex32(g->n_id1), Hex32(g->n_id2));
 }
 
@@ -584,6 +610,43 @@ void KeyServer::HandleAc(const Bytes& message) {
   Status st = transport_.Publish(
       std::string(own_.identity.topic_prefix) + "/ac/replies", *sealed);
   if (!st.ok()) spdlog::warn("ks: AC reply not sent: {}", st.ToString());
+}
+
+// ---- inbox ----
+
+bool KeyServerInbox::Push(const std::string& topic, Bytes payload) {
+  bool first = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (inbox_.size() >= max_messages_ ||
+        bytes_ + payload.size() > max_bytes_) {
+      dropped_.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+    first = inbox_.empty();
+    bytes_ += payload.size();
+    inbox_.push_back({topic, std::move(payload)});
+  }
+  if (first && !loop_.Post([this] { Drain(); })) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  return true;
+}
+
+void KeyServerInbox::Drain() {
+  std::vector<KeyServer::Message> batch;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    batch.swap(inbox_);
+    bytes_ = 0;
+  }
+  // Bounded batches keep the latency of the first message low.
+  constexpr size_t kMaxBatch = 256;
+  std::span<const KeyServer::Message> all(batch);
+  for (size_t i = 0; i < all.size(); i += kMaxBatch) {
+    ks_.HandleMessages(all.subspan(i, std::min(kMaxBatch, all.size() - i)));
+  }
 }
 
 // ---- init (4.2) ----

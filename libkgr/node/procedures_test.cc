@@ -702,6 +702,36 @@ TEST_F(ProceduresTest, ReplayedDataAfterPeerRestartIsDropped) {
   EXPECT_TRUE(Send(*a, *b, "twice").ok());
 }
 
+TEST_F(ProceduresTest, RequestsArrivingTogetherShareOneSync) {
+  auto [a, b] = Pair();
+  Node& c = AddNode();
+  Node& d = AddNode({c.n_id});
+  ASSERT_TRUE(Register(c).ok() && Register(d).ok());
+  ASSERT_TRUE(c.client->LoadPeers({d.n_id}).ok());
+  ASSERT_TRUE(d.client->LoadPeers({c.n_id}).ok());
+  // Two requests (and a duplicate of the first) reach the KS together.
+  std::optional<Status> r1, r2;
+  a->client->RequestKey(b->n_id, false, [&](Status s) { r1 = s; });
+  c.client->RequestKey(d.n_id, false, [&](Status s) { r2 = s; });
+  std::vector<KeyServer::Message> batch;
+  for (const auto& m : broker_.published()) {
+    if (m.topic == ks_->topic1()) batch.push_back({m.topic, m.payload});
+  }
+  ASSERT_EQ(batch.size(), 2u);
+  batch.push_back(batch[0]);
+  broker_.DropQueuedFor("ks");
+  int syncs = fs_.Count(FakeFileSystem::Op::kSync);
+  ks_->HandleMessages(batch);
+  EXPECT_EQ(fs_.Count(FakeFileSystem::Op::kSync) - syncs, 1);
+  EXPECT_EQ(ks_->stats().keys_issued, 2u);
+  RunUntil([&] { return r1.has_value() && r2.has_value(); });
+  ASSERT_TRUE(r1.has_value() && r2.has_value());
+  EXPECT_TRUE(r1->ok()) << r1->ToString();
+  EXPECT_TRUE(r2->ok()) << r2->ToString();
+  EXPECT_EQ(ks_->stats().keys_issued, 2u);
+  EXPECT_EQ(gen_keys_->size(), 0u);
+}
+
 TEST_F(ProceduresTest, ExpiredGenKeysArePurged) {
   auto [a, b] = Pair();
   // b is offline: its notification is lost for good.

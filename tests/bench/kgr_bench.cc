@@ -591,6 +591,7 @@ class Bench {
   std::unique_ptr<KeyServer> ks_;
   std::string ks_topic1_;
   LoopThread ks_loop_;
+  std::unique_ptr<KeyServerInbox> ks_inbox_;
   std::vector<std::unique_ptr<LoopThread>> node_loops_;
   std::vector<SimNode> nodes_;
   std::unordered_map<std::string, size_t> topic_to_node_;
@@ -841,11 +842,10 @@ Status Bench::StartKs() {
                                     *ks_transport_, *nodes_store_, *gen_store_,
                                     nullptr, *SystemClock(), ko);
   ks_topic1_ = ks_->topic1();
+  // As kgr-ks does: batches of messages, one fdatasync per batch.
+  ks_inbox_ = std::make_unique<KeyServerInbox>(*ks_, ks_loop_.loop);
   ks_tap_->SetHandler([this](const std::string& topic, Bytes p) {
-    size_t bytes = p.size() + topic.size();
-    if (!ks_loop_.loop.Post(
-            [this, topic, p = std::move(p)] { ks_->HandleMessage(topic, p); },
-            bytes)) {
+    if (!ks_inbox_->Push(topic, std::move(p))) {
       spdlog::warn("bench: KS queue full");
     }
   });

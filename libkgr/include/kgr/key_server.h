@@ -18,8 +18,12 @@
 #ifndef KGR_KEY_SERVER_H_
 #define KGR_KEY_SERVER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
+#include <mutex>
+#include <span>
+#include <vector>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -27,6 +31,7 @@
 #include "kgr/bytes.h"
 #include "kgr/clock.h"
 #include "kgr/cms.h"
+#include "kgr/event_loop.h"
 #include "kgr/frame.h"
 #include "kgr/own_data.h"
 #include "kgr/rate_limiter.h"
@@ -84,6 +89,14 @@ class KeyServer {
   Status Start();
   // One received MQTT message.
   void HandleMessage(const std::string& topic, const Bytes& payload);
+  // Several messages that arrived together: the gen_keys records of all new
+  // key requests among them are made durable with one fdatasync (group
+  // commit) before any of their keys is sent.
+  struct Message {
+    std::string topic;
+    Bytes payload;
+  };
+  void HandleMessages(std::span<const Message> messages);
   // Purges expired gen_keys records and persists the replay counters that
   // advanced (one durable write for all). Call about once a second.
   void Tick();
@@ -114,6 +127,9 @@ class KeyServer {
   void HandleTopic1(const Bytes& frame);
   void HandleKeyReq(const FrameHeader& h, const NodeDesc& n1,
                     const NnskKeyReq& req);
+  void Dispatch(const std::string& topic, const Bytes& payload);
+  // Writes the staged gen_keys records (one sync), then sends their keys.
+  void CommitStaged();
   void HandleNotAns(const FrameHeader& h, const NodeDesc& n2,
                     const NnskNotAns& ans);
   void HandleConfAns(const FrameHeader& h, const NodeDesc& n1,
@@ -142,6 +158,12 @@ class KeyServer {
   FrameCounter counter_;
   std::unordered_map<uint32_t, ReplayWindow> windows_;
   std::vector<uint32_t> dirty_counters_;  // nodes whose window advanced
+  struct Staged {
+    GenKey key;
+    NodeDesc n1, n2;
+    FrameHeader request;
+  };
+  std::vector<Staged> staged_;  // new keys of the batch being handled
   ReplayWindow ac_window_;
   RateLimiter node_limiter_;
   RateLimiter ac_limiter_;
@@ -149,6 +171,32 @@ class KeyServer {
   int logged_this_second_ = 0;
   uint64_t unlogged_drops_ = 0;
   KeyServerStats stats_;
+};
+
+// Hands messages from the transport's thread to a KeyServer on its
+// EventLoop in batches (see KeyServer::HandleMessages). Bounded: beyond
+// `max_messages` or `max_bytes` waiting, Push() drops. Push is thread-safe;
+// the KeyServer and loop must outlive the inbox's queued work.
+class KeyServerInbox {
+ public:
+  KeyServerInbox(KeyServer& ks, EventLoop& loop, size_t max_messages = 16384,
+                 size_t max_bytes = 16 << 20)
+      : ks_(ks), loop_(loop), max_messages_(max_messages),
+        max_bytes_(max_bytes) {}
+  // False if the message was dropped (inbox full or loop stopped).
+  bool Push(const std::string& topic, Bytes payload);
+  uint64_t TakeDropped() { return dropped_.exchange(0); }
+
+ private:
+  void Drain();
+
+  KeyServer& ks_;
+  EventLoop& loop_;
+  const size_t max_messages_, max_bytes_;
+  std::mutex mu_;
+  std::vector<KeyServer::Message> inbox_;
+  size_t bytes_ = 0;
+  std::atomic<uint64_t> dropped_{0};
 };
 
 // KS init (seed 4.2): creates the local trust structure (SRK, ANK, KEDK) and
