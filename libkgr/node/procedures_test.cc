@@ -187,6 +187,35 @@ class ProceduresTest : public ::testing::Test {
     EXPECT_TRUE(Send(b, a, "y").ok());
   }
 
+  // A device with a copy of `n`'s credentials (and its own TPM, files and
+  // TOPIC2) tries to register; returns how that ended.
+  Status RegisterClone(const Node& n, FakeTpm& tpm) {
+    Credentials c;
+    c.n_id = n.n_id;
+    c.ntag = n.ntag.Clone();
+    c.broker_address = "x:1";
+    c.ks_n_id = ks_n_id_;
+    auto own = InitNode(tpm, c);
+    if (!own.ok()) return own.status();
+    FakeFileSystem fs;
+    auto ses = SesKeysStore::Open(fs, "/ses", own->nk, n.n_id);
+    if (!ses.ok()) return ses.status();
+    auto t = broker_.NewTransport("clone");
+    NodeClientOptions opt;
+    opt.request_timeout_ms = 2000;
+    NodeClient clone(std::move(*own), tpm, *t, **ses, clock_, opt);
+    t->SetHandler([&](const std::string& tp, Bytes p) { clone.HandleMessage(tp, p); });
+    if (Status st = t->Connect(); !st.ok()) return st;
+    std::optional<Status> r;
+    clone.Register([&](Status s) { r = s; });
+    for (int i = 0; i < 100 && !r; ++i) {
+      broker_.Pump();
+      clock_.AdvanceMillis(100);
+      clone.Tick();
+    }
+    return r.value_or(InternalError("no result"));
+  }
+
   // Two registered nodes allowed to pair, with loaded peer lists.
   std::pair<Node*, Node*> Pair() {
     Node& a = AddNode();
@@ -235,32 +264,10 @@ TEST_F(ProceduresTest, NtagWorksForOneRegistrationOnly) {
   Node& a = AddNode();
   ASSERT_TRUE(Register(a).ok());
   clock_.AdvanceMillis(KeyServerOptions{}.registration_replay_ms + 1);
-  // A second node (a clone with the same credentials and a fresh TPM)
-  // replays the registration: the KS ignores it.
-  Credentials c;
-  c.n_id = a.n_id;
-  c.ntag = a.ntag.Clone();
-  c.broker_address = "x:1";
-  c.ks_n_id = ks_n_id_;
+  // A clone with the same credentials and a fresh TPM registers again after
+  // the replay window: the KS ignores it.
   FakeTpm clone_tpm;
-  auto own = InitNode(clone_tpm, c);
-  ASSERT_TRUE(own.ok());
-  auto ses = *SesKeysStore::Open(fs_, "/clone/ses", own->nk, a.n_id);
-  auto t = broker_.NewTransport("clone");
-  NodeClientOptions opt;
-  opt.request_timeout_ms = 2000;
-  NodeClient clone(std::move(*own), clone_tpm, *t, *ses, clock_, opt);
-  t->SetHandler([&](const std::string& tp, Bytes p) { clone.HandleMessage(tp, p); });
-  ASSERT_TRUE(t->Connect().ok());
-  std::optional<Status> r;
-  clone.Register([&](Status s) { r = s; });
-  for (int i = 0; i < 100 && !r; ++i) {
-    broker_.Pump();
-    clock_.AdvanceMillis(100);
-    clone.Tick();
-  }
-  ASSERT_TRUE(r.has_value());
-  EXPECT_EQ(r->code(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(RegisterClone(a, clone_tpm).code(), StatusCode::kDeadlineExceeded);
   EXPECT_EQ(ks_->stats().registrations, 1u);
   EXPECT_GT(ks_->stats().dropped_frames, 0u);
 }
@@ -270,31 +277,8 @@ TEST_F(ProceduresTest, ACloneRightAfterRegistrationGetsNothing) {
   ASSERT_TRUE(Register(a).ok());
   // Within the replay window, a device with the same credential file but
   // its own TOPIC2 asks under the same request id: refused.
-  Credentials c;
-  c.n_id = a.n_id;
-  c.ntag = a.ntag.Clone();
-  c.broker_address = "x:1";
-  c.ks_n_id = ks_n_id_;
   FakeTpm clone_tpm;
-  auto own = InitNode(clone_tpm, c);
-  ASSERT_TRUE(own.ok());
-  testing::FakeFileSystem clone_fs;
-  auto ses = *SesKeysStore::Open(clone_fs, "/ses", own->nk, a.n_id);
-  auto t = broker_.NewTransport("clone");
-  NodeClientOptions opt;
-  opt.request_timeout_ms = 2000;
-  NodeClient clone(std::move(*own), clone_tpm, *t, *ses, clock_, opt);
-  t->SetHandler([&](const std::string& tp, Bytes p) { clone.HandleMessage(tp, p); });
-  ASSERT_TRUE(t->Connect().ok());
-  std::optional<Status> r;
-  clone.Register([&](Status s) { r = s; });
-  for (int i = 0; i < 100 && !r; ++i) {
-    broker_.Pump();
-    clock_.AdvanceMillis(100);
-    clone.Tick();
-  }
-  ASSERT_TRUE(r.has_value());
-  EXPECT_EQ(r->code(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(RegisterClone(a, clone_tpm).code(), StatusCode::kDeadlineExceeded);
   EXPECT_FALSE(clone_tpm.HasSlot(NvSlot::kKsKeys));
 }
 

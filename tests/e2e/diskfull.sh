@@ -24,12 +24,7 @@ ked_down_keep_mount() {
 trap cleanup EXIT
 ked_broker_up
 ked_ks_up
-ked_node_add alpha
-ked_node_add bravo alpha
-for n in alpha bravo; do wait_registered "$n"; done
-node alpha peers --file <(echo "${NODE_ID[bravo]}") >/dev/null
-node bravo peers --file <(echo "${NODE_ID[alpha]}") >/dev/null
-node alpha request-key --peer "${NODE_ID[bravo]}" >/dev/null
+ked_pair alpha bravo
 
 # Fill the disk.
 dd if=/dev/zero of="$KED_DIR/ks/filler" bs=4k >/dev/null 2>&1 || true

@@ -11,12 +11,7 @@ source "$src/tests/e2e/ked.bash"
 ked_init
 ked_broker_up
 ked_ks_up
-ked_node_add alpha
-ked_node_add bravo alpha
-for n in alpha bravo; do wait_registered "$n"; done
-node alpha peers --file <(echo "${NODE_ID[bravo]}") >/dev/null
-node bravo peers --file <(echo "${NODE_ID[alpha]}") >/dev/null
-node alpha request-key --peer "${NODE_ID[bravo]}" >/dev/null
+ked_pair alpha bravo
 pending() {
   "$KS_BIN" status $(ks_args) --json | /usr/bin/python3 -c 'import json,sys; print(len(json.load(sys.stdin)["pending_keys"]))'
 }

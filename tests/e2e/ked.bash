@@ -212,6 +212,19 @@ broker_start() {
   wait_port "$BROKER_PORT" || die "mosquitto did not start"
 }
 
+# ked_pair A B: nodes A and B (B allowed with A) registered, peer lists
+# loaded, and a first session key between them.
+ked_pair() {
+  local a=$1 b=$2
+  ked_node_add "$a"
+  ked_node_add "$b" "$a"
+  wait_registered "$a"
+  wait_registered "$b"
+  node "$a" peers --file <(echo "${NODE_ID[$b]}") >/dev/null
+  node "$b" peers --file <(echo "${NODE_ID[$a]}") >/dev/null
+  node "$a" request-key --peer "${NODE_ID[$b]}" >/dev/null
+}
+
 wait_registered() {  # wait_registered NAME
   for _ in $(seq 100); do
     node "$1" status --json 2>/dev/null | grep -q '"registered": true' && return 0
