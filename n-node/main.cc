@@ -47,6 +47,10 @@ flags (each overrides the JSON config file's key in brackets):
                        device:/dev/tpmrm0
   --broker HOST:PORT   [broker] overrides the BA from the credentials
   --timeout-ms N       [timeout_ms] deadline of one request (default 10000)
+  --key-max-age-s N    [policy.max_age_s] lifetime policy of pair keys: the
+  --key-max-frames N   [policy.max_frames] daemon renews a pair's key by
+  --key-max-bytes N    [policy.max_bytes] itself at 80% (+-10% jitter) of any
+                       limit and refuses to send beyond it (0: no limit)
   --pcr-policy         [pcr_policy] bind reads of the NV secrets to the
                        current PCR 0-7 values (measured boot); set at init
   --log-level L        [log_level]
@@ -61,6 +65,7 @@ registered, NTAG used).
 struct Settings {
   std::string state_dir, tcti, broker, log_level;
   uint64_t timeout_ms = 10'000;
+  KeyPolicy policy;
   bool pcr_policy = false;
 };
 
@@ -104,6 +109,7 @@ class NodeService {
     KGR_ASSIGN_OR_RETURN(x->transport_, NewMqttTransport(mo));
     NodeClientOptions no;
     no.request_timeout_ms = s.timeout_ms;
+    no.policy = s.policy;
     x->counter_file_ = s.state_dir + "/counter";
     KGR_ASSIGN_OR_RETURN(no.counter_floor,
                          LoadCounterFloor(*DefaultFileSystem(), x->counter_file_));
@@ -194,7 +200,8 @@ class NodeService {
              {"key_version", p.key_version},
              {"age_s", p.ctime_unix_ms ? (now - p.ctime_unix_ms) / 1000 : 0},
              {"frames_sent", p.frames_sent},
-             {"bytes_sent", p.bytes_sent}});
+             {"bytes_sent", p.bytes_sent},
+             {"policy_used_percent", static_cast<int>(p.used * 100)}});
       }
       respond({{"ok", true},
                {"n_id", FormatNodeId(client_->n_id())},
@@ -295,7 +302,8 @@ void Print(const Flags& f, const nlohmann::json& r) {
                 << (p["has_key"].get<bool>() ? "key v" + std::to_string(p["key_version"].get<int>())
                                              : std::string("no key"))
                 << "  age " << p["age_s"] << "s  frames " << p["frames_sent"]
-                << "  bytes " << p["bytes_sent"] << "\n";
+                << "  bytes " << p["bytes_sent"] << "  policy used "
+                << p["policy_used_percent"] << "%\n";
     }
   } else {
     std::printf("%s: ok\n", f.command.c_str());
@@ -376,6 +384,7 @@ int Main(int argc, char** argv) {
   auto flags = ParseFlags(argc, argv,
                           {"config", "state-dir", "tcti", "broker",
                            "timeout-ms", "log-level", "credentials", "file",
+                           "key-max-age-s", "key-max-frames", "key-max-bytes",
                            "peer", "data"},
                           {"help", "json", "pcr-policy"});
   if (!flags.ok() || flags->Has("help") || flags->command.empty()) {
@@ -399,8 +408,14 @@ int Main(int argc, char** argv) {
                  Setting(f, *config, "", "pcr_policy", "false") == "true";
   try {
     s.timeout_ms = std::stoull(Setting(f, *config, "timeout-ms", "timeout_ms", "10000"));
+    s.policy.max_age_ms =
+        1000 * std::stoull(Setting(f, *config, "key-max-age-s", "policy.max_age_s", "0"));
+    s.policy.max_frames =
+        std::stoull(Setting(f, *config, "key-max-frames", "policy.max_frames", "0"));
+    s.policy.max_bytes =
+        std::stoull(Setting(f, *config, "key-max-bytes", "policy.max_bytes", "0"));
   } catch (const std::exception&) {
-    std::fprintf(stderr, "kgr-node: timeout_ms must be a number\n");
+    std::fprintf(stderr, "kgr-node: timeout_ms and policy limits must be numbers\n");
     return kExitUsage;
   }
   if (s.state_dir.empty()) {

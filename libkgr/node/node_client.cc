@@ -123,6 +123,11 @@ Status NodeClient::Transmit(uint64_t request_id, Pending& p) {
         return FailedPreconditionError("no session key with peer " +
                                        Hex32(p.peer));
       }
+      if (options_.policy.limited() && Used(*rec) >= 1.0) {
+        return ResourceExhaustedError(
+            "the key with peer " + Hex32(p.peer) +
+            " reached its policy limit; a renewal is needed");
+      }
       FrameHeader h;
       h.sender = n_id();
       h.key_version = rec->key_version;
@@ -131,6 +136,7 @@ Status NodeClient::Transmit(uint64_t request_id, Pending& p) {
       KGR_ASSIGN_OR_RETURN(
           Bytes frame,
           SealBody(h, NodeDataReq{p.peer, p.data.Clone()}, rec->nnsk));
+      CountUse(p.peer, p.data.size());
       return transport_.Publish(PeerTopic(p.peer, *rec->topic4), frame);
     }
   }
@@ -165,12 +171,76 @@ void NodeClient::PersistRxCounters() {
   }
 }
 
+double NodeClient::Used(const SesKey& k) const {
+  const KeyPolicy& pol = options_.policy;
+  double used = 0;
+  if (pol.max_age_ms && k.ctime_unix_ms) {
+    uint64_t now = clock_.NowUnixMillis();
+    uint64_t age = now > k.ctime_unix_ms ? now - k.ctime_unix_ms : 0;
+    used = std::max(used, static_cast<double>(age) / pol.max_age_ms);
+  }
+  if (pol.max_frames) {
+    used = std::max(used, static_cast<double>(k.frames_sent) / pol.max_frames);
+  }
+  if (pol.max_bytes) {
+    used = std::max(used, static_cast<double>(k.bytes_sent) / pol.max_bytes);
+  }
+  return used;
+}
+
+void NodeClient::CountUse(uint32_t peer, size_t bytes) {
+  auto rec = ses_.Get(peer);
+  if (!rec.ok()) return;
+  SesKey updated = rec->Clone();
+  ++updated.frames_sent;
+  updated.bytes_sent += bytes;
+  // Usage counters are written without a sync: a crash may under-count by
+  // the last few frames.
+  ses_.PutUnsynced(updated);
+}
+
+void NodeClient::RenewByPolicy() {
+  if (!options_.policy.limited() || !registered()) return;
+  uint64_t now = clock_.NowMonotonicMillis();
+  std::vector<uint32_t> due;  // started after the scan (RequestKey writes)
+  ses_.ForEach([&](const SesKey& k) {
+    if (!k.nnsk.valid() || !k.topic4.has_value()) return;
+    PairState& ps = pairs_[k.n_id];
+    if (ps.renew_point_version != k.key_version) {
+      // This key's own renewal point, within renew_at ± jitter.
+      double j = options_.policy.jitter;
+      double r = 0.5;
+      if (auto x = RandomU32(); x.ok()) r = *x / 4294967296.0;
+      ps.renew_point = options_.policy.renew_at * (1 - j + 2 * j * r);
+      ps.renew_point_version = k.key_version;
+    }
+    if (now < ps.next_auto_renew_ms || Used(k) < ps.renew_point) return;
+    for (const auto& [id, p] : pending_) {
+      if (p.kind == Kind::kKey && p.peer == k.n_id) return;
+    }
+    due.push_back(k.n_id);
+  });
+  for (uint32_t peer : due) {
+    spdlog::info("node {}: renewing the key with {} (policy)", Hex32(n_id()),
+                 Hex32(peer));
+    RequestKey(peer, true, [this, peer](Status st) {
+      if (st.ok() || st.code() == StatusCode::kAborted) return;
+      // Back off before the next automatic attempt.
+      pairs_[peer].next_auto_renew_ms =
+          clock_.NowMonotonicMillis() + options_.max_retry_ms;
+      spdlog::warn("node {}: renewal with {} failed: {}", Hex32(n_id()),
+                   Hex32(peer), st.ToString());
+    });
+  }
+}
+
 void NodeClient::Tick() {
   uint64_t now = clock_.NowMonotonicMillis();
   if (now - last_rx_persist_ms_ >= 1000) {
     PersistRxCounters();
     last_rx_persist_ms_ = now;
   }
+  RenewByPolicy();
   std::vector<uint64_t> expired;
   for (auto& [id, p] : pending_) {
     if (now >= p.deadline_ms) {
@@ -303,14 +373,6 @@ void NodeClient::Send(uint32_t peer, SecretBytes data, ReplyCallback done,
   auto [it, inserted] = pending_.emplace(*id, std::move(p));
   Status st = Transmit(*id, it->second);
   if (!st.ok()) return Finish(*id, st);
-  auto rec = ses_.Get(peer);
-  if (rec.ok()) {
-    SesKey updated = rec->Clone();
-    ++updated.frames_sent;
-    updated.bytes_sent += it->second.data.size();
-    // Usage counters are advisory; a lost update only under-counts.
-    ses_.PutUnsynced(updated);
-  }
 }
 
 std::vector<PairInfo> NodeClient::Pairs() const {
@@ -318,7 +380,7 @@ std::vector<PairInfo> NodeClient::Pairs() const {
   ses_.ForEach([&](const SesKey& k) {
     out.push_back({k.n_id, k.nnsk.valid() && k.topic4.has_value(),
                    k.key_version, k.ctime_unix_ms, k.frames_sent,
-                   k.bytes_sent});
+                   k.bytes_sent, options_.policy.limited() ? Used(k) : 0.0});
   });
   return out;
 }
@@ -469,6 +531,19 @@ void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
   if (!rec.ok()) {
     return Log("dropped", &h, "peer not in this node's peer list");
   }
+  // Both sides of a pair asked for a new key at once: the request with the
+  // larger request id wins on both nodes; the other is abandoned (its
+  // gen_keys record is purged by the KS).
+  for (auto& [id, p] : pending_) {
+    if (p.kind != Kind::kKey || p.peer != req.n_id1 || id == h.request_id) {
+      continue;
+    }
+    if (id > h.request_id) {
+      return Log("dropped", &h, "crossed renewal: our request wins");
+    }
+    Finish(id, AbortedError("crossed by the peer's own renewal"));
+    break;
+  }
   if (rec->nnsk.valid() && req.version <= rec->key_version) {
     // The same key again (the KS retransmits it; we may have restarted
     // since): answer again with the TOPIC we chose then. It is stored, so
@@ -571,8 +646,10 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
   out.key_version = h.key_version;
   out.counter = counter_.Next(clock_.NowUnixMicros());
   out.request_id = h.request_id;
+  size_t reply_size = reply.size();
   auto sealed = SealBody(out, NodeDataAns{n_id(), std::move(reply)}, *keys);
   if (!sealed.ok()) return;
+  if (keys == &rec->nnsk) CountUse(peer, reply_size);
   Status st = transport_.Publish(PeerTopic(peer, *rec->topic4), *sealed);
   if (!st.ok()) Log("node_data_ans not sent", &h, st.message());
 }

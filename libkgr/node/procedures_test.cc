@@ -71,7 +71,8 @@ class ProceduresTest : public ::testing::Test {
     n->ses = *SesKeysStore::Open(n->fs, "/ses", own->nk, ans.n_id);
     n->transport = broker_.NewTransport(NodeIdentity(ans.n_id));
     n->client = std::make_unique<NodeClient>(std::move(*own), n->tpm,
-                                             *n->transport, *n->ses, clock_);
+                                             *n->transport, *n->ses, clock_,
+                                             node_options_);
     Node* raw = n.get();
     n->transport->SetHandler([raw](const std::string& t, Bytes p) {
       raw->client->HandleMessage(t, p);
@@ -228,6 +229,7 @@ class ProceduresTest : public ::testing::Test {
   }
 
   FakeClock clock_;
+  NodeClientOptions node_options_;  // for nodes added from now on
   FakeFileSystem fs_;
   FakeBroker broker_;
   FakeTpm ks_tpm_;
@@ -714,6 +716,53 @@ TEST_F(ProceduresTest, RequestsArrivingTogetherShareOneSync) {
   EXPECT_TRUE(r2->ok()) << r2->ToString();
   EXPECT_EQ(ks_->stats().keys_issued, 2u);
   EXPECT_EQ(gen_keys_->size(), 0u);
+}
+
+TEST_F(ProceduresTest, PolicyRenewsByFramesAndDataKeepsFlowing) {
+  node_options_.policy.max_frames = 10;
+  auto [a, b] = Pair();
+  ASSERT_TRUE(RequestKey(*a, *b).ok());
+  for (int i = 0; i < 60; ++i) {
+    auto r = Send(*a, *b, "frame " + std::to_string(i));
+    ASSERT_TRUE(r.ok()) << "frame " << i << ": " << r.status().ToString();
+    a->client->Tick();
+    b->client->Tick();
+  }
+  auto ka = a->ses->Get(b->n_id);
+  auto kb = b->ses->Get(a->n_id);
+  EXPECT_GE(ka->key_version, 5u) << "renewed by itself every ~8 frames";
+  EXPECT_EQ(ka->key_version, kb->key_version);
+  EXPECT_TRUE(ka->nnsk.enc.Equals(kb->nnsk.enc));
+  EXPECT_LT(ka->frames_sent, 10u);
+}
+
+TEST_F(ProceduresTest, PolicyRenewsByAge) {
+  node_options_.policy.max_age_ms = 60'000;
+  auto [a, b] = Pair();
+  ASSERT_TRUE(RequestKey(*a, *b).ok());
+  clock_.AdvanceMillis(30'000);
+  RunUntil([] { return false; }, 5);
+  EXPECT_EQ(a->ses->Get(b->n_id)->key_version, 1u);
+  clock_.AdvanceMillis(25'000);  // past 0.8 ± 0.1 of the limit
+  RunUntil([&] { return a->ses->Get(b->n_id)->key_version >= 2 &&
+                        b->ses->Get(a->n_id)->key_version >= 2; }, 50);
+  EXPECT_GE(a->ses->Get(b->n_id)->key_version, 2u);
+  EXPECT_TRUE(Send(*a, *b, "fresh").ok());
+}
+
+TEST_F(ProceduresTest, PolicyHardLimitRefusesFramesBeyondIt) {
+  node_options_.policy.max_frames = 3;
+  node_options_.policy.renew_at = 5.0;  // never renew: see the limit bite
+  node_options_.policy.jitter = 0;
+  auto [a, b] = Pair();
+  ASSERT_TRUE(RequestKey(*a, *b).ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Send(*a, *b, "x").ok());
+  auto r = Send(*a, *b, "one too many");
+  EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted)
+      << r.status().ToString();
+  // A renewal restores the budget.
+  ASSERT_TRUE(RequestKey(*a, *b, true).ok());
+  EXPECT_TRUE(Send(*a, *b, "x").ok());
 }
 
 TEST_F(ProceduresTest, ExpiredGenKeysArePurged) {

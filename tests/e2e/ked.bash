@@ -191,8 +191,9 @@ node_start() {
   local name=$1
   rm -f "$KED_DIR/node-$name/control.sock"
   # Started directly (not through a function) so that $! is kgr-node itself.
+  # shellcheck disable=SC2086
   "$NODE_BIN" run --state-dir "$KED_DIR/node-$name" --tcti "${NODE_TCTI[$name]}" \
-    >>"$KED_DIR/logs/$name.log" 2>&1 &
+    ${NODE_EXTRA_ARGS:-} >>"$KED_DIR/logs/$name.log" 2>&1 &
   KED_PIDS+=("$!")
   NODE_PID[$name]=$!
   for _ in $(seq 200); do

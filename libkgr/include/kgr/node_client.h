@@ -30,6 +30,21 @@
 
 namespace kgr {
 
+// How much one pair key (NNSK/NNSKsign) may protect (0: no limit). A node
+// renews a pair's key by itself when any use reaches `renew_at` of its limit
+// (each key draws its own point within ±`jitter` of that, so that many pairs
+// do not renew at once); at the limit itself it refuses to send more under
+// that key. Frames count every frame this node sealed under the key (data
+// and replies); bytes count their payloads.
+struct KeyPolicy {
+  uint64_t max_age_ms = 0;
+  uint64_t max_frames = 0;
+  uint64_t max_bytes = 0;
+  double renew_at = 0.8;
+  double jitter = 0.1;
+  bool limited() const { return max_age_ms || max_frames || max_bytes; }
+};
+
 struct NodeClientOptions {
   uint64_t request_timeout_ms = 10'000;  // overall deadline of one request
   uint64_t first_retry_ms = 400;         // then doubled, +-25% jitter
@@ -38,6 +53,7 @@ struct NodeClientOptions {
   uint64_t previous_key_grace_ms = 30'000;
   // Every frame counter the node sends is above this (see KeyServerOptions).
   uint64_t counter_floor = 0;
+  KeyPolicy policy;
 };
 
 // What an application's data handler returns: the reply to send back
@@ -54,6 +70,7 @@ struct PairInfo {  // for status output: no key material
   uint64_t ctime_unix_ms = 0;
   uint64_t frames_sent = 0;
   uint64_t bytes_sent = 0;
+  double used = 0;  // largest fraction of a policy limit used (0: none)
 };
 
 class NodeClient {
@@ -113,6 +130,9 @@ class NodeClient {
     uint64_t previous_until_ms = 0;
     std::map<uint32_t, ReplayWindow> windows;  // per key version
     bool rx_dirty = false;  // current window advanced since last persisted
+    double renew_point = 0;      // drawn per key version (policy)
+    uint32_t renew_point_version = 0;
+    uint64_t next_auto_renew_ms = 0;  // back-off after a failed renewal
     std::string current_topic;   // where the peer sends to us now
     std::string previous_topic;  // before the last renewal, until the grace
   };
@@ -135,6 +155,12 @@ class NodeClient {
   void KeepPrevious(uint32_t peer, const SesKey& current);
   // Writes the receive counters that advanced into ses_keys (unsynced).
   void PersistRxCounters();
+  // Largest fraction of a policy limit the pair key in `k` has used.
+  double Used(const SesKey& k) const;
+  // Counts one frame of `bytes` sealed under the pair's key (unsynced).
+  void CountUse(uint32_t peer, size_t bytes);
+  // Starts renewals of pair keys past their renewal point.
+  void RenewByPolicy();
   std::string MyTopic(const TopicId& id) const;
   std::string PeerTopic(uint32_t peer, const TopicId& id) const;
   // Routes messages on our TOPIC3 `id` to `peer`.
