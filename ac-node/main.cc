@@ -29,6 +29,10 @@ commands:
            allow (or withdraw) pairs at the KS; with --out also write the
            node's peer list file for `kgr-node peers`
   list     the nodes the KS knows, their state and allowed peers
+  revoke --node ID
+           revoke a node for good: the KS refuses it from now on and tells
+           each of its peers to wipe their pair; it can come back only as a
+           new node (new authorization)
 
 flags (each overrides the JSON config file's key in brackets):
   --config FILE        JSON config file
@@ -201,6 +205,23 @@ Status CmdPeers(const Settings& s, const Flags& f) {
   return OkStatus();
 }
 
+Status CmdRevoke(const Settings& s, const Flags& f) {
+  if (!f.values.count("node")) return InvalidArgumentError("revoke needs --node ID");
+  KGR_ASSIGN_OR_RETURN(uint32_t node, ParseNodeId(f.values.at("node")));
+  KGR_ASSIGN_OR_RETURN(auto session, Session::Open(s));
+  bool done = false;
+  StatusOr<AcRevokeAns> result = InternalError("no answer");
+  session->client().Revoke(node, [&](StatusOr<AcRevokeAns> r) {
+    result = std::move(r);
+    done = true;
+  });
+  KGR_RETURN_IF_ERROR(session->Wait(done));
+  if (!result.ok()) return result.status();
+  std::printf("revoked %s; %u peer(s) told to wipe their pair\n",
+              FormatNodeId(node).c_str(), result->peers_notified);
+  return OkStatus();
+}
+
 Status CmdList(const Settings& s, bool as_json) {
   KGR_ASSIGN_OR_RETURN(auto session, Session::Open(s));
   bool done = false;
@@ -275,6 +296,8 @@ int Main(int argc, char** argv) {
     st = CmdAuthorize(s, f);
   } else if (f.command == "peers") {
     st = CmdPeers(s, f);
+  } else if (f.command == "revoke") {
+    st = CmdRevoke(s, f);
   } else if (f.command == "list") {
     st = CmdList(s, f.Has("json"));
   } else {

@@ -118,4 +118,21 @@ void AcClient::List(std::function<void(StatusOr<AcListAns>)> done) {
        });
 }
 
+void AcClient::Revoke(uint32_t n_id,
+                      std::function<void(StatusOr<AcRevokeAns>)> done) {
+  Bytes body;
+  AcRevokeReq{n_id}.EncodeTo(&body);
+  Send(FrameType::kAcRevokeReq, body,
+       [done](StatusOr<std::pair<FrameType, SecretBytes>> r) {
+         if (!r.ok()) return done(r.status());
+         auto ans = AcRevokeAns::Parse(r->second.span());
+         if (r->first != FrameType::kAcRevokeAns || !ans.ok()) {
+           return done(InternalError("unexpected answer"));
+         }
+         Status st = FromAnswerStatus(ans->status, "revocation");
+         if (!st.ok()) return done(st);
+         done(*ans);
+       });
+}
+
 }  // namespace kgr

@@ -156,6 +156,8 @@ std::string_view FrameTypeName(FrameType type) {
       return "nnsk_conf_ans";
     case FrameType::kKsError:
       return "ks_error";
+    case FrameType::kPairRevoked:
+      return "pair_revoked";
     case FrameType::kNodeDataReq:
       return "node_data_req";
     case FrameType::kNodeDataAns:
@@ -172,13 +174,17 @@ std::string_view FrameTypeName(FrameType type) {
       return "ac_list_req";
     case FrameType::kAcListAns:
       return "ac_list_ans";
+    case FrameType::kAcRevokeReq:
+      return "ac_revoke_req";
+    case FrameType::kAcRevokeAns:
+      return "ac_revoke_ans";
   }
   return "unknown";
 }
 
 bool IsKnownFrameType(uint8_t t) {
-  return (t >= 0x01 && t <= 0x09) || t == 0x10 || t == 0x11 ||
-         (t >= 0x20 && t <= 0x25);
+  return (t >= 0x01 && t <= 0x0A) || t == 0x10 || t == 0x11 ||
+         (t >= 0x20 && t <= 0x27);
 }
 
 StatusOr<FrameHeader> PeekFrameHeader(std::span<const uint8_t> frame) {
@@ -431,6 +437,46 @@ StatusOr<KsError> KsError::Parse(std::span<const uint8_t> in) {
   if (code < 1 || code > 4) return Malformed("ks_error: unknown code");
   m.refused_type = static_cast<FrameType>(type);
   m.code = static_cast<KsErrorCode>(code);
+  return m;
+}
+
+void PairRevoked::EncodeTo(Bytes* out) const {
+  ByteWriter w(out);
+  w.U32(peer);
+  w.U8(static_cast<uint8_t>(reason));
+}
+StatusOr<PairRevoked> PairRevoked::Parse(std::span<const uint8_t> in) {
+  PairRevoked m;
+  BodyReader r(in);
+  uint8_t reason = 0;
+  r.U32(&m.peer);
+  r.U8(&reason);
+  KGR_RETURN_IF_ERROR(r.Done("pair_revoked"));
+  if (reason < 1 || reason > 2) return Malformed("pair_revoked: unknown reason");
+  m.reason = static_cast<RevokeReason>(reason);
+  return m;
+}
+
+void AcRevokeReq::EncodeTo(Bytes* out) const { ByteWriter(out).U32(n_id); }
+StatusOr<AcRevokeReq> AcRevokeReq::Parse(std::span<const uint8_t> in) {
+  AcRevokeReq m;
+  BodyReader r(in);
+  r.U32(&m.n_id);
+  KGR_RETURN_IF_ERROR(r.Done("ac_revoke_req"));
+  return m;
+}
+
+void AcRevokeAns::EncodeTo(Bytes* out) const {
+  ByteWriter w(out);
+  w.U8(status);
+  w.U16(peers_notified);
+}
+StatusOr<AcRevokeAns> AcRevokeAns::Parse(std::span<const uint8_t> in) {
+  AcRevokeAns m;
+  BodyReader r(in);
+  r.U8(&m.status);
+  r.U16(&m.peers_notified);
+  KGR_RETURN_IF_ERROR(r.Done("ac_revoke_ans"));
   return m;
 }
 

@@ -48,6 +48,7 @@ std::vector<Bytes> AllSealedFrames(const SymmetricKeys& k) {
   add(NnskConfReq{7, 8, T(6)});
   add(NnskConfAns{8});
   add(KsError{FrameType::kNnskKeyReq, KsErrorCode::kPairNotAllowed});
+  add(PairRevoked{8, RevokeReason::kPairWithdrawn});
   add(NodeDataReq{8, SecretBytes(AsBytes("hello world!"))});
   add(NodeDataAns{8, SecretBytes(AsBytes("ok"))});
   return out;

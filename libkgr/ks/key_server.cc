@@ -529,7 +529,63 @@ Status KeyServer::SetPeers(const AcPeersReq& req) {
   }
   std::vector<NodeDesc> batch;
   for (auto& [id, d] : changed) batch.push_back(std::move(d));
-  return nodes_.PutAll(batch);
+  KGR_RETURN_IF_ERROR(nodes_.PutAll(batch));
+  if (!req.allow) {
+    for (uint32_t p : req.peers) {
+      NotifyPairRevoked(req.n_id, p, RevokeReason::kPairWithdrawn);
+      NotifyPairRevoked(p, req.n_id, RevokeReason::kPairWithdrawn);
+    }
+  }
+  return OkStatus();
+}
+
+bool KeyServer::NotifyPairRevoked(uint32_t node, uint32_t peer,
+                                  RevokeReason reason) {
+  auto d = nodes_.Get(node);
+  if (!d.ok() || d->state != NodeState::kRegistered) return false;
+  Status st = SendToNode(*d, 0, 0, PairRevoked{peer, reason});
+  if (!st.ok()) {
+    spdlog::warn("ks: pair_revoked to {} not sent: {}", Hex32(node),
+                 st.ToString());
+    return false;
+  }
+  return true;
+}
+
+Status KeyServer::RevokeNode(uint32_t n_id, int* notified) {
+  *notified = 0;
+  auto node = nodes_.Get(n_id);
+  if (!node.ok()) return NotFoundError("unknown node");
+  if (node->state == NodeState::kRevoked) return OkStatus();
+  // Its peers first lose it from their allowed lists...
+  std::vector<NodeDesc> batch;
+  for (uint32_t p : node->allowed_peers) {
+    auto peer = nodes_.Get(p);
+    if (!peer.ok()) continue;
+    NodeDesc updated = peer->Clone();
+    auto& v = updated.allowed_peers;
+    v.erase(std::remove(v.begin(), v.end(), n_id), v.end());
+    batch.push_back(std::move(updated));
+  }
+  // ...and the node keeps a record that refuses everything it sends.
+  NodeDesc revoked = node->Clone();
+  revoked.state = NodeState::kRevoked;
+  revoked.nksk = SymmetricKeys{};
+  revoked.allowed_peers.clear();
+  batch.push_back(std::move(revoked));
+  KGR_RETURN_IF_ERROR(nodes_.PutAll(batch));
+  std::vector<uint64_t> pending;
+  gen_keys_.ForEach([&](const GenKey& g) {
+    if (g.n_id1 == n_id || g.n_id2 == n_id) pending.push_back(g.request_id);
+  });
+  for (uint64_t id : pending) gen_keys_.DeleteUnsynced(id);
+  windows_.erase(n_id);
+  for (uint32_t p : node->allowed_peers) {
+    if (NotifyPairRevoked(p, n_id, RevokeReason::kPeerRevoked)) ++*notified;
+  }
+  spdlog::warn("ks: node {} revoked; {} pending keys dropped, {} peers told",
+               Hex32(n_id), pending.size(), *notified);
+  return OkStatus();
 }
 
 AcListAns KeyServer::ListNodes() const {
@@ -582,6 +638,18 @@ void KeyServer::HandleAc(const Bytes& message) {
                         req->peers.size(), Hex32(req->n_id));
       AcPeersAns{static_cast<uint8_t>(st.code())}.EncodeTo(&reply_body);
       reply_type = FrameType::kAcPeersAns;
+      break;
+    }
+    case FrameType::kAcRevokeReq: {
+      auto req = AcRevokeReq::Parse(*body);
+      if (!req.ok()) return Drop(&h, req.status().message());
+      int notified = 0;
+      Status st = RevokeNode(req->n_id, &notified);
+      if (!st.ok()) spdlog::warn("ks: revocation refused: {}", st.ToString());
+      AcRevokeAns{static_cast<uint8_t>(st.code()),
+                  static_cast<uint16_t>(notified)}
+          .EncodeTo(&reply_body);
+      reply_type = FrameType::kAcRevokeAns;
       break;
     }
     case FrameType::kAcListReq: {

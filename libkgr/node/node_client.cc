@@ -429,6 +429,11 @@ void NodeClient::HandleFromKs(const Bytes& frame) {
       if (!m.ok()) return Log("dropped", &h, m.status().message());
       return OnKsError(h, *m);
     }
+    case FrameType::kPairRevoked: {
+      auto m = PairRevoked::Parse(plain->span());
+      if (!m.ok()) return Log("dropped", &h, m.status().message());
+      return OnPairRevoked(h, *m);
+    }
     default:
       return Log("dropped", &h, "unexpected type from the key server");
   }
@@ -589,6 +594,30 @@ void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
 void NodeClient::OnKsError(const FrameHeader& h, const KsError& err) {
   Log("request refused by the key server", &h, KsErrorCodeName(err.code));
   Finish(h.request_id, KsRefusal(err));
+}
+
+void NodeClient::OnPairRevoked(const FrameHeader& h, const PairRevoked& m) {
+  // Wipe everything of the pair: its keys (ses_keys entry, previous key),
+  // its topics and its pending requests. Data from the peer is then dropped.
+  Status st = ses_.Delete(m.peer);
+  if (!st.ok()) return Log("pair not wiped", &h, st.message());
+  auto it = pairs_.find(m.peer);
+  if (it != pairs_.end()) {
+    topic_to_peer_.erase(it->second.current_topic);
+    topic_to_peer_.erase(it->second.previous_topic);
+    pairs_.erase(it);
+  }
+  std::erase_if(topic_to_peer_, [&](const auto& e) { return e.second == m.peer; });
+  std::vector<uint64_t> ids;
+  for (const auto& [id, p] : pending_) {
+    if (p.kind != Kind::kRegister && p.peer == m.peer) ids.push_back(id);
+  }
+  for (uint64_t id : ids) Finish(id, PermissionDeniedError("pair revoked"));
+  spdlog::warn("node {}: pair with {} revoked by the key server ({}); its "
+               "keys are wiped",
+               Hex32(n_id()), Hex32(m.peer),
+               m.reason == RevokeReason::kPeerRevoked ? "peer revoked"
+                                                      : "pair withdrawn");
 }
 
 void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {

@@ -765,6 +765,47 @@ TEST_F(ProceduresTest, PolicyHardLimitRefusesFramesBeyondIt) {
   EXPECT_TRUE(Send(*a, *b, "x").ok());
 }
 
+TEST_F(ProceduresTest, RevokedNodeIsCutOffEverywhere) {
+  auto [a, b] = Pair();
+  ASSERT_TRUE(RequestKey(*a, *b).ok());
+  // A key procedure of a is under way when it is revoked.
+  b->transport->SimulateDisconnect();
+  std::optional<Status> pending;
+  a->client->RequestKey(b->n_id, true, [&](Status s) { pending = s; });
+  broker_.Pump();
+  EXPECT_EQ(gen_keys_->size(), 1u);
+  b->transport->SimulateReconnect();
+  int notified = 0;
+  ASSERT_TRUE(ks_->RevokeNode(a->n_id, &notified).ok());
+  EXPECT_EQ(notified, 1);
+  EXPECT_EQ(gen_keys_->size(), 0u) << "its pending keys are dropped";
+  broker_.Pump();
+  // b wiped the pair: no keys, and a's data is dropped.
+  EXPECT_EQ(b->ses->Get(a->n_id).status().code(), StatusCode::kNotFound);
+  auto r = Send(*a, *b, "still there?");
+  EXPECT_FALSE(r.ok());
+  // The KS refuses everything a sends; it cannot register again either.
+  Status st = RequestKey(*a, *b, true);
+  EXPECT_FALSE(st.ok());
+  EXPECT_EQ(nodes_->Get(a->n_id)->state, NodeState::kRevoked);
+  EXPECT_FALSE(nodes_->Get(a->n_id)->nksk.valid());
+  EXPECT_TRUE(nodes_->Get(b->n_id)->allowed_peers.empty());
+  FakeTpm clone_tpm;
+  EXPECT_FALSE(RegisterClone(*a, clone_tpm).ok());
+}
+
+TEST_F(ProceduresTest, WithdrawnPairIsWipedOnBothNodesAndRefused) {
+  auto [a, b] = Pair();
+  ASSERT_TRUE(RequestKey(*a, *b).ok());
+  ASSERT_TRUE(ks_->SetPeers(AcPeersReq{a->n_id, 0, {b->n_id}}).ok());
+  broker_.Pump();
+  EXPECT_EQ(a->ses->Get(b->n_id).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(b->ses->Get(a->n_id).status().code(), StatusCode::kNotFound);
+  // Even with the peer back in its own list, the KS refuses the pair.
+  ASSERT_TRUE(a->client->LoadPeers({b->n_id}).ok());
+  EXPECT_EQ(RequestKey(*a, *b).code(), StatusCode::kPermissionDenied);
+}
+
 TEST_F(ProceduresTest, ExpiredGenKeysArePurged) {
   auto [a, b] = Pair();
   // b is offline: its notification is lost for good.

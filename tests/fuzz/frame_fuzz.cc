@@ -46,6 +46,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ParseAs<kgr::NnskConfReq>(in);
   ParseAs<kgr::NnskConfAns>(in);
   ParseAs<kgr::KsError>(in);
+  ParseAs<kgr::PairRevoked>(in);
+  ParseAs<kgr::AcRevokeReq>(in);
+  ParseAs<kgr::AcRevokeAns>(in);
   ParseAs<kgr::NodeDataReq>(in);
   ParseAs<kgr::NodeDataAns>(in);
   ParseAs<kgr::AcAuthorizeReq>(in);

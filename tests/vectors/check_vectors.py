@@ -47,6 +47,8 @@ def parse_body(t, b):
     elif t in (0x06, 0x07): f = dict(n_id1=h32(b, 0), n_id2=h32(b, 4), topic4=b[8:18].hex()); end = 18
     elif t == 0x08: f = dict(n_id2=h32(b, 0)); end = 4
     elif t == 0x09: f = dict(refused_type=b[0], code=b[1]); end = 2
+    elif t == 0x0A: f = dict(peer=h32(b, 0), reason=b[4]); end = 5
+    elif t == 0x26: f = dict(n_id=h32(b, 0)); end = 4
     elif t in (0x10, 0x11): f = dict(n_id2=h32(b, 0), data=b[4:].hex()); end = len(b)
     elif t == 0x20: p, end = ids(b, 0); f = dict(peers=p)
     elif t == 0x21:

@@ -170,6 +170,9 @@ ordered_json Build() {
                                  KsErrorCode::kPairNotAllowed},
                          nksk1, FixedIv(0x80),
                          {{"refused_type", 3}, {"code", 1}}));
+  frames.push_back(Frame("pair_revoked", from_ks,
+                         PairRevoked{n2, RevokeReason::kPeerRevoked}, nksk1,
+                         FixedIv(0x88), {{"peer", Hex32(n2)}, {"reason", 1}}));
   frames.push_back(Frame("node_data_req", h,
                          NodeDataReq{n2, SecretBytes(AsBytes("hello bravo!"))},
                          nnsk, FixedIv(0x90),
@@ -217,6 +220,9 @@ ordered_json Build() {
   AcPeersReq{n1, 1, {n2}}.EncodeTo(&b);
   add_clear("ac_peers_req", FrameType::kAcPeersReq, b,
             {{"n_id", Hex32(n1)}, {"allow", 1}, {"peers", {Hex32(n2)}}});
+  b.clear();
+  AcRevokeReq{n2}.EncodeTo(&b);
+  add_clear("ac_revoke_req", FrameType::kAcRevokeReq, b, {{"n_id", Hex32(n2)}});
   out["clear_frames"] = clear;
 
   // Records.

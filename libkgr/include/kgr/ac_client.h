@@ -35,6 +35,8 @@ class AcClient {
   void SetPeers(uint32_t n_id, bool allow, std::vector<uint32_t> peers,
                 std::function<void(Status)> done);
   void List(std::function<void(StatusOr<AcListAns>)> done);
+  // Revokes a node; the answer says how many of its peers were told.
+  void Revoke(uint32_t n_id, std::function<void(StatusOr<AcRevokeAns>)> done);
 
   size_t pending() const { return pending_.size(); }
 

@@ -57,6 +57,7 @@ enum class FrameType : uint8_t {
   kNnskConfReq = 0x07,  // KS -> N1 on TOPIC2(N1)
   kNnskConfAns = 0x08,  // N1 -> KS on TOPIC1
   kKsError = 0x09,      // KS -> N  on TOPIC2: the request was refused
+  kPairRevoked = 0x0A,  // KS -> N  on TOPIC2: forget the pair with a peer
   // Data exchange (4.8). Keys: NNSK of the pair.
   kNodeDataReq = 0x10,  // N1 -> N2 on TOPIC4 (subscribed by N2)
   kNodeDataAns = 0x11,  // N2 -> N1 on TOPIC3 (subscribed by N1)
@@ -67,6 +68,8 @@ enum class FrameType : uint8_t {
   kAcPeersAns = 0x23,
   kAcListReq = 0x24,
   kAcListAns = 0x25,
+  kAcRevokeReq = 0x26,
+  kAcRevokeAns = 0x27,
 };
 
 std::string_view FrameTypeName(FrameType type);
@@ -245,6 +248,20 @@ struct KsError {
   static StatusOr<KsError> Parse(std::span<const uint8_t> in);
 };
 
+// Why a pair was revoked (kPairRevoked).
+enum class RevokeReason : uint8_t {
+  kPeerRevoked = 1,    // the peer node was revoked by the AC
+  kPairWithdrawn = 2,  // the AC withdrew the pair's permission
+};
+
+struct PairRevoked {
+  static constexpr FrameType kType = FrameType::kPairRevoked;
+  uint32_t peer = 0;
+  RevokeReason reason = RevokeReason::kPeerRevoked;
+  void EncodeTo(Bytes* out) const;
+  static StatusOr<PairRevoked> Parse(std::span<const uint8_t> in);
+};
+
 struct NodeDataReq {
   static constexpr FrameType kType = FrameType::kNodeDataReq;
   uint32_t n_id2 = 0;  // destination
@@ -317,6 +334,22 @@ struct AcListAns {
   std::vector<Entry> nodes;
   void EncodeTo(Bytes* out) const;
   static StatusOr<AcListAns> Parse(std::span<const uint8_t> in);
+};
+
+// AC -> KS: revoke a node for good (it may come back only as a new node).
+struct AcRevokeReq {
+  static constexpr FrameType kType = FrameType::kAcRevokeReq;
+  uint32_t n_id = 0;
+  void EncodeTo(Bytes* out) const;
+  static StatusOr<AcRevokeReq> Parse(std::span<const uint8_t> in);
+};
+
+struct AcRevokeAns {
+  static constexpr FrameType kType = FrameType::kAcRevokeAns;
+  uint8_t status = 0;
+  uint16_t peers_notified = 0;
+  void EncodeTo(Bytes* out) const;
+  static StatusOr<AcRevokeAns> Parse(std::span<const uint8_t> in);
 };
 
 // Encodes `body`, seals it under `keys` and wipes the plaintext buffer.

@@ -117,7 +117,14 @@ class KeyServer {
   // authorize a new node (draws N_ID, computes NTAG, adds node_desc), and
   // allow or withdraw pairs (symmetric).
   Status AuthorizeNode(const AcAuthorizeReq& req, AcAuthorizeAns* ans);
+  // Withdrawing a pair also tells both nodes to wipe its keys.
   Status SetPeers(const AcPeersReq& req);
+  // Revokes a node for good: node_desc state revoked (NKSK wiped), its
+  // pending keys dropped, its frames refused from now on, and each peer it
+  // was allowed to pair with told to wipe the pair (pair_revoked). It can
+  // come back only through a new authorization (new N_ID and NTAG).
+  // `notified` receives the number of peers told.
+  Status RevokeNode(uint32_t n_id, int* notified);
 
  private:
   struct Peer;  // per-node replay window
@@ -139,6 +146,8 @@ class KeyServer {
                                 const NodeDesc& n2);
   Status SendConfReq(const GenKey& g, const NodeDesc& n1);
   void SendError(const FrameHeader& h, const NodeDesc& n, KsErrorCode code);
+  // Tells `node` (if registered) to wipe its pair with `peer`.
+  bool NotifyPairRevoked(uint32_t node, uint32_t peer, RevokeReason reason);
   template <typename Body>
   Status SendToNode(const NodeDesc& node, uint64_t request_id, uint8_t flags,
                     const Body& body);

@@ -149,6 +149,7 @@ class NodeClient {
   void OnConfReq(const FrameHeader& h, const NnskConfReq& req);
   void OnNotReq(const FrameHeader& h, const NnskNotReq& req);
   void OnKsError(const FrameHeader& h, const KsError& err);
+  void OnPairRevoked(const FrameHeader& h, const PairRevoked& m);
   void Finish(uint64_t request_id, Status status);
   // Before a renewal replaces `current`, keeps its key acceptable for the
   // grace period.
