@@ -29,10 +29,13 @@ commands:
            allow (or withdraw) pairs at the KS; with --out also write the
            node's peer list file for `kgr-node peers`
   list     the nodes the KS knows, their state and allowed peers
+  crl      write (or refresh) the CA's revocation list --crl for the broker
   revoke --node ID
            revoke a node for good: the KS refuses it from now on and tells
            each of its peers to wipe their pair; it can come back only as a
-           new node (new authorization)
+           new node (new authorization). With --crl, the node's broker
+           certificate (from --issued-dir) is added to the CRL too: after a
+           SIGHUP the broker refuses the identity
 
 flags (each overrides the JSON config file's key in brackets):
   --config FILE        JSON config file
@@ -45,6 +48,9 @@ flags (each overrides the JSON config file's key in brackets):
   --ca-key FILE        [ca_key_file] CA private key, to issue node
                        certificates (authorize)
   --cert-days N        [cert_days] node certificate lifetime (default 365)
+  --issued-dir DIR     [issued_dir] keep a copy of every node certificate
+                       issued (authorize), to revoke it later
+  --crl FILE           [crl_file] the broker's certificate revocation list
   --topic-prefix P     [topic_prefix] default "kgr"
   --timeout-ms N       [timeout_ms] wait for the KS (default 10000)
   --log-level L        [log_level]
@@ -57,6 +63,7 @@ unavailable or timeout, 4 refused by the KS.
 
 struct Settings {
   std::string broker, ca, cert, key, ks_cert, ca_key, prefix, log_level;
+  std::string issued_dir, crl;
   int cert_days = 365;
   int timeout_ms = 10000;
 };
@@ -159,6 +166,12 @@ Status CmdAuthorize(const Settings& s, const Flags& f) {
   c.ca_pem = ca_pem;
   c.cert_pem = cert.cert_pem;
   c.key_pem = std::move(cert.key_pem);
+  if (!s.issued_dir.empty()) {
+    KGR_RETURN_IF_ERROR(DefaultFileSystem()->CreateDir(s.issued_dir, 0755));
+    KGR_RETURN_IF_ERROR(DefaultFileSystem()->WriteFileAtomic(
+        s.issued_dir + "/n" + FormatNodeId(c.n_id) + ".crt",
+        AsBytes(c.cert_pem), 0644));
+  }
   KGR_RETURN_IF_ERROR(
       WriteCredentialFile(*DefaultFileSystem(), f.values.at("out"), c));
   std::printf("authorized node %s (entry %u); credentials in %s\n",
@@ -219,6 +232,27 @@ Status CmdRevoke(const Settings& s, const Flags& f) {
   if (!result.ok()) return result.status();
   std::printf("revoked %s; %u peer(s) told to wipe their pair\n",
               FormatNodeId(node).c_str(), result->peers_notified);
+  if (s.crl.empty()) {
+    std::printf("no --crl: the broker still accepts the node's certificate\n");
+    return OkStatus();
+  }
+  std::string cert = s.issued_dir + "/n" + FormatNodeId(node) + ".crt";
+  if (s.issued_dir.empty() || !DefaultFileSystem()->Exists(cert)) {
+    return NotFoundError("no issued certificate of the node in --issued-dir; "
+                         "the broker still accepts it");
+  }
+  KGR_RETURN_IF_ERROR(UpdateCrl(s.ca, s.ca_key, s.crl, cert, s.cert_days));
+  std::printf("certificate added to %s: send SIGHUP to the broker to apply\n",
+              s.crl.c_str());
+  return OkStatus();
+}
+
+Status CmdCrl(const Settings& s) {
+  if (s.crl.empty() || s.ca_key.empty()) {
+    return InvalidArgumentError("crl needs --crl FILE and --ca-key");
+  }
+  KGR_RETURN_IF_ERROR(UpdateCrl(s.ca, s.ca_key, s.crl, "", s.cert_days));
+  std::printf("wrote %s\n", s.crl.c_str());
   return OkStatus();
 }
 
@@ -259,6 +293,7 @@ int Main(int argc, char** argv) {
       argc, argv,
       {"config", "broker", "ca", "cert", "key", "ks-cert", "ca-key",
        "cert-days", "topic-prefix", "timeout-ms", "log-level", "out", "peers",
+       "issued-dir", "crl",
        "node"},
       {"help", "json", "withdraw"});
   if (!flags.ok() || flags->Has("help") || flags->command.empty()) {
@@ -281,6 +316,8 @@ int Main(int argc, char** argv) {
   s.key = Setting(f, *config, "key", "tls.key_file", "");
   s.ks_cert = Setting(f, *config, "ks-cert", "ks_cert_file", "");
   s.ca_key = Setting(f, *config, "ca-key", "ca_key_file", "");
+  s.issued_dir = Setting(f, *config, "issued-dir", "issued_dir", "");
+  s.crl = Setting(f, *config, "crl", "crl_file", "");
   s.prefix = Setting(f, *config, "topic-prefix", "topic_prefix", kDefaultTopicPrefix);
   s.log_level = Setting(f, *config, "log-level", "log_level", "info");
   try {
@@ -296,6 +333,8 @@ int Main(int argc, char** argv) {
     st = CmdAuthorize(s, f);
   } else if (f.command == "peers") {
     st = CmdPeers(s, f);
+  } else if (f.command == "crl") {
+    st = CmdCrl(s);
   } else if (f.command == "revoke") {
     st = CmdRevoke(s, f);
   } else if (f.command == "list") {

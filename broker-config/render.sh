@@ -4,6 +4,7 @@
 #   render.sh --out-dir DIR --port PORT --cafile F --certfile F --keyfile F
 #             [--bind ADDR] [--prefix kgr] [--persistence-dir D]
 #             [--tls-version tlsv1.3|tlsv1.2] [--log-file PATH]
+#             [--crlfile PATH]   (revoked client certificates; SIGHUP reloads)
 #
 # Produces DIR/mosquitto.conf (from mosquitto.conf.in) and DIR/acl (from acl,
 # with the topic prefix replaced), both mode 0644. Defaults: bind 127.0.0.1,
@@ -16,7 +17,7 @@ die() { echo "render.sh: $*" >&2; exit 1; }
 here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 
 out_dir= port= cafile= certfile= keyfile= bind=127.0.0.1 prefix=kgr
-persist_dir= tls_version=tlsv1.3 log_file=
+persist_dir= tls_version=tlsv1.3 log_file= crlfile=
 while [[ $# -gt 0 ]]; do
   [[ $# -ge 2 ]] || die "option $1 needs a value"
   case $1 in
@@ -30,6 +31,7 @@ while [[ $# -gt 0 ]]; do
     --persistence-dir) persist_dir=$2 ;;
     --tls-version) tls_version=$2 ;;
     --log-file) log_file=$2 ;;
+    --crlfile) crlfile=$2 ;;
     *) die "unknown option $1" ;;
   esac
   shift 2
@@ -80,6 +82,12 @@ tpl=${tpl//@ACLFILE@/"$out_dir/acl"}
 tpl=${tpl//@PERSISTENCE@/"$persistence"}
 tpl=${tpl//@TLSVERSION@/"$tls_version"}
 tpl=${tpl//@LOGDEST@/"$log_dest"}
+if [[ -n $crlfile ]]; then
+  # Revoked client certificates (kgr-ac revoke --crl): re-read on SIGHUP.
+  crlfile=$(abs "$crlfile"); check_path crlfile "$crlfile"
+  [[ -r $crlfile ]] || die "crlfile '$crlfile' is not readable (kgr-ac crl makes one)"
+  tpl+=$'\n'"crlfile $crlfile"
+fi
 [[ $tpl != *@[A-Z]*@* ]] || die "unfilled placeholder in mosquitto.conf.in"
 
 umask 022

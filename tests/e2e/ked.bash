@@ -75,6 +75,8 @@ ked_init() {
   done
   bash "$KGR_SRC/provisioning/issue-cert.sh" "$KED_DIR/pki" broker broker >/dev/null
   chmod 0644 "$KED_DIR/pki/broker.crt"
+  "$AC_BIN" crl --ca "$KED_DIR/pki/ca.crt" --ca-key "$KED_DIR/pki/ca.key" \
+    --crl "$KED_DIR/pki/crl.pem" >/dev/null
   say "ked: CA and certificates for ks, ac, broker in $KED_DIR/pki"
 }
 
@@ -85,6 +87,7 @@ ked_broker_up() {
   bash "$KGR_SRC/broker-config/render.sh" --out-dir "$KED_DIR/broker" \
     --port "$BROKER_PORT" --cafile "$KED_DIR/pki/ca.crt" \
     --certfile "$KED_DIR/pki/broker.crt" --keyfile "$KED_DIR/pki/broker.key" \
+    --crlfile "$KED_DIR/pki/crl.pem" \
     --log-file "$KED_DIR/broker/mosquitto.log" >/dev/null
   if [[ ${KED_OBSERVER:-0} == 1 ]]; then
     # Tests only: identity n00000000 (N_ID 0 is never assigned) may read
@@ -121,7 +124,8 @@ ks_args() {
 ac() {  # ac COMMAND [args]: runs kgr-ac with the KED's settings
   "$AC_BIN" "$@" --broker "$BROKER" --ca "$KED_DIR/pki/ca.crt" \
     --cert "$KED_DIR/pki/ac.crt" --key "$KED_DIR/pki/ac.key" \
-    --ks-cert "$KED_DIR/pki/ks.crt" --ca-key "$KED_DIR/pki/ca.key"
+    --ks-cert "$KED_DIR/pki/ks.crt" --ca-key "$KED_DIR/pki/ca.key" \
+    --issued-dir "$KED_DIR/pki/issued" --crl "$KED_DIR/pki/crl.pem"
 }
 
 ked_ks_up() {
