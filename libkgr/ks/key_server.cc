@@ -31,12 +31,11 @@ KeyServer::KeyServer(OwnData own, Bytes kedk_public, Transport& transport,
       options_(options),
       counter_(options.counter_floor),
       node_limiter_(options.node_frames_per_s, options.node_burst),
-      ac_limiter_(options.ac_messages_per_s, options.ac_burst) {}
-
-std::string KeyServer::topic1() const {
-  return TopicName(own_.identity.topic_prefix, kKsIdentity,
-                   own_.identity.own_topic);
-}
+      ac_limiter_(options.ac_messages_per_s, options.ac_burst),
+      register_topic_(RegisterTopic(own_.identity.topic_prefix)),
+      topic1_(TopicName(own_.identity.topic_prefix, kKsIdentity,
+                        own_.identity.own_topic)),
+      ac_topic_(AcRequestTopic(own_.identity.topic_prefix)) {}
 
 Status KeyServer::Start() {
   const std::string& prefix = own_.identity.topic_prefix;
@@ -131,12 +130,11 @@ void KeyServer::CommitStaged() {
 }
 
 void KeyServer::Dispatch(const std::string& topic, const Bytes& payload) {
-  const std::string& prefix = own_.identity.topic_prefix;
-  if (topic == RegisterTopic(prefix) || topic == topic1()) {
+  if (topic == register_topic_ || topic == topic1_) {
     if (payload.size() > kMaxFrameToKs) return Drop(nullptr, "oversized frame");
-    if (topic == topic1()) return HandleTopic1(payload);
+    if (topic == topic1_) return HandleTopic1(payload);
     HandleRegistration(payload);
-  } else if (topic == AcRequestTopic(prefix)) {
+  } else if (topic == ac_topic_) {
     if (!ac_limiter_.Allow(0, clock_.NowMonotonicMillis())) {
       ++stats_.rate_limited;
       return Drop(nullptr, "AC channel rate limit");

@@ -108,7 +108,7 @@ class KeyServer {
   uint32_t n_id() const { return own_.identity.n_id; }
   // The last frame counter sent, for the daemon to persist.
   uint64_t last_counter() const { return counter_.last(); }
-  std::string topic1() const;
+  const std::string& topic1() const { return topic1_; }
 
   // For `kgr-ks status` and the AC's list: a snapshot without secrets.
   AcListAns ListNodes() const;
@@ -179,6 +179,7 @@ class KeyServer {
   uint64_t log_second_ = 0;  // drop-log throttle
   int logged_this_second_ = 0;
   uint64_t unlogged_drops_ = 0;
+  const std::string register_topic_, topic1_, ac_topic_;  // TOPIC0, TOPIC1
   KeyServerStats stats_;
 };
 
