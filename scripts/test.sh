@@ -15,7 +15,9 @@ fi
 if [[ "${KGR_SKIP_ASAN:-0}" != 1 ]]; then
   # The whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
   BUILD_DIR=build-asan bash scripts/build.sh -DCMAKE_BUILD_TYPE=Debug -DKGR_SANITIZE=ON
-  (cd build-asan && ctest --output-on-failure -j2 --timeout 900 -LE bench)
+  (cd build-asan &&
+   LSAN_OPTIONS="suppressions=$PWD/../tests/lsan.supp:print_suppressions=0" \
+     ctest --output-on-failure -j2 --timeout 900 -LE bench)
 fi
 cd build
 ctest --output-on-failure -j2 --timeout 600
