@@ -28,6 +28,8 @@ commands:
            SIGTERM/SIGINT
   status   registered nodes, pending keys, NV writes (asks the running
            daemon, or reads the files if none runs)
+  rotate --node ID
+           ask a node to rotate its NKSK/NKSKsign now (running daemon)
 
 flags (each overrides the JSON config file's key in brackets):
   --config FILE        JSON config file
@@ -192,6 +194,17 @@ void PrintStatus(const nlohmann::json& j, bool as_json) {
   }
 }
 
+Status CmdRotate(const Settings& s, const Flags& f) {
+  if (!f.values.count("node")) return InvalidArgumentError("rotate needs --node ID");
+  KGR_ASSIGN_OR_RETURN(nlohmann::json r,
+                       ControlCall(s.state_dir + "/control.sock",
+                                   {{"cmd", "rotate"}, {"node", f.values.at("node")}},
+                                   5000));
+  if (!r.value("ok", false)) return InternalError(r.value("error", "failed"));
+  std::printf("asked node %s to rotate its NKSK\n", f.values.at("node").c_str());
+  return OkStatus();
+}
+
 Status CmdInit(const Settings& s) {
   KGR_ASSIGN_OR_RETURN(auto lock, DirLock::ForStateDir(s.state_dir));
   KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpmFor(s));
@@ -271,6 +284,10 @@ Status CmdRun(const Settings& s) {
               if (req.value("cmd", "") == "status") {
                 respond(StatusJson(&ks, *st.nodes, *st.gen_keys, ks.n_id(),
                                    tpm_ptr->counters()));
+              } else if (req.value("cmd", "") == "rotate") {
+                auto id = ParseNodeId(req.value("node", ""));
+                Status r = id.ok() ? ks.RequestRotation(*id) : id.status();
+                respond({{"ok", r.ok()}, {"error", r.ToString()}});
               } else {
                 respond({{"ok", false}, {"error", "unknown command"}});
               }
@@ -312,7 +329,7 @@ int Main(int argc, char** argv) {
   auto flags = ParseFlags(
       argc, argv,
       {"config", "state-dir", "tcti", "broker", "ca", "cert", "key",
-       "topic-prefix", "gen-key-ttl-ms", "log-level"},
+       "topic-prefix", "gen-key-ttl-ms", "log-level", "node"},
       {"help", "json", "pcr-policy"});
   if (!flags.ok() || flags->Has("help") || flags->command.empty()) {
     if (!flags.ok()) std::fprintf(stderr, "kgr-ks: %s\n\n", flags.status().message().c_str());
@@ -330,6 +347,8 @@ int Main(int argc, char** argv) {
     st = CmdInit(*settings);
   } else if (flags->command == "run") {
     st = CmdRun(*settings);
+  } else if (flags->command == "rotate") {
+    st = CmdRotate(*settings, *flags);
   } else if (flags->command == "status") {
     st = CmdStatus(*settings, flags->Has("json"));
   } else {

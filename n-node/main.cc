@@ -30,6 +30,8 @@ commands:
   renew --peer ID           renew the pair's session key (seed 4.9)
   send --peer ID --data S   send S to the peer under the pair's key; print
                             its reply
+  rotate                    rotate NKSK/NKSKsign with the KS (ephemeral
+                            X25519 under the current NKSK; one NV write)
   run                       daemon: registers if needed, answers key
                             notifications and data, serves the commands
                             above on its control socket, until SIGTERM
@@ -50,7 +52,10 @@ flags (each overrides the JSON config file's key in brackets):
   --key-max-age-s N    [policy.max_age_s] lifetime policy of pair keys: the
   --key-max-frames N   [policy.max_frames] daemon renews a pair's key by
   --key-max-bytes N    [policy.max_bytes] itself at 80% (+-10% jitter) of any
-                       limit and refuses to send beyond it (0: no limit)
+                       limit and refuses to send beyond it (0: no limit).
+                       Per pair, in the config file only:
+                       "policy": {"pairs": {"<peer N_ID>": {"max_frames": N,
+                                  "max_bytes": N, "max_age_s": N}}}
   --pcr-policy         [pcr_policy] bind reads of the NV secrets to the
                        current PCR 0-7 values (measured boot); set at init
   --log-level L        [log_level]
@@ -66,6 +71,7 @@ struct Settings {
   std::string state_dir, tcti, broker, log_level;
   uint64_t timeout_ms = 10'000;
   KeyPolicy policy;
+  std::map<uint32_t, KeyPolicy> pair_policy;
   bool pcr_policy = false;
 };
 
@@ -110,6 +116,7 @@ class NodeService {
     NodeClientOptions no;
     no.request_timeout_ms = s.timeout_ms;
     no.policy = s.policy;
+    no.pair_policy = s.pair_policy;
     x->counter_file_ = s.state_dir + "/counter";
     KGR_ASSIGN_OR_RETURN(no.counter_floor,
                          LoadCounterFloor(*DefaultFileSystem(), x->counter_file_));
@@ -166,6 +173,8 @@ class NodeService {
     };
     if (cmd == "register") {
       client_->Register(done, timeout);
+    } else if (cmd == "rotate") {
+      client_->RotateNksk(done, timeout);
     } else if (cmd == "peers") {
       std::vector<uint32_t> ids;
       for (const auto& p : req.value("peers", nlohmann::json::array())) {
@@ -414,8 +423,20 @@ int Main(int argc, char** argv) {
         std::stoull(Setting(f, *config, "key-max-frames", "policy.max_frames", "0"));
     s.policy.max_bytes =
         std::stoull(Setting(f, *config, "key-max-bytes", "policy.max_bytes", "0"));
+    if (config->contains("policy") && (*config)["policy"].contains("pairs")) {
+      for (const auto& [peer, p] : (*config)["policy"]["pairs"].items()) {
+        auto id = ParseNodeId(peer);
+        if (!id.ok()) throw std::invalid_argument("policy.pairs key");
+        KeyPolicy kp = s.policy;
+        kp.max_frames = p.value("max_frames", kp.max_frames);
+        kp.max_bytes = p.value("max_bytes", kp.max_bytes);
+        kp.max_age_ms = 1000 * p.value("max_age_s", kp.max_age_ms / 1000);
+        s.pair_policy[*id] = kp;
+      }
+    }
   } catch (const std::exception&) {
-    std::fprintf(stderr, "kgr-node: timeout_ms and policy limits must be numbers\n");
+    std::fprintf(stderr, "kgr-node: timeout_ms and policy limits must be numbers"
+                         " (policy.pairs keys: 8 hex digits)\n");
     return kExitUsage;
   }
   if (s.state_dir.empty()) {
@@ -425,7 +446,7 @@ int Main(int argc, char** argv) {
   SetupLogging(s.log_level);
   Status st;
   static const std::set<std::string> kClientCommands = {
-      "register", "peers", "request-key", "renew", "send", "status"};
+      "register", "peers", "request-key", "renew", "send", "status", "rotate"};
   if (f.command == "init") {
     st = CmdInit(s, f);
   } else if (f.command == "run") {

@@ -158,6 +158,12 @@ std::string_view FrameTypeName(FrameType type) {
       return "ks_error";
     case FrameType::kPairRevoked:
       return "pair_revoked";
+    case FrameType::kNkskRotReq:
+      return "nksk_rot_req";
+    case FrameType::kNkskRotAns:
+      return "nksk_rot_ans";
+    case FrameType::kNkskRotSig:
+      return "nksk_rot_sig";
     case FrameType::kNodeDataReq:
       return "node_data_req";
     case FrameType::kNodeDataAns:
@@ -183,7 +189,7 @@ std::string_view FrameTypeName(FrameType type) {
 }
 
 bool IsKnownFrameType(uint8_t t) {
-  return (t >= 0x01 && t <= 0x0A) || t == 0x10 || t == 0x11 ||
+  return (t >= 0x01 && t <= 0x0D) || t == 0x10 || t == 0x11 ||
          (t >= 0x20 && t <= 0x27);
 }
 
@@ -455,6 +461,56 @@ StatusOr<PairRevoked> PairRevoked::Parse(std::span<const uint8_t> in) {
   if (reason < 1 || reason > 2) return Malformed("pair_revoked: unknown reason");
   m.reason = static_cast<RevokeReason>(reason);
   return m;
+}
+
+void NkskRotReq::EncodeTo(Bytes* out) const { ByteWriter(out).Raw(node_public); }
+StatusOr<NkskRotReq> NkskRotReq::Parse(std::span<const uint8_t> in) {
+  NkskRotReq m;
+  BodyReader r(in);
+  SecretBytes pub;
+  r.Secret(kX25519Size, &pub);
+  KGR_RETURN_IF_ERROR(r.Done("nksk_rot_req"));
+  m.node_public.assign(pub.span().begin(), pub.span().end());
+  return m;
+}
+
+void NkskRotAns::EncodeTo(Bytes* out) const {
+  ByteWriter w(out);
+  w.Raw(ks_public);
+  w.U32(version);
+}
+StatusOr<NkskRotAns> NkskRotAns::Parse(std::span<const uint8_t> in) {
+  NkskRotAns m;
+  BodyReader r(in);
+  SecretBytes pub;
+  r.Secret(kX25519Size, &pub);
+  r.U32(&m.version);
+  KGR_RETURN_IF_ERROR(r.Done("nksk_rot_ans"));
+  m.ks_public.assign(pub.span().begin(), pub.span().end());
+  return m;
+}
+
+void NkskRotSig::EncodeTo(Bytes*) const {}
+StatusOr<NkskRotSig> NkskRotSig::Parse(std::span<const uint8_t> in) {
+  BodyReader r(in);
+  KGR_RETURN_IF_ERROR(r.Done("nksk_rot_sig"));
+  return NkskRotSig{};
+}
+
+StatusOr<SymmetricKeys> RotationKeys(const SecretBytes& shared, uint32_t n_id,
+                                     uint32_t version,
+                                     std::span<const uint8_t> node_public,
+                                     std::span<const uint8_t> ks_public) {
+  if (node_public.size() != kX25519Size || ks_public.size() != kX25519Size) {
+    return InvalidArgumentError("rotation public keys are 32 bytes");
+  }
+  Bytes info;
+  ByteWriter w(&info);
+  w.U32(n_id);
+  w.U32(version);
+  w.Raw(node_public);
+  w.Raw(ks_public);
+  return DeriveKeys(shared.span(), AsBytes("kgr/v1 nksk rotation"), info);
 }
 
 void AcRevokeReq::EncodeTo(Bytes* out) const { ByteWriter(out).U32(n_id); }

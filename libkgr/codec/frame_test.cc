@@ -49,6 +49,9 @@ std::vector<Bytes> AllSealedFrames(const SymmetricKeys& k) {
   add(NnskConfAns{8});
   add(KsError{FrameType::kNnskKeyReq, KsErrorCode::kPairNotAllowed});
   add(PairRevoked{8, RevokeReason::kPairWithdrawn});
+  add(NkskRotReq{Bytes(32, 7)});
+  add(NkskRotAns{Bytes(32, 9), 2});
+  add(NkskRotSig{});
   add(NodeDataReq{8, SecretBytes(AsBytes("hello world!"))});
   add(NodeDataAns{8, SecretBytes(AsBytes("ok"))});
   return out;

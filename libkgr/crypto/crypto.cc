@@ -225,4 +225,52 @@ StatusOr<SecretBytes> EtmOpen(const SymmetricKeys& keys, const Iv& iv,
   return pt;
 }
 
+namespace {
+struct PkeyFree {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+struct PkeyCtxFree {
+  void operator()(EVP_PKEY_CTX* c) const { EVP_PKEY_CTX_free(c); }
+};
+}  // namespace
+
+StatusOr<X25519KeyPair> GenerateX25519() {
+  std::unique_ptr<EVP_PKEY, PkeyFree> key(EVP_PKEY_Q_keygen(nullptr, nullptr, "X25519"));
+  if (!key) return InternalError("X25519 key generation failed");
+  X25519KeyPair kp;
+  kp.private_key = SecretBytes(kX25519Size);
+  kp.public_key.resize(kX25519Size);
+  size_t priv_len = kX25519Size, pub_len = kX25519Size;
+  if (EVP_PKEY_get_raw_private_key(key.get(), kp.private_key.data(), &priv_len) != 1 ||
+      EVP_PKEY_get_raw_public_key(key.get(), kp.public_key.data(), &pub_len) != 1 ||
+      priv_len != kX25519Size || pub_len != kX25519Size) {
+    return InternalError("X25519 key export failed");
+  }
+  return kp;
+}
+
+StatusOr<SecretBytes> X25519SharedSecret(const SecretBytes& private_key,
+                                         std::span<const uint8_t> peer_public) {
+  if (private_key.size() != kX25519Size || peer_public.size() != kX25519Size) {
+    return InvalidArgumentError("X25519 keys are 32 bytes");
+  }
+  std::unique_ptr<EVP_PKEY, PkeyFree> priv(EVP_PKEY_new_raw_private_key(
+      EVP_PKEY_X25519, nullptr, private_key.data(), private_key.size()));
+  std::unique_ptr<EVP_PKEY, PkeyFree> peer(EVP_PKEY_new_raw_public_key(
+      EVP_PKEY_X25519, nullptr, peer_public.data(), peer_public.size()));
+  if (!priv || !peer) return InvalidArgumentError("bad X25519 key");
+  std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree> ctx(
+      EVP_PKEY_CTX_new(priv.get(), nullptr));
+  SecretBytes shared(kX25519Size);
+  size_t len = shared.size();
+  if (!ctx || EVP_PKEY_derive_init(ctx.get()) != 1 ||
+      EVP_PKEY_derive_set_peer(ctx.get(), peer.get()) != 1 ||
+      EVP_PKEY_derive(ctx.get(), shared.data(), &len) != 1 ||
+      len != kX25519Size) {
+    // A low-order peer key yields an all-zero secret, refused by OpenSSL.
+    return InvalidArgumentError("X25519 agreement failed");
+  }
+  return shared;
+}
+
 }  // namespace kgr

@@ -93,6 +93,25 @@ TEST(Crypto, WrongKeyRejected) {
   EXPECT_EQ(r.status().code(), StatusCode::kUnauthenticated);
 }
 
+TEST(Crypto, X25519Rfc7748Section6_1) {
+  Bytes a_priv = FromHexOrDie(
+      "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
+  Bytes b_pub = FromHexOrDie(
+      "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
+  auto shared = X25519SharedSecret(SecretBytes(a_priv), b_pub);
+  ASSERT_TRUE(shared.ok()) << shared.status().ToString();
+  EXPECT_EQ(ToHex(shared->span()),
+            "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
+  auto x = GenerateX25519();
+  auto y = GenerateX25519();
+  ASSERT_TRUE(x.ok() && y.ok());
+  auto s1 = X25519SharedSecret(x->private_key, y->public_key);
+  auto s2 = X25519SharedSecret(y->private_key, x->public_key);
+  ASSERT_TRUE(s1.ok() && s2.ok());
+  EXPECT_TRUE(s1->Equals(*s2));
+  EXPECT_FALSE(X25519SharedSecret(x->private_key, Bytes(32, 0)).ok());
+}
+
 TEST(SecretBytes, MoveLeavesSourceEmptyAndCloneIsEqual) {
   SecretBytes a(AsBytes("secret"));
   SecretBytes c = a.Clone();

@@ -151,13 +151,17 @@ Status KeyServer::SendToNode(const NodeDesc& node, uint64_t request_id,
   if (!node.topic2.has_value()) {
     return FailedPreconditionError("node has no TOPIC2");
   }
+  // During an NKSK rotation the node may not hold the new pair yet: send
+  // under the previous one until the node has used the new one.
+  bool prev = node.prev_nksk.valid();
   FrameHeader h;
   h.flags = flags;
   h.sender = own_.identity.n_id;
-  h.key_version = node.nksk_version;
+  h.key_version = prev ? node.nksk_version - 1 : node.nksk_version;
   h.counter = counter_.Next(clock_.NowUnixMicros());
   h.request_id = request_id;
-  KGR_ASSIGN_OR_RETURN(Bytes frame, SealBody(h, body, node.nksk));
+  KGR_ASSIGN_OR_RETURN(Bytes frame,
+                       SealBody(h, body, prev ? node.prev_nksk : node.nksk));
   return transport_.Publish(
       TopicName(own_.identity.topic_prefix, NodeIdentity(node.n_id),
                 *node.topic2),
@@ -250,7 +254,7 @@ void KeyServer::HandleTopic1(const Bytes& frame) {
   if (!peek.ok()) return Drop(nullptr, peek.status().message());
   const FrameHeader& h = *peek;
   if (h.type != FrameType::kNnskKeyReq && h.type != FrameType::kNnskNotAns &&
-      h.type != FrameType::kNnskConfAns) {
+      h.type != FrameType::kNnskConfAns && h.type != FrameType::kNkskRotReq) {
     return Drop(&h, "unexpected type on TOPIC1");
   }
   if (!Admit(h)) return;
@@ -259,17 +263,36 @@ void KeyServer::HandleTopic1(const Bytes& frame) {
   if (node->state != NodeState::kRegistered) {
     return Drop(&h, "node not registered");
   }
-  if (h.key_version != node->nksk_version) {
+  // The current NKSK, or during a rotation the previous one.
+  bool under_prev = node->prev_nksk.valid() &&
+                    h.key_version + 1 == node->nksk_version;
+  if (h.key_version != node->nksk_version && !under_prev) {
     return Drop(&h, "stale NKSK version");
   }
   ReplayWindow& window = WindowFor(*node);
   if (!window.IsFresh(h.counter)) return Drop(&h, "replayed counter");
   FrameHeader opened;
-  auto plain = OpenFrame(frame, node->nksk, &opened);
+  auto plain =
+      OpenFrame(frame, under_prev ? node->prev_nksk : node->nksk, &opened);
   if (!plain.ok()) return Drop(&h, plain.status().message());
   window.Accept(h.counter);
   dirty_counters_.push_back(h.sender);
+  if (!under_prev && node->prev_nksk.valid()) {
+    // The node used the new NKSK: the rotation is complete.
+    NodeDesc done = node->Clone();
+    done.prev_nksk = SymmetricKeys{};
+    Status st = nodes_.Put(done);
+    if (!st.ok()) spdlog::error("ks: rotation not completed: {}", st.ToString());
+    else node = std::move(done);
+    spdlog::info("ks: node {} uses its new NKSK (version {})", Hex32(h.sender),
+                 node->nksk_version);
+  }
   switch (h.type) {
+    case FrameType::kNkskRotReq: {
+      auto req = NkskRotReq::Parse(plain->span());
+      if (!req.ok()) return Drop(&h, req.status().message());
+      return HandleRotation(h, *node, under_prev, *req);
+    }
     case FrameType::kNnskKeyReq: {
       auto req = NnskKeyReq::Parse(plain->span());
       if (!req.ok()) return Drop(&h, req.status().message());
@@ -286,6 +309,43 @@ void KeyServer::HandleTopic1(const Bytes& frame) {
       return HandleConfAns(h, *node, *ans);
     }
   }
+}
+
+void KeyServer::HandleRotation(const FrameHeader& h, const NodeDesc& node,
+                               bool under_prev, const NkskRotReq& req) {
+  // A retransmitted request (the node has not got our answer) comes under
+  // the previous NKSK: agree again, replacing the unconfirmed new pair.
+  auto ks_key = GenerateX25519();
+  if (!ks_key.ok()) return;
+  auto shared = X25519SharedSecret(ks_key->private_key, req.node_public);
+  if (!shared.ok()) return Drop(&h, shared.status().message());
+  uint32_t version = under_prev ? node.nksk_version : node.nksk_version + 1;
+  auto keys = RotationKeys(*shared, node.n_id, version, req.node_public,
+                           ks_key->public_key);
+  if (!keys.ok()) return;
+  NodeDesc updated = node.Clone();
+  updated.prev_nksk = under_prev ? node.prev_nksk.Clone() : node.nksk.Clone();
+  updated.nksk = std::move(*keys);
+  updated.nksk_version = version;
+  Status st = nodes_.Put(updated);  // durable before the answer
+  if (!st.ok()) {
+    spdlog::error("ks: NKSK rotation not stored: {}", st.ToString());
+    return;
+  }
+  spdlog::info("ks: node {} rotates its NKSK to version {}", Hex32(node.n_id),
+               version);
+  st = SendToNode(updated, h.request_id, 0,
+                  NkskRotAns{ks_key->public_key, version});
+  if (!st.ok()) spdlog::warn("ks: nksk_rot_ans not sent: {}", st.ToString());
+}
+
+Status KeyServer::RequestRotation(uint32_t n_id) {
+  auto node = nodes_.Get(n_id);
+  if (!node.ok()) return NotFoundError("unknown node");
+  if (node->state != NodeState::kRegistered) {
+    return FailedPreconditionError("node not registered");
+  }
+  return SendToNode(*node, 0, 0, NkskRotSig{});
 }
 
 void KeyServer::SendError(const FrameHeader& h, const NodeDesc& n,

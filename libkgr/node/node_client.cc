@@ -117,13 +117,15 @@ Status NodeClient::Transmit(uint64_t request_id, Pending& p) {
     case Kind::kKey:
       return SendToKs(request_id, p.renewal ? kFlagRenewal : 0,
                       NnskKeyReq{p.peer, p.version, p.topic3});
+    case Kind::kRotate:
+      return SendToKs(request_id, 0, NkskRotReq{p.ephemeral.public_key});
     case Kind::kData: {
       auto rec = ses_.Get(p.peer);
       if (!rec.ok() || !rec->nnsk.valid() || !rec->topic4.has_value()) {
         return FailedPreconditionError("no session key with peer " +
                                        Hex32(p.peer));
       }
-      if (options_.policy.limited() && Used(*rec) >= 1.0) {
+      if (PolicyFor(p.peer).limited() && Used(*rec) >= 1.0) {
         return ResourceExhaustedError(
             "the key with peer " + Hex32(p.peer) +
             " reached its policy limit; a renewal is needed");
@@ -171,8 +173,13 @@ void NodeClient::PersistRxCounters() {
   }
 }
 
+const KeyPolicy& NodeClient::PolicyFor(uint32_t peer) const {
+  auto it = options_.pair_policy.find(peer);
+  return it != options_.pair_policy.end() ? it->second : options_.policy;
+}
+
 double NodeClient::Used(const SesKey& k) const {
-  const KeyPolicy& pol = options_.policy;
+  const KeyPolicy& pol = PolicyFor(k.n_id);
   double used = 0;
   if (pol.max_age_ms && k.ctime_unix_ms) {
     uint64_t now = clock_.NowUnixMillis();
@@ -200,18 +207,19 @@ void NodeClient::CountUse(uint32_t peer, size_t bytes) {
 }
 
 void NodeClient::RenewByPolicy() {
-  if (!options_.policy.limited() || !registered()) return;
+  if (!registered()) return;
   uint64_t now = clock_.NowMonotonicMillis();
   std::vector<uint32_t> due;  // started after the scan (RequestKey writes)
   ses_.ForEach([&](const SesKey& k) {
-    if (!k.nnsk.valid() || !k.topic4.has_value()) return;
+    const KeyPolicy& pol = PolicyFor(k.n_id);
+    if (!pol.limited() || !k.nnsk.valid() || !k.topic4.has_value()) return;
     PairState& ps = pairs_[k.n_id];
     if (ps.renew_point_version != k.key_version) {
       // This key's own renewal point, within renew_at ± jitter.
-      double j = options_.policy.jitter;
+      double j = pol.jitter;
       double r = 0.5;
       if (auto x = RandomU32(); x.ok()) r = *x / 4294967296.0;
-      ps.renew_point = options_.policy.renew_at * (1 - j + 2 * j * r);
+      ps.renew_point = pol.renew_at * (1 - j + 2 * j * r);
       ps.renew_point_version = k.key_version;
     }
     if (now < ps.next_auto_renew_ms || Used(k) < ps.renew_point) return;
@@ -380,7 +388,7 @@ std::vector<PairInfo> NodeClient::Pairs() const {
   ses_.ForEach([&](const SesKey& k) {
     out.push_back({k.n_id, k.nnsk.valid() && k.topic4.has_value(),
                    k.key_version, k.ctime_unix_ms, k.frames_sent,
-                   k.bytes_sent, options_.policy.limited() ? Used(k) : 0.0});
+                   k.bytes_sent, PolicyFor(k.n_id).limited() ? Used(k) : 0.0});
   });
   return out;
 }
@@ -428,6 +436,21 @@ void NodeClient::HandleFromKs(const Bytes& frame) {
       auto m = KsError::Parse(plain->span());
       if (!m.ok()) return Log("dropped", &h, m.status().message());
       return OnKsError(h, *m);
+    }
+    case FrameType::kNkskRotAns: {
+      auto m = NkskRotAns::Parse(plain->span());
+      if (!m.ok()) return Log("dropped", &h, m.status().message());
+      return OnRotAns(h, *m);
+    }
+    case FrameType::kNkskRotSig: {
+      spdlog::info("node {}: the key server asks for an NKSK rotation",
+                   Hex32(n_id()));
+      return RotateNksk([this](Status st) {
+        if (!st.ok() && st.code() != StatusCode::kAborted) {
+          spdlog::warn("node {}: NKSK rotation failed: {}", Hex32(n_id()),
+                       st.ToString());
+        }
+      });
     }
     case FrameType::kPairRevoked: {
       auto m = PairRevoked::Parse(plain->span());
@@ -594,6 +617,52 @@ void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
 void NodeClient::OnKsError(const FrameHeader& h, const KsError& err) {
   Log("request refused by the key server", &h, KsErrorCodeName(err.code));
   Finish(h.request_id, KsRefusal(err));
+}
+
+void NodeClient::RotateNksk(DoneCallback done, uint64_t timeout_ms) {
+  if (!registered()) return done(FailedPreconditionError("not registered"));
+  for (const auto& [id, p] : pending_) {
+    if (p.kind == Kind::kRotate) {
+      return done(AbortedError("an NKSK rotation is under way"));
+    }
+  }
+  auto id = RandomU64();
+  auto eph = GenerateX25519();
+  if (!id.ok() || !eph.ok()) return done(InternalError("key generation"));
+  Pending p;
+  p.kind = Kind::kRotate;
+  p.ephemeral = std::move(*eph);
+  p.done = std::move(done);
+  Schedule(p, timeout_ms);
+  auto [it, inserted] = pending_.emplace(*id, std::move(p));
+  Status st = Transmit(*id, it->second);
+  if (!st.ok()) Finish(*id, st);
+}
+
+void NodeClient::OnRotAns(const FrameHeader& h, const NkskRotAns& m) {
+  auto it = pending_.find(h.request_id);
+  if (it == pending_.end() || it->second.kind != Kind::kRotate) {
+    return Log("dropped", &h, "no NKSK rotation under way");
+  }
+  if (m.version != own_.ks->version + 1) {
+    return Log("dropped", &h, "unexpected NKSK version");
+  }
+  const X25519KeyPair& eph = it->second.ephemeral;
+  auto shared = X25519SharedSecret(eph.private_key, m.ks_public);
+  if (!shared.ok()) return Finish(h.request_id, shared.status());
+  auto keys = RotationKeys(*shared, n_id(), m.version, eph.public_key,
+                           m.ks_public);
+  if (!keys.ok()) return Finish(h.request_id, keys.status());
+  KsKeysBlob blob{std::move(*keys), m.version, own_.ks->ks_topic1,
+                  own_.ks->ks_n_id};
+  // One NV write per rotation.
+  SecretBytes encoded = EncodeKsKeys(blob);
+  Status st = tpm_.NvWrite(NvSlot::kKsKeys, encoded.span());
+  if (!st.ok()) return Finish(h.request_id, st.Annotate("storing NKSK in NV"));
+  own_.ks = std::move(blob);
+  spdlog::info("node {}: NKSK rotated to version {}", Hex32(n_id()),
+               m.version);
+  Finish(h.request_id, OkStatus());
 }
 
 void NodeClient::OnPairRevoked(const FrameHeader& h, const PairRevoked& m) {

@@ -736,6 +736,37 @@ TEST_F(ProceduresTest, PolicyRenewsByFramesAndDataKeepsFlowing) {
   EXPECT_LT(ka->frames_sent, 10u);
 }
 
+TEST_F(ProceduresTest, PolicyCanBeOverriddenPerPair) {
+  auto [a, b] = Pair();
+  Node& c = AddNode({a->n_id});
+  ASSERT_TRUE(Register(c).ok());
+  ASSERT_TRUE(a->client->LoadPeers({c.n_id}).ok());
+  ASSERT_TRUE(c.client->LoadPeers({a->n_id}).ok());
+  ASSERT_TRUE(RequestKey(*a, *b).ok());
+  ASSERT_TRUE(RequestKey(*a, c).ok());
+  // Restart a with a KED-wide limit of 1000 frames, but 4 for the pair a-c.
+  node_options_.policy.max_frames = 1000;
+  node_options_.pair_policy[c.n_id].max_frames = 4;
+  node_options_.pair_policy[c.n_id].renew_at = 9;  // see the limit bite
+  auto own = LoadOwnData(a->tpm);
+  NodeClient restarted(std::move(*own), a->tpm, *a->transport, *a->ses, clock_,
+                       node_options_);
+  a->transport->SetHandler([&](const std::string& t, Bytes p) {
+    restarted.HandleMessage(t, p);
+  });
+  ASSERT_TRUE(restarted.Start().ok());
+  auto send = [&](Node& to) {
+    std::optional<StatusOr<SecretBytes>> r;
+    restarted.Send(to.n_id, SecretBytes(AsBytes("x")),
+                   [&](StatusOr<SecretBytes> x) { r = std::move(x); });
+    RunUntil([&] { return r.has_value(); });
+    return r->status();
+  };
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(send(c).ok());
+  EXPECT_EQ(send(c).code(), StatusCode::kResourceExhausted);
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(send(*b).ok());
+}
+
 TEST_F(ProceduresTest, PolicyRenewsByAge) {
   node_options_.policy.max_age_ms = 60'000;
   auto [a, b] = Pair();
@@ -804,6 +835,68 @@ TEST_F(ProceduresTest, WithdrawnPairIsWipedOnBothNodesAndRefused) {
   // Even with the peer back in its own list, the KS refuses the pair.
   ASSERT_TRUE(a->client->LoadPeers({b->n_id}).ok());
   EXPECT_EQ(RequestKey(*a, *b).code(), StatusCode::kPermissionDenied);
+}
+
+TEST_F(ProceduresTest, NkskRotationGivesForwardSecrecyWithOneNvWrite) {
+  auto [a, b] = Pair();
+  auto old_blob = DecodeKsKeys(a->tpm.NvRead(NvSlot::kKsKeys)->span());
+  ASSERT_TRUE(old_blob.ok());
+  uint64_t nv = a->tpm.counters().nv_writes;
+  std::optional<Status> r;
+  a->client->RotateNksk([&](Status s) { r = s; });
+  RunUntil([&] { return r.has_value(); });
+  ASSERT_TRUE(r.has_value() && r->ok()) << (r ? r->ToString() : "none");
+  EXPECT_EQ(a->tpm.counters().nv_writes - nv, 1u);
+  auto blob = DecodeKsKeys(a->tpm.NvRead(NvSlot::kKsKeys)->span());
+  ASSERT_TRUE(blob.ok());
+  EXPECT_EQ(blob->version, old_blob->version + 1);
+  EXPECT_FALSE(blob->nksk.enc.Equals(old_blob->nksk.enc));
+  EXPECT_FALSE(blob->nksk.mac.Equals(old_blob->nksk.mac));
+  EXPECT_TRUE(nodes_->Get(a->n_id)->prev_nksk.valid());
+  // The node uses the new pair: the KS completes the rotation, and nothing
+  // the KS sends from now on opens with the old pair.
+  broker_.ClearPublished();
+  ASSERT_TRUE(RequestKey(*a, *b).ok());
+  EXPECT_FALSE(nodes_->Get(a->n_id)->prev_nksk.valid());
+  EXPECT_TRUE(nodes_->Get(a->n_id)->nksk.enc.Equals(blob->nksk.enc));
+  int checked = 0;
+  for (const auto& m : broker_.published()) {
+    if (m.topic.find(NodeIdentity(a->n_id)) == std::string::npos) continue;
+    auto h = PeekFrameHeader(m.payload);
+    if (!h.ok() || h->sender != ks_n_id_) continue;
+    FrameHeader opened;
+    EXPECT_EQ(OpenFrame(m.payload, old_blob->nksk, &opened).status().code(),
+              StatusCode::kUnauthenticated);
+    EXPECT_TRUE(OpenFrame(m.payload, blob->nksk, &opened).ok());
+    ++checked;
+  }
+  EXPECT_GE(checked, 2);
+  // A frame sealed with the old pair is refused now.
+  FrameHeader h;
+  h.sender = a->n_id;
+  h.key_version = old_blob->version;
+  h.counter = clock_.NowUnixMicros() + 100000;
+  h.request_id = 99;
+  auto f = SealBody(h, NnskKeyReq{b->n_id, 9, TopicId{}}, old_blob->nksk);
+  uint64_t issued = ks_->stats().keys_issued;
+  ks_->HandleMessage(ks_->topic1(), *f);
+  EXPECT_EQ(ks_->stats().keys_issued, issued);
+}
+
+TEST_F(ProceduresTest, KsAsksForRotationAndALostAnswerIsRecovered) {
+  auto [a, b] = Pair();
+  ASSERT_TRUE(ks_->RequestRotation(b->n_id).ok());
+  ASSERT_TRUE(broker_.PumpOne());  // nksk_rot_sig -> b; b sends nksk_rot_req
+  ASSERT_TRUE(broker_.PumpOne());  // the KS answers...
+  broker_.DropQueuedFor(b->transport->name());  // ...and the answer is lost
+  RunUntil([&] {
+    return DecodeKsKeys(b->tpm.NvRead(NvSlot::kKsKeys)->span())->version == 2;
+  });
+  auto blob = DecodeKsKeys(b->tpm.NvRead(NvSlot::kKsKeys)->span());
+  EXPECT_EQ(blob->version, 2u);
+  ASSERT_TRUE(RequestKey(*b, *a).ok());
+  EXPECT_TRUE(nodes_->Get(b->n_id)->nksk.enc.Equals(blob->nksk.enc));
+  EXPECT_EQ(nodes_->Get(b->n_id)->nksk_version, 2u);
 }
 
 TEST_F(ProceduresTest, ExpiredGenKeysArePurged) {

@@ -17,6 +17,7 @@ constexpr size_t kContextSize = 8 + 4 + 32;
 constexpr uint8_t kFlagKeys = 0x01;
 constexpr uint8_t kFlagTopicA = 0x02;
 constexpr uint8_t kFlagTopicB = 0x04;
+constexpr uint8_t kFlagPrevKeys = 0x08;  // node_desc: NKSK before a rotation
 
 Status VerificationFailed() { return DataLossError(kVerificationFailed); }
 
@@ -219,6 +220,7 @@ NodeDesc NodeDesc::Clone() const {
   c.registered_unix_ms = registered_unix_ms;
   c.ntag = ntag.Clone();
   c.nksk = nksk.Clone();
+  c.prev_nksk = prev_nksk.Clone();
   c.topic2 = topic2;
   return c;
 }
@@ -274,13 +276,17 @@ StatusOr<Bytes> EncodeRecord(const NodeDesc& d, const RecordKeys& keys,
   w.U64(d.registered_unix_ms);
   w.U16(static_cast<uint16_t>(d.allowed_peers.size()));
   for (uint32_t p : d.allowed_peers) w.U32(p);
+  KGR_RETURN_IF_ERROR(CheckKeyPair(d.prev_nksk, true, "node_desc: previous NKSK"));
   SecretBytes secret;
   bool has_keys = d.nksk.valid();
+  bool has_prev = d.prev_nksk.valid();
   PutU8(&secret, static_cast<uint8_t>((has_keys ? kFlagKeys : 0) |
-                                      (d.topic2 ? kFlagTopicA : 0)));
+                                      (d.topic2 ? kFlagTopicA : 0) |
+                                      (has_prev ? kFlagPrevKeys : 0)));
   secret.Append(d.ntag.span());
   if (has_keys) PutKeys(&secret, d.nksk);
   PutTopic(&secret, d.topic2);
+  if (has_prev) PutKeys(&secret, d.prev_nksk);
   return Seal(RecordType::kNodeDesc, d.n_id, clear, secret.span(), keys,
               owner_n_id, iv);
 }
@@ -309,10 +315,12 @@ StatusOr<NodeDesc> DecodeRecord<NodeDesc>(std::span<const uint8_t> record,
   for (uint32_t& p : d.allowed_peers) c.U32(&p);
   ByteReader s(o.secret.span());
   uint8_t flags;
-  if (!s.U8(&flags) || (flags & ~(kFlagKeys | kFlagTopicA)) != 0 ||
+  if (!s.U8(&flags) ||
+      (flags & ~(kFlagKeys | kFlagTopicA | kFlagPrevKeys)) != 0 ||
       !s.Secret(kRecordNtagSize, &d.ntag) ||
       ((flags & kFlagKeys) && !ReadKeys(&s, &d.nksk)) ||
-      !ReadTopic(&s, flags & kFlagTopicA, &d.topic2) || !s.done()) {
+      !ReadTopic(&s, flags & kFlagTopicA, &d.topic2) ||
+      ((flags & kFlagPrevKeys) && !ReadKeys(&s, &d.prev_nksk)) || !s.done()) {
     return Malformed();
   }
   return d;

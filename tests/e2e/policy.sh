@@ -27,4 +27,19 @@ va=$(version alpha); vb=$(version bravo)
 ((va >= v0 + 3)) || die "expected automatic renewals: version $v0 -> $va"
 say "ok: 30 frames with at most 6 per key: key version $v0 -> $va, every frame answered"
 node alpha status | head -2
+
+# NKSK rotation asked by the node, then by the KS: one NV write each, and
+# key requests keep working under the new NKSK.
+nv() { node "$1" status --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["nv_writes"])'; }
+n0=$(nv alpha)
+node alpha rotate >/dev/null || die "kgr-node rotate"
+[[ $(nv alpha) == $((n0 + 1)) ]] || die "rotation: expected one NV write"
+node alpha renew --peer "${NODE_ID[bravo]}" >/dev/null || die "renew after rotation"
+b0=$(nv bravo)
+"$KS_BIN" rotate --node "${NODE_ID[bravo]}" $(ks_args) >/dev/null || die "kgr-ks rotate"
+for _ in $(seq 50); do [[ $(nv bravo) == $((b0 + 1)) ]] && break; sleep 0.1; done
+[[ $(nv bravo) == $((b0 + 1)) ]] || die "KS-asked rotation did not happen"
+node bravo renew --peer "${NODE_ID[alpha]}" >/dev/null || die "renew after KS-asked rotation"
+grep -q "uses its new NKSK" "$KED_DIR/logs/ks.log" || die "KS did not complete the rotation"
+say "ok: NKSK rotated on the node's and on the KS's request (one NV write each); keys still flow"
 echo "policy: OK"

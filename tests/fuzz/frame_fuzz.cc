@@ -47,6 +47,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ParseAs<kgr::NnskConfAns>(in);
   ParseAs<kgr::KsError>(in);
   ParseAs<kgr::PairRevoked>(in);
+  ParseAs<kgr::NkskRotReq>(in);
+  ParseAs<kgr::NkskRotAns>(in);
+  ParseAs<kgr::NkskRotSig>(in);
   ParseAs<kgr::AcRevokeReq>(in);
   ParseAs<kgr::AcRevokeAns>(in);
   ParseAs<kgr::NodeDataReq>(in);

@@ -49,6 +49,9 @@ def parse_body(t, b):
     elif t == 0x09: f = dict(refused_type=b[0], code=b[1]); end = 2
     elif t == 0x0A: f = dict(peer=h32(b, 0), reason=b[4]); end = 5
     elif t == 0x26: f = dict(n_id=h32(b, 0)); end = 4
+    elif t == 0x0B: f = dict(node_public=b[0:32].hex()); end = 32
+    elif t == 0x0C: f = dict(ks_public=b[0:32].hex(), version=u32(b, 32)); end = 36
+    elif t == 0x0D: f = {}; end = 0
     elif t in (0x10, 0x11): f = dict(n_id2=h32(b, 0), data=b[4:].hex()); end = len(b)
     elif t == 0x20: p, end = ids(b, 0); f = dict(peers=p)
     elif t == 0x21:
@@ -91,6 +94,11 @@ def check_derivations(ds):
                 okm = hkdf(ntag, b"kgr/v1 registration", label.encode() + nid, 64)
                 assert okm[:32].hex() == d[label]["enc_key"], label
                 assert okm[32:].hex() == d[label]["mac_key"], label
+        elif d["name"] == "rotation_keys":
+            info = bytes.fromhex(d["n_id"]) + struct.pack(">I", d["version"]) + \
+                bytes.fromhex(d["node_public"]) + bytes.fromhex(d["ks_public"])
+            okm = hkdf(bytes.fromhex(d["shared"]), b"kgr/v1 nksk rotation", info, 64)
+            assert okm.hex() == d["keys"], "rotation keys"
         elif d["name"] == "registration_request_id":
             h = hashlib.sha256(b"kgr/v1 registration request" + bytes.fromhex(d["ntag"])).digest()
             assert struct.unpack(">Q", h[:8])[0] == d["request_id"]

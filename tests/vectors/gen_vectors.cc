@@ -102,6 +102,15 @@ ordered_json Build() {
       {{"name", "registration_request_id"},
        {"ntag", Hex(ntag.span())},
        {"request_id", RegistrationRequestId(ntag)}},
+      {{"name", "rotation_keys"},
+       {"shared", Hex(Pattern(0x33, 32).span())},
+       {"n_id", Hex32(n1)},
+       {"version", 2},
+       {"node_public", Hex(Pattern(0x20, 32).span())},
+       {"ks_public", Hex(Pattern(0x60, 32).span())},
+       {"keys", HexKeys(*RotationKeys(Pattern(0x33, 32), n1, 2,
+                                      Pattern(0x20, 32).span(),
+                                      Pattern(0x60, 32).span()))}},
       {{"name", "ntag"},
        {"n_id", Hex32(n1)},
        {"kedk_public", Hex(kedk)},
@@ -173,6 +182,18 @@ ordered_json Build() {
   frames.push_back(Frame("pair_revoked", from_ks,
                          PairRevoked{n2, RevokeReason::kPeerRevoked}, nksk1,
                          FixedIv(0x88), {{"peer", Hex32(n2)}, {"reason", 1}}));
+  Bytes node_pub(32), ks_pub(32);
+  for (int i = 0; i < 32; ++i) {
+    node_pub[i] = static_cast<uint8_t>(0x20 + i);
+    ks_pub[i] = static_cast<uint8_t>(0x60 + i);
+  }
+  frames.push_back(Frame("nksk_rot_req", h, NkskRotReq{node_pub}, nksk1,
+                         FixedIv(0x8a), {{"node_public", Hex(node_pub)}}));
+  frames.push_back(Frame("nksk_rot_ans", from_ks, NkskRotAns{ks_pub, 2}, nksk1,
+                         FixedIv(0x8b),
+                         {{"ks_public", Hex(ks_pub)}, {"version", 2}}));
+  frames.push_back(Frame("nksk_rot_sig", from_ks, NkskRotSig{}, nksk1,
+                         FixedIv(0x8c), ordered_json::object()));
   frames.push_back(Frame("node_data_req", h,
                          NodeDataReq{n2, SecretBytes(AsBytes("hello bravo!"))},
                          nnsk, FixedIv(0x90),

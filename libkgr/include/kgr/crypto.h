@@ -97,6 +97,18 @@ StatusOr<SecretBytes> EtmOpen(const SymmetricKeys& keys, const Iv& iv,
                               std::span<const uint8_t> ciphertext,
                               std::span<const uint8_t> tag);
 
+// X25519 (RFC 7748) for ephemeral key agreement (NKSK rotation).
+inline constexpr size_t kX25519Size = 32;
+struct X25519KeyPair {
+  SecretBytes private_key;  // 32 bytes, raw
+  Bytes public_key;         // 32 bytes, raw
+};
+StatusOr<X25519KeyPair> GenerateX25519();
+// The shared secret of our private key and the peer's public key.
+// INVALID_ARGUMENT for a malformed or low-order public key.
+StatusOr<SecretBytes> X25519SharedSecret(const SecretBytes& private_key,
+                                         std::span<const uint8_t> peer_public);
+
 }  // namespace kgr
 
 #endif  // KGR_CRYPTO_H_

@@ -58,6 +58,10 @@ enum class FrameType : uint8_t {
   kNnskConfAns = 0x08,  // N1 -> KS on TOPIC1
   kKsError = 0x09,      // KS -> N  on TOPIC2: the request was refused
   kPairRevoked = 0x0A,  // KS -> N  on TOPIC2: forget the pair with a peer
+  // Rotation of NKSK/NKSKsign by ephemeral X25519, under the current NKSK.
+  kNkskRotReq = 0x0B,   // N  -> KS on TOPIC1
+  kNkskRotAns = 0x0C,   // KS -> N  on TOPIC2
+  kNkskRotSig = 0x0D,   // KS -> N  on TOPIC2: the KS asks the node to rotate
   // Data exchange (4.8). Keys: NNSK of the pair.
   kNodeDataReq = 0x10,  // N1 -> N2 on TOPIC4 (subscribed by N2)
   kNodeDataAns = 0x11,  // N2 -> N1 on TOPIC3 (subscribed by N1)
@@ -261,6 +265,36 @@ struct PairRevoked {
   void EncodeTo(Bytes* out) const;
   static StatusOr<PairRevoked> Parse(std::span<const uint8_t> in);
 };
+
+struct NkskRotReq {
+  static constexpr FrameType kType = FrameType::kNkskRotReq;
+  Bytes node_public;  // X25519, 32 bytes, fresh per rotation
+  void EncodeTo(Bytes* out) const;
+  static StatusOr<NkskRotReq> Parse(std::span<const uint8_t> in);
+};
+
+struct NkskRotAns {
+  static constexpr FrameType kType = FrameType::kNkskRotAns;
+  Bytes ks_public;  // X25519, 32 bytes, fresh per answer
+  uint32_t version = 0;  // the new NKSK's version
+  void EncodeTo(Bytes* out) const;
+  static StatusOr<NkskRotAns> Parse(std::span<const uint8_t> in);
+};
+
+struct NkskRotSig {
+  static constexpr FrameType kType = FrameType::kNkskRotSig;
+  void EncodeTo(Bytes* out) const;
+  static StatusOr<NkskRotSig> Parse(std::span<const uint8_t> in);
+};
+
+// The rotated NKSK/NKSKsign:
+//   HKDF-SHA256(ikm = X25519(shared), salt = "kgr/v1 nksk rotation",
+//               info = N_ID:u32 || version:u32 || node_public || ks_public)
+// Forward secrecy: knowing the old NKSK reveals only the public values.
+StatusOr<SymmetricKeys> RotationKeys(const SecretBytes& shared, uint32_t n_id,
+                                     uint32_t version,
+                                     std::span<const uint8_t> node_public,
+                                     std::span<const uint8_t> ks_public);
 
 struct NodeDataReq {
   static constexpr FrameType kType = FrameType::kNodeDataReq;

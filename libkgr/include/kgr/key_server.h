@@ -125,6 +125,9 @@ class KeyServer {
   // come back only through a new authorization (new N_ID and NTAG).
   // `notified` receives the number of peers told.
   Status RevokeNode(uint32_t n_id, int* notified);
+  // Asks a node to rotate its NKSK/NKSKsign (nksk_rot_sig); the node then
+  // runs the ephemeral X25519 exchange (nksk_rot_req / nksk_rot_ans).
+  Status RequestRotation(uint32_t n_id);
 
  private:
   struct Peer;  // per-node replay window
@@ -141,6 +144,8 @@ class KeyServer {
                     const NnskNotAns& ans);
   void HandleConfAns(const FrameHeader& h, const NodeDesc& n1,
                      const NnskConfAns& ans);
+  void HandleRotation(const FrameHeader& h, const NodeDesc& node,
+                      bool under_prev, const NkskRotReq& req);
   void HandleAc(const Bytes& message);
   Status SendKeyAndNotification(const GenKey& g, const NodeDesc& n1,
                                 const NodeDesc& n2);

@@ -53,7 +53,8 @@ struct NodeClientOptions {
   uint64_t previous_key_grace_ms = 30'000;
   // Every frame counter the node sends is above this (see KeyServerOptions).
   uint64_t counter_floor = 0;
-  KeyPolicy policy;
+  KeyPolicy policy;                            // for every pair...
+  std::map<uint32_t, KeyPolicy> pair_policy;   // ...unless overridden here
 };
 
 // What an application's data handler returns: the reply to send back
@@ -102,12 +103,16 @@ class NodeClient {
   void Send(uint32_t peer, SecretBytes data, ReplyCallback done,
             uint64_t timeout_ms = 0);
   void SetDataHandler(DataHandler handler) { handler_ = std::move(handler); }
+  // Rotates NKSK/NKSKsign with the KS by an ephemeral X25519 exchange under
+  // the current NKSK (forward secrecy: a later leak of the old NKSK does not
+  // expose the new one). The new pair goes to NV: one NV write.
+  void RotateNksk(DoneCallback done, uint64_t timeout_ms = 0);
 
   std::vector<PairInfo> Pairs() const;
   size_t pending_requests() const { return pending_.size(); }
 
  private:
-  enum class Kind { kRegister, kKey, kData };
+  enum class Kind { kRegister, kKey, kData, kRotate };
   struct Pending {
     Kind kind;
     uint32_t peer = 0;
@@ -121,6 +126,7 @@ class NodeClient {
     uint64_t timeout_ms = 0;
     bool got_key = false;
     SecretBytes data;  // kData: the payload, for retransmission
+    X25519KeyPair ephemeral;  // kRotate: ours, the same for retransmissions
     DoneCallback done;
     ReplyCallback reply;
   };
@@ -150,12 +156,14 @@ class NodeClient {
   void OnNotReq(const FrameHeader& h, const NnskNotReq& req);
   void OnKsError(const FrameHeader& h, const KsError& err);
   void OnPairRevoked(const FrameHeader& h, const PairRevoked& m);
+  void OnRotAns(const FrameHeader& h, const NkskRotAns& m);
   void Finish(uint64_t request_id, Status status);
   // Before a renewal replaces `current`, keeps its key acceptable for the
   // grace period.
   void KeepPrevious(uint32_t peer, const SesKey& current);
   // Writes the receive counters that advanced into ses_keys (unsynced).
   void PersistRxCounters();
+  const KeyPolicy& PolicyFor(uint32_t peer) const;
   // Largest fraction of a policy limit the pair key in `k` has used.
   double Used(const SesKey& k) const;
   // Counts one frame of `bytes` sealed under the pair's key (unsynced).

@@ -76,6 +76,9 @@ struct NodeDesc {
   SecretBytes ntag;    // kRecordNtagSize bytes
   SymmetricKeys nksk;  // NKSK, NKSKsign; both empty until registered
   Topic topic2;        // unset until registered
+  // During an NKSK rotation: the previous pair (version nksk_version - 1),
+  // accepted until the node uses the new one. Empty otherwise.
+  SymmetricKeys prev_nksk;
 
   Key key() const { return n_id; }
   NodeDesc Clone() const;
