@@ -15,7 +15,8 @@
 namespace kgr {
 namespace {
 
-constexpr char kUsage[] = R"(kgr-ac: the Authorization Centre of a Key Exchange Domain.
+constexpr char kUsage[] =
+    R"(kgr-ac: the Authorization Centre of a Key Exchange Domain.
 
 usage: kgr-ac <command> [flags]
 
@@ -101,14 +102,12 @@ class Session {
     mo.cert_file = s.cert;
     mo.key_file = s.key;
     KGR_ASSIGN_OR_RETURN(x->transport_, NewMqttTransport(mo));
-    x->client_ = std::make_unique<AcClient>(*x->transport_, *x->cms_,
-                                            std::move(ks_der), *SystemClock(),
-                                            s.prefix);
+    x->client_ = std::make_unique<AcClient>(
+        *x->transport_, *x->cms_, std::move(ks_der), *SystemClock(), s.prefix);
     Session* self = x.get();
     x->transport_->SetHandler([self](const std::string& t, Bytes p) {
-      self->loop_.Post([self, t, p = std::move(p)] {
-        self->client_->HandleMessage(t, p);
-      });
+      self->loop_.Post(
+          [self, t, p = std::move(p)] { self->client_->HandleMessage(t, p); });
     });
     KGR_RETURN_IF_ERROR(x->transport_->Connect());
     KGR_RETURN_IF_ERROR(x->client_->Start());
@@ -138,7 +137,8 @@ class Session {
 };
 
 Status CmdAuthorize(const Settings& s, const Flags& f) {
-  if (!f.values.count("out")) return InvalidArgumentError("authorize needs --out FILE");
+  if (!f.values.count("out"))
+    return InvalidArgumentError("authorize needs --out FILE");
   std::vector<uint32_t> peers;
   if (f.values.count("peers")) {
     KGR_ASSIGN_OR_RETURN(peers, ParseIdList(f.values.at("peers")));
@@ -219,7 +219,8 @@ Status CmdPeers(const Settings& s, const Flags& f) {
 }
 
 Status CmdRevoke(const Settings& s, const Flags& f) {
-  if (!f.values.count("node")) return InvalidArgumentError("revoke needs --node ID");
+  if (!f.values.count("node"))
+    return InvalidArgumentError("revoke needs --node ID");
   KGR_ASSIGN_OR_RETURN(uint32_t node, ParseNodeId(f.values.at("node")));
   KGR_ASSIGN_OR_RETURN(auto session, Session::Open(s));
   bool done = false;
@@ -238,8 +239,9 @@ Status CmdRevoke(const Settings& s, const Flags& f) {
   }
   std::string cert = s.issued_dir + "/n" + FormatNodeId(node) + ".crt";
   if (s.issued_dir.empty() || !DefaultFileSystem()->Exists(cert)) {
-    return NotFoundError("no issued certificate of the node in --issued-dir; "
-                         "the broker still accepts it");
+    return NotFoundError(
+        "no issued certificate of the node in --issued-dir; "
+        "the broker still accepts it");
   }
   KGR_RETURN_IF_ERROR(UpdateCrl(s.ca, s.ca_key, s.crl, cert, s.cert_days));
   std::printf("certificate added to %s: send SIGHUP to the broker to apply\n",
@@ -289,21 +291,21 @@ Status CmdList(const Settings& s, bool as_json) {
 }
 
 int Main(int argc, char** argv) {
-  auto flags = ParseFlags(
-      argc, argv,
-      {"config", "broker", "ca", "cert", "key", "ks-cert", "ca-key",
-       "cert-days", "topic-prefix", "timeout-ms", "log-level", "out", "peers",
-       "issued-dir", "crl",
-       "node"},
-      {"help", "json", "withdraw"});
+  auto flags =
+      ParseFlags(argc, argv,
+                 {"config", "broker", "ca", "cert", "key", "ks-cert", "ca-key",
+                  "cert-days", "topic-prefix", "timeout-ms", "log-level", "out",
+                  "peers", "issued-dir", "crl", "node"},
+                 {"help", "json", "withdraw"});
   if (!flags.ok() || flags->Has("help") || flags->command.empty()) {
-    if (!flags.ok()) std::fprintf(stderr, "kgr-ac: %s\n\n", flags.status().message().c_str());
+    if (!flags.ok())
+      std::fprintf(stderr, "kgr-ac: %s\n\n", flags.status().message().c_str());
     std::fputs(kUsage, flags.ok() && flags->Has("help") ? stdout : stderr);
     return flags.ok() && flags->Has("help") ? kExitOk : kExitUsage;
   }
-  auto config = LoadJsonConfig(flags->values.count("config")
-                                   ? flags->values.at("config")
-                                   : std::string());
+  auto config =
+      LoadJsonConfig(flags->values.count("config") ? flags->values.at("config")
+                                                   : std::string());
   if (!config.ok()) {
     std::fprintf(stderr, "kgr-ac: %s\n", config.status().ToString().c_str());
     return kExitUsage;
@@ -318,11 +320,14 @@ int Main(int argc, char** argv) {
   s.ca_key = Setting(f, *config, "ca-key", "ca_key_file", "");
   s.issued_dir = Setting(f, *config, "issued-dir", "issued_dir", "");
   s.crl = Setting(f, *config, "crl", "crl_file", "");
-  s.prefix = Setting(f, *config, "topic-prefix", "topic_prefix", kDefaultTopicPrefix);
+  s.prefix =
+      Setting(f, *config, "topic-prefix", "topic_prefix", kDefaultTopicPrefix);
   s.log_level = Setting(f, *config, "log-level", "log_level", "info");
   try {
-    s.cert_days = std::stoi(Setting(f, *config, "cert-days", "cert_days", "365"));
-    s.timeout_ms = std::stoi(Setting(f, *config, "timeout-ms", "timeout_ms", "10000"));
+    s.cert_days =
+        std::stoi(Setting(f, *config, "cert-days", "cert_days", "365"));
+    s.timeout_ms =
+        std::stoi(Setting(f, *config, "timeout-ms", "timeout_ms", "10000"));
   } catch (const std::exception&) {
     std::fprintf(stderr, "kgr-ac: cert_days and timeout_ms must be numbers\n");
     return kExitUsage;
@@ -340,11 +345,13 @@ int Main(int argc, char** argv) {
   } else if (f.command == "list") {
     st = CmdList(s, f.Has("json"));
   } else {
-    std::fprintf(stderr, "kgr-ac: unknown command '%s'\n\n%s", f.command.c_str(), kUsage);
+    std::fprintf(stderr, "kgr-ac: unknown command '%s'\n\n%s",
+                 f.command.c_str(), kUsage);
     return kExitUsage;
   }
   if (!st.ok()) {
-    std::fprintf(stderr, "kgr-ac %s: %s\n", f.command.c_str(), st.ToString().c_str());
+    std::fprintf(stderr, "kgr-ac %s: %s\n", f.command.c_str(),
+                 st.ToString().c_str());
   }
   return ExitCodeFor(st);
 }

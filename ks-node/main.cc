@@ -60,10 +60,10 @@ struct Settings {
 };
 
 StatusOr<Settings> LoadSettings(const Flags& f) {
-  KGR_ASSIGN_OR_RETURN(nlohmann::json c,
-                       LoadJsonConfig(f.values.count("config")
-                                          ? f.values.at("config")
-                                          : std::string()));
+  KGR_ASSIGN_OR_RETURN(
+      nlohmann::json c,
+      LoadJsonConfig(f.values.count("config") ? f.values.at("config")
+                                              : std::string()));
   Settings s;
   s.state_dir = Setting(f, c, "state-dir", "state_dir", "");
   s.tcti = ResolveTcti(Setting(f, c, "tcti", "tcti", ""));
@@ -73,8 +73,8 @@ StatusOr<Settings> LoadSettings(const Flags& f) {
   s.key = Setting(f, c, "key", "tls.key_file", "");
   s.prefix = Setting(f, c, "topic-prefix", "topic_prefix", kDefaultTopicPrefix);
   s.log_level = Setting(f, c, "log-level", "log_level", "info");
-  s.pcr_policy = f.Has("pcr-policy") ||
-                 Setting(f, c, "", "pcr_policy", "false") == "true";
+  s.pcr_policy =
+      f.Has("pcr-policy") || Setting(f, c, "", "pcr_policy", "false") == "true";
   try {
     s.gen_key_ttl_ms =
         std::stoull(Setting(f, c, "gen-key-ttl-ms", "gen_key_ttl_ms", "60000"));
@@ -103,21 +103,24 @@ struct Stores {
 StatusOr<Stores> OpenStores(const Settings& s, const OwnData& own) {
   Stores st;
   KGR_ASSIGN_OR_RETURN(
-      st.nodes, NodeDescStore::Open(*DefaultFileSystem(),
-                                    s.state_dir + "/node_desc", own.nk,
-                                    own.identity.n_id));
+      st.nodes,
+      NodeDescStore::Open(*DefaultFileSystem(), s.state_dir + "/node_desc",
+                          own.nk, own.identity.n_id));
   KGR_ASSIGN_OR_RETURN(
-      st.gen_keys, GenKeysStore::Open(*DefaultFileSystem(),
-                                      s.state_dir + "/gen_keys", own.nk,
-                                      own.identity.n_id));
+      st.gen_keys,
+      GenKeysStore::Open(*DefaultFileSystem(), s.state_dir + "/gen_keys",
+                         own.nk, own.identity.n_id));
   return st;
 }
 
 const char* StateName(uint8_t s) {
   switch (s) {
-    case 1: return "authorized";
-    case 2: return "registered";
-    case 3: return "revoked";
+    case 1:
+      return "authorized";
+    case 2:
+      return "registered";
+    case 3:
+      return "revoked";
   }
   return "unknown";
 }
@@ -150,8 +153,8 @@ nlohmann::json StatusJson(const KeyServer* ks, const NodeDescStore& nodes,
                        {"ctime_unix_ms", g.ctime_unix_ms}});
   });
   j["pending_keys"] = pending;
-  j["corrupt_records"] = nodes.corrupt_records().size() +
-                         gen_keys.corrupt_records().size();
+  j["corrupt_records"] =
+      nodes.corrupt_records().size() + gen_keys.corrupt_records().size();
   j["nv_writes"] = tpm.nv_writes;
   j["tpm_commands"] = tpm.tpm_commands;
   if (ks != nullptr) {
@@ -195,13 +198,15 @@ void PrintStatus(const nlohmann::json& j, bool as_json) {
 }
 
 Status CmdRotate(const Settings& s, const Flags& f) {
-  if (!f.values.count("node")) return InvalidArgumentError("rotate needs --node ID");
-  KGR_ASSIGN_OR_RETURN(nlohmann::json r,
-                       ControlCall(s.state_dir + "/control.sock",
-                                   {{"cmd", "rotate"}, {"node", f.values.at("node")}},
-                                   5000));
+  if (!f.values.count("node"))
+    return InvalidArgumentError("rotate needs --node ID");
+  KGR_ASSIGN_OR_RETURN(
+      nlohmann::json r,
+      ControlCall(s.state_dir + "/control.sock",
+                  {{"cmd", "rotate"}, {"node", f.values.at("node")}}, 5000));
   if (!r.value("ok", false)) return InternalError(r.value("error", "failed"));
-  std::printf("asked node %s to rotate its NKSK\n", f.values.at("node").c_str());
+  std::printf("asked node %s to rotate its NKSK\n",
+              f.values.at("node").c_str());
   return OkStatus();
 }
 
@@ -216,8 +221,8 @@ Status CmdInit(const Settings& s) {
 }
 
 Status CmdStatus(const Settings& s, bool as_json) {
-  auto remote = ControlCall(s.state_dir + "/control.sock",
-                            {{"cmd", "status"}}, 5000);
+  auto remote =
+      ControlCall(s.state_dir + "/control.sock", {{"cmd", "status"}}, 5000);
   if (remote.ok()) {
     PrintStatus(*remote, as_json);
     return OkStatus();
@@ -305,20 +310,25 @@ Status CmdRun(const Settings& s) {
       ks.Tick();
       last_purge = now;
       if (ks.last_counter() != saved_counter) {
-        Status c = SaveCounter(*DefaultFileSystem(), counter_file,
-                               ks.last_counter());
-        if (c.ok()) saved_counter = ks.last_counter();
-        else spdlog::error("ks: frame counter not saved: {}", c.ToString());
+        Status c =
+            SaveCounter(*DefaultFileSystem(), counter_file, ks.last_counter());
+        if (c.ok())
+          saved_counter = ks.last_counter();
+        else
+          spdlog::error("ks: frame counter not saved: {}", c.ToString());
       }
       if (uint64_t d = inbox.TakeDropped()) {
-        spdlog::warn("ks: queue full: {} messages dropped in the last second", d);
+        spdlog::warn("ks: queue full: {} messages dropped in the last second",
+                     d);
       }
     }
   });
   control->Stop();
   Status f = ks.FlushCounters();
-  if (f.ok()) f = SaveCounter(*DefaultFileSystem(), counter_file, ks.last_counter());
-  if (!f.ok()) spdlog::error("ks: replay counters not persisted: {}", f.ToString());
+  if (f.ok())
+    f = SaveCounter(*DefaultFileSystem(), counter_file, ks.last_counter());
+  if (!f.ok())
+    spdlog::error("ks: replay counters not persisted: {}", f.ToString());
   Status d = transport->Disconnect();
   if (!d.ok()) spdlog::warn("ks: disconnect: {}", d.ToString());
   spdlog::info("ks: stopped");
@@ -326,13 +336,14 @@ Status CmdRun(const Settings& s) {
 }
 
 int Main(int argc, char** argv) {
-  auto flags = ParseFlags(
-      argc, argv,
-      {"config", "state-dir", "tcti", "broker", "ca", "cert", "key",
-       "topic-prefix", "gen-key-ttl-ms", "log-level", "node"},
-      {"help", "json", "pcr-policy"});
+  auto flags =
+      ParseFlags(argc, argv,
+                 {"config", "state-dir", "tcti", "broker", "ca", "cert", "key",
+                  "topic-prefix", "gen-key-ttl-ms", "log-level", "node"},
+                 {"help", "json", "pcr-policy"});
   if (!flags.ok() || flags->Has("help") || flags->command.empty()) {
-    if (!flags.ok()) std::fprintf(stderr, "kgr-ks: %s\n\n", flags.status().message().c_str());
+    if (!flags.ok())
+      std::fprintf(stderr, "kgr-ks: %s\n\n", flags.status().message().c_str());
     std::fputs(kUsage, flags.ok() && flags->Has("help") ? stdout : stderr);
     return flags.ok() && flags->Has("help") ? kExitOk : kExitUsage;
   }

@@ -101,9 +101,9 @@ class NodeService {
     }
     KGR_RETURN_IF_ERROR(MixTpmEntropy(*x->tpm_));
     KGR_ASSIGN_OR_RETURN(
-        x->ses_, SesKeysStore::Open(*DefaultFileSystem(),
-                                    s.state_dir + "/ses_keys", own->nk,
-                                    own->identity.n_id));
+        x->ses_,
+        SesKeysStore::Open(*DefaultFileSystem(), s.state_dir + "/ses_keys",
+                           own->nk, own->identity.n_id));
     MqttOptions mo;
     std::string broker =
         s.broker.empty() ? own->identity.broker_address : s.broker;
@@ -118,11 +118,12 @@ class NodeService {
     no.policy = s.policy;
     no.pair_policy = s.pair_policy;
     x->counter_file_ = s.state_dir + "/counter";
-    KGR_ASSIGN_OR_RETURN(no.counter_floor,
-                         LoadCounterFloor(*DefaultFileSystem(), x->counter_file_));
-    x->client_ = std::make_unique<NodeClient>(std::move(*own), *x->tpm_,
-                                              *x->transport_, *x->ses_,
-                                              *SystemClock(), no);
+    KGR_ASSIGN_OR_RETURN(
+        no.counter_floor,
+        LoadCounterFloor(*DefaultFileSystem(), x->counter_file_));
+    x->client_ =
+        std::make_unique<NodeClient>(std::move(*own), *x->tpm_, *x->transport_,
+                                     *x->ses_, *SystemClock(), no);
     NodeService* self = x.get();
     x->transport_->SetHandler([self](const std::string& t, Bytes p) {
       if (!self->loop_.Post([self, t, p = std::move(p)] {
@@ -146,8 +147,10 @@ class NodeService {
     if (!client_ || client_->last_counter() == saved_counter_) return;
     Status st = SaveCounter(*DefaultFileSystem(), counter_file_,
                             client_->last_counter());
-    if (st.ok()) saved_counter_ = client_->last_counter();
-    else spdlog::error("node: frame counter not saved: {}", st.ToString());
+    if (st.ok())
+      saved_counter_ = client_->last_counter();
+    else
+      spdlog::error("node: frame counter not saved: {}", st.ToString());
   }
 
   EventLoop& loop() { return loop_; }
@@ -164,8 +167,10 @@ class NodeService {
                {"error", st.message()}});
     };
     auto done = [respond, fail](Status st) {
-      if (st.ok()) respond({{"ok", true}});
-      else fail(st);
+      if (st.ok())
+        respond({{"ok", true}});
+      else
+        fail(st);
     };
     uint64_t timeout = req.value("timeout_ms", uint64_t{0});
     auto peer = [&]() -> StatusOr<uint32_t> {
@@ -191,14 +196,15 @@ class NodeService {
       auto id = peer();
       if (!id.ok()) return fail(id.status());
       std::string data = req.value("data", "");
-      client_->Send(*id, SecretBytes(AsBytes(data)),
-                    [respond, fail](StatusOr<SecretBytes> r) {
-                      if (!r.ok()) return fail(r.status());
-                      std::string reply(
-                          reinterpret_cast<const char*>(r->data()), r->size());
-                      respond({{"ok", true}, {"reply", reply}});
-                    },
-                    timeout);
+      client_->Send(
+          *id, SecretBytes(AsBytes(data)),
+          [respond, fail](StatusOr<SecretBytes> r) {
+            if (!r.ok()) return fail(r.status());
+            std::string reply(reinterpret_cast<const char*>(r->data()),
+                              r->size());
+            respond({{"ok", true}, {"reply", reply}});
+          },
+          timeout);
     } else if (cmd == "status") {
       nlohmann::json pairs = nlohmann::json::array();
       uint64_t now = SystemClock()->NowUnixMillis();
@@ -240,9 +246,9 @@ Status CmdInit(const Settings& s, const Flags& f) {
   if (!f.values.count("credentials")) {
     return InvalidArgumentError("init needs --credentials FILE");
   }
-  KGR_ASSIGN_OR_RETURN(Credentials c,
-                       ReadCredentialFile(*DefaultFileSystem(),
-                                          f.values.at("credentials")));
+  KGR_ASSIGN_OR_RETURN(
+      Credentials c,
+      ReadCredentialFile(*DefaultFileSystem(), f.values.at("credentials")));
   KGR_ASSIGN_OR_RETURN(auto lock, DirLock::ForStateDir(s.state_dir));
   KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpmFor(s));
   KGR_ASSIGN_OR_RETURN(OwnData own, InitNode(*tpm, c));
@@ -264,19 +270,23 @@ Status CmdInit(const Settings& s, const Flags& f) {
 StatusOr<nlohmann::json> BuildRequest(const Settings& s, const Flags& f) {
   nlohmann::json req{{"cmd", f.command}, {"timeout_ms", s.timeout_ms}};
   if (f.command == "peers") {
-    if (!f.values.count("file")) return InvalidArgumentError("peers needs --file");
-    KGR_ASSIGN_OR_RETURN(auto ids,
-                         ReadPeerList(*DefaultFileSystem(), f.values.at("file")));
+    if (!f.values.count("file"))
+      return InvalidArgumentError("peers needs --file");
+    KGR_ASSIGN_OR_RETURN(
+        auto ids, ReadPeerList(*DefaultFileSystem(), f.values.at("file")));
     nlohmann::json list = nlohmann::json::array();
     for (uint32_t id : ids) list.push_back(FormatNodeId(id));
     req["peers"] = list;
   }
-  if (f.command == "request-key" || f.command == "renew" || f.command == "send") {
-    if (!f.values.count("peer")) return InvalidArgumentError(f.command + " needs --peer ID");
+  if (f.command == "request-key" || f.command == "renew" ||
+      f.command == "send") {
+    if (!f.values.count("peer"))
+      return InvalidArgumentError(f.command + " needs --peer ID");
     req["peer"] = f.values.at("peer");
   }
   if (f.command == "send") {
-    if (!f.values.count("data")) return InvalidArgumentError("send needs --data");
+    if (!f.values.count("data"))
+      return InvalidArgumentError("send needs --data");
     req["data"] = f.values.at("data");
   }
   return req;
@@ -303,13 +313,15 @@ void Print(const Flags& f, const nlohmann::json& r) {
       return;
     }
     std::cout << "node " << r.value("n_id", "") << "  "
-              << (r.value("registered", false) ? "registered" : "not registered")
-              << "  tpm=" << r.value("tpm", "") << "  nv_writes="
-              << r["nv_writes"] << "\n";
+              << (r.value("registered", false) ? "registered"
+                                               : "not registered")
+              << "  tpm=" << r.value("tpm", "")
+              << "  nv_writes=" << r["nv_writes"] << "\n";
     for (const auto& p : r["pairs"]) {
       std::cout << "  peer " << p["peer"].get<std::string>() << "  "
-                << (p["has_key"].get<bool>() ? "key v" + std::to_string(p["key_version"].get<int>())
-                                             : std::string("no key"))
+                << (p["has_key"].get<bool>()
+                        ? "key v" + std::to_string(p["key_version"].get<int>())
+                        : std::string("no key"))
                 << "  age " << p["age_s"] << "s  frames " << p["frames_sent"]
                 << "  bytes " << p["bytes_sent"] << "  policy used "
                 << p["policy_used_percent"] << "%\n";
@@ -329,7 +341,8 @@ Status CmdClient(const Settings& s, const Flags& f) {
     Print(f, *remote);
     return OkStatus();
   }
-  if (remote.status().code() != StatusCode::kUnavailable) return remote.status();
+  if (remote.status().code() != StatusCode::kUnavailable)
+    return remote.status();
   KGR_ASSIGN_OR_RETURN(auto svc, NodeService::Open(s));
   bool done = false;
   nlohmann::json resp;
@@ -357,19 +370,23 @@ Status CmdRun(const Settings& s) {
   });
   KGR_ASSIGN_OR_RETURN(
       auto control,
-      ControlServer::Start(
-          s.state_dir + "/control.sock",
-          [self](nlohmann::json req, ControlServer::Respond respond) {
-            if (!self->loop().Post([self, req, respond] {
-                  self->Execute(req, respond);
-                })) {
-              respond({{"ok", false}, {"code", "UNAVAILABLE"}, {"error", "busy"}});
-            }
-          }));
+      ControlServer::Start(s.state_dir + "/control.sock", [self](
+                                                              nlohmann::json
+                                                                  req,
+                                                              ControlServer::
+                                                                  Respond
+                                                                      respond) {
+        if (!self->loop().Post(
+                [self, req, respond] { self->Execute(req, respond); })) {
+          respond({{"ok", false}, {"code", "UNAVAILABLE"}, {"error", "busy"}});
+        }
+      }));
   if (!svc->client().registered()) {
     svc->client().Register([](Status st) {
-      if (st.ok()) spdlog::info("node: registered");
-      else spdlog::error("node: registration failed: {}", st.ToString());
+      if (st.ok())
+        spdlog::info("node: registered");
+      else
+        spdlog::error("node: registration failed: {}", st.ToString());
     });
   }
   std::printf("kgr-node ready: n_id=%s\n",
@@ -390,14 +407,16 @@ Status CmdRun(const Settings& s) {
 }
 
 int Main(int argc, char** argv) {
-  auto flags = ParseFlags(argc, argv,
-                          {"config", "state-dir", "tcti", "broker",
-                           "timeout-ms", "log-level", "credentials", "file",
-                           "key-max-age-s", "key-max-frames", "key-max-bytes",
-                           "peer", "data"},
-                          {"help", "json", "pcr-policy"});
+  auto flags =
+      ParseFlags(argc, argv,
+                 {"config", "state-dir", "tcti", "broker", "timeout-ms",
+                  "log-level", "credentials", "file", "key-max-age-s",
+                  "key-max-frames", "key-max-bytes", "peer", "data"},
+                 {"help", "json", "pcr-policy"});
   if (!flags.ok() || flags->Has("help") || flags->command.empty()) {
-    if (!flags.ok()) std::fprintf(stderr, "kgr-node: %s\n\n", flags.status().message().c_str());
+    if (!flags.ok())
+      std::fprintf(stderr, "kgr-node: %s\n\n",
+                   flags.status().message().c_str());
     std::fputs(kUsage, flags.ok() && flags->Has("help") ? stdout : stderr);
     return flags.ok() && flags->Has("help") ? kExitOk : kExitUsage;
   }
@@ -416,13 +435,15 @@ int Main(int argc, char** argv) {
   s.pcr_policy = f.Has("pcr-policy") ||
                  Setting(f, *config, "", "pcr_policy", "false") == "true";
   try {
-    s.timeout_ms = std::stoull(Setting(f, *config, "timeout-ms", "timeout_ms", "10000"));
+    s.timeout_ms =
+        std::stoull(Setting(f, *config, "timeout-ms", "timeout_ms", "10000"));
     s.policy.max_age_ms =
-        1000 * std::stoull(Setting(f, *config, "key-max-age-s", "policy.max_age_s", "0"));
-    s.policy.max_frames =
-        std::stoull(Setting(f, *config, "key-max-frames", "policy.max_frames", "0"));
-    s.policy.max_bytes =
-        std::stoull(Setting(f, *config, "key-max-bytes", "policy.max_bytes", "0"));
+        1000 * std::stoull(Setting(f, *config, "key-max-age-s",
+                                   "policy.max_age_s", "0"));
+    s.policy.max_frames = std::stoull(
+        Setting(f, *config, "key-max-frames", "policy.max_frames", "0"));
+    s.policy.max_bytes = std::stoull(
+        Setting(f, *config, "key-max-bytes", "policy.max_bytes", "0"));
     if (config->contains("policy") && (*config)["policy"].contains("pairs")) {
       for (const auto& [peer, p] : (*config)["policy"]["pairs"].items()) {
         auto id = ParseNodeId(peer);
@@ -435,12 +456,14 @@ int Main(int argc, char** argv) {
       }
     }
   } catch (const std::exception&) {
-    std::fprintf(stderr, "kgr-node: timeout_ms and policy limits must be numbers"
-                         " (policy.pairs keys: 8 hex digits)\n");
+    std::fprintf(stderr,
+                 "kgr-node: timeout_ms and policy limits must be numbers"
+                 " (policy.pairs keys: 8 hex digits)\n");
     return kExitUsage;
   }
   if (s.state_dir.empty()) {
-    std::fprintf(stderr, "kgr-node: no state directory: --state-dir or state_dir\n");
+    std::fprintf(stderr,
+                 "kgr-node: no state directory: --state-dir or state_dir\n");
     return kExitUsage;
   }
   SetupLogging(s.log_level);
@@ -454,11 +477,13 @@ int Main(int argc, char** argv) {
   } else if (kClientCommands.count(f.command)) {
     st = CmdClient(s, f);
   } else {
-    std::fprintf(stderr, "kgr-node: unknown command '%s'\n\n%s", f.command.c_str(), kUsage);
+    std::fprintf(stderr, "kgr-node: unknown command '%s'\n\n%s",
+                 f.command.c_str(), kUsage);
     return kExitUsage;
   }
   if (!st.ok()) {
-    std::fprintf(stderr, "kgr-node %s: %s\n", f.command.c_str(), st.ToString().c_str());
+    std::fprintf(stderr, "kgr-node %s: %s\n", f.command.c_str(),
+                 st.ToString().c_str());
   }
   return ExitCodeFor(st);
 }

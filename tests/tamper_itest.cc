@@ -34,7 +34,9 @@ class RecordingTransport : public Transport {
       : inner_(std::move(inner)) {}
   void SetHandler(Handler h) override { inner_->SetHandler(std::move(h)); }
   Status Connect() override { return inner_->Connect(); }
-  Status Subscribe(const std::string& t) override { return inner_->Subscribe(t); }
+  Status Subscribe(const std::string& t) override {
+    return inner_->Subscribe(t);
+  }
   Status Unsubscribe(const std::string& t) override {
     return inner_->Unsubscribe(t);
   }
@@ -87,9 +89,9 @@ class TamperITest : public ::testing::Test {
     gen_keys_ = *GenKeysStore::Open(*DefaultFileSystem(), dir_ + "/ks/gen_keys",
                                     own->nk, ks_id);
     ks_transport_ = Transport("ks");
-    ks_ = std::make_unique<KeyServer>(std::move(*own), *ks_tpm_.KedkPublic(),
-                                      *ks_transport_, *nodes_, *gen_keys_,
-                                      nullptr, *SystemClock(), KeyServerOptions{});
+    ks_ = std::make_unique<KeyServer>(
+        std::move(*own), *ks_tpm_.KedkPublic(), *ks_transport_, *nodes_,
+        *gen_keys_, nullptr, *SystemClock(), KeyServerOptions{});
     ks_transport_->SetHandler([this](const std::string& t, Bytes p) {
       loop_.Post([this, t, p = std::move(p)] { ks_->HandleMessage(t, p); });
     });
@@ -151,18 +153,17 @@ class TamperITest : public ::testing::Test {
                                  dir_ + "/" + NodeIdentity(ans.n_id) + "/ses",
                                  own->nk, ans.n_id);
     p->transport = Transport(NodeIdentity(ans.n_id));
-    p->client = std::make_unique<NodeClient>(std::move(*own), p->tpm,
-                                             *p->transport, *p->ses,
-                                             *SystemClock());
+    p->client = std::make_unique<NodeClient>(
+        std::move(*own), p->tpm, *p->transport, *p->ses, *SystemClock());
     Party* raw = p.get();
     p->transport->SetHandler([this, raw](const std::string& t, Bytes m) {
-      loop_.Post([raw, t, m = std::move(m)] { raw->client->HandleMessage(t, m); });
+      loop_.Post(
+          [raw, t, m = std::move(m)] { raw->client->HandleMessage(t, m); });
     });
     EXPECT_TRUE(p->transport->Connect().ok());
     EXPECT_TRUE(OnLoop([&] {
-                  raw->client->SetDataHandler([](uint32_t, const SecretBytes& d) {
-                    return d.Clone();
-                  });
+                  raw->client->SetDataHandler(
+                      [](uint32_t, const SecretBytes& d) { return d.Clone(); });
                   return raw->client->Start();
                 }).ok());
     parties_.push_back(std::move(p));
@@ -173,8 +174,9 @@ class TamperITest : public ::testing::Test {
     auto p = std::make_shared<std::promise<StatusOr<SecretBytes>>>();
     auto fut = p->get_future();
     loop_.Post([&, p] {
-      a.client->Send(b.n_id, SecretBytes(AsBytes(text)),
-                     [p](StatusOr<SecretBytes> r) { p->set_value(std::move(r)); });
+      a.client->Send(
+          b.n_id, SecretBytes(AsBytes(text)),
+          [p](StatusOr<SecretBytes> r) { p->set_value(std::move(r)); });
     });
     auto r = fut.get();
     if (!r.ok()) return r.status();
@@ -223,7 +225,8 @@ class TamperITest : public ::testing::Test {
   std::unique_ptr<RecordingTransport> attacker_;
 };
 
-TEST_F(TamperITest, EveryBitFlipTruncationAndReplayIsDroppedWithoutStateChange) {
+TEST_F(TamperITest,
+       EveryBitFlipTruncationAndReplayIsDroppedWithoutStateChange) {
   Party& a = AddNode({});
   Party& b = AddNode({a.n_id});
   Party& c = AddNode({});
@@ -236,8 +239,9 @@ TEST_F(TamperITest, EveryBitFlipTruncationAndReplayIsDroppedWithoutStateChange) 
   ASSERT_TRUE(Await([&](DoneCallback d) {
                 a.client->RequestKey(b.n_id, false, d);
               }).ok());
-  EXPECT_EQ(Await([&](DoneCallback d) { c.client->RequestKey(a.n_id, false, d); })
-                .code(),
+  EXPECT_EQ(Await([&](DoneCallback d) {
+              c.client->RequestKey(a.n_id, false, d);
+            }).code(),
             StatusCode::kPermissionDenied);  // a ks_error frame
   ASSERT_TRUE(Send(a, b, "hello").ok());
 
@@ -275,8 +279,9 @@ TEST_F(TamperITest, EveryBitFlipTruncationAndReplayIsDroppedWithoutStateChange) 
   std::this_thread::sleep_for(std::chrono::seconds(2));
   OnLoop([] { return 0; });
   EXPECT_EQ(State(), before) << "state changed after " << sent << " frames";
-  std::printf("tamper: %zu tampered, truncated or replayed frames of %zu types\n",
-              sent, by_type.size());
+  std::printf(
+      "tamper: %zu tampered, truncated or replayed frames of %zu types\n", sent,
+      by_type.size());
   // The system still works: data, and a renewal (once the KS's per-node
   // rate limit, drained by frames carrying a's id, has refilled).
   auto r = Send(a, b, "still here");

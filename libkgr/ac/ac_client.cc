@@ -21,7 +21,9 @@ AcClient::AcClient(Transport& transport, const CmsEndpoint& me,
       clock_(clock),
       prefix_(std::move(topic_prefix)) {}
 
-Status AcClient::Start() { return transport_.Subscribe(prefix_ + "/ac/replies"); }
+Status AcClient::Start() {
+  return transport_.Subscribe(prefix_ + "/ac/replies");
+}
 
 void AcClient::Send(FrameType type, const Bytes& body, Raw done) {
   auto id = RandomU64();

@@ -152,7 +152,8 @@ StatusOr<Credentials> ReadCredentialFile(FileSystem& fs,
       return bad("unknown field '" + std::string(name) + "'");
     }
   }
-  if (!have_version) return InvalidArgumentError(path + ": not a kgr credential file");
+  if (!have_version)
+    return InvalidArgumentError(path + ": not a kgr credential file");
   if (!have_id || !have_ks || c.ntag.empty() || c.broker_address.empty() ||
       c.ca_pem.empty() || c.cert_pem.empty() || c.key_pem.empty()) {
     return InvalidArgumentError(path + ": a required field is missing");

@@ -24,10 +24,9 @@ using BioPtr = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
 using CrlPtr = std::unique_ptr<X509_CRL, Deleter<X509_CRL, X509_CRL_free>>;
 using RevokedPtr =
     std::unique_ptr<X509_REVOKED, Deleter<X509_REVOKED, X509_REVOKED_free>>;
-using TimePtr =
-    std::unique_ptr<ASN1_TIME, Deleter<ASN1_TIME, ASN1_TIME_free>>;
-using ExtPtr =
-    std::unique_ptr<X509_EXTENSION, Deleter<X509_EXTENSION, X509_EXTENSION_free>>;
+using TimePtr = std::unique_ptr<ASN1_TIME, Deleter<ASN1_TIME, ASN1_TIME_free>>;
+using ExtPtr = std::unique_ptr<X509_EXTENSION,
+                               Deleter<X509_EXTENSION, X509_EXTENSION_free>>;
 
 void FileClose(FILE* f) { std::fclose(f); }
 using FilePtr = std::unique_ptr<FILE, Deleter<FILE, FileClose>>;
@@ -58,8 +57,8 @@ StatusOr<KeyPtr> ReadKey(const std::string& path) {
 
 }  // namespace
 
-Status UpdateCrl(const std::string& ca_cert_file, const std::string& ca_key_file,
-                 const std::string& crl_file,
+Status UpdateCrl(const std::string& ca_cert_file,
+                 const std::string& ca_key_file, const std::string& crl_file,
                  const std::string& revoke_cert_file, int days) {
   KGR_ASSIGN_OR_RETURN(X509Ptr ca, ReadCert(ca_cert_file));
   KGR_ASSIGN_OR_RETURN(KeyPtr ca_key, ReadKey(ca_key_file));
@@ -68,7 +67,8 @@ Status UpdateCrl(const std::string& ca_cert_file, const std::string& ca_key_file
   }
   CrlPtr crl(X509_CRL_new());
   if (!crl || X509_CRL_set_version(crl.get(), 1) != 1 ||
-      X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(ca.get())) != 1) {
+      X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(ca.get())) !=
+          1) {
     return InternalError("CRL setup failed");
   }
   // Keep what the current list revokes (it must be our CA's).
@@ -123,9 +123,9 @@ Status UpdateCrl(const std::string& ca_cert_file, const std::string& ca_key_file
       0644);
 }
 
-StatusOr<IssuedCertificate> IssueNodeCertificate(const std::string& ca_cert_file,
-                                                 const std::string& ca_key_file,
-                                                 uint32_t n_id, int days) {
+StatusOr<IssuedCertificate> IssueNodeCertificate(
+    const std::string& ca_cert_file, const std::string& ca_key_file,
+    uint32_t n_id, int days) {
   FilePtr cf(std::fopen(ca_cert_file.c_str(), "r"));
   if (!cf) return NotFoundError("cannot read CA certificate " + ca_cert_file);
   X509Ptr ca(PEM_read_X509(cf.get(), nullptr, nullptr, nullptr));
@@ -145,31 +145,28 @@ StatusOr<IssuedCertificate> IssueNodeCertificate(const std::string& ca_cert_file
   BIGNUM* bn = BN_bin2bn(serial, sizeof serial, nullptr);
   std::string cn = "n" + FormatNodeId(n_id);
   X509_NAME* name = X509_get_subject_name(cert.get());
-  bool ok = bn && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert.get())) &&
-            X509_set_version(cert.get(), 2) == 1 &&
-            X509_gmtime_adj(X509_getm_notBefore(cert.get()), -300) &&
-            X509_gmtime_adj(X509_getm_notAfter(cert.get()),
-                            static_cast<long>(days) * 86400) &&
-            X509_NAME_add_entry_by_txt(
-                name, "OU", MBSTRING_ASC,
-                reinterpret_cast<const unsigned char*>("kgr-node"), -1, -1,
-                0) == 1 &&
-            X509_NAME_add_entry_by_txt(
-                name, "CN", MBSTRING_ASC,
-                reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1,
-                0) == 1 &&
-            X509_set_issuer_name(cert.get(), X509_get_subject_name(ca.get())) ==
-                1 &&
-            X509_set_pubkey(cert.get(), key.get()) == 1 &&
-            AddExt(cert.get(), ca.get(), NID_basic_constraints,
-                   "critical,CA:FALSE") &&
-            AddExt(cert.get(), ca.get(), NID_key_usage,
-                   "critical,digitalSignature") &&
-            AddExt(cert.get(), ca.get(), NID_ext_key_usage, "clientAuth") &&
-            AddExt(cert.get(), ca.get(), NID_subject_key_identifier, "hash") &&
-            AddExt(cert.get(), ca.get(), NID_authority_key_identifier,
-                   "keyid") &&
-            X509_sign(cert.get(), ca_key.get(), EVP_sha256()) > 0;
+  bool ok =
+      bn && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert.get())) &&
+      X509_set_version(cert.get(), 2) == 1 &&
+      X509_gmtime_adj(X509_getm_notBefore(cert.get()), -300) &&
+      X509_gmtime_adj(X509_getm_notAfter(cert.get()),
+                      static_cast<long>(days) * 86400) &&
+      X509_NAME_add_entry_by_txt(
+          name, "OU", MBSTRING_ASC,
+          reinterpret_cast<const unsigned char*>("kgr-node"), -1, -1, 0) == 1 &&
+      X509_NAME_add_entry_by_txt(
+          name, "CN", MBSTRING_ASC,
+          reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0) == 1 &&
+      X509_set_issuer_name(cert.get(), X509_get_subject_name(ca.get())) == 1 &&
+      X509_set_pubkey(cert.get(), key.get()) == 1 &&
+      AddExt(cert.get(), ca.get(), NID_basic_constraints,
+             "critical,CA:FALSE") &&
+      AddExt(cert.get(), ca.get(), NID_key_usage,
+             "critical,digitalSignature") &&
+      AddExt(cert.get(), ca.get(), NID_ext_key_usage, "clientAuth") &&
+      AddExt(cert.get(), ca.get(), NID_subject_key_identifier, "hash") &&
+      AddExt(cert.get(), ca.get(), NID_authority_key_identifier, "keyid") &&
+      X509_sign(cert.get(), ca_key.get(), EVP_sha256()) > 0;
   BN_free(bn);
   if (!ok) return InternalError("issuing the node certificate failed");
 

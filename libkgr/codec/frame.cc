@@ -458,12 +458,15 @@ StatusOr<PairRevoked> PairRevoked::Parse(std::span<const uint8_t> in) {
   r.U32(&m.peer);
   r.U8(&reason);
   KGR_RETURN_IF_ERROR(r.Done("pair_revoked"));
-  if (reason < 1 || reason > 2) return Malformed("pair_revoked: unknown reason");
+  if (reason < 1 || reason > 2)
+    return Malformed("pair_revoked: unknown reason");
   m.reason = static_cast<RevokeReason>(reason);
   return m;
 }
 
-void NkskRotReq::EncodeTo(Bytes* out) const { ByteWriter(out).Raw(node_public); }
+void NkskRotReq::EncodeTo(Bytes* out) const {
+  ByteWriter(out).Raw(node_public);
+}
 StatusOr<NkskRotReq> NkskRotReq::Parse(std::span<const uint8_t> in) {
   NkskRotReq m;
   BodyReader r(in);

@@ -90,9 +90,9 @@ StatusOr<OwnData> LoadOwnData(Tpm& tpm) {
   KGR_ASSIGN_OR_RETURN(d.identity, DecodeIdentity(id->span()));
   KGR_ASSIGN_OR_RETURN(SecretBytes nk, tpm.NvRead(NvSlot::kNodeKeys));
   if (nk.size() != 2 * kKeySize) return Bad("node keys");
-  KGR_ASSIGN_OR_RETURN(d.nk, SymmetricKeys::FromBytes(
-                                 nk.span().first(kKeySize),
-                                 nk.span().subspan(kKeySize)));
+  KGR_ASSIGN_OR_RETURN(d.nk,
+                       SymmetricKeys::FromBytes(nk.span().first(kKeySize),
+                                                nk.span().subspan(kKeySize)));
   if (d.identity.role == Role::kNode) {
     auto ntag = tpm.NvRead(NvSlot::kNtag);
     if (ntag.ok()) {

@@ -205,11 +205,11 @@ Status EtmSeal(const SymmetricKeys& keys, const Iv& iv,
   if (mac_from > out->size()) return InvalidArgumentError("mac_from");
   size_t ct_at = out->size();
   out->resize(ct_at + plaintext.size());
-  KGR_RETURN_IF_ERROR(AesCtr(keys.enc, iv, plaintext,
-                             std::span<uint8_t>(*out).subspan(ct_at)));
+  KGR_RETURN_IF_ERROR(
+      AesCtr(keys.enc, iv, plaintext, std::span<uint8_t>(*out).subspan(ct_at)));
   KGR_ASSIGN_OR_RETURN(
-      Tag tag, HmacSha256(keys.mac, {std::span<const uint8_t>(*out).subspan(
-                                        mac_from)}));
+      Tag tag,
+      HmacSha256(keys.mac, {std::span<const uint8_t>(*out).subspan(mac_from)}));
   out->insert(out->end(), tag.begin(), tag.end());
   return OkStatus();
 }
@@ -235,14 +235,17 @@ struct PkeyCtxFree {
 }  // namespace
 
 StatusOr<X25519KeyPair> GenerateX25519() {
-  std::unique_ptr<EVP_PKEY, PkeyFree> key(EVP_PKEY_Q_keygen(nullptr, nullptr, "X25519"));
+  std::unique_ptr<EVP_PKEY, PkeyFree> key(
+      EVP_PKEY_Q_keygen(nullptr, nullptr, "X25519"));
   if (!key) return InternalError("X25519 key generation failed");
   X25519KeyPair kp;
   kp.private_key = SecretBytes(kX25519Size);
   kp.public_key.resize(kX25519Size);
   size_t priv_len = kX25519Size, pub_len = kX25519Size;
-  if (EVP_PKEY_get_raw_private_key(key.get(), kp.private_key.data(), &priv_len) != 1 ||
-      EVP_PKEY_get_raw_public_key(key.get(), kp.public_key.data(), &pub_len) != 1 ||
+  if (EVP_PKEY_get_raw_private_key(key.get(), kp.private_key.data(),
+                                   &priv_len) != 1 ||
+      EVP_PKEY_get_raw_public_key(key.get(), kp.public_key.data(), &pub_len) !=
+          1 ||
       priv_len != kX25519Size || pub_len != kX25519Size) {
     return InternalError("X25519 key export failed");
   }

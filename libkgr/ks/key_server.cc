@@ -124,7 +124,8 @@ void KeyServer::CommitStaged() {
                   s.key.renewal ? "renewed" : "new", s.key.request_id,
                   Hex32(s.key.n_id1), Hex32(s.key.n_id2), s.key.version);
     Status sent = SendKeyAndNotification(s.key, s.n1, s.n2);
-    if (!sent.ok()) spdlog::warn("ks: key delivery failed: {}", sent.ToString());
+    if (!sent.ok())
+      spdlog::warn("ks: key delivery failed: {}", sent.ToString());
   }
   staged_.clear();
 }
@@ -162,10 +163,9 @@ Status KeyServer::SendToNode(const NodeDesc& node, uint64_t request_id,
   h.request_id = request_id;
   KGR_ASSIGN_OR_RETURN(Bytes frame,
                        SealBody(h, body, prev ? node.prev_nksk : node.nksk));
-  return transport_.Publish(
-      TopicName(own_.identity.topic_prefix, NodeIdentity(node.n_id),
-                *node.topic2),
-      frame);
+  return transport_.Publish(TopicName(own_.identity.topic_prefix,
+                                      NodeIdentity(node.n_id), *node.topic2),
+                            frame);
 }
 
 // ---- registration (4.5) ----
@@ -240,10 +240,10 @@ void KeyServer::SendRegistrationAnswer(const NodeDesc& node,
   NkskKeyAns ans{node.nksk.Clone(), own_.identity.own_topic};
   auto sealed = SealBody(out, ans, *ans_keys);
   if (!sealed.ok()) return;
-  Status st = transport_.Publish(
-      TopicName(own_.identity.topic_prefix, NodeIdentity(node.n_id),
-                *node.topic2),
-      *sealed);
+  Status st =
+      transport_.Publish(TopicName(own_.identity.topic_prefix,
+                                   NodeIdentity(node.n_id), *node.topic2),
+                         *sealed);
   if (!st.ok()) spdlog::warn("ks: nksk_key_ans not sent: {}", st.ToString());
 }
 
@@ -264,8 +264,8 @@ void KeyServer::HandleTopic1(const Bytes& frame) {
     return Drop(&h, "node not registered");
   }
   // The current NKSK, or during a rotation the previous one.
-  bool under_prev = node->prev_nksk.valid() &&
-                    h.key_version + 1 == node->nksk_version;
+  bool under_prev =
+      node->prev_nksk.valid() && h.key_version + 1 == node->nksk_version;
   if (h.key_version != node->nksk_version && !under_prev) {
     return Drop(&h, "stale NKSK version");
   }
@@ -282,8 +282,10 @@ void KeyServer::HandleTopic1(const Bytes& frame) {
     NodeDesc done = node->Clone();
     done.prev_nksk = SymmetricKeys{};
     Status st = nodes_.Put(done);
-    if (!st.ok()) spdlog::error("ks: rotation not completed: {}", st.ToString());
-    else node = std::move(done);
+    if (!st.ok())
+      spdlog::error("ks: rotation not completed: {}", st.ToString());
+    else
+      node = std::move(done);
     spdlog::info("ks: node {} uses its new NKSK (version {})", Hex32(h.sender),
                  node->nksk_version);
   }
@@ -361,11 +363,12 @@ void KeyServer::SendError(const FrameHeader& h, const NodeDesc& n,
 Status KeyServer::SendKeyAndNotification(const GenKey& g, const NodeDesc& n1,
                                          const NodeDesc& n2) {
   uint8_t flags = g.renewal ? kFlagRenewal : 0;
-  KGR_RETURN_IF_ERROR(SendToNode(
-      n1, g.request_id, flags,
-      NnskKeyAns{g.n_id1, g.n_id2, g.version, g.nnsk.Clone()}));
+  KGR_RETURN_IF_ERROR(
+      SendToNode(n1, g.request_id, flags,
+                 NnskKeyAns{g.n_id1, g.n_id2, g.version, g.nnsk.Clone()}));
   return SendToNode(n2, g.request_id, flags,
-                    NnskNotReq{g.n_id1, g.version, g.nnsk.Clone(), g.topic3.value_or(TopicId{})});
+                    NnskNotReq{g.n_id1, g.version, g.nnsk.Clone(),
+                               g.topic3.value_or(TopicId{})});
 }
 
 void KeyServer::HandleKeyReq(const FrameHeader& h, const NodeDesc& n1,
@@ -381,10 +384,10 @@ void KeyServer::HandleKeyReq(const FrameHeader& h, const NodeDesc& n1,
       Status st = SendKeyAndNotification(*existing, n1, *n2);
       if (!st.ok()) spdlog::warn("ks: resend failed: {}", st.ToString());
     } else {
-      Status st = SendToNode(n1, h.request_id, h.flags,
-                             NnskKeyAns{existing->n_id1, existing->n_id2,
-                                        existing->version,
-                                        existing->nnsk.Clone()});
+      Status st =
+          SendToNode(n1, h.request_id, h.flags,
+                     NnskKeyAns{existing->n_id1, existing->n_id2,
+                                existing->version, existing->nnsk.Clone()});
       if (st.ok()) st = SendConfReq(*existing, n1);
       if (!st.ok()) spdlog::warn("ks: resend failed: {}", st.ToString());
     }
@@ -467,7 +470,7 @@ void KeyServer::HandleConfAns(const FrameHeader& h, const NodeDesc& n1,
   gen_keys_.DeleteUnsynced(h.request_id);
   ++stats_.keys_confirmed;
   spdlog::debug("ks: key {:016x} for {} -> {} confirmed and forgotten",
-               h.request_id, Hex32(g->n_id1), Hex32(g->n_id2));
+                h.request_id, Hex32(g->n_id1), Hex32(g->n_id2));
 }
 
 Status KeyServer::FlushCounters() {
@@ -529,7 +532,8 @@ Status KeyServer::AuthorizeNode(const AcAuthorizeReq& req,
   }
   if (n_id == 0) return InternalError("could not draw a free N_ID");
   for (uint32_t p : req.peers) {
-    if (p == n_id) return InvalidArgumentError("a node cannot pair with itself");
+    if (p == n_id)
+      return InvalidArgumentError("a node cannot pair with itself");
   }
   NodeDesc d;
   d.n_id = n_id;
@@ -649,15 +653,16 @@ Status KeyServer::RevokeNode(uint32_t n_id, int* notified) {
 AcListAns KeyServer::ListNodes() const {
   AcListAns list;
   nodes_.ForEach([&](const NodeDesc& d) {
-    list.nodes.push_back({d.n_id, static_cast<uint8_t>(d.state), d.entry_no,
-                          d.allowed_peers});
+    list.nodes.push_back(
+        {d.n_id, static_cast<uint8_t>(d.state), d.entry_no, d.allowed_peers});
   });
   return list;
 }
 
 void KeyServer::HandleAc(const Bytes& message) {
   auto opened = cms_->DecryptAndVerify(message);
-  if (!opened.ok()) return Drop(nullptr, "AC message: " + opened.status().message());
+  if (!opened.ok())
+    return Drop(nullptr, "AC message: " + opened.status().message());
   const CmsPeer& peer = opened->second;
   if (peer.organizational_unit != "kgr-ac") {
     return Drop(nullptr, "AC message signed by a non-AC certificate (" +
@@ -691,9 +696,12 @@ void KeyServer::HandleAc(const Bytes& message) {
       auto req = AcPeersReq::Parse(*body);
       if (!req.ok()) return Drop(&h, req.status().message());
       Status st = SetPeers(*req);
-      if (!st.ok()) spdlog::warn("ks: peers refused: {}", st.ToString());
-      else spdlog::info("ks: {} {} peers of {}", req->allow ? "allowed" : "withdrew",
-                        req->peers.size(), Hex32(req->n_id));
+      if (!st.ok())
+        spdlog::warn("ks: peers refused: {}", st.ToString());
+      else
+        spdlog::info("ks: {} {} peers of {}",
+                     req->allow ? "allowed" : "withdrew", req->peers.size(),
+                     Hex32(req->n_id));
       AcPeersAns{static_cast<uint8_t>(st.code())}.EncodeTo(&reply_body);
       reply_type = FrameType::kAcPeersAns;
       break;

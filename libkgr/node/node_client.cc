@@ -12,10 +12,14 @@ std::string Hex32(uint32_t v) { return NodeIdentity(v).substr(1); }
 Status KsRefusal(const KsError& err) {
   std::string why(KsErrorCodeName(err.code));
   switch (err.code) {
-    case KsErrorCode::kPairNotAllowed: return PermissionDeniedError(why);
-    case KsErrorCode::kPeerUnknown: return NotFoundError(why);
-    case KsErrorCode::kBusy: return ResourceExhaustedError(why);
-    case KsErrorCode::kInternal: return InternalError(why);
+    case KsErrorCode::kPairNotAllowed:
+      return PermissionDeniedError(why);
+    case KsErrorCode::kPeerUnknown:
+      return NotFoundError(why);
+    case KsErrorCode::kBusy:
+      return ResourceExhaustedError(why);
+    case KsErrorCode::kInternal:
+      return InternalError(why);
   }
   return InternalError(why);
 }
@@ -45,8 +49,8 @@ void NodeClient::Log(std::string_view what, const FrameHeader* h,
                      std::string_view why) {
   if (h != nullptr) {
     spdlog::warn("node {}: {} {} from {} (request {:016x}): {}", Hex32(n_id()),
-                 what, FrameTypeName(h->type), Hex32(h->sender),
-                 h->request_id, why);
+                 what, FrameTypeName(h->type), Hex32(h->sender), h->request_id,
+                 why);
   } else {
     spdlog::warn("node {}: {}: {}", Hex32(n_id()), what, why);
   }
@@ -70,8 +74,8 @@ Status NodeClient::Start() {
   // broker's ACL lets only us read. TOPIC2 and every TOPIC3 are routed here,
   // so a key procedure never waits for a SUBSCRIBE and subscriptions do not
   // grow with renewals.
-  KGR_RETURN_IF_ERROR(transport_.Subscribe(
-      own_.identity.topic_prefix + "/" + NodeIdentity(n_id()) + "/#"));
+  KGR_RETURN_IF_ERROR(transport_.Subscribe(own_.identity.topic_prefix + "/" +
+                                           NodeIdentity(n_id()) + "/#"));
   ses_.ForEach([&](const SesKey& k) {
     if (k.nnsk.valid() && k.topic3.has_value()) RouteTopic(k.n_id, *k.topic3);
   });
@@ -266,15 +270,15 @@ void NodeClient::Tick() {
   }
   for (uint64_t id : expired) {
     const Pending& p = pending_.at(id);
-    std::string who =
-        p.kind == Kind::kData ? "peer " + Hex32(p.peer)
-        : p.got_key ? "peer " + Hex32(p.peer) +
-                          " (it did not confirm the key: offline?)"
-                    : std::string("the key server");
-    Finish(id, DeadlineExceededError(
-                   "no answer from " + who + " within " +
-                   std::to_string(p.timeout_ms) + " ms (" +
-                   std::to_string(p.attempts) + " attempts)"));
+    std::string who = p.kind == Kind::kData ? "peer " + Hex32(p.peer)
+                      : p.got_key
+                          ? "peer " + Hex32(p.peer) +
+                                " (it did not confirm the key: offline?)"
+                          : std::string("the key server");
+    Finish(id,
+           DeadlineExceededError("no answer from " + who + " within " +
+                                 std::to_string(p.timeout_ms) + " ms (" +
+                                 std::to_string(p.attempts) + " attempts)"));
   }
   // Previous keys past their grace period are wiped.
   uint64_t wall = clock_.NowUnixMillis();
@@ -303,7 +307,8 @@ void NodeClient::Schedule(Pending& p, uint64_t timeout_ms) {
 void NodeClient::Register(DoneCallback done, uint64_t timeout_ms) {
   if (registered()) return done(OkStatus());
   if (own_.ntag.size() != kNtagSize) {
-    return done(FailedPreconditionError("no NTAG: init from credentials first"));
+    return done(
+        FailedPreconditionError("no NTAG: init from credentials first"));
   }
   Status st;
   // Fixed per NTAG: after a restart we ask again under the same id.
@@ -323,7 +328,8 @@ void NodeClient::Register(DoneCallback done, uint64_t timeout_ms) {
 Status NodeClient::LoadPeers(const std::vector<uint32_t>& peers) {
   std::vector<SesKey> batch;
   for (uint32_t peer : peers) {
-    if (peer == n_id()) return InvalidArgumentError("a node cannot pair with itself");
+    if (peer == n_id())
+      return InvalidArgumentError("a node cannot pair with itself");
     if (ses_.Get(peer).ok()) continue;
     SesKey k;
     k.n_id = peer;
@@ -387,8 +393,8 @@ std::vector<PairInfo> NodeClient::Pairs() const {
   std::vector<PairInfo> out;
   ses_.ForEach([&](const SesKey& k) {
     out.push_back({k.n_id, k.nnsk.valid() && k.topic4.has_value(),
-                   k.key_version, k.ctime_unix_ms, k.frames_sent,
-                   k.bytes_sent, PolicyFor(k.n_id).limited() ? Used(k) : 0.0});
+                   k.key_version, k.ctime_unix_ms, k.frames_sent, k.bytes_sent,
+                   PolicyFor(k.n_id).limited() ? Used(k) : 0.0});
   });
   return out;
 }
@@ -489,7 +495,8 @@ void NodeClient::KeepPrevious(uint32_t peer, const SesKey& current) {
   PairState& ps = pairs_[peer];
   ps.previous = current.nnsk.Clone();
   ps.previous_version = current.key_version;
-  ps.previous_until_ms = clock_.NowUnixMillis() + options_.previous_key_grace_ms;
+  ps.previous_until_ms =
+      clock_.NowUnixMillis() + options_.previous_key_grace_ms;
 }
 
 void NodeClient::OnKeyAns(const FrameHeader& h, const NnskKeyAns& ans) {
@@ -650,8 +657,8 @@ void NodeClient::OnRotAns(const FrameHeader& h, const NkskRotAns& m) {
   const X25519KeyPair& eph = it->second.ephemeral;
   auto shared = X25519SharedSecret(eph.private_key, m.ks_public);
   if (!shared.ok()) return Finish(h.request_id, shared.status());
-  auto keys = RotationKeys(*shared, n_id(), m.version, eph.public_key,
-                           m.ks_public);
+  auto keys =
+      RotationKeys(*shared, n_id(), m.version, eph.public_key, m.ks_public);
   if (!keys.ok()) return Finish(h.request_id, keys.status());
   KsKeysBlob blob{std::move(*keys), m.version, own_.ks->ks_topic1,
                   own_.ks->ks_n_id};
@@ -660,8 +667,7 @@ void NodeClient::OnRotAns(const FrameHeader& h, const NkskRotAns& m) {
   Status st = tpm_.NvWrite(NvSlot::kKsKeys, encoded.span());
   if (!st.ok()) return Finish(h.request_id, st.Annotate("storing NKSK in NV"));
   own_.ks = std::move(blob);
-  spdlog::info("node {}: NKSK rotated to version {}", Hex32(n_id()),
-               m.version);
+  spdlog::info("node {}: NKSK rotated to version {}", Hex32(n_id()), m.version);
   Finish(h.request_id, OkStatus());
 }
 
@@ -676,17 +682,19 @@ void NodeClient::OnPairRevoked(const FrameHeader& h, const PairRevoked& m) {
     topic_to_peer_.erase(it->second.previous_topic);
     pairs_.erase(it);
   }
-  std::erase_if(topic_to_peer_, [&](const auto& e) { return e.second == m.peer; });
+  std::erase_if(topic_to_peer_,
+                [&](const auto& e) { return e.second == m.peer; });
   std::vector<uint64_t> ids;
   for (const auto& [id, p] : pending_) {
     if (p.kind != Kind::kRegister && p.peer == m.peer) ids.push_back(id);
   }
   for (uint64_t id : ids) Finish(id, PermissionDeniedError("pair revoked"));
-  spdlog::warn("node {}: pair with {} revoked by the key server ({}); its "
-               "keys are wiped",
-               Hex32(n_id()), Hex32(m.peer),
-               m.reason == RevokeReason::kPeerRevoked ? "peer revoked"
-                                                      : "pair withdrawn");
+  spdlog::warn(
+      "node {}: pair with {} revoked by the key server ({}); its "
+      "keys are wiped",
+      Hex32(n_id()), Hex32(m.peer),
+      m.reason == RevokeReason::kPeerRevoked ? "peer revoked"
+                                             : "pair withdrawn");
 }
 
 void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
@@ -763,9 +771,8 @@ StatusOr<OwnData> InitNode(Tpm& tpm, const Credentials& c) {
   if (existing.ok()) {
     if (existing->identity.role != Role::kNode ||
         existing->identity.n_id != c.n_id) {
-      return FailedPreconditionError(
-          "this TPM already holds the identity of " +
-          Hex32(existing->identity.n_id));
+      return FailedPreconditionError("this TPM already holds the identity of " +
+                                     Hex32(existing->identity.n_id));
     }
     return existing;
   }

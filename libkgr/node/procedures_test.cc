@@ -46,9 +46,8 @@ class ProceduresTest : public ::testing::Test {
     ks_ = std::make_unique<KeyServer>(std::move(*own), *kedk, *ks_transport_,
                                       *nodes_, *gen_keys_, nullptr, clock_,
                                       KeyServerOptions{});
-    ks_transport_->SetHandler([this](const std::string& t, Bytes p) {
-      ks_->HandleMessage(t, p);
-    });
+    ks_transport_->SetHandler(
+        [this](const std::string& t, Bytes p) { ks_->HandleMessage(t, p); });
     ASSERT_TRUE(ks_transport_->Connect().ok());
     ASSERT_TRUE(ks_->Start().ok());
   }
@@ -70,9 +69,8 @@ class ProceduresTest : public ::testing::Test {
     EXPECT_TRUE(own.ok()) << own.status().ToString();
     n->ses = *SesKeysStore::Open(n->fs, "/ses", own->nk, ans.n_id);
     n->transport = broker_.NewTransport(NodeIdentity(ans.n_id));
-    n->client = std::make_unique<NodeClient>(std::move(*own), n->tpm,
-                                             *n->transport, *n->ses, clock_,
-                                             node_options_);
+    n->client = std::make_unique<NodeClient>(
+        std::move(*own), n->tpm, *n->transport, *n->ses, clock_, node_options_);
     Node* raw = n.get();
     n->transport->SetHandler([raw](const std::string& t, Bytes p) {
       raw->client->HandleMessage(t, p);
@@ -80,7 +78,8 @@ class ProceduresTest : public ::testing::Test {
     EXPECT_TRUE(n->transport->Connect().ok());
     EXPECT_TRUE(n->client->Start().ok());
     raw->client->SetDataHandler([](uint32_t, const SecretBytes& d) {
-      std::string reply = "ack:" + std::string(d.span().begin(), d.span().end());
+      std::string reply =
+          "ack:" + std::string(d.span().begin(), d.span().end());
       return SecretBytes(AsBytes(reply));
     });
     all_.push_back(std::move(n));
@@ -168,9 +167,8 @@ class ProceduresTest : public ::testing::Test {
     n.client = std::make_unique<NodeClient>(std::move(*own), n.tpm,
                                             *n.transport, *n.ses, clock_, o);
     ASSERT_TRUE(n.client->Start().ok());
-    n.client->SetDataHandler([](uint32_t, const SecretBytes& d) {
-      return d.Clone();
-    });
+    n.client->SetDataHandler(
+        [](uint32_t, const SecretBytes& d) { return d.Clone(); });
   }
 
   // Both nodes hold the same current key for their pair, with matching
@@ -205,7 +203,8 @@ class ProceduresTest : public ::testing::Test {
     NodeClientOptions opt;
     opt.request_timeout_ms = 2000;
     NodeClient clone(std::move(*own), tpm, *t, **ses, clock_, opt);
-    t->SetHandler([&](const std::string& tp, Bytes p) { clone.HandleMessage(tp, p); });
+    t->SetHandler(
+        [&](const std::string& tp, Bytes p) { clone.HandleMessage(tp, p); });
     if (Status st = t->Connect(); !st.ok()) return st;
     std::optional<Status> r;
     clone.Register([&](Status s) { r = s; });
@@ -295,7 +294,8 @@ TEST_F(ProceduresTest, WrongNtagAndUnknownNodeAreIgnored) {
   NodeClientOptions opt;
   opt.request_timeout_ms = 2000;
   NodeClient wrong(std::move(*own), a.tpm, *a.transport, *a.ses, clock_, opt);
-  a.transport->SetHandler([&](const std::string& t, Bytes p) { wrong.HandleMessage(t, p); });
+  a.transport->SetHandler(
+      [&](const std::string& t, Bytes p) { wrong.HandleMessage(t, p); });
   std::optional<Status> r;
   wrong.Register([&](Status s) { r = s; });
   for (int i = 0; i < 100 && !r; ++i) {
@@ -379,16 +379,16 @@ TEST_F(ProceduresTest, OldKeyRefusedAfterGracePeriod) {
   h.sender = a->n_id;
   h.key_version = old->key_version;
   h.counter = clock_.NowUnixMicros() + 5;
-  auto frame = SealBody(h, NodeDataReq{b->n_id, SecretBytes(AsBytes("old"))},
-                        old->nnsk);
+  auto frame =
+      SealBody(h, NodeDataReq{b->n_id, SecretBytes(AsBytes("old"))}, old->nnsk);
   ASSERT_TRUE(RequestKey(*a, *b, true).ok());
   clock_.AdvanceMillis(NodeClientOptions{}.previous_key_grace_ms + 1000);
   b->client->Tick();
   broker_.ClearPublished();
   auto kb = b->ses->Get(a->n_id);
   // The old topic is no longer the peer's; deliver on the current one.
-  b->client->HandleMessage(
-      TopicName("kgr", NodeIdentity(b->n_id), *kb->topic3), *frame);
+  b->client->HandleMessage(TopicName("kgr", NodeIdentity(b->n_id), *kb->topic3),
+                           *frame);
   EXPECT_TRUE(broker_.published().empty()) << "old key accepted";
 }
 
@@ -491,7 +491,8 @@ TEST_F(ProceduresTest, KsReplayCountersSurviveARestart) {
   for (const auto& m : captured) {
     if (m.sender != "ks") restarted.HandleMessage(m.topic, m.payload);
   }
-  EXPECT_EQ(restarted.stats().keys_issued, 0u) << "a replayed request was served";
+  EXPECT_EQ(restarted.stats().keys_issued, 0u)
+      << "a replayed request was served";
   EXPECT_EQ(gen_keys_->size(), 0u);
   EXPECT_GT(restarted.stats().dropped_frames, 0u);
 }
@@ -751,9 +752,8 @@ TEST_F(ProceduresTest, PolicyCanBeOverriddenPerPair) {
   auto own = LoadOwnData(a->tpm);
   NodeClient restarted(std::move(*own), a->tpm, *a->transport, *a->ses, clock_,
                        node_options_);
-  a->transport->SetHandler([&](const std::string& t, Bytes p) {
-    restarted.HandleMessage(t, p);
-  });
+  a->transport->SetHandler(
+      [&](const std::string& t, Bytes p) { restarted.HandleMessage(t, p); });
   ASSERT_TRUE(restarted.Start().ok());
   auto send = [&](Node& to) {
     std::optional<StatusOr<SecretBytes>> r;
@@ -775,8 +775,12 @@ TEST_F(ProceduresTest, PolicyRenewsByAge) {
   RunUntil([] { return false; }, 5);
   EXPECT_EQ(a->ses->Get(b->n_id)->key_version, 1u);
   clock_.AdvanceMillis(25'000);  // past 0.8 ± 0.1 of the limit
-  RunUntil([&] { return a->ses->Get(b->n_id)->key_version >= 2 &&
-                        b->ses->Get(a->n_id)->key_version >= 2; }, 50);
+  RunUntil(
+      [&] {
+        return a->ses->Get(b->n_id)->key_version >= 2 &&
+               b->ses->Get(a->n_id)->key_version >= 2;
+      },
+      50);
   EXPECT_GE(a->ses->Get(b->n_id)->key_version, 2u);
   EXPECT_TRUE(Send(*a, *b, "fresh").ok());
 }

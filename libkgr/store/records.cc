@@ -276,7 +276,8 @@ StatusOr<Bytes> EncodeRecord(const NodeDesc& d, const RecordKeys& keys,
   w.U64(d.registered_unix_ms);
   w.U16(static_cast<uint16_t>(d.allowed_peers.size()));
   for (uint32_t p : d.allowed_peers) w.U32(p);
-  KGR_RETURN_IF_ERROR(CheckKeyPair(d.prev_nksk, true, "node_desc: previous NKSK"));
+  KGR_RETURN_IF_ERROR(
+      CheckKeyPair(d.prev_nksk, true, "node_desc: previous NKSK"));
   SecretBytes secret;
   bool has_keys = d.nksk.valid();
   bool has_prev = d.prev_nksk.valid();
@@ -305,8 +306,7 @@ StatusOr<NodeDesc> DecodeRecord<NodeDesc>(std::span<const uint8_t> record,
   uint16_t n_peers;
   if (!c.U16(&d.entry_no) || !c.U8(&state) || !ValidState(state) ||
       !c.U64(&d.last_counter) || !c.U32(&d.nksk_version) ||
-      !c.U64(&d.registered_unix_ms) ||
-      !c.U16(&n_peers) ||
+      !c.U64(&d.registered_unix_ms) || !c.U16(&n_peers) ||
       n_peers > kMaxAllowedPeers || c.remaining() != size_t{n_peers} * 4) {
     return Malformed();
   }

@@ -12,14 +12,19 @@ namespace kgr {
 
 int ExitCodeFor(const Status& s) {
   switch (s.code()) {
-    case StatusCode::kOk: return kExitOk;
-    case StatusCode::kInvalidArgument: return kExitUsage;
+    case StatusCode::kOk:
+      return kExitOk;
+    case StatusCode::kInvalidArgument:
+      return kExitUsage;
     case StatusCode::kUnavailable:
-    case StatusCode::kDeadlineExceeded: return kExitUnavailable;
+    case StatusCode::kDeadlineExceeded:
+      return kExitUnavailable;
     case StatusCode::kPermissionDenied:
     case StatusCode::kUnauthenticated:
-    case StatusCode::kFailedPrecondition: return kExitRefused;
-    default: return kExitFailed;
+    case StatusCode::kFailedPrecondition:
+      return kExitRefused;
+    default:
+      return kExitFailed;
   }
 }
 
@@ -44,11 +49,13 @@ StatusOr<Flags> ParseFlags(int argc, char** argv,
       has_value = true;
     }
     if (switch_names.count(name)) {
-      if (has_value) return InvalidArgumentError("--" + name + " takes no value");
+      if (has_value)
+        return InvalidArgumentError("--" + name + " takes no value");
       f.switches.insert(name);
     } else if (value_names.count(name)) {
       if (!has_value) {
-        if (i + 1 >= argc) return InvalidArgumentError("--" + name + " needs a value");
+        if (i + 1 >= argc)
+          return InvalidArgumentError("--" + name + " needs a value");
         value = argv[++i];
       }
       f.values[name] = value;
@@ -112,8 +119,7 @@ void StopLoopOnSignals(EventLoop& loop) {
   }).detach();
 }
 
-Status SplitHostPort(const std::string& address, std::string* host,
-                     int* port) {
+Status SplitHostPort(const std::string& address, std::string* host, int* port) {
   auto colon = address.rfind(':');
   if (colon == std::string::npos || colon == 0) {
     return InvalidArgumentError("broker address must be host:port, got '" +

@@ -30,8 +30,8 @@ Status SockAddr(const std::string& path, sockaddr_un* addr) {
 
 // Reads one '\n'-terminated line within the deadline.
 bool ReadLine(int fd, std::string* line, int timeout_ms) {
-  auto deadline = std::chrono::steady_clock::now() +
-                  std::chrono::milliseconds(timeout_ms);
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   char buf[4096];
   while (line->find('\n') == std::string::npos) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -138,8 +138,8 @@ StatusOr<nlohmann::json> ControlCall(const std::string& path,
     return UnavailableError("no daemon listening on " + path);
   }
   std::string line;
-  bool ok = WriteAll(fd, request.dump() + "\n") &&
-            ReadLine(fd, &line, timeout_ms);
+  bool ok =
+      WriteAll(fd, request.dump() + "\n") && ReadLine(fd, &line, timeout_ms);
   ::close(fd);
   if (!ok) return DeadlineExceededError("the daemon did not answer in time");
   nlohmann::json resp = nlohmann::json::parse(line, nullptr, false);

@@ -51,8 +51,8 @@ void EventLoop::Run(const std::function<void()>& tick, int tick_ms) {
 bool EventLoop::RunUntil(const std::function<bool()>& done,
                          const std::function<void()>& tick, int timeout_ms,
                          int tick_ms) {
-  auto deadline = std::chrono::steady_clock::now() +
-                  std::chrono::milliseconds(timeout_ms);
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (!done()) {
     if (std::chrono::steady_clock::now() >= deadline) return done();
     if (tick) tick();

@@ -44,7 +44,10 @@ int FreeLoopbackPort(int consecutive) {
     bool all_free = true;
     for (int i = 1; i < consecutive && all_free; ++i) {
       int f = BindEphemeral(port + i);
-      if (f < 0) all_free = false; else ::close(f);
+      if (f < 0)
+        all_free = false;
+      else
+        ::close(f);
     }
     if (all_free) return port;
   }
@@ -52,8 +55,8 @@ int FreeLoopbackPort(int consecutive) {
 }
 
 bool WaitForPort(int port, int timeout_ms) {
-  auto deadline = std::chrono::steady_clock::now() +
-                  std::chrono::milliseconds(timeout_ms);
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (std::chrono::steady_clock::now() < deadline) {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
@@ -70,7 +73,8 @@ bool WaitForPort(int port, int timeout_ms) {
 
 std::string MakeTempDir(const std::string& tag) {
   const char* base = std::getenv("TMPDIR");
-  std::string tmpl = std::string(base ? base : "/tmp") + "/kgr-" + tag + "-XXXXXX";
+  std::string tmpl =
+      std::string(base ? base : "/tmp") + "/kgr-" + tag + "-XXXXXX";
   char* p = ::mkdtemp(tmpl.data());
   return p ? std::string(p) : std::string();
 }
@@ -83,8 +87,8 @@ void RemoveTree(const std::string& path) {
 void StopProcess(int pid, int grace_ms) {
   if (pid <= 0) return;
   ::kill(pid, SIGTERM);
-  auto deadline = std::chrono::steady_clock::now() +
-                  std::chrono::milliseconds(grace_ms);
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(grace_ms);
   while (std::chrono::steady_clock::now() < deadline) {
     int st = 0;
     pid_t r = ::waitpid(pid, &st, WNOHANG);

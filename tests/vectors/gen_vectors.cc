@@ -5,10 +5,9 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "kgr/frame.h"
 #include "kgr/records.h"
@@ -33,7 +32,8 @@ TopicId T(uint8_t start) {
 }
 Iv FixedIv(uint8_t start) {
   Iv iv;
-  for (size_t i = 0; i < iv.size(); ++i) iv[i] = static_cast<uint8_t>(start + i);
+  for (size_t i = 0; i < iv.size(); ++i)
+    iv[i] = static_cast<uint8_t>(start + i);
   return iv;
 }
 std::string Hex(std::span<const uint8_t> b) { return ToHex(b); }
@@ -64,7 +64,8 @@ ordered_json Frame(const std::string& name, FrameHeader h, const Body& body,
   body.EncodeTo(&plain);
   auto frame = SealFrameWithIv(h, iv, plain, keys);
   if (!frame.ok()) {
-    std::fprintf(stderr, "%s: %s\n", name.c_str(), frame.status().ToString().c_str());
+    std::fprintf(stderr, "%s: %s\n", name.c_str(),
+                 frame.status().ToString().c_str());
     std::exit(1);
   }
   return {{"name", name},
@@ -95,10 +96,12 @@ ordered_json Build() {
       {{"name", "registration_keys"},
        {"ntag", Hex(ntag.span())},
        {"n_id", Hex32(n1)},
-       {"nksk_key_req", {{"enc_key", Hex(req_keys.enc.span())},
-                         {"mac_key", Hex(req_keys.mac.span())}}},
-       {"nksk_key_ans", {{"enc_key", Hex(ans_keys.enc.span())},
-                         {"mac_key", Hex(ans_keys.mac.span())}}}},
+       {"nksk_key_req",
+        {{"enc_key", Hex(req_keys.enc.span())},
+         {"mac_key", Hex(req_keys.mac.span())}}},
+       {"nksk_key_ans",
+        {{"enc_key", Hex(ans_keys.enc.span())},
+         {"mac_key", Hex(ans_keys.mac.span())}}}},
       {{"name", "registration_request_id"},
        {"ntag", Hex(ntag.span())},
        {"request_id", RegistrationRequestId(ntag)}},
@@ -140,45 +143,46 @@ ordered_json Build() {
   frames.push_back(Frame("nksk_key_req", reg,
                          NkskKeyReq{n1, ntag.Clone(), T(0x20)}, req_keys,
                          FixedIv(0x00),
-                         {{"n_id", Hex32(n1)}, {"ntag", Hex(ntag.span())},
+                         {{"n_id", Hex32(n1)},
+                          {"ntag", Hex(ntag.span())},
                           {"topic2", Hex(T(0x20))}}));
-  frames.push_back(Frame("nksk_key_ans", reg_ans,
-                         NkskKeyAns{nksk1.Clone(), T(0x40)}, ans_keys,
-                         FixedIv(0x10),
-                         {{"nksk", HexKeys(nksk1)}, {"topic1", Hex(T(0x40))}}));
-  frames.push_back(Frame("nnsk_key_req", h, NnskKeyReq{n2, 1, T(0x60)}, nksk1,
-                         FixedIv(0x20),
-                         {{"n_id2", Hex32(n2)}, {"version", 1},
-                          {"topic3", Hex(T(0x60))}}));
-  frames.push_back(Frame("nnsk_key_req (renewal)", renew,
-                         NnskKeyReq{n2, 2, T(0x61)}, nksk1, FixedIv(0x21),
-                         {{"n_id2", Hex32(n2)}, {"version", 2},
-                          {"topic3", Hex(T(0x61))}}));
+  frames.push_back(Frame(
+      "nksk_key_ans", reg_ans, NkskKeyAns{nksk1.Clone(), T(0x40)}, ans_keys,
+      FixedIv(0x10), {{"nksk", HexKeys(nksk1)}, {"topic1", Hex(T(0x40))}}));
+  frames.push_back(
+      Frame("nnsk_key_req", h, NnskKeyReq{n2, 1, T(0x60)}, nksk1, FixedIv(0x20),
+            {{"n_id2", Hex32(n2)}, {"version", 1}, {"topic3", Hex(T(0x60))}}));
+  frames.push_back(
+      Frame("nnsk_key_req (renewal)", renew, NnskKeyReq{n2, 2, T(0x61)}, nksk1,
+            FixedIv(0x21),
+            {{"n_id2", Hex32(n2)}, {"version", 2}, {"topic3", Hex(T(0x61))}}));
   frames.push_back(Frame("nnsk_key_ans", from_ks,
                          NnskKeyAns{n1, n2, 1, nnsk.Clone()}, nksk1,
                          FixedIv(0x30),
-                         {{"n_id1", Hex32(n1)}, {"n_id2", Hex32(n2)},
-                          {"version", 1}, {"nnsk", HexKeys(nnsk)}}));
+                         {{"n_id1", Hex32(n1)},
+                          {"n_id2", Hex32(n2)},
+                          {"version", 1},
+                          {"nnsk", HexKeys(nnsk)}}));
   frames.push_back(Frame("nnsk_not_req", from_ks,
                          NnskNotReq{n1, 1, nnsk.Clone(), T(0x60)}, nksk2,
                          FixedIv(0x40),
-                         {{"n_id1", Hex32(n1)}, {"version", 1},
-                          {"nnsk", HexKeys(nnsk)}, {"topic3", Hex(T(0x60))}}));
-  frames.push_back(Frame("nnsk_not_ans", n2h, NnskNotAns{n1, n2, T(0x70)},
-                         nksk2, FixedIv(0x50),
-                         {{"n_id1", Hex32(n1)}, {"n_id2", Hex32(n2)},
-                          {"topic4", Hex(T(0x70))}}));
-  frames.push_back(Frame("nnsk_conf_req", from_ks,
-                         NnskConfReq{n1, n2, T(0x70)}, nksk1, FixedIv(0x60),
-                         {{"n_id1", Hex32(n1)}, {"n_id2", Hex32(n2)},
-                          {"topic4", Hex(T(0x70))}}));
+                         {{"n_id1", Hex32(n1)},
+                          {"version", 1},
+                          {"nnsk", HexKeys(nnsk)},
+                          {"topic3", Hex(T(0x60))}}));
+  frames.push_back(Frame(
+      "nnsk_not_ans", n2h, NnskNotAns{n1, n2, T(0x70)}, nksk2, FixedIv(0x50),
+      {{"n_id1", Hex32(n1)}, {"n_id2", Hex32(n2)}, {"topic4", Hex(T(0x70))}}));
+  frames.push_back(Frame(
+      "nnsk_conf_req", from_ks, NnskConfReq{n1, n2, T(0x70)}, nksk1,
+      FixedIv(0x60),
+      {{"n_id1", Hex32(n1)}, {"n_id2", Hex32(n2)}, {"topic4", Hex(T(0x70))}}));
   frames.push_back(Frame("nnsk_conf_ans", h, NnskConfAns{n2}, nksk1,
                          FixedIv(0x70), {{"n_id2", Hex32(n2)}}));
-  frames.push_back(Frame("ks_error", from_ks,
-                         KsError{FrameType::kNnskKeyReq,
-                                 KsErrorCode::kPairNotAllowed},
-                         nksk1, FixedIv(0x80),
-                         {{"refused_type", 3}, {"code", 1}}));
+  frames.push_back(
+      Frame("ks_error", from_ks,
+            KsError{FrameType::kNnskKeyReq, KsErrorCode::kPairNotAllowed},
+            nksk1, FixedIv(0x80), {{"refused_type", 3}, {"code", 1}}));
   frames.push_back(Frame("pair_revoked", from_ks,
                          PairRevoked{n2, RevokeReason::kPeerRevoked}, nksk1,
                          FixedIv(0x88), {{"peer", Hex32(n2)}, {"reason", 1}}));
@@ -194,15 +198,13 @@ ordered_json Build() {
                          {{"ks_public", Hex(ks_pub)}, {"version", 2}}));
   frames.push_back(Frame("nksk_rot_sig", from_ks, NkskRotSig{}, nksk1,
                          FixedIv(0x8c), ordered_json::object()));
-  frames.push_back(Frame("node_data_req", h,
-                         NodeDataReq{n2, SecretBytes(AsBytes("hello bravo!"))},
-                         nnsk, FixedIv(0x90),
-                         {{"n_id2", Hex32(n2)},
-                          {"data", Hex(AsBytes("hello bravo!"))}}));
-  frames.push_back(Frame("node_data_ans", n2h,
-                         NodeDataAns{n2, SecretBytes(AsBytes("ack"))}, nnsk,
-                         FixedIv(0xa0),
-                         {{"n_id2", Hex32(n2)}, {"data", Hex(AsBytes("ack"))}}));
+  frames.push_back(Frame(
+      "node_data_req", h, NodeDataReq{n2, SecretBytes(AsBytes("hello bravo!"))},
+      nnsk, FixedIv(0x90),
+      {{"n_id2", Hex32(n2)}, {"data", Hex(AsBytes("hello bravo!"))}}));
+  frames.push_back(Frame(
+      "node_data_ans", n2h, NodeDataAns{n2, SecretBytes(AsBytes("ack"))}, nnsk,
+      FixedIv(0xa0), {{"n_id2", Hex32(n2)}, {"data", Hex(AsBytes("ack"))}}));
   out["frames"] = frames;
 
   // AC clear frames (carried inside CMS).
@@ -234,8 +236,11 @@ ordered_json Build() {
   aa.ks_n_id = ks;
   aa.EncodeTo(&b);
   add_clear("ac_authorize_ans", FrameType::kAcAuthorizeAns, b,
-            {{"status", 0}, {"n_id", Hex32(n1)}, {"entry_no", 7},
-             {"ntag", Hex(ntag.span())}, {"ks_topic1", Hex(T(0x40))},
+            {{"status", 0},
+             {"n_id", Hex32(n1)},
+             {"entry_no", 7},
+             {"ntag", Hex(ntag.span())},
+             {"ks_topic1", Hex(T(0x40))},
              {"ks_n_id", Hex32(ks)}});
   b.clear();
   AcPeersReq{n1, 1, {n2}}.EncodeTo(&b);
@@ -268,11 +273,16 @@ ordered_json Build() {
        {"owner_n_id", Hex32(owner)},
        {"iv", Hex(FixedIv(0xd0))},
        {"fields",
-        {{"n_id", Hex32(n1)}, {"entry_no", 7}, {"state", 2},
-         {"allowed_peers", {Hex32(n2)}}, {"last_counter", d.last_counter},
-         {"nksk_version", 1}, {"registered_unix_ms", d.registered_unix_ms},
+        {{"n_id", Hex32(n1)},
+         {"entry_no", 7},
+         {"state", 2},
+         {"allowed_peers", {Hex32(n2)}},
+         {"last_counter", d.last_counter},
+         {"nksk_version", 1},
+         {"registered_unix_ms", d.registered_unix_ms},
          {"ntag", Hex(ntag.span())},
-         {"nksk", HexKeys(nksk1)}, {"topic2", Hex(T(0x20))}}},
+         {"nksk", HexKeys(nksk1)},
+         {"topic2", Hex(T(0x20))}}},
        {"record", Hex(*EncodeRecord(d, nk, owner, FixedIv(0xd0)))}});
   GenKey g;
   g.n_id1 = n1;
@@ -291,10 +301,16 @@ ordered_json Build() {
        {"owner_n_id", Hex32(owner)},
        {"iv", Hex(FixedIv(0xd1))},
        {"fields",
-        {{"n_id1", Hex32(n1)}, {"request_id", g.request_id},
-         {"ctime_unix_ms", g.ctime_unix_ms}, {"step", 5}, {"renewal", 0},
-         {"version", 1}, {"n_id2", Hex32(n2)}, {"nnsk", HexKeys(nnsk)},
-         {"topic3", Hex(T(0x60))}, {"topic4", Hex(T(0x70))}}},
+        {{"n_id1", Hex32(n1)},
+         {"request_id", g.request_id},
+         {"ctime_unix_ms", g.ctime_unix_ms},
+         {"step", 5},
+         {"renewal", 0},
+         {"version", 1},
+         {"n_id2", Hex32(n2)},
+         {"nnsk", HexKeys(nnsk)},
+         {"topic3", Hex(T(0x60))},
+         {"topic4", Hex(T(0x70))}}},
        {"record", Hex(*EncodeRecord(g, nk, owner, FixedIv(0xd1)))}});
   SesKey k;
   k.n_id = n2;
@@ -306,19 +322,22 @@ ordered_json Build() {
   k.nnsk = nnsk.Clone();
   k.topic3 = T(0x60);
   k.topic4 = T(0x70);
-  records.push_back(
-      {{"name", "ses_keys"},
-       {"nk", Hex(nk.enc.span())},
-       {"nksign", Hex(nk.mac.span())},
-       {"owner_n_id", Hex32(n1)},
-       {"iv", Hex(FixedIv(0xd2))},
-       {"fields",
-        {{"n_id", Hex32(n2)}, {"ctime_unix_ms", k.ctime_unix_ms},
-         {"key_version", 1}, {"frames_sent", 3}, {"bytes_sent", 36},
-         {"rx_counter", k.rx_counter},
-         {"nnsk", HexKeys(nnsk)}, {"topic3", Hex(T(0x60))},
-         {"topic4", Hex(T(0x70))}}},
-       {"record", Hex(*EncodeRecord(k, nk, n1, FixedIv(0xd2)))}});
+  records.push_back({{"name", "ses_keys"},
+                     {"nk", Hex(nk.enc.span())},
+                     {"nksign", Hex(nk.mac.span())},
+                     {"owner_n_id", Hex32(n1)},
+                     {"iv", Hex(FixedIv(0xd2))},
+                     {"fields",
+                      {{"n_id", Hex32(n2)},
+                       {"ctime_unix_ms", k.ctime_unix_ms},
+                       {"key_version", 1},
+                       {"frames_sent", 3},
+                       {"bytes_sent", 36},
+                       {"rx_counter", k.rx_counter},
+                       {"nnsk", HexKeys(nnsk)},
+                       {"topic3", Hex(T(0x60))},
+                       {"topic4", Hex(T(0x70))}}},
+                     {"record", Hex(*EncodeRecord(k, nk, n1, FixedIv(0xd2)))}});
   out["records"] = records;
   return out;
 }

@@ -65,13 +65,13 @@ struct IssuedCertificate {
 // `revoke_cert_file` if that is non-empty; valid for `days`. The broker reads
 // it (broker-config `--crlfile`) and re-reads it on SIGHUP, after which it
 // refuses TLS connections with a revoked certificate.
-Status UpdateCrl(const std::string& ca_cert_file, const std::string& ca_key_file,
-                 const std::string& crl_file,
+Status UpdateCrl(const std::string& ca_cert_file,
+                 const std::string& ca_key_file, const std::string& crl_file,
                  const std::string& revoke_cert_file, int days);
 
-StatusOr<IssuedCertificate> IssueNodeCertificate(const std::string& ca_cert_file,
-                                                 const std::string& ca_key_file,
-                                                 uint32_t n_id, int days);
+StatusOr<IssuedCertificate> IssueNodeCertificate(
+    const std::string& ca_cert_file, const std::string& ca_key_file,
+    uint32_t n_id, int days);
 
 }  // namespace kgr
 

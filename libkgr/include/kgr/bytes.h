@@ -26,8 +26,12 @@ class ByteWriter {
   void U16(uint16_t v);
   void U32(uint32_t v);
   void U64(uint64_t v);
-  void Raw(std::span<const uint8_t> v) { out_->insert(out_->end(), v.begin(), v.end()); }
-  void Str(std::string_view s) { Raw({reinterpret_cast<const uint8_t*>(s.data()), s.size()}); }
+  void Raw(std::span<const uint8_t> v) {
+    out_->insert(out_->end(), v.begin(), v.end());
+  }
+  void Str(std::string_view s) {
+    Raw({reinterpret_cast<const uint8_t*>(s.data()), s.size()});
+  }
 
  private:
   Bytes* out_;

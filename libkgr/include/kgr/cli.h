@@ -4,11 +4,10 @@
 #define KGR_CLI_H_
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "kgr/event_loop.h"
 #include "kgr/status.h"
@@ -26,9 +25,9 @@ enum ExitCode : int {
 int ExitCodeFor(const Status& status);
 
 struct Flags {
-  std::string command;                       // first positional argument
+  std::string command;                        // first positional argument
   std::map<std::string, std::string> values;  // --name value | --name=value
-  std::set<std::string> switches;            // boolean --name
+  std::set<std::string> switches;             // boolean --name
   bool Has(const std::string& name) const {
     return values.count(name) != 0 || switches.count(name) != 0;
   }

@@ -21,9 +21,9 @@
 
 namespace kgr {
 
-inline constexpr size_t kKeySize = 32;   // AES-256 key, HMAC-SHA256 key
-inline constexpr size_t kIvSize = 16;    // AES-CTR initial counter block
-inline constexpr size_t kTagSize = 32;   // HMAC-SHA256 output
+inline constexpr size_t kKeySize = 32;  // AES-256 key, HMAC-SHA256 key
+inline constexpr size_t kIvSize = 16;   // AES-CTR initial counter block
+inline constexpr size_t kTagSize = 32;  // HMAC-SHA256 output
 inline constexpr char kVerificationFailed[] = "verification failed";
 
 using Tag = std::array<uint8_t, kTagSize>;
@@ -52,12 +52,14 @@ struct SymmetricKeys {
   static StatusOr<SymmetricKeys> FromBytes(std::span<const uint8_t> enc,
                                            std::span<const uint8_t> mac);
   SymmetricKeys Clone() const { return {enc.Clone(), mac.Clone()}; }
-  bool valid() const { return enc.size() == kKeySize && mac.size() == kKeySize; }
+  bool valid() const {
+    return enc.size() == kKeySize && mac.size() == kKeySize;
+  }
 };
 
 // AES-256-CTR of `in` into `out` (same size; may alias).
-Status AesCtr(const SecretBytes& key, const Iv& iv,
-              std::span<const uint8_t> in, std::span<uint8_t> out);
+Status AesCtr(const SecretBytes& key, const Iv& iv, std::span<const uint8_t> in,
+              std::span<uint8_t> out);
 
 // HMAC-SHA256 over the concatenation of `parts`.
 StatusOr<Tag> HmacSha256(const SecretBytes& key,

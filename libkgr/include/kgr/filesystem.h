@@ -51,8 +51,8 @@ class FileSystem {
   // Replaces `path` atomically and durably: writes `path`.tmp, syncs it,
   // renames it over `path`, syncs the directory. On any failure the previous
   // content of `path` is intact and the temporary is removed.
-  Status WriteFileAtomic(const std::string& path,
-                         std::span<const uint8_t> data, int mode);
+  Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> data,
+                         int mode);
 };
 
 // The real POSIX file system. Process-wide singleton; never deleted.

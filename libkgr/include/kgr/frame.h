@@ -59,9 +59,9 @@ enum class FrameType : uint8_t {
   kKsError = 0x09,      // KS -> N  on TOPIC2: the request was refused
   kPairRevoked = 0x0A,  // KS -> N  on TOPIC2: forget the pair with a peer
   // Rotation of NKSK/NKSKsign by ephemeral X25519, under the current NKSK.
-  kNkskRotReq = 0x0B,   // N  -> KS on TOPIC1
-  kNkskRotAns = 0x0C,   // KS -> N  on TOPIC2
-  kNkskRotSig = 0x0D,   // KS -> N  on TOPIC2: the KS asks the node to rotate
+  kNkskRotReq = 0x0B,  // N  -> KS on TOPIC1
+  kNkskRotAns = 0x0C,  // KS -> N  on TOPIC2
+  kNkskRotSig = 0x0D,  // KS -> N  on TOPIC2: the KS asks the node to rotate
   // Data exchange (4.8). Keys: NNSK of the pair.
   kNodeDataReq = 0x10,  // N1 -> N2 on TOPIC4 (subscribed by N2)
   kNodeDataAns = 0x11,  // N2 -> N1 on TOPIC3 (subscribed by N1)
@@ -275,7 +275,7 @@ struct NkskRotReq {
 
 struct NkskRotAns {
   static constexpr FrameType kType = FrameType::kNkskRotAns;
-  Bytes ks_public;  // X25519, 32 bytes, fresh per answer
+  Bytes ks_public;       // X25519, 32 bytes, fresh per answer
   uint32_t version = 0;  // the new NKSK's version
   void EncodeTo(Bytes* out) const;
   static StatusOr<NkskRotAns> Parse(std::span<const uint8_t> in);

@@ -3,9 +3,11 @@
 // files.
 //
 //   TOPIC0 (<prefix>/register)   nksk_key_req            -> nksk_key_ans
-//   TOPIC1 (<prefix>/ks/<id>)    nnsk_key_req            -> nnsk_key_ans + nnsk_not_req
+//   TOPIC1 (<prefix>/ks/<id>)    nnsk_key_req            -> nnsk_key_ans +
+//   nnsk_not_req
 //                                nnsk_not_ans            -> nnsk_conf_req
-//                                nnsk_conf_ans           -> (gen_keys record deleted)
+//                                nnsk_conf_ans           -> (gen_keys record
+//                                deleted)
 //   <prefix>/ks/ac (CMS)         ac_authorize/peers/list -> <prefix>/ac/replies
 //
 // Every frame is checked in this order, cheapest first: size and header,
@@ -21,12 +23,12 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <span>
-#include <vector>
-#include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "kgr/bytes.h"
 #include "kgr/clock.h"
@@ -36,8 +38,8 @@
 #include "kgr/own_data.h"
 #include "kgr/rate_limiter.h"
 #include "kgr/store.h"
-#include "kgr/transport.h"
 #include "kgr/tpm.h"
+#include "kgr/transport.h"
 
 namespace kgr {
 
@@ -196,7 +198,9 @@ class KeyServerInbox {
  public:
   KeyServerInbox(KeyServer& ks, EventLoop& loop, size_t max_messages = 16384,
                  size_t max_bytes = 16 << 20)
-      : ks_(ks), loop_(loop), max_messages_(max_messages),
+      : ks_(ks),
+        loop_(loop),
+        max_messages_(max_messages),
         max_bytes_(max_bytes) {}
   // False if the message was dropped (inbox full or loop stopped).
   bool Push(const std::string& topic, Bytes payload);

@@ -25,8 +25,8 @@
 #include "kgr/frame.h"
 #include "kgr/own_data.h"
 #include "kgr/store.h"
-#include "kgr/transport.h"
 #include "kgr/tpm.h"
+#include "kgr/transport.h"
 
 namespace kgr {
 
@@ -53,8 +53,8 @@ struct NodeClientOptions {
   uint64_t previous_key_grace_ms = 30'000;
   // Every frame counter the node sends is above this (see KeyServerOptions).
   uint64_t counter_floor = 0;
-  KeyPolicy policy;                            // for every pair...
-  std::map<uint32_t, KeyPolicy> pair_policy;   // ...unless overridden here
+  KeyPolicy policy;                           // for every pair...
+  std::map<uint32_t, KeyPolicy> pair_policy;  // ...unless overridden here
 };
 
 // What an application's data handler returns: the reply to send back
@@ -125,7 +125,7 @@ class NodeClient {
     int attempts = 0;
     uint64_t timeout_ms = 0;
     bool got_key = false;
-    SecretBytes data;  // kData: the payload, for retransmission
+    SecretBytes data;         // kData: the payload, for retransmission
     X25519KeyPair ephemeral;  // kRotate: ours, the same for retransmissions
     DoneCallback done;
     ReplyCallback reply;
@@ -135,11 +135,11 @@ class NodeClient {
     uint32_t previous_version = 0;
     uint64_t previous_until_ms = 0;
     std::map<uint32_t, ReplayWindow> windows;  // per key version
-    bool rx_dirty = false;  // current window advanced since last persisted
-    double renew_point = 0;      // drawn per key version (policy)
+    bool rx_dirty = false;   // current window advanced since last persisted
+    double renew_point = 0;  // drawn per key version (policy)
     uint32_t renew_point_version = 0;
     uint64_t next_auto_renew_ms = 0;  // back-off after a failed renewal
-    std::string current_topic;   // where the peer sends to us now
+    std::string current_topic;        // where the peer sends to us now
     std::string previous_topic;  // before the last renewal, until the grace
   };
 

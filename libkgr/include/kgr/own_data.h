@@ -29,7 +29,7 @@ struct IdentityBlob {
   uint32_t n_id = 0;
   std::string broker_address;  // BA, "host:port" (<= 128 chars)
   std::string topic_prefix = kDefaultTopicPrefix;
-  TopicId own_topic{};  // KS: TOPIC1; N: TOPIC2
+  TopicId own_topic{};   // KS: TOPIC1; N: TOPIC2
   uint32_t ks_n_id = 0;  // N: the KS's N_ID from the credential file
 };
 
@@ -49,9 +49,9 @@ StatusOr<KsKeysBlob> DecodeKsKeys(std::span<const uint8_t> in);
 // Everything a node or the KS holds in NV, loaded at start-up.
 struct OwnData {
   IdentityBlob identity;
-  SymmetricKeys nk;                // NK, NKsign
-  SecretBytes ntag;                // N nodes only
-  std::optional<KsKeysBlob> ks;    // N nodes after registration
+  SymmetricKeys nk;              // NK, NKsign
+  SecretBytes ntag;              // N nodes only
+  std::optional<KsKeysBlob> ks;  // N nodes after registration
 };
 
 // Reads every slot present. NOT_FOUND if the node was never initialized.

@@ -133,10 +133,10 @@ class [[nodiscard]] StatusOr {
 #define KGR_CONCAT_(a, b) KGR_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function if `expr` (a Status) is not OK.
-#define KGR_RETURN_IF_ERROR(expr)                      \
-  do {                                                 \
-    ::kgr::Status kgr_status_ = (expr);                \
-    if (!kgr_status_.ok()) return kgr_status_;         \
+#define KGR_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    ::kgr::Status kgr_status_ = (expr);        \
+    if (!kgr_status_.ok()) return kgr_status_; \
   } while (0)
 
 // `lhs = value of expr` or return its Status. `expr` yields a StatusOr<T>.

@@ -37,8 +37,8 @@ inline constexpr size_t kNvSlotMaxSize = 256;
 std::string_view NvSlotName(NvSlot slot);
 
 struct TpmCounters {
-  uint64_t nv_writes = 0;    // NV_Write/NV_DefineSpace since process start
-  uint64_t tpm_commands = 0; // every command sent to the TPM
+  uint64_t nv_writes = 0;     // NV_Write/NV_DefineSpace since process start
+  uint64_t tpm_commands = 0;  // every command sent to the TPM
 };
 
 class Tpm {

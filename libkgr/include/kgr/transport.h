@@ -20,8 +20,7 @@ namespace kgr {
 
 class Transport {
  public:
-  using Handler =
-      std::function<void(const std::string& topic, Bytes payload)>;
+  using Handler = std::function<void(const std::string& topic, Bytes payload)>;
   virtual ~Transport() = default;
 
   // Set before Connect(); not changed afterwards.
