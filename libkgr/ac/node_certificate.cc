@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "crypto/openssl_ptr.h"
 #include "kgr/ac_client.h"
 #include "kgr/credentials.h"
 
@@ -15,12 +16,10 @@ namespace kgr {
 namespace {
 
 template <typename T, void (*F)(T*)>
-struct Deleter {
-  void operator()(T* p) const { F(p); }
-};
-using X509Ptr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
-using KeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
-using BioPtr = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
+using Deleter = openssl::Free<T, F>;
+using openssl::BioPtr;
+using openssl::KeyPtr;
+using openssl::X509Ptr;
 using CrlPtr = std::unique_ptr<X509_CRL, Deleter<X509_CRL, X509_CRL_free>>;
 using RevokedPtr =
     std::unique_ptr<X509_REVOKED, Deleter<X509_REVOKED, X509_REVOKED_free>>;

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <optional>
 
+#include "crypto/openssl_ptr.h"
 #include "kgr/crypto.h"
 
 namespace kgr {
@@ -28,13 +29,10 @@ namespace {
 // Certificate and key files are small; this bounds what Load reads.
 constexpr size_t kMaxPemFile = 1024 * 1024;
 
-template <typename T, void (*F)(T*)>
-struct Free {
-  void operator()(T* p) const { F(p); }
-};
-using X509Ptr = std::unique_ptr<X509, Free<X509, X509_free>>;
-using KeyPtr = std::unique_ptr<EVP_PKEY, Free<EVP_PKEY, EVP_PKEY_free>>;
-using BioPtr = std::unique_ptr<BIO, Free<BIO, BIO_free_all>>;
+using openssl::BioPtr;
+using openssl::Free;
+using openssl::KeyPtr;
+using openssl::X509Ptr;
 using StorePtr = std::unique_ptr<X509_STORE, Free<X509_STORE, X509_STORE_free>>;
 using StoreCtxPtr =
     std::unique_ptr<X509_STORE_CTX, Free<X509_STORE_CTX, X509_STORE_CTX_free>>;
