@@ -53,12 +53,6 @@ std::string_view AsText(std::span<const uint8_t> s) {
 
 }  // namespace
 
-std::string FormatNodeId(uint32_t n_id) {
-  char buf[9];
-  std::snprintf(buf, sizeof buf, "%08x", n_id);
-  return buf;
-}
-
 StatusOr<uint32_t> ParseNodeId(std::string_view text) {
   if (text.size() != 8) {
     return InvalidArgumentError("N_ID must be 8 hex digits: '" +

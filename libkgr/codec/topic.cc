@@ -12,11 +12,13 @@ StatusOr<TopicId> RandomTopicId() {
   return id;
 }
 
-std::string NodeIdentity(uint32_t n_id) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "n%08x", n_id);
+std::string FormatNodeId(uint32_t n_id) {
+  char buf[9];
+  std::snprintf(buf, sizeof buf, "%08x", n_id);
   return buf;
 }
+
+std::string NodeIdentity(uint32_t n_id) { return "n" + FormatNodeId(n_id); }
 
 std::string Base32(const TopicId& id) {
   static const char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz234567";

@@ -13,8 +13,6 @@ bool Contains(const std::vector<uint32_t>& v, uint32_t x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }
 
-std::string Hex32(uint32_t v) { return NodeIdentity(v).substr(1); }
-
 }  // namespace
 
 KeyServer::KeyServer(OwnData own, Bytes kedk_public, Transport& transport,
@@ -45,7 +43,8 @@ Status KeyServer::Start() {
     KGR_RETURN_IF_ERROR(transport_.Subscribe(AcRequestTopic(prefix)));
   }
   spdlog::info("ks {}: serving; {} nodes, {} pending keys",
-               Hex32(own_.identity.n_id), nodes_.size(), gen_keys_.size());
+               FormatNodeId(own_.identity.n_id), nodes_.size(),
+               gen_keys_.size());
   return OkStatus();
 }
 
@@ -68,7 +67,7 @@ void KeyServer::Drop(const FrameHeader* h, std::string_view reason) {
   }
   if (h != nullptr) {
     spdlog::warn("ks: dropped {} from {} (request {:016x}): {}",
-                 FrameTypeName(h->type), Hex32(h->sender), h->request_id,
+                 FrameTypeName(h->type), FormatNodeId(h->sender), h->request_id,
                  reason);
   } else {
     spdlog::warn("ks: dropped message: {}", reason);
@@ -122,7 +121,8 @@ void KeyServer::CommitStaged() {
     ++stats_.keys_issued;
     spdlog::debug("ks: {} key {:016x} for {} -> {} (version {})",
                   s.key.renewal ? "renewed" : "new", s.key.request_id,
-                  Hex32(s.key.n_id1), Hex32(s.key.n_id2), s.key.version);
+                  FormatNodeId(s.key.n_id1), FormatNodeId(s.key.n_id2),
+                  s.key.version);
     Status sent = SendKeyAndNotification(s.key, s.n1, s.n2);
     if (!sent.ok())
       spdlog::warn("ks: key delivery failed: {}", sent.ToString());
@@ -203,7 +203,7 @@ void KeyServer::HandleRegistration(const Bytes& frame) {
   if (repeat) {
     if (node->topic2 != req->topic2) return Drop(&h, "TOPIC2 changed");
     spdlog::info("ks: node {} asked again for its registration: same keys",
-                 Hex32(h.sender));
+                 FormatNodeId(h.sender));
     return SendRegistrationAnswer(*node, h.request_id);
   }
 
@@ -219,12 +219,12 @@ void KeyServer::HandleRegistration(const Bytes& frame) {
   // Step 2: node_desc is durable before the keys leave the KS.
   Status st = nodes_.Put(updated);
   if (!st.ok()) {
-    spdlog::error("ks: registration of {} not stored: {}", Hex32(h.sender),
-                  st.ToString());
+    spdlog::error("ks: registration of {} not stored: {}",
+                  FormatNodeId(h.sender), st.ToString());
     return;
   }
   ++stats_.registrations;
-  spdlog::info("ks: node {} registered", Hex32(h.sender));
+  spdlog::info("ks: node {} registered", FormatNodeId(h.sender));
   SendRegistrationAnswer(updated, h.request_id);
 }
 
@@ -286,8 +286,8 @@ void KeyServer::HandleTopic1(const Bytes& frame) {
       spdlog::error("ks: rotation not completed: {}", st.ToString());
     else
       node = std::move(done);
-    spdlog::info("ks: node {} uses its new NKSK (version {})", Hex32(h.sender),
-                 node->nksk_version);
+    spdlog::info("ks: node {} uses its new NKSK (version {})",
+                 FormatNodeId(h.sender), node->nksk_version);
   }
   switch (h.type) {
     case FrameType::kNkskRotReq: {
@@ -334,8 +334,8 @@ void KeyServer::HandleRotation(const FrameHeader& h, const NodeDesc& node,
     spdlog::error("ks: NKSK rotation not stored: {}", st.ToString());
     return;
   }
-  spdlog::info("ks: node {} rotates its NKSK to version {}", Hex32(node.n_id),
-               version);
+  spdlog::info("ks: node {} rotates its NKSK to version {}",
+               FormatNodeId(node.n_id), version);
   st = SendToNode(updated, h.request_id, 0,
                   NkskRotAns{ks_key->public_key, version});
   if (!st.ok()) spdlog::warn("ks: nksk_rot_ans not sent: {}", st.ToString());
@@ -354,7 +354,7 @@ void KeyServer::SendError(const FrameHeader& h, const NodeDesc& n,
                           KsErrorCode code) {
   ++stats_.refused_requests;
   spdlog::warn("ks: refused {} from {} (request {:016x}): {}",
-               FrameTypeName(h.type), Hex32(h.sender), h.request_id,
+               FrameTypeName(h.type), FormatNodeId(h.sender), h.request_id,
                KsErrorCodeName(code));
   Status st = SendToNode(n, h.request_id, h.flags, KsError{h.type, code});
   if (!st.ok()) spdlog::warn("ks: ks_error not sent: {}", st.ToString());
@@ -470,7 +470,7 @@ void KeyServer::HandleConfAns(const FrameHeader& h, const NodeDesc& n1,
   gen_keys_.DeleteUnsynced(h.request_id);
   ++stats_.keys_confirmed;
   spdlog::debug("ks: key {:016x} for {} -> {} confirmed and forgotten",
-                h.request_id, Hex32(g->n_id1), Hex32(g->n_id2));
+                h.request_id, FormatNodeId(g->n_id1), FormatNodeId(g->n_id2));
 }
 
 Status KeyServer::FlushCounters() {
@@ -561,8 +561,8 @@ Status KeyServer::AuthorizeNode(const AcAuthorizeReq& req,
   ans->ks_topic1 = own_.identity.own_topic;
   ans->ks_n_id = own_.identity.n_id;
   ++stats_.authorizations;
-  spdlog::info("ks: authorized node {} (entry {}, {} peers)", Hex32(n_id),
-               d.entry_no, req.peers.size());
+  spdlog::info("ks: authorized node {} (entry {}, {} peers)",
+               FormatNodeId(n_id), d.entry_no, req.peers.size());
   return OkStatus();
 }
 
@@ -607,7 +607,7 @@ bool KeyServer::NotifyPairRevoked(uint32_t node, uint32_t peer,
   if (!d.ok() || d->state != NodeState::kRegistered) return false;
   Status st = SendToNode(*d, 0, 0, PairRevoked{peer, reason});
   if (!st.ok()) {
-    spdlog::warn("ks: pair_revoked to {} not sent: {}", Hex32(node),
+    spdlog::warn("ks: pair_revoked to {} not sent: {}", FormatNodeId(node),
                  st.ToString());
     return false;
   }
@@ -646,7 +646,7 @@ Status KeyServer::RevokeNode(uint32_t n_id, int* notified) {
     if (NotifyPairRevoked(p, n_id, RevokeReason::kPeerRevoked)) ++*notified;
   }
   spdlog::warn("ks: node {} revoked; {} pending keys dropped, {} peers told",
-               Hex32(n_id), pending.size(), *notified);
+               FormatNodeId(n_id), pending.size(), *notified);
   return OkStatus();
 }
 
@@ -701,7 +701,7 @@ void KeyServer::HandleAc(const Bytes& message) {
       else
         spdlog::info("ks: {} {} peers of {}",
                      req->allow ? "allowed" : "withdrew", req->peers.size(),
-                     Hex32(req->n_id));
+                     FormatNodeId(req->n_id));
       AcPeersAns{static_cast<uint8_t>(st.code())}.EncodeTo(&reply_body);
       reply_type = FrameType::kAcPeersAns;
       break;
@@ -795,7 +795,7 @@ StatusOr<OwnData> InitKeyServer(Tpm& tpm, const std::string& broker_address,
       return FailedPreconditionError("this TPM holds an N node's identity");
     }
     spdlog::info("ks: already initialized as {}",
-                 Hex32(existing->identity.n_id));
+                 FormatNodeId(existing->identity.n_id));
     return existing;
   }
   if (existing.status().code() != StatusCode::kNotFound) {
@@ -810,7 +810,7 @@ StatusOr<OwnData> InitKeyServer(Tpm& tpm, const std::string& broker_address,
   KGR_ASSIGN_OR_RETURN(d.identity.own_topic, RandomTopicId());
   KGR_ASSIGN_OR_RETURN(d.nk, SymmetricKeys::Generate());
   KGR_RETURN_IF_ERROR(SaveInitialOwnData(tpm, d));
-  spdlog::info("ks: initialized as {}", Hex32(d.identity.n_id));
+  spdlog::info("ks: initialized as {}", FormatNodeId(d.identity.n_id));
   return d;
 }
 

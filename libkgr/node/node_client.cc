@@ -7,8 +7,6 @@
 namespace kgr {
 namespace {
 
-std::string Hex32(uint32_t v) { return NodeIdentity(v).substr(1); }
-
 Status KsRefusal(const KsError& err) {
   std::string why(KsErrorCodeName(err.code));
   switch (err.code) {
@@ -48,11 +46,11 @@ std::string NodeClient::PeerTopic(uint32_t peer, const TopicId& id) const {
 void NodeClient::Log(std::string_view what, const FrameHeader* h,
                      std::string_view why) {
   if (h != nullptr) {
-    spdlog::warn("node {}: {} {} from {} (request {:016x}): {}", Hex32(n_id()),
-                 what, FrameTypeName(h->type), Hex32(h->sender), h->request_id,
-                 why);
+    spdlog::warn("node {}: {} {} from {} (request {:016x}): {}",
+                 FormatNodeId(n_id()), what, FrameTypeName(h->type),
+                 FormatNodeId(h->sender), h->request_id, why);
   } else {
-    spdlog::warn("node {}: {}: {}", Hex32(n_id()), what, why);
+    spdlog::warn("node {}: {}: {}", FormatNodeId(n_id()), what, why);
   }
 }
 
@@ -79,7 +77,7 @@ Status NodeClient::Start() {
   ses_.ForEach([&](const SesKey& k) {
     if (k.nnsk.valid() && k.topic3.has_value()) RouteTopic(k.n_id, *k.topic3);
   });
-  spdlog::info("node {}: ready ({}registered, {} peers)", Hex32(n_id()),
+  spdlog::info("node {}: ready ({}registered, {} peers)", FormatNodeId(n_id()),
                registered() ? "" : "not ", ses_.size());
   return OkStatus();
 }
@@ -127,11 +125,11 @@ Status NodeClient::Transmit(uint64_t request_id, Pending& p) {
       auto rec = ses_.Get(p.peer);
       if (!rec.ok() || !rec->nnsk.valid() || !rec->topic4.has_value()) {
         return FailedPreconditionError("no session key with peer " +
-                                       Hex32(p.peer));
+                                       FormatNodeId(p.peer));
       }
       if (PolicyFor(p.peer).limited() && Used(*rec) >= 1.0) {
         return ResourceExhaustedError(
-            "the key with peer " + Hex32(p.peer) +
+            "the key with peer " + FormatNodeId(p.peer) +
             " reached its policy limit; a renewal is needed");
       }
       FrameHeader h;
@@ -233,15 +231,15 @@ void NodeClient::RenewByPolicy() {
     due.push_back(k.n_id);
   });
   for (uint32_t peer : due) {
-    spdlog::info("node {}: renewing the key with {} (policy)", Hex32(n_id()),
-                 Hex32(peer));
+    spdlog::info("node {}: renewing the key with {} (policy)",
+                 FormatNodeId(n_id()), FormatNodeId(peer));
     RequestKey(peer, true, [this, peer](Status st) {
       if (st.ok() || st.code() == StatusCode::kAborted) return;
       // Back off before the next automatic attempt.
       pairs_[peer].next_auto_renew_ms =
           clock_.NowMonotonicMillis() + options_.max_retry_ms;
-      spdlog::warn("node {}: renewal with {} failed: {}", Hex32(n_id()),
-                   Hex32(peer), st.ToString());
+      spdlog::warn("node {}: renewal with {} failed: {}", FormatNodeId(n_id()),
+                   FormatNodeId(peer), st.ToString());
     });
   }
 }
@@ -270,9 +268,9 @@ void NodeClient::Tick() {
   }
   for (uint64_t id : expired) {
     const Pending& p = pending_.at(id);
-    std::string who = p.kind == Kind::kData ? "peer " + Hex32(p.peer)
+    std::string who = p.kind == Kind::kData ? "peer " + FormatNodeId(p.peer)
                       : p.got_key
-                          ? "peer " + Hex32(p.peer) +
+                          ? "peer " + FormatNodeId(p.peer) +
                                 " (it did not confirm the key: offline?)"
                           : std::string("the key server");
     Finish(id,
@@ -344,7 +342,7 @@ void NodeClient::RequestKey(uint32_t peer, bool renewal, DoneCallback done,
   if (!registered()) return done(FailedPreconditionError("not registered"));
   auto rec = ses_.Get(peer);
   if (!rec.ok()) {
-    return done(PermissionDeniedError("peer " + Hex32(peer) +
+    return done(PermissionDeniedError("peer " + FormatNodeId(peer) +
                                       " is not in this node's peer list"));
   }
   for (const auto& [id, p] : pending_) {
@@ -450,11 +448,11 @@ void NodeClient::HandleFromKs(const Bytes& frame) {
     }
     case FrameType::kNkskRotSig: {
       spdlog::info("node {}: the key server asks for an NKSK rotation",
-                   Hex32(n_id()));
+                   FormatNodeId(n_id()));
       return RotateNksk([this](Status st) {
         if (!st.ok() && st.code() != StatusCode::kAborted) {
-          spdlog::warn("node {}: NKSK rotation failed: {}", Hex32(n_id()),
-                       st.ToString());
+          spdlog::warn("node {}: NKSK rotation failed: {}",
+                       FormatNodeId(n_id()), st.ToString());
         }
       });
     }
@@ -485,8 +483,8 @@ void NodeClient::OnRegistered(const FrameHeader& h, const Bytes& frame) {
   Status st = tpm_.NvWrite(NvSlot::kKsKeys, encoded.span());
   if (!st.ok()) return Finish(h.request_id, st.Annotate("storing NKSK in NV"));
   own_.ks = std::move(blob);
-  spdlog::info("node {}: registered with key server {}", Hex32(n_id()),
-               Hex32(h.sender));
+  spdlog::info("node {}: registered with key server {}", FormatNodeId(n_id()),
+               FormatNodeId(h.sender));
   Finish(h.request_id, OkStatus());
 }
 
@@ -556,8 +554,9 @@ void NodeClient::OnConfReq(const FrameHeader& h, const NnskConfReq& req) {
   if (!st.ok()) return Finish(h.request_id, st.Annotate("ses_keys"));
   st = SendToKs(h.request_id, h.flags, NnskConfAns{req.n_id2});
   if (!st.ok()) Log("nnsk_conf_ans not sent", &h, st.message());
-  spdlog::info("node {}: session key v{} with {} established", Hex32(n_id()),
-               updated.key_version, Hex32(req.n_id2));
+  spdlog::info("node {}: session key v{} with {} established",
+               FormatNodeId(n_id()), updated.key_version,
+               FormatNodeId(req.n_id2));
   Finish(h.request_id, OkStatus());
 }
 
@@ -615,8 +614,8 @@ void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
   Status st = ses_.Put(updated);
   if (!st.ok()) return Log("ses_keys update failed", &h, st.message());
   RouteTopic(req.n_id1, *topic);
-  spdlog::info("node {}: session key v{} with {} received", Hex32(n_id()),
-               req.version, Hex32(req.n_id1));
+  spdlog::info("node {}: session key v{} with {} received",
+               FormatNodeId(n_id()), req.version, FormatNodeId(req.n_id1));
   st = SendToKs(h.request_id, h.flags, NnskNotAns{req.n_id1, n_id(), *topic});
   if (!st.ok()) Log("nnsk_not_ans not sent", &h, st.message());
 }
@@ -667,7 +666,8 @@ void NodeClient::OnRotAns(const FrameHeader& h, const NkskRotAns& m) {
   Status st = tpm_.NvWrite(NvSlot::kKsKeys, encoded.span());
   if (!st.ok()) return Finish(h.request_id, st.Annotate("storing NKSK in NV"));
   own_.ks = std::move(blob);
-  spdlog::info("node {}: NKSK rotated to version {}", Hex32(n_id()), m.version);
+  spdlog::info("node {}: NKSK rotated to version {}", FormatNodeId(n_id()),
+               m.version);
   Finish(h.request_id, OkStatus());
 }
 
@@ -692,7 +692,7 @@ void NodeClient::OnPairRevoked(const FrameHeader& h, const PairRevoked& m) {
   spdlog::warn(
       "node {}: pair with {} revoked by the key server ({}); its "
       "keys are wiped",
-      Hex32(n_id()), Hex32(m.peer),
+      FormatNodeId(n_id()), FormatNodeId(m.peer),
       m.reason == RevokeReason::kPeerRevoked ? "peer revoked"
                                              : "pair withdrawn");
 }
@@ -772,7 +772,7 @@ StatusOr<OwnData> InitNode(Tpm& tpm, const Credentials& c) {
     if (existing->identity.role != Role::kNode ||
         existing->identity.n_id != c.n_id) {
       return FailedPreconditionError("this TPM already holds the identity of " +
-                                     Hex32(existing->identity.n_id));
+                                     FormatNodeId(existing->identity.n_id));
     }
     return existing;
   }
@@ -790,7 +790,7 @@ StatusOr<OwnData> InitNode(Tpm& tpm, const Credentials& c) {
   KGR_ASSIGN_OR_RETURN(d.nk, SymmetricKeys::Generate());
   d.ntag = c.ntag.Clone();
   KGR_RETURN_IF_ERROR(SaveInitialOwnData(tpm, d));
-  spdlog::info("node {}: initialized", Hex32(c.n_id));
+  spdlog::info("node {}: initialized", FormatNodeId(c.n_id));
   return d;
 }
 

@@ -56,9 +56,9 @@ Status WritePeerList(FileSystem& fs, const std::string& path,
 StatusOr<std::vector<uint32_t>> ReadPeerList(FileSystem& fs,
                                              const std::string& path);
 
-// "0a1b2c3d" -> 0x0a1b2c3d; INVALID_ARGUMENT otherwise.
+// "0a1b2c3d" -> 0x0a1b2c3d; INVALID_ARGUMENT otherwise. The inverse of
+// FormatNodeId (topic.h).
 StatusOr<uint32_t> ParseNodeId(std::string_view text);
-std::string FormatNodeId(uint32_t n_id);
 
 }  // namespace kgr
 

@@ -34,7 +34,9 @@ inline constexpr char kAcIdentity[] = "ac";
 
 StatusOr<TopicId> RandomTopicId();
 
-// "n" + 8 lower-case hex digits.
+// An N_ID as 8 lower-case hex digits (logs, files, command lines).
+std::string FormatNodeId(uint32_t n_id);
+// "n" + FormatNodeId(n_id): the node's broker identity.
 std::string NodeIdentity(uint32_t n_id);
 
 // RFC 4648 base32, lower case, no padding (16 chars for a TopicId).
