@@ -308,19 +308,18 @@ void NodeClient::Register(DoneCallback done, uint64_t timeout_ms) {
     return done(
         FailedPreconditionError("no NTAG: init from credentials first"));
   }
-  Status st;
   // Fixed per NTAG: after a restart we ask again under the same id.
-  StatusOr<uint64_t> id = RegistrationRequestId(own_.ntag);
-  if (pending_.count(*id)) {
+  uint64_t id = RegistrationRequestId(own_.ntag);
+  if (pending_.count(id)) {
     return done(AbortedError("a registration is under way"));
   }
   Pending p;
   p.kind = Kind::kRegister;
   p.done = std::move(done);
   Schedule(p, timeout_ms);
-  auto [it, inserted] = pending_.emplace(*id, std::move(p));
-  st = Transmit(*id, it->second);
-  if (!st.ok()) Finish(*id, st);
+  auto [it, inserted] = pending_.emplace(id, std::move(p));
+  Status st = Transmit(id, it->second);
+  if (!st.ok()) Finish(id, st);
 }
 
 Status NodeClient::LoadPeers(const std::vector<uint32_t>& peers) {
