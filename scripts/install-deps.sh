@@ -8,7 +8,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 packages=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
-  libssl-dev openssl libpaho-mqttpp-dev libpaho-mqtt-dev
+  libssl-dev openssl libpaho-mqttpp-dev libpaho-mqtt-dev libmosquitto-dev
   libtss2-dev tpm2-tools swtpm swtpm-tools
   mosquitto mosquitto-clients nlohmann-json3-dev libspdlog-dev
   libgtest-dev libgmock-dev procps iproute2 binutils xxd python3

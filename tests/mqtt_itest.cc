@@ -97,7 +97,8 @@ bool NoDelay(int fd) {
   return getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len) == 0 && v != 0;
 }
 
-class MqttITest : public ::testing::Test {
+// Every test runs with each client library under the transport.
+class MqttITest : public ::testing::TestWithParam<MqttClient> {
  protected:
   void SetUp() override {
     dir_ = harness::MakeTempDir("mqtt");
@@ -117,9 +118,16 @@ class MqttITest : public ::testing::Test {
     if (!HasFailure()) harness::RemoveTree(dir_);
   }
 
+  // The broker's options for `cn`, with the client library under test.
+  StatusOr<MqttOptions> Options(const std::string& cn) {
+    auto opts = broker_->ClientOptions(cn);
+    if (opts.ok()) opts->client = GetParam();
+    return opts;
+  }
+
   // A connected transport for `cn` whose messages go to `inbox`.
   Transport* Connect(const std::string& cn, Inbox* inbox) {
-    auto opts = broker_->ClientOptions(cn);
+    auto opts = Options(cn);
     EXPECT_TRUE(opts.ok()) << opts.status().ToString();
     if (!opts.ok()) return nullptr;
     return ConnectWith(*opts, inbox);
@@ -141,7 +149,7 @@ class MqttITest : public ::testing::Test {
   std::vector<std::unique_ptr<Transport>> transports_;
 };
 
-TEST_F(MqttITest, ExchangeBothWaysAndRegisterTopic) {
+TEST_P(MqttITest, ExchangeBothWaysAndRegisterTopic) {
   Inbox ks_in, node_in;
   Transport* ks = Connect("ks", &ks_in);
   Transport* node = Connect("n0a1b2c3d", &node_in);
@@ -167,7 +175,7 @@ TEST_F(MqttITest, ExchangeBothWaysAndRegisterTopic) {
   }
 }
 
-TEST_F(MqttITest, PublishIsNeverRetained) {
+TEST_P(MqttITest, PublishIsNeverRetained) {
   Inbox ks_in, node_in;
   Transport* ks = Connect("ks", &ks_in);
   Transport* node = Connect("n0a1b2c3d", &node_in);
@@ -190,7 +198,7 @@ TEST_F(MqttITest, PublishIsNeverRetained) {
   EXPECT_EQ(got[0].second, "after-subscribe");
 }
 
-TEST_F(MqttITest, NoIdentityReadsAnotherIdentitysTopics) {
+TEST_P(MqttITest, NoIdentityReadsAnotherIdentitysTopics) {
   Inbox ks_in, n1_in, n2_in;
   Transport* ks = Connect("ks", &ks_in);
   Transport* n1 = Connect("n11111111", &n1_in);  // the eavesdropper
@@ -231,8 +239,8 @@ TEST_F(MqttITest, NoIdentityReadsAnotherIdentitysTopics) {
   }
 }
 
-TEST_F(MqttITest, ClientWithoutCertificateCannotConnect) {
-  auto opts = broker_->ClientOptions("n0a1b2c3d");
+TEST_P(MqttITest, ClientWithoutCertificateCannotConnect) {
+  auto opts = Options("n0a1b2c3d");
   ASSERT_TRUE(opts.ok());
   opts->cert_file.clear();
   opts->key_file.clear();
@@ -241,16 +249,17 @@ TEST_F(MqttITest, ClientWithoutCertificateCannotConnect) {
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   Status s = (*t)->Connect();
   EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  std::printf("no client certificate: %s\n", s.ToString().c_str());
   EXPECT_EQ((*t)->Publish("kgr/register", B("x")).code(),
             StatusCode::kFailedPrecondition);
 }
 
-TEST_F(MqttITest, CertificateFromAnotherCaCannotConnect) {
+TEST_P(MqttITest, CertificateFromAnotherCaCannotConnect) {
   const std::string foreign = dir_ + "/foreign";
   ASSERT_TRUE(harness::RunProvisioning("make-ca.sh", {foreign}).ok());
   ASSERT_TRUE(
       harness::RunProvisioning("issue-cert.sh", {foreign, "n0a1b2c3d"}).ok());
-  auto opts = broker_->ClientOptions("n0a1b2c3d");
+  auto opts = Options("n0a1b2c3d");
   ASSERT_TRUE(opts.ok());
   opts->connect_timeout_ms = 3000;
 
@@ -268,13 +277,14 @@ TEST_F(MqttITest, CertificateFromAnotherCaCannotConnect) {
   ASSERT_TRUE(t2.ok());
   s = (*t2)->Connect();
   EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  std::printf("untrusted broker: %s\n", s.ToString().c_str());
 }
 
-TEST_F(MqttITest, PersistentSessionQueuesWhileAway) {
+TEST_P(MqttITest, PersistentSessionQueuesWhileAway) {
   Inbox ks_in, node_in, node_in2;
   Transport* ks = Connect("ks", &ks_in);
   ASSERT_NE(ks, nullptr);
-  auto opts = broker_->ClientOptions("n0a1b2c3d");
+  auto opts = Options("n0a1b2c3d");
   ASSERT_TRUE(opts.ok());
   {
     auto node = NewMqttTransport(*opts);
@@ -294,7 +304,7 @@ TEST_F(MqttITest, PersistentSessionQueuesWhileAway) {
   EXPECT_TRUE(node_in2.WaitFor("while-away"));
 }
 
-TEST_F(MqttITest, ReconnectAndResubscribeAfterBrokerRestart) {
+TEST_P(MqttITest, ReconnectAndResubscribeAfterBrokerRestart) {
   Inbox ks_in, node_in;
   Transport* ks = Connect("ks", &ks_in);
   Transport* node = Connect("n0a1b2c3d", &node_in);
@@ -334,7 +344,7 @@ TEST_F(MqttITest, ReconnectAndResubscribeAfterBrokerRestart) {
   for (int fd : fds) EXPECT_TRUE(NoDelay(fd)) << "fd " << fd;
 }
 
-TEST_F(MqttITest, TcpNoDelayIsSetOnClientSockets) {
+TEST_P(MqttITest, TcpNoDelayIsSetOnClientSockets) {
   Inbox a_in, b_in;
   Transport* a = Connect("ks", &a_in);
   Transport* b = Connect("n0a1b2c3d", &b_in);
@@ -361,6 +371,13 @@ TEST_F(MqttITest, TcpNoDelayIsSetOnClientSockets) {
   std::printf("20 ping-pongs over TLS MQTT: %.2f ms (%.3f ms per exchange)\n",
               ms, ms / 20);
 }
+
+INSTANTIATE_TEST_SUITE_P(Clients, MqttITest,
+                         ::testing::Values(MqttClient::kPaho,
+                                           MqttClient::kMosquitto),
+                         [](const auto& info) {
+                           return std::string(MqttClientName(info.param));
+                         });
 
 }  // namespace
 }  // namespace kgr

@@ -35,6 +35,66 @@ EVP_KDF* HkdfAlg() {
   static EVP_KDF* k = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
   return k;
 }
+const EVP_MD* Sha256Md() {
+  static EVP_MD* m = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return m;
+}
+
+// Per-thread contexts, reused so that an operation costs no allocation and
+// no provider lookup (setting the digest by name fetches it again on every
+// EVP_MAC_init). After every use the context is re-keyed with an all-zero
+// key, so no key, key schedule or HMAC pad state outlives the call; freed
+// (and cleansed by OpenSSL) when the thread ends.
+constexpr uint8_t kZeroKey[kKeySize] = {};
+constexpr uint8_t kZeroIv[kIvSize] = {};
+
+EVP_MAC_CTX* ThreadHmacCtx() {
+  thread_local std::unique_ptr<EVP_MAC_CTX, MacCtxFree> ctx = [] {
+    std::unique_ptr<EVP_MAC_CTX, MacCtxFree> c(
+        HmacAlg() ? EVP_MAC_CTX_new(HmacAlg()) : nullptr);
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+        OSSL_PARAM_construct_end()};
+    if (c && EVP_MAC_CTX_set_params(c.get(), params) != 1) c.reset();
+    return c;
+  }();
+  return ctx.get();
+}
+
+// Set up for AES-256-CTR once (with the zero key); operations only re-key.
+EVP_CIPHER_CTX* ThreadCipherCtx() {
+  thread_local std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree> ctx = [] {
+    std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree> c(EVP_CIPHER_CTX_new());
+    if (c && (Aes256Ctr() == nullptr ||
+              EVP_EncryptInit_ex2(c.get(), Aes256Ctr(), kZeroKey, kZeroIv,
+                                  nullptr) != 1)) {
+      c.reset();
+    }
+    return c;
+  }();
+  return ctx.get();
+}
+
+// Scrubs a thread context on every return path of the operation.
+class ScrubHmac {
+ public:
+  explicit ScrubHmac(EVP_MAC_CTX* ctx) : ctx_(ctx) {}
+  ~ScrubHmac() { EVP_MAC_init(ctx_, kZeroKey, sizeof kZeroKey, nullptr); }
+
+ private:
+  EVP_MAC_CTX* ctx_;
+};
+class ScrubCipher {
+ public:
+  explicit ScrubCipher(EVP_CIPHER_CTX* ctx) : ctx_(ctx) {}
+  ~ScrubCipher() {
+    EVP_EncryptInit_ex2(ctx_, nullptr, kZeroKey, kZeroIv, nullptr);
+  }
+
+ private:
+  EVP_CIPHER_CTX* ctx_;
+};
 
 }  // namespace
 
@@ -99,12 +159,12 @@ Status AesCtr(const SecretBytes& key, const Iv& iv, std::span<const uint8_t> in,
   if (key.size() != kKeySize) return InvalidArgumentError("AES key size");
   if (out.size() != in.size()) return InvalidArgumentError("AES output size");
   if (in.empty()) return OkStatus();
-  std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree> ctx(EVP_CIPHER_CTX_new());
+  EVP_CIPHER_CTX* ctx = ThreadCipherCtx();
+  if (ctx == nullptr) return InternalError("AES-256-CTR unavailable");
+  ScrubCipher scrub(ctx);
   int len = 0;
-  if (!ctx || Aes256Ctr() == nullptr ||
-      EVP_EncryptInit_ex2(ctx.get(), Aes256Ctr(), key.data(), iv.data(),
-                          nullptr) != 1 ||
-      EVP_EncryptUpdate(ctx.get(), out.data(), &len, in.data(),
+  if (EVP_EncryptInit_ex2(ctx, nullptr, key.data(), iv.data(), nullptr) != 1 ||
+      EVP_EncryptUpdate(ctx, out.data(), &len, in.data(),
                         static_cast<int>(in.size())) != 1 ||
       static_cast<size_t>(len) != in.size()) {
     return InternalError("AES-256-CTR failed");
@@ -116,23 +176,20 @@ StatusOr<Tag> HmacSha256(
     const SecretBytes& key,
     std::initializer_list<std::span<const uint8_t>> parts) {
   if (key.size() != kKeySize) return InvalidArgumentError("HMAC key size");
-  std::unique_ptr<EVP_MAC_CTX, MacCtxFree> ctx(
-      HmacAlg() ? EVP_MAC_CTX_new(HmacAlg()) : nullptr);
-  char digest[] = "SHA256";
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-      OSSL_PARAM_construct_end()};
-  if (!ctx || EVP_MAC_init(ctx.get(), key.data(), key.size(), params) != 1) {
+  EVP_MAC_CTX* ctx = ThreadHmacCtx();
+  if (ctx == nullptr) return InternalError("HMAC unavailable");
+  ScrubHmac scrub(ctx);
+  if (EVP_MAC_init(ctx, key.data(), key.size(), nullptr) != 1) {
     return InternalError("HMAC init failed");
   }
   for (auto p : parts) {
-    if (!p.empty() && EVP_MAC_update(ctx.get(), p.data(), p.size()) != 1) {
+    if (!p.empty() && EVP_MAC_update(ctx, p.data(), p.size()) != 1) {
       return InternalError("HMAC update failed");
     }
   }
   Tag tag;
   size_t n = 0;
-  if (EVP_MAC_final(ctx.get(), tag.data(), &n, tag.size()) != 1 ||
+  if (EVP_MAC_final(ctx, tag.data(), &n, tag.size()) != 1 ||
       n != tag.size()) {
     return InternalError("HMAC final failed");
   }
@@ -154,7 +211,8 @@ Digest Sha256(std::initializer_list<std::span<const uint8_t>> parts) {
   Digest d{};
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   unsigned int n = 0;
-  bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) == 1;
+  bool ok = ctx && Sha256Md() != nullptr &&
+            EVP_DigestInit_ex2(ctx, Sha256Md(), nullptr) == 1;
   for (auto p : parts) {
     ok = ok && EVP_DigestUpdate(ctx, p.data(), p.size()) == 1;
   }

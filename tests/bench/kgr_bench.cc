@@ -75,6 +75,8 @@ usage: kgr-bench [flags]
   --warmup C            unmeasured establishments first                [200]
   --renew               renewals (every pair gets a key during warm-up)
   --qos Q               MQTT QoS of every client (0, 1, 2)             [1]
+  --mqtt-client C       client library of every transport: paho or
+                        mosquitto (libmosquitto)                       [paho]
   --tls on|off          TLS listener (default) or a plain one          [on]
   --broker HOST:PORT    use this broker instead of starting one; needs
   --pki DIR             its KED CA dir (ca.crt, ca.key: provisioning/make-ca.sh)
@@ -101,6 +103,7 @@ struct Args {
   uint64_t warmup = 200;
   bool renew = false;
   int qos = 1;
+  MqttClient client = MqttClient::kPaho;
   bool tls = true;
   std::string broker, pki;
   std::string tcti = "none";
@@ -166,7 +169,11 @@ bool ParseArgs(int argc, char** argv, Args* a, std::string* error) {
       ok = num(v, &a->warmup);
     else if (f == "--qos")
       ok = num(v, &a->qos) && a->qos <= 2;
-    else if (f == "--tls") {
+    else if (f == "--mqtt-client") {
+      auto c = ParseMqttClient(v);
+      ok = c.ok();
+      if (ok) a->client = *c;
+    } else if (f == "--tls") {
       ok = v == "on" || v == "off";
       a->tls = v == "on";
     } else if (f == "--broker")
@@ -645,6 +652,7 @@ StatusOr<MqttOptions> Bench::ClientOptions(const std::string& cn,
     }
   }
   o.qos = a_.qos;
+  o.client = a_.client;
   o.max_buffered_messages = 100000;
   return o;
 }
@@ -1189,6 +1197,7 @@ StatusOr<Json> Bench::Run() {
                       {"warmup", a_.warmup},
                       {"renew", a_.renew},
                       {"qos", a_.qos},
+                      {"mqtt_client", MqttClientName(a_.client)},
                       {"tls", a_.tls},
                       {"ks_tpm", a_.swtpm ? "swtpm" : a_.tcti},
                       {"ks_dir_fs", FsType(ks_dir_)},

@@ -1,5 +1,6 @@
-// MQTT implementation of Transport (Paho C++ async client underneath; no
-// Paho type appears here). See docs/broker.md for the broker side.
+// MQTT implementation of Transport, over one of two client libraries (no
+// library type appears here). See docs/broker.md for the broker side and
+// docs/performance.md for how the two compare.
 //
 // Session: MQTT 3.1.1, persistent session (clean_session=false) under
 // `client_id`, so QoS 1 messages published to us during a short disconnect
@@ -10,13 +11,27 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "kgr/status.h"
 #include "kgr/transport.h"
 
 namespace kgr {
 
+// The client library under the transport. Both speak MQTT 3.1.1 with the
+// same contract. kPaho: Eclipse Paho C++ async client (one receive and one
+// send thread per process, shared by all its clients). kMosquitto:
+// libmosquitto, driven by one network thread per transport that does all
+// socket and TLS work (fewer thread hand-offs per message; socket
+// descriptors must stay below FD_SETSIZE, 1024).
+enum class MqttClient { kPaho, kMosquitto };
+
+// "paho" or "mosquitto"; INVALID_ARGUMENT otherwise.
+StatusOr<MqttClient> ParseMqttClient(std::string_view name);
+std::string_view MqttClientName(MqttClient client);
+
 struct MqttOptions {
+  MqttClient client = MqttClient::kPaho;
   std::string host = "127.0.0.1";
   int port = 8883;
   // TLS needs ca_file (PEM, the KED CA). cert_file and key_file (PEM) are
@@ -31,7 +46,7 @@ struct MqttOptions {
   int connect_timeout_ms = 5000;
   // QoS of Publish and Subscribe: 0, 1 or 2. Transport's contract is 1.
   int qos = 1;
-  // Automatic reconnect back-off bounds, in seconds (Paho's granularity).
+  // Automatic reconnect back-off bounds, in seconds.
   int reconnect_min_s = 1;
   int reconnect_max_s = 4;
   // Publish() while the connection is down queues up to this many messages
@@ -49,7 +64,8 @@ struct MqttOptions {
 // subscription (SUBACK 0x80) or the CONNECT; FAILED_PRECONDITION when not
 // connected yet; INVALID_ARGUMENT for a bad topic; RESOURCE_EXHAUSTED when
 // the offline/in-flight queue is full; INTERNAL for anything else Paho
-// reports. All methods are thread-safe; the handler runs on Paho's thread.
+// reports. All methods are thread-safe; the handler runs on the client
+// library's network thread.
 StatusOr<std::unique_ptr<Transport>> NewMqttTransport(
     const MqttOptions& options);
 
