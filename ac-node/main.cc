@@ -41,6 +41,7 @@ commands:
 flags (each overrides the JSON config file's key in brackets):
   --config FILE        JSON config file
   --broker HOST:PORT   [broker] MQTT broker (also written into credentials)
+  --mqtt-client C      [mqtt_client] MQTT client library: mosquitto or paho
   --ca FILE            [tls.ca_file] KED CA certificate (PEM)
   --cert FILE          [tls.cert_file] AC certificate (PEM, CN=ac, OU=kgr-ac)
   --key FILE           [tls.key_file] AC private key (PEM)
@@ -64,6 +65,7 @@ unavailable or timeout, 4 refused by the KS.
 
 struct Settings {
   std::string broker, ca, cert, key, ks_cert, ca_key, prefix, log_level;
+  MqttClient mqtt_client = MqttClient::kMosquitto;
   std::string issued_dir, crl;
   int cert_days = 365;
   int timeout_ms = 10000;
@@ -101,6 +103,7 @@ class Session {
     mo.ca_file = s.ca;
     mo.cert_file = s.cert;
     mo.key_file = s.key;
+    mo.client = s.mqtt_client;
     KGR_ASSIGN_OR_RETURN(x->transport_, NewMqttTransport(mo));
     x->client_ = std::make_unique<AcClient>(
         *x->transport_, *x->cms_, std::move(ks_der), *SystemClock(), s.prefix);
@@ -295,7 +298,7 @@ int Main(int argc, char** argv) {
       ParseFlags(argc, argv,
                  {"config", "broker", "ca", "cert", "key", "ks-cert", "ca-key",
                   "cert-days", "topic-prefix", "timeout-ms", "log-level", "out",
-                  "peers", "issued-dir", "crl", "node"},
+                  "peers", "issued-dir", "crl", "node", "mqtt-client"},
                  {"help", "json", "withdraw"});
   if (!flags.ok() || flags->Has("help") || flags->command.empty()) {
     if (!flags.ok())
@@ -314,6 +317,14 @@ int Main(int argc, char** argv) {
   Settings s;
   s.broker = Setting(f, *config, "broker", "broker", "127.0.0.1:8883");
   s.ca = Setting(f, *config, "ca", "tls.ca_file", "");
+  auto mqtt_client = ParseMqttClient(
+      Setting(f, *config, "mqtt-client", "mqtt_client", "mosquitto"));
+  if (!mqtt_client.ok()) {
+    std::fprintf(stderr, "kgr-ac: %s\n",
+                 mqtt_client.status().ToString().c_str());
+    return kExitUsage;
+  }
+  s.mqtt_client = *mqtt_client;
   s.cert = Setting(f, *config, "cert", "tls.cert_file", "");
   s.key = Setting(f, *config, "key", "tls.key_file", "");
   s.ks_cert = Setting(f, *config, "ks-cert", "ks_cert_file", "");

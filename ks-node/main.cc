@@ -38,6 +38,7 @@ flags (each overrides the JSON config file's key in brackets):
                        or "none" for the software store (no TPM: testing
                        only). Default: $KGR_TCTI, else device:/dev/tpmrm0
   --broker HOST:PORT   [broker] MQTT broker address (BA)
+  --mqtt-client C      [mqtt_client] MQTT client library: mosquitto or paho
   --ca FILE            [tls.ca_file] KED CA certificate (PEM)
   --cert FILE          [tls.cert_file] KS certificate (PEM, CN=ks, OU=kgr-ks)
   --key FILE           [tls.key_file] KS private key (PEM)
@@ -55,6 +56,7 @@ unavailable or timeout, 4 refused.
 
 struct Settings {
   std::string state_dir, tcti, broker, ca, cert, key, prefix, log_level;
+  MqttClient mqtt_client = MqttClient::kMosquitto;
   uint64_t gen_key_ttl_ms = 60'000;
   bool pcr_policy = false;
 };
@@ -73,6 +75,9 @@ StatusOr<Settings> LoadSettings(const Flags& f) {
   s.key = Setting(f, c, "key", "tls.key_file", "");
   s.prefix = Setting(f, c, "topic-prefix", "topic_prefix", kDefaultTopicPrefix);
   s.log_level = Setting(f, c, "log-level", "log_level", "info");
+  KGR_ASSIGN_OR_RETURN(
+      s.mqtt_client,
+      ParseMqttClient(Setting(f, c, "mqtt-client", "mqtt_client", "mosquitto")));
   s.pcr_policy =
       f.Has("pcr-policy") || Setting(f, c, "", "pcr_policy", "false") == "true";
   try {
@@ -262,6 +267,7 @@ Status CmdRun(const Settings& s) {
   mo.cert_file = s.cert;
   mo.key_file = s.key;
   mo.client_id = "ks";
+  mo.client = s.mqtt_client;
   KGR_ASSIGN_OR_RETURN(auto transport, NewMqttTransport(mo));
   KeyServerOptions ko;
   ko.gen_key_ttl_ms = s.gen_key_ttl_ms;
@@ -339,7 +345,8 @@ int Main(int argc, char** argv) {
   auto flags =
       ParseFlags(argc, argv,
                  {"config", "state-dir", "tcti", "broker", "ca", "cert", "key",
-                  "topic-prefix", "gen-key-ttl-ms", "log-level", "node"},
+                  "topic-prefix", "gen-key-ttl-ms", "log-level", "node",
+                  "mqtt-client"},
                  {"help", "json", "pcr-policy"});
   if (!flags.ok() || flags->Has("help") || flags->command.empty()) {
     if (!flags.ok())

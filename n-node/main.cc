@@ -48,6 +48,7 @@ flags (each overrides the JSON config file's key in brackets):
                        (no TPM: testing only). Default: $KGR_TCTI, else
                        device:/dev/tpmrm0
   --broker HOST:PORT   [broker] overrides the BA from the credentials
+  --mqtt-client C      [mqtt_client] MQTT client library: mosquitto or paho
   --timeout-ms N       [timeout_ms] deadline of one request (default 10000)
   --key-max-age-s N    [policy.max_age_s] lifetime policy of pair keys: the
   --key-max-frames N   [policy.max_frames] daemon renews a pair's key by
@@ -69,6 +70,7 @@ registered, NTAG used).
 
 struct Settings {
   std::string state_dir, tcti, broker, log_level;
+  MqttClient mqtt_client = MqttClient::kMosquitto;
   uint64_t timeout_ms = 10'000;
   KeyPolicy policy;
   std::map<uint32_t, KeyPolicy> pair_policy;
@@ -112,6 +114,7 @@ class NodeService {
     mo.cert_file = TlsPath(s, "cert.pem");
     mo.key_file = TlsPath(s, "key.pem");
     mo.client_id = NodeIdentity(own->identity.n_id);
+    mo.client = s.mqtt_client;
     KGR_ASSIGN_OR_RETURN(x->transport_, NewMqttTransport(mo));
     NodeClientOptions no;
     no.request_timeout_ms = s.timeout_ms;
@@ -411,7 +414,8 @@ int Main(int argc, char** argv) {
       ParseFlags(argc, argv,
                  {"config", "state-dir", "tcti", "broker", "timeout-ms",
                   "log-level", "credentials", "file", "key-max-age-s",
-                  "key-max-frames", "key-max-bytes", "peer", "data"},
+                  "key-max-frames", "key-max-bytes", "peer", "data",
+                  "mqtt-client"},
                  {"help", "json", "pcr-policy"});
   if (!flags.ok() || flags->Has("help") || flags->command.empty()) {
     if (!flags.ok())
@@ -432,6 +436,14 @@ int Main(int argc, char** argv) {
   s.tcti = ResolveTcti(Setting(f, *config, "tcti", "tcti", ""));
   s.broker = Setting(f, *config, "broker", "broker", "");
   s.log_level = Setting(f, *config, "log-level", "log_level", "info");
+  auto mqtt_client = ParseMqttClient(
+      Setting(f, *config, "mqtt-client", "mqtt_client", "mosquitto"));
+  if (!mqtt_client.ok()) {
+    std::fprintf(stderr, "kgr-node: %s\n",
+                 mqtt_client.status().ToString().c_str());
+    return kExitUsage;
+  }
+  s.mqtt_client = *mqtt_client;
   s.pcr_policy = f.Has("pcr-policy") ||
                  Setting(f, *config, "", "pcr_policy", "false") == "true";
   try {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -342,6 +343,37 @@ TEST_P(MqttITest, ReconnectAndResubscribeAfterBrokerRestart) {
   auto fds = SocketsTo(broker_->port());
   EXPECT_EQ(fds.size(), 2u);
   for (int fd : fds) EXPECT_TRUE(NoDelay(fd)) << "fd " << fd;
+}
+
+// The broker is away for longer than the first retry: the transports keep
+// retrying (with back-off) and come back, twice in a row.
+TEST_P(MqttITest, ReconnectAfterOutagesLongerThanTheFirstRetry) {
+  Inbox ks_in, node_in;
+  Transport* ks = Connect("ks", &ks_in);
+  Transport* node = Connect("n0a1b2c3d", &node_in);
+  ASSERT_NE(ks, nullptr);
+  ASSERT_NE(node, nullptr);
+  ASSERT_TRUE(node->Subscribe("kgr/n0a1b2c3d/in").ok());
+  for (int round = 0; round < 2; ++round) {
+    SCOPED_TRACE(round);
+    broker_->Stop();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    // Publishing while the broker is down is accepted (queued).
+    ASSERT_TRUE(ks->Publish("kgr/n0a1b2c3d/in", B("queued")).ok());
+    Status s = broker_->Start();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    // The fresh broker has no sessions: probe until the node's
+    // resubscription is in place and the KS's connection carries messages.
+    bool arrived = false;
+    const auto deadline = Clock::now() + std::chrono::seconds(15);
+    for (int i = 0; !arrived && Clock::now() < deadline; ++i) {
+      const std::string text = "r" + std::to_string(round) + "-" +
+                               std::to_string(i);
+      ASSERT_TRUE(ks->Publish("kgr/n0a1b2c3d/in", B(text)).ok());
+      arrived = node_in.WaitFor(text, std::chrono::milliseconds(300));
+    }
+    EXPECT_TRUE(arrived);
+  }
 }
 
 TEST_P(MqttITest, TcpNoDelayIsSetOnClientSockets) {

@@ -168,6 +168,52 @@ Status KeyServer::SendToNode(const NodeDesc& node, uint64_t request_id,
                             frame);
 }
 
+// ---- node_desc cache ----
+
+StatusOr<NodeDesc> KeyServer::GetNode(uint32_t n_id) {
+  auto it = node_cache_.find(n_id);
+  if (it != node_cache_.end()) return it->second.Clone();
+  KGR_ASSIGN_OR_RETURN(NodeDesc d, nodes_.Get(n_id));
+  CacheNode(d);
+  return d;
+}
+
+void KeyServer::CacheNode(const NodeDesc& d) {
+  if (options_.node_cache_entries == 0) return;
+  auto it = node_cache_.find(d.n_id);
+  if (it != node_cache_.end()) {
+    it->second = d.Clone();
+    return;
+  }
+  // Full: evict an arbitrary entry (its secrets are wiped on destruction).
+  if (node_cache_.size() >= options_.node_cache_entries) {
+    node_cache_.erase(node_cache_.begin());
+  }
+  node_cache_.emplace(d.n_id, d.Clone());
+}
+
+Status KeyServer::PutNode(const NodeDesc& d) {
+  Status st = nodes_.Put(d);
+  if (st.ok()) {
+    CacheNode(d);
+  } else {
+    node_cache_.erase(d.n_id);  // the store decides what is true
+  }
+  return st;
+}
+
+Status KeyServer::PutNodes(const std::vector<NodeDesc>& batch) {
+  Status st = nodes_.PutAll(batch);
+  for (const NodeDesc& d : batch) {
+    if (st.ok()) {
+      CacheNode(d);
+    } else {
+      node_cache_.erase(d.n_id);
+    }
+  }
+  return st;
+}
+
 // ---- registration (4.5) ----
 
 void KeyServer::HandleRegistration(const Bytes& frame) {
@@ -176,7 +222,7 @@ void KeyServer::HandleRegistration(const Bytes& frame) {
   const FrameHeader& h = *peek;
   if (h.type != FrameType::kNkskKeyReq) return Drop(&h, "not nksk_key_req");
   if (!Admit(h)) return;
-  auto node = nodes_.Get(h.sender);
+  auto node = GetNode(h.sender);
   if (!node.ok()) return Drop(&h, "unknown N_ID");
   if (node->state == NodeState::kRevoked) return Drop(&h, "node revoked");
   // A retransmission of the registration that succeeded (the node may have
@@ -217,7 +263,7 @@ void KeyServer::HandleRegistration(const Bytes& frame) {
   updated.last_counter = window.highest();
   updated.registered_unix_ms = clock_.NowUnixMillis();
   // Step 2: node_desc is durable before the keys leave the KS.
-  Status st = nodes_.Put(updated);
+  Status st = PutNode(updated);
   if (!st.ok()) {
     spdlog::error("ks: registration of {} not stored: {}",
                   FormatNodeId(h.sender), st.ToString());
@@ -258,7 +304,7 @@ void KeyServer::HandleTopic1(const Bytes& frame) {
     return Drop(&h, "unexpected type on TOPIC1");
   }
   if (!Admit(h)) return;
-  auto node = nodes_.Get(h.sender);
+  auto node = GetNode(h.sender);
   if (!node.ok()) return Drop(&h, "unknown N_ID");
   if (node->state != NodeState::kRegistered) {
     return Drop(&h, "node not registered");
@@ -281,7 +327,7 @@ void KeyServer::HandleTopic1(const Bytes& frame) {
     // The node used the new NKSK: the rotation is complete.
     NodeDesc done = node->Clone();
     done.prev_nksk = SymmetricKeys{};
-    Status st = nodes_.Put(done);
+    Status st = PutNode(done);
     if (!st.ok())
       spdlog::error("ks: rotation not completed: {}", st.ToString());
     else
@@ -329,7 +375,7 @@ void KeyServer::HandleRotation(const FrameHeader& h, const NodeDesc& node,
   updated.prev_nksk = under_prev ? node.prev_nksk.Clone() : node.nksk.Clone();
   updated.nksk = std::move(*keys);
   updated.nksk_version = version;
-  Status st = nodes_.Put(updated);  // durable before the answer
+  Status st = PutNode(updated);  // durable before the answer
   if (!st.ok()) {
     spdlog::error("ks: NKSK rotation not stored: {}", st.ToString());
     return;
@@ -342,7 +388,7 @@ void KeyServer::HandleRotation(const FrameHeader& h, const NodeDesc& node,
 }
 
 Status KeyServer::RequestRotation(uint32_t n_id) {
-  auto node = nodes_.Get(n_id);
+  auto node = GetNode(n_id);
   if (!node.ok()) return NotFoundError("unknown node");
   if (node->state != NodeState::kRegistered) {
     return FailedPreconditionError("node not registered");
@@ -378,7 +424,7 @@ void KeyServer::HandleKeyReq(const FrameHeader& h, const NodeDesc& n1,
   auto existing = gen_keys_.Get(h.request_id);
   if (existing.ok()) {
     if (existing->n_id1 != n1.n_id) return Drop(&h, "request id in use");
-    auto n2 = nodes_.Get(existing->n_id2);
+    auto n2 = GetNode(existing->n_id2);
     if (!n2.ok()) return;
     if (existing->step == 2) {
       Status st = SendKeyAndNotification(*existing, n1, *n2);
@@ -396,7 +442,7 @@ void KeyServer::HandleKeyReq(const FrameHeader& h, const NodeDesc& n1,
   if (req.n_id2 == n1.n_id || !Contains(n1.allowed_peers, req.n_id2)) {
     return SendError(h, n1, KsErrorCode::kPairNotAllowed);
   }
-  auto n2 = nodes_.Get(req.n_id2);
+  auto n2 = GetNode(req.n_id2);
   if (!n2.ok() || n2->state != NodeState::kRegistered) {
     return SendError(h, n1, KsErrorCode::kPeerUnknown);
   }
@@ -438,7 +484,7 @@ void KeyServer::HandleNotAns(const FrameHeader& h, const NodeDesc& n2,
   if (g->n_id2 != n2.n_id || ans.n_id2 != n2.n_id || ans.n_id1 != g->n_id1) {
     return Drop(&h, "nnsk_not_ans does not match the pending key");
   }
-  auto n1 = nodes_.Get(g->n_id1);
+  auto n1 = GetNode(g->n_id1);
   if (!n1.ok()) return Drop(&h, "requester vanished");
   if (g->step == 2) {
     GenKey updated = g->Clone();
@@ -481,7 +527,7 @@ Status KeyServer::FlushCounters() {
       dirty_counters_.end());
   std::vector<NodeDesc> batch;
   for (uint32_t id : dirty_counters_) {
-    auto d = nodes_.Get(id);
+    auto d = GetNode(id);
     auto w = windows_.find(id);
     if (!d.ok() || w == windows_.end() ||
         d->last_counter >= w->second.highest()) {
@@ -491,7 +537,7 @@ Status KeyServer::FlushCounters() {
     updated.last_counter = w->second.highest();
     batch.push_back(std::move(updated));
   }
-  Status st = batch.empty() ? OkStatus() : nodes_.PutAll(batch);
+  Status st = batch.empty() ? OkStatus() : PutNodes(batch);
   if (st.ok()) dirty_counters_.clear();
   return st;
 }
@@ -526,7 +572,7 @@ Status KeyServer::AuthorizeNode(const AcAuthorizeReq& req,
   for (int attempt = 0; attempt < 16 && n_id == 0; ++attempt) {
     KGR_ASSIGN_OR_RETURN(uint32_t candidate, RandomU32());
     if (candidate != 0 && candidate != own_.identity.n_id &&
-        !nodes_.Get(candidate).ok()) {
+        !GetNode(candidate).ok()) {
       n_id = candidate;
     }
   }
@@ -544,7 +590,7 @@ Status KeyServer::AuthorizeNode(const AcAuthorizeReq& req,
   d.ntag = ComputeNtag(n_id, kedk_public_, d.entry_no, salt.span());
   std::vector<NodeDesc> batch;
   for (uint32_t p : req.peers) {
-    auto peer = nodes_.Get(p);
+    auto peer = GetNode(p);
     if (!peer.ok()) continue;  // allowed in advance; checked at key time
     NodeDesc updated = peer->Clone();
     if (!Contains(updated.allowed_peers, n_id)) {
@@ -553,7 +599,7 @@ Status KeyServer::AuthorizeNode(const AcAuthorizeReq& req,
     batch.push_back(std::move(updated));
   }
   batch.push_back(d.Clone());
-  KGR_RETURN_IF_ERROR(nodes_.PutAll(batch));
+  KGR_RETURN_IF_ERROR(PutNodes(batch));
   ans->status = 0;
   ans->n_id = n_id;
   ans->entry_no = d.entry_no;
@@ -567,13 +613,13 @@ Status KeyServer::AuthorizeNode(const AcAuthorizeReq& req,
 }
 
 Status KeyServer::SetPeers(const AcPeersReq& req) {
-  auto node = nodes_.Get(req.n_id);
+  auto node = GetNode(req.n_id);
   if (!node.ok()) return NotFoundError("unknown node");
   std::map<uint32_t, NodeDesc> changed;
   changed.emplace(req.n_id, node->Clone());
   for (uint32_t p : req.peers) {
     if (p == req.n_id) return InvalidArgumentError("node paired with itself");
-    auto peer = nodes_.Get(p);
+    auto peer = GetNode(p);
     if (peer.ok()) changed.emplace(p, peer->Clone());
   }
   auto link = [&](NodeDesc& a, uint32_t b) {
@@ -591,7 +637,7 @@ Status KeyServer::SetPeers(const AcPeersReq& req) {
   }
   std::vector<NodeDesc> batch;
   for (auto& [id, d] : changed) batch.push_back(std::move(d));
-  KGR_RETURN_IF_ERROR(nodes_.PutAll(batch));
+  KGR_RETURN_IF_ERROR(PutNodes(batch));
   if (!req.allow) {
     for (uint32_t p : req.peers) {
       NotifyPairRevoked(req.n_id, p, RevokeReason::kPairWithdrawn);
@@ -603,7 +649,7 @@ Status KeyServer::SetPeers(const AcPeersReq& req) {
 
 bool KeyServer::NotifyPairRevoked(uint32_t node, uint32_t peer,
                                   RevokeReason reason) {
-  auto d = nodes_.Get(node);
+  auto d = GetNode(node);
   if (!d.ok() || d->state != NodeState::kRegistered) return false;
   Status st = SendToNode(*d, 0, 0, PairRevoked{peer, reason});
   if (!st.ok()) {
@@ -616,13 +662,13 @@ bool KeyServer::NotifyPairRevoked(uint32_t node, uint32_t peer,
 
 Status KeyServer::RevokeNode(uint32_t n_id, int* notified) {
   *notified = 0;
-  auto node = nodes_.Get(n_id);
+  auto node = GetNode(n_id);
   if (!node.ok()) return NotFoundError("unknown node");
   if (node->state == NodeState::kRevoked) return OkStatus();
   // Its peers first lose it from their allowed lists...
   std::vector<NodeDesc> batch;
   for (uint32_t p : node->allowed_peers) {
-    auto peer = nodes_.Get(p);
+    auto peer = GetNode(p);
     if (!peer.ok()) continue;
     NodeDesc updated = peer->Clone();
     auto& v = updated.allowed_peers;
@@ -635,7 +681,7 @@ Status KeyServer::RevokeNode(uint32_t n_id, int* notified) {
   revoked.nksk = SymmetricKeys{};
   revoked.allowed_peers.clear();
   batch.push_back(std::move(revoked));
-  KGR_RETURN_IF_ERROR(nodes_.PutAll(batch));
+  KGR_RETURN_IF_ERROR(PutNodes(batch));
   std::vector<uint64_t> pending;
   gen_keys_.ForEach([&](const GenKey& g) {
     if (g.n_id1 == n_id || g.n_id2 == n_id) pending.push_back(g.request_id);

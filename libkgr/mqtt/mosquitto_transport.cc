@@ -13,7 +13,10 @@
 // connect result. The library's callbacks take `mu_`; we never hold `mu_`
 // while waiting for the network thread, except on `cv_` (which releases it).
 #include <mosquitto.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -45,6 +48,18 @@ using Clock = std::chrono::steady_clock;
 constexpr int kLoopTimeoutMs = 1000;
 constexpr int kSubackRefused = 0x80;  // MQTT 3.1.1 SUBACK "Failure"
 constexpr auto kDisconnectFlush = std::chrono::milliseconds(1000);
+
+// Whether the TCP connection under `fd` is closed (a refused or reset
+// connect). libmosquitto 2.0.11 takes a failed connect under a TLS
+// handshake for "try again" (SSL_ERROR_SYSCALL) and would poll the dead
+// socket until the keepalive expires; the transport checks for it itself.
+bool TcpClosed(int fd) {
+  if (fd < 0) return false;
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return false;
+  return info.tcpi_state == TCP_CLOSE;
+}
 
 void LibInitOnce() {
   static std::once_flag once;
@@ -122,6 +137,10 @@ class MosquittoTransport final : public Transport {
   bool resubscribe_ = false;
   int buffered_ = 0;  // publishes queued while reconnecting
   std::chrono::seconds reconnect_delay_{1};
+  // Network thread only (set by Connect() before it starts): whether the
+  // session is up, and when the current connection attempt gives up.
+  bool up_ = false;
+  Clock::time_point attempt_deadline_;
   std::set<std::string> topics_;
   std::map<int, Ack> acks_;  // SUBACK/UNSUBACK waiters by message id
   std::thread thread_;
@@ -220,6 +239,8 @@ Status MosquittoTransport::Connect() {
     last_log_.clear();
   }
   LogWhileConnecting(true);
+  up_ = false;
+  attempt_deadline_ = deadline;
   errno = 0;
   int rc = mosquitto_connect_async(mosq_, options_.host.c_str(), options_.port,
                                    options_.keepalive_s);
@@ -258,6 +279,14 @@ Status MosquittoTransport::Connect() {
 void MosquittoTransport::Run() {
   while (!stop_) {
     int rc = mosquitto_loop(mosq_, kLoopTimeoutMs, 1);
+    if (rc == MOSQ_ERR_SUCCESS && !up_) {
+      // Connecting: fail the attempt on a dead socket or after the timeout.
+      if (TcpClosed(mosquitto_socket(mosq_))) {
+        rc = MOSQ_ERR_CONN_REFUSED;
+      } else if (Clock::now() >= attempt_deadline_) {
+        rc = MOSQ_ERR_TIMEOUT;
+      }
+    }
     if (rc == MOSQ_ERR_SUCCESS) continue;
     if (!HandleDown(rc)) return;
   }
@@ -265,6 +294,7 @@ void MosquittoTransport::Run() {
 
 bool MosquittoTransport::HandleDown(int rc) {
   const int os_errno = errno;
+  up_ = false;
   std::unique_lock<std::mutex> lock(mu_);
   if (stop_ || state_ == State::kIdle) return false;
   std::string detail = LastError();
@@ -304,6 +334,7 @@ bool MosquittoTransport::HandleDown(int rc) {
       std::lock_guard<std::mutex> log_lock(log_mu_);
       last_log_.clear();
     }
+    attempt_deadline_ = Clock::now() + Timeout();
     int rrc = mosquitto_reconnect_async(mosq_);
     lock.lock();
     if (rrc == MOSQ_ERR_SUCCESS) return !stop_;
@@ -325,6 +356,7 @@ void MosquittoTransport::OnConnect(mosquitto*, void* self, int rc,
       return;  // mosquitto_loop() now fails; HandleDown() decides
     }
     const bool was_reconnecting = t->state_ == State::kReconnecting;
+    t->up_ = true;
     t->state_ = State::kUp;
     t->buffered_ = 0;
     t->reconnect_delay_ = std::chrono::seconds(t->options_.reconnect_min_s);

@@ -505,10 +505,21 @@ void NodeClient::OnKeyAns(const FrameHeader& h, const NnskKeyAns& ans) {
   if (ans.n_id1 != n_id() || ans.n_id2 != p.peer || ans.version != p.version) {
     return Log("dropped", &h, "nnsk_key_ans does not match the request");
   }
-  if (p.got_key) return;  // an answer to our retransmission: same key
   auto rec = ses_.Get(p.peer);
   if (!rec.ok()) return Finish(h.request_id, rec.status());
-  KeepPrevious(p.peer, *rec);
+  if (p.got_key) {
+    // An answer to our retransmission: the same key, unless the KS purged
+    // the unconfirmed key meanwhile (the peer was away longer than its
+    // gen_keys TTL) and issued a new one for this request; the peer gets
+    // the new one, so it replaces ours.
+    if (rec->nnsk.enc.Equals(ans.nnsk.enc) &&
+        rec->nnsk.mac.Equals(ans.nnsk.mac)) {
+      return;
+    }
+    Log("replacing the key", &h, "the KS issued a new key for this request");
+  } else {
+    KeepPrevious(p.peer, *rec);
+  }
   // Step 3: NNSK in ses_keys, TOPIC4 empty until the peer confirms.
   SesKey updated = rec->Clone();
   updated.nnsk = ans.nnsk.Clone();

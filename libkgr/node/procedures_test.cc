@@ -142,7 +142,7 @@ class ProceduresTest : public ::testing::Test {
     ASSERT_TRUE(n.ok() && g.ok()) << n.status().ToString();
     nodes_ = std::move(*n);
     gen_keys_ = std::move(*g);
-    KeyServerOptions o;
+    KeyServerOptions o = ks_options_;
     o.counter_floor = floor;  // what the daemon persisted (LoadCounterFloor)
     ks_ = std::make_unique<KeyServer>(std::move(*own), *ks_tpm_.KedkPublic(),
                                       *ks_transport_, *nodes_, *gen_keys_,
@@ -237,6 +237,7 @@ class ProceduresTest : public ::testing::Test {
   std::unique_ptr<GenKeysStore> gen_keys_;
   std::unique_ptr<FakeTransport> ks_transport_;
   std::unique_ptr<KeyServer> ks_;
+  KeyServerOptions ks_options_;  // of the KS after RestartKs()
   std::vector<std::unique_ptr<Node>> all_;
 };
 
@@ -901,6 +902,71 @@ TEST_F(ProceduresTest, KsAsksForRotationAndALostAnswerIsRecovered) {
   ASSERT_TRUE(RequestKey(*b, *a).ok());
   EXPECT_TRUE(nodes_->Get(b->n_id)->nksk.enc.Equals(blob->nksk.enc));
   EXPECT_EQ(nodes_->Get(b->n_id)->nksk_version, 2u);
+}
+
+// The KS's decoded node_desc cache never disagrees with the store, even
+// when every lookup evicts (one entry) or nothing is cached.
+TEST_F(ProceduresTest, NodeDescCacheOfAnySizeAgreesWithTheStore) {
+  for (size_t entries : {size_t{1}, size_t{0}}) {
+    SCOPED_TRACE(entries);
+    ks_options_.node_cache_entries = entries;
+    RestartKs();
+    auto [a, b] = Pair();
+    auto [c, d] = Pair();
+    ASSERT_TRUE(RequestKey(*a, *b).ok());
+    ASSERT_TRUE(RequestKey(*c, *d).ok());
+    ASSERT_TRUE(RequestKey(*b, *a, true).ok());
+    ASSERT_TRUE(RequestKey(*d, *c, true).ok());
+    ASSERT_TRUE(ks_->RequestRotation(c->n_id).ok());
+    broker_.Pump();
+    ASSERT_TRUE(RequestKey(*c, *d, true).ok());
+    int notified = 0;
+    ASSERT_TRUE(ks_->RevokeNode(a->n_id, &notified).ok());
+    broker_.Pump();
+    EXPECT_FALSE(RequestKey(*b, *a, true).ok());
+    EXPECT_EQ(nodes_->Get(a->n_id)->state, NodeState::kRevoked);
+    ASSERT_TRUE(RequestKey(*d, *c, true).ok());
+  }
+}
+
+// The peer is away longer than the KS's gen_keys TTL while the requester
+// keeps retransmitting: the KS purges the unconfirmed key and answers the
+// retransmission with a new one. Both nodes must end with that new key.
+TEST_F(ProceduresTest, KeyReissuedAfterPurgeReplacesTheRequestersCopy) {
+  ks_options_.gen_key_ttl_ms = 2000;  // shorter than the request's deadline
+  RestartKs();
+  auto [a, b] = Pair();
+  ASSERT_TRUE(RequestKey(*a, *b).ok());
+  b->transport->SimulateDisconnect();
+  std::optional<Status> r;
+  a->client->RequestKey(b->n_id, true, [&](Status s) { r = s; });
+  broker_.Pump();
+  auto first = a->ses->Get(b->n_id);
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->key_version, 2u);
+  // The KS purges the key nobody confirmed; b's notification is lost.
+  clock_.AdvanceMillis(ks_options_.gen_key_ttl_ms + 1);
+  ks_->Tick();
+  EXPECT_EQ(ks_->stats().keys_purged, 1u);
+  broker_.DropQueuedFor(NodeIdentity(b->n_id));
+  b->transport->SimulateReconnect();
+  for (int i = 0; i < 100 && !r; ++i) {
+    clock_.AdvanceMillis(100);
+    a->client->Tick();
+    broker_.Pump();
+  }
+  ASSERT_TRUE(r.has_value());
+  ASSERT_TRUE(r->ok()) << r->ToString();
+  EXPECT_EQ(ks_->stats().keys_issued, 3u);
+  auto ka = a->ses->Get(b->n_id);
+  auto kb = b->ses->Get(a->n_id);
+  ASSERT_TRUE(ka.ok() && kb.ok());
+  EXPECT_FALSE(ka->nnsk.enc.Equals(first->nnsk.enc));
+  EXPECT_TRUE(ka->nnsk.enc.Equals(kb->nnsk.enc));
+  EXPECT_TRUE(ka->nnsk.mac.Equals(kb->nnsk.mac));
+  auto sent = Send(*a, *b, "after reissue");
+  ASSERT_TRUE(sent.ok()) << sent.status().ToString();
+  EXPECT_EQ(*sent, "ack:after reissue");
 }
 
 TEST_F(ProceduresTest, ExpiredGenKeysArePurged) {

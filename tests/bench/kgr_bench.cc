@@ -76,7 +76,7 @@ usage: kgr-bench [flags]
   --renew               renewals (every pair gets a key during warm-up)
   --qos Q               MQTT QoS of every client (0, 1, 2)             [1]
   --mqtt-client C       client library of every transport: paho or
-                        mosquitto (libmosquitto)                       [paho]
+                        mosquitto (libmosquitto)                  [mosquitto]
   --tls on|off          TLS listener (default) or a plain one          [on]
   --broker HOST:PORT    use this broker instead of starting one; needs
   --pki DIR             its KED CA dir (ca.crt, ca.key: provisioning/make-ca.sh)
@@ -103,7 +103,7 @@ struct Args {
   uint64_t warmup = 200;
   bool renew = false;
   int qos = 1;
-  MqttClient client = MqttClient::kPaho;
+  MqttClient client = MqttClient::kMosquitto;
   bool tls = true;
   std::string broker, pki;
   std::string tcti = "none";

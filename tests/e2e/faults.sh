@@ -2,6 +2,8 @@
 # Faults with the real executables: broker restart in the middle of traffic,
 # the KS killed (SIGKILL) in the middle of a session key procedure, a peer
 # offline, a peer killed and restarted; files holding secrets are 0600.
+# alpha and the KS use libmosquitto (the default), bravo Paho: both client
+# libraries reconnect, resubscribe and interoperate.
 set -euo pipefail
 src=${KGR_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 export TSS2_LOG=all+none KED_TRACE=1
@@ -11,6 +13,7 @@ source "$src/tests/e2e/ked.bash"
 ked_init
 ked_broker_up
 ked_ks_up
+NODE_ARGS[bravo]="--mqtt-client paho"
 ked_pair alpha bravo
 pending() {
   "$KS_BIN" status $(ks_args) --json | /usr/bin/python3 -c 'import json,sys; print(len(json.load(sys.stdin)["pending_keys"]))'

@@ -14,6 +14,8 @@ AC_BIN=$KGR_BUILD/ac-node/kgr-ac
 NODE_BIN=$KGR_BUILD/n-node/kgr-node
 declare -a KED_PIDS=()
 declare -A NODE_ID=() NODE_TCTI=()
+# NODE_ARGS[NAME]: extra flags for that node's daemon (e.g. --mqtt-client paho).
+declare -A NODE_ARGS=()
 : "${KED_TRACE:=1}"
 
 say() { [[ $KED_TRACE == 1 ]] && printf '%s\n' "$*" || true; }
@@ -197,7 +199,7 @@ node_start() {
   # Started directly (not through a function) so that $! is kgr-node itself.
   # shellcheck disable=SC2086
   "$NODE_BIN" run --state-dir "$KED_DIR/node-$name" --tcti "${NODE_TCTI[$name]}" \
-    ${NODE_EXTRA_ARGS:-} >>"$KED_DIR/logs/$name.log" 2>&1 &
+    ${NODE_EXTRA_ARGS:-} ${NODE_ARGS[$name]:-} >>"$KED_DIR/logs/$name.log" 2>&1 &
   KED_PIDS+=("$!")
   NODE_PID[$name]=$!
   for _ in $(seq 200); do

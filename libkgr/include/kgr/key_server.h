@@ -17,6 +17,8 @@
 //
 // Thread safety: none. Construct, Start() and call HandleMessage()/Tick()
 // from one thread (an EventLoop). Transport::Publish is thread-safe.
+// While it runs, the KeyServer must be the only writer of node_desc (it
+// caches decoded entries).
 #ifndef KGR_KEY_SERVER_H_
 #define KGR_KEY_SERVER_H_
 
@@ -63,6 +65,10 @@ struct KeyServerOptions {
   // Every frame counter the KS sends is above this (the last counter of a
   // previous run, persisted by the daemon, plus a margin).
   uint64_t counter_floor = 0;
+  // Decoded node_desc entries kept in memory, so that a frame costs no
+  // record decryption (0: none). An entry holds the node's NKSK/NKSKsign in
+  // the clear (wiped on eviction), as every request does briefly anyway.
+  size_t node_cache_entries = 4096;
 };
 
 // Largest frame a node sends to the KS (nksk_key_req is 161 bytes).
@@ -162,6 +168,12 @@ class KeyServer {
   // Cheap checks before any crypto: known sender, rate limit.
   bool Admit(const FrameHeader& h);
   ReplayWindow& WindowFor(const NodeDesc& n);
+  // node_desc through the cache: every read and write of the KeyServer
+  // goes through these.
+  StatusOr<NodeDesc> GetNode(uint32_t n_id);
+  Status PutNode(const NodeDesc& d);
+  Status PutNodes(const std::vector<NodeDesc>& batch);
+  void CacheNode(const NodeDesc& d);
 
   OwnData own_;
   Bytes kedk_public_;
@@ -173,6 +185,7 @@ class KeyServer {
   KeyServerOptions options_;
   FrameCounter counter_;
   std::unordered_map<uint32_t, ReplayWindow> windows_;
+  std::unordered_map<uint32_t, NodeDesc> node_cache_;
   std::vector<uint32_t> dirty_counters_;  // nodes whose window advanced
   struct Staged {
     GenKey key;

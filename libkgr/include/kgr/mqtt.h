@@ -31,7 +31,7 @@ StatusOr<MqttClient> ParseMqttClient(std::string_view name);
 std::string_view MqttClientName(MqttClient client);
 
 struct MqttOptions {
-  MqttClient client = MqttClient::kPaho;
+  MqttClient client = MqttClient::kMosquitto;
   std::string host = "127.0.0.1";
   int port = 8883;
   // TLS needs ca_file (PEM, the KED CA). cert_file and key_file (PEM) are
