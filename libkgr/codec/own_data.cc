@@ -93,6 +93,8 @@ StatusOr<OwnData> LoadOwnData(Tpm& tpm) {
   KGR_ASSIGN_OR_RETURN(d.nk,
                        SymmetricKeys::FromBytes(nk.span().first(kKeySize),
                                                 nk.span().subspan(kKeySize)));
+  // Used for every record of the stores: set up once.
+  KGR_RETURN_IF_ERROR(d.nk.Prepare());
   if (d.identity.role == Role::kNode) {
     auto ntag = tpm.NvRead(NvSlot::kNtag);
     if (ntag.ok()) {
@@ -103,6 +105,7 @@ StatusOr<OwnData> LoadOwnData(Tpm& tpm) {
     auto ks = tpm.NvRead(NvSlot::kKsKeys);
     if (ks.ok()) {
       KGR_ASSIGN_OR_RETURN(KsKeysBlob blob, DecodeKsKeys(ks->span()));
+      KGR_RETURN_IF_ERROR(blob.nksk.Prepare());  // used for every frame
       d.ks = std::move(blob);
     } else if (ks.status().code() != StatusCode::kNotFound) {
       return ks.status();

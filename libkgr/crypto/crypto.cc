@@ -6,6 +6,10 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
 #include <memory>
 #include <mutex>
 
@@ -98,6 +102,89 @@ class ScrubCipher {
 
 }  // namespace
 
+namespace crypto_internal {
+
+// Keyed contexts for one key pair. Thread-safe (one operation at a time).
+class PreparedKeys {
+ public:
+  static StatusOr<std::shared_ptr<const PreparedKeys>> Create(
+      const SymmetricKeys& keys) {
+    auto p = std::make_shared<PreparedKeys>();
+    p->enc_ = keys.enc.Clone();
+    p->mac_ = keys.mac.Clone();
+    p->aes_.reset(EVP_CIPHER_CTX_new());
+    p->hmac_.reset(HmacAlg() ? EVP_MAC_CTX_new(HmacAlg()) : nullptr);
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+        OSSL_PARAM_construct_end()};
+    if (!p->aes_ || !p->hmac_ || Aes256Ctr() == nullptr ||
+        EVP_EncryptInit_ex2(p->aes_.get(), Aes256Ctr(), keys.enc.data(),
+                            kZeroIv, nullptr) != 1 ||
+        EVP_MAC_init(p->hmac_.get(), keys.mac.data(), keys.mac.size(),
+                     params) != 1) {
+      return InternalError("preparing keys failed");
+    }
+    return std::shared_ptr<const PreparedKeys>(std::move(p));
+  }
+
+  // Whether these contexts were made from exactly `keys` (constant time).
+  bool Matches(const SymmetricKeys& keys) const {
+    return keys.enc.Equals(enc_) && keys.mac.Equals(mac_);
+  }
+
+  Status Aes(const Iv& iv, std::span<const uint8_t> in,
+             std::span<uint8_t> out) const {
+    if (in.empty()) return OkStatus();
+    std::lock_guard<std::mutex> lock(mu_);
+    int len = 0;
+    // A new IV only: the key schedule stays.
+    if (EVP_EncryptInit_ex2(aes_.get(), nullptr, nullptr, iv.data(),
+                            nullptr) != 1 ||
+        EVP_EncryptUpdate(aes_.get(), out.data(), &len, in.data(),
+                          static_cast<int>(in.size())) != 1 ||
+        static_cast<size_t>(len) != in.size()) {
+      return InternalError("AES-256-CTR failed");
+    }
+    return OkStatus();
+  }
+
+  StatusOr<Tag> Hmac(std::span<const uint8_t> data) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    // No key: back to the keyed start state (the pads stay).
+    if (EVP_MAC_init(hmac_.get(), nullptr, 0, nullptr) != 1 ||
+        (!data.empty() &&
+         EVP_MAC_update(hmac_.get(), data.data(), data.size()) != 1)) {
+      return InternalError("HMAC failed");
+    }
+    Tag tag;
+    size_t n = 0;
+    if (EVP_MAC_final(hmac_.get(), tag.data(), &n, tag.size()) != 1 ||
+        n != tag.size()) {
+      return InternalError("HMAC final failed");
+    }
+    return tag;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  SecretBytes enc_, mac_;
+  std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree> aes_;
+  std::unique_ptr<EVP_MAC_CTX, MacCtxFree> hmac_;
+};
+
+}  // namespace crypto_internal
+
+namespace {
+
+// The prepared contexts of `keys` if it has them and they still match.
+const crypto_internal::PreparedKeys* PreparedFor(const SymmetricKeys& keys) {
+  if (!keys.prepared || !keys.prepared->Matches(keys)) return nullptr;
+  return keys.prepared.get();
+}
+
+}  // namespace
+
 Status RandomBytes(std::span<uint8_t> out) {
   if (out.empty()) return OkStatus();
   if (RAND_bytes(out.data(), static_cast<int>(out.size())) != 1) {
@@ -113,8 +200,28 @@ StatusOr<SecretBytes> RandomSecret(size_t n) {
 }
 
 StatusOr<Iv> RandomIv() {
+  // IVs are public and must only never repeat under one key: they come
+  // from a per-thread block of DRBG output (one RAND_bytes call per 256
+  // IVs instead of one per frame). Never used for keys. The block is
+  // dropped when the process id changes, so a forked child never hands
+  // out its parent's IVs.
+  struct Pool {
+    std::array<uint8_t, 256 * kIvSize> bytes;
+    size_t next = sizeof bytes;  // empty
+    pid_t pid = 0;
+  };
+  thread_local Pool pool;
+  const pid_t pid = getpid();
+  if (pool.next == pool.bytes.size() || pool.pid != pid) {
+    KGR_RETURN_IF_ERROR(RandomBytes(pool.bytes));
+    pool.next = 0;
+    pool.pid = pid;
+  }
   Iv iv;
-  KGR_RETURN_IF_ERROR(RandomBytes(iv));
+  std::copy_n(pool.bytes.begin() + pool.next, kIvSize, iv.begin());
+  // Handed out once: wipe it from the block.
+  std::fill_n(pool.bytes.begin() + pool.next, kIvSize, 0);
+  pool.next += kIvSize;
   return iv;
 }
 
@@ -256,6 +363,12 @@ StatusOr<SymmetricKeys> DeriveKeys(std::span<const uint8_t> ikm,
                                   okm.span().subspan(kKeySize));
 }
 
+Status SymmetricKeys::Prepare() {
+  if (!valid()) return InvalidArgumentError("key pair size");
+  KGR_ASSIGN_OR_RETURN(prepared, crypto_internal::PreparedKeys::Create(*this));
+  return OkStatus();
+}
+
 Status EtmSeal(const SymmetricKeys& keys, const Iv& iv,
                std::span<const uint8_t> plaintext, Bytes* out,
                size_t mac_from) {
@@ -263,6 +376,14 @@ Status EtmSeal(const SymmetricKeys& keys, const Iv& iv,
   if (mac_from > out->size()) return InvalidArgumentError("mac_from");
   size_t ct_at = out->size();
   out->resize(ct_at + plaintext.size());
+  if (const auto* p = PreparedFor(keys)) {
+    KGR_RETURN_IF_ERROR(
+        p->Aes(iv, plaintext, std::span<uint8_t>(*out).subspan(ct_at)));
+    KGR_ASSIGN_OR_RETURN(
+        Tag tag, p->Hmac(std::span<const uint8_t>(*out).subspan(mac_from)));
+    out->insert(out->end(), tag.begin(), tag.end());
+    return OkStatus();
+  }
   KGR_RETURN_IF_ERROR(
       AesCtr(keys.enc, iv, plaintext, std::span<uint8_t>(*out).subspan(ct_at)));
   KGR_ASSIGN_OR_RETURN(
@@ -277,6 +398,15 @@ StatusOr<SecretBytes> EtmOpen(const SymmetricKeys& keys, const Iv& iv,
                               std::span<const uint8_t> ciphertext,
                               std::span<const uint8_t> tag) {
   if (!keys.valid()) return InvalidArgumentError("key pair size");
+  if (const auto* p = PreparedFor(keys)) {
+    KGR_ASSIGN_OR_RETURN(Tag expected, p->Hmac(authenticated));
+    if (!ConstantTimeEquals(expected, tag)) {
+      return UnauthenticatedError(kVerificationFailed);
+    }
+    SecretBytes pt(ciphertext.size());
+    KGR_RETURN_IF_ERROR(p->Aes(iv, ciphertext, pt.mutable_span()));
+    return pt;
+  }
   KGR_RETURN_IF_ERROR(VerifyHmacSha256(keys.mac, {authenticated}, tag));
   SecretBytes pt(ciphertext.size());
   KGR_RETURN_IF_ERROR(AesCtr(keys.enc, iv, ciphertext, pt.mutable_span()));

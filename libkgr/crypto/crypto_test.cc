@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -98,6 +102,106 @@ TEST(Crypto, ReusedContextsGiveTheSameResultsOnEveryThread) {
   }
   for (auto& t : threads) t.join();
   for (const auto& g : got) EXPECT_EQ(g, expected);
+}
+
+// IVs come from a per-thread block of DRBG output: never the same twice,
+// not across threads, and not in a forked child (which must not reuse the
+// parent's block).
+TEST(Crypto, RandomIvsNeverRepeatAcrossThreadsAndFork) {
+  std::set<Iv> seen;
+  for (int i = 0; i < 5000; ++i) {
+    auto iv = RandomIv();
+    ASSERT_TRUE(iv.ok());
+    ASSERT_TRUE(seen.insert(*iv).second) << "repeated IV at draw " << i;
+  }
+  std::vector<std::vector<Iv>> per_thread(3);
+  std::vector<std::thread> threads;
+  for (auto& v : per_thread) {
+    threads.emplace_back([&v] {
+      for (int i = 0; i < 1000; ++i) v.push_back(*RandomIv());
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& v : per_thread) {
+    for (const Iv& iv : v) EXPECT_TRUE(seen.insert(iv).second);
+  }
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    Iv iv = *RandomIv();
+    _exit(write(fds[1], iv.data(), iv.size()) == static_cast<ssize_t>(iv.size())
+              ? 0
+              : 1);
+  }
+  Iv from_child{};
+  ASSERT_EQ(read(fds[0], from_child.data(), from_child.size()),
+            static_cast<ssize_t>(from_child.size()));
+  int status = 0;
+  waitpid(child, &status, 0);
+  close(fds[0]);
+  close(fds[1]);
+  EXPECT_TRUE(seen.insert(*RandomIv()).second);
+  EXPECT_TRUE(seen.insert(from_child).second) << "child reused the block";
+}
+
+// Prepared keys give exactly the bytes of the plain path, on any thread,
+// for clones, and never after the key bytes changed under them.
+TEST(Crypto, PreparedKeysGiveTheSameBytesAsThePlainPath) {
+  auto plain = SymmetricKeys::Generate();
+  ASSERT_TRUE(plain.ok());
+  SymmetricKeys prepared = plain->Clone();
+  ASSERT_TRUE(prepared.Prepare().ok());
+  SymmetricKeys clone = prepared.Clone();
+  EXPECT_EQ(clone.prepared, prepared.prepared);
+  Iv iv{};
+  iv[3] = 9;
+  Bytes header = {1, 2, 3}, body(300, 0x42);
+  auto seal = [&](const SymmetricKeys& k) {
+    Bytes out = header;
+    EXPECT_TRUE(EtmSeal(k, iv, body, &out).ok());
+    return out;
+  };
+  const Bytes expected = seal(*plain);
+  EXPECT_EQ(seal(prepared), expected);
+  EXPECT_EQ(seal(clone), expected);
+  std::vector<std::thread> threads;
+  std::vector<bool> same(4, false);
+  for (size_t t = 0; t < same.size(); ++t) {
+    threads.emplace_back([&, t] {
+      bool ok = true;
+      for (int i = 0; i < 200; ++i) {
+        Bytes out = seal(i % 2 ? clone : prepared);
+        std::span<const uint8_t> all(out);
+        auto pt = EtmOpen(prepared, iv, all.first(out.size() - kTagSize),
+                          all.subspan(header.size(),
+                                      out.size() - header.size() - kTagSize),
+                          all.last(kTagSize));
+        ok = ok && out == expected && pt.ok() &&
+             ConstantTimeEquals(pt->span(), body);
+      }
+      same[t] = ok;
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (bool ok : same) EXPECT_TRUE(ok);
+  // A tampered frame is still refused on the prepared path.
+  Bytes bad = expected;
+  bad[5] ^= 1;
+  std::span<const uint8_t> b(bad);
+  EXPECT_EQ(EtmOpen(prepared, iv, b.first(bad.size() - kTagSize),
+                    b.subspan(3, bad.size() - 3 - kTagSize), b.last(kTagSize))
+                .status()
+                .code(),
+            StatusCode::kUnauthenticated);
+  // Key bytes replaced after Prepare(): the stale contexts are not used.
+  auto other = SymmetricKeys::Generate();
+  ASSERT_TRUE(other.ok());
+  SymmetricKeys changed = prepared.Clone();
+  changed.mac = other->mac.Clone();
+  SymmetricKeys reference(plain->enc.Clone(), other->mac.Clone());
+  EXPECT_EQ(seal(changed), seal(reference));
 }
 
 TEST(Crypto, EtmRoundTripAndEveryBitFlipRejected) {

@@ -180,16 +180,21 @@ StatusOr<NodeDesc> KeyServer::GetNode(uint32_t n_id) {
 
 void KeyServer::CacheNode(const NodeDesc& d) {
   if (options_.node_cache_entries == 0) return;
+  NodeDesc entry = d.Clone();
+  // Clones of the entry (one per frame) share the prepared key setup.
+  for (SymmetricKeys* k : {&entry.nksk, &entry.prev_nksk}) {
+    if (k->valid() && !k->prepared) (void)k->Prepare();
+  }
   auto it = node_cache_.find(d.n_id);
   if (it != node_cache_.end()) {
-    it->second = d.Clone();
+    it->second = std::move(entry);
     return;
   }
   // Full: evict an arbitrary entry (its secrets are wiped on destruction).
   if (node_cache_.size() >= options_.node_cache_entries) {
     node_cache_.erase(node_cache_.begin());
   }
-  node_cache_.emplace(d.n_id, d.Clone());
+  node_cache_.emplace(d.n_id, std::move(entry));
 }
 
 Status KeyServer::PutNode(const NodeDesc& d) {

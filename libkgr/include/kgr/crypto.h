@@ -13,7 +13,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <span>
+#include <utility>
 
 #include "kgr/bytes.h"
 #include "kgr/secret.h"
@@ -41,17 +43,35 @@ StatusOr<uint32_t> RandomU32();
 // (RAND_add). Counts as added entropy only; never weakens the DRBG.
 void MixEntropy(std::span<const uint8_t> data);
 
+namespace crypto_internal {
+class PreparedKeys;  // crypto.cc
+}  // namespace crypto_internal
+
 // An encryption key and its MAC ("sign") key. Move-only; wiped on release.
 struct SymmetricKeys {
+  SymmetricKeys() = default;
+  SymmetricKeys(SecretBytes enc_key, SecretBytes mac_key,
+                std::shared_ptr<const crypto_internal::PreparedKeys> p = {})
+      : enc(std::move(enc_key)), mac(std::move(mac_key)), prepared(std::move(p)) {}
+
   SecretBytes enc;
   SecretBytes mac;
+  // Set by Prepare(): the AES key schedule and the HMAC state, computed once
+  // and used by EtmSeal/EtmOpen (only while they still match enc and mac).
+  // Shared by clones; freed and cleansed with the last of them.
+  std::shared_ptr<const crypto_internal::PreparedKeys> prepared;
 
   // Two fresh random 32-byte keys.
   static StatusOr<SymmetricKeys> Generate();
   // Checks both are kKeySize bytes.
   static StatusOr<SymmetricKeys> FromBytes(std::span<const uint8_t> enc,
                                            std::span<const uint8_t> mac);
-  SymmetricKeys Clone() const { return {enc.Clone(), mac.Clone()}; }
+  SymmetricKeys Clone() const { return {enc.Clone(), mac.Clone(), prepared}; }
+  // For keys used many times (store keys, a node's NKSK, the KS's cached
+  // node entries): EtmSeal and EtmOpen then skip the key setup (an AES key
+  // expansion and four SHA-256 blocks for the HMAC pads per call). Costs
+  // about 1 KiB of key-equivalent state, kept until the keys are released.
+  Status Prepare();
   bool valid() const {
     return enc.size() == kKeySize && mac.size() == kKeySize;
   }

@@ -155,6 +155,8 @@ class NodeClient {
   void OnConfReq(const FrameHeader& h, const NnskConfReq& req);
   void OnNotReq(const FrameHeader& h, const NnskNotReq& req);
   void OnKsError(const FrameHeader& h, const KsError& err);
+  // Prepares own_.ks->nksk for repeated use (see SymmetricKeys::Prepare).
+  void PrepareNksk();
   void OnPairRevoked(const FrameHeader& h, const PairRevoked& m);
   void OnRotAns(const FrameHeader& h, const NkskRotAns& m);
   void Finish(uint64_t request_id, Status status);
