@@ -150,12 +150,19 @@ class PreparedKeys {
   }
 
   StatusOr<Tag> Hmac(std::span<const uint8_t> data) const {
+    return Hmac({data});
+  }
+  StatusOr<Tag> Hmac(
+      std::initializer_list<std::span<const uint8_t>> parts) const {
     std::lock_guard<std::mutex> lock(mu_);
     // No key: back to the keyed start state (the pads stay).
-    if (EVP_MAC_init(hmac_.get(), nullptr, 0, nullptr) != 1 ||
-        (!data.empty() &&
-         EVP_MAC_update(hmac_.get(), data.data(), data.size()) != 1)) {
+    if (EVP_MAC_init(hmac_.get(), nullptr, 0, nullptr) != 1) {
       return InternalError("HMAC failed");
+    }
+    for (auto p : parts) {
+      if (!p.empty() && EVP_MAC_update(hmac_.get(), p.data(), p.size()) != 1) {
+        return InternalError("HMAC failed");
+      }
     }
     Tag tag;
     size_t n = 0;
@@ -307,6 +314,24 @@ Status VerifyHmacSha256(const SecretBytes& key,
                         std::initializer_list<std::span<const uint8_t>> parts,
                         std::span<const uint8_t> tag) {
   auto expected = HmacSha256(key, parts);
+  if (!expected.ok()) return expected.status();
+  if (!ConstantTimeEquals(*expected, tag)) {
+    return UnauthenticatedError(kVerificationFailed);
+  }
+  return OkStatus();
+}
+
+StatusOr<Tag> HmacSha256(
+    const SymmetricKeys& keys,
+    std::initializer_list<std::span<const uint8_t>> parts) {
+  if (const auto* p = PreparedFor(keys)) return p->Hmac(parts);
+  return HmacSha256(keys.mac, parts);
+}
+
+Status VerifyHmacSha256(const SymmetricKeys& keys,
+                        std::initializer_list<std::span<const uint8_t>> parts,
+                        std::span<const uint8_t> tag) {
+  auto expected = HmacSha256(keys, parts);
   if (!expected.ok()) return expected.status();
   if (!ConstantTimeEquals(*expected, tag)) {
     return UnauthenticatedError(kVerificationFailed);

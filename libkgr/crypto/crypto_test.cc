@@ -165,6 +165,12 @@ TEST(Crypto, PreparedKeysGiveTheSameBytesAsThePlainPath) {
   };
   const Bytes expected = seal(*plain);
   EXPECT_EQ(seal(prepared), expected);
+  auto tag_plain = HmacSha256(plain->mac, {header, body});
+  auto tag_prepared = HmacSha256(prepared, {header, body});
+  ASSERT_TRUE(tag_plain.ok() && tag_prepared.ok());
+  EXPECT_EQ(*tag_plain, *tag_prepared);
+  EXPECT_TRUE(VerifyHmacSha256(clone, {header, body}, *tag_plain).ok());
+  EXPECT_FALSE(VerifyHmacSha256(clone, {body, header}, *tag_plain).ok());
   EXPECT_EQ(seal(clone), expected);
   std::vector<std::thread> threads;
   std::vector<bool> same(4, false);

@@ -91,6 +91,14 @@ Status VerifyHmacSha256(const SecretBytes& key,
                         std::initializer_list<std::span<const uint8_t>> parts,
                         std::span<const uint8_t> tag);
 
+// The same with the MAC key of `keys` (keys.mac), using its prepared state
+// when it has one (see SymmetricKeys::Prepare).
+StatusOr<Tag> HmacSha256(const SymmetricKeys& keys,
+                         std::initializer_list<std::span<const uint8_t>> parts);
+Status VerifyHmacSha256(const SymmetricKeys& keys,
+                        std::initializer_list<std::span<const uint8_t>> parts,
+                        std::span<const uint8_t> tag);
+
 Digest Sha256(std::initializer_list<std::span<const uint8_t>> parts);
 
 // HKDF-SHA256 (RFC 5869) producing `length` bytes.
