@@ -448,19 +448,29 @@ StatusOr<Bytes> EncodeRecord(const SesKey& r, const RecordKeys& keys,
   return EncodeRecord(r, keys, owner_n_id, iv);
 }
 
-StatusOr<uint64_t> VerifyRecord(std::span<const uint8_t> record,
-                                RecordType type, const RecordKeys& keys,
-                                uint32_t owner_n_id) {
-  if (!keys.valid())
+RecordVerifier::RecordVerifier(RecordType type, const RecordKeys& keys,
+                               uint32_t owner_n_id)
+    : type_(type), keys_(keys) {
+  if (keys.valid()) context_ = MacContext(keys, owner_n_id);
+}
+
+StatusOr<uint64_t> RecordVerifier::Verify(
+    std::span<const uint8_t> record) const {
+  if (!keys_.valid())
     return InvalidArgumentError("record keys: need NK and NKsign");
-  KGR_ASSIGN_OR_RETURN(Envelope e, ParseEnvelope(record, type));
-  Bytes ctx = MacContext(keys, owner_n_id);
+  KGR_ASSIGN_OR_RETURN(Envelope e, ParseEnvelope(record, type_));
   Status s =
-      VerifyHmacSha256(keys.mac, {ctx, record.first(e.tag_offset)}, e.tag);
+      VerifyHmacSha256(keys_, {context_, record.first(e.tag_offset)}, e.tag);
   if (!s.ok()) {
     return s.code() == StatusCode::kUnauthenticated ? VerificationFailed() : s;
   }
   return e.key;
+}
+
+StatusOr<uint64_t> VerifyRecord(std::span<const uint8_t> record,
+                                RecordType type, const RecordKeys& keys,
+                                uint32_t owner_n_id) {
+  return RecordVerifier(type, keys, owner_n_id).Verify(record);
 }
 
 std::optional<uint64_t> PeekRecordKey(std::span<const uint8_t> record) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <thread>
 
 namespace kgr {
 namespace {
@@ -286,6 +287,53 @@ TEST(Records, MovedToOtherOwnerOrFileRejected) {
   Bytes relabelled = *enc;
   relabelled[1] = static_cast<uint8_t>(RecordType::kNodeDesc);
   EXPECT_FALSE(DecodeRecord<NodeDesc>(relabelled, nk, kOwner).ok());
+}
+
+TEST(Records, VerifierAgreesWithVerifyRecord) {
+  SymmetricKeys nk = PatternKeys(1);
+  RecordVerifier v(RecordType::kSesKey, nk, kOwner);
+  std::vector<Bytes> recs;
+  for (uint32_t i = 0; i < 8; ++i) {
+    SesKey k = SampleSes(i % 2 == 0);
+    k.n_id = i;
+    auto enc = EncodeRecord(k, nk, kOwner);
+    ASSERT_TRUE(enc.ok());
+    recs.push_back(*enc);
+  }
+  // One verifier, reused, also from several threads at once.
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&] {
+      for (uint32_t i = 0; i < recs.size(); ++i)
+        EXPECT_EQ(*v.Verify(recs[i]), i);
+    });
+  }
+  for (auto& t : threads) t.join();
+  Bytes bad = recs[3];
+  bad[20] ^= 1;
+  EXPECT_EQ(v.Verify(bad).status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(v.Verify(bad).status().code(),
+            VerifyRecord(bad, RecordType::kSesKey, nk, kOwner).status().code());
+  // Other owner, other NK, other file type, invalid keys.
+  EXPECT_FALSE(
+      RecordVerifier(RecordType::kSesKey, nk, kOwner + 1).Verify(recs[0]).ok());
+  SymmetricKeys wrong_enc{PatternKeys(2).enc.Clone(), nk.mac.Clone()};
+  EXPECT_EQ(RecordVerifier(RecordType::kSesKey, wrong_enc, kOwner)
+                .Verify(recs[0])
+                .status()
+                .code(),
+            StatusCode::kDataLoss);
+  EXPECT_EQ(RecordVerifier(RecordType::kGenKey, nk, kOwner)
+                .Verify(recs[0])
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
+  SymmetricKeys invalid{SecretBytes(16), SecretBytes(32)};
+  EXPECT_EQ(RecordVerifier(RecordType::kSesKey, invalid, kOwner)
+                .Verify(recs[0])
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST(Records, UnknownVersionAndTypeRejected) {

@@ -4,7 +4,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <limits>
+#include <system_error>
+#include <thread>
 #include <utility>
 
 namespace kgr {
@@ -30,6 +33,9 @@ constexpr size_t kJournalHeaderSize = kJournalHeaderFields + kTagSize;
 constexpr size_t kEntryFixed = 1 + 1 + 8 + 8;
 constexpr size_t kMinEntryBody = kEntryFixed + kTagSize;
 constexpr size_t kMaxEntryBody = kMinEntryBody + kMaxRecordSize;
+
+// Bound of StoreOptions::verify_threads.
+constexpr size_t kMaxVerifyThreads = 64;
 
 constexpr uint8_t kEntryPut = 1;
 constexpr uint8_t kEntryDelete = 2;
@@ -74,7 +80,8 @@ RecordFile::RecordFile(FileSystem& fs, std::string path, RecordType type,
       type_(type),
       keys_(std::move(keys)),
       owner_(owner),
-      options_(options) {}
+      options_(options),
+      verifier_(type_, keys_, owner_) {}
 
 RecordFile::~RecordFile() {
   if (journal_) (void)journal_->Close();
@@ -111,8 +118,17 @@ Status RecordFile::Load() {
     if (have_journal) return DataLossError("journal without snapshot");
     return Rewrite(false);  // a new, empty store (generation 1)
   }
+  using Clock = std::chrono::steady_clock;
+  auto ms_since = [](Clock::time_point t) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+  };
+  Clock::time_point t0 = Clock::now();
   KGR_ASSIGN_OR_RETURN(Bytes snapshot, fs_.ReadFile(path_));
-  KGR_RETURN_IF_ERROR(LoadSnapshot(snapshot));
+  const double read_ms = ms_since(t0);
+  t0 = Clock::now();
+  KGR_RETURN_IF_ERROR(LoadSnapshot(std::move(snapshot)));
+  const double verify_ms = ms_since(t0);
+  t0 = Clock::now();
   bool rewrite = true;
   if (have_journal) {
     KGR_ASSIGN_OR_RETURN(Bytes journal, fs_.ReadFile(log_path_));
@@ -120,6 +136,10 @@ Status RecordFile::Load() {
   } else {
     spdlog::warn("store {}: journal missing, starting a new one", path_);
   }
+  spdlog::debug(
+      "store {}: {} records; snapshot read in {:.1f} ms, verified in {:.1f} "
+      "ms; journal {:.1f} ms",
+      path_, Count(), read_ms, verify_ms, ms_since(t0));
   if (rewrite) {
     // Reads can be served without it (a full disk, say): the next write
     // retries the rewrite before appending (needs_rewrite_ stays set).
@@ -133,7 +153,7 @@ Status RecordFile::Load() {
   return OkStatus();
 }
 
-Status RecordFile::LoadSnapshot(const Bytes& file) {
+Status RecordFile::LoadSnapshot(Bytes file) {
   std::span<const uint8_t> all(file);
   // The header, or its copy at the end of the file.
   auto parse_header =
@@ -141,7 +161,7 @@ Status RecordFile::LoadSnapshot(const Bytes& file) {
     if (at + kSnapshotHeaderSize > all.size()) return std::nullopt;
     std::span<const uint8_t> h = all.subspan(at, kSnapshotHeaderSize);
     if (!VerifyHmacSha256(
-             keys_.mac,
+             keys_,
              {Label(kSnapshotHeaderContext), h.first(kSnapshotHeaderFields)},
              h.subspan(kSnapshotHeaderFields))
              .ok()) {
@@ -190,60 +210,153 @@ Status RecordFile::LoadSnapshot(const Bytes& file) {
   bool index_ok = records_at <= all.size();
   if (index_ok) {
     std::span<const uint8_t> index = all.subspan(index_at, index_size);
-    index_ok = VerifyHmacSha256(keys_.mac,
-                                {Label(kSnapshotIndexContext), *header, index},
-                                all.subspan(index_at + index_size, kTagSize))
-                   .ok();
+    index_ok =
+        VerifyHmacSha256(keys_, {Label(kSnapshotIndexContext), *header, index},
+                         all.subspan(index_at + index_size, kTagSize))
+            .ok();
   }
   if (!index_ok)
     spdlog::warn("store {}: snapshot index damaged, scanning records", path_);
 
+  // 1. Locate the records (sequential: the scan depends on each length).
+  // loc[i] is where record i is, if verdict[i] is kLocated; records from
+  // `lost_from` on cannot be located at all.
+  enum : uint8_t { kUnlocated, kLocated, kOk, kBad, kDuplicate };
+  std::vector<BaseEntry> loc;
+  std::vector<uint8_t> verdict;
+  loc.reserve(std::min<uint64_t>(count, all.size() / 4));
+  verdict.reserve(loc.capacity());
   size_t scan = records_at;  // sequential position when the index is bad
   bool scan_lost = !index_ok && records_at > all.size();
+  std::optional<uint32_t> lost_from;
   for (uint32_t i = 0; i < count; ++i) {
-    std::optional<std::span<const uint8_t>> rec;
+    std::optional<std::pair<uint64_t, uint32_t>> rec;  // offset, length
     if (index_ok) {
       ByteReader ir(
           all.subspan(index_at + size_t{i} * kIndexEntrySize, kIndexEntrySize));
-      uint32_t off, len, inline_len;
+      uint32_t off, n, inline_len;
       ir.U32(&off);
-      ir.U32(&len);
+      ir.U32(&n);
       ByteReader lr(all.subspan(std::min<size_t>(off, all.size())));
-      if (len <= kMaxRecordSize && uint64_t{off} + 4 + len <= all.size() &&
-          lr.U32(&inline_len) && inline_len == len) {
-        rec = all.subspan(size_t{off} + 4, len);
+      if (n <= kMaxRecordSize && uint64_t{off} + 4 + n <= all.size() &&
+          lr.U32(&inline_len) && inline_len == n) {
+        rec.emplace(uint64_t{off} + 4, n);
       }
     } else if (!scan_lost) {
       ByteReader lr(all.subspan(scan));
-      uint32_t len;
-      if (lr.U32(&len) && len <= kMaxRecordSize &&
-          scan + 4 + len <= all.size()) {
-        rec = all.subspan(scan + 4, len);
-        scan += 4 + size_t{len};
+      uint32_t n;
+      if (lr.U32(&n) && n <= kMaxRecordSize && scan + 4 + n <= all.size()) {
+        rec.emplace(scan + 4, n);
+        scan += 4 + size_t{n};
       } else {
         scan_lost = true;  // no way to find the following records
       }
     }
     if (!rec && scan_lost) {
-      // Without index or framing the rest cannot be located: one report.
-      CorruptEntry c;
-      c.info.index = i;
-      c.info.status =
-          DataLossError(std::string(RecordTypeName(type_)) + " records #" +
-                        std::to_string(i) + ".." + std::to_string(count - 1) +
-                        " of the snapshot: unreadable");
-      spdlog::error("store {}: {}", path_, c.info.status.message());
-      corrupt_.push_back(std::move(c));
+      lost_from = i;  // without index or framing the rest cannot be found
       break;
     }
-    Status s = InvalidArgumentError("unreadable framing");
-    if (rec) {
-      StatusOr<uint64_t> key = VerifyRecord(*rec, type_, keys_, owner_);
-      if (key.ok() && records_.count(*key) == 0) {
-        records_.emplace(*key, Bytes(rec->begin(), rec->end()));
-        continue;
+    // Offsets are kept as u32: snapshots are written below 4 GiB.
+    if (rec && rec->first + rec->second > std::numeric_limits<uint32_t>::max())
+      rec.reset();
+    loc.push_back({0, rec ? static_cast<uint32_t>(rec->first) : 0,
+                   rec ? rec->second : 0});
+    verdict.push_back(rec ? kLocated : kUnlocated);
+  }
+
+  // 2. Verify every located record, on several threads for a large file.
+  // Worker t handles loc[begin_t, end_t): it fills in the keys of the
+  // records that verify and lists the others (in order) in failures[t].
+  // Each worker has its own prepared copy of the keys (HMAC pads set up
+  // once; one prepared pair serves one caller at a time), released and
+  // wiped when it is done.
+  struct Failure {
+    size_t index;
+    Status status;
+  };
+  unsigned threads = options_.verify_threads;
+  if (threads == 0)
+    threads = std::min(4u, std::max(1u, std::thread::hardware_concurrency()));
+  if (loc.size() < std::max<size_t>(options_.parallel_verify_min_records, 2))
+    threads = 1;
+  threads = static_cast<unsigned>(
+      std::min<size_t>({threads, kMaxVerifyThreads, loc.size()}));
+  threads = std::max(threads, 1u);
+  std::vector<std::vector<Failure>> failures(threads);
+  auto verify = [&](unsigned t) {
+    size_t begin = loc.size() * t / threads;
+    size_t end = loc.size() * (t + 1) / threads;
+    if (begin == end) return;
+    RecordKeys keys = keys_.Clone();
+    if (!keys.Prepare().ok()) keys.prepared.reset();  // slower, same result
+    const RecordVerifier verifier(type_, keys, owner_);
+    for (size_t i = begin; i < end; ++i) {
+      if (verdict[i] != kLocated) continue;
+      BaseEntry& e = loc[i];
+      StatusOr<uint64_t> key = verifier.Verify(all.subspan(e.offset, e.size));
+      if (key.ok()) {
+        e.key = *key;
+        verdict[i] = kOk;
+      } else {
+        verdict[i] = kBad;
+        failures[t].push_back({i, key.status()});
       }
-      s = key.ok() ? InvalidArgumentError("duplicate key") : key.status();
+    }
+  };
+  std::vector<std::thread> workers;
+  for (unsigned t = 1; t < threads; ++t) {
+    try {
+      workers.emplace_back(verify, t);
+    } catch (const std::system_error& e) {  // no thread: do it here
+      spdlog::warn("store {}: verifying on one thread: {}", path_, e.what());
+      verify(t);
+    }
+  }
+  verify(0);
+  for (std::thread& w : workers) w.join();
+
+  // 3. Keys: ascending and unique in a snapshot we wrote. Otherwise the
+  // first record of a key (in file order) wins and the others are corrupt.
+  bool ascending = true;
+  {
+    const BaseEntry* prev = nullptr;
+    for (size_t i = 0; i < loc.size() && ascending; ++i) {
+      if (verdict[i] != kOk) continue;
+      ascending = prev == nullptr || loc[i].key > prev->key;
+      prev = &loc[i];
+    }
+  }
+  if (!ascending) {
+    std::vector<std::pair<uint64_t, size_t>> order;
+    for (size_t i = 0; i < loc.size(); ++i) {
+      if (verdict[i] == kOk) order.emplace_back(loc[i].key, i);
+    }
+    std::sort(order.begin(), order.end());  // by key, then file order
+    for (size_t j = 1; j < order.size(); ++j) {
+      if (order[j].first == order[j - 1].first)
+        verdict[order[j].second] = kDuplicate;
+    }
+  }
+
+  // 4. Report the others in file order; the readable ones become the base.
+  std::vector<Failure> failed;
+  for (auto& f : failures) {
+    for (auto& x : f) failed.push_back(std::move(x));
+  }
+  auto next_failure = failed.begin();
+  size_t n_ok = 0;
+  for (size_t i = 0; i < loc.size(); ++i) {
+    if (verdict[i] == kOk) {
+      loc[n_ok++] = loc[i];
+      continue;
+    }
+    Status s = InvalidArgumentError("unreadable framing");
+    std::optional<std::span<const uint8_t>> rec;
+    if (verdict[i] != kUnlocated) rec = all.subspan(loc[i].offset, loc[i].size);
+    if (verdict[i] == kDuplicate) s = InvalidArgumentError("duplicate key");
+    if (verdict[i] == kBad) {
+      s = std::move(next_failure->status);  // failures are in file order
+      ++next_failure;
     }
     CorruptEntry c;
     c.info.source = CorruptRecord::Source::kSnapshot;
@@ -258,6 +371,29 @@ Status RecordFile::LoadSnapshot(const Bytes& file) {
     spdlog::error("store {}: {}", path_, c.info.status.message());
     corrupt_.push_back(std::move(c));
   }
+  if (lost_from) {
+    // Without index or framing the rest cannot be located: one report.
+    CorruptEntry c;
+    c.info.index = *lost_from;
+    c.info.status = DataLossError(std::string(RecordTypeName(type_)) +
+                                  " records #" + std::to_string(*lost_from) +
+                                  ".." + std::to_string(count - 1) +
+                                  " of the snapshot: unreadable");
+    spdlog::error("store {}: {}", path_, c.info.status.message());
+    corrupt_.push_back(std::move(c));
+  }
+  loc.resize(n_ok);
+  loc.shrink_to_fit();
+  if (!ascending) {
+    std::sort(
+        loc.begin(), loc.end(),
+        [](const BaseEntry& a, const BaseEntry& b) { return a.key < b.key; });
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  base_buf_ = std::move(file);
+  base_ = std::move(loc);
+  changes_.clear();
+  count_ = base_.size();
   generation_ = generation;
   return OkStatus();
 }
@@ -267,7 +403,7 @@ Status RecordFile::ReplayJournal(const Bytes& file, bool* rewrite) {
   *rewrite = false;
   if (all.size() < kJournalHeaderSize ||
       !VerifyHmacSha256(
-           keys_.mac,
+           keys_,
            {Label(kJournalHeaderContext), all.first(kJournalHeaderFields)},
            all.subspan(kJournalHeaderFields, kTagSize))
            .ok()) {
@@ -340,13 +476,13 @@ Status RecordFile::ReplayJournal(const Bytes& file, bool* rewrite) {
     p.claimed_key = p.key;
     std::span<const uint8_t> record =
         body.subspan(kEntryFixed, len - kMinEntryBody);
-    p.status = VerifyHmacSha256(keys_.mac, {ctx, body.first(len - kTagSize)},
+    p.status = VerifyHmacSha256(keys_, {ctx, body.first(len - kTagSize)},
                                 body.last(kTagSize));
     if (p.status.ok() && (flags & ~kEntryCommit) == 0 &&
         (kind == kEntryPut || (kind == kEntryDelete && record.empty()))) {
       p.commit = (flags & kEntryCommit) != 0;
       if (kind == kEntryPut) {
-        StatusOr<uint64_t> key = VerifyRecord(record, type_, keys_, owner_);
+        StatusOr<uint64_t> key = verifier_.Verify(record);
         if (key.ok() && *key == p.key) {
           p.record = Bytes(record.begin(), record.end());
           p.ok = true;
@@ -400,13 +536,13 @@ Status RecordFile::ReplayJournal(const Bytes& file, bool* rewrite) {
     pending.push_back(i);
     if (!(p.ok && p.commit)) continue;
     for (size_t j : pending) {
-      const Parsed& q = entries[j];
+      Parsed& q = entries[j];
       if (q.ok) {
-        ApplyOpLocked(q.key, q.record);
+        ApplyOpLocked(q.key, std::move(q.record));
         continue;
       }
       // Fail closed: the key's latest state is unknown.
-      records_.erase(*q.claimed_key);
+      SetLocked(*q.claimed_key, std::nullopt);
       CorruptEntry c;
       c.info.source = CorruptRecord::Source::kJournal;
       c.info.index = j;
@@ -427,29 +563,81 @@ Status RecordFile::ReplayJournal(const Bytes& file, bool* rewrite) {
 
 // ---------------------------------------------------------------- writing
 
-void RecordFile::ApplyOpLocked(uint64_t key,
-                               const std::optional<Bytes>& record) {
+void RecordFile::ApplyOpLocked(uint64_t key, std::optional<Bytes> record) {
   corrupt_.erase(std::remove_if(corrupt_.begin(), corrupt_.end(),
                                 [key](const CorruptEntry& c) {
                                   return c.info.claimed_key == key;
                                 }),
                  corrupt_.end());
+  SetLocked(key, std::move(record));
+}
+
+const RecordFile::BaseEntry* RecordFile::FindBaseLocked(uint64_t key) const {
+  auto it = std::lower_bound(
+      base_.begin(), base_.end(), key,
+      [](const BaseEntry& e, uint64_t k) { return e.key < k; });
+  return it != base_.end() && it->key == key ? &*it : nullptr;
+}
+
+std::optional<std::span<const uint8_t>> RecordFile::FindLocked(
+    uint64_t key) const {
+  auto c = changes_.find(key);
+  if (c != changes_.end()) {
+    if (!c->second) return std::nullopt;
+    return std::span<const uint8_t>(*c->second);
+  }
+  const BaseEntry* e = FindBaseLocked(key);
+  if (e == nullptr) return std::nullopt;
+  return std::span<const uint8_t>(base_buf_).subspan(e->offset, e->size);
+}
+
+void RecordFile::SetLocked(uint64_t key, std::optional<Bytes> record) {
+  bool had = FindLocked(key).has_value();
+  count_ += (record ? 1 : 0);
+  count_ -= (had ? 1 : 0);
   if (record) {
-    records_[key] = *record;
+    changes_[key] = std::move(record);
+  } else if (FindBaseLocked(key) != nullptr) {
+    changes_[key] = std::nullopt;  // hides the base's record
   } else {
-    records_.erase(key);
+    changes_.erase(key);
   }
 }
 
-StatusOr<Bytes> RecordFile::EncodeSnapshot(uint64_t generation,
-                                           bool drop_corrupt) const {
-  std::vector<const Bytes*> recs;
-  recs.reserve(records_.size() + corrupt_.size());
-  for (const auto& [key, rec] : records_) recs.push_back(&rec);
+template <typename Fn>
+void RecordFile::ForEachLocked(Fn&& fn) const {
+  std::span<const uint8_t> buf(base_buf_);
+  auto c = changes_.begin();
+  auto flush_changes_before = [&](uint64_t key, bool all) {
+    for (; c != changes_.end() && (all || c->first < key); ++c) {
+      if (c->second) fn(c->first, std::span<const uint8_t>(*c->second));
+    }
+  };
+  for (const BaseEntry& e : base_) {
+    flush_changes_before(e.key, false);
+    if (c != changes_.end() && c->first == e.key) {
+      if (c->second) fn(c->first, std::span<const uint8_t>(*c->second));
+      ++c;  // replaced or deleted
+      continue;
+    }
+    fn(e.key, buf.subspan(e.offset, e.size));
+  }
+  flush_changes_before(0, true);
+}
+
+StatusOr<Bytes> RecordFile::EncodeSnapshot(
+    uint64_t generation, bool drop_corrupt,
+    std::vector<BaseEntry>* entries) const {
+  std::vector<std::pair<uint64_t, std::span<const uint8_t>>> recs;
+  recs.reserve(count_ + corrupt_.size());
+  ForEachLocked([&](uint64_t key, std::span<const uint8_t> rec) {
+    recs.emplace_back(key, rec);
+  });
+  const size_t readable = recs.size();
   if (!drop_corrupt) {
     for (const CorruptEntry& c : corrupt_) {
       if (c.info.source == CorruptRecord::Source::kSnapshot)
-        recs.push_back(&c.raw);
+        recs.emplace_back(0, std::span<const uint8_t>(c.raw));
     }
   }
   Bytes out;
@@ -464,26 +652,36 @@ StatusOr<Bytes> RecordFile::EncodeSnapshot(uint64_t generation,
   Bytes header_fields = out;
   KGR_ASSIGN_OR_RETURN(
       Tag tag,
-      HmacSha256(keys_.mac, {Label(kSnapshotHeaderContext), header_fields}));
+      HmacSha256(keys_, {Label(kSnapshotHeaderContext), header_fields}));
   w.Raw(tag);
   size_t index_at = out.size();
   size_t off = index_at + recs.size() * kIndexEntrySize + kTagSize;
-  for (const Bytes* r : recs) {
-    w.U32(static_cast<uint32_t>(off));
-    w.U32(static_cast<uint32_t>(r->size()));
-    off += 4 + r->size();
-  }
-  if (off + kSnapshotHeaderSize > std::numeric_limits<uint32_t>::max()) {
+  uint64_t total = off + kSnapshotHeaderSize;
+  for (const auto& [key, r] : recs) total += 4 + r.size();
+  if (total > std::numeric_limits<uint32_t>::max()) {
     return ResourceExhaustedError("store larger than 4 GiB");
+  }
+  out.reserve(total);
+  entries->clear();
+  entries->reserve(readable);
+  for (size_t i = 0; i < recs.size(); ++i) {
+    const std::span<const uint8_t> r = recs[i].second;
+    w.U32(static_cast<uint32_t>(off));
+    w.U32(static_cast<uint32_t>(r.size()));
+    if (i < readable) {
+      entries->push_back({recs[i].first, static_cast<uint32_t>(off + 4),
+                          static_cast<uint32_t>(r.size())});
+    }
+    off += 4 + r.size();
   }
   KGR_ASSIGN_OR_RETURN(
       Tag index_tag,
-      HmacSha256(keys_.mac, {Label(kSnapshotIndexContext), header_fields,
-                             std::span<const uint8_t>(out).subspan(index_at)}));
+      HmacSha256(keys_, {Label(kSnapshotIndexContext), header_fields,
+                         std::span<const uint8_t>(out).subspan(index_at)}));
   w.Raw(index_tag);
-  for (const Bytes* r : recs) {
-    w.U32(static_cast<uint32_t>(r->size()));
-    w.Raw(*r);
+  for (const auto& [key, r] : recs) {
+    w.U32(static_cast<uint32_t>(r.size()));
+    w.Raw(r);
   }
   w.Raw(header_fields);
   w.Raw(tag);
@@ -491,12 +689,18 @@ StatusOr<Bytes> RecordFile::EncodeSnapshot(uint64_t generation,
 }
 
 Status RecordFile::Rewrite(bool drop_corrupt) {
-  Bytes snapshot;
   uint64_t generation;
   {
     std::lock_guard<std::mutex> l(mu_);
     generation = generation_ + 1;
-    KGR_ASSIGN_OR_RETURN(snapshot, EncodeSnapshot(generation, drop_corrupt));
+    std::vector<BaseEntry> entries;
+    KGR_ASSIGN_OR_RETURN(Bytes snapshot,
+                         EncodeSnapshot(generation, drop_corrupt, &entries));
+    // The new file holds exactly the current records: it becomes the base
+    // (whether or not writing it succeeds) and changes_ are folded in.
+    base_buf_ = std::move(snapshot);
+    base_ = std::move(entries);
+    changes_.clear();
     // From here until the new journal is open, the old journal must not be
     // appended to: its generation may already be stale on disk.
     generation_ = generation;
@@ -506,7 +710,10 @@ Status RecordFile::Rewrite(bool drop_corrupt) {
     (void)journal_->Close();
     journal_.reset();
   }
-  KGR_RETURN_IF_ERROR(fs_.WriteFileAtomic(path_, snapshot, options_.file_mode));
+  // base_buf_ is read without mu_: only Open and the leader writer (this
+  // thread) ever replace it.
+  KGR_RETURN_IF_ERROR(
+      fs_.WriteFileAtomic(path_, base_buf_, options_.file_mode));
   Bytes header;
   ByteWriter w(&header);
   w.Str(std::string_view(kJournalMagic, 4));
@@ -516,7 +723,7 @@ Status RecordFile::Rewrite(bool drop_corrupt) {
   w.U32(owner_);
   w.U64(generation);
   KGR_ASSIGN_OR_RETURN(
-      Tag tag, HmacSha256(keys_.mac, {Label(kJournalHeaderContext), header}));
+      Tag tag, HmacSha256(keys_, {Label(kJournalHeaderContext), header}));
   w.Raw(tag);
   KGR_RETURN_IF_ERROR(
       fs_.WriteFileAtomic(log_path_, header, options_.file_mode));
@@ -537,7 +744,7 @@ Status RecordFile::CheckBatch(const RecordBatch& batch,
   size_t total = 0;
   for (const RecordBatch::Op& op : batch.ops_) {
     if (op.record) {
-      StatusOr<uint64_t> key = VerifyRecord(*op.record, type_, keys_, owner_);
+      StatusOr<uint64_t> key = verifier_.Verify(*op.record);
       if (!key.ok()) return key.status().Annotate(RecordName(op.key));
       if (*key != op.key)
         return InvalidArgumentError(RecordName(op.key) + ": key mismatch");
@@ -620,7 +827,7 @@ Status RecordFile::WriteGroup(const std::vector<Writer*>& group,
       if (op.record) w.Raw(*op.record);
       KGR_ASSIGN_OR_RETURN(
           Tag tag,
-          HmacSha256(keys_.mac,
+          HmacSha256(keys_,
                      {ctx, std::span<const uint8_t>(buf).subspan(at + 4)}));
       w.Raw(tag);
       uint32_t len = static_cast<uint32_t>(buf.size() - at - 4);
@@ -646,9 +853,9 @@ Status RecordFile::WriteGroup(const std::vector<Writer*>& group,
     return s;
   }
   lock->lock();
-  for (Writer* g : group) {
-    for (const RecordBatch::Op& op : g->batch->ops_)
-      ApplyOpLocked(op.key, op.record);
+  for (Writer* g : group) {  // the batches are not used after this
+    for (RecordBatch::Op& op : g->batch->ops_)
+      ApplyOpLocked(op.key, std::move(op.record));
   }
   next_seq_ = seq;
   journal_entries_ += n_ops;
@@ -711,8 +918,7 @@ Status RecordFile::DropCorrupt() {
 
 StatusOr<Bytes> RecordFile::Get(uint64_t key) const {
   std::lock_guard<std::mutex> l(mu_);
-  auto it = records_.find(key);
-  if (it != records_.end()) return it->second;
+  if (auto rec = FindLocked(key)) return Bytes(rec->begin(), rec->end());
   for (const CorruptEntry& c : corrupt_) {
     if (c.info.claimed_key == key) return Failed(RecordName(key));
   }
@@ -722,24 +928,30 @@ StatusOr<Bytes> RecordFile::Get(uint64_t key) const {
 std::vector<uint64_t> RecordFile::Keys() const {
   std::lock_guard<std::mutex> l(mu_);
   std::vector<uint64_t> keys;
-  keys.reserve(records_.size());
-  for (const auto& [key, rec] : records_) keys.push_back(key);
+  keys.reserve(count_);
+  ForEachLocked(
+      [&](uint64_t key, std::span<const uint8_t>) { keys.push_back(key); });
   return keys;
 }
 
 std::vector<std::pair<uint64_t, Bytes>> RecordFile::Snapshot() const {
   std::lock_guard<std::mutex> l(mu_);
-  return {records_.begin(), records_.end()};
+  std::vector<std::pair<uint64_t, Bytes>> out;
+  out.reserve(count_);
+  ForEachLocked([&](uint64_t key, std::span<const uint8_t> rec) {
+    out.emplace_back(key, Bytes(rec.begin(), rec.end()));
+  });
+  return out;
 }
 
 size_t RecordFile::Count() const {
   std::lock_guard<std::mutex> l(mu_);
-  return records_.size();
+  return count_;
 }
 
 bool RecordFile::Contains(uint64_t key) const {
   std::lock_guard<std::mutex> l(mu_);
-  return records_.count(key) != 0;
+  return FindLocked(key).has_value();
 }
 
 std::vector<CorruptRecord> RecordFile::corrupt_records() const {

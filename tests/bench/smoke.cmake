@@ -16,6 +16,7 @@ foreach(path
     "establishments" "establishments_per_s" "errors"
     "latency_ms;p50" "latency_ms;p90" "latency_ms;p99" "latency_ms;max"
     "bare;exchanges_per_s" "bare;latency_ms;p50" "bare_rate_per_s" "ratio"
+    "rounds;0;ratio" "rounds;2;bare_exchanges_per_s" "config;mqtt_client"
     "ks;cpu_s_loop_thread" "ks;fsyncs_per_establishment"
     "ks;nv_writes_per_establishment" "ks;tpm_commands_per_establishment"
     "process_peak_rss_kb" "frame_sizes;nnsk_key_req"

@@ -168,6 +168,21 @@ StatusOr<uint64_t> VerifyRecord(std::span<const uint8_t> record,
                                 RecordType type, const RecordKeys& keys,
                                 uint32_t owner_n_id);
 
+// VerifyRecord for many records of one file: the MAC context (owner, NK
+// check value) is computed once, not per record. Keeps a reference to
+// `keys`, which must outlive it. Thread-safe.
+class RecordVerifier {
+ public:
+  RecordVerifier(RecordType type, const RecordKeys& keys, uint32_t owner_n_id);
+  // Same result as VerifyRecord(record, type, keys, owner_n_id).
+  StatusOr<uint64_t> Verify(std::span<const uint8_t> record) const;
+
+ private:
+  RecordType type_;
+  const RecordKeys& keys_;
+  Bytes context_;  // empty if `keys` are not valid
+};
+
 // The key a record claims, WITHOUT verification (for reporting corrupt
 // records only). nullopt if too short to hold one.
 std::optional<uint64_t> PeekRecordKey(std::span<const uint8_t> record);

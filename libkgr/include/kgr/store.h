@@ -8,8 +8,12 @@
 //   path.log  an append-only journal of put/delete entries made since that
 //             snapshot, each MAC'd, appended in commit groups with ONE
 //             fdatasync per group.
-// Open loads the snapshot and replays the journal. When the journal grows
-// past StoreOptions' bounds it is folded into a new snapshot (compaction).
+// Open loads the snapshot, verifying every record (on several threads for
+// a large one), and replays the journal. When the journal grows past
+// StoreOptions' bounds it is folded into a new snapshot (compaction).
+//
+// Memory: the records stay sealed, in the snapshot buffer as read (or as
+// last written), plus the records changed since then; no copy per record.
 //
 // Guarantees:
 //  * A successful Put/Delete/Apply is durable. A batch is all-or-nothing,
@@ -45,6 +49,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -64,6 +69,13 @@ struct StoreOptions {
   int file_mode = 0600;
   // Mode of the directory, created if missing.
   int dir_mode = 0700;
+  // Open verifies the snapshot's records on up to this many threads, the
+  // caller's included (0: std::thread::hardware_concurrency(), at most 4;
+  // never more than 64), when it holds at least `parallel_verify_min_records`
+  // records. Every record is verified before Open returns, whatever the
+  // setting, and the result (records served, corrupt_records()) is the same.
+  unsigned verify_threads = 0;
+  size_t parallel_verify_min_records = 4096;
 };
 
 // Hard bound of one commit group, whatever the options (also the largest
@@ -163,19 +175,42 @@ class RecordFile {
   RecordFile(FileSystem& fs, std::string path, RecordType type, RecordKeys keys,
              uint32_t owner, const StoreOptions& options);
 
+  // A readable record of the base: base_buf_[offset, offset + size).
+  struct BaseEntry {
+    uint64_t key;
+    uint32_t offset;
+    uint32_t size;
+  };
+
   Status Load();
-  Status LoadSnapshot(const Bytes& file);
+  // Takes `file` as the base: base_ points into it (no copy per record).
+  Status LoadSnapshot(Bytes file);
   Status ReplayJournal(const Bytes& file, bool* rewrite);
   Status CheckBatch(const RecordBatch& batch, size_t* encoded_size) const;
   Status Submit(Writer* w);
   Status ApplyImpl(RecordBatch batch, bool sync);
   Status WriteGroup(const std::vector<Writer*>& group,
                     std::unique_lock<std::mutex>* lock);
-  // Writes snapshot generation_+1 from memory and a fresh journal. Called by
-  // the leader writer (or Open) with mu_ released.
+  // Writes snapshot generation_+1 from memory and a fresh journal; the new
+  // snapshot becomes the in-memory base. Called by the leader writer (or
+  // Open) with mu_ released.
   Status Rewrite(bool drop_corrupt);
-  StatusOr<Bytes> EncodeSnapshot(uint64_t generation, bool drop_corrupt) const;
-  void ApplyOpLocked(uint64_t key, const std::optional<Bytes>& record);
+  // The snapshot file of the current records; `entries` receives where
+  // each readable record lies in it (a base over the result).
+  StatusOr<Bytes> EncodeSnapshot(uint64_t generation, bool drop_corrupt,
+                                 std::vector<BaseEntry>* entries) const;
+  // Makes `record` (nullopt: nothing) the record of `key` and forgets the
+  // corrupt records claiming it.
+  void ApplyOpLocked(uint64_t key, std::optional<Bytes> record);
+  // The readable record of `key`, if any (a view valid while mu_ is held
+  // and the records are unchanged).
+  std::optional<std::span<const uint8_t>> FindLocked(uint64_t key) const;
+  const BaseEntry* FindBaseLocked(uint64_t key) const;
+  // Makes `record` (nullopt: nothing) the record of `key`; keeps count_.
+  void SetLocked(uint64_t key, std::optional<Bytes> record);
+  // Calls fn(key, sealed record) for every readable record, ascending.
+  template <typename Fn>
+  void ForEachLocked(Fn&& fn) const;
   std::string RecordName(uint64_t key) const;
 
   FileSystem& fs_;
@@ -185,10 +220,19 @@ class RecordFile {
   const RecordKeys keys_;
   const uint32_t owner_;
   const StoreOptions options_;
+  const RecordVerifier verifier_;  // of keys_, owner_, type_
 
   mutable std::mutex mu_;
-  // Guarded by mu_.
-  std::map<uint64_t, Bytes> records_;
+  // Guarded by mu_. The readable records are base_ (sorted by key, unique;
+  // views into base_buf_, the snapshot last read, whose records were all
+  // verified, or last encoded from memory) overlaid with changes_ (a put:
+  // the record; a delete of a key in base_: nullopt) made since then;
+  // count_ of them in all. Only Open and the leader writer change them, and
+  // a rewrite folds changes_ into a new base.
+  Bytes base_buf_;
+  std::vector<BaseEntry> base_;
+  std::map<uint64_t, std::optional<Bytes>> changes_;
+  size_t count_ = 0;
   std::vector<CorruptEntry> corrupt_;
   std::deque<Writer*> writers_;
   // Owned by the writer at writers_.front() (and by Open); read under mu_.
