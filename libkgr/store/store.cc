@@ -13,6 +13,17 @@
 namespace kgr {
 namespace {
 
+// The store's own copy of NK/NKsign, prepared (AES key schedule and HMAC
+// pads once): every record and journal entry uses them.
+RecordKeys PreparedCopy(const RecordKeys& keys) {
+  RecordKeys copy = keys.Clone();
+  if (copy.valid() && !copy.prepared) {
+    Status st = copy.Prepare();
+    if (!st.ok()) spdlog::warn("store: keys not prepared: {}", st.ToString());
+  }
+  return copy;
+}
+
 constexpr char kSnapshotMagic[] = "KGRS";
 constexpr char kJournalMagic[] = "KGRL";
 constexpr uint8_t kFormatVersion = 1;
@@ -93,7 +104,7 @@ StatusOr<std::unique_ptr<RecordFile>> RecordFile::Open(
   if (path.empty()) return InvalidArgumentError("store: empty path");
   if (!keys.valid()) return InvalidArgumentError("store: need NK and NKsign");
   std::unique_ptr<RecordFile> f(
-      new RecordFile(fs, path, type, keys.Clone(), owner_n_id, options));
+      new RecordFile(fs, path, type, PreparedCopy(keys), owner_n_id, options));
   Status s = f->Load();
   if (!s.ok()) return s.Annotate(path);
   return f;
@@ -743,7 +754,7 @@ Status RecordFile::CheckBatch(const RecordBatch& batch,
                               size_t* encoded_size) const {
   size_t total = 0;
   for (const RecordBatch::Op& op : batch.ops_) {
-    if (op.record) {
+    if (op.record && !batch.sealed_by_store_) {
       StatusOr<uint64_t> key = verifier_.Verify(*op.record);
       if (!key.ok()) return key.status().Annotate(RecordName(op.key));
       if (*key != op.key)
@@ -989,7 +1000,7 @@ StatusOr<std::unique_ptr<TypedStore<R>>> TypedStore<R>::Open(
       std::unique_ptr<RecordFile> file,
       RecordFile::Open(fs, path, R::kType, keys, owner_n_id, options));
   return std::unique_ptr<TypedStore<R>>(
-      new TypedStore<R>(std::move(file), keys.Clone(), owner_n_id));
+      new TypedStore<R>(std::move(file), PreparedCopy(keys), owner_n_id));
 }
 
 template <typename R>

@@ -104,11 +104,16 @@ class RecordBatch {
 
  private:
   friend class RecordFile;
+  template <typename R>
+  friend class TypedStore;
   struct Op {
     uint64_t key;
     std::optional<Bytes> record;  // nullopt: delete
   };
   std::vector<Op> ops_;
+  // Every record was sealed by the TypedStore of this file just now (same
+  // keys, owner and key): RecordFile need not verify them again.
+  bool sealed_by_store_ = false;
 };
 
 // The generic file of sealed records of one RecordType, keyed by uint64.
@@ -260,7 +265,9 @@ class TypedStore {
 
    private:
     friend class TypedStore;
-    explicit Batch(const TypedStore* store) : store_(store) {}
+    explicit Batch(const TypedStore* store) : store_(store) {
+      batch_.sealed_by_store_ = true;
+    }
     const TypedStore* store_;
     RecordBatch batch_;
   };
