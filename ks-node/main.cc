@@ -77,8 +77,8 @@ StatusOr<Settings> LoadSettings(const Flags& f) {
   s.prefix = Setting(f, c, "topic-prefix", "topic_prefix", kDefaultTopicPrefix);
   s.log_level = Setting(f, c, "log-level", "log_level", "info");
   KGR_ASSIGN_OR_RETURN(
-      s.mqtt_client,
-      ParseMqttClient(Setting(f, c, "mqtt-client", "mqtt_client", "mosquitto")));
+      s.mqtt_client, ParseMqttClient(Setting(f, c, "mqtt-client", "mqtt_client",
+                                             "mosquitto")));
   s.pcr_policy =
       f.Has("pcr-policy") || Setting(f, c, "", "pcr_policy", "false") == "true";
   try {
@@ -362,12 +362,11 @@ Status CmdRun(const Settings& s) {
 }
 
 int Main(int argc, char** argv) {
-  auto flags =
-      ParseFlags(argc, argv,
-                 {"config", "state-dir", "tcti", "broker", "ca", "cert", "key",
-                  "topic-prefix", "gen-key-ttl-ms", "log-level", "node",
-                  "mqtt-client"},
-                 {"help", "json", "pcr-policy"});
+  auto flags = ParseFlags(
+      argc, argv,
+      {"config", "state-dir", "tcti", "broker", "ca", "cert", "key",
+       "topic-prefix", "gen-key-ttl-ms", "log-level", "node", "mqtt-client"},
+      {"help", "json", "pcr-policy"});
   if (!flags.ok() || flags->Has("help") || flags->command.empty()) {
     if (!flags.ok())
       std::fprintf(stderr, "kgr-ks: %s\n\n", flags.status().message().c_str());

@@ -410,13 +410,12 @@ Status CmdRun(const Settings& s) {
 }
 
 int Main(int argc, char** argv) {
-  auto flags =
-      ParseFlags(argc, argv,
-                 {"config", "state-dir", "tcti", "broker", "timeout-ms",
-                  "log-level", "credentials", "file", "key-max-age-s",
-                  "key-max-frames", "key-max-bytes", "peer", "data",
-                  "mqtt-client"},
-                 {"help", "json", "pcr-policy"});
+  auto flags = ParseFlags(
+      argc, argv,
+      {"config", "state-dir", "tcti", "broker", "timeout-ms", "log-level",
+       "credentials", "file", "key-max-age-s", "key-max-frames",
+       "key-max-bytes", "peer", "data", "mqtt-client"},
+      {"help", "json", "pcr-policy"});
   if (!flags.ok() || flags->Has("help") || flags->command.empty()) {
     if (!flags.ok())
       std::fprintf(stderr, "kgr-node: %s\n\n",

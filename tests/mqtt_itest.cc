@@ -367,8 +367,8 @@ TEST_P(MqttITest, ReconnectAfterOutagesLongerThanTheFirstRetry) {
     bool arrived = false;
     const auto deadline = Clock::now() + std::chrono::seconds(15);
     for (int i = 0; !arrived && Clock::now() < deadline; ++i) {
-      const std::string text = "r" + std::to_string(round) + "-" +
-                               std::to_string(i);
+      const std::string text =
+          "r" + std::to_string(round) + "-" + std::to_string(i);
       ASSERT_TRUE(ks->Publish("kgr/n0a1b2c3d/in", B(text)).ok());
       arrived = node_in.WaitFor(text, std::chrono::milliseconds(300));
     }

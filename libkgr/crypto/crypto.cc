@@ -5,7 +5,6 @@
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -139,8 +138,8 @@ class PreparedKeys {
     std::lock_guard<std::mutex> lock(mu_);
     int len = 0;
     // A new IV only: the key schedule stays.
-    if (EVP_EncryptInit_ex2(aes_.get(), nullptr, nullptr, iv.data(),
-                            nullptr) != 1 ||
+    if (EVP_EncryptInit_ex2(aes_.get(), nullptr, nullptr, iv.data(), nullptr) !=
+            1 ||
         EVP_EncryptUpdate(aes_.get(), out.data(), &len, in.data(),
                           static_cast<int>(in.size())) != 1 ||
         static_cast<size_t>(len) != in.size()) {
@@ -183,6 +182,16 @@ class PreparedKeys {
 }  // namespace crypto_internal
 
 namespace {
+
+// OK if `expected` was computed and equals `tag` (constant time), else the
+// error, or UNAUTHENTICATED(kVerificationFailed).
+Status CheckTag(const StatusOr<Tag>& expected, std::span<const uint8_t> tag) {
+  if (!expected.ok()) return expected.status();
+  if (!ConstantTimeEquals(*expected, tag)) {
+    return UnauthenticatedError(kVerificationFailed);
+  }
+  return OkStatus();
+}
 
 // The prepared contexts of `keys` if it has them and they still match.
 const crypto_internal::PreparedKeys* PreparedFor(const SymmetricKeys& keys) {
@@ -303,8 +312,7 @@ StatusOr<Tag> HmacSha256(
   }
   Tag tag;
   size_t n = 0;
-  if (EVP_MAC_final(ctx, tag.data(), &n, tag.size()) != 1 ||
-      n != tag.size()) {
+  if (EVP_MAC_final(ctx, tag.data(), &n, tag.size()) != 1 || n != tag.size()) {
     return InternalError("HMAC final failed");
   }
   return tag;
@@ -313,12 +321,7 @@ StatusOr<Tag> HmacSha256(
 Status VerifyHmacSha256(const SecretBytes& key,
                         std::initializer_list<std::span<const uint8_t>> parts,
                         std::span<const uint8_t> tag) {
-  auto expected = HmacSha256(key, parts);
-  if (!expected.ok()) return expected.status();
-  if (!ConstantTimeEquals(*expected, tag)) {
-    return UnauthenticatedError(kVerificationFailed);
-  }
-  return OkStatus();
+  return CheckTag(HmacSha256(key, parts), tag);
 }
 
 StatusOr<Tag> HmacSha256(
@@ -331,12 +334,7 @@ StatusOr<Tag> HmacSha256(
 Status VerifyHmacSha256(const SymmetricKeys& keys,
                         std::initializer_list<std::span<const uint8_t>> parts,
                         std::span<const uint8_t> tag) {
-  auto expected = HmacSha256(keys, parts);
-  if (!expected.ok()) return expected.status();
-  if (!ConstantTimeEquals(*expected, tag)) {
-    return UnauthenticatedError(kVerificationFailed);
-  }
-  return OkStatus();
+  return CheckTag(HmacSha256(keys, parts), tag);
 }
 
 Digest Sha256(std::initializer_list<std::span<const uint8_t>> parts) {
@@ -424,10 +422,7 @@ StatusOr<SecretBytes> EtmOpen(const SymmetricKeys& keys, const Iv& iv,
                               std::span<const uint8_t> tag) {
   if (!keys.valid()) return InvalidArgumentError("key pair size");
   if (const auto* p = PreparedFor(keys)) {
-    KGR_ASSIGN_OR_RETURN(Tag expected, p->Hmac(authenticated));
-    if (!ConstantTimeEquals(expected, tag)) {
-      return UnauthenticatedError(kVerificationFailed);
-    }
+    KGR_RETURN_IF_ERROR(CheckTag(p->Hmac(authenticated), tag));
     SecretBytes pt(ciphertext.size());
     KGR_RETURN_IF_ERROR(p->Aes(iv, ciphertext, pt.mutable_span()));
     return pt;

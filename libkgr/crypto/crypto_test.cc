@@ -1,7 +1,6 @@
 #include "kgr/crypto.h"
 
 #include <gtest/gtest.h>
-
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -180,10 +179,10 @@ TEST(Crypto, PreparedKeysGiveTheSameBytesAsThePlainPath) {
       for (int i = 0; i < 200; ++i) {
         Bytes out = seal(i % 2 ? clone : prepared);
         std::span<const uint8_t> all(out);
-        auto pt = EtmOpen(prepared, iv, all.first(out.size() - kTagSize),
-                          all.subspan(header.size(),
-                                      out.size() - header.size() - kTagSize),
-                          all.last(kTagSize));
+        auto pt = EtmOpen(
+            prepared, iv, all.first(out.size() - kTagSize),
+            all.subspan(header.size(), out.size() - header.size() - kTagSize),
+            all.last(kTagSize));
         ok = ok && out == expected && pt.ok() &&
              ConstantTimeEquals(pt->span(), body);
       }

@@ -5,29 +5,9 @@
 #include <string>
 
 namespace kgr::mqtt_internal {
-namespace {
-
-std::string_view OpName(MosqOp op) {
-  switch (op) {
-    case MosqOp::kConnect:
-      return "mqtt connect";
-    case MosqOp::kSubscribe:
-      return "mqtt subscribe";
-    case MosqOp::kUnsubscribe:
-      return "mqtt unsubscribe";
-    case MosqOp::kPublish:
-      return "mqtt publish";
-    case MosqOp::kDisconnect:
-      return "mqtt disconnect";
-  }
-  return "mqtt";
-}
-
-}  // namespace
-
-Status MosquittoStatus(MosqOp op, int rc, std::string_view detail) {
+Status MosquittoStatus(MqttOp op, int rc, std::string_view detail) {
   if (rc == MOSQ_ERR_SUCCESS) return OkStatus();
-  std::string msg = std::string(OpName(op)) + ": " + mosquitto_strerror(rc);
+  std::string msg = std::string(MqttOpName(op)) + ": " + mosquitto_strerror(rc);
   if (!detail.empty()) msg += ": " + std::string(detail);
   switch (rc) {
     case MOSQ_ERR_NO_CONN:
@@ -55,7 +35,7 @@ Status MosquittoStatus(MosqOp op, int rc, std::string_view detail) {
     case MOSQ_ERR_QOS_NOT_SUPPORTED:
       return InvalidArgumentError(std::move(msg));
     default:
-      if (op == MosqOp::kConnect) return UnavailableError(std::move(msg));
+      if (op == MqttOp::kConnect) return UnavailableError(std::move(msg));
       return InternalError(std::move(msg));
   }
 }

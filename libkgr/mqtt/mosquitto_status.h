@@ -5,16 +5,15 @@
 #include <string_view>
 
 #include "kgr/status.h"
+#include "mqtt/mqtt_common.h"
 
 namespace kgr::mqtt_internal {
-
-enum class MosqOp { kConnect, kSubscribe, kUnsubscribe, kPublish, kDisconnect };
 
 // Maps a MOSQ_ERR_* code plus a detail (may be empty: the library's last
 // logged error, the OS error) to a Status. MOSQ_ERR_SUCCESS yields OK.
 // Connection problems (TCP, TLS, lost connection, keepalive) are
 // UNAVAILABLE; refusals by the broker PERMISSION_DENIED.
-Status MosquittoStatus(MosqOp op, int rc, std::string_view detail);
+Status MosquittoStatus(MqttOp op, int rc, std::string_view detail);
 
 // The CONNACK return code `connack` (1..5) of a refused CONNECT: 4 and 5
 // (bad credentials, not authorized) are PERMISSION_DENIED, others

@@ -112,7 +112,8 @@ class MosquittoTransport final : public Transport {
   // The library logs only while a connection is being set up (it formats
   // every log line, one per packet, when a log callback is set).
   void LogWhileConnecting(bool on) {
-    mosquitto_log_callback_set(mosq_, on ? &MosquittoTransport::OnLog : nullptr);
+    mosquitto_log_callback_set(mosq_,
+                               on ? &MosquittoTransport::OnLog : nullptr);
   }
   std::string LastError();
 
@@ -163,7 +164,7 @@ Status MosquittoTransport::Init() {
   }
   auto check = [](int rc, const char* what) -> Status {
     if (rc == MOSQ_ERR_SUCCESS) return OkStatus();
-    return MosquittoStatus(MosqOp::kConnect, rc, what);
+    return MosquittoStatus(MqttOp::kConnect, rc, what);
   };
   KGR_RETURN_IF_ERROR(
       check(mosquitto_int_option(mosq_, MOSQ_OPT_PROTOCOL_VERSION,
@@ -176,11 +177,10 @@ Status MosquittoTransport::Init() {
   KGR_RETURN_IF_ERROR(check(mosquitto_threaded_set(mosq_, true), "threaded"));
   // QoS 1 messages awaiting PUBACK (the library's limit is 65535); more
   // wait in its queue.
-  KGR_RETURN_IF_ERROR(check(
-      mosquitto_max_inflight_messages_set(
-          mosq_, static_cast<unsigned>(
-                     std::min(o.max_buffered_messages, 65535))),
-      "max inflight"));
+  KGR_RETURN_IF_ERROR(check(mosquitto_max_inflight_messages_set(
+                                mosq_, static_cast<unsigned>(std::min(
+                                           o.max_buffered_messages, 65535))),
+                            "max inflight"));
   if (o.tls) {
     const char* cert = o.cert_file.empty() ? nullptr : o.cert_file.c_str();
     const char* key = o.key_file.empty() ? nullptr : o.key_file.c_str();
@@ -189,13 +189,14 @@ Status MosquittoTransport::Init() {
                                                 nullptr, cert, key, nullptr),
                               "tls files"));
     // SSL_VERIFY_PEER; the default TLS versions (1.2 and 1.3).
-    KGR_RETURN_IF_ERROR(check(mosquitto_tls_opts_set(mosq_, 1, nullptr, nullptr),
-                              "tls options"));
+    KGR_RETURN_IF_ERROR(check(
+        mosquitto_tls_opts_set(mosq_, 1, nullptr, nullptr), "tls options"));
     // The server certificate must match the host name or IP address.
     KGR_RETURN_IF_ERROR(
         check(mosquitto_tls_insecure_set(mosq_, false), "tls verify"));
   }
-  mosquitto_connect_with_flags_callback_set(mosq_, &MosquittoTransport::OnConnect);
+  mosquitto_connect_with_flags_callback_set(mosq_,
+                                            &MosquittoTransport::OnConnect);
   mosquitto_message_callback_set(mosq_, &MosquittoTransport::OnMessage);
   mosquitto_subscribe_callback_set(mosq_, &MosquittoTransport::OnSubscribe);
   mosquitto_unsubscribe_callback_set(mosq_, &MosquittoTransport::OnUnsubscribe);
@@ -249,7 +250,7 @@ Status MosquittoTransport::Connect() {
     if (detail.empty() && rc == MOSQ_ERR_ERRNO) detail = std::strerror(errno);
     std::lock_guard<std::mutex> lock(mu_);
     state_ = State::kIdle;
-    return MosquittoStatus(MosqOp::kConnect, rc, detail);
+    return MosquittoStatus(MqttOp::kConnect, rc, detail);
   }
   thread_ = std::thread([this] { Run(); });
   pthread_setname_np(thread_.native_handle(), "kgr-mqtt");
@@ -263,10 +264,10 @@ Status MosquittoTransport::Connect() {
   Status result = connect_result_;
   if (state_ == State::kConnecting) {  // timed out: abandon the attempt
     state_ = State::kIdle;
-    result = UnavailableError("mqtt connect: no CONNACK within " +
-                              std::to_string(options_.connect_timeout_ms) +
-                              " ms" +
-                              (LastError().empty() ? "" : ": " + LastError()));
+    result =
+        UnavailableError("mqtt connect: no CONNACK within " +
+                         std::to_string(options_.connect_timeout_ms) + " ms" +
+                         (LastError().empty() ? "" : ": " + LastError()));
   }
   stop_ = true;
   lock.unlock();
@@ -303,7 +304,7 @@ bool MosquittoTransport::HandleDown(int rc) {
     // The first connect failed: Connect() reports it; no retry.
     connect_result_ = connack_ > 0
                           ? ConnackStatus(connack_, detail)
-                          : MosquittoStatus(MosqOp::kConnect, rc, detail);
+                          : MosquittoStatus(MqttOp::kConnect, rc, detail);
     state_ = State::kIdle;
     lock.unlock();
     cv_.notify_all();
@@ -314,7 +315,7 @@ bool MosquittoTransport::HandleDown(int rc) {
     resubscribe_ = true;
     buffered_ = 0;
     spdlog::warn("mqtt: connection lost ({}); reconnecting",
-                 MosquittoStatus(MosqOp::kConnect, rc, detail).message());
+                 MosquittoStatus(MqttOp::kConnect, rc, detail).message());
     lock.unlock();
     cv_.notify_all();  // Subscribe() waiters: the topic is held
     LogWhileConnecting(true);
@@ -338,8 +339,9 @@ bool MosquittoTransport::HandleDown(int rc) {
     int rrc = mosquitto_reconnect_async(mosq_);
     lock.lock();
     if (rrc == MOSQ_ERR_SUCCESS) return !stop_;
-    spdlog::debug("mqtt: reconnect: {}",
-                  MosquittoStatus(MosqOp::kConnect, rrc, LastError()).message());
+    spdlog::debug(
+        "mqtt: reconnect: {}",
+        MosquittoStatus(MqttOp::kConnect, rrc, LastError()).message());
   }
 }
 
@@ -374,13 +376,12 @@ void MosquittoTransport::OnConnect(mosquitto*, void* self, int rc,
   if (topics.empty()) return;
   std::vector<char*> filters;
   for (std::string& topic : topics) filters.push_back(topic.data());
-  int src = mosquitto_subscribe_multiple(t->mosq_, nullptr,
-                                         static_cast<int>(filters.size()),
-                                         filters.data(), t->options_.qos, 0,
-                                         nullptr);
+  int src = mosquitto_subscribe_multiple(
+      t->mosq_, nullptr, static_cast<int>(filters.size()), filters.data(),
+      t->options_.qos, 0, nullptr);
   if (src != MOSQ_ERR_SUCCESS) {
     spdlog::warn("mqtt: resubscribe: {}",
-                 MosquittoStatus(MosqOp::kSubscribe, src, "").message());
+                 MosquittoStatus(MqttOp::kSubscribe, src, "").message());
   }
 }
 
@@ -400,8 +401,8 @@ void MosquittoTransport::OnMessage(mosquitto*, void* self,
   }
 }
 
-void MosquittoTransport::OnSubscribe(mosquitto*, void* self, int mid,
-                                     int count, const int* granted) {
+void MosquittoTransport::OnSubscribe(mosquitto*, void* self, int mid, int count,
+                                     const int* granted) {
   auto* t = static_cast<MosquittoTransport*>(self);
   bool refused = false;
   for (int i = 0; i < count; ++i) refused |= granted[i] >= kSubackRefused;
@@ -453,7 +454,7 @@ Status MosquittoTransport::Unsubscribe(const std::string& topic) {
 
 Status MosquittoTransport::SubscribeOrUnsubscribe(const std::string& topic,
                                                   bool subscribe) {
-  const MosqOp op = subscribe ? MosqOp::kSubscribe : MosqOp::kUnsubscribe;
+  const MqttOp op = subscribe ? MqttOp::kSubscribe : MqttOp::kUnsubscribe;
   const char* what = subscribe ? "subscribe" : "unsubscribe";
   const auto deadline = Clock::now() + Timeout();
   std::unique_lock<std::mutex> lock(mu_);
@@ -475,18 +476,17 @@ Status MosquittoTransport::SubscribeOrUnsubscribe(const std::string& topic,
   int mid = 0;
   // Under mu_: OnSubscribe (which takes mu_) cannot see the SUBACK before
   // the waiter below is registered.
-  int rc = subscribe ? mosquitto_subscribe(mosq_, &mid, topic.c_str(),
-                                           options_.qos)
-                     : mosquitto_unsubscribe(mosq_, &mid, topic.c_str());
+  int rc = subscribe
+               ? mosquitto_subscribe(mosq_, &mid, topic.c_str(), options_.qos)
+               : mosquitto_unsubscribe(mosq_, &mid, topic.c_str());
   if (rc == MOSQ_ERR_NO_CONN) return OkStatus();  // dropped: held
   if (rc != MOSQ_ERR_SUCCESS) {
     forget();
     return MosquittoStatus(op, rc, "topic '" + topic + "'");
   }
   acks_[mid] = Ack{};
-  cv_.wait_until(lock, deadline, [&] {
-    return acks_[mid].done || state_ != State::kUp;
-  });
+  cv_.wait_until(lock, deadline,
+                 [&] { return acks_[mid].done || state_ != State::kUp; });
   const Ack ack = acks_[mid];
   acks_.erase(mid);
   if (ack.done) {
@@ -535,7 +535,7 @@ Status MosquittoTransport::Publish(const std::string& topic,
   // QoS >= 1: a message published while the socket is down stays queued
   // in the library and is sent after the reconnect.
   if (rc == MOSQ_ERR_NO_CONN && options_.qos > 0) return OkStatus();
-  return MosquittoStatus(MosqOp::kPublish, rc, "");
+  return MosquittoStatus(MqttOp::kPublish, rc, "");
 }
 
 Status MosquittoTransport::Disconnect() {

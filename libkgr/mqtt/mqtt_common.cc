@@ -13,6 +13,22 @@ constexpr size_t kMaxTopicBytes = 65535;
 
 }  // namespace
 
+std::string_view MqttOpName(MqttOp op) {
+  switch (op) {
+    case MqttOp::kConnect:
+      return "mqtt connect";
+    case MqttOp::kSubscribe:
+      return "mqtt subscribe";
+    case MqttOp::kUnsubscribe:
+      return "mqtt unsubscribe";
+    case MqttOp::kPublish:
+      return "mqtt publish";
+    case MqttOp::kDisconnect:
+      return "mqtt disconnect";
+  }
+  return "mqtt";
+}
+
 Status ValidateTopicName(const std::string& topic) {
   if (topic.empty() || topic.size() > kMaxTopicBytes) {
     return InvalidArgumentError("mqtt: topic length must be 1..65535");

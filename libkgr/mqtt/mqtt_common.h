@@ -5,12 +5,18 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "kgr/mqtt.h"
 #include "kgr/status.h"
 #include "kgr/transport.h"
 
 namespace kgr::mqtt_internal {
+
+// What a failed call was doing (connection problems map differently).
+enum class MqttOp { kConnect, kSubscribe, kUnsubscribe, kPublish, kDisconnect };
+// "mqtt connect", "mqtt publish", ...
+std::string_view MqttOpName(MqttOp op);
 
 // A topic we may publish to: 1..65535 bytes, no wildcard, no NUL.
 Status ValidateTopicName(const std::string& topic);

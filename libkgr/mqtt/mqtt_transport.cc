@@ -43,10 +43,13 @@ StatusOr<std::unique_ptr<Transport>> NewMqttTransport(
     if (options.cert_file.empty() != options.key_file.empty()) {
       return InvalidArgumentError("mqtt: cert_file and key_file go together");
     }
-    KGR_RETURN_IF_ERROR(mqtt_internal::CheckReadable(options.ca_file, "ca_file"));
+    KGR_RETURN_IF_ERROR(
+        mqtt_internal::CheckReadable(options.ca_file, "ca_file"));
     if (!options.cert_file.empty()) {
-      KGR_RETURN_IF_ERROR(mqtt_internal::CheckReadable(options.cert_file, "cert_file"));
-      KGR_RETURN_IF_ERROR(mqtt_internal::CheckReadable(options.key_file, "key_file"));
+      KGR_RETURN_IF_ERROR(
+          mqtt_internal::CheckReadable(options.cert_file, "cert_file"));
+      KGR_RETURN_IF_ERROR(
+          mqtt_internal::CheckReadable(options.key_file, "key_file"));
     }
   } else if (!options.ca_file.empty() || !options.cert_file.empty() ||
              !options.key_file.empty()) {
@@ -64,8 +67,9 @@ StatusOr<std::unique_ptr<Transport>> NewMqttTransport(
 StatusOr<MqttClient> ParseMqttClient(std::string_view name) {
   if (name == "paho") return MqttClient::kPaho;
   if (name == "mosquitto") return MqttClient::kMosquitto;
-  return InvalidArgumentError("mqtt: client must be 'paho' or 'mosquitto', not '" +
-                              std::string(name) + "'");
+  return InvalidArgumentError(
+      "mqtt: client must be 'paho' or 'mosquitto', not '" + std::string(name) +
+      "'");
 }
 
 std::string_view MqttClientName(MqttClient client) {

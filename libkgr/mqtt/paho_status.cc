@@ -9,34 +9,18 @@ namespace {
 
 constexpr int kSubackFailure = 0x80;  // MQTT 3.1.1 SUBACK "Failure"
 
-std::string_view OpName(PahoOp op) {
-  switch (op) {
-    case PahoOp::kConnect:
-      return "mqtt connect";
-    case PahoOp::kSubscribe:
-      return "mqtt subscribe";
-    case PahoOp::kUnsubscribe:
-      return "mqtt unsubscribe";
-    case PahoOp::kPublish:
-      return "mqtt publish";
-    case PahoOp::kDisconnect:
-      return "mqtt disconnect";
-  }
-  return "mqtt";
-}
-
 }  // namespace
 
-Status PahoStatus(PahoOp op, int rc, std::string_view detail) {
+Status PahoStatus(MqttOp op, int rc, std::string_view detail) {
   if (rc == MQTTASYNC_SUCCESS) return OkStatus();
-  std::string msg = std::string(OpName(op)) + ": rc " + std::to_string(rc);
+  std::string msg = std::string(MqttOpName(op)) + ": rc " + std::to_string(rc);
   if (rc < 0) {
     const char* text = MQTTAsync_strerror(rc);
     if (text != nullptr) msg += std::string(" (") + text + ")";
   }
   if (!detail.empty()) msg += ": " + std::string(detail);
 
-  if (op == PahoOp::kConnect) {
+  if (op == MqttOp::kConnect) {
     // CONNACK 4 (bad user name or password) and 5 (not authorized): the
     // broker refuses this identity; retrying does not help.
     if (rc == 4 || rc == 5) return PermissionDeniedError(std::move(msg));
@@ -44,7 +28,7 @@ Status PahoStatus(PahoOp op, int rc, std::string_view detail) {
     // timeout) is a connection problem.
     return UnavailableError(std::move(msg));
   }
-  if (op == PahoOp::kSubscribe && rc >= kSubackFailure) {
+  if (op == MqttOp::kSubscribe && rc >= kSubackFailure) {
     return PermissionDeniedError(msg + ": refused by the broker");
   }
   switch (rc) {

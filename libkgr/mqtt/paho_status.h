@@ -5,15 +5,13 @@
 #include <string_view>
 
 #include "kgr/status.h"
+#include "mqtt/mqtt_common.h"
 
 namespace kgr::mqtt_internal {
 
-// What the failed call was doing; connection problems map differently.
-enum class PahoOp { kConnect, kSubscribe, kUnsubscribe, kPublish, kDisconnect };
-
 // Maps a Paho C/C++ return code (MQTTASYNC_*, CONNACK codes 1-5, SUBACK
 // 0x80) plus Paho's message (may be empty) to a Status. `rc` 0 yields OK.
-Status PahoStatus(PahoOp op, int rc, std::string_view detail);
+Status PahoStatus(MqttOp op, int rc, std::string_view detail);
 
 }  // namespace kgr::mqtt_internal
 

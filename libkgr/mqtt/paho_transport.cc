@@ -24,16 +24,16 @@
 namespace kgr {
 namespace {
 
-using mqtt_internal::PahoOp;
+using mqtt_internal::MqttOp;
+using mqtt_internal::PahoStatus;
 using mqtt_internal::RandomClientId;
 using mqtt_internal::ValidateTopicFilter;
 using mqtt_internal::ValidateTopicName;
-using mqtt_internal::PahoStatus;
 using Clock = std::chrono::steady_clock;
 
 constexpr int kDisconnectGraceMs = 1000;
 
-Status FromException(PahoOp op, const mqtt::exception& e) {
+Status FromException(MqttOp op, const mqtt::exception& e) {
   int rc = e.get_return_code();
   if (rc == 0) rc = MQTTASYNC_FAILURE;  // a reason code without an rc
   return PahoStatus(op, rc, e.get_message());
@@ -152,7 +152,7 @@ Status PahoTransport::Init() {
     client_->set_message_callback(
         [this](mqtt::const_message_ptr msg) { OnMessage(std::move(msg)); });
   } catch (const mqtt::exception& e) {
-    return FromException(PahoOp::kConnect, e).Annotate("creating client");
+    return FromException(MqttOp::kConnect, e).Annotate("creating client");
   } catch (const std::exception& e) {
     return InternalError(std::string("mqtt: creating client: ") + e.what());
   }
@@ -199,7 +199,7 @@ Status PahoTransport::Connect() {
     try {
       tok = client_->connect(connect_options_);
     } catch (const mqtt::exception& e) {
-      return FromException(PahoOp::kConnect, e);
+      return FromException(MqttOp::kConnect, e);
     }
     std::lock_guard<std::mutex> lock(mu_);
     pending_connect_ = tok;
@@ -219,7 +219,7 @@ Status PahoTransport::Connect() {
         if (state_ == State::kConnecting) state_ = State::kIdle;
       }
     }
-    return FromException(PahoOp::kConnect, e);
+    return FromException(MqttOp::kConnect, e);
   }
   if (!done) {
     return UnavailableError("mqtt connect: no CONNACK within " +
@@ -265,7 +265,7 @@ void PahoTransport::OnConnected(const std::string& cause) {
     client_->subscribe(filters, qos, nullptr, resubscribe_listener_);
   } catch (const mqtt::exception& e) {
     spdlog::warn("mqtt: resubscribe: {}",
-                 FromException(PahoOp::kSubscribe, e).ToString());
+                 FromException(MqttOp::kSubscribe, e).ToString());
   }
 }
 
@@ -323,7 +323,7 @@ Status PahoTransport::Subscribe(const std::string& topic) {
       if (state_ == State::kReconnecting) return OkStatus();
     }
     forget();
-    return FromException(PahoOp::kSubscribe, e)
+    return FromException(MqttOp::kSubscribe, e)
         .Annotate("topic '" + topic + "'");
   }
   return OkStatus();
@@ -345,7 +345,7 @@ Status PahoTransport::Unsubscribe(const std::string& topic) {
                               "'");
     }
   } catch (const mqtt::exception& e) {
-    return FromException(PahoOp::kUnsubscribe, e)
+    return FromException(MqttOp::kUnsubscribe, e)
         .Annotate("topic '" + topic + "'");
   }
   return OkStatus();
@@ -367,7 +367,7 @@ Status PahoTransport::Publish(const std::string& topic,
     client_->publish(topic, data, payload.size(), options_.qos,
                      /*retained=*/false);
   } catch (const mqtt::exception& e) {
-    return FromException(PahoOp::kPublish, e);
+    return FromException(MqttOp::kPublish, e);
   }
   return OkStatus();
 }
@@ -389,7 +389,7 @@ Status PahoTransport::Disconnect() {
     }
   } catch (const mqtt::exception& e) {
     if (e.get_return_code() == MQTTASYNC_DISCONNECTED) return OkStatus();
-    return FromException(PahoOp::kDisconnect, e);
+    return FromException(MqttOp::kDisconnect, e);
   }
   return OkStatus();
 }

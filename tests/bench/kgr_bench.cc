@@ -1302,8 +1302,7 @@ StatusOr<Json> Bench::Run() {
       return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
     };
     result["rounds"] = rounds;
-    result["establishments_per_s_first_round"] =
-        result["establishments_per_s"];
+    result["establishments_per_s_first_round"] = result["establishments_per_s"];
     result["establishments_per_s"] = Round(median(reals));
     result["bare_rate_per_s"] = Round(median(bares));
     result["ratio"] = Round(median(ratios));

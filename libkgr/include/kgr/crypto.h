@@ -52,7 +52,9 @@ struct SymmetricKeys {
   SymmetricKeys() = default;
   SymmetricKeys(SecretBytes enc_key, SecretBytes mac_key,
                 std::shared_ptr<const crypto_internal::PreparedKeys> p = {})
-      : enc(std::move(enc_key)), mac(std::move(mac_key)), prepared(std::move(p)) {}
+      : enc(std::move(enc_key)),
+        mac(std::move(mac_key)),
+        prepared(std::move(p)) {}
 
   SecretBytes enc;
   SecretBytes mac;
