@@ -51,17 +51,21 @@ const EVP_MD* Sha256Md() {
 constexpr uint8_t kZeroKey[kKeySize] = {};
 constexpr uint8_t kZeroIv[kIvSize] = {};
 
+// A keyless HMAC context with SHA-256 set (null on failure).
+std::unique_ptr<EVP_MAC_CTX, MacCtxFree> NewHmacSha256Ctx() {
+  std::unique_ptr<EVP_MAC_CTX, MacCtxFree> c(
+      HmacAlg() ? EVP_MAC_CTX_new(HmacAlg()) : nullptr);
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+      OSSL_PARAM_construct_end()};
+  if (c && EVP_MAC_CTX_set_params(c.get(), params) != 1) c.reset();
+  return c;
+}
+
 EVP_MAC_CTX* ThreadHmacCtx() {
-  thread_local std::unique_ptr<EVP_MAC_CTX, MacCtxFree> ctx = [] {
-    std::unique_ptr<EVP_MAC_CTX, MacCtxFree> c(
-        HmacAlg() ? EVP_MAC_CTX_new(HmacAlg()) : nullptr);
-    char digest[] = "SHA256";
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-        OSSL_PARAM_construct_end()};
-    if (c && EVP_MAC_CTX_set_params(c.get(), params) != 1) c.reset();
-    return c;
-  }();
+  thread_local std::unique_ptr<EVP_MAC_CTX, MacCtxFree> ctx =
+      NewHmacSha256Ctx();
   return ctx.get();
 }
 
@@ -112,16 +116,12 @@ class PreparedKeys {
     p->enc_ = keys.enc.Clone();
     p->mac_ = keys.mac.Clone();
     p->aes_.reset(EVP_CIPHER_CTX_new());
-    p->hmac_.reset(HmacAlg() ? EVP_MAC_CTX_new(HmacAlg()) : nullptr);
-    char digest[] = "SHA256";
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-        OSSL_PARAM_construct_end()};
+    p->hmac_ = NewHmacSha256Ctx();
     if (!p->aes_ || !p->hmac_ || Aes256Ctr() == nullptr ||
         EVP_EncryptInit_ex2(p->aes_.get(), Aes256Ctr(), keys.enc.data(),
                             kZeroIv, nullptr) != 1 ||
         EVP_MAC_init(p->hmac_.get(), keys.mac.data(), keys.mac.size(),
-                     params) != 1) {
+                     nullptr) != 1) {
       return InternalError("preparing keys failed");
     }
     return std::shared_ptr<const PreparedKeys>(std::move(p));

@@ -199,24 +199,22 @@ void KeyServer::CacheNode(const NodeDesc& d) {
 
 Status KeyServer::PutNode(const NodeDesc& d) {
   Status st = nodes_.Put(d);
-  if (st.ok()) {
-    CacheNode(d);
-  } else {
-    node_cache_.erase(d.n_id);  // the store decides what is true
-  }
+  AfterNodeWrite(d, st);
   return st;
 }
 
 Status KeyServer::PutNodes(const std::vector<NodeDesc>& batch) {
   Status st = nodes_.PutAll(batch);
-  for (const NodeDesc& d : batch) {
-    if (st.ok()) {
-      CacheNode(d);
-    } else {
-      node_cache_.erase(d.n_id);
-    }
-  }
+  for (const NodeDesc& d : batch) AfterNodeWrite(d, st);
   return st;
+}
+
+void KeyServer::AfterNodeWrite(const NodeDesc& d, const Status& written) {
+  if (written.ok()) {
+    CacheNode(d);
+  } else {
+    node_cache_.erase(d.n_id);  // the store decides what is true
+  }
 }
 
 // ---- registration (4.5) ----

@@ -264,10 +264,10 @@ Status MosquittoTransport::Connect() {
   Status result = connect_result_;
   if (state_ == State::kConnecting) {  // timed out: abandon the attempt
     state_ = State::kIdle;
-    result =
-        UnavailableError("mqtt connect: no CONNACK within " +
-                         std::to_string(options_.connect_timeout_ms) + " ms" +
-                         (LastError().empty() ? "" : ": " + LastError()));
+    const std::string why = LastError();
+    result = UnavailableError("mqtt connect: no CONNACK within " +
+                              std::to_string(options_.connect_timeout_ms) +
+                              " ms" + (why.empty() ? "" : ": " + why));
   }
   stop_ = true;
   lock.unlock();

@@ -996,11 +996,13 @@ template <typename R>
 StatusOr<std::unique_ptr<TypedStore<R>>> TypedStore<R>::Open(
     FileSystem& fs, const std::string& path, const RecordKeys& keys,
     uint32_t owner_n_id, const StoreOptions& options) {
+  // Prepared once; the RecordFile's copy shares the same contexts.
+  RecordKeys prepared = PreparedCopy(keys);
   KGR_ASSIGN_OR_RETURN(
       std::unique_ptr<RecordFile> file,
-      RecordFile::Open(fs, path, R::kType, keys, owner_n_id, options));
+      RecordFile::Open(fs, path, R::kType, prepared, owner_n_id, options));
   return std::unique_ptr<TypedStore<R>>(
-      new TypedStore<R>(std::move(file), PreparedCopy(keys), owner_n_id));
+      new TypedStore<R>(std::move(file), std::move(prepared), owner_n_id));
 }
 
 template <typename R>

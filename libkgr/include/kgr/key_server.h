@@ -174,6 +174,8 @@ class KeyServer {
   Status PutNode(const NodeDesc& d);
   Status PutNodes(const std::vector<NodeDesc>& batch);
   void CacheNode(const NodeDesc& d);
+  // Caches `d` after a successful write of it, else forgets its entry.
+  void AfterNodeWrite(const NodeDesc& d, const Status& written);
 
   OwnData own_;
   Bytes kedk_public_;
