@@ -45,6 +45,10 @@ flags (each overrides the JSON config file's key in brackets):
   --key FILE           [tls.key_file] KS private key (PEM)
   --topic-prefix P     [topic_prefix] default "kgr"
   --gen-key-ttl-ms N   [gen_key_ttl_ms] purge unconfirmed keys after N ms
+  --journal-prealloc-kb N
+                       [journal_prealloc_kb] zeros kept ahead of each store
+                       journal's end (default 256; 0: none), so that a
+                       commit's fdatasync writes data, not file metadata
   --pcr-policy         [pcr_policy] bind reads of the NV secrets to the
                        current PCR 0-7 values (measured boot); set at init
   --log-level L        [log_level] debug, info, warn, error
@@ -59,6 +63,7 @@ struct Settings {
   std::string state_dir, tcti, broker, ca, cert, key, prefix, log_level;
   MqttClient mqtt_client = MqttClient::kMosquitto;
   uint64_t gen_key_ttl_ms = 60'000;
+  uint64_t journal_prealloc_kb = 256;
   bool pcr_policy = false;
 };
 
@@ -81,11 +86,22 @@ StatusOr<Settings> LoadSettings(const Flags& f) {
                                              "mosquitto")));
   s.pcr_policy =
       f.Has("pcr-policy") || Setting(f, c, "", "pcr_policy", "false") == "true";
-  try {
-    s.gen_key_ttl_ms =
-        std::stoull(Setting(f, c, "gen-key-ttl-ms", "gen_key_ttl_ms", "60000"));
-  } catch (const std::exception&) {
-    return InvalidArgumentError("gen_key_ttl_ms must be a number");
+  auto number = [&](const char* flag, const char* key, const char* def,
+                    uint64_t* out) -> Status {
+    std::string v = Setting(f, c, flag, key, def);
+    if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos ||
+        v.size() > 15) {
+      return InvalidArgumentError(std::string(key) + " must be a number");
+    }
+    *out = std::stoull(v);
+    return OkStatus();
+  };
+  KGR_RETURN_IF_ERROR(
+      number("gen-key-ttl-ms", "gen_key_ttl_ms", "60000", &s.gen_key_ttl_ms));
+  KGR_RETURN_IF_ERROR(number("journal-prealloc-kb", "journal_prealloc_kb",
+                             "256", &s.journal_prealloc_kb));
+  if (s.journal_prealloc_kb > 4096) {
+    return InvalidArgumentError("journal_prealloc_kb: at most 4096");
   }
   if (s.state_dir.empty()) {
     return InvalidArgumentError("no state directory: --state-dir or state_dir");
@@ -108,14 +124,16 @@ struct Stores {
 
 StatusOr<Stores> OpenStores(const Settings& s, const OwnData& own) {
   Stores st;
+  StoreOptions o;
+  o.journal_preallocate_bytes = s.journal_prealloc_kb << 10;
   KGR_ASSIGN_OR_RETURN(
       st.nodes,
       NodeDescStore::Open(*DefaultFileSystem(), s.state_dir + "/node_desc",
-                          own.nk, own.identity.n_id));
+                          own.nk, own.identity.n_id, o));
   KGR_ASSIGN_OR_RETURN(
       st.gen_keys,
       GenKeysStore::Open(*DefaultFileSystem(), s.state_dir + "/gen_keys",
-                         own.nk, own.identity.n_id));
+                         own.nk, own.identity.n_id, o));
   return st;
 }
 
@@ -362,11 +380,12 @@ Status CmdRun(const Settings& s) {
 }
 
 int Main(int argc, char** argv) {
-  auto flags = ParseFlags(
-      argc, argv,
-      {"config", "state-dir", "tcti", "broker", "ca", "cert", "key",
-       "topic-prefix", "gen-key-ttl-ms", "log-level", "node", "mqtt-client"},
-      {"help", "json", "pcr-policy"});
+  auto flags =
+      ParseFlags(argc, argv,
+                 {"config", "state-dir", "tcti", "broker", "ca", "cert", "key",
+                  "topic-prefix", "gen-key-ttl-ms", "log-level", "node",
+                  "mqtt-client", "journal-prealloc-kb"},
+                 {"help", "json", "pcr-policy"});
   if (!flags.ok() || flags->Has("help") || flags->command.empty()) {
     if (!flags.ok())
       std::fprintf(stderr, "kgr-ks: %s\n\n", flags.status().message().c_str());

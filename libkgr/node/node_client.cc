@@ -28,6 +28,7 @@ NodeClient::NodeClient(OwnData own, Tpm& tpm, Transport& transport,
                        SesKeysStore& ses, Clock& clock,
                        NodeClientOptions options)
     : own_(std::move(own)),
+      topic2_(MyTopic(own_.identity.own_topic)),
       tpm_(tpm),
       transport_(transport),
       ses_(ses),
@@ -399,7 +400,7 @@ std::vector<PairInfo> NodeClient::Pairs() const {
 // ---- receiving ----
 
 void NodeClient::HandleMessage(const std::string& topic, const Bytes& payload) {
-  if (topic == MyTopic(own_.identity.own_topic)) return HandleFromKs(payload);
+  if (topic == topic2_) return HandleFromKs(payload);
   auto it = topic_to_peer_.find(topic);
   if (it != topic_to_peer_.end()) return HandleData(it->second, payload);
   Log("dropped message", nullptr, "unexpected topic");

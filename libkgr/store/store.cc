@@ -95,7 +95,16 @@ RecordFile::RecordFile(FileSystem& fs, std::string path, RecordType type,
       verifier_(type_, keys_, owner_) {}
 
 RecordFile::~RecordFile() {
-  if (journal_) (void)journal_->Close();
+  if (!journal_) return;
+  // Unsynced batches reach the file (not the disk) on a clean close.
+  if (!unsynced_.empty() && !needs_rewrite_) {
+    Status s = journal_->WriteAt(journal_bytes_, unsynced_);
+    if (!s.ok()) {
+      spdlog::warn("store {}: unsynced entries not written: {}", path_,
+                   s.ToString());
+    }
+  }
+  (void)journal_->Close();
 }
 
 StatusOr<std::unique_ptr<RecordFile>> RecordFile::Open(
@@ -160,7 +169,7 @@ Status RecordFile::Load() {
     return OkStatus();
   }
   KGR_ASSIGN_OR_RETURN(journal_,
-                       fs_.NewAppendableFile(log_path_, options_.file_mode));
+                       fs_.NewRandomWriteFile(log_path_, options_.file_mode));
   return OkStatus();
 }
 
@@ -523,8 +532,12 @@ Status RecordFile::ReplayJournal(const Bytes& file, bool* rewrite) {
   }
   size_t committed_end =
       committed > 0 ? entries[committed - 1].end : kJournalHeaderSize;
-  size_t tail = all.size() - committed_end;
-  if (tail > kMaxCommitGroupBytes + 4 + kMaxEntryBody) {
+  // Zeros at the end are preallocated space, not data.
+  size_t data_end = all.size();
+  while (data_end > committed_end && all[data_end - 1] == 0) --data_end;
+  size_t tail = data_end - committed_end;
+  // One write holds at most the waiting unsynced entries and one group.
+  if (tail > kMaxUnsyncedBytes + kMaxCommitGroupBytes + 4 + kMaxEntryBody) {
     return DataLossError("journal: " + std::to_string(tail) +
                          " unreadable bytes, more than one commit group");
   }
@@ -569,6 +582,7 @@ Status RecordFile::ReplayJournal(const Bytes& file, bool* rewrite) {
   next_seq_ = expected;
   journal_entries_ = committed;
   journal_bytes_ = committed_end;
+  journal_size_ = all.size();
   return OkStatus();
 }
 
@@ -716,6 +730,7 @@ Status RecordFile::Rewrite(bool drop_corrupt) {
     // appended to: its generation may already be stale on disk.
     generation_ = generation;
     needs_rewrite_ = true;
+    unsynced_.clear();  // applied in memory, so in the new snapshot
   }
   if (journal_) {
     (void)journal_->Close();
@@ -736,16 +751,25 @@ Status RecordFile::Rewrite(bool drop_corrupt) {
   KGR_ASSIGN_OR_RETURN(
       Tag tag, HmacSha256(keys_, {Label(kJournalHeaderContext), header}));
   w.Raw(tag);
-  KGR_RETURN_IF_ERROR(
-      fs_.WriteFileAtomic(log_path_, header, options_.file_mode));
-  KGR_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> journal,
-                       fs_.NewAppendableFile(log_path_, options_.file_mode));
+  const size_t header_size = header.size();
+  Bytes zeros = Preallocation();
+  header.insert(header.end(), zeros.begin(), zeros.end());
+  Status written = fs_.WriteFileAtomic(log_path_, header, options_.file_mode);
+  if (written.code() == StatusCode::kResourceExhausted && !zeros.empty()) {
+    // A full disk: a journal without preallocated space still works.
+    header.resize(header_size);
+    written = fs_.WriteFileAtomic(log_path_, header, options_.file_mode);
+  }
+  KGR_RETURN_IF_ERROR(written);
+  KGR_ASSIGN_OR_RETURN(std::unique_ptr<RandomWriteFile> journal,
+                       fs_.NewRandomWriteFile(log_path_, options_.file_mode));
   std::lock_guard<std::mutex> l(mu_);
   journal_ = std::move(journal);
   needs_rewrite_ = false;
   next_seq_ = 1;
   journal_entries_ = 0;
-  journal_bytes_ = header.size();
+  journal_bytes_ = header_size;
+  journal_size_ = header.size();
   if (drop_corrupt) corrupt_.clear();
   return OkStatus();
 }
@@ -849,9 +873,23 @@ Status RecordFile::WriteGroup(const std::vector<Writer*>& group,
 
   bool sync = false;
   for (Writer* g : group) sync = sync || g->sync;
+  if (!sync && unsynced_.size() + buf.size() <= kMaxUnsyncedBytes) {
+    // Nobody waits for these: they go out with the next write.
+    unsynced_.insert(unsynced_.end(), buf.begin(), buf.end());
+    for (Writer* g : group) {
+      for (RecordBatch::Op& op : g->batch->ops_)
+        ApplyOpLocked(op.key, std::move(op.record));
+    }
+    next_seq_ = seq;
+    journal_entries_ += n_ops;
+    return OkStatus();
+  }
+  if (!unsynced_.empty()) {
+    buf.insert(buf.begin(), unsynced_.begin(), unsynced_.end());
+    unsynced_.clear();
+  }
   lock->unlock();
-  Status s = journal_->Append(buf);
-  if (s.ok() && sync) s = journal_->Sync();
+  Status s = WriteJournal(buf, sync);
   if (!s.ok()) {
     // The journal may now end in a partial group, or (fsync error) in a
     // group of unknown durability: never append after it. Replace both
@@ -870,15 +908,42 @@ Status RecordFile::WriteGroup(const std::vector<Writer*>& group,
   }
   next_seq_ = seq;
   journal_entries_ += n_ops;
-  journal_bytes_ += buf.size();
   if (journal_entries_ > options_.compact_after_entries ||
-      journal_bytes_ > options_.compact_after_bytes) {
+      journal_bytes_ + unsynced_.size() > options_.compact_after_bytes) {
     lock->unlock();
     Status c = Rewrite(false);  // the group is durable whatever happens here
     if (!c.ok())
       spdlog::warn("store {}: compaction failed: {}", path_, c.ToString());
     lock->lock();
   }
+  return OkStatus();
+}
+
+Bytes RecordFile::Preallocation() const {
+  return Bytes(
+      std::min(options_.journal_preallocate_bytes, kMaxCommitGroupBytes), 0);
+}
+
+Status RecordFile::WriteJournal(std::span<const uint8_t> buf, bool sync) {
+  const uint64_t at = journal_bytes_;
+  KGR_RETURN_IF_ERROR(journal_->WriteAt(at, buf));
+  if (at + buf.size() > journal_size_) {
+    // The preallocated space is used up: add more. Not needed for the
+    // entries, so a failure (a full disk) only costs the speed-up.
+    journal_size_ = at + buf.size();
+    Bytes zeros = Preallocation();
+    if (!zeros.empty()) {
+      Status z = journal_->WriteAt(journal_size_, zeros);
+      if (z.ok()) {
+        journal_size_ += zeros.size();
+      } else {
+        spdlog::debug("store {}: no journal preallocation: {}", path_,
+                      z.ToString());
+      }
+    }
+  }
+  if (sync) KGR_RETURN_IF_ERROR(journal_->Sync());
+  journal_bytes_ = at + buf.size();
   return OkStatus();
 }
 

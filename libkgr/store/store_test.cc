@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -57,6 +58,14 @@ std::unique_ptr<SesKeysStore> OpenOrDie(FileSystem& fs,
   auto s = SesKeysStore::Open(fs, kPath, Keys(), kOwner, o);
   EXPECT_TRUE(s.ok()) << s.status().ToString();
   return s.ok() ? std::move(s).value() : nullptr;
+}
+
+// A journal without preallocated space: appends at the file's end, so tests
+// that edit journal bytes can find entries by file size.
+StoreOptions Plain() {
+  StoreOptions o;
+  o.journal_preallocate_bytes = 0;
+  return o;
 }
 
 Bytes Read(FakeFileSystem& fs, const std::string& path) {
@@ -229,6 +238,27 @@ std::vector<CrashMode> CrashModes() {
   return modes;
 }
 
+// Crashes `fs`, reopens the store into `s` and returns its state.
+State CrashAndReopen(FakeFileSystem& fs, std::unique_ptr<SesKeysStore>& s,
+                     const StoreOptions& o,
+                     const FakeFileSystem::CrashOptions& crash) {
+  s.reset();
+  fs.Crash(crash);
+  s = OpenOrDie(fs, o);
+  return s ? StateOf(*s) : State{};
+}
+
+// The reopened store, in state `got`, keeps working and stays consistent.
+void ExpectStillWorks(FakeFileSystem& fs, std::unique_ptr<SesKeysStore>& s,
+                      const StoreOptions& o, State got) {
+  ASSERT_TRUE(s->Put(Ses(50, 5)).ok());
+  got[50] = 5;
+  s.reset();
+  s = OpenOrDie(fs, o);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(StateOf(*s), got);
+}
+
 // A workload of single puts, deletes and a multi-record batch, with a
 // compaction every few entries, so that a crash can hit every step of an
 // append, a group commit, a snapshot write and a journal reset.
@@ -252,9 +282,16 @@ std::vector<Step> Workload() {
   return steps;
 }
 
-TEST(StoreCrash, EveryStepOfEveryWriteLeavesOldOrNewState) {
+// Journals without preallocation, with space that runs out during the
+// workload, and with the default (never runs out here).
+class StoreCrashPrealloc : public ::testing::TestWithParam<size_t> {};
+INSTANTIATE_TEST_SUITE_P(Sizes, StoreCrashPrealloc,
+                         ::testing::Values(0, 300, 256 << 10));
+
+TEST_P(StoreCrashPrealloc, EveryStepOfEveryWriteLeavesOldOrNewState) {
   StoreOptions o;
   o.compact_after_entries = 3;
+  o.journal_preallocate_bytes = GetParam();
   std::vector<Step> steps = Workload();
   // The state after each prefix of the workload, from a run without faults.
   std::vector<State> after;
@@ -282,22 +319,14 @@ TEST(StoreCrash, EveryStepOfEveryWriteLeavesOldOrNewState) {
         ++ok_steps;
       }
       bool faulted = fs.mutations() - before > k;
-      s.reset();
-      fs.Crash(mode.options);
-      s = OpenOrDie(fs, o);
+      State got = CrashAndReopen(fs, s, o, mode.options);
       ASSERT_TRUE(s);
-      State got = StateOf(*s);
       EXPECT_TRUE(s->corrupt_records().empty());
       // Everything acknowledged survives; the failed step may or may not.
       bool matches = got == after[ok_steps] || (ok_steps + 1 < after.size() &&
                                                 got == after[ok_steps + 1]);
       EXPECT_TRUE(matches) << "ok steps " << ok_steps;
-      // The reopened store keeps working and stays consistent.
-      ASSERT_TRUE(s->Put(Ses(50, 5)).ok());
-      got[50] = 5;
-      s.reset();
-      s = OpenOrDie(fs, o);
-      EXPECT_EQ(StateOf(*s), got);
+      ExpectStillWorks(fs, s, o, got);
       if (!faulted) {
         EXPECT_EQ(ok_steps, steps.size());
         // The workload makes this many file operations; each was a crash
@@ -305,6 +334,43 @@ TEST(StoreCrash, EveryStepOfEveryWriteLeavesOldOrNewState) {
         EXPECT_GT(k, 30);
         break;
       }
+    }
+  }
+}
+
+// Unsynced batches wait in memory and go out ahead of the next synced
+// group, in one write: a crash keeps a prefix of the groups, never a later
+// group without an earlier one.
+TEST_P(StoreCrashPrealloc, UnsyncedBatchesGoOutWithTheNextWriteInOrder) {
+  StoreOptions o;
+  o.journal_preallocate_bytes = GetParam();
+  const std::vector<State> prefixes = {
+      {{1, 1}}, {{1, 1}, {2, 2}}, {{1, 3}, {2, 2}}, {{1, 3}, {2, 2}, {4, 4}}};
+  for (const CrashMode& mode : CrashModes()) {
+    for (int k = 0;; ++k) {
+      SCOPED_TRACE(std::string(mode.name) + " k=" + std::to_string(k));
+      FakeFileSystem fs;
+      auto s = OpenOrDie(fs, o);
+      ASSERT_TRUE(s->Put(Ses(1, 1)).ok());
+      Bytes journal = Read(fs, kLog);
+      s->PutUnsynced(Ses(2, 2));
+      s->PutUnsynced(Ses(1, 3));
+      EXPECT_EQ(Read(fs, kLog), journal);   // nothing written yet
+      EXPECT_EQ(StateOf(*s), prefixes[2]);  // but applied
+      int before = fs.mutations();
+      fs.FailAfterMutations(k);
+      Status last = s->Put(Ses(4, 4));
+      bool faulted = fs.mutations() - before > k;
+      State got = CrashAndReopen(fs, s, o, mode.options);
+      ASSERT_TRUE(s);
+      if (last.ok()) {
+        EXPECT_EQ(got, prefixes[3]);
+      } else {
+        EXPECT_NE(std::find(prefixes.begin(), prefixes.end(), got),
+                  prefixes.end());
+      }
+      ExpectStillWorks(fs, s, o, got);
+      if (!faulted) break;
     }
   }
 }
@@ -371,7 +437,7 @@ FakeFileSystem::CrashOptions KeepUnsynced() {
 
 TEST(StoreFault, DiskFullKeepsOldStateInMemoryAndOnDisk) {
   FakeFileSystem fs;
-  auto s = OpenOrDie(fs);
+  auto s = OpenOrDie(fs, Plain());
   ASSERT_TRUE(s->Put(Ses(1, 1)).ok());
   size_t used = 0;
   for (const auto& f : fs.ListFiles()) used += Read(fs, f).size();
@@ -384,7 +450,7 @@ TEST(StoreFault, DiskFullKeepsOldStateInMemoryAndOnDisk) {
   // Reopen as is (no crash, disk still full): the partial append is
   // discarded, reads work, writes still fail cleanly.
   s.reset();
-  s = OpenOrDie(fs);
+  s = OpenOrDie(fs, Plain());
   ASSERT_TRUE(s);
   EXPECT_EQ(StateOf(*s), (State{{1, 1}}));
   EXPECT_EQ(s->Put(Ses(1, 2)).code(), StatusCode::kResourceExhausted);
@@ -393,7 +459,7 @@ TEST(StoreFault, DiskFullKeepsOldStateInMemoryAndOnDisk) {
   ASSERT_TRUE(s->Put(Ses(1, 2)).ok());
   s.reset();
   fs.Crash();
-  s = OpenOrDie(fs);
+  s = OpenOrDie(fs, Plain());
   EXPECT_EQ(StateOf(*s), (State{{1, 2}}));
 }
 
@@ -837,7 +903,7 @@ TEST(StoreMemory, ChangesOverTheLoadedSnapshot) {
 
 TEST(StoreJournal, DamagedEntryFailsClosedOverTheSnapshotValue) {
   FakeFileSystem fs;
-  auto s = OpenOrDie(fs);
+  auto s = OpenOrDie(fs, Plain());
   for (uint32_t i = 1; i <= 3; ++i) ASSERT_TRUE(s->Put(Ses(i, i)).ok());
   ASSERT_TRUE(s->file().Compact().ok());
   size_t first = Read(fs, kLog).size();
@@ -864,7 +930,7 @@ TEST(StoreJournal, DamagedEntryFailsClosedOverTheSnapshotValue) {
 
 TEST(StoreJournal, DamagedCommittedEntryFailsClosedForItsKeyOnly) {
   FakeFileSystem fs;
-  auto s = OpenOrDie(fs);
+  auto s = OpenOrDie(fs, Plain());
   ASSERT_TRUE(s->Put(Ses(1, 1)).ok());
   size_t second = Read(fs, kLog).size();
   ASSERT_TRUE(s->Put(Ses(2, 2)).ok());
@@ -885,7 +951,7 @@ TEST(StoreJournal, DamagedCommittedEntryFailsClosedForItsKeyOnly) {
 TEST(StoreJournal, TornTailIsDiscarded) {
   for (size_t cut = 1; cut < 150; cut += 7) {
     FakeFileSystem fs;
-    auto s = OpenOrDie(fs);
+    auto s = OpenOrDie(fs, Plain());
     ASSERT_TRUE(s->Put(Ses(1, 1)).ok());
     size_t good = Read(fs, kLog).size();
     ASSERT_TRUE(s->Put(Ses(2, 2)).ok());
@@ -906,11 +972,13 @@ TEST(StoreJournal, TornTailIsDiscarded) {
 
 TEST(StoreJournal, HugeUnreadableTailIsDataLoss) {
   FakeFileSystem fs;
-  auto s = OpenOrDie(fs);
+  auto s = OpenOrDie(fs, Plain());
   ASSERT_TRUE(s->Put(Ses(1, 1)).ok());
   s.reset();
   Bytes j = Read(fs, kLog);
-  j.resize(j.size() + kMaxCommitGroupBytes + 2 * kMaxRecordSize, 0xee);
+  j.resize(
+      j.size() + kMaxUnsyncedBytes + kMaxCommitGroupBytes + 2 * kMaxRecordSize,
+      0xee);
   fs.SetContents(kLog, j);
   EXPECT_EQ(SesKeysStore::Open(fs, kPath, Keys(), kOwner).status().code(),
             StatusCode::kDataLoss);
@@ -918,7 +986,7 @@ TEST(StoreJournal, HugeUnreadableTailIsDataLoss) {
 
 TEST(StoreJournal, ReplayedEntryIsDetected) {
   FakeFileSystem fs;
-  auto s = OpenOrDie(fs);
+  auto s = OpenOrDie(fs, Plain());
   ASSERT_TRUE(s->Put(Ses(1, 1)).ok());
   size_t second = Read(fs, kLog).size();
   ASSERT_TRUE(s->Put(Ses(1, 2)).ok());
@@ -977,6 +1045,68 @@ TEST(StoreKinds, NodeDescAndGenKeysStores) {
             (std::vector<uint32_t>{1, 2}));
   EXPECT_EQ((*gens)->Get(0xffffffffffffff01)->n_id2, 2u);
   EXPECT_EQ((*gens)->List(), (std::vector<uint64_t>{0xffffffffffffff01}));
+}
+
+// ----------------------------------------------------------------
+// preallocation
+
+TEST(StorePrealloc, ZeroTailIsSpaceNotATornAppend) {
+  FakeFileSystem fs;
+  StoreOptions o;
+  o.journal_preallocate_bytes = 4096;
+  auto s = OpenOrDie(fs, o);
+  uint64_t gen = s->file().generation();
+  size_t size = Read(fs, kLog).size();
+  EXPECT_EQ(size, 52u + 4096u);  // header, then zeros
+  ASSERT_TRUE(s->Put(Ses(1, 1)).ok());
+  ASSERT_TRUE(s->Put(Ses(2, 2)).ok());
+  EXPECT_EQ(Read(fs, kLog).size(), size);  // written over the zeros
+  s.reset();
+  fs.Crash();
+  s = OpenOrDie(fs, o);
+  EXPECT_EQ(StateOf(*s), (State{{1, 1}, {2, 2}}));
+  EXPECT_EQ(s->file().generation(), gen);  // nothing discarded or rewritten
+  EXPECT_TRUE(s->corrupt_records().empty());
+  // Appends continue where the entries end, not at the file's end.
+  ASSERT_TRUE(s->Put(Ses(3, 3)).ok());
+  s.reset();
+  s = OpenOrDie(fs, o);
+  EXPECT_EQ(StateOf(*s), (State{{1, 1}, {2, 2}, {3, 3}}));
+  EXPECT_EQ(s->file().generation(), gen);
+}
+
+TEST(StorePrealloc, SpaceGrowsWhenUsedUp) {
+  FakeFileSystem fs;
+  StoreOptions o;
+  o.journal_preallocate_bytes = 1000;
+  auto s = OpenOrDie(fs, o);
+  for (uint32_t i = 0; i < 40; ++i) ASSERT_TRUE(s->Put(Ses(i, i)).ok());
+  size_t size = Read(fs, kLog).size();
+  EXPECT_GT(size, 40u * 150);
+  State want = StateOf(*s);
+  s.reset();
+  fs.Crash();
+  s = OpenOrDie(fs, o);
+  EXPECT_EQ(StateOf(*s), want);
+  EXPECT_EQ(s->file().journal_entries(), 40u);
+}
+
+TEST(StorePrealloc, FullDiskGoesWithoutIt) {
+  FakeFileSystem fs;
+  auto s = OpenOrDie(fs);  // 256 KiB
+  ASSERT_TRUE(s->Put(Ses(1, 1)).ok());
+  size_t used = 0;
+  for (const auto& f : fs.ListFiles()) used += Read(fs, f).size();
+  // Room for a new snapshot and a bare journal, not for 256 KiB of zeros.
+  fs.SetCapacity(used + 2048);
+  ASSERT_TRUE(s->file().Compact().ok());
+  EXPECT_LT(Read(fs, kLog).size(), 100u);
+  ASSERT_TRUE(s->Put(Ses(2, 2)).ok());
+  fs.SetCapacity(std::nullopt);
+  s.reset();
+  fs.Crash();
+  s = OpenOrDie(fs);
+  EXPECT_EQ(StateOf(*s), (State{{1, 1}, {2, 2}}));
 }
 
 // ---------------------------------------------------------------- POSIX

@@ -6,30 +6,34 @@
 
 namespace kgr::testing {
 
-class FakeFileSystem::File final : public WritableFile {
+// What File and RandomFile share: the open inode, its liveness, Sync and
+// Close. Methods lock the file system.
+class FakeFileSystem::Handle {
  public:
-  File(FakeFileSystem* fs, InodePtr inode, std::string path, uint64_t epoch)
+  Handle(FakeFileSystem* fs, InodePtr inode, std::string path, uint64_t epoch)
       : fs_(fs),
         inode_(std::move(inode)),
         path_(std::move(path)),
         epoch_(epoch) {}
 
-  Status Append(std::span<const uint8_t> data) override {
+  Status Write(std::optional<size_t> offset, std::span<const uint8_t> data) {
     std::lock_guard<std::mutex> l(fs_->mu_);
     KGR_RETURN_IF_ERROR(CheckUsableLocked());
     KGR_RETURN_IF_ERROR(fs_->CheckFaultLocked(Op::kAppend));
-    return fs_->AppendLocked(inode_, data);
+    return fs_->WriteLocked(inode_, offset.value_or(inode_->data.size()), data);
   }
 
-  Status Sync() override {
+  Status Sync() {
     std::lock_guard<std::mutex> l(fs_->mu_);
     KGR_RETURN_IF_ERROR(CheckUsableLocked());
     KGR_RETURN_IF_ERROR(fs_->CheckFaultLocked(Op::kSync));
     inode_->durable = inode_->data;
+    inode_->unsynced.clear();
+    inode_->truncated = false;
     return OkStatus();
   }
 
-  Status Close() override {
+  Status Close() {
     std::lock_guard<std::mutex> l(fs_->mu_);
     closed_ = true;
     return OkStatus();
@@ -48,6 +52,32 @@ class FakeFileSystem::File final : public WritableFile {
   std::string path_;
   uint64_t epoch_;
   bool closed_ = false;
+};
+
+class FakeFileSystem::File final : public WritableFile {
+ public:
+  explicit File(Handle h) : h_(std::move(h)) {}
+  Status Append(std::span<const uint8_t> data) override {
+    return h_.Write(std::nullopt, data);
+  }
+  Status Sync() override { return h_.Sync(); }
+  Status Close() override { return h_.Close(); }
+
+ private:
+  Handle h_;
+};
+
+class FakeFileSystem::RandomFile final : public RandomWriteFile {
+ public:
+  explicit RandomFile(Handle h) : h_(std::move(h)) {}
+  Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override {
+    return h_.Write(static_cast<size_t>(offset), data);
+  }
+  Status Sync() override { return h_.Sync(); }
+  Status Close() override { return h_.Close(); }
+
+ private:
+  Handle h_;
 };
 
 FakeFileSystem::~FakeFileSystem() = default;
@@ -85,19 +115,24 @@ size_t FakeFileSystem::TotalBytesLocked() const {
   return total;
 }
 
-Status FakeFileSystem::AppendLocked(const InodePtr& inode,
-                                    std::span<const uint8_t> data) {
+Status FakeFileSystem::WriteLocked(const InodePtr& inode, size_t offset,
+                                   std::span<const uint8_t> data) {
   size_t fits = data.size();
   if (capacity_.has_value()) {
     size_t used = TotalBytesLocked();
-    // Growth beyond the durable copy is what costs space.
+    // Growth beyond the larger of the current and durable copies costs
+    // space; overwriting does not.
     size_t room = *capacity_ > used ? *capacity_ - used : 0;
-    size_t slack = inode->durable.size() > inode->data.size()
-                       ? inode->durable.size() - inode->data.size()
-                       : 0;
-    fits = std::min(fits, room + slack);
+    size_t allocated = std::max(inode->data.size(), inode->durable.size());
+    size_t free_inside = allocated > offset ? allocated - offset : 0;
+    fits = std::min(fits, free_inside + room);
   }
-  inode->data.insert(inode->data.end(), data.begin(), data.begin() + fits);
+  if (fits > 0) {
+    if (inode->data.size() < offset + fits) inode->data.resize(offset + fits);
+    std::copy(data.begin(), data.begin() + fits, inode->data.begin() + offset);
+    inode->unsynced.emplace_back(offset,
+                                 Bytes(data.begin(), data.begin() + fits));
+  }
   if (fits < data.size()) return ResourceExhaustedError("write: disk full");
   return OkStatus();
 }
@@ -111,7 +146,7 @@ StatusOr<Bytes> FakeFileSystem::ReadFile(const std::string& path) {
   return it->second->data;
 }
 
-StatusOr<std::unique_ptr<WritableFile>> FakeFileSystem::OpenLocked(
+StatusOr<FakeFileSystem::InodePtr> FakeFileSystem::OpenLocked(
     const std::string& path, int mode, bool truncate) {
   KGR_RETURN_IF_ERROR(CheckFaultLocked(Op::kOpen));
   InodePtr& inode = names_[path];
@@ -120,21 +155,35 @@ StatusOr<std::unique_ptr<WritableFile>> FakeFileSystem::OpenLocked(
     inode->mode = mode;
   } else if (truncate) {
     inode->data.clear();
+    inode->unsynced.clear();
+    inode->truncated = true;
     inode->mode = mode;
   }
-  return std::unique_ptr<WritableFile>(new File(this, inode, path, epoch_));
+  return inode;
 }
 
 StatusOr<std::unique_ptr<WritableFile>> FakeFileSystem::NewWritableFile(
     const std::string& path, int mode) {
   std::lock_guard<std::mutex> l(mu_);
-  return OpenLocked(path, mode, /*truncate=*/true);
+  KGR_ASSIGN_OR_RETURN(InodePtr inode, OpenLocked(path, mode, true));
+  return std::unique_ptr<WritableFile>(
+      new File(Handle(this, std::move(inode), path, epoch_)));
 }
 
 StatusOr<std::unique_ptr<WritableFile>> FakeFileSystem::NewAppendableFile(
     const std::string& path, int mode) {
   std::lock_guard<std::mutex> l(mu_);
-  return OpenLocked(path, mode, /*truncate=*/false);
+  KGR_ASSIGN_OR_RETURN(InodePtr inode, OpenLocked(path, mode, false));
+  return std::unique_ptr<WritableFile>(
+      new File(Handle(this, std::move(inode), path, epoch_)));
+}
+
+StatusOr<std::unique_ptr<RandomWriteFile>> FakeFileSystem::NewRandomWriteFile(
+    const std::string& path, int mode) {
+  std::lock_guard<std::mutex> l(mu_);
+  KGR_ASSIGN_OR_RETURN(InodePtr inode, OpenLocked(path, mode, false));
+  return std::unique_ptr<RandomWriteFile>(
+      new RandomFile(Handle(this, std::move(inode), path, epoch_)));
 }
 
 Status FakeFileSystem::Rename(const std::string& from, const std::string& to) {
@@ -197,29 +246,33 @@ void FakeFileSystem::Crash(const CrashOptions& options) {
   std::set<Inode*> done;
   for (auto& [name, inode] : names_) {
     if (!done.insert(inode.get()).second) continue;
-    Bytes& d = inode->data;
-    const Bytes& dur = inode->durable;
-    size_t keep = 0;
-    bool appended =
-        d.size() > dur.size() && std::equal(dur.begin(), dur.end(), d.begin());
-    if (appended) {
-      size_t unsynced = d.size() - dur.size();
+    Bytes next = inode->durable;
+    if (!inode->truncated) {
+      size_t unsynced = 0;
+      for (const auto& [offset, bytes] : inode->unsynced) {
+        unsynced += bytes.size();
+      }
+      size_t keep = 0;
       if (options.random_seed.has_value()) {
         keep = std::uniform_int_distribution<size_t>(0, unsynced)(rng);
       } else {
         keep = std::min(unsynced, options.keep_unsynced_bytes.value_or(0));
       }
-    }
-    Bytes next = dur;
-    if (keep > 0) {
-      next.insert(next.end(), d.begin() + dur.size(),
-                  d.begin() + dur.size() + keep);
-      if (options.garble_kept) {
-        for (size_t i = dur.size(); i < next.size(); ++i) next[i] ^= 0x5a;
+      // The first `keep` bytes written survive, in write order.
+      for (const auto& [offset, bytes] : inode->unsynced) {
+        if (keep == 0) break;
+        size_t n = std::min(keep, bytes.size());
+        keep -= n;
+        if (next.size() < offset + n) next.resize(offset + n);
+        for (size_t i = 0; i < n; ++i) {
+          next[offset + i] = options.garble_kept ? bytes[i] ^ 0x5a : bytes[i];
+        }
       }
     }
-    d = next;
+    inode->data = next;
     inode->durable = std::move(next);
+    inode->unsynced.clear();
+    inode->truncated = false;
   }
   faults_.clear();
   mutations_left_.reset();
@@ -271,6 +324,8 @@ void FakeFileSystem::SetContents(const std::string& path, Bytes data) {
   if (!inode) inode = std::make_shared<Inode>();
   inode->data = data;
   inode->durable = std::move(data);
+  inode->unsynced.clear();
+  inode->truncated = false;
   durable_[path] = inode;
 }
 

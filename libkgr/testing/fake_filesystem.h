@@ -2,14 +2,17 @@
 // power loss can do to data that was not made durable, and injects faults.
 //
 // Model (POSIX semantics, strict):
-//  * A file's content is durable up to its last WritableFile::Sync(). Bytes
-//    appended (or a truncation done) after it are "unsynced".
+//  * A file's content is durable as of its last Sync(). Bytes written
+//    (appended, or written at an offset) or a truncation done after it are
+//    "unsynced".
 //  * A directory entry (creation, rename, removal) is durable only after
 //    SyncDir() of its directory.
-//  * Crash() turns the durable state into the current one: unsynced bytes are
-//    dropped or torn (a prefix survives, optionally garbled), and directory
-//    changes not followed by SyncDir are undone (or, optionally, kept: real
-//    file systems may persist them early; stores must survive both).
+//  * Crash() turns the durable state into the current one: the unsynced
+//    writes of a file are dropped or torn (the first N of their bytes, in
+//    write order, survive, optionally garbled; an unsynced truncation drops
+//    them all), and directory changes not followed by SyncDir are undone
+//    (or, optionally, kept: real file systems may persist them early; stores
+//    must survive both).
 //  * Faults: fail the Nth call of an operation with a given Status, fail
 //    every mutating call after N of them ("the process died there"), or cap
 //    the total size of all files (a full disk: the part of a write that fits
@@ -27,6 +30,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kgr/filesystem.h"
@@ -36,9 +40,9 @@ namespace kgr::testing {
 class FakeFileSystem : public FileSystem {
  public:
   enum class Op {
-    kOpen,    // NewWritableFile / NewAppendableFile
-    kAppend,  // WritableFile::Append
-    kSync,    // WritableFile::Sync
+    kOpen,    // NewWritableFile / NewAppendableFile / NewRandomWriteFile
+    kAppend,  // WritableFile::Append and RandomWriteFile::WriteAt
+    kSync,    // WritableFile::Sync and RandomWriteFile::Sync
     kRename,
     kSyncDir,
     kRemove,
@@ -47,7 +51,7 @@ class FakeFileSystem : public FileSystem {
   };
 
   struct CrashOptions {
-    // How many unsynced appended bytes of each file survive: none by default;
+    // How many unsynced written bytes of each file survive: none by default;
     // a value keeps min(value, unsynced) bytes (a torn write).
     std::optional<size_t> keep_unsynced_bytes;
     // If set, each file keeps a pseudo-random number of its unsynced bytes
@@ -67,6 +71,8 @@ class FakeFileSystem : public FileSystem {
   StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(
       const std::string& path, int mode) override;
   StatusOr<std::unique_ptr<WritableFile>> NewAppendableFile(
+      const std::string& path, int mode) override;
+  StatusOr<std::unique_ptr<RandomWriteFile>> NewRandomWriteFile(
       const std::string& path, int mode) override;
   Status Rename(const std::string& from, const std::string& to) override;
   Status SyncDir(const std::string& dir) override;
@@ -107,17 +113,26 @@ class FakeFileSystem : public FileSystem {
   struct Inode {
     Bytes data;     // current content
     Bytes durable;  // content after the last Sync (or at creation)
+    // Writes since the last Sync, in order: (offset, bytes).
+    std::vector<std::pair<size_t, Bytes>> unsynced;
+    bool truncated = false;  // truncated since the last Sync
     int mode = 0600;
   };
   using InodePtr = std::shared_ptr<Inode>;
+  class Handle;
   class File;
+  class RandomFile;
 
   // Non-OK if a fault fires for `op` (counts the call). Caller holds mu_.
   Status CheckFaultLocked(Op op);
   size_t TotalBytesLocked() const;
-  StatusOr<std::unique_ptr<WritableFile>> OpenLocked(const std::string& path,
-                                                     int mode, bool truncate);
-  Status AppendLocked(const InodePtr& inode, std::span<const uint8_t> data);
+  // The inode of `path`, created (or truncated) as asked.
+  StatusOr<InodePtr> OpenLocked(const std::string& path, int mode,
+                                bool truncate);
+  // Writes `data` at `offset` (the end: an append); with a capacity set,
+  // writes what fits and fails with RESOURCE_EXHAUSTED.
+  Status WriteLocked(const InodePtr& inode, size_t offset,
+                     std::span<const uint8_t> data);
 
   mutable std::mutex mu_;
   std::map<std::string, InodePtr> names_;    // current directory entries

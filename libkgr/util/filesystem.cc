@@ -40,6 +40,23 @@ Status CloseFd(int fd, const std::string& path) {
   return OkStatus();
 }
 
+// fdatasync(2) of an open file.
+Status SyncFd(int fd, const std::string& path) {
+  if (fd < 0) return FailedPreconditionError("sync of closed " + path);
+  while (::fdatasync(fd) != 0) {
+    if (errno != EINTR) return ErrnoStatus("fdatasync", path, errno);
+  }
+  return OkStatus();
+}
+
+// Closes *fd unless already closed; *fd is -1 afterwards.
+Status CloseOnce(int* fd, const std::string& path) {
+  if (*fd < 0) return OkStatus();
+  int f = *fd;
+  *fd = -1;
+  return CloseFd(f, path);
+}
+
 class PosixWritableFile final : public WritableFile {
  public:
   PosixWritableFile(int fd, std::string path)
@@ -61,20 +78,39 @@ class PosixWritableFile final : public WritableFile {
     return OkStatus();
   }
 
-  Status Sync() override {
-    if (fd_ < 0) return FailedPreconditionError("sync of closed " + path_);
-    while (::fdatasync(fd_) != 0) {
-      if (errno != EINTR) return ErrnoStatus("fdatasync", path_, errno);
+  Status Sync() override { return SyncFd(fd_, path_); }
+  Status Close() override { return CloseOnce(&fd_, path_); }
+
+ private:
+  int fd_;
+  std::string path_;
+};
+
+class PosixRandomWriteFile final : public RandomWriteFile {
+ public:
+  PosixRandomWriteFile(int fd, std::string path)
+      : fd_(fd), path_(std::move(path)) {}
+  ~PosixRandomWriteFile() override {
+    if (fd_ >= 0) (void)::close(fd_);
+  }
+
+  Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override {
+    if (fd_ < 0) return FailedPreconditionError("write to closed " + path_);
+    while (!data.empty()) {
+      ssize_t n =
+          ::pwrite(fd_, data.data(), data.size(), static_cast<off_t>(offset));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoStatus("pwrite", path_, errno);
+      }
+      data = data.subspan(static_cast<size_t>(n));
+      offset += static_cast<uint64_t>(n);
     }
     return OkStatus();
   }
 
-  Status Close() override {
-    if (fd_ < 0) return OkStatus();
-    int fd = fd_;
-    fd_ = -1;
-    return CloseFd(fd, path_);
-  }
+  Status Sync() override { return SyncFd(fd_, path_); }
+  Status Close() override { return CloseOnce(&fd_, path_); }
 
  private:
   int fd_;
@@ -118,6 +154,17 @@ class PosixFileSystem final : public FileSystem {
   StatusOr<std::unique_ptr<WritableFile>> NewAppendableFile(
       const std::string& path, int mode) override {
     return OpenForWrite(path, O_APPEND, mode, /*force_mode=*/false);
+  }
+
+  StatusOr<std::unique_ptr<RandomWriteFile>> NewRandomWriteFile(
+      const std::string& path, int mode) override {
+    int fd;
+    do {
+      fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC,
+                  static_cast<mode_t>(mode));
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) return ErrnoStatus("open", path, errno);
+    return std::unique_ptr<RandomWriteFile>(new PosixRandomWriteFile(fd, path));
   }
 
   Status Rename(const std::string& from, const std::string& to) override {

@@ -63,6 +63,26 @@ TEST_F(PosixFs, WriteAppendReadRemove) {
   EXPECT_EQ(fs_.Remove(p).code(), StatusCode::kNotFound);
 }
 
+TEST_F(PosixFs, RandomWriteFileOverwritesAndGrows) {
+  std::string p = dir_ + "/r";
+  {
+    auto f = fs_.NewRandomWriteFile(p, 0600);  // created
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE((*f)->WriteAt(0, B("abcdef")).ok());
+    ASSERT_TRUE((*f)->Sync().ok());
+  }
+  EXPECT_EQ(Mode(p), 0600);
+  auto f = fs_.NewRandomWriteFile(p, 0600);  // content kept
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->WriteAt(2, B("XY")).ok());
+  ASSERT_TRUE((*f)->WriteAt(8, B("Z")).ok());
+  ASSERT_TRUE((*f)->Sync().ok());
+  EXPECT_EQ(*fs_.ReadFile(p), (Bytes{'a', 'b', 'X', 'Y', 'e', 'f', 0, 0, 'Z'}));
+  ASSERT_TRUE((*f)->Close().ok());
+  EXPECT_EQ((*f)->WriteAt(0, B("x")).code(), StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(fs_.NewRandomWriteFile(dir_ + "/no/such/dir", 0600).ok());
+}
+
 TEST_F(PosixFs, TruncatingOpenForcesMode) {
   std::string p = dir_ + "/f";
   ASSERT_TRUE(fs_.WriteFileAtomic(p, B("a"), 0644).ok());
@@ -149,6 +169,25 @@ TEST(FakeFs, TornAppendKeepsAPrefix) {
   o.keep_unsynced_bytes = 1;
   fs.Crash(o);
   EXPECT_EQ(*fs.ReadFile("f"), (Bytes{'a', 'b', 'c', 'd', 'x' ^ 0x5a}));
+}
+
+TEST(FakeFs, UnsyncedOverwritesSurviveInWriteOrder) {
+  FakeFileSystem fs;
+  ASSERT_TRUE(fs.WriteFileAtomic("f", B("abcdef"), 0600).ok());
+  auto f = fs.NewRandomWriteFile("f", 0600);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->WriteAt(1, B("XY")).ok());
+  ASSERT_TRUE((*f)->WriteAt(7, B("Z")).ok());  // past the end: a hole of 0
+  EXPECT_EQ(*fs.ReadFile("f"), (Bytes{'a', 'X', 'Y', 'd', 'e', 'f', 0, 'Z'}));
+  FakeFileSystem::CrashOptions o;
+  o.keep_unsynced_bytes = 1;  // the first byte written survives
+  fs.Crash(o);
+  EXPECT_EQ(*fs.ReadFile("f"), B("aXcdef"));
+  f = fs.NewRandomWriteFile("f", 0600);
+  ASSERT_TRUE((*f)->WriteAt(0, B("Q")).ok());
+  ASSERT_TRUE((*f)->Sync().ok());
+  fs.Crash();
+  EXPECT_EQ(*fs.ReadFile("f"), B("QXcdef"));
 }
 
 TEST(FakeFs, RenameWithoutSyncDirIsUndone) {

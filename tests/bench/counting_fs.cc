@@ -7,8 +7,7 @@ class CountingFile : public WritableFile {
   CountingFile(std::unique_ptr<WritableFile> inner, CountingFileSystem& fs)
       : inner_(std::move(inner)), fs_(fs) {}
   Status Append(std::span<const uint8_t> data) override {
-    fs_.appends_.fetch_add(1, std::memory_order_relaxed);
-    fs_.append_bytes_.fetch_add(data.size(), std::memory_order_relaxed);
+    fs_.CountWrite(data);
     return inner_->Append(data);
   }
   Status Sync() override {
@@ -22,12 +21,41 @@ class CountingFile : public WritableFile {
   CountingFileSystem& fs_;
 };
 
+class CountingRandomFile : public RandomWriteFile {
+ public:
+  CountingRandomFile(std::unique_ptr<RandomWriteFile> inner,
+                     CountingFileSystem& fs)
+      : inner_(std::move(inner)), fs_(fs) {}
+  Status WriteAt(uint64_t offset, std::span<const uint8_t> data) override {
+    fs_.CountWrite(data);
+    return inner_->WriteAt(offset, data);
+  }
+  Status Sync() override {
+    fs_.file_syncs_.fetch_add(1, std::memory_order_relaxed);
+    return inner_->Sync();
+  }
+  Status Close() override { return inner_->Close(); }
+
+ private:
+  std::unique_ptr<RandomWriteFile> inner_;
+  CountingFileSystem& fs_;
+};
+
+void CountingFileSystem::CountWrite(std::span<const uint8_t> data) {
+  size_t end = data.size();
+  while (end > 0 && data[end - 1] == 0) --end;
+  appends_.fetch_add(1, std::memory_order_relaxed);
+  append_bytes_.fetch_add(end, std::memory_order_relaxed);
+  zero_bytes_.fetch_add(data.size() - end, std::memory_order_relaxed);
+}
+
 FsCounts CountingFileSystem::counts() const {
   FsCounts c;
   c.file_syncs = file_syncs_.load();
   c.dir_syncs = dir_syncs_.load();
   c.appends = appends_.load();
   c.append_bytes = append_bytes_.load();
+  c.zero_bytes = zero_bytes_.load();
   return c;
 }
 
@@ -45,6 +73,13 @@ StatusOr<std::unique_ptr<WritableFile>> CountingFileSystem::NewAppendableFile(
     const std::string& path, int mode) {
   KGR_ASSIGN_OR_RETURN(auto f, base_.NewAppendableFile(path, mode));
   return std::unique_ptr<WritableFile>(new CountingFile(std::move(f), *this));
+}
+
+StatusOr<std::unique_ptr<RandomWriteFile>>
+CountingFileSystem::NewRandomWriteFile(const std::string& path, int mode) {
+  KGR_ASSIGN_OR_RETURN(auto f, base_.NewRandomWriteFile(path, mode));
+  return std::unique_ptr<RandomWriteFile>(
+      new CountingRandomFile(std::move(f), *this));
 }
 
 Status CountingFileSystem::Rename(const std::string& from,

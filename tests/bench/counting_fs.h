@@ -19,8 +19,9 @@ namespace kgr::bench {
 struct FsCounts {
   uint64_t file_syncs = 0;  // WritableFile::Sync (fdatasync)
   uint64_t dir_syncs = 0;   // FileSystem::SyncDir (fsync of a directory)
-  uint64_t appends = 0;
-  uint64_t append_bytes = 0;
+  uint64_t appends = 0;     // WritableFile::Append and RandomWriteFile::WriteAt
+  uint64_t append_bytes = 0;  // written, but for trailing zeros:
+  uint64_t zero_bytes = 0;    // journal space preallocated with zeros
   uint64_t syncs() const { return file_syncs + dir_syncs; }
 };
 
@@ -36,6 +37,8 @@ class CountingFileSystem : public FileSystem {
       const std::string& path, int mode) override;
   StatusOr<std::unique_ptr<WritableFile>> NewAppendableFile(
       const std::string& path, int mode) override;
+  StatusOr<std::unique_ptr<RandomWriteFile>> NewRandomWriteFile(
+      const std::string& path, int mode) override;
   Status Rename(const std::string& from, const std::string& to) override;
   Status SyncDir(const std::string& dir) override;
   Status Remove(const std::string& path) override;
@@ -44,11 +47,14 @@ class CountingFileSystem : public FileSystem {
 
  private:
   friend class CountingFile;
+  friend class CountingRandomFile;
   FileSystem& base_;
   std::atomic<uint64_t> file_syncs_{0};
   std::atomic<uint64_t> dir_syncs_{0};
   std::atomic<uint64_t> appends_{0};
   std::atomic<uint64_t> append_bytes_{0};
+  std::atomic<uint64_t> zero_bytes_{0};
+  void CountWrite(std::span<const uint8_t> data);
 };
 
 }  // namespace kgr::bench

@@ -1111,6 +1111,8 @@ Status Bench::RunReal(uint64_t count, double duration_s, bool renewal,
       {"dir_syncs", after.ks_fs.dir_syncs - before.ks_fs.dir_syncs},
       {"journal_bytes_per_establishment",
        Round((after.ks_fs.append_bytes - before.ks_fs.append_bytes) * per, 10)},
+      {"preallocated_bytes_per_establishment",
+       Round((after.ks_fs.zero_bytes - before.ks_fs.zero_bytes) * per, 10)},
       {"nv_writes_per_establishment",
        Round((after.ks_tpm.nv_writes - before.ks_tpm.nv_writes) * per)},
       {"tpm_commands_per_establishment",
@@ -1134,6 +1136,12 @@ Status Bench::RunReal(uint64_t count, double duration_s, bool renewal,
   j["process_cpu_s"] = Round(proc_cpu);
   j["other_threads_cpu_s"] = Round(proc_cpu - ks_cpu - node_cpu);
   j["broker_cpu_s"] = Round(after.broker - before.broker);
+  // Same shape as bare.cpu_us_per_exchange, to compare the two directly.
+  j["cpu_us_per_establishment"] = {
+      {"ks_loop_thread", Round(ks_cpu * per * 1e6, 10)},
+      {"node_loop_threads", Round(node_cpu * per * 1e6, 10)},
+      {"process", Round(proc_cpu * per * 1e6, 10)},
+      {"broker", Round((after.broker - before.broker) * per * 1e6, 10)}};
   return OkStatus();
 }
 
@@ -1147,6 +1155,12 @@ Status Bench::RunBare(uint64_t count, double duration_s, Json* out) {
   ks_tap_->set_bare_mode(true);
   for (auto& n : nodes_) n.tap->set_bare_mode(true);
   double cpu0 = ProcessCpu(), broker0 = BrokerCpu();
+  auto loops_cpu = [&] {
+    double ks = ThreadCpu(ks_loop_.tid), nodes = 0;
+    for (auto& l : node_loops_) nodes += ThreadCpu(l->tid);
+    return std::pair<double, double>(ks, nodes);
+  };
+  auto [ks0, nodes0] = loops_cpu();
   Driver d(nodes_.size() / 2, a_.window, count, duration_s,
            [&](size_t pair, std::function<void(bool)> done) {
              SimNode& req = nodes_[2 * pair];
@@ -1172,8 +1186,16 @@ Status Bench::RunBare(uint64_t count, double duration_s, Json* out) {
   j["elapsed_s"] = Round(d.elapsed_s());
   j["exchanges_per_s"] = Round(d.elapsed_s() > 0 ? n / d.elapsed_s() : 0, 10);
   j["latency_ms"] = Percentiles(d.latencies_ms());
+  auto [ks1, nodes1] = loops_cpu();
+  double per = n ? 1e6 / n : 0;
   j["process_cpu_s"] = Round(ProcessCpu() - cpu0);
   j["broker_cpu_s"] = Round(BrokerCpu() - broker0);
+  // Same shape as cpu_us_per_establishment of the real run.
+  j["cpu_us_per_exchange"] = {
+      {"ks_loop_thread", Round((ks1 - ks0) * per, 10)},
+      {"node_loop_threads", Round((nodes1 - nodes0) * per, 10)},
+      {"process", Round((ProcessCpu() - cpu0) * per, 10)},
+      {"broker", Round((BrokerCpu() - broker0) * per, 10)}};
   Json sizes;
   for (uint8_t t = 3; t <= 8; ++t) {
     sizes[std::string(FrameTypeName(static_cast<FrameType>(t)))] =

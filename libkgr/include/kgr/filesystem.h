@@ -8,6 +8,7 @@
 #ifndef KGR_FILESYSTEM_H_
 #define KGR_FILESYSTEM_H_
 
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -28,6 +29,20 @@ class WritableFile {
   virtual Status Close() = 0;
 };
 
+// A file written at explicit offsets (pwrite(2)), for a journal whose space
+// is preallocated: overwriting blocks that are already allocated changes no
+// metadata, so Sync() writes only the data. Not thread-safe. Data is durable
+// only after Sync().
+class RandomWriteFile {
+ public:
+  virtual ~RandomWriteFile() = default;
+  // Writes all of `data` at `offset`; the file grows if it ends before.
+  virtual Status WriteAt(uint64_t offset, std::span<const uint8_t> data) = 0;
+  // fdatasync(2) or equivalent.
+  virtual Status Sync() = 0;
+  virtual Status Close() = 0;
+};
+
 class FileSystem {
  public:
   virtual ~FileSystem() = default;
@@ -38,6 +53,10 @@ class FileSystem {
       const std::string& path, int mode) = 0;
   // Opens `path` for appending, creating it with `mode` if missing.
   virtual StatusOr<std::unique_ptr<WritableFile>> NewAppendableFile(
+      const std::string& path, int mode) = 0;
+  // Opens `path` for writing at offsets, keeping its content; creates it
+  // with `mode` if missing.
+  virtual StatusOr<std::unique_ptr<RandomWriteFile>> NewRandomWriteFile(
       const std::string& path, int mode) = 0;
   // Atomic rename(2); replaces `to`.
   virtual Status Rename(const std::string& from, const std::string& to) = 0;

@@ -179,6 +179,7 @@ class NodeClient {
   void Log(std::string_view what, const FrameHeader* h, std::string_view why);
 
   OwnData own_;
+  const std::string topic2_;  // MyTopic(own_.identity.own_topic)
   Tpm& tpm_;
   Transport& transport_;
   SesKeysStore& ses_;

@@ -66,6 +66,10 @@ struct StoreOptions {
   uint64_t compact_after_bytes = 4 << 20;
   // Upper bound of one commit group (several queued batches).
   size_t max_group_bytes = 1 << 20;
+  // Zeros written ahead of the journal's end, so that appends overwrite
+  // allocated blocks and fdatasync writes no metadata (0: plain appends).
+  // Grows by this much when used up; skipped when the disk is full.
+  size_t journal_preallocate_bytes = 256 << 10;
   int file_mode = 0600;
   // Mode of the directory, created if missing.
   int dir_mode = 0700;
@@ -81,6 +85,9 @@ struct StoreOptions {
 // Hard bound of one commit group, whatever the options (also the largest
 // journal tail a crash can tear; see docs/storage.md).
 inline constexpr size_t kMaxCommitGroupBytes = 4 << 20;
+// Unsynced batches wait in memory, up to this many encoded bytes, and are
+// written with the next write (see RecordFile::ApplyUnsynced).
+inline constexpr size_t kMaxUnsyncedBytes = 64 << 10;
 
 // A record that failed verification when the store was opened.
 struct CorruptRecord {
@@ -142,10 +149,13 @@ class RecordFile {
   // (shared with concurrent callers). INVALID_ARGUMENT if a record is bad or
   // the batch exceeds kMaxCommitGroupBytes; nothing is applied then.
   Status Apply(RecordBatch batch);
-  // Like Apply, but without waiting for an fdatasync: the batch becomes
-  // durable with the next synced write or compaction and may be lost (whole)
-  // by a crash before that. For advisory data (usage counters). Errors are
-  // logged, not returned.
+  // Like Apply, but without waiting for an fdatasync: the batch is applied
+  // in memory at once and its journal entries wait in memory (up to
+  // kMaxUnsyncedBytes) to be written with the next write; it becomes durable
+  // with the next synced write or compaction, and a crash of the process or
+  // the machine before that may lose it (whole). Closing the store writes
+  // it (unsynced). For advisory data (usage counters) and steps the protocol
+  // repeats. Errors are logged, not returned.
   void ApplyUnsynced(RecordBatch batch);
 
   // Keys of the readable records, ascending.
@@ -196,6 +206,12 @@ class RecordFile {
   Status ApplyImpl(RecordBatch batch, bool sync);
   Status WriteGroup(const std::vector<Writer*>& group,
                     std::unique_lock<std::mutex>* lock);
+  // Writes `buf` at the journal's end (growing its preallocated space if
+  // needed) and, if `sync`, fdatasyncs. Called with mu_ released by the
+  // leader writer.
+  Status WriteJournal(std::span<const uint8_t> buf, bool sync);
+  // Zeros for the journal's preallocated space (or nothing: option 0).
+  Bytes Preallocation() const;
   // Writes snapshot generation_+1 from memory and a fresh journal; the new
   // snapshot becomes the in-memory base. Called by the leader writer (or
   // Open) with mu_ released.
@@ -243,9 +259,11 @@ class RecordFile {
   // Owned by the writer at writers_.front() (and by Open); read under mu_.
   uint64_t generation_ = 0;
   uint64_t next_seq_ = 1;
-  uint64_t journal_entries_ = 0;
-  uint64_t journal_bytes_ = 0;
-  std::unique_ptr<WritableFile> journal_;
+  uint64_t journal_entries_ = 0;  // written or waiting in unsynced_
+  uint64_t journal_bytes_ = 0;    // written: the next entry goes here
+  uint64_t journal_size_ = 0;     // of the file: preallocated beyond bytes_
+  Bytes unsynced_;  // encoded entries of unsynced batches, not yet written
+  std::unique_ptr<RandomWriteFile> journal_;
   bool needs_rewrite_ = false;  // the journal may hold garbage: rewrite first
 };
 
