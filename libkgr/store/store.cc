@@ -98,7 +98,7 @@ RecordFile::~RecordFile() {
   if (!journal_) return;
   // Unsynced batches reach the file (not the disk) on a clean close.
   if (!unsynced_.empty() && !needs_rewrite_) {
-    Status s = journal_->WriteAt(journal_bytes_, unsynced_);
+    Status s = WriteJournal(unsynced_, /*sync=*/false);
     if (!s.ok()) {
       spdlog::warn("store {}: unsynced entries not written: {}", path_,
                    s.ToString());
@@ -873,43 +873,41 @@ Status RecordFile::WriteGroup(const std::vector<Writer*>& group,
 
   bool sync = false;
   for (Writer* g : group) sync = sync || g->sync;
-  if (!sync && unsynced_.size() + buf.size() <= kMaxUnsyncedBytes) {
-    // Nobody waits for these: they go out with the next write.
+  // Nobody waits for unsynced groups: while they fit, they wait in memory
+  // and go out ahead of the next write.
+  const bool buffered =
+      !sync && unsynced_.size() + buf.size() <= kMaxUnsyncedBytes;
+  if (buffered) {
     unsynced_.insert(unsynced_.end(), buf.begin(), buf.end());
-    for (Writer* g : group) {
-      for (RecordBatch::Op& op : g->batch->ops_)
-        ApplyOpLocked(op.key, std::move(op.record));
+  } else {
+    if (!unsynced_.empty()) {
+      buf.insert(buf.begin(), unsynced_.begin(), unsynced_.end());
+      unsynced_.clear();
     }
-    next_seq_ = seq;
-    journal_entries_ += n_ops;
-    return OkStatus();
-  }
-  if (!unsynced_.empty()) {
-    buf.insert(buf.begin(), unsynced_.begin(), unsynced_.end());
-    unsynced_.clear();
-  }
-  lock->unlock();
-  Status s = WriteJournal(buf, sync);
-  if (!s.ok()) {
-    // The journal may now end in a partial group, or (fsync error) in a
-    // group of unknown durability: never append after it. Replace both
-    // files with the in-memory (old) state now, or before the next write.
-    spdlog::error("store {}: journal write failed: {}", path_, s.ToString());
-    Status r = Rewrite(false);
-    if (!r.ok())
-      spdlog::error("store {}: rewrite after failure: {}", path_, r.ToString());
+    lock->unlock();
+    Status s = WriteJournal(buf, sync);
+    if (!s.ok()) {
+      // The journal may now end in a partial group, or (fsync error) in a
+      // group of unknown durability: never append after it. Replace both
+      // files with the in-memory (old) state now, or before the next write.
+      spdlog::error("store {}: journal write failed: {}", path_, s.ToString());
+      Status r = Rewrite(false);
+      if (!r.ok())
+        spdlog::error("store {}: rewrite after failure: {}", path_,
+                      r.ToString());
+      lock->lock();
+      return s;
+    }
     lock->lock();
-    return s;
   }
-  lock->lock();
   for (Writer* g : group) {  // the batches are not used after this
     for (RecordBatch::Op& op : g->batch->ops_)
       ApplyOpLocked(op.key, std::move(op.record));
   }
   next_seq_ = seq;
   journal_entries_ += n_ops;
-  if (journal_entries_ > options_.compact_after_entries ||
-      journal_bytes_ + unsynced_.size() > options_.compact_after_bytes) {
+  if (!buffered && (journal_entries_ > options_.compact_after_entries ||
+                    journal_bytes_ > options_.compact_after_bytes)) {
     lock->unlock();
     Status c = Rewrite(false);  // the group is durable whatever happens here
     if (!c.ok())

@@ -40,6 +40,16 @@ Status CloseFd(int fd, const std::string& path) {
   return OkStatus();
 }
 
+// open(2) with O_CLOEXEC, retried on EINTR.
+StatusOr<int> OpenFd(const std::string& path, int flags, int mode = 0) {
+  int fd;
+  do {
+    fd = ::open(path.c_str(), flags | O_CLOEXEC, static_cast<mode_t>(mode));
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return ErrnoStatus("open", path, errno);
+  return fd;
+}
+
 // fdatasync(2) of an open file.
 Status SyncFd(int fd, const std::string& path) {
   if (fd < 0) return FailedPreconditionError("sync of closed " + path);
@@ -120,11 +130,7 @@ class PosixRandomWriteFile final : public RandomWriteFile {
 class PosixFileSystem final : public FileSystem {
  public:
   StatusOr<Bytes> ReadFile(const std::string& path) override {
-    int fd;
-    do {
-      fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    } while (fd < 0 && errno == EINTR);
-    if (fd < 0) return ErrnoStatus("open", path, errno);
+    KGR_ASSIGN_OR_RETURN(int fd, OpenFd(path, O_RDONLY));
     Bytes out;
     struct stat st;
     if (::fstat(fd, &st) == 0 && st.st_size > 0) {
@@ -158,12 +164,7 @@ class PosixFileSystem final : public FileSystem {
 
   StatusOr<std::unique_ptr<RandomWriteFile>> NewRandomWriteFile(
       const std::string& path, int mode) override {
-    int fd;
-    do {
-      fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC,
-                  static_cast<mode_t>(mode));
-    } while (fd < 0 && errno == EINTR);
-    if (fd < 0) return ErrnoStatus("open", path, errno);
+    KGR_ASSIGN_OR_RETURN(int fd, OpenFd(path, O_WRONLY | O_CREAT, mode));
     return std::unique_ptr<RandomWriteFile>(new PosixRandomWriteFile(fd, path));
   }
 
@@ -175,11 +176,7 @@ class PosixFileSystem final : public FileSystem {
   }
 
   Status SyncDir(const std::string& dir) override {
-    int fd;
-    do {
-      fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    } while (fd < 0 && errno == EINTR);
-    if (fd < 0) return ErrnoStatus("open", dir, errno);
+    KGR_ASSIGN_OR_RETURN(int fd, OpenFd(dir, O_RDONLY | O_DIRECTORY));
     Status s;
     while (::fsync(fd) != 0) {
       if (errno != EINTR) {
@@ -225,12 +222,8 @@ class PosixFileSystem final : public FileSystem {
                                                        int extra_flags,
                                                        int mode,
                                                        bool force_mode) {
-    int fd;
-    do {
-      fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | extra_flags,
-                  static_cast<mode_t>(mode));
-    } while (fd < 0 && errno == EINTR);
-    if (fd < 0) return ErrnoStatus("open", path, errno);
+    KGR_ASSIGN_OR_RETURN(int fd,
+                         OpenFd(path, O_WRONLY | O_CREAT | extra_flags, mode));
     // O_CREAT's mode does not apply to an existing file: a truncated file
     // gets exactly `mode` so that rewritten secrets never stay world-readable.
     if (force_mode && ::fchmod(fd, static_cast<mode_t>(mode)) != 0) {

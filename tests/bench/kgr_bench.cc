@@ -569,6 +569,7 @@ class Bench {
   ~Bench() { Teardown(); }
 
   StatusOr<Json> Run();
+  struct CpuSample;
 
  private:
   Status StartBroker();
@@ -583,6 +584,7 @@ class Bench {
                  Json* out);
   Status RunBare(uint64_t count, double duration_s, Json* out);
   double BrokerCpu() const;
+  CpuSample SampleCpu() const;
   void Teardown();
 
   Args a_;
@@ -1039,8 +1041,34 @@ Status Bench::StartNodes(Json* setup) {
   return OkStatus();
 }
 
-struct Snapshot {
+// CPU seconds so far of the KS loop, the node loops, this process, the
+// broker.
+struct Bench::CpuSample {
   double ks_thread = 0, node_threads = 0, process = 0, broker = 0;
+};
+
+Bench::CpuSample Bench::SampleCpu() const {
+  CpuSample s;
+  s.ks_thread = ThreadCpu(ks_loop_.tid);
+  for (auto& l : node_loops_) s.node_threads += ThreadCpu(l->tid);
+  s.process = ProcessCpu();
+  s.broker = BrokerCpu();
+  return s;
+}
+
+// CPU µs per unit of work (establishment or bare exchange), `n` of them
+// between the samples `a` and `b`.
+Json CpuPerUnit(const Bench::CpuSample& a, const Bench::CpuSample& b,
+                uint64_t n) {
+  double per = n ? 1e6 / n : 0;
+  return {
+      {"ks_loop_thread", Round((b.ks_thread - a.ks_thread) * per, 10)},
+      {"node_loop_threads", Round((b.node_threads - a.node_threads) * per, 10)},
+      {"process", Round((b.process - a.process) * per, 10)},
+      {"broker", Round((b.broker - a.broker) * per, 10)}};
+}
+
+struct Snapshot : Bench::CpuSample {
   FsCounts ks_fs, node_fs;
   TpmCounters ks_tpm, node_tpm;
   KeyServerStats ks;
@@ -1051,10 +1079,7 @@ Status Bench::RunReal(uint64_t count, double duration_s, bool renewal,
                       bool measured, Json* out) {
   auto snap = [&] {
     Snapshot s;
-    s.ks_thread = ThreadCpu(ks_loop_.tid);
-    for (auto& l : node_loops_) s.node_threads += ThreadCpu(l->tid);
-    s.process = ProcessCpu();
-    s.broker = BrokerCpu();
+    static_cast<CpuSample&>(s) = SampleCpu();
     s.ks_fs = ks_fs_->counts();
     s.node_fs = node_fs_->counts();
     s.ks_tpm = ks_tpm_->counters();
@@ -1137,11 +1162,7 @@ Status Bench::RunReal(uint64_t count, double duration_s, bool renewal,
   j["other_threads_cpu_s"] = Round(proc_cpu - ks_cpu - node_cpu);
   j["broker_cpu_s"] = Round(after.broker - before.broker);
   // Same shape as bare.cpu_us_per_exchange, to compare the two directly.
-  j["cpu_us_per_establishment"] = {
-      {"ks_loop_thread", Round(ks_cpu * per * 1e6, 10)},
-      {"node_loop_threads", Round(node_cpu * per * 1e6, 10)},
-      {"process", Round(proc_cpu * per * 1e6, 10)},
-      {"broker", Round((after.broker - before.broker) * per * 1e6, 10)}};
+  j["cpu_us_per_establishment"] = CpuPerUnit(before, after, n);
   return OkStatus();
 }
 
@@ -1154,13 +1175,7 @@ Status Bench::RunBare(uint64_t count, double duration_s, Json* out) {
   bare_done_.assign(nodes_.size() / 2, nullptr);
   ks_tap_->set_bare_mode(true);
   for (auto& n : nodes_) n.tap->set_bare_mode(true);
-  double cpu0 = ProcessCpu(), broker0 = BrokerCpu();
-  auto loops_cpu = [&] {
-    double ks = ThreadCpu(ks_loop_.tid), nodes = 0;
-    for (auto& l : node_loops_) nodes += ThreadCpu(l->tid);
-    return std::pair<double, double>(ks, nodes);
-  };
-  auto [ks0, nodes0] = loops_cpu();
+  const CpuSample cpu0 = SampleCpu();
   Driver d(nodes_.size() / 2, a_.window, count, duration_s,
            [&](size_t pair, std::function<void(bool)> done) {
              SimNode& req = nodes_[2 * pair];
@@ -1186,16 +1201,11 @@ Status Bench::RunBare(uint64_t count, double duration_s, Json* out) {
   j["elapsed_s"] = Round(d.elapsed_s());
   j["exchanges_per_s"] = Round(d.elapsed_s() > 0 ? n / d.elapsed_s() : 0, 10);
   j["latency_ms"] = Percentiles(d.latencies_ms());
-  auto [ks1, nodes1] = loops_cpu();
-  double per = n ? 1e6 / n : 0;
-  j["process_cpu_s"] = Round(ProcessCpu() - cpu0);
-  j["broker_cpu_s"] = Round(BrokerCpu() - broker0);
+  const CpuSample cpu1 = SampleCpu();
+  j["process_cpu_s"] = Round(cpu1.process - cpu0.process);
+  j["broker_cpu_s"] = Round(cpu1.broker - cpu0.broker);
   // Same shape as cpu_us_per_establishment of the real run.
-  j["cpu_us_per_exchange"] = {
-      {"ks_loop_thread", Round((ks1 - ks0) * per, 10)},
-      {"node_loop_threads", Round((nodes1 - nodes0) * per, 10)},
-      {"process", Round((ProcessCpu() - cpu0) * per, 10)},
-      {"broker", Round((BrokerCpu() - broker0) * per, 10)}};
+  j["cpu_us_per_exchange"] = CpuPerUnit(cpu0, cpu1, n);
   Json sizes;
   for (uint8_t t = 3; t <= 8; ++t) {
     sizes[std::string(FrameTypeName(static_cast<FrameType>(t)))] =
