@@ -8,7 +8,7 @@ namespace kgr {
 
 StatusOr<TopicId> RandomTopicId() {
   TopicId id;
-  KGR_RETURN_IF_ERROR(RandomBytes(id));
+  KGR_RETURN_IF_ERROR(RandomPublicBytes(id));
   return id;
 }
 

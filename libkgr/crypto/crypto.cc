@@ -5,10 +5,12 @@
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <memory>
 #include <mutex>
 
@@ -215,35 +217,58 @@ StatusOr<SecretBytes> RandomSecret(size_t n) {
   return s;
 }
 
-StatusOr<Iv> RandomIv() {
-  // IVs are public and must only never repeat under one key: they come
-  // from a per-thread block of DRBG output (one RAND_bytes call per 256
-  // IVs instead of one per frame). Never used for keys. The block is
-  // dropped when the process id changes, so a forked child never hands
-  // out its parent's IVs.
+namespace {
+
+// Forks seen by this process (pthread_atfork child handler): a thread's
+// block of public random bytes belongs to the fork generation it was drawn
+// in, so a child never hands out bytes its parent also hands out. (Cheaper
+// than a getpid() system call per value.)
+std::atomic<uint64_t> g_fork_generation{0};
+
+uint64_t ForkGeneration() {
+  static const bool registered = [] {
+    pthread_atfork(nullptr, nullptr, [] {
+      g_fork_generation.fetch_add(1, std::memory_order_relaxed);
+    });
+    return true;
+  }();
+  (void)registered;
+  return g_fork_generation.load(std::memory_order_relaxed);
+}
+
+}  // namespace
+
+Status RandomPublicBytes(std::span<uint8_t> out) {
   struct Pool {
-    std::array<uint8_t, 256 * kIvSize> bytes;
+    std::array<uint8_t, 4096> bytes;
     size_t next = sizeof bytes;  // empty
-    pid_t pid = 0;
+    uint64_t generation = 0;
   };
+  if (out.size() > 256) return RandomBytes(out);
   thread_local Pool pool;
-  const pid_t pid = getpid();
-  if (pool.next == pool.bytes.size() || pool.pid != pid) {
+  const uint64_t generation = ForkGeneration();
+  if (pool.bytes.size() - pool.next < out.size() ||
+      pool.generation != generation) {
     KGR_RETURN_IF_ERROR(RandomBytes(pool.bytes));
     pool.next = 0;
-    pool.pid = pid;
+    pool.generation = generation;
   }
-  Iv iv;
-  std::copy_n(pool.bytes.begin() + pool.next, kIvSize, iv.begin());
+  std::copy_n(pool.bytes.begin() + pool.next, out.size(), out.begin());
   // Handed out once: wipe it from the block.
-  std::fill_n(pool.bytes.begin() + pool.next, kIvSize, 0);
-  pool.next += kIvSize;
+  std::fill_n(pool.bytes.begin() + pool.next, out.size(), 0);
+  pool.next += out.size();
+  return OkStatus();
+}
+
+StatusOr<Iv> RandomIv() {
+  Iv iv;
+  KGR_RETURN_IF_ERROR(RandomPublicBytes(iv));
   return iv;
 }
 
 StatusOr<uint64_t> RandomU64() {
   uint8_t b[8];
-  KGR_RETURN_IF_ERROR(RandomBytes(b));
+  KGR_RETURN_IF_ERROR(RandomPublicBytes(b));
   uint64_t v = 0;
   for (uint8_t c : b) v = (v << 8) | c;
   return v;
@@ -251,7 +276,7 @@ StatusOr<uint64_t> RandomU64() {
 
 StatusOr<uint32_t> RandomU32() {
   uint8_t b[4];
-  KGR_RETURN_IF_ERROR(RandomBytes(b));
+  KGR_RETURN_IF_ERROR(RandomPublicBytes(b));
   return static_cast<uint32_t>(b[0]) << 24 | static_cast<uint32_t>(b[1]) << 16 |
          static_cast<uint32_t>(b[2]) << 8 | b[3];
 }
@@ -263,9 +288,11 @@ void MixEntropy(std::span<const uint8_t> data) {
 }
 
 StatusOr<SymmetricKeys> SymmetricKeys::Generate() {
+  // One DRBG call for both keys (the call, not the bytes, is what costs).
+  KGR_ASSIGN_OR_RETURN(SecretBytes both, RandomSecret(2 * kKeySize));
   SymmetricKeys k;
-  KGR_ASSIGN_OR_RETURN(k.enc, RandomSecret(kKeySize));
-  KGR_ASSIGN_OR_RETURN(k.mac, RandomSecret(kKeySize));
+  k.enc = SecretBytes(both.span().first(kKeySize));
+  k.mac = SecretBytes(both.span().subspan(kKeySize));
   return k;
 }
 

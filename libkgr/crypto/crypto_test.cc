@@ -145,6 +145,19 @@ TEST(Crypto, RandomIvsNeverRepeatAcrossThreadsAndFork) {
   EXPECT_TRUE(seen.insert(from_child).second) << "child reused the block";
 }
 
+// Public random values of any size (across the block's end, and above the
+// size served from the block) are never handed out twice.
+TEST(Crypto, PublicRandomOfAnySizeNeverRepeats) {
+  std::set<Bytes> seen;
+  for (size_t i = 0; i < 3000; ++i) {
+    Bytes b(8 + i % 300);
+    ASSERT_TRUE(RandomPublicBytes(b).ok());
+    ASSERT_TRUE(seen.insert(b).second) << "repeated at draw " << i;
+  }
+  std::set<uint64_t> ids;
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(ids.insert(*RandomU64()).second);
+}
+
 // Prepared keys give exactly the bytes of the plain path, on any thread,
 // for clones, and never after the key bytes changed under them.
 TEST(Crypto, PreparedKeysGiveTheSameBytesAsThePlainPath) {

@@ -119,10 +119,12 @@ void KeyServer::CommitStaged() {
       continue;
     }
     ++stats_.keys_issued;
-    spdlog::debug("ks: {} key {:016x} for {} -> {} (version {})",
-                  s.key.renewal ? "renewed" : "new", s.key.request_id,
-                  FormatNodeId(s.key.n_id1), FormatNodeId(s.key.n_id2),
-                  s.key.version);
+    if (spdlog::should_log(spdlog::level::debug)) {  // per key
+      spdlog::debug("ks: {} key {:016x} for {} -> {} (version {})",
+                    s.key.renewal ? "renewed" : "new", s.key.request_id,
+                    FormatNodeId(s.key.n_id1), FormatNodeId(s.key.n_id2),
+                    s.key.version);
+    }
     Status sent = SendKeyAndNotification(s.key, s.n1, s.n2);
     if (!sent.ok())
       spdlog::warn("ks: key delivery failed: {}", sent.ToString());
@@ -518,8 +520,10 @@ void KeyServer::HandleConfAns(const FrameHeader& h, const NodeDesc& n1,
   // leaves a record that the TTL purge removes.
   gen_keys_.DeleteUnsynced(h.request_id);
   ++stats_.keys_confirmed;
-  spdlog::debug("ks: key {:016x} for {} -> {} confirmed and forgotten",
-                h.request_id, FormatNodeId(g->n_id1), FormatNodeId(g->n_id2));
+  if (spdlog::should_log(spdlog::level::debug)) {
+    spdlog::debug("ks: key {:016x} for {} -> {} confirmed and forgotten",
+                  h.request_id, FormatNodeId(g->n_id1), FormatNodeId(g->n_id2));
+  }
 }
 
 Status KeyServer::FlushCounters() {

@@ -522,7 +522,10 @@ void NodeClient::OnKeyAns(const FrameHeader& h, const NnskKeyAns& ans) {
   } else {
     KeepPrevious(p.peer, *rec);
   }
-  // Step 3: NNSK in ses_keys, TOPIC4 empty until the peer confirms.
+  // Step 3: NNSK in ses_keys, TOPIC4 empty until the peer confirms. Not
+  // synced: nothing is acknowledged on it, and step 6's synced write makes
+  // it durable first; a crash before that loses a key we never confirmed
+  // (the KS purges it, and we ask again).
   SesKey updated = rec->Clone();
   updated.nnsk = ans.nnsk.Clone();
   updated.key_version = ans.version;
@@ -530,8 +533,7 @@ void NodeClient::OnKeyAns(const FrameHeader& h, const NnskKeyAns& ans) {
   updated.topic4.reset();
   updated.ctime_unix_ms = 0;
   updated.rx_counter = 0;
-  Status st = ses_.Put(updated);
-  if (!st.ok()) return Finish(h.request_id, st.Annotate("ses_keys"));
+  ses_.PutUnsynced(updated);
   p.got_key = true;  // retransmissions now only prompt the KS to resend
 }
 
@@ -566,9 +568,11 @@ void NodeClient::OnConfReq(const FrameHeader& h, const NnskConfReq& req) {
   if (!st.ok()) return Finish(h.request_id, st.Annotate("ses_keys"));
   st = SendToKs(h.request_id, h.flags, NnskConfAns{req.n_id2});
   if (!st.ok()) Log("nnsk_conf_ans not sent", &h, st.message());
-  spdlog::info("node {}: session key v{} with {} established",
-               FormatNodeId(n_id()), updated.key_version,
-               FormatNodeId(req.n_id2));
+  if (spdlog::should_log(spdlog::level::info)) {  // per key: skip the text
+    spdlog::info("node {}: session key v{} with {} established",
+                 FormatNodeId(n_id()), updated.key_version,
+                 FormatNodeId(req.n_id2));
+  }
   Finish(h.request_id, OkStatus());
 }
 
@@ -626,8 +630,10 @@ void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
   Status st = ses_.Put(updated);
   if (!st.ok()) return Log("ses_keys update failed", &h, st.message());
   RouteTopic(req.n_id1, *topic);
-  spdlog::info("node {}: session key v{} with {} received",
-               FormatNodeId(n_id()), req.version, FormatNodeId(req.n_id1));
+  if (spdlog::should_log(spdlog::level::info)) {
+    spdlog::info("node {}: session key v{} with {} received",
+                 FormatNodeId(n_id()), req.version, FormatNodeId(req.n_id1));
+  }
   st = SendToKs(h.request_id, h.flags, NnskNotAns{req.n_id1, n_id(), *topic});
   if (!st.ok()) Log("nnsk_not_ans not sent", &h, st.message());
 }

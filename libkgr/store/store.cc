@@ -1051,8 +1051,29 @@ template <typename R>
 Status TypedStore<R>::Batch::Put(const R& record) {
   KGR_ASSIGN_OR_RETURN(Bytes sealed,
                        EncodeRecord(record, store_->keys_, store_->owner_));
+  store_->Remember(record.key(), sealed, record);
   batch_.Put(record.key(), std::move(sealed));
   return OkStatus();
+}
+
+template <typename R>
+void TypedStore<R>::Remember(Key key, Bytes sealed, const R& record) const {
+  if (decoded_capacity_ == 0) return;
+  std::lock_guard<std::mutex> l(decoded_mu_);
+  auto it = decoded_.find(key);
+  if (it != decoded_.end()) {
+    it->second = Decoded{std::move(sealed), record.Clone()};
+    return;
+  }
+  if (decoded_.size() >= decoded_capacity_) decoded_.erase(decoded_.begin());
+  decoded_.emplace(key, Decoded{std::move(sealed), record.Clone()});
+}
+
+template <typename R>
+void TypedStore<R>::Forget(Key key) const {
+  if (decoded_capacity_ == 0) return;
+  std::lock_guard<std::mutex> l(decoded_mu_);
+  decoded_.erase(key);
 }
 
 template <typename R>
@@ -1065,17 +1086,26 @@ StatusOr<std::unique_ptr<TypedStore<R>>> TypedStore<R>::Open(
       std::unique_ptr<RecordFile> file,
       RecordFile::Open(fs, path, R::kType, prepared, owner_n_id, options));
   return std::unique_ptr<TypedStore<R>>(
-      new TypedStore<R>(std::move(file), std::move(prepared), owner_n_id));
+      new TypedStore<R>(std::move(file), std::move(prepared), owner_n_id,
+                        options.decoded_records));
 }
 
 template <typename R>
 StatusOr<R> TypedStore<R>::Get(Key key) const {
   KGR_ASSIGN_OR_RETURN(Bytes sealed, file_->Get(key));
+  if (decoded_capacity_ != 0) {
+    std::lock_guard<std::mutex> l(decoded_mu_);
+    auto it = decoded_.find(key);
+    if (it != decoded_.end() && it->second.sealed == sealed) {
+      return it->second.record.Clone();
+    }
+  }
   StatusOr<R> r = DecodeRecord<R>(sealed, keys_, owner_);
   if (!r.ok()) {
     return DataLossError(std::string(RecordTypeName(R::kType)) + " record " +
                          std::to_string(key) + ": " + kVerificationFailed);
   }
+  Remember(key, std::move(sealed), *r);
   return r;
 }
 
@@ -1106,6 +1136,7 @@ void TypedStore<R>::PutUnsynced(const R& record) {
 
 template <typename R>
 void TypedStore<R>::DeleteUnsynced(Key key) {
+  Forget(key);
   RecordBatch b;
   b.Delete(key);
   file_->ApplyUnsynced(std::move(b));
@@ -1113,6 +1144,7 @@ void TypedStore<R>::DeleteUnsynced(Key key) {
 
 template <typename R>
 Status TypedStore<R>::Delete(Key key) {
+  Forget(key);
   return file_->Delete(key);
 }
 

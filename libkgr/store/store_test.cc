@@ -1048,6 +1048,92 @@ TEST(StoreKinds, NodeDescAndGenKeysStores) {
 }
 
 // ----------------------------------------------------------------
+// decoded records (StoreOptions::decoded_records)
+
+StoreOptions Decoded(size_t n) {
+  StoreOptions o;
+  o.decoded_records = n;
+  return o;
+}
+
+// The memo is only used while the stored bytes are the ones it opened: a
+// record written behind the typed store's back (through its RecordFile) is
+// read as written, never as remembered.
+TEST(StoreDecoded, RecordReplacedUnderneathIsReadAsStored) {
+  for (size_t n : {size_t{0}, size_t{1}, size_t{1024}}) {
+    SCOPED_TRACE(n);
+    FakeFileSystem fs;
+    auto s = OpenOrDie(fs, Decoded(n));
+    ASSERT_TRUE(s);
+    ASSERT_TRUE(s->Put(Ses(1, 10)).ok());
+    ASSERT_EQ(s->Get(1)->ctime_unix_ms, 10u);  // remembered by Put and Get
+    auto sealed = EncodeRecord(Ses(1, 11), Keys(), kOwner);
+    ASSERT_TRUE(sealed.ok());
+    ASSERT_TRUE(s->file().Put(1, *sealed).ok());
+    auto got = s->Get(1);
+    ASSERT_TRUE(got.ok());
+    EXPECT_EQ(got->ctime_unix_ms, 11u);
+    EXPECT_TRUE(got->nnsk.enc.Equals(Ses(1, 11).nnsk.enc));
+    ASSERT_TRUE(s->file().Delete(1).ok());
+    EXPECT_EQ(s->Get(1).status().code(), StatusCode::kNotFound);
+  }
+}
+
+// More records than the memo holds, rewritten, deleted, read in every order:
+// every Get returns what the store holds, whatever the memo's size.
+TEST(StoreDecoded, AnySizeReadsWhatIsStored) {
+  for (size_t n : {size_t{0}, size_t{1}, size_t{3}, size_t{1024}}) {
+    SCOPED_TRACE(n);
+    FakeFileSystem fs;
+    auto s = OpenOrDie(fs, Decoded(n));
+    ASSERT_TRUE(s);
+    State want;
+    uint64_t value = 1;
+    for (int round = 0; round < 4; ++round) {
+      for (uint32_t peer = 1; peer <= 8; ++peer) {
+        if ((peer + round) % 5 == 0) {
+          s->DeleteUnsynced(peer);
+          want.erase(peer);
+        } else if ((peer + round) % 3 == 0) {
+          s->PutUnsynced(Ses(peer, ++value));
+          want[peer] = value;
+        } else {
+          ASSERT_TRUE(s->Put(Ses(peer, ++value)).ok());
+          want[peer] = value;
+        }
+      }
+      for (uint32_t peer = 8; peer >= 1; --peer) {
+        auto got = s->Get(peer);
+        if (want.count(peer) == 0) {
+          EXPECT_EQ(got.status().code(), StatusCode::kNotFound) << peer;
+          continue;
+        }
+        ASSERT_TRUE(got.ok()) << peer;
+        EXPECT_EQ(got->ctime_unix_ms, want[peer]);
+        EXPECT_TRUE(got->nnsk.enc.Equals(Ses(peer, want[peer]).nnsk.enc));
+      }
+    }
+    EXPECT_EQ(StateOf(*s), want);
+  }
+}
+
+// A record sealed for a write that failed is not read back as stored.
+TEST(StoreDecoded, FailedPutLeavesTheStoredRecord) {
+  FakeFileSystem fs;
+  StoreOptions o = Plain();
+  o.decoded_records = 16;
+  auto s = OpenOrDie(fs, o);
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(s->Put(Ses(1, 10)).ok());
+  size_t used = 0;
+  for (const auto& f : fs.ListFiles()) used += Read(fs, f).size();
+  fs.SetCapacity(used + 40);  // a record does not fit
+  EXPECT_EQ(s->Put(Ses(1, 11)).code(), StatusCode::kResourceExhausted);
+  fs.SetCapacity(std::nullopt);
+  EXPECT_EQ(s->Get(1)->ctime_unix_ms, 10u);
+}
+
+// ----------------------------------------------------------------
 // preallocation
 
 TEST(StorePrealloc, ZeroTailIsSpaceNotATornAppend) {

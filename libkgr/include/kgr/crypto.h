@@ -32,12 +32,17 @@ using Tag = std::array<uint8_t, kTagSize>;
 using Iv = std::array<uint8_t, kIvSize>;
 using Digest = std::array<uint8_t, 32>;
 
-// Fills `out` from OpenSSL's DRBG. Fails only if the DRBG fails.
+// Fills `out` from OpenSSL's DRBG. Fails only if the DRBG fails. For keys.
 Status RandomBytes(std::span<uint8_t> out);
 StatusOr<SecretBytes> RandomSecret(size_t n);
-StatusOr<Iv> RandomIv();
-StatusOr<uint64_t> RandomU64();
-StatusOr<uint32_t> RandomU32();
+// The same DRBG output, for values that are not secret (IVs, request ids,
+// topic names, jitter): served from a per-thread block of it (one DRBG call
+// per 4 KiB), each byte handed out once and wiped from the block; a forked
+// child never reuses its parent's block. Never for keys.
+Status RandomPublicBytes(std::span<uint8_t> out);
+StatusOr<Iv> RandomIv();         // RandomPublicBytes
+StatusOr<uint64_t> RandomU64();  // RandomPublicBytes
+StatusOr<uint32_t> RandomU32();  // RandomPublicBytes
 
 // Mixes external entropy (e.g. TPM2_GetRandom output) into OpenSSL's DRBG
 // (RAND_add). Counts as added entropy only; never weakens the DRBG.

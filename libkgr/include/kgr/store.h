@@ -14,6 +14,9 @@
 //
 // Memory: the records stay sealed, in the snapshot buffer as read (or as
 // last written), plus the records changed since then; no copy per record.
+// A typed store also keeps up to StoreOptions::decoded_records records it
+// last decoded or sealed, in the clear, to serve Get without opening them
+// again (the process holds NK anyway, so this exposes nothing new).
 //
 // Guarantees:
 //  * A successful Put/Delete/Apply is durable. A batch is all-or-nothing,
@@ -51,6 +54,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "kgr/bytes.h"
@@ -80,6 +84,11 @@ struct StoreOptions {
   // setting, and the result (records served, corrupt_records()) is the same.
   unsigned verify_threads = 0;
   size_t parallel_verify_min_records = 4096;
+  // TypedStore: Get serves a record it decoded or sealed before, while the
+  // stored bytes are still exactly those, from memory (no AES, HMAC or
+  // parse); up to this many records (0: every Get opens the sealed record).
+  // For records read over and over by one procedure (a key's steps).
+  size_t decoded_records = 1024;
 };
 
 // Hard bound of one commit group, whatever the options (also the largest
@@ -323,12 +332,29 @@ class TypedStore {
   RecordFile& file() { return *file_; }
 
  private:
-  TypedStore(std::unique_ptr<RecordFile> file, RecordKeys keys, uint32_t owner)
-      : file_(std::move(file)), keys_(std::move(keys)), owner_(owner) {}
+  TypedStore(std::unique_ptr<RecordFile> file, RecordKeys keys, uint32_t owner,
+             size_t decoded_records)
+      : file_(std::move(file)),
+        keys_(std::move(keys)),
+        owner_(owner),
+        decoded_capacity_(decoded_records) {}
+
+  // The memo of decoded records: `record` is what `sealed` opens to. Valid
+  // whatever the store holds, so it needs no coordination with writers: Get
+  // uses it only when the stored bytes equal `sealed`.
+  struct Decoded {
+    Bytes sealed;
+    R record;
+  };
+  void Remember(Key key, Bytes sealed, const R& record) const;
+  void Forget(Key key) const;
 
   std::unique_ptr<RecordFile> file_;
   const RecordKeys keys_;
   const uint32_t owner_;
+  const size_t decoded_capacity_;
+  mutable std::mutex decoded_mu_;
+  mutable std::unordered_map<Key, Decoded> decoded_;  // guarded by decoded_mu_
 };
 
 extern template class TypedStore<NodeDesc>;
