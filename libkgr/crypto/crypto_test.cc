@@ -292,5 +292,35 @@ TEST(SecretBytes, MoveLeavesSourceEmptyAndCloneIsEqual) {
   EXPECT_FALSE(b.Equals(c));
 }
 
+// Appends in pieces of every size, with and without room reserved, moved in
+// between: the bytes are always exactly what was appended.
+TEST(SecretBytes, AppendsAcrossGrowthReserveAndMoves) {
+  for (size_t reserve : {size_t{0}, size_t{1}, size_t{50}, size_t{5000}}) {
+    SecretBytes s;
+    s.Reserve(reserve);
+    EXPECT_TRUE(s.empty());
+    Bytes want;
+    for (size_t piece = 0; piece < 60; ++piece) {
+      Bytes more(piece % 17);
+      for (size_t i = 0; i < more.size(); ++i) {
+        more[i] = static_cast<uint8_t>(want.size() + i);
+      }
+      s.Append(more);
+      want.insert(want.end(), more.begin(), more.end());
+      if (piece % 7 == 0) s = SecretBytes(std::move(s));
+      if (piece % 11 == 0) s.Reserve(s.size() + 3);
+      ASSERT_EQ(Bytes(s.span().begin(), s.span().end()), want) << piece;
+    }
+    SecretBytes moved = std::move(s);
+    moved.Append(AsBytes("x"));
+    want.push_back('x');
+    EXPECT_EQ(Bytes(moved.span().begin(), moved.span().end()), want);
+    moved.Clear();
+    EXPECT_TRUE(moved.empty());
+    moved.Append(AsBytes("ab"));
+    EXPECT_EQ(moved.size(), 2u);
+  }
+}
+
 }  // namespace
 }  // namespace kgr

@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 
@@ -10,22 +11,22 @@ namespace kgr {
 SecretBytes::SecretBytes(size_t n) {
   if (n == 0) return;
   data_ = new uint8_t[n]();
-  size_ = n;
+  size_ = capacity_ = n;
 }
 
 SecretBytes::SecretBytes(std::span<const uint8_t> data) {
   if (data.empty()) return;
   data_ = new uint8_t[data.size()];
   std::memcpy(data_, data.data(), data.size());
-  size_ = data.size();
+  size_ = capacity_ = data.size();
 }
 
 SecretBytes::~SecretBytes() { Clear(); }
 
 SecretBytes::SecretBytes(SecretBytes&& other) noexcept
-    : data_(other.data_), size_(other.size_) {
+    : data_(other.data_), size_(other.size_), capacity_(other.capacity_) {
   other.data_ = nullptr;
-  other.size_ = 0;
+  other.size_ = other.capacity_ = 0;
 }
 
 SecretBytes& SecretBytes::operator=(SecretBytes&& other) noexcept {
@@ -33,30 +34,43 @@ SecretBytes& SecretBytes::operator=(SecretBytes&& other) noexcept {
     Clear();
     data_ = other.data_;
     size_ = other.size_;
+    capacity_ = other.capacity_;
     other.data_ = nullptr;
-    other.size_ = 0;
+    other.size_ = other.capacity_ = 0;
   }
   return *this;
 }
 
-void SecretBytes::Append(std::span<const uint8_t> more) {
-  if (more.empty()) return;
-  uint8_t* grown = new uint8_t[size_ + more.size()];
+void SecretBytes::Grow(size_t capacity) {
+  uint8_t* grown = new uint8_t[capacity];
   if (size_ != 0) std::memcpy(grown, data_, size_);
-  std::memcpy(grown + size_, more.data(), more.size());
-  size_t n = size_ + more.size();
+  size_t n = size_;
   Clear();
   data_ = grown;
   size_ = n;
+  capacity_ = capacity;
+}
+
+void SecretBytes::Reserve(size_t n) {
+  if (n > capacity_) Grow(n);
+}
+
+void SecretBytes::Append(std::span<const uint8_t> more) {
+  if (more.empty()) return;
+  if (capacity_ - size_ < more.size()) {
+    Grow(std::max(size_ + more.size(), 2 * capacity_));
+  }
+  std::memcpy(data_ + size_, more.data(), more.size());
+  size_ += more.size();
 }
 
 void SecretBytes::Clear() {
   if (data_ != nullptr) {
-    OPENSSL_cleanse(data_, size_);
+    OPENSSL_cleanse(data_, capacity_);
     delete[] data_;
   }
   data_ = nullptr;
-  size_ = 0;
+  size_ = capacity_ = 0;
 }
 
 bool SecretBytes::Equals(const SecretBytes& other) const {

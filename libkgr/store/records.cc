@@ -26,14 +26,27 @@ bool KnownType(uint8_t t) { return t >= 1 && t <= 3; }
 // "KGR-REC1" || owner || SHA-256("KGR-NK-CHECK" || NK): bound by every tag
 // but not stored. The NK check makes a record unreadable under a wrong NK
 // even if NKsign is right (encrypt-then-MAC alone would decrypt garbage).
-Bytes MacContext(const RecordKeys& keys, uint32_t owner_n_id) {
+// `reserve`: room for the record that will follow the context.
+Bytes MacContext(const RecordKeys& keys, uint32_t owner_n_id,
+                 size_t reserve = 0) {
+  // A store seals and opens every record under the same NK: its check is
+  // computed once per thread and NK (compared in constant time; the copy of
+  // NK is wiped when the thread ends or another NK replaces it).
+  struct NkCheck {
+    SecretBytes nk;
+    Digest check{};
+  };
+  thread_local NkCheck last;
+  if (last.nk.empty() || !last.nk.Equals(keys.enc)) {
+    last.check = Sha256({AsBytes(kNkCheckLabel), keys.enc.span()});
+    last.nk = keys.enc.Clone();
+  }
   Bytes ctx;
-  ctx.reserve(kContextSize);
+  ctx.reserve(kContextSize + reserve);
   ByteWriter w(&ctx);
   w.Str(std::string_view(kRecordContext, 8));
   w.U32(owner_n_id);
-  Digest check = Sha256({AsBytes(kNkCheckLabel), keys.enc.span()});
-  w.Raw(check);
+  w.Raw(last.check);
   return ctx;
 }
 
@@ -103,7 +116,9 @@ StatusOr<Bytes> Seal(RecordType type, uint64_t key,
           kMaxRecordSize) {
     return InvalidArgumentError("record: too long");
   }
-  Bytes out = MacContext(keys, owner_n_id);
+  Bytes out = MacContext(keys, owner_n_id,
+                         kEnvelopeHeaderSize + clear.size() + kIvSize + 2 +
+                             secret.size() + kTagSize);
   ByteWriter w(&out);
   w.U8(kRecordVersion);
   w.U8(static_cast<uint8_t>(type));
@@ -128,7 +143,7 @@ StatusOr<Opened> Open(std::span<const uint8_t> record, RecordType type,
   if (!keys.valid())
     return InvalidArgumentError("record keys: need NK and NKsign");
   KGR_ASSIGN_OR_RETURN(Envelope e, ParseEnvelope(record, type));
-  Bytes auth = MacContext(keys, owner_n_id);
+  Bytes auth = MacContext(keys, owner_n_id, e.tag_offset);
   auth.insert(auth.end(), record.begin(), record.begin() + e.tag_offset);
   std::span<const uint8_t> auth_span(auth);
   StatusOr<SecretBytes> pt =
@@ -268,6 +283,7 @@ StatusOr<Bytes> EncodeRecord(const NodeDesc& d, const RecordKeys& keys,
   }
   KGR_RETURN_IF_ERROR(CheckKeyPair(d.nksk, true, "node_desc: NKSK"));
   Bytes clear;
+  clear.reserve(25 + 4 * d.allowed_peers.size());
   ByteWriter w(&clear);
   w.U16(d.entry_no);
   w.U8(static_cast<uint8_t>(d.state));
@@ -279,6 +295,7 @@ StatusOr<Bytes> EncodeRecord(const NodeDesc& d, const RecordKeys& keys,
   KGR_RETURN_IF_ERROR(
       CheckKeyPair(d.prev_nksk, true, "node_desc: previous NKSK"));
   SecretBytes secret;
+  secret.Reserve(1 + kRecordNtagSize + 4 * kKeySize + kTopicSize);
   bool has_keys = d.nksk.valid();
   bool has_prev = d.prev_nksk.valid();
   PutU8(&secret, static_cast<uint8_t>((has_keys ? kFlagKeys : 0) |
@@ -332,6 +349,7 @@ StatusOr<Bytes> EncodeRecord(const GenKey& g, const RecordKeys& keys,
                              uint32_t owner_n_id, const Iv& iv) {
   KGR_RETURN_IF_ERROR(CheckKeyPair(g.nnsk, false, "gen_keys: NNSK"));
   Bytes clear;
+  clear.reserve(22);
   ByteWriter w(&clear);
   w.U32(g.n_id1);
   w.U64(g.ctime_unix_ms);
@@ -339,6 +357,7 @@ StatusOr<Bytes> EncodeRecord(const GenKey& g, const RecordKeys& keys,
   w.U8(g.renewal ? 1 : 0);
   w.U32(g.version);
   SecretBytes secret;
+  secret.Reserve(5 + 2 * kKeySize + 2 * kTopicSize);
   PutU8(&secret, static_cast<uint8_t>((g.topic3 ? kFlagTopicA : 0) |
                                       (g.topic4 ? kFlagTopicB : 0)));
   PutU32(&secret, g.n_id2);
@@ -385,6 +404,7 @@ StatusOr<Bytes> EncodeRecord(const SesKey& k, const RecordKeys& keys,
                              uint32_t owner_n_id, const Iv& iv) {
   KGR_RETURN_IF_ERROR(CheckKeyPair(k.nnsk, true, "ses_keys: NNSK"));
   Bytes clear;
+  clear.reserve(36);
   ByteWriter w(&clear);
   w.U64(k.ctime_unix_ms);
   w.U32(k.key_version);
@@ -392,6 +412,7 @@ StatusOr<Bytes> EncodeRecord(const SesKey& k, const RecordKeys& keys,
   w.U64(k.bytes_sent);
   w.U64(k.rx_counter);
   SecretBytes secret;
+  secret.Reserve(1 + 2 * kKeySize + 2 * kTopicSize);
   bool has_keys = k.nnsk.valid();
   PutU8(&secret, static_cast<uint8_t>((has_keys ? kFlagKeys : 0) |
                                       (k.topic3 ? kFlagTopicA : 0) |

@@ -37,17 +37,24 @@ class SecretBytes {
   std::span<const uint8_t> span() const { return {data_, size_}; }
   std::span<uint8_t> mutable_span() { return {data_, size_}; }
 
-  // Appends; reallocation wipes the old buffer.
+  // Appends; reallocation (to at least twice the capacity) wipes the old
+  // buffer.
   void Append(std::span<const uint8_t> more);
-  // Wipes and empties.
+  // Makes room for `n` bytes in all, so that appends up to that size do not
+  // reallocate.
+  void Reserve(size_t n);
+  // Wipes and empties (the whole buffer, spare capacity included).
   void Clear();
 
   // Constant-time comparison of contents (sizes are not secret).
   bool Equals(const SecretBytes& other) const;
 
  private:
+  void Grow(size_t capacity);
+
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  size_t capacity_ = 0;  // of data_
 };
 
 // Wipes `v` (a buffer that briefly held secrets) and clears it.
