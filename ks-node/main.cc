@@ -126,10 +126,12 @@ StatusOr<Stores> OpenStores(const Settings& s, const OwnData& own) {
   Stores st;
   StoreOptions o;
   o.journal_preallocate_bytes = s.journal_prealloc_kb << 10;
+  StoreOptions nodes_o = o;
+  nodes_o.decoded_records = 0;  // the KeyServer caches its node entries
   KGR_ASSIGN_OR_RETURN(
       st.nodes,
       NodeDescStore::Open(*DefaultFileSystem(), s.state_dir + "/node_desc",
-                          own.nk, own.identity.n_id, o));
+                          own.nk, own.identity.n_id, nodes_o));
   KGR_ASSIGN_OR_RETURN(
       st.gen_keys,
       GenKeysStore::Open(*DefaultFileSystem(), s.state_dir + "/gen_keys",

@@ -688,9 +688,11 @@ Status Bench::InitKsTpm() {
 Status Bench::FillNodeDesc(uint64_t fillers, double* seconds) {
   auto t0 = SteadyClock::now();
   KGR_ASSIGN_OR_RETURN(OwnData own, LoadOwnData(*ks_tpm_));
+  StoreOptions write_only;
+  write_only.decoded_records = 0;
   KGR_ASSIGN_OR_RETURN(
       auto store, NodeDescStore::Open(*ks_fs_, ks_dir_ + "/node_desc", own.nk,
-                                      own.identity.n_id));
+                                      own.identity.n_id, write_only));
   std::set<uint32_t> used = {ks_n_id_};
   for (const auto& n : nodes_) used.insert(n.n_id);
   auto fresh_id = [&]() -> StatusOr<uint32_t> {
@@ -834,9 +836,11 @@ Status Bench::StartKs() {
   KGR_ASSIGN_OR_RETURN(OwnData own, LoadOwnData(*ks_tpm_));
   KGR_ASSIGN_OR_RETURN(Bytes kedk, ks_tpm_->KedkPublic());
   KGR_RETURN_IF_ERROR(MixTpmEntropy(*ks_tpm_));
+  StoreOptions nodes_o;
+  nodes_o.decoded_records = 0;  // as kgr-ks: the KeyServer caches entries
   KGR_ASSIGN_OR_RETURN(
       nodes_store_, NodeDescStore::Open(*ks_fs_, ks_dir_ + "/node_desc", own.nk,
-                                        own.identity.n_id));
+                                        own.identity.n_id, nodes_o));
   KGR_ASSIGN_OR_RETURN(
       gen_store_, GenKeysStore::Open(*ks_fs_, ks_dir_ + "/gen_keys", own.nk,
                                      own.identity.n_id));
