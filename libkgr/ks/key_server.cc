@@ -115,7 +115,7 @@ void KeyServer::CommitStaged() {
   for (Staged& s : staged_) {
     if (!st.ok()) {
       spdlog::error("ks: gen_keys not stored: {}", st.ToString());
-      SendError(s.request, s.n1, KsErrorCode::kInternal);
+      SendError(s.request, *s.n1, KsErrorCode::kInternal);
       continue;
     }
     ++stats_.keys_issued;
@@ -125,7 +125,7 @@ void KeyServer::CommitStaged() {
                     FormatNodeId(s.key.n_id1), FormatNodeId(s.key.n_id2),
                     s.key.version);
     }
-    Status sent = SendKeyAndNotification(s.key, s.n1, s.n2);
+    Status sent = SendKeyAndNotification(s.key, *s.n1, *s.n2);
     if (!sent.ok())
       spdlog::warn("ks: key delivery failed: {}", sent.ToString());
   }
@@ -172,12 +172,19 @@ Status KeyServer::SendToNode(const NodeDesc& node, uint64_t request_id,
 
 // ---- node_desc cache ----
 
-StatusOr<NodeDesc> KeyServer::GetNode(uint32_t n_id) {
+StatusOr<KeyServer::NodeRef> KeyServer::FindNode(uint32_t n_id) {
   auto it = node_cache_.find(n_id);
-  if (it != node_cache_.end()) return it->second.Clone();
+  if (it != node_cache_.end()) return it->second;
   KGR_ASSIGN_OR_RETURN(NodeDesc d, nodes_.Get(n_id));
   CacheNode(d);
-  return d;
+  it = node_cache_.find(n_id);
+  if (it != node_cache_.end()) return it->second;
+  return std::make_shared<const NodeDesc>(std::move(d));  // no cache
+}
+
+StatusOr<NodeDesc> KeyServer::GetNode(uint32_t n_id) {
+  KGR_ASSIGN_OR_RETURN(NodeRef node, FindNode(n_id));
+  return node->Clone();
 }
 
 void KeyServer::CacheNode(const NodeDesc& d) {
@@ -187,16 +194,18 @@ void KeyServer::CacheNode(const NodeDesc& d) {
   for (SymmetricKeys* k : {&entry.nksk, &entry.prev_nksk}) {
     if (k->valid() && !k->prepared) (void)k->Prepare();
   }
+  auto shared = std::make_shared<const NodeDesc>(std::move(entry));
   auto it = node_cache_.find(d.n_id);
   if (it != node_cache_.end()) {
-    it->second = std::move(entry);
+    it->second = std::move(shared);
     return;
   }
-  // Full: evict an arbitrary entry (its secrets are wiped on destruction).
+  // Full: evict an arbitrary entry (its secrets are wiped on destruction,
+  // when the last frame using it is done).
   if (node_cache_.size() >= options_.node_cache_entries) {
     node_cache_.erase(node_cache_.begin());
   }
-  node_cache_.emplace(d.n_id, std::move(entry));
+  node_cache_.emplace(d.n_id, std::move(shared));
 }
 
 Status KeyServer::PutNode(const NodeDesc& d) {
@@ -309,8 +318,9 @@ void KeyServer::HandleTopic1(const Bytes& frame) {
     return Drop(&h, "unexpected type on TOPIC1");
   }
   if (!Admit(h)) return;
-  auto node = GetNode(h.sender);
-  if (!node.ok()) return Drop(&h, "unknown N_ID");
+  auto found = FindNode(h.sender);
+  if (!found.ok()) return Drop(&h, "unknown N_ID");
+  NodeRef node = *std::move(found);
   if (node->state != NodeState::kRegistered) {
     return Drop(&h, "node not registered");
   }
@@ -336,7 +346,7 @@ void KeyServer::HandleTopic1(const Bytes& frame) {
     if (!st.ok())
       spdlog::error("ks: rotation not completed: {}", st.ToString());
     else
-      node = std::move(done);
+      node = std::make_shared<const NodeDesc>(std::move(done));
     spdlog::info("ks: node {} uses its new NKSK (version {})",
                  FormatNodeId(h.sender), node->nksk_version);
   }
@@ -349,7 +359,7 @@ void KeyServer::HandleTopic1(const Bytes& frame) {
     case FrameType::kNnskKeyReq: {
       auto req = NnskKeyReq::Parse(plain->span());
       if (!req.ok()) return Drop(&h, req.status().message());
-      return HandleKeyReq(h, *node, *req);
+      return HandleKeyReq(h, node, *req);
     }
     case FrameType::kNnskNotAns: {
       auto ans = NnskNotAns::Parse(plain->span());
@@ -422,48 +432,48 @@ Status KeyServer::SendKeyAndNotification(const GenKey& g, const NodeDesc& n1,
                                g.topic3.value_or(TopicId{})});
 }
 
-void KeyServer::HandleKeyReq(const FrameHeader& h, const NodeDesc& n1,
+void KeyServer::HandleKeyReq(const FrameHeader& h, const NodeRef& n1,
                              const NnskKeyReq& req) {
   // A retransmitted request (same request id) gets the same key again:
   // never a second key for one request.
   auto existing = gen_keys_.Get(h.request_id);
   if (existing.ok()) {
-    if (existing->n_id1 != n1.n_id) return Drop(&h, "request id in use");
-    auto n2 = GetNode(existing->n_id2);
+    if (existing->n_id1 != n1->n_id) return Drop(&h, "request id in use");
+    auto n2 = FindNode(existing->n_id2);
     if (!n2.ok()) return;
     if (existing->step == 2) {
-      Status st = SendKeyAndNotification(*existing, n1, *n2);
+      Status st = SendKeyAndNotification(*existing, *n1, **n2);
       if (!st.ok()) spdlog::warn("ks: resend failed: {}", st.ToString());
     } else {
       Status st =
-          SendToNode(n1, h.request_id, h.flags,
+          SendToNode(*n1, h.request_id, h.flags,
                      NnskKeyAns{existing->n_id1, existing->n_id2,
                                 existing->version, existing->nnsk.Clone()});
-      if (st.ok()) st = SendConfReq(*existing, n1);
+      if (st.ok()) st = SendConfReq(*existing, *n1);
       if (!st.ok()) spdlog::warn("ks: resend failed: {}", st.ToString());
     }
     return;
   }
-  if (req.n_id2 == n1.n_id || !Contains(n1.allowed_peers, req.n_id2)) {
-    return SendError(h, n1, KsErrorCode::kPairNotAllowed);
+  if (req.n_id2 == n1->n_id || !Contains(n1->allowed_peers, req.n_id2)) {
+    return SendError(h, *n1, KsErrorCode::kPairNotAllowed);
   }
-  auto n2 = GetNode(req.n_id2);
-  if (!n2.ok() || n2->state != NodeState::kRegistered) {
-    return SendError(h, n1, KsErrorCode::kPeerUnknown);
+  auto n2 = FindNode(req.n_id2);
+  if (!n2.ok() || (*n2)->state != NodeState::kRegistered) {
+    return SendError(h, *n1, KsErrorCode::kPeerUnknown);
   }
-  if (!Contains(n2->allowed_peers, n1.n_id)) {
-    return SendError(h, n1, KsErrorCode::kPairNotAllowed);
+  if (!Contains((*n2)->allowed_peers, n1->n_id)) {
+    return SendError(h, *n1, KsErrorCode::kPairNotAllowed);
   }
   if (gen_keys_.size() + staged_.size() >= options_.max_pending) {
-    return SendError(h, n1, KsErrorCode::kBusy);
+    return SendError(h, *n1, KsErrorCode::kBusy);
   }
   for (const Staged& s : staged_) {
     if (s.key.request_id == h.request_id) return;  // answered at commit
   }
   auto nnsk = SymmetricKeys::Generate();
-  if (!nnsk.ok()) return SendError(h, n1, KsErrorCode::kInternal);
+  if (!nnsk.ok()) return SendError(h, *n1, KsErrorCode::kInternal);
   GenKey g;
-  g.n_id1 = n1.n_id;
+  g.n_id1 = n1->n_id;
   g.request_id = h.request_id;
   g.ctime_unix_ms = clock_.NowUnixMillis();
   g.step = 2;
@@ -473,7 +483,7 @@ void KeyServer::HandleKeyReq(const FrameHeader& h, const NodeDesc& n1,
   g.nnsk = std::move(*nnsk);
   g.topic3 = req.topic3;
   // Staged: written with the other new keys of this batch (CommitStaged).
-  staged_.push_back({std::move(g), n1.Clone(), n2->Clone(), h});
+  staged_.push_back({std::move(g), n1, *std::move(n2), h});
 }
 
 Status KeyServer::SendConfReq(const GenKey& g, const NodeDesc& n1) {
@@ -489,7 +499,7 @@ void KeyServer::HandleNotAns(const FrameHeader& h, const NodeDesc& n2,
   if (g->n_id2 != n2.n_id || ans.n_id2 != n2.n_id || ans.n_id1 != g->n_id1) {
     return Drop(&h, "nnsk_not_ans does not match the pending key");
   }
-  auto n1 = GetNode(g->n_id1);
+  auto n1 = FindNode(g->n_id1);
   if (!n1.ok()) return Drop(&h, "requester vanished");
   if (g->step == 2) {
     GenKey updated = g->Clone();
@@ -500,12 +510,12 @@ void KeyServer::HandleNotAns(const FrameHeader& h, const NodeDesc& n2,
     // retransmission makes the KS resend its notification, which the peer
     // answers again with the same TOPIC4.
     gen_keys_.PutUnsynced(updated);
-    Status st = SendConfReq(updated, *n1);
+    Status st = SendConfReq(updated, **n1);
     if (!st.ok()) spdlog::warn("ks: nnsk_conf_req not sent: {}", st.ToString());
     return;
   }
   // Duplicate not_ans: confirm again (idempotent).
-  Status st = SendConfReq(*g, *n1);
+  Status st = SendConfReq(*g, **n1);
   if (!st.ok()) spdlog::warn("ks: nnsk_conf_req not sent: {}", st.ToString());
 }
 

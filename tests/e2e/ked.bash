@@ -234,7 +234,7 @@ ked_pair() {
 
 wait_registered() {  # wait_registered NAME
   for _ in $(seq 100); do
-    node "$1" status --json 2>/dev/null | grep -q '"registered": true' && return 0
+    [[ $(node "$1" status --json 2>/dev/null) == *'"registered": true'* ]] && return 0
     sleep 0.1
   done
   die "node $1 did not register"

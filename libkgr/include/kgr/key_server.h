@@ -138,12 +138,14 @@ class KeyServer {
   Status RequestRotation(uint32_t n_id);
 
  private:
+  using NodeRef = std::shared_ptr<const NodeDesc>;
+
   struct Peer;  // per-node replay window
 
   void HandleRegistration(const Bytes& frame);
   void SendRegistrationAnswer(const NodeDesc& node, uint64_t request_id);
   void HandleTopic1(const Bytes& frame);
-  void HandleKeyReq(const FrameHeader& h, const NodeDesc& n1,
+  void HandleKeyReq(const FrameHeader& h, const NodeRef& n1,
                     const NnskKeyReq& req);
   void Dispatch(const std::string& topic, const Bytes& payload);
   // Writes the staged gen_keys records (one sync), then sends their keys.
@@ -170,6 +172,10 @@ class KeyServer {
   ReplayWindow& WindowFor(const NodeDesc& n);
   // node_desc through the cache: every read and write of the KeyServer
   // goes through these.
+  // The node's entry, shared with the cache (immutable: a write replaces
+  // the cache's entry, never changes one), so a frame costs no copy of it.
+  StatusOr<NodeRef> FindNode(uint32_t n_id);
+  // A copy of it, to change and write back.
   StatusOr<NodeDesc> GetNode(uint32_t n_id);
   Status PutNode(const NodeDesc& d);
   Status PutNodes(const std::vector<NodeDesc>& batch);
@@ -187,11 +193,11 @@ class KeyServer {
   KeyServerOptions options_;
   FrameCounter counter_;
   std::unordered_map<uint32_t, ReplayWindow> windows_;
-  std::unordered_map<uint32_t, NodeDesc> node_cache_;
+  std::unordered_map<uint32_t, NodeRef> node_cache_;
   std::vector<uint32_t> dirty_counters_;  // nodes whose window advanced
   struct Staged {
     GenKey key;
-    NodeDesc n1, n2;
+    NodeRef n1, n2;
     FrameHeader request;
   };
   std::vector<Staged> staged_;  // new keys of the batch being handled
