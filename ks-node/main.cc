@@ -45,6 +45,13 @@ flags (each overrides the JSON config file's key in brackets):
   --key FILE           [tls.key_file] KS private key (PEM)
   --topic-prefix P     [topic_prefix] default "kgr"
   --gen-key-ttl-ms N   [gen_key_ttl_ms] purge unconfirmed keys after N ms
+  --node-frames-per-s N
+                       [node_frames_per_s] frames one node may make the KS
+                       work on per second (token bucket; default 100; 0: no
+                       limit); beyond that they are dropped before any crypto
+  --node-burst N       [node_burst] the bucket's size (default 2 x the rate)
+  --max-pending N      [max_pending] unconfirmed session keys at once; more
+                       requests get "busy" (default 100000)
   --journal-prealloc-kb N
                        [journal_prealloc_kb] zeros kept ahead of each store
                        journal's end (default 256; 0: none), so that a
@@ -63,6 +70,9 @@ struct Settings {
   std::string state_dir, tcti, broker, ca, cert, key, prefix, log_level;
   MqttClient mqtt_client = MqttClient::kMosquitto;
   uint64_t gen_key_ttl_ms = 60'000;
+  uint64_t node_frames_per_s = 100;
+  uint64_t node_burst = 200;
+  uint64_t max_pending = 100'000;
   uint64_t journal_prealloc_kb = 256;
   bool pcr_policy = false;
 };
@@ -98,6 +108,19 @@ StatusOr<Settings> LoadSettings(const Flags& f) {
   };
   KGR_RETURN_IF_ERROR(
       number("gen-key-ttl-ms", "gen_key_ttl_ms", "60000", &s.gen_key_ttl_ms));
+  KGR_RETURN_IF_ERROR(number("node-frames-per-s", "node_frames_per_s", "100",
+                             &s.node_frames_per_s));
+  KGR_RETURN_IF_ERROR(number("node-burst", "node_burst",
+                             std::to_string(2 * s.node_frames_per_s).c_str(),
+                             &s.node_burst));
+  if (s.node_frames_per_s != 0 && s.node_burst == 0) {
+    return InvalidArgumentError("node_burst: at least 1 with a rate limit");
+  }
+  KGR_RETURN_IF_ERROR(
+      number("max-pending", "max_pending", "100000", &s.max_pending));
+  if (s.max_pending == 0) {
+    return InvalidArgumentError("max_pending: at least 1");
+  }
   KGR_RETURN_IF_ERROR(number("journal-prealloc-kb", "journal_prealloc_kb",
                              "256", &s.journal_prealloc_kb));
   if (s.journal_prealloc_kb > 4096) {
@@ -304,6 +327,9 @@ Status CmdRun(const Settings& s) {
   KGR_ASSIGN_OR_RETURN(auto transport, NewMqttTransport(mo));
   KeyServerOptions ko;
   ko.gen_key_ttl_ms = s.gen_key_ttl_ms;
+  ko.node_frames_per_s = static_cast<double>(s.node_frames_per_s);
+  ko.node_burst = static_cast<double>(s.node_burst);
+  ko.max_pending = s.max_pending;
   const std::string counter_file = s.state_dir + "/counter";
   KGR_ASSIGN_OR_RETURN(ko.counter_floor,
                        LoadCounterFloor(*DefaultFileSystem(), counter_file));
@@ -382,12 +408,12 @@ Status CmdRun(const Settings& s) {
 }
 
 int Main(int argc, char** argv) {
-  auto flags =
-      ParseFlags(argc, argv,
-                 {"config", "state-dir", "tcti", "broker", "ca", "cert", "key",
-                  "topic-prefix", "gen-key-ttl-ms", "log-level", "node",
-                  "mqtt-client", "journal-prealloc-kb"},
-                 {"help", "json", "pcr-policy"});
+  auto flags = ParseFlags(
+      argc, argv,
+      {"config", "state-dir", "tcti", "broker", "ca", "cert", "key",
+       "topic-prefix", "gen-key-ttl-ms", "log-level", "node", "mqtt-client",
+       "journal-prealloc-kb", "node-frames-per-s", "node-burst", "max-pending"},
+      {"help", "json", "pcr-policy"});
   if (!flags.ok() || flags->Has("help") || flags->command.empty()) {
     if (!flags.ok())
       std::fprintf(stderr, "kgr-ks: %s\n\n", flags.status().message().c_str());

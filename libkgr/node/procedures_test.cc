@@ -555,6 +555,26 @@ TEST_F(ProceduresTest, AFloodingNodeIsRateLimitedAndOthersAreServed) {
   EXPECT_TRUE(RequestKey(*a, *b).ok());
 }
 
+// A rate of 0 turns the per-node limit off (kgr-ks --node-frames-per-s 0):
+// the same flood is all worked on, and still only dropped as garbage.
+TEST_F(ProceduresTest, RateLimitZeroMeansNoLimit) {
+  ks_options_.node_frames_per_s = 0;
+  RestartKs();
+  auto [a, b] = Pair();
+  auto a_own = LoadOwnData(a->tpm);
+  for (int i = 0; i < 500; ++i) {
+    FrameHeader h;
+    h.sender = a->n_id;
+    h.key_version = 1;
+    h.counter = clock_.NowUnixMicros() + 10 + i;
+    h.request_id = static_cast<uint64_t>(i);
+    auto f = SealBody(h, NnskConfAns{0}, a_own->ks->nksk);
+    ks_->HandleMessage(ks_->topic1(), *f);
+  }
+  EXPECT_EQ(ks_->stats().rate_limited, 0u);
+  EXPECT_TRUE(RequestKey(*a, *b).ok());
+}
+
 TEST_F(ProceduresTest, DiskFullAtTheKsEndsTheRequestWithAClearError) {
   auto [a, b] = Pair();
   fs_.FailNth(FakeFileSystem::Op::kAppend, 1,

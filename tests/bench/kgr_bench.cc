@@ -850,13 +850,8 @@ Status Bench::StartKs() {
   ks_tap_ = tap.get();
   ks_transport_ = std::move(tap);
   KeyServerOptions ko;
-  if (a_.node_frames_per_s > 0) {
-    ko.node_frames_per_s = a_.node_frames_per_s;
-    ko.node_burst = 2 * a_.node_frames_per_s;
-  } else {
-    ko.node_frames_per_s = 1e9;
-    ko.node_burst = 1e9;
-  }
+  ko.node_frames_per_s = a_.node_frames_per_s;  // 0: no limit
+  ko.node_burst = 2 * a_.node_frames_per_s;
   ks_ = std::make_unique<KeyServer>(std::move(own), std::move(kedk),
                                     *ks_transport_, *nodes_store_, *gen_store_,
                                     nullptr, *SystemClock(), ko);

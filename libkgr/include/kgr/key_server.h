@@ -51,7 +51,8 @@ struct KeyServerOptions {
   // At most this many unconfirmed session keys at once (KS_ERROR busy).
   size_t max_pending = 100'000;
   // Frames a node may make the KS work on, per second (token bucket), and
-  // the burst; beyond that its frames are dropped before any crypto.
+  // the burst; beyond that its frames are dropped before any crypto. A rate
+  // of 0: no limit.
   double node_frames_per_s = 100;
   double node_burst = 200;
   // The same for the AC channel (CMS costs an ECDH and a signature check).
