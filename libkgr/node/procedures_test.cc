@@ -113,6 +113,22 @@ class ProceduresTest : public ::testing::Test {
     return result.value_or(InternalError("no result"));
   }
 
+  // `n` floods TOPIC1 with `frames` valid-looking frames (its own NKSK,
+  // a body the KS drops), handed to the KS directly.
+  void FloodTopic1(Node& n, int frames) {
+    auto own = LoadOwnData(n.tpm);
+    ASSERT_TRUE(own.ok());
+    for (int i = 0; i < frames; ++i) {
+      FrameHeader h;
+      h.sender = n.n_id;
+      h.key_version = 1;
+      h.counter = clock_.NowUnixMicros() + 10 + i;
+      h.request_id = static_cast<uint64_t>(i);
+      auto f = SealBody(h, NnskConfAns{0}, own->ks->nksk);
+      ks_->HandleMessage(ks_->topic1(), *f);
+    }
+  }
+
   StatusOr<std::string> Send(Node& a, Node& b, std::string text) {
     std::optional<StatusOr<SecretBytes>> result;
     a.client->Send(b.n_id, SecretBytes(AsBytes(text)),
@@ -534,18 +550,8 @@ TEST_F(ProceduresTest, AFloodingNodeIsRateLimitedAndOthersAreServed) {
   auto [a, b] = Pair();
   Node& c = AddNode();
   ASSERT_TRUE(Register(c).ok());
-  auto c_own = LoadOwnData(c.tpm);
-  // c floods TOPIC1 with valid-looking frames (its own keys, garbage body).
   uint64_t dropped = ks_->stats().dropped_frames;
-  for (int i = 0; i < 5000; ++i) {
-    FrameHeader h;
-    h.sender = c.n_id;
-    h.key_version = 1;
-    h.counter = clock_.NowUnixMicros() + 10 + i;
-    h.request_id = static_cast<uint64_t>(i);
-    auto f = SealBody(h, NnskConfAns{0}, c_own->ks->nksk);
-    ks_->HandleMessage(ks_->topic1(), *f);
-  }
+  FloodTopic1(c, 5000);
   EXPECT_GT(ks_->stats().rate_limited, 4000u);
   EXPECT_GT(ks_->stats().dropped_frames, dropped + 4000);
   // Garbage and oversized frames are dropped before any lookup.
@@ -561,16 +567,7 @@ TEST_F(ProceduresTest, RateLimitZeroMeansNoLimit) {
   ks_options_.node_frames_per_s = 0;
   RestartKs();
   auto [a, b] = Pair();
-  auto a_own = LoadOwnData(a->tpm);
-  for (int i = 0; i < 500; ++i) {
-    FrameHeader h;
-    h.sender = a->n_id;
-    h.key_version = 1;
-    h.counter = clock_.NowUnixMicros() + 10 + i;
-    h.request_id = static_cast<uint64_t>(i);
-    auto f = SealBody(h, NnskConfAns{0}, a_own->ks->nksk);
-    ks_->HandleMessage(ks_->topic1(), *f);
-  }
+  FloodTopic1(*a, 500);
   EXPECT_EQ(ks_->stats().rate_limited, 0u);
   EXPECT_TRUE(RequestKey(*a, *b).ok());
 }
