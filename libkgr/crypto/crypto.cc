@@ -6,7 +6,6 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 #include <pthread.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>

@@ -108,11 +108,14 @@ void KeyServer::HandleMessages(std::span<const Message> messages) {
 
 void KeyServer::CommitStaged() {
   if (staged_.empty()) return;
-  std::vector<GenKey> records;
-  records.reserve(staged_.size());
-  for (const Staged& s : staged_) records.push_back(s.key.Clone());
   // Step 2: the records are durable before any of their keys leaves the KS.
-  Status st = gen_keys_.PutAll(records);
+  GenKeysStore::Batch batch = gen_keys_.NewBatch();
+  Status st;
+  for (const Staged& s : staged_) {
+    st = batch.Put(s.key);
+    if (!st.ok()) break;
+  }
+  if (st.ok()) st = gen_keys_.Apply(std::move(batch));
   for (Staged& s : staged_) {
     if (!st.ok()) {
       spdlog::error("ks: gen_keys not stored: {}", st.ToString());

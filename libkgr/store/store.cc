@@ -1051,7 +1051,9 @@ template <typename R>
 Status TypedStore<R>::Batch::Put(const R& record) {
   KGR_ASSIGN_OR_RETURN(Bytes sealed,
                        EncodeRecord(record, store_->keys_, store_->owner_));
-  store_->Remember(record.key(), sealed, record);
+  if (store_->decoded_capacity_ != 0) {
+    store_->Remember(record.key(), sealed, record);
+  }
   batch_.Put(record.key(), std::move(sealed));
   return OkStatus();
 }
