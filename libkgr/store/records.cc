@@ -349,7 +349,7 @@ StatusOr<Bytes> EncodeRecord(const GenKey& g, const RecordKeys& keys,
                              uint32_t owner_n_id, const Iv& iv) {
   KGR_RETURN_IF_ERROR(CheckKeyPair(g.nnsk, false, "gen_keys: NNSK"));
   Bytes clear;
-  clear.reserve(22);
+  clear.reserve(18);
   ByteWriter w(&clear);
   w.U32(g.n_id1);
   w.U64(g.ctime_unix_ms);
