@@ -170,7 +170,7 @@ void NodeClient::PersistRxCounters() {
     if (w == ps.windows.end() || w->second.highest() <= rec->rx_counter) {
       continue;
     }
-    SesKey updated = rec->Clone();
+    SesKey updated = *std::move(rec);
     updated.rx_counter = w->second.highest();
     ses_.PutUnsynced(updated);
   }
@@ -201,7 +201,7 @@ double NodeClient::Used(const SesKey& k) const {
 void NodeClient::CountUse(uint32_t peer, size_t bytes) {
   auto rec = ses_.Get(peer);
   if (!rec.ok()) return;
-  SesKey updated = rec->Clone();
+  SesKey updated = *std::move(rec);
   ++updated.frames_sent;
   updated.bytes_sent += bytes;
   // Usage counters are written without a sync: a crash may under-count by
@@ -526,7 +526,7 @@ void NodeClient::OnKeyAns(const FrameHeader& h, const NnskKeyAns& ans) {
   // synced: nothing is acknowledged on it, and step 6's synced write makes
   // it durable first; a crash before that loses a key we never confirmed
   // (the KS purges it, and we ask again).
-  SesKey updated = rec->Clone();
+  SesKey updated = *std::move(rec);
   updated.nnsk = ans.nnsk.Clone();
   updated.key_version = ans.version;
   updated.topic3 = p.topic3;
@@ -558,7 +558,7 @@ void NodeClient::OnConfReq(const FrameHeader& h, const NnskConfReq& req) {
     return Log("dropped", &h, "confirmation before the key");
   }
   // Step 6: TOPIC4 and the creation time complete the entry.
-  SesKey updated = rec->Clone();
+  SesKey updated = *std::move(rec);
   updated.topic4 = req.topic4;
   updated.ctime_unix_ms = clock_.NowUnixMillis();
   updated.frames_sent = 0;
@@ -618,7 +618,7 @@ void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
   if (!topic.ok()) return;
   KeepPrevious(req.n_id1, *rec);
   // Step 4: the entry for N1; our TOPIC3 is new, TOPIC4 is N1's TOPIC3.
-  SesKey updated = rec->Clone();
+  SesKey updated = *std::move(rec);
   updated.nnsk = req.nnsk.Clone();
   updated.key_version = req.version;
   updated.topic3 = *topic;

@@ -844,9 +844,13 @@ Status RecordFile::WriteGroup(const std::vector<Writer*>& group,
   cw.U8(static_cast<uint8_t>(type_));
   cw.U64(generation_);
 
-  size_t n_ops = 0;
-  for (Writer* g : group) n_ops += g->batch->ops_.size();
+  size_t n_ops = 0, n_bytes = 0;
+  for (Writer* g : group) {
+    n_ops += g->batch->ops_.size();
+    n_bytes += g->encoded_size;
+  }
   Bytes buf;
+  buf.reserve(n_bytes);
   uint64_t seq = next_seq_;
   size_t done_ops = 0;
   for (Writer* g : group) {

@@ -2,18 +2,20 @@
 
 namespace kgr {
 
-void ByteWriter::U16(uint16_t v) {
-  U8(static_cast<uint8_t>(v >> 8));
-  U8(static_cast<uint8_t>(v));
+namespace {
+// Appends the `N` low bytes of `v`, most significant first, in one insert.
+template <size_t N>
+void AppendBigEndian(Bytes* out, uint64_t v) {
+  uint8_t b[N];
+  for (size_t i = 0; i < N; ++i)
+    b[i] = static_cast<uint8_t>(v >> (8 * (N - 1 - i)));
+  out->insert(out->end(), b, b + N);
 }
-void ByteWriter::U32(uint32_t v) {
-  U16(static_cast<uint16_t>(v >> 16));
-  U16(static_cast<uint16_t>(v));
-}
-void ByteWriter::U64(uint64_t v) {
-  U32(static_cast<uint32_t>(v >> 32));
-  U32(static_cast<uint32_t>(v));
-}
+}  // namespace
+
+void ByteWriter::U16(uint16_t v) { AppendBigEndian<2>(out_, v); }
+void ByteWriter::U32(uint32_t v) { AppendBigEndian<4>(out_, v); }
+void ByteWriter::U64(uint64_t v) { AppendBigEndian<8>(out_, v); }
 
 bool ByteReader::U8(uint8_t* v) {
   if (remaining() < 1) return false;

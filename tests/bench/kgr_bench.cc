@@ -1306,17 +1306,28 @@ StatusOr<Json> Bench::Run() {
     // pair varies by 10-15 %, so the headline figures are the medians.
     Json rounds = Json::array();
     std::vector<double> reals, bares, ratios;
-    auto add_round = [&](double real_rate, double bare_rate) {
+    // CPU µs (this process and the broker) per establishment / exchange.
+    auto cpu_us = [](const Json& per_unit) {
+      return Round(
+          per_unit["process"].get<double>() + per_unit["broker"].get<double>(),
+          1);
+    };
+    auto add_round = [&](const Json& real_r, const Json& bare_r) {
+      double real_rate = real_r["establishments_per_s"].get<double>();
+      double bare_rate = bare_r["exchanges_per_s"].get<double>();
       double ratio = bare_rate > 0 ? real_rate / bare_rate : 0;
       rounds.push_back({{"establishments_per_s", Round(real_rate)},
                         {"bare_exchanges_per_s", Round(bare_rate)},
-                        {"ratio", Round(ratio)}});
+                        {"ratio", Round(ratio)},
+                        {"cpu_us_per_establishment",
+                         cpu_us(real_r["cpu_us_per_establishment"])},
+                        {"bare_cpu_us_per_exchange",
+                         cpu_us(bare_r["cpu_us_per_exchange"])}});
       reals.push_back(real_rate);
       bares.push_back(bare_rate);
       ratios.push_back(ratio);
     };
-    add_round(result["establishments_per_s"].get<double>(),
-              bare["exchanges_per_s"].get<double>());
+    add_round(result, bare);
     for (int r = 1; r < a_.rounds; ++r) {
       Json real_r, bare_r;
       KGR_RETURN_IF_ERROR(
@@ -1324,8 +1335,7 @@ StatusOr<Json> Bench::Run() {
       uint64_t nr = real_r["establishments"].get<uint64_t>();
       KGR_RETURN_IF_ERROR(
           RunBare(std::max<uint64_t>(nr, 1), a_.duration_s, &bare_r));
-      add_round(real_r["establishments_per_s"].get<double>(),
-                bare_r["exchanges_per_s"].get<double>());
+      add_round(real_r, bare_r);
     }
     auto median = [](std::vector<double> v) {
       std::sort(v.begin(), v.end());
