@@ -1,10 +1,15 @@
 // The MQTT transport against a real TLS Mosquitto (tests/harness/mosquitto.h).
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
+#include <sys/select.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -402,6 +407,56 @@ TEST_P(MqttITest, TcpNoDelayIsSetOnClientSockets) {
       std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   std::printf("20 ping-pongs over TLS MQTT: %.2f ms (%.3f ms per exchange)\n",
               ms, ms / 20);
+}
+
+// A process with many open files: the client's socket gets a descriptor
+// above FD_SETSIZE. Either the connection works, or Connect fails with an
+// error that says why; never a crash or a hang.
+TEST_P(MqttITest, SocketDescriptorAboveFdSetSize) {
+  struct rlimit rl;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+  if (rl.rlim_cur < 2 * FD_SETSIZE) {
+    rlimit raised = rl;
+    raised.rlim_cur = std::min<rlim_t>(2 * FD_SETSIZE, rl.rlim_max);
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &raised), 0);
+  }
+  std::vector<int> filler;
+  while (filler.empty() || filler.back() < FD_SETSIZE + 8) {
+    int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) break;
+    filler.push_back(fd);
+  }
+  if (filler.empty() || filler.back() < FD_SETSIZE + 8) {
+    for (int fd : filler) ::close(fd);
+    setrlimit(RLIMIT_NOFILE, &rl);
+    GTEST_SKIP() << "cannot open more than " << FD_SETSIZE << " files";
+  }
+  auto opts = Options("n0a1b2c3d");
+  ASSERT_TRUE(opts.ok());
+  opts->connect_timeout_ms = 5000;
+  auto t = NewMqttTransport(*opts);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  Inbox in;
+  (*t)->SetHandler(in.Handler());
+  const auto start = Clock::now();
+  Status st = (*t)->Connect();
+  const double s = std::chrono::duration<double>(Clock::now() - start).count();
+  if (st.ok()) {
+    ASSERT_TRUE((*t)->Subscribe("kgr/n0a1b2c3d/self").ok());
+    ASSERT_TRUE((*t)->Publish("kgr/n0a1b2c3d/self", B("high fd")).ok());
+    EXPECT_TRUE(in.WaitFor("high fd"));
+    EXPECT_TRUE((*t)->Disconnect().ok());
+  } else {
+    EXPECT_NE(st.message().find("FD_SETSIZE"), std::string::npos)
+        << st.ToString();
+    EXPECT_LT(s, 2.0) << "the failure should be immediate: " << st.ToString();
+  }
+  std::printf("%s with a socket above FD_SETSIZE: %s\n",
+              std::string(MqttClientName(GetParam())).c_str(),
+              st.ok() ? "works" : st.ToString().c_str());
+  t->reset();
+  for (int fd : filler) ::close(fd);
+  setrlimit(RLIMIT_NOFILE, &rl);
 }
 
 INSTANTIATE_TEST_SUITE_P(Clients, MqttITest,

@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -300,6 +301,14 @@ bool MosquittoTransport::HandleDown(int rc) {
   if (stop_ || state_ == State::kIdle) return false;
   std::string detail = LastError();
   if (detail.empty() && rc == MOSQ_ERR_ERRNO) detail = std::strerror(os_errno);
+  const int sock = mosquitto_socket(mosq_);
+  if (rc == MOSQ_ERR_INVAL && sock >= FD_SETSIZE) {
+    // mosquitto_loop() select()s, which cannot watch such a descriptor.
+    detail = "socket descriptor " + std::to_string(sock) +
+             " is not below FD_SETSIZE (" + std::to_string(FD_SETSIZE) +
+             "), which libmosquitto needs: this process has too many open "
+             "files (the paho client has no such limit)";
+  }
   if (state_ == State::kConnecting) {
     // The first connect failed: Connect() reports it; no retry.
     connect_result_ = connack_ > 0
