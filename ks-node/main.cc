@@ -96,36 +96,26 @@ StatusOr<Settings> LoadSettings(const Flags& f) {
                                              "mosquitto")));
   s.pcr_policy =
       f.Has("pcr-policy") || Setting(f, c, "", "pcr_policy", "false") == "true";
-  auto number = [&](const char* flag, const char* key, const char* def,
-                    uint64_t* out) -> Status {
-    std::string v = Setting(f, c, flag, key, def);
-    if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos ||
-        v.size() > 15) {
-      return InvalidArgumentError(std::string(key) + " must be a number");
-    }
-    *out = std::stoull(v);
-    return OkStatus();
-  };
-  KGR_RETURN_IF_ERROR(
-      number("gen-key-ttl-ms", "gen_key_ttl_ms", "60000", &s.gen_key_ttl_ms));
-  KGR_RETURN_IF_ERROR(number("node-frames-per-s", "node_frames_per_s", "100",
-                             &s.node_frames_per_s));
-  KGR_RETURN_IF_ERROR(number("node-burst", "node_burst",
-                             std::to_string(2 * s.node_frames_per_s).c_str(),
-                             &s.node_burst));
+  KGR_ASSIGN_OR_RETURN(
+      s.gen_key_ttl_ms,
+      NumberSetting(f, c, "gen-key-ttl-ms", "gen_key_ttl_ms", "60000"));
+  KGR_ASSIGN_OR_RETURN(
+      s.node_frames_per_s,
+      NumberSetting(f, c, "node-frames-per-s", "node_frames_per_s", "100"));
+  KGR_ASSIGN_OR_RETURN(s.node_burst,
+                       NumberSetting(f, c, "node-burst", "node_burst",
+                                     std::to_string(2 * s.node_frames_per_s)));
   if (s.node_frames_per_s != 0 && s.node_burst == 0) {
     return InvalidArgumentError("node_burst: at least 1 with a rate limit");
   }
-  KGR_RETURN_IF_ERROR(
-      number("max-pending", "max_pending", "100000", &s.max_pending));
+  KGR_ASSIGN_OR_RETURN(s.max_pending, NumberSetting(f, c, "max-pending",
+                                                    "max_pending", "100000"));
   if (s.max_pending == 0) {
     return InvalidArgumentError("max_pending: at least 1");
   }
-  KGR_RETURN_IF_ERROR(number("journal-prealloc-kb", "journal_prealloc_kb",
-                             "256", &s.journal_prealloc_kb));
-  if (s.journal_prealloc_kb > 4096) {
-    return InvalidArgumentError("journal_prealloc_kb: at most 4096");
-  }
+  KGR_ASSIGN_OR_RETURN(s.journal_prealloc_kb,
+                       NumberSetting(f, c, "journal-prealloc-kb",
+                                     "journal_prealloc_kb", "256", 4096));
   if (s.state_dir.empty()) {
     return InvalidArgumentError("no state directory: --state-dir or state_dir");
   }

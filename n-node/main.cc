@@ -57,6 +57,11 @@ flags (each overrides the JSON config file's key in brackets):
                        Per pair, in the config file only:
                        "policy": {"pairs": {"<peer N_ID>": {"max_frames": N,
                                   "max_bytes": N, "max_age_s": N}}}
+  --journal-prealloc-kb N
+                       [journal_prealloc_kb] zeros kept ahead of the ses_keys
+                       journal's end (default 256, at most 4096; 0: none),
+                       so that a commit's fdatasync writes data, not file
+                       metadata
   --pcr-policy         [pcr_policy] bind reads of the NV secrets to the
                        current PCR 0-7 values (measured boot); set at init
   --log-level L        [log_level]
@@ -72,10 +77,17 @@ struct Settings {
   std::string state_dir, tcti, broker, log_level;
   MqttClient mqtt_client = MqttClient::kMosquitto;
   uint64_t timeout_ms = 10'000;
+  uint64_t journal_prealloc_kb = 256;
   KeyPolicy policy;
   std::map<uint32_t, KeyPolicy> pair_policy;
   bool pcr_policy = false;
 };
+
+StoreOptions StoreOptionsFor(const Settings& s) {
+  StoreOptions o;
+  o.journal_preallocate_bytes = s.journal_prealloc_kb << 10;
+  return o;
+}
 
 std::string TlsPath(const Settings& s, const char* name) {
   return s.state_dir + "/tls/" + name;
@@ -105,7 +117,7 @@ class NodeService {
     KGR_ASSIGN_OR_RETURN(
         x->ses_,
         SesKeysStore::Open(*DefaultFileSystem(), s.state_dir + "/ses_keys",
-                           own->nk, own->identity.n_id));
+                           own->nk, own->identity.n_id, StoreOptionsFor(s)));
     MqttOptions mo;
     std::string broker =
         s.broker.empty() ? own->identity.broker_address : s.broker;
@@ -414,7 +426,7 @@ int Main(int argc, char** argv) {
       argc, argv,
       {"config", "state-dir", "tcti", "broker", "timeout-ms", "log-level",
        "credentials", "file", "key-max-age-s", "key-max-frames",
-       "key-max-bytes", "peer", "data", "mqtt-client"},
+       "key-max-bytes", "peer", "data", "mqtt-client", "journal-prealloc-kb"},
       {"help", "json", "pcr-policy"});
   if (!flags.ok() || flags->Has("help") || flags->command.empty()) {
     if (!flags.ok())
@@ -445,16 +457,29 @@ int Main(int argc, char** argv) {
   s.mqtt_client = *mqtt_client;
   s.pcr_policy = f.Has("pcr-policy") ||
                  Setting(f, *config, "", "pcr_policy", "false") == "true";
+  auto number = [&](const char* flag, const char* key, const char* def,
+                    uint64_t* out, uint64_t max = 999'999'999'999'999) {
+    auto v = NumberSetting(f, *config, flag, key, def, max);
+    if (!v.ok()) {
+      std::fprintf(stderr, "kgr-node: %s\n", v.status().ToString().c_str());
+      return false;
+    }
+    *out = *v;
+    return true;
+  };
+  uint64_t max_age_s = 0;
+  if (!number("timeout-ms", "timeout_ms", "10000", &s.timeout_ms) ||
+      !number("key-max-age-s", "policy.max_age_s", "0", &max_age_s,
+              UINT64_MAX / 1000) ||
+      !number("key-max-frames", "policy.max_frames", "0",
+              &s.policy.max_frames) ||
+      !number("key-max-bytes", "policy.max_bytes", "0", &s.policy.max_bytes) ||
+      !number("journal-prealloc-kb", "journal_prealloc_kb", "256",
+              &s.journal_prealloc_kb, 4096)) {
+    return kExitUsage;
+  }
+  s.policy.max_age_ms = 1000 * max_age_s;
   try {
-    s.timeout_ms =
-        std::stoull(Setting(f, *config, "timeout-ms", "timeout_ms", "10000"));
-    s.policy.max_age_ms =
-        1000 * std::stoull(Setting(f, *config, "key-max-age-s",
-                                   "policy.max_age_s", "0"));
-    s.policy.max_frames = std::stoull(
-        Setting(f, *config, "key-max-frames", "policy.max_frames", "0"));
-    s.policy.max_bytes = std::stoull(
-        Setting(f, *config, "key-max-bytes", "policy.max_bytes", "0"));
     if (config->contains("policy") && (*config)["policy"].contains("pairs")) {
       for (const auto& [peer, p] : (*config)["policy"]["pairs"].items()) {
         auto id = ParseNodeId(peer);
@@ -468,8 +493,8 @@ int Main(int argc, char** argv) {
     }
   } catch (const std::exception&) {
     std::fprintf(stderr,
-                 "kgr-node: timeout_ms and policy limits must be numbers"
-                 " (policy.pairs keys: 8 hex digits)\n");
+                 "kgr-node: policy.pairs: keys are N_IDs (8 hex digits), "
+                 "limits are non-negative numbers\n");
     return kExitUsage;
   }
   if (s.state_dir.empty()) {

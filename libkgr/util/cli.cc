@@ -98,6 +98,23 @@ std::string Setting(const Flags& flags, const nlohmann::json& config,
   return fallback;
 }
 
+StatusOr<uint64_t> NumberSetting(const Flags& flags,
+                                 const nlohmann::json& config,
+                                 const std::string& flag,
+                                 const std::string& key,
+                                 const std::string& fallback, uint64_t max) {
+  const std::string v = Setting(flags, config, flag, key, fallback);
+  if (v.empty() || v.size() > 15 ||
+      v.find_first_not_of("0123456789") != std::string::npos) {
+    return InvalidArgumentError(key + " must be a number (decimal digits)");
+  }
+  const uint64_t n = std::stoull(v);
+  if (n > max) {
+    return InvalidArgumentError(key + ": at most " + std::to_string(max));
+  }
+  return n;
+}
+
 void SetupLogging(const std::string& level) {
   auto logger = spdlog::stderr_color_mt("kgr");
   spdlog::set_default_logger(logger);

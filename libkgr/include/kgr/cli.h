@@ -47,6 +47,15 @@ std::string Setting(const Flags& flags, const nlohmann::json& config,
                     const std::string& flag, const std::string& key,
                     const std::string& fallback);
 
+// The same for a non-negative integer: INVALID_ARGUMENT naming `key` unless
+// the value is all decimal digits and at most `max`.
+StatusOr<uint64_t> NumberSetting(const Flags& flags,
+                                 const nlohmann::json& config,
+                                 const std::string& flag,
+                                 const std::string& key,
+                                 const std::string& fallback,
+                                 uint64_t max = 999'999'999'999'999);
+
 // spdlog to stderr, "[time] [level] message"; level from "debug", "info",
 // "warn", "error". Never logs secrets: callers don't pass any.
 void SetupLogging(const std::string& level);
