@@ -1072,6 +1072,7 @@ struct Snapshot : Bench::CpuSample {
   TpmCounters ks_tpm, node_tpm;
   KeyServerStats ks;
   uint64_t node_subscribes = 0;
+  uint64_t messages = 0;  // published by the KS and the nodes
 };
 
 Status Bench::RunReal(uint64_t count, double duration_s, bool renewal,
@@ -1082,11 +1083,13 @@ Status Bench::RunReal(uint64_t count, double duration_s, bool renewal,
     s.ks_fs = ks_fs_->counts();
     s.node_fs = node_fs_->counts();
     s.ks_tpm = ks_tpm_->counters();
+    for (int t = 0; t < 256; ++t) s.messages += ks_tap_->published(t);
     for (auto& n : nodes_) {
       TpmCounters c = n.tpm->counters();
       s.node_tpm.nv_writes += c.nv_writes;
       s.node_tpm.tpm_commands += c.tpm_commands;
       s.node_subscribes += n.tap->subscribes();
+      for (int t = 0; t < 256; ++t) s.messages += n.tap->published(t);
     }
     return s;
   };
@@ -1157,6 +1160,9 @@ Status Bench::RunReal(uint64_t count, double duration_s, bool renewal,
       {"subscribes_per_establishment",
        Round((after.node_subscribes - before.node_subscribes) * per)},
   };
+  // 6 unless something was sent again (retransmissions, error answers).
+  j["messages_per_establishment"] =
+      Round((after.messages - before.messages) * per);
   j["process_cpu_s"] = Round(proc_cpu);
   j["other_threads_cpu_s"] = Round(proc_cpu - ks_cpu - node_cpu);
   j["broker_cpu_s"] = Round(after.broker - before.broker);
