@@ -108,15 +108,37 @@ void AcClient::SetPeers(uint32_t n_id, bool allow, std::vector<uint32_t> peers,
 }
 
 void AcClient::List(std::function<void(StatusOr<AcListAns>)> done) {
-  Send(FrameType::kAcListReq, {},
-       [done](StatusOr<std::pair<FrameType, SecretBytes>> r) {
+  ListFrom(0, std::make_shared<AcListAns>(), std::move(done));
+}
+
+void AcClient::ListFrom(uint32_t after, std::shared_ptr<AcListAns> all,
+                        std::function<void(StatusOr<AcListAns>)> done) {
+  Bytes body;
+  AcListReq{after}.EncodeTo(&body);
+  Send(FrameType::kAcListReq, body,
+       [this, after, all, done](StatusOr<std::pair<FrameType, SecretBytes>> r) {
          if (!r.ok()) return done(r.status());
          if (r->first != FrameType::kAcListAns) {
            return done(InternalError("unexpected answer type"));
          }
-         auto ans = AcListAns::Parse(r->second.span());
-         if (!ans.ok()) return done(ans.status());
-         done(std::move(*ans));
+         auto page = AcListAns::Parse(r->second.span());
+         if (!page.ok()) return done(page.status());
+         Status st = FromAnswerStatus(page->status, "node list");
+         if (!st.ok()) return done(st);
+         for (auto& e : page->nodes) {
+           if (e.n_id <= after ||
+               (!all->nodes.empty() && e.n_id <= all->nodes.back().n_id)) {
+             return done(DataLossError("node list page out of order"));
+           }
+           all->nodes.push_back(std::move(e));
+         }
+         if (page->more) {
+           if (page->nodes.empty()) {
+             return done(DataLossError("empty node list page with more"));
+           }
+           return ListFrom(all->nodes.back().n_id, all, done);
+         }
+         done(std::move(*all));
        });
 }
 

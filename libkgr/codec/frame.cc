@@ -630,16 +630,19 @@ StatusOr<AcPeersAns> AcPeersAns::Parse(std::span<const uint8_t> in) {
   return m;
 }
 
-void AcListReq::EncodeTo(Bytes*) const {}
+void AcListReq::EncodeTo(Bytes* out) const { ByteWriter(out).U32(after); }
 StatusOr<AcListReq> AcListReq::Parse(std::span<const uint8_t> in) {
+  AcListReq m;
   BodyReader r(in);
+  r.U32(&m.after);
   KGR_RETURN_IF_ERROR(r.Done("ac_list_req"));
-  return AcListReq{};
+  return m;
 }
 
 void AcListAns::EncodeTo(Bytes* out) const {
   ByteWriter w(out);
   w.U8(status);
+  w.U8(more);
   w.U32(static_cast<uint32_t>(nodes.size()));
   for (const Entry& e : nodes) {
     w.U32(e.n_id);
@@ -653,6 +656,8 @@ StatusOr<AcListAns> AcListAns::Parse(std::span<const uint8_t> in) {
   BodyReader r(in);
   uint32_t n = 0;
   r.U8(&m.status);
+  r.U8(&m.more);
+  if (m.more > 1) r.Fail();
   r.U32(&n);
   // Each entry takes at least 9 bytes: bound the count by the input before
   // allocating anything.

@@ -166,8 +166,12 @@ TEST(Frame, BodyParsersRejectTrailingAndShortInput) {
   // A peer count beyond the input is refused before allocation.
   Bytes ids = {0xff, 0xff};
   EXPECT_FALSE(AcAuthorizeReq::Parse(ids).ok());
-  Bytes list = {0, 0xff, 0xff, 0xff, 0xff};
+  Bytes list = {0, 0, 0xff, 0xff, 0xff, 0xff};
   EXPECT_FALSE(AcListAns::Parse(list).ok());
+  Bytes bad_more = {0, 2, 0, 0, 0, 0};
+  EXPECT_FALSE(AcListAns::Parse(bad_more).ok());
+  EXPECT_FALSE(AcListReq::Parse(Bytes{}).ok());
+  EXPECT_FALSE(AcListReq::Parse(Bytes{0, 0, 0, 1, 0}).ok());
 }
 
 TEST(Frame, AcFramesAreClearFramesOnly) {
@@ -194,15 +198,25 @@ TEST(Frame, AcFramesAreClearFramesOnly) {
 
 TEST(Frame, AcListRoundTrip) {
   AcListAns a;
+  a.more = 1;
   a.nodes.push_back({1, 2, 3, {4, 5}});
   a.nodes.push_back({6, 1, 7, {}});
   Bytes b;
   a.EncodeTo(&b);
+  size_t expect = AcListAns::kHeaderSize;
+  for (const auto& e : a.nodes) expect += AcListAns::EntrySize(e);
+  EXPECT_EQ(b.size(), expect);
   auto p = AcListAns::Parse(b);
   ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->more, 1);
   ASSERT_EQ(p->nodes.size(), 2u);
   EXPECT_EQ(p->nodes[0].peers, (std::vector<uint32_t>{4, 5}));
   EXPECT_EQ(p->nodes[1].entry_no, 7);
+  Bytes req;
+  AcListReq{0x01020304}.EncodeTo(&req);
+  auto r = AcListReq::Parse(req);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->after, 0x01020304u);
 }
 
 TEST(Registration, KeysDifferPerDirectionAndNode) {

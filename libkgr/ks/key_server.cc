@@ -717,13 +717,25 @@ Status KeyServer::RevokeNode(uint32_t n_id, int* notified) {
   return OkStatus();
 }
 
-AcListAns KeyServer::ListNodes() const {
-  AcListAns list;
-  nodes_.ForEach([&](const NodeDesc& d) {
-    list.nodes.push_back(
-        {d.n_id, static_cast<uint8_t>(d.state), d.entry_no, d.allowed_peers});
-  });
-  return list;
+AcListAns KeyServer::ListNodes(uint32_t after) const {
+  AcListAns page;
+  size_t bytes = AcListAns::kHeaderSize;
+  const std::vector<uint32_t> ids = nodes_.List();  // ascending
+  for (auto it = std::upper_bound(ids.begin(), ids.end(), after);
+       it != ids.end(); ++it) {
+    auto d = nodes_.Get(*it);
+    if (!d.ok()) continue;  // changed or unreadable since List(): skipped
+    AcListAns::Entry e{d->n_id, static_cast<uint8_t>(d->state), d->entry_no,
+                       d->allowed_peers};
+    const size_t size = AcListAns::EntrySize(e);
+    if (!page.nodes.empty() && bytes + size > options_.ac_list_page_bytes) {
+      page.more = 1;
+      break;
+    }
+    bytes += size;
+    page.nodes.push_back(std::move(e));
+  }
+  return page;
 }
 
 void KeyServer::HandleAc(const Bytes& message) {
@@ -786,8 +798,9 @@ void KeyServer::HandleAc(const Bytes& message) {
       break;
     }
     case FrameType::kAcListReq: {
-      if (!AcListReq::Parse(*body).ok()) return Drop(&h, "bad ac_list_req");
-      ListNodes().EncodeTo(&reply_body);
+      auto req = AcListReq::Parse(*body);
+      if (!req.ok()) return Drop(&h, "bad ac_list_req");
+      ListNodes(req->after).EncodeTo(&reply_body);
       reply_type = FrameType::kAcListAns;
       break;
     }

@@ -3,6 +3,7 @@
 // FakeClock. Every refusal of the seed is exercised.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "kgr/key_server.h"
@@ -735,6 +736,45 @@ TEST_F(ProceduresTest, RequestsArrivingTogetherShareOneSync) {
   EXPECT_TRUE(r2->ok()) << r2->ToString();
   EXPECT_EQ(ks_->stats().keys_issued, 2u);
   EXPECT_EQ(gen_keys_->size(), 0u);
+}
+
+TEST_F(ProceduresTest, AcListPagesCoverEveryNodeOnceInOrder) {
+  // 20 nodes with 0 to 19 peers each (entries of 9 to 85 bytes).
+  std::vector<uint32_t> ids;
+  for (int i = 0; i < 20; ++i) {
+    AcAuthorizeAns ans;
+    std::vector<uint32_t> peers(ids.begin(), ids.end());
+    ASSERT_TRUE(ks_->AuthorizeNode(AcAuthorizeReq{peers}, &ans).ok());
+    ids.push_back(ans.n_id);
+  }
+  std::sort(ids.begin(), ids.end());
+  auto own = LoadOwnData(ks_tpm_);
+  ASSERT_TRUE(own.ok());
+  KeyServerOptions o;
+  o.ac_list_page_bytes = 100;
+  KeyServer ks(std::move(*own), *ks_tpm_.KedkPublic(), *ks_transport_, *nodes_,
+               *gen_keys_, nullptr, clock_, o);
+  std::vector<uint32_t> listed;
+  uint32_t after = 0;
+  int pages = 0;
+  for (;; ++pages) {
+    ASSERT_LT(pages, 100);
+    AcListAns page = ks.ListNodes(after);
+    Bytes body;
+    page.EncodeTo(&body);
+    ASSERT_FALSE(page.nodes.empty());
+    // Within the budget, or one entry that is larger on its own.
+    EXPECT_TRUE(body.size() <= 100 || page.nodes.size() == 1) << body.size();
+    for (const auto& e : page.nodes) listed.push_back(e.n_id);
+    if (!page.more) break;
+    after = page.nodes.back().n_id;
+  }
+  EXPECT_EQ(listed, ids);
+  EXPECT_GT(pages, 5);
+  // After the last node: an empty page, nothing more.
+  AcListAns end = ks.ListNodes(ids.back());
+  EXPECT_TRUE(end.nodes.empty());
+  EXPECT_EQ(end.more, 0);
 }
 
 TEST_F(ProceduresTest, PolicyRenewsByFramesAndDataKeepsFlowing) {

@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "kgr/clock.h"
@@ -34,6 +35,8 @@ class AcClient {
                  std::function<void(StatusOr<AcAuthorizeAns>)> done);
   void SetPeers(uint32_t n_id, bool allow, std::vector<uint32_t> peers,
                 std::function<void(Status)> done);
+  // Every node the KS knows, ascending by N_ID: asks page after page (each
+  // fits the broker's packet limit) and answers once, with all of them.
   void List(std::function<void(StatusOr<AcListAns>)> done);
   // Revokes a node; the answer says how many of its peers were told.
   void Revoke(uint32_t n_id, std::function<void(StatusOr<AcRevokeAns>)> done);
@@ -43,6 +46,9 @@ class AcClient {
  private:
   using Raw = std::function<void(StatusOr<std::pair<FrameType, SecretBytes>>)>;
   void Send(FrameType type, const Bytes& body, Raw done);
+  // The pages after `after`, appended to `*all`.
+  void ListFrom(uint32_t after, std::shared_ptr<AcListAns> all,
+                std::function<void(StatusOr<AcListAns>)> done);
 
   Transport& transport_;
   const CmsEndpoint& me_;

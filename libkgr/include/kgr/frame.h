@@ -350,8 +350,11 @@ struct AcPeersAns {
   static StatusOr<AcPeersAns> Parse(std::span<const uint8_t> in);
 };
 
+// AC -> KS: one page of the node list, the nodes with an N_ID above
+// `after` (0: from the first), ascending.
 struct AcListReq {
   static constexpr FrameType kType = FrameType::kAcListReq;
+  uint32_t after = 0;
   void EncodeTo(Bytes* out) const;
   static StatusOr<AcListReq> Parse(std::span<const uint8_t> in);
 };
@@ -365,7 +368,11 @@ struct AcListAns {
     std::vector<uint32_t> peers;
   };
   uint8_t status = 0;
+  uint8_t more = 0;  // 1: nodes follow the last entry (ask again after it)
   std::vector<Entry> nodes;
+  // Encoded size of a page holding nothing, and of one entry.
+  static constexpr size_t kHeaderSize = 6;
+  static size_t EntrySize(const Entry& e) { return 9 + 4 * e.peers.size(); }
   void EncodeTo(Bytes* out) const;
   static StatusOr<AcListAns> Parse(std::span<const uint8_t> in);
 };

@@ -70,6 +70,10 @@ struct KeyServerOptions {
   // record decryption (0: none). An entry holds the node's NKSK/NKSKsign in
   // the clear (wiped on eviction), as every request does briefly anyway.
   size_t node_cache_entries = 4096;
+  // Encoded size of one page of the AC's node list (ac_list_ans body): well
+  // below the broker's max_packet_size (64 KiB) with the CMS envelope, and
+  // above the largest entry (a node with kMaxPeers peers, 16 KiB).
+  size_t ac_list_page_bytes = 32 << 10;
 };
 
 // Largest frame a node sends to the KS (nksk_key_req is 161 bytes).
@@ -119,8 +123,10 @@ class KeyServer {
   uint64_t last_counter() const { return counter_.last(); }
   const std::string& topic1() const { return topic1_; }
 
-  // For `kgr-ks status` and the AC's list: a snapshot without secrets.
-  AcListAns ListNodes() const;
+  // One page of the AC's list, without secrets: the nodes with an N_ID
+  // above `after`, ascending, as many as fit in options.ac_list_page_bytes
+  // of encoded body (at least one); `more` says whether nodes follow.
+  AcListAns ListNodes(uint32_t after) const;
 
   // The AC's requests once their CMS envelope is verified (seed 4.3, 4.6):
   // authorize a new node (draws N_ID, computes NTAG, adds node_desc), and
