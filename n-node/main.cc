@@ -484,10 +484,19 @@ int Main(int argc, char** argv) {
       for (const auto& [peer, p] : (*config)["policy"]["pairs"].items()) {
         auto id = ParseNodeId(peer);
         if (!id.ok()) throw std::invalid_argument("policy.pairs key");
+        auto limit = [&p](const char* key, uint64_t fallback) -> uint64_t {
+          if (!p.contains(key)) return fallback;
+          if (!p[key].is_number_unsigned())
+            throw std::invalid_argument("policy.pairs limit");
+          return p[key].get<uint64_t>();
+        };
         KeyPolicy kp = s.policy;
-        kp.max_frames = p.value("max_frames", kp.max_frames);
-        kp.max_bytes = p.value("max_bytes", kp.max_bytes);
-        kp.max_age_ms = 1000 * p.value("max_age_s", kp.max_age_ms / 1000);
+        kp.max_frames = limit("max_frames", kp.max_frames);
+        kp.max_bytes = limit("max_bytes", kp.max_bytes);
+        const uint64_t age_s = limit("max_age_s", kp.max_age_ms / 1000);
+        if (age_s > UINT64_MAX / 1000)
+          throw std::invalid_argument("policy.pairs max_age_s");
+        kp.max_age_ms = 1000 * age_s;
         s.pair_policy[*id] = kp;
       }
     }

@@ -28,7 +28,12 @@ for bad in "--timeout-ms 12abc" "--key-max-frames -1" "--journal-prealloc-kb 409
   set -e
   [[ $rc == 2 ]] || die "kgr-node status $bad: expected exit 2, got $rc: $out"
 done
-say "ok: kgr-node refuses a number with trailing junk, a negative one and too much preallocation"
+echo '{"policy": {"pairs": {"00000001": {"max_frames": -1}}}}' >"$KED_DIR/bad-policy.json"
+set +e
+out=$("$NODE_BIN" status --state-dir "$KED_DIR/unused" --config "$KED_DIR/bad-policy.json" 2>&1); rc=$?
+set -e
+[[ $rc == 2 ]] || die "kgr-node with a negative per-pair limit: expected exit 2, got $rc: $out"
+say "ok: kgr-node refuses a number with trailing junk, a negative one (flag or per-pair config) and too much preallocation"
 
 ked_broker_up
 KS_EXTRA_ARGS="--node-frames-per-s 1 --node-burst 3" ked_ks_up
