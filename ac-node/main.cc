@@ -201,20 +201,16 @@ Status CmdPeers(const Settings& s, const Flags& f) {
   KGR_RETURN_IF_ERROR(result);
   if (f.values.count("out")) {
     // The node's full list as the KS now has it.
-    bool listed = false;
-    StatusOr<AcListAns> list = InternalError("no answer");
-    session->client().List([&](StatusOr<AcListAns> r) {
-      list = std::move(r);
-      listed = true;
+    bool got = false;
+    StatusOr<AcListAns::Entry> entry = InternalError("no answer");
+    session->client().GetNode(node, [&](StatusOr<AcListAns::Entry> r) {
+      entry = std::move(r);
+      got = true;
     });
-    KGR_RETURN_IF_ERROR(session->Wait(listed));
-    if (!list.ok()) return list.status();
-    std::vector<uint32_t> all;
-    for (const auto& e : list->nodes) {
-      if (e.n_id == node) all = e.peers;
-    }
+    KGR_RETURN_IF_ERROR(session->Wait(got));
+    if (!entry.ok()) return entry.status();
     KGR_RETURN_IF_ERROR(
-        WritePeerList(*DefaultFileSystem(), f.values.at("out"), all));
+        WritePeerList(*DefaultFileSystem(), f.values.at("out"), entry->peers));
   }
   std::printf("%s %zu peer(s) of %s\n", allow ? "allowed" : "withdrew",
               peers.size(), FormatNodeId(node).c_str());

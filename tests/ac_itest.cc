@@ -6,6 +6,7 @@
 
 #include <future>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "harness/mosquitto.h"
@@ -157,6 +158,18 @@ TEST_F(AcITest, ListOfManyNodesComesInPagesBelowTheBrokersPacketLimit) {
     EXPECT_EQ(e.peers, (std::vector<uint32_t>{e.n_id + 1, e.n_id + 2,
                                               e.n_id + 3, e.n_id + 4}));
   }
+  // One node's entry, with one request, and a node the KS does not have.
+  std::optional<StatusOr<AcListAns::Entry>> one, none;
+  ac_->GetNode(0x10000000 + 7 * 4321,
+               [&](StatusOr<AcListAns::Entry> r) { one = std::move(r); });
+  ac_->GetNode(0x10000000 + 7 * 4321 + 1,
+               [&](StatusOr<AcListAns::Entry> r) { none = std::move(r); });
+  ASSERT_TRUE(ac_loop_.RunUntil(
+      [&] { return one.has_value() && none.has_value(); }, nullptr, 30000));
+  ASSERT_TRUE(one->ok()) << one->status().ToString();
+  EXPECT_EQ((*one)->entry_no, 4322);
+  EXPECT_EQ((*one)->peers.size(), 4u);
+  EXPECT_EQ(none->status().code(), StatusCode::kNotFound);
   // The KS kept its connection (a packet over the limit makes the broker
   // drop the client that sent it): a second list works as well.
   auto again = List();

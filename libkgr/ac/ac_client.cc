@@ -111,6 +111,29 @@ void AcClient::List(std::function<void(StatusOr<AcListAns>)> done) {
   ListFrom(0, std::make_shared<AcListAns>(), std::move(done));
 }
 
+void AcClient::GetNode(uint32_t n_id,
+                       std::function<void(StatusOr<AcListAns::Entry>)> done) {
+  if (n_id == 0) return done(InvalidArgumentError("N_ID 0"));
+  Bytes body;
+  AcListReq{n_id - 1}.EncodeTo(&body);
+  Send(FrameType::kAcListReq, body,
+       [n_id, done](StatusOr<std::pair<FrameType, SecretBytes>> r) {
+         if (!r.ok()) return done(r.status());
+         if (r->first != FrameType::kAcListAns) {
+           return done(InternalError("unexpected answer type"));
+         }
+         auto page = AcListAns::Parse(r->second.span());
+         if (!page.ok()) return done(page.status());
+         Status st = FromAnswerStatus(page->status, "node list");
+         if (!st.ok()) return done(st);
+         if (page->nodes.empty() || page->nodes.front().n_id != n_id) {
+           return done(NotFoundError("the key server has no node " +
+                                     FormatNodeId(n_id)));
+         }
+         done(std::move(page->nodes.front()));
+       });
+}
+
 void AcClient::ListFrom(uint32_t after, std::shared_ptr<AcListAns> all,
                         std::function<void(StatusOr<AcListAns>)> done) {
   Bytes body;

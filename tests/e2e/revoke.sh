@@ -53,8 +53,17 @@ say "ok: after SIGHUP the broker refuses alpha's certificate (others still conne
 node bravo send --peer "${NODE_ID[charlie]}" --data "others unaffected" | grep -q "ack 17 bytes" ||
   die "bravo-charlie broken by alpha's revocation"
 
-# 2. Withdraw the pair bravo-charlie.
-ac peers --node "${NODE_ID[bravo]}" --peers "${NODE_ID[charlie]}" --withdraw >/dev/null 2>>"$KED_DIR/logs/ac.log"
+# 2. Withdraw the pair bravo-charlie. `--out` writes bravo's peer list as
+# the KS has it, before (allowing again changes nothing) and after.
+ac peers --node "${NODE_ID[bravo]}" --peers "${NODE_ID[charlie]}" \
+  --out "$KED_DIR/bravo-before.peers" >/dev/null 2>>"$KED_DIR/logs/ac.log"
+grep -qx "${NODE_ID[charlie]}" "$KED_DIR/bravo-before.peers" ||
+  die "bravo's peer list lacks charlie: $(cat "$KED_DIR/bravo-before.peers")"
+ac peers --node "${NODE_ID[bravo]}" --peers "${NODE_ID[charlie]}" --withdraw \
+  --out "$KED_DIR/bravo-after.peers" >/dev/null 2>>"$KED_DIR/logs/ac.log"
+! grep -q "${NODE_ID[charlie]}" "$KED_DIR/bravo-after.peers" ||
+  die "bravo's peer list still has charlie: $(cat "$KED_DIR/bravo-after.peers")"
+head -1 "$KED_DIR/bravo-after.peers" | grep -q "^# kgr peer list" || die "not a peer list file"
 sleep 0.5
 [[ -z $(pairs charlie) ]] || die "charlie still holds the pair's key"
 [[ $(pairs bravo) != *"${NODE_ID[charlie]}"* ]] || die "bravo still holds the pair's key"
@@ -62,5 +71,5 @@ set +e
 out=$(node charlie request-key --peer "${NODE_ID[bravo]}" 2>&1); rc=$?
 set -e
 [[ $rc == 4 ]] || die "withdrawn pair: expected a refusal (4), got $rc: $out"
-say "ok: pair bravo-charlie withdrawn: both wiped it, a new key is refused (exit 4)"
+say "ok: pair bravo-charlie withdrawn: both wiped it, a new key is refused (exit 4), ac peers --out wrote bravo's list before and after"
 echo "revoke: OK"

@@ -38,6 +38,10 @@ class AcClient {
   // Every node the KS knows, ascending by N_ID: asks page after page (each
   // fits the broker's packet limit) and answers once, with all of them.
   void List(std::function<void(StatusOr<AcListAns>)> done);
+  // One node's entry (one page request); NOT_FOUND if the KS has no node
+  // `n_id`.
+  void GetNode(uint32_t n_id,
+               std::function<void(StatusOr<AcListAns::Entry>)> done);
   // Revokes a node; the answer says how many of its peers were told.
   void Revoke(uint32_t n_id, std::function<void(StatusOr<AcRevokeAns>)> done);
 
