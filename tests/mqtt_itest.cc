@@ -413,22 +413,28 @@ TEST_P(MqttITest, TcpNoDelayIsSetOnClientSockets) {
 // above FD_SETSIZE. Either the connection works, or Connect fails with an
 // error that says why; never a crash or a hang.
 TEST_P(MqttITest, SocketDescriptorAboveFdSetSize) {
-  struct rlimit rl;
-  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
-  if (rl.rlim_cur < 2 * FD_SETSIZE) {
-    rlimit raised = rl;
-    raised.rlim_cur = std::min<rlim_t>(2 * FD_SETSIZE, rl.rlim_max);
+  // Restored however the test ends: the limit and the filler descriptors.
+  struct Restore {
+    rlimit rl{};
+    std::vector<int> filler;
+    ~Restore() {
+      for (int fd : filler) ::close(fd);
+      setrlimit(RLIMIT_NOFILE, &rl);
+    }
+  } restore;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &restore.rl), 0);
+  if (restore.rl.rlim_cur < 2 * FD_SETSIZE) {
+    rlimit raised = restore.rl;
+    raised.rlim_cur = std::min<rlim_t>(2 * FD_SETSIZE, restore.rl.rlim_max);
     ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &raised), 0);
   }
-  std::vector<int> filler;
+  std::vector<int>& filler = restore.filler;
   while (filler.empty() || filler.back() < FD_SETSIZE + 8) {
     int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (fd < 0) break;
     filler.push_back(fd);
   }
   if (filler.empty() || filler.back() < FD_SETSIZE + 8) {
-    for (int fd : filler) ::close(fd);
-    setrlimit(RLIMIT_NOFILE, &rl);
     GTEST_SKIP() << "cannot open more than " << FD_SETSIZE << " files";
   }
   auto opts = Options("n0a1b2c3d");
@@ -455,8 +461,6 @@ TEST_P(MqttITest, SocketDescriptorAboveFdSetSize) {
               std::string(MqttClientName(GetParam())).c_str(),
               st.ok() ? "works" : st.ToString().c_str());
   t->reset();
-  for (int fd : filler) ::close(fd);
-  setrlimit(RLIMIT_NOFILE, &rl);
 }
 
 INSTANTIATE_TEST_SUITE_P(Clients, MqttITest,
