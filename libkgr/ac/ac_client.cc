@@ -114,32 +114,43 @@ void AcClient::List(std::function<void(StatusOr<AcListAns>)> done) {
 void AcClient::GetNode(uint32_t n_id,
                        std::function<void(StatusOr<AcListAns::Entry>)> done) {
   if (n_id == 0) return done(InvalidArgumentError("N_ID 0"));
-  Bytes body;
-  AcListReq{n_id - 1}.EncodeTo(&body);
-  Send(FrameType::kAcListReq, body,
-       [n_id, done](StatusOr<std::pair<FrameType, SecretBytes>> r) {
-         if (!r.ok()) return done(r.status());
-         if (r->first != FrameType::kAcListAns) {
-           return done(InternalError("unexpected answer type"));
-         }
-         auto page = AcListAns::Parse(r->second.span());
-         if (!page.ok()) return done(page.status());
-         Status st = FromAnswerStatus(page->status, "node list");
-         if (!st.ok()) return done(st);
-         if (page->nodes.empty() || page->nodes.front().n_id != n_id) {
-           return done(NotFoundError("the key server has no node " +
-                                     FormatNodeId(n_id)));
-         }
-         done(std::move(page->nodes.front()));
-       });
+  ListPage(n_id - 1, [n_id, done](StatusOr<AcListAns> page) {
+    if (!page.ok()) return done(page.status());
+    if (page->nodes.empty() || page->nodes.front().n_id != n_id) {
+      return done(
+          NotFoundError("the key server has no node " + FormatNodeId(n_id)));
+    }
+    done(std::move(page->nodes.front()));
+  });
 }
 
 void AcClient::ListFrom(uint32_t after, std::shared_ptr<AcListAns> all,
                         std::function<void(StatusOr<AcListAns>)> done) {
+  ListPage(after, [this, after, all, done](StatusOr<AcListAns> page) {
+    if (!page.ok()) return done(page.status());
+    for (auto& e : page->nodes) {
+      if (e.n_id <= after ||
+          (!all->nodes.empty() && e.n_id <= all->nodes.back().n_id)) {
+        return done(DataLossError("node list page out of order"));
+      }
+      all->nodes.push_back(std::move(e));
+    }
+    if (page->more) {
+      if (page->nodes.empty()) {
+        return done(DataLossError("empty node list page with more"));
+      }
+      return ListFrom(all->nodes.back().n_id, all, done);
+    }
+    done(std::move(*all));
+  });
+}
+
+void AcClient::ListPage(uint32_t after,
+                        std::function<void(StatusOr<AcListAns>)> done) {
   Bytes body;
   AcListReq{after}.EncodeTo(&body);
   Send(FrameType::kAcListReq, body,
-       [this, after, all, done](StatusOr<std::pair<FrameType, SecretBytes>> r) {
+       [done](StatusOr<std::pair<FrameType, SecretBytes>> r) {
          if (!r.ok()) return done(r.status());
          if (r->first != FrameType::kAcListAns) {
            return done(InternalError("unexpected answer type"));
@@ -148,20 +159,7 @@ void AcClient::ListFrom(uint32_t after, std::shared_ptr<AcListAns> all,
          if (!page.ok()) return done(page.status());
          Status st = FromAnswerStatus(page->status, "node list");
          if (!st.ok()) return done(st);
-         for (auto& e : page->nodes) {
-           if (e.n_id <= after ||
-               (!all->nodes.empty() && e.n_id <= all->nodes.back().n_id)) {
-             return done(DataLossError("node list page out of order"));
-           }
-           all->nodes.push_back(std::move(e));
-         }
-         if (page->more) {
-           if (page->nodes.empty()) {
-             return done(DataLossError("empty node list page with more"));
-           }
-           return ListFrom(all->nodes.back().n_id, all, done);
-         }
-         done(std::move(*all));
+         done(std::move(*page));
        });
 }
 

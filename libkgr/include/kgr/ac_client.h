@@ -50,6 +50,8 @@ class AcClient {
  private:
   using Raw = std::function<void(StatusOr<std::pair<FrameType, SecretBytes>>)>;
   void Send(FrameType type, const Bytes& body, Raw done);
+  // One page of the list (status checked).
+  void ListPage(uint32_t after, std::function<void(StatusOr<AcListAns>)> done);
   // The pages after `after`, appended to `*all`.
   void ListFrom(uint32_t after, std::shared_ptr<AcListAns> all,
                 std::function<void(StatusOr<AcListAns>)> done);
