@@ -73,38 +73,36 @@ void AcClient::HandleMessage(const std::string& topic, const Bytes& payload) {
   cb(std::make_pair(h.type, SecretBytes(*body)));
 }
 
-void AcClient::Authorize(std::vector<uint32_t> peers,
-                         std::function<void(StatusOr<AcAuthorizeAns>)> done) {
+template <typename Ans, typename Req>
+void AcClient::Ask(const Req& req, const char* what,
+                   std::function<void(StatusOr<Ans>)> done) {
   Bytes body;
-  AcAuthorizeReq{std::move(peers)}.EncodeTo(&body);
-  Send(FrameType::kAcAuthorizeReq, body,
-       [done](StatusOr<std::pair<FrameType, SecretBytes>> r) {
+  req.EncodeTo(&body);
+  Send(Req::kType, body,
+       [what, done](StatusOr<std::pair<FrameType, SecretBytes>> r) {
          if (!r.ok()) return done(r.status());
-         if (r->first != FrameType::kAcAuthorizeAns) {
+         if (r->first != Ans::kType) {
            return done(InternalError("unexpected answer type"));
          }
-         auto ans = AcAuthorizeAns::Parse(r->second.span());
+         auto ans = Ans::Parse(r->second.span());
          if (!ans.ok()) return done(ans.status());
-         Status st = FromAnswerStatus(ans->status, "authorization");
+         Status st = FromAnswerStatus(ans->status, what);
          if (!st.ok()) return done(st);
          done(std::move(*ans));
        });
 }
 
+void AcClient::Authorize(std::vector<uint32_t> peers,
+                         std::function<void(StatusOr<AcAuthorizeAns>)> done) {
+  Ask<AcAuthorizeAns>(AcAuthorizeReq{std::move(peers)}, "authorization",
+                      std::move(done));
+}
+
 void AcClient::SetPeers(uint32_t n_id, bool allow, std::vector<uint32_t> peers,
                         std::function<void(Status)> done) {
-  Bytes body;
-  AcPeersReq{n_id, static_cast<uint8_t>(allow ? 1 : 0), std::move(peers)}
-      .EncodeTo(&body);
-  Send(FrameType::kAcPeersReq, body,
-       [done](StatusOr<std::pair<FrameType, SecretBytes>> r) {
-         if (!r.ok()) return done(r.status());
-         auto ans = AcPeersAns::Parse(r->second.span());
-         if (r->first != FrameType::kAcPeersAns || !ans.ok()) {
-           return done(InternalError("unexpected answer"));
-         }
-         done(FromAnswerStatus(ans->status, "peer list"));
-       });
+  Ask<AcPeersAns>(
+      AcPeersReq{n_id, static_cast<uint8_t>(allow ? 1 : 0), std::move(peers)},
+      "peer list", [done](StatusOr<AcPeersAns> ans) { done(ans.status()); });
 }
 
 void AcClient::List(std::function<void(StatusOr<AcListAns>)> done) {
@@ -147,37 +145,12 @@ void AcClient::ListFrom(uint32_t after, std::shared_ptr<AcListAns> all,
 
 void AcClient::ListPage(uint32_t after,
                         std::function<void(StatusOr<AcListAns>)> done) {
-  Bytes body;
-  AcListReq{after}.EncodeTo(&body);
-  Send(FrameType::kAcListReq, body,
-       [done](StatusOr<std::pair<FrameType, SecretBytes>> r) {
-         if (!r.ok()) return done(r.status());
-         if (r->first != FrameType::kAcListAns) {
-           return done(InternalError("unexpected answer type"));
-         }
-         auto page = AcListAns::Parse(r->second.span());
-         if (!page.ok()) return done(page.status());
-         Status st = FromAnswerStatus(page->status, "node list");
-         if (!st.ok()) return done(st);
-         done(std::move(*page));
-       });
+  Ask<AcListAns>(AcListReq{after}, "node list", std::move(done));
 }
 
 void AcClient::Revoke(uint32_t n_id,
                       std::function<void(StatusOr<AcRevokeAns>)> done) {
-  Bytes body;
-  AcRevokeReq{n_id}.EncodeTo(&body);
-  Send(FrameType::kAcRevokeReq, body,
-       [done](StatusOr<std::pair<FrameType, SecretBytes>> r) {
-         if (!r.ok()) return done(r.status());
-         auto ans = AcRevokeAns::Parse(r->second.span());
-         if (r->first != FrameType::kAcRevokeAns || !ans.ok()) {
-           return done(InternalError("unexpected answer"));
-         }
-         Status st = FromAnswerStatus(ans->status, "revocation");
-         if (!st.ok()) return done(st);
-         done(*ans);
-       });
+  Ask<AcRevokeAns>(AcRevokeReq{n_id}, "revocation", std::move(done));
 }
 
 }  // namespace kgr

@@ -50,6 +50,12 @@ class AcClient {
  private:
   using Raw = std::function<void(StatusOr<std::pair<FrameType, SecretBytes>>)>;
   void Send(FrameType type, const Bytes& body, Raw done);
+  // Sends `req` and answers with the KS's answer of type Ans, parsed and
+  // its status field checked (a refusal of the `what` comes back as a
+  // Status).
+  template <typename Ans, typename Req>
+  void Ask(const Req& req, const char* what,
+           std::function<void(StatusOr<Ans>)> done);
   // One page of the list (status checked).
   void ListPage(uint32_t after, std::function<void(StatusOr<AcListAns>)> done);
   // The pages after `after`, appended to `*all`.
