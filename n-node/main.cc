@@ -458,7 +458,7 @@ int Main(int argc, char** argv) {
   s.pcr_policy = f.Has("pcr-policy") ||
                  Setting(f, *config, "", "pcr_policy", "false") == "true";
   auto number = [&](const char* flag, const char* key, const char* def,
-                    uint64_t* out, uint64_t max = 999'999'999'999'999) {
+                    uint64_t* out, uint64_t max = kMaxNumberSetting) {
     auto v = NumberSetting(f, *config, flag, key, def, max);
     if (!v.ok()) {
       std::fprintf(stderr, "kgr-node: %s\n", v.status().ToString().c_str());

@@ -49,12 +49,13 @@ std::string Setting(const Flags& flags, const nlohmann::json& config,
 
 // The same for a non-negative integer: INVALID_ARGUMENT naming `key` unless
 // the value is all decimal digits and at most `max`.
+inline constexpr uint64_t kMaxNumberSetting = 999'999'999'999'999;  // 15 digits
 StatusOr<uint64_t> NumberSetting(const Flags& flags,
                                  const nlohmann::json& config,
                                  const std::string& flag,
                                  const std::string& key,
                                  const std::string& fallback,
-                                 uint64_t max = 999'999'999'999'999);
+                                 uint64_t max = kMaxNumberSetting);
 
 // spdlog to stderr, "[time] [level] message"; level from "debug", "info",
 // "warn", "error". Never logs secrets: callers don't pass any.
