@@ -281,6 +281,27 @@ TEST(Crypto, X25519Rfc7748Section6_1) {
   EXPECT_FALSE(X25519SharedSecret(x->private_key, Bytes(32, 0)).ok());
 }
 
+// Word-wise compare: every length around the 8-byte steps, a difference in
+// any single bit of any byte, and different lengths.
+TEST(Crypto, ConstantTimeEqualsFindsEveryDifference) {
+  for (size_t n = 0; n <= 41; ++n) {
+    Bytes a(n);
+    for (size_t i = 0; i < n; ++i) a[i] = static_cast<uint8_t>(i * 7 + 1);
+    Bytes b = a;
+    EXPECT_TRUE(ConstantTimeEquals(a, b)) << n;
+    for (size_t i = 0; i < n; ++i) {
+      for (int bit = 0; bit < 8; ++bit) {
+        b[i] ^= static_cast<uint8_t>(1 << bit);
+        EXPECT_FALSE(ConstantTimeEquals(a, b)) << n << " " << i << " " << bit;
+        b[i] ^= static_cast<uint8_t>(1 << bit);
+      }
+    }
+    Bytes longer = a;
+    longer.push_back(0);
+    EXPECT_FALSE(ConstantTimeEquals(a, longer)) << n;
+  }
+}
+
 TEST(SecretBytes, MoveLeavesSourceEmptyAndCloneIsEqual) {
   SecretBytes a(AsBytes("secret"));
   SecretBytes c = a.Clone();

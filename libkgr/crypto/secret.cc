@@ -85,8 +85,23 @@ void WipeVector(std::vector<uint8_t>& v) {
 bool ConstantTimeEquals(std::span<const uint8_t> a,
                         std::span<const uint8_t> b) {
   if (a.size() != b.size()) return false;
-  if (a.empty()) return true;
-  return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+  // OR of the XORs, 8 bytes at a time (CRYPTO_memcmp goes byte by byte):
+  // no branch on the data, and the barrier keeps the compiler from adding
+  // one (an early exit) to the loop.
+  uint64_t diff = 0;
+  size_t i = 0;
+  for (; i + 8 <= a.size(); i += 8) {
+    uint64_t x, y;
+    std::memcpy(&x, a.data() + i, 8);
+    std::memcpy(&y, b.data() + i, 8);
+    diff |= x ^ y;
+    __asm__("" : "+r"(diff));
+  }
+  for (; i < a.size(); ++i) {
+    diff |= static_cast<uint64_t>(a[i] ^ b[i]);
+    __asm__("" : "+r"(diff));
+  }
+  return diff == 0;
 }
 
 }  // namespace kgr

@@ -11,7 +11,7 @@ class CountingFile : public WritableFile {
     return inner_->Append(data);
   }
   Status Sync() override {
-    fs_.file_syncs_.fetch_add(1, std::memory_order_relaxed);
+    fs_.CountSync();
     return inner_->Sync();
   }
   Status Close() override { return inner_->Close(); }
@@ -31,7 +31,7 @@ class CountingRandomFile : public RandomWriteFile {
     return inner_->WriteAt(offset, data);
   }
   Status Sync() override {
-    fs_.file_syncs_.fetch_add(1, std::memory_order_relaxed);
+    fs_.CountSync();
     return inner_->Sync();
   }
   Status Close() override { return inner_->Close(); }
@@ -41,21 +41,34 @@ class CountingRandomFile : public RandomWriteFile {
   CountingFileSystem& fs_;
 };
 
+CountingFileSystem::Shard& CountingFileSystem::MyShard() {
+  static std::atomic<size_t> next{0};
+  thread_local size_t index = next.fetch_add(1) % kShards;
+  return shards_[index];
+}
+
 void CountingFileSystem::CountWrite(std::span<const uint8_t> data) {
   size_t end = data.size();
   while (end > 0 && data[end - 1] == 0) --end;
-  appends_.fetch_add(1, std::memory_order_relaxed);
-  append_bytes_.fetch_add(end, std::memory_order_relaxed);
-  zero_bytes_.fetch_add(data.size() - end, std::memory_order_relaxed);
+  Shard& s = MyShard();
+  s.appends.fetch_add(1, std::memory_order_relaxed);
+  s.append_bytes.fetch_add(end, std::memory_order_relaxed);
+  s.zero_bytes.fetch_add(data.size() - end, std::memory_order_relaxed);
+}
+
+void CountingFileSystem::CountSync() {
+  MyShard().file_syncs.fetch_add(1, std::memory_order_relaxed);
 }
 
 FsCounts CountingFileSystem::counts() const {
   FsCounts c;
-  c.file_syncs = file_syncs_.load();
-  c.dir_syncs = dir_syncs_.load();
-  c.appends = appends_.load();
-  c.append_bytes = append_bytes_.load();
-  c.zero_bytes = zero_bytes_.load();
+  for (const Shard& s : shards_) {
+    c.file_syncs += s.file_syncs.load();
+    c.dir_syncs += s.dir_syncs.load();
+    c.appends += s.appends.load();
+    c.append_bytes += s.append_bytes.load();
+    c.zero_bytes += s.zero_bytes.load();
+  }
   return c;
 }
 
@@ -88,7 +101,7 @@ Status CountingFileSystem::Rename(const std::string& from,
 }
 
 Status CountingFileSystem::SyncDir(const std::string& dir) {
-  dir_syncs_.fetch_add(1, std::memory_order_relaxed);
+  MyShard().dir_syncs.fetch_add(1, std::memory_order_relaxed);
   return base_.SyncDir(dir);
 }
 

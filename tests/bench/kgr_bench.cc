@@ -70,7 +70,7 @@ usage: kgr-bench [flags]
 
   --nodes N             simulated nodes (even; pairs are (2i, 2i+1))  [32]
   --window W            establishments in flight (<= N/2)              [16]
-  --count C             measured establishments                        [2000]
+  --count C             measured establishments                        [10000]
   --duration S          stop issuing after S seconds (0: count only)   [0]
   --warmup C            unmeasured establishments first                [200]
   --renew               renewals (every pair gets a key during warm-up)
@@ -91,7 +91,7 @@ usage: kgr-bench [flags]
   --ks-binary PATH      kgr-ks for the cold start  [build dir ks-node/kgr-ks]
   --no-bare             skip the bare baseline
   --rounds R            (real, bare) pairs run back to back; the headline
-                        rates and ratio are their medians              [3]
+                        rates and ratio are their medians              [5]
   --log-level L         spdlog level for the library                  [warn]
   --keep                keep the temporary directories
   --help
@@ -100,7 +100,7 @@ usage: kgr-bench [flags]
 struct Args {
   int nodes = 32;
   int window = 16;
-  uint64_t count = 2000;
+  uint64_t count = 10000;
   double duration_s = 0;
   uint64_t warmup = 200;
   bool renew = false;
@@ -117,7 +117,7 @@ struct Args {
   uint64_t scale_nodes = 0;
   std::string ks_binary = std::string(KGR_BINARY_DIR) + "/ks-node/kgr-ks";
   bool bare = true;
-  int rounds = 3;
+  int rounds = 5;
   std::string log_level = "warn";
   bool keep = false;
   std::string command_line;
@@ -1318,17 +1318,29 @@ StatusOr<Json> Bench::Run() {
           per_unit["process"].get<double>() + per_unit["broker"].get<double>(),
           1);
     };
+    // [KS loop, node loops, rest of this process, broker]
+    auto split = [](const Json& u) {
+      double ks = u["ks_loop_thread"].get<double>();
+      double nodes = u["node_loop_threads"].get<double>();
+      return Json::array({Round(ks, 1), Round(nodes, 1),
+                          Round(u["process"].get<double>() - ks - nodes, 1),
+                          Round(u["broker"].get<double>(), 1)});
+    };
     auto add_round = [&](const Json& real_r, const Json& bare_r) {
       double real_rate = real_r["establishments_per_s"].get<double>();
       double bare_rate = bare_r["exchanges_per_s"].get<double>();
       double ratio = bare_rate > 0 ? real_rate / bare_rate : 0;
-      rounds.push_back({{"establishments_per_s", Round(real_rate)},
-                        {"bare_exchanges_per_s", Round(bare_rate)},
-                        {"ratio", Round(ratio)},
-                        {"cpu_us_per_establishment",
-                         cpu_us(real_r["cpu_us_per_establishment"])},
-                        {"bare_cpu_us_per_exchange",
-                         cpu_us(bare_r["cpu_us_per_exchange"])}});
+      rounds.push_back(
+          {{"establishments_per_s", Round(real_rate)},
+           {"bare_exchanges_per_s", Round(bare_rate)},
+           {"ratio", Round(ratio)},
+           {"cpu_us_per_establishment",
+            cpu_us(real_r["cpu_us_per_establishment"])},
+           {"bare_cpu_us_per_exchange", cpu_us(bare_r["cpu_us_per_exchange"])},
+           {"cpu_us_split", split(real_r["cpu_us_per_establishment"])},
+           {"ks_fsyncs_per_establishment",
+            real_r["ks"]["fsyncs_per_establishment"]},
+           {"bare_cpu_us_split", split(bare_r["cpu_us_per_exchange"])}});
       reals.push_back(real_rate);
       bares.push_back(bare_rate);
       ratios.push_back(ratio);
