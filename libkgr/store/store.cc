@@ -1097,7 +1097,68 @@ StatusOr<std::unique_ptr<TypedStore<R>>> TypedStore<R>::Open(
 }
 
 template <typename R>
+void TypedStore<R>::FlushPending() const {
+  std::lock_guard<std::mutex> l(pending_mu_);
+  FlushPendingLocked();
+}
+
+template <typename R>
+void TypedStore<R>::FlushPendingLocked() const {
+  if (pending_.empty()) return;
+  RecordBatch batch;
+  batch.sealed_by_store_ = true;
+  for (auto& [key, record] : pending_) {
+    if (!record) {
+      batch.Delete(key);
+      continue;
+    }
+    StatusOr<Bytes> sealed = EncodeRecord(*record, keys_, owner_);
+    if (!sealed.ok()) {
+      spdlog::warn("store {}: {}", file_->path(), sealed.status().ToString());
+      continue;
+    }
+    Remember(key, *sealed, *record);
+    batch.Put(key, *std::move(sealed));
+  }
+  pending_.clear();
+  file_->ApplyUnsynced(std::move(batch));
+}
+
+template <typename R>
+size_t TypedStore<R>::Count() const {
+  std::lock_guard<std::mutex> l(pending_mu_);
+  size_t n = file_->Count();
+  for (const auto& [key, record] : pending_) {
+    bool stored = file_->Contains(key);
+    if (record && !stored) ++n;
+    if (!record && stored) --n;
+  }
+  return n;
+}
+
+template <typename R>
+bool TypedStore<R>::Contains(Key key) const {
+  {
+    std::lock_guard<std::mutex> l(pending_mu_);
+    auto it = pending_.find(key);
+    if (it != pending_.end()) return it->second.has_value();
+  }
+  return file_->Contains(key);
+}
+
+template <typename R>
 StatusOr<R> TypedStore<R>::Get(Key key) const {
+  {
+    std::lock_guard<std::mutex> l(pending_mu_);
+    auto it = pending_.find(key);
+    if (it != pending_.end()) {
+      if (!it->second) {
+        return NotFoundError(std::string(RecordTypeName(R::kType)) +
+                             " record " + std::to_string(key) + ": not found");
+      }
+      return it->second->Clone();
+    }
+  }
   KGR_ASSIGN_OR_RETURN(Bytes sealed, file_->Get(key));
   if (decoded_capacity_ != 0) {
     std::lock_guard<std::mutex> l(decoded_mu_);
@@ -1131,38 +1192,58 @@ Status TypedStore<R>::PutAll(const std::vector<R>& records) {
 
 template <typename R>
 void TypedStore<R>::PutUnsynced(const R& record) {
-  Batch b = NewBatch();
-  Status s = b.Put(record);
-  if (!s.ok()) {
-    spdlog::warn("store {}: {}", file_->path(), s.ToString());
-    return;
-  }
-  file_->ApplyUnsynced(std::move(b.batch_));
+  std::lock_guard<std::mutex> l(pending_mu_);
+  pending_.insert_or_assign(record.key(), record.Clone());
+  if (pending_.size() >= kMaxPendingRecords) FlushPendingLocked();
 }
 
 template <typename R>
 void TypedStore<R>::DeleteUnsynced(Key key) {
   Forget(key);
-  RecordBatch b;
-  b.Delete(key);
-  file_->ApplyUnsynced(std::move(b));
+  std::lock_guard<std::mutex> l(pending_mu_);
+  pending_.insert_or_assign(key, std::nullopt);
+  if (pending_.size() >= kMaxPendingRecords) FlushPendingLocked();
 }
 
 template <typename R>
 Status TypedStore<R>::Delete(Key key) {
   Forget(key);
-  return file_->Delete(key);
+  Batch batch = NewBatch();
+  batch.Delete(key);
+  return Apply(std::move(batch));
 }
 
 template <typename R>
 Status TypedStore<R>::Apply(Batch batch) {
   if (batch.store_ != this)
     return InvalidArgumentError("batch of another store");
-  return file_->Apply(std::move(batch.batch_));
+  // The waiting unsynced writes go first (the batch's own keys replace
+  // theirs, unsealed); they come back if the batch fails, unless written
+  // again meanwhile.
+  std::vector<std::pair<Key, std::optional<R>>> replaced;
+  {
+    std::lock_guard<std::mutex> l(pending_mu_);
+    for (const RecordBatch::Op& op : batch.batch_.ops_) {
+      auto it = pending_.find(static_cast<Key>(op.key));
+      if (it == pending_.end()) continue;
+      replaced.emplace_back(it->first, std::move(it->second));
+      pending_.erase(it);
+    }
+    FlushPendingLocked();
+  }
+  Status st = file_->Apply(std::move(batch.batch_));
+  if (!st.ok() && !replaced.empty()) {
+    std::lock_guard<std::mutex> l(pending_mu_);
+    for (auto& [key, record] : replaced) {
+      pending_.try_emplace(key, std::move(record));
+    }
+  }
+  return st;
 }
 
 template <typename R>
 std::vector<typename TypedStore<R>::Key> TypedStore<R>::List() const {
+  FlushPending();
   std::vector<Key> out;
   for (uint64_t k : file_->Keys()) out.push_back(static_cast<Key>(k));
   return out;
@@ -1170,6 +1251,7 @@ std::vector<typename TypedStore<R>::Key> TypedStore<R>::List() const {
 
 template <typename R>
 void TypedStore<R>::ForEach(const std::function<void(const R&)>& fn) const {
+  FlushPending();
   for (const auto& [key, sealed] : file_->Snapshot()) {
     StatusOr<R> r = DecodeRecord<R>(sealed, keys_, owner_);
     if (!r.ok()) {  // verified when loaded: memory corruption or a bug

@@ -427,6 +427,90 @@ TEST(StoreCrash, UnsyncedUsageUpdateIsLostOrKeptWhole) {
   EXPECT_EQ(StateOf(*s), (State{{1, 3}, {2, 2}}));
 }
 
+// Unsynced writes wait unsealed: Get reads them at once, a later write of
+// the same key replaces them (one journal entry, not two), and whatever
+// still waits goes out ahead of the next synced write.
+TEST(StoreUnsynced, WaitingWriteIsReadAndReplacedWithoutAnEntry) {
+  FakeFileSystem fs;
+  auto s = OpenOrDie(fs);
+  ASSERT_TRUE(s->Put(Ses(1, 1)).ok());
+  const uint64_t entries = s->file().journal_entries();
+  s->PutUnsynced(Ses(1, 2));
+  auto got = s->Get(1);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->ctime_unix_ms, 2u);
+  ASSERT_TRUE(s->Put(Ses(1, 3)).ok());
+  EXPECT_EQ(s->file().journal_entries(), entries + 1);
+  // Many updates of one key between two writes: sealed once.
+  for (uint64_t v = 10; v < 1000; ++v) s->PutUnsynced(Ses(2, v));
+  EXPECT_EQ(s->Get(2)->ctime_unix_ms, 999u);
+  ASSERT_TRUE(s->Put(Ses(3, 3)).ok());
+  EXPECT_EQ(s->file().journal_entries(), entries + 3);
+  s.reset();
+  fs.Crash();  // only what was synced survives: all of it here
+  s = OpenOrDie(fs);
+  EXPECT_EQ(StateOf(*s), (State{{1, 3}, {2, 999}, {3, 3}}));
+}
+
+TEST(StoreUnsynced, WaitingDeleteIsSeenByEveryRead) {
+  FakeFileSystem fs;
+  auto s = OpenOrDie(fs);
+  ASSERT_TRUE(s->Put(Ses(1, 1)).ok());
+  ASSERT_TRUE(s->Put(Ses(2, 2)).ok());
+  s->DeleteUnsynced(1);
+  EXPECT_EQ(s->Get(1).status().code(), StatusCode::kNotFound);
+  EXPECT_FALSE(s->Contains(1));
+  EXPECT_EQ(s->size(), 1u);
+  s->PutUnsynced(Ses(4, 4));  // a new key
+  s->PutUnsynced(Ses(2, 2));  // a stored one
+  EXPECT_EQ(s->size(), 2u);
+  EXPECT_TRUE(s->Contains(4));
+  EXPECT_EQ(s->List(), (std::vector<uint32_t>{2, 4}));
+  s->PutUnsynced(Ses(5, 5));
+  EXPECT_EQ(StateOf(*s), (State{{2, 2}, {4, 4}, {5, 5}}));
+  // Closing writes them (unsynced): a process exit keeps them, a power
+  // loss before the next synced write may not.
+  s.reset();
+  s = OpenOrDie(fs);
+  EXPECT_EQ(StateOf(*s), (State{{2, 2}, {4, 4}, {5, 5}}));
+}
+
+// More keys wait than kMaxPendingRecords: the early ones go to the file
+// (unsynced) on the way, and all of them become durable with the next
+// synced write.
+TEST(StoreUnsynced, ManyWaitingKeysAllBecomeDurable) {
+  FakeFileSystem fs;
+  auto s = OpenOrDie(fs);
+  const uint32_t n = 3 * kMaxPendingRecords + 5;
+  for (uint32_t k = 1; k <= n; ++k) s->PutUnsynced(Ses(k, k));
+  for (uint32_t k = 1; k <= n; k += 37) s->PutUnsynced(Ses(k, 1000 + k));
+  ASSERT_TRUE(s->Put(Ses(n + 1, 1)).ok());
+  s.reset();
+  fs.Crash();
+  s = OpenOrDie(fs);
+  State want;
+  for (uint32_t k = 1; k <= n; ++k) want[k] = (k - 1) % 37 ? k : 1000 + k;
+  want[n + 1] = 1;
+  EXPECT_EQ(StateOf(*s), want);
+}
+
+// A synced write that fails leaves the unsynced write it would have
+// replaced in place.
+TEST(StoreUnsynced, FailedWriteKeepsTheWaitingOne) {
+  FakeFileSystem fs;
+  auto s = OpenOrDie(fs, Plain());
+  ASSERT_TRUE(s->Put(Ses(1, 1)).ok());
+  s->PutUnsynced(Ses(1, 2));
+  fs.FailNth(FakeFileSystem::Op::kSync, 1, InternalError("EIO"));
+  EXPECT_FALSE(s->Put(Ses(1, 3)).ok());
+  EXPECT_EQ(s->Get(1)->ctime_unix_ms, 2u);
+  ASSERT_TRUE(s->Put(Ses(2, 2)).ok());
+  s.reset();
+  fs.Crash();
+  s = OpenOrDie(fs, Plain());
+  EXPECT_EQ(StateOf(*s), (State{{1, 2}, {2, 2}}));
+}
+
 // ---------------------------------------------------------------- faults
 
 FakeFileSystem::CrashOptions KeepUnsynced() {

@@ -312,6 +312,11 @@ class TypedStore {
   // synced write, may be lost (whole) by a crash before that (see
   // RecordFile::ApplyUnsynced); errors are logged. For what a crash may
   // lose: usage counters, or steps the protocol repeats (docs/storage.md).
+  // Get reads them at once. They are sealed only when they go to the file:
+  // ahead of the next synced write, of any read but Get, when the store is
+  // closed, or when kMaxPendingRecords wait. A later write of the same key
+  // replaces a waiting one, which is then never sealed (a counter updated
+  // per frame, a key's steps 3 and 6).
   void PutUnsynced(const R& record);
   void DeleteUnsynced(Key key);
   Status Delete(Key key);
@@ -319,17 +324,22 @@ class TypedStore {
   Status Apply(Batch batch);
 
   std::vector<Key> List() const;
-  size_t size() const { return file_->Count(); }
-  size_t Count() const { return file_->Count(); }
-  bool Contains(Key key) const { return file_->Contains(key); }
+  size_t size() const { return Count(); }
+  size_t Count() const;
+  bool Contains(Key key) const;
   // Calls `fn` for every readable record in key order, on a consistent
   // snapshot of the store taken first (fn may call the store). Corrupt
   // records are not visited (see corrupt_records()).
   void ForEach(const std::function<void(const R&)>& fn) const;
   std::vector<CorruptRecord> corrupt_records() const {
+    FlushPending();
     return file_->corrupt_records();
   }
-  RecordFile& file() { return *file_; }
+  RecordFile& file() {
+    FlushPending();
+    return *file_;
+  }
+  ~TypedStore() { FlushPending(); }
 
  private:
   TypedStore(std::unique_ptr<RecordFile> file, RecordKeys keys, uint32_t owner,
@@ -348,6 +358,10 @@ class TypedStore {
   };
   void Remember(Key key, Bytes sealed, const R& record) const;
   void Forget(Key key) const;
+  // Seals the waiting unsynced writes and hands them to the file as one
+  // unsynced batch. Reads flush too, hence const.
+  void FlushPending() const;
+  void FlushPendingLocked() const;  // pending_mu_ held
 
   std::unique_ptr<RecordFile> file_;
   const RecordKeys keys_;
@@ -355,7 +369,14 @@ class TypedStore {
   const size_t decoded_capacity_;
   mutable std::mutex decoded_mu_;
   mutable std::unordered_map<Key, Decoded> decoded_;  // guarded by decoded_mu_
+  // Unsynced writes not sealed yet (nullopt: a delete), guarded by
+  // pending_mu_ (taken before the file's lock, never after).
+  mutable std::mutex pending_mu_;
+  mutable std::map<Key, std::optional<R>> pending_;
 };
+
+// Unsynced writes of a typed store waiting to be sealed, at most.
+inline constexpr size_t kMaxPendingRecords = 64;
 
 extern template class TypedStore<NodeDesc>;
 extern template class TypedStore<GenKey>;
