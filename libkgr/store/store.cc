@@ -1099,28 +1099,31 @@ StatusOr<std::unique_ptr<TypedStore<R>>> TypedStore<R>::Open(
 template <typename R>
 void TypedStore<R>::FlushPending() const {
   std::lock_guard<std::mutex> l(pending_mu_);
-  FlushPendingLocked();
+  FlushPendingLocked({});
 }
 
 template <typename R>
-void TypedStore<R>::FlushPendingLocked() const {
-  if (pending_.empty()) return;
+void TypedStore<R>::FlushPendingLocked(const std::vector<Key>& keep) const {
+  if (pending_.size() <= keep.size()) return;  // nothing else waits
   RecordBatch batch;
   batch.sealed_by_store_ = true;
-  for (auto& [key, record] : pending_) {
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    auto& [key, record] = *it;
+    if (std::find(keep.begin(), keep.end(), key) != keep.end()) {
+      ++it;
+      continue;
+    }
     if (!record) {
       batch.Delete(key);
-      continue;
-    }
-    StatusOr<Bytes> sealed = EncodeRecord(*record, keys_, owner_);
-    if (!sealed.ok()) {
+    } else if (StatusOr<Bytes> sealed = EncodeRecord(*record, keys_, owner_);
+               sealed.ok()) {
+      Remember(key, *sealed, *record);
+      batch.Put(key, *std::move(sealed));
+    } else {
       spdlog::warn("store {}: {}", file_->path(), sealed.status().ToString());
-      continue;
     }
-    Remember(key, *sealed, *record);
-    batch.Put(key, *std::move(sealed));
+    it = pending_.erase(it);
   }
-  pending_.clear();
   file_->ApplyUnsynced(std::move(batch));
 }
 
@@ -1194,7 +1197,7 @@ template <typename R>
 void TypedStore<R>::PutUnsynced(const R& record) {
   std::lock_guard<std::mutex> l(pending_mu_);
   pending_.insert_or_assign(record.key(), record.Clone());
-  if (pending_.size() >= kMaxPendingRecords) FlushPendingLocked();
+  if (pending_.size() >= kMaxPendingRecords) FlushPendingLocked({});
 }
 
 template <typename R>
@@ -1202,7 +1205,7 @@ void TypedStore<R>::DeleteUnsynced(Key key) {
   Forget(key);
   std::lock_guard<std::mutex> l(pending_mu_);
   pending_.insert_or_assign(key, std::nullopt);
-  if (pending_.size() >= kMaxPendingRecords) FlushPendingLocked();
+  if (pending_.size() >= kMaxPendingRecords) FlushPendingLocked({});
 }
 
 template <typename R>
@@ -1217,26 +1220,21 @@ template <typename R>
 Status TypedStore<R>::Apply(Batch batch) {
   if (batch.store_ != this)
     return InvalidArgumentError("batch of another store");
-  // The waiting unsynced writes go first (the batch's own keys replace
-  // theirs, unsealed); they come back if the batch fails, unless written
-  // again meanwhile.
-  std::vector<std::pair<Key, std::optional<R>>> replaced;
-  {
-    std::lock_guard<std::mutex> l(pending_mu_);
-    for (const RecordBatch::Op& op : batch.batch_.ops_) {
-      auto it = pending_.find(static_cast<Key>(op.key));
-      if (it == pending_.end()) continue;
-      replaced.emplace_back(it->first, std::move(it->second));
-      pending_.erase(it);
-    }
-    FlushPendingLocked();
+  // The waiting unsynced writes go first, but for the batch's own keys:
+  // those the batch replaces unsealed. They stay readable until it is
+  // applied (the lock is held through the write then, so Get never sees an
+  // older record) and stay waiting if it fails.
+  std::unique_lock<std::mutex> l(pending_mu_);
+  std::vector<Key> replaced;
+  for (const RecordBatch::Op& op : batch.batch_.ops_) {
+    Key key = static_cast<Key>(op.key);
+    if (pending_.count(key)) replaced.push_back(key);
   }
+  FlushPendingLocked(replaced);
+  if (replaced.empty()) l.unlock();  // concurrent writers share the sync
   Status st = file_->Apply(std::move(batch.batch_));
-  if (!st.ok() && !replaced.empty()) {
-    std::lock_guard<std::mutex> l(pending_mu_);
-    for (auto& [key, record] : replaced) {
-      pending_.try_emplace(key, std::move(record));
-    }
+  if (st.ok()) {
+    for (Key key : replaced) pending_.erase(key);
   }
   return st;
 }

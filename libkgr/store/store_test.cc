@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -492,6 +493,30 @@ TEST(StoreUnsynced, ManyWaitingKeysAllBecomeDurable) {
   for (uint32_t k = 1; k <= n; ++k) want[k] = (k - 1) % 37 ? k : 1000 + k;
   want[n + 1] = 1;
   EXPECT_EQ(StateOf(*s), want);
+}
+
+// A reader on another thread never sees a record older than one it has
+// seen while a synced write replaces a waiting unsynced one.
+TEST(StoreUnsynced, ReadersNeverGoBackWhileAWriteReplacesAWaitingOne) {
+  FakeFileSystem fs;
+  auto s = OpenOrDie(fs);
+  ASSERT_TRUE(s->Put(Ses(1, 1)).ok());
+  std::atomic<bool> done{false}, went_back{false};
+  std::thread reader([&] {
+    uint64_t last = 0;
+    while (!done) {
+      auto r = s->Get(1);
+      if (!r.ok() || r->ctime_unix_ms < last) went_back = true;
+      if (r.ok()) last = r->ctime_unix_ms;
+    }
+  });
+  for (uint64_t v = 2; v < 2000; v += 2) {
+    s->PutUnsynced(Ses(1, v));
+    ASSERT_TRUE(s->Put(Ses(1, v + 1)).ok());
+  }
+  done = true;
+  reader.join();
+  EXPECT_FALSE(went_back);
 }
 
 // A synced write that fails leaves the unsynced write it would have

@@ -358,10 +358,10 @@ class TypedStore {
   };
   void Remember(Key key, Bytes sealed, const R& record) const;
   void Forget(Key key) const;
-  // Seals the waiting unsynced writes and hands them to the file as one
-  // unsynced batch. Reads flush too, hence const.
+  // Seals the waiting unsynced writes (but those of `keep`) and hands them
+  // to the file as one unsynced batch. Reads flush too, hence const.
   void FlushPending() const;
-  void FlushPendingLocked() const;  // pending_mu_ held
+  void FlushPendingLocked(const std::vector<Key>& keep) const;  // mu held
 
   std::unique_ptr<RecordFile> file_;
   const RecordKeys keys_;
