@@ -312,11 +312,12 @@ class TypedStore {
   // synced write, may be lost (whole) by a crash before that (see
   // RecordFile::ApplyUnsynced); errors are logged. For what a crash may
   // lose: usage counters, or steps the protocol repeats (docs/storage.md).
-  // Get reads them at once. They are sealed only when they go to the file:
-  // ahead of the next synced write, of any read but Get, when the store is
-  // closed, or when kMaxPendingRecords wait. A later write of the same key
-  // replaces a waiting one, which is then never sealed (a counter updated
-  // per frame, a key's steps 3 and 6).
+  // Get, Contains and size see them at once. They are sealed only when
+  // they go to the file: ahead of the next synced write, of List, ForEach,
+  // corrupt_records and file(), when the store is closed, or when
+  // kMaxPendingRecords wait. A later write of the same key replaces a
+  // waiting one, which is then never sealed (a counter updated per frame, a
+  // key's steps 3 and 6).
   void PutUnsynced(const R& record);
   void DeleteUnsynced(Key key);
   Status Delete(Key key);
