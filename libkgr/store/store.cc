@@ -119,8 +119,15 @@ StatusOr<std::unique_ptr<RecordFile>> RecordFile::Open(
   return f;
 }
 
+namespace {
+// "<type> record <key>": how errors name a record.
+std::string RecordNameOf(RecordType type, uint64_t key) {
+  return std::string(RecordTypeName(type)) + " record " + std::to_string(key);
+}
+}  // namespace
+
 std::string RecordFile::RecordName(uint64_t key) const {
-  return std::string(RecordTypeName(type_)) + " record " + std::to_string(key);
+  return RecordNameOf(type_, key);
 }
 
 // ---------------------------------------------------------------- loading
@@ -1155,10 +1162,8 @@ StatusOr<R> TypedStore<R>::Get(Key key) const {
     std::lock_guard<std::mutex> l(pending_mu_);
     auto it = pending_.find(key);
     if (it != pending_.end()) {
-      if (!it->second) {
-        return NotFoundError(std::string(RecordTypeName(R::kType)) +
-                             " record " + std::to_string(key) + ": not found");
-      }
+      if (!it->second)
+        return NotFoundError(RecordNameOf(R::kType, key) + ": not found");
       return it->second->Clone();
     }
   }
@@ -1172,8 +1177,8 @@ StatusOr<R> TypedStore<R>::Get(Key key) const {
   }
   StatusOr<R> r = DecodeRecord<R>(sealed, keys_, owner_);
   if (!r.ok()) {
-    return DataLossError(std::string(RecordTypeName(R::kType)) + " record " +
-                         std::to_string(key) + ": " + kVerificationFailed);
+    return DataLossError(RecordNameOf(R::kType, key) + ": " +
+                         kVerificationFailed);
   }
   Remember(key, std::move(sealed), *r);
   return r;
@@ -1228,7 +1233,10 @@ Status TypedStore<R>::Apply(Batch batch) {
   std::vector<Key> replaced;
   for (const RecordBatch::Op& op : batch.batch_.ops_) {
     Key key = static_cast<Key>(op.key);
-    if (pending_.count(key)) replaced.push_back(key);
+    if (pending_.count(key) &&
+        std::find(replaced.begin(), replaced.end(), key) == replaced.end()) {
+      replaced.push_back(key);  // once: a batch may write a key twice
+    }
   }
   FlushPendingLocked(replaced);
   if (replaced.empty()) l.unlock();  // concurrent writers share the sync

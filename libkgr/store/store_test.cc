@@ -519,6 +519,23 @@ TEST(StoreUnsynced, ReadersNeverGoBackWhileAWriteReplacesAWaitingOne) {
   EXPECT_FALSE(went_back);
 }
 
+// A batch that writes one waiting key twice still takes every other
+// waiting write with it.
+TEST(StoreUnsynced, BatchWritingAKeyTwiceTakesTheOtherWaitingWrites) {
+  FakeFileSystem fs;
+  auto s = OpenOrDie(fs);
+  s->PutUnsynced(Ses(1, 2));
+  s->PutUnsynced(Ses(2, 2));
+  auto b = s->NewBatch();
+  ASSERT_TRUE(b.Put(Ses(1, 3)).ok());
+  ASSERT_TRUE(b.Put(Ses(1, 4)).ok());
+  ASSERT_TRUE(s->Apply(std::move(b)).ok());
+  s.reset();
+  fs.Crash();
+  s = OpenOrDie(fs);
+  EXPECT_EQ(StateOf(*s), (State{{1, 4}, {2, 2}}));
+}
+
 // A synced write that fails leaves the unsynced write it would have
 // replaced in place.
 TEST(StoreUnsynced, FailedWriteKeepsTheWaitingOne) {
