@@ -281,6 +281,10 @@ TEST(Topic, NamesAndPrefixes) {
   EXPECT_EQ(Base32(id), "7777777777777777");
   EXPECT_EQ(TopicName("kgr", NodeIdentity(0xa), id),
             "kgr/n0000000a/7777777777777777");
+  EXPECT_EQ(FormatNodeId(0), "00000000");
+  EXPECT_EQ(FormatNodeId(0x0123abcd), "0123abcd");
+  EXPECT_EQ(FormatNodeId(0xfedc9876), "fedc9876");
+  EXPECT_EQ(FormatNodeId(0xffffffff), "ffffffff");
   EXPECT_EQ(RegisterTopic("kgr"), "kgr/register");
   EXPECT_TRUE(ValidateTopicPrefix("kgr/site-1").ok());
   EXPECT_FALSE(ValidateTopicPrefix("kgr/#").ok());

@@ -1,7 +1,5 @@
 #include "kgr/topic.h"
 
-#include <cstdio>
-
 #include "kgr/crypto.h"
 
 namespace kgr {
@@ -13,9 +11,11 @@ StatusOr<TopicId> RandomTopicId() {
 }
 
 std::string FormatNodeId(uint32_t n_id) {
-  char buf[9];
-  std::snprintf(buf, sizeof buf, "%08x", n_id);
-  return buf;
+  // By hand: every frame's topic names a node, and snprintf costs ~0.3 us.
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(8, '0');
+  for (int i = 7; i >= 0; --i, n_id >>= 4) out[i] = kHex[n_id & 0xf];
+  return out;
 }
 
 std::string NodeIdentity(uint32_t n_id) { return "n" + FormatNodeId(n_id); }

@@ -26,27 +26,15 @@ bool KnownType(uint8_t t) { return t >= 1 && t <= 3; }
 // "KGR-REC1" || owner || SHA-256("KGR-NK-CHECK" || NK): bound by every tag
 // but not stored. The NK check makes a record unreadable under a wrong NK
 // even if NKsign is right (encrypt-then-MAC alone would decrypt garbage).
-// `reserve`: room for the record that will follow the context.
-Bytes MacContext(const RecordKeys& keys, uint32_t owner_n_id,
-                 size_t reserve = 0) {
-  // A store seals and opens every record under the same NK: its check is
-  // computed once per thread and NK (compared in constant time; the copy of
-  // NK is wiped when the thread ends or another NK replaces it).
-  struct NkCheck {
-    SecretBytes nk;
-    Digest check{};
-  };
-  thread_local NkCheck last;
-  if (last.nk.empty() || !last.nk.Equals(keys.enc)) {
-    last.check = Sha256({AsBytes(kNkCheckLabel), keys.enc.span()});
-    last.nk = keys.enc.Clone();
-  }
+// Empty if `keys` are not valid (every use checks them first).
+Bytes MakeContext(const RecordKeys& keys, uint32_t owner_n_id) {
+  if (!keys.valid()) return {};
   Bytes ctx;
-  ctx.reserve(kContextSize + reserve);
+  ctx.reserve(kContextSize);
   ByteWriter w(&ctx);
   w.Str(std::string_view(kRecordContext, 8));
   w.U32(owner_n_id);
-  w.Raw(last.check);
+  w.Raw(Sha256({AsBytes(kNkCheckLabel), keys.enc.span()}));
   return ctx;
 }
 
@@ -106,7 +94,7 @@ StatusOr<Envelope> ParseEnvelope(std::span<const uint8_t> record,
 StatusOr<Bytes> Seal(RecordType type, uint64_t key,
                      std::span<const uint8_t> clear,
                      std::span<const uint8_t> secret, const RecordKeys& keys,
-                     uint32_t owner_n_id, const Iv& iv) {
+                     std::span<const uint8_t> context, const Iv& iv) {
   if (!keys.valid())
     return InvalidArgumentError("record keys: need NK and NKsign");
   if (clear.size() > std::numeric_limits<uint16_t>::max() ||
@@ -116,10 +104,11 @@ StatusOr<Bytes> Seal(RecordType type, uint64_t key,
           kMaxRecordSize) {
     return InvalidArgumentError("record: too long");
   }
-  Bytes out = MacContext(keys, owner_n_id,
-                         kEnvelopeHeaderSize + clear.size() + kIvSize + 2 +
-                             secret.size() + kTagSize);
+  Bytes out;
+  out.reserve(kContextSize + kEnvelopeHeaderSize + clear.size() + kIvSize + 2 +
+              secret.size() + kTagSize);
   ByteWriter w(&out);
+  w.Raw(context);
   w.U8(kRecordVersion);
   w.U8(static_cast<uint8_t>(type));
   w.U64(key);
@@ -139,11 +128,14 @@ struct Opened {
 };
 
 StatusOr<Opened> Open(std::span<const uint8_t> record, RecordType type,
-                      const RecordKeys& keys, uint32_t owner_n_id) {
+                      const RecordKeys& keys,
+                      std::span<const uint8_t> context) {
   if (!keys.valid())
     return InvalidArgumentError("record keys: need NK and NKsign");
   KGR_ASSIGN_OR_RETURN(Envelope e, ParseEnvelope(record, type));
-  Bytes auth = MacContext(keys, owner_n_id, e.tag_offset);
+  Bytes auth;
+  auth.reserve(kContextSize + e.tag_offset);
+  auth.insert(auth.end(), context.begin(), context.end());
   auth.insert(auth.end(), record.begin(), record.begin() + e.tag_offset);
   std::span<const uint8_t> auth_span(auth);
   StatusOr<SecretBytes> pt =
@@ -269,10 +261,12 @@ SesKey SesKey::Clone() const {
   return c;
 }
 
+namespace {
+
 // ---- node_desc ----
 
-StatusOr<Bytes> EncodeRecord(const NodeDesc& d, const RecordKeys& keys,
-                             uint32_t owner_n_id, const Iv& iv) {
+StatusOr<Bytes> Encode(const NodeDesc& d, const RecordKeys& keys,
+                       std::span<const uint8_t> context, const Iv& iv) {
   if (d.ntag.size() != kRecordNtagSize)
     return InvalidArgumentError("node_desc: NTAG must be 32 bytes");
   if (!ValidState(static_cast<uint8_t>(d.state))) {
@@ -306,15 +300,14 @@ StatusOr<Bytes> EncodeRecord(const NodeDesc& d, const RecordKeys& keys,
   PutTopic(&secret, d.topic2);
   if (has_prev) PutKeys(&secret, d.prev_nksk);
   return Seal(RecordType::kNodeDesc, d.n_id, clear, secret.span(), keys,
-              owner_n_id, iv);
+              context, iv);
 }
 
-template <>
-StatusOr<NodeDesc> DecodeRecord<NodeDesc>(std::span<const uint8_t> record,
-                                          const RecordKeys& keys,
-                                          uint32_t owner_n_id) {
+StatusOr<NodeDesc> DecodeNodeDesc(std::span<const uint8_t> record,
+                                  const RecordKeys& keys,
+                                  std::span<const uint8_t> context) {
   KGR_ASSIGN_OR_RETURN(Opened o,
-                       Open(record, RecordType::kNodeDesc, keys, owner_n_id));
+                       Open(record, RecordType::kNodeDesc, keys, context));
   NodeDesc d;
   if (o.key > std::numeric_limits<uint32_t>::max()) return Malformed();
   d.n_id = static_cast<uint32_t>(o.key);
@@ -345,8 +338,8 @@ StatusOr<NodeDesc> DecodeRecord<NodeDesc>(std::span<const uint8_t> record,
 
 // ---- gen_keys ----
 
-StatusOr<Bytes> EncodeRecord(const GenKey& g, const RecordKeys& keys,
-                             uint32_t owner_n_id, const Iv& iv) {
+StatusOr<Bytes> Encode(const GenKey& g, const RecordKeys& keys,
+                       std::span<const uint8_t> context, const Iv& iv) {
   KGR_RETURN_IF_ERROR(CheckKeyPair(g.nnsk, false, "gen_keys: NNSK"));
   Bytes clear;
   clear.reserve(18);
@@ -365,15 +358,14 @@ StatusOr<Bytes> EncodeRecord(const GenKey& g, const RecordKeys& keys,
   PutTopic(&secret, g.topic3);
   PutTopic(&secret, g.topic4);
   return Seal(RecordType::kGenKey, g.request_id, clear, secret.span(), keys,
-              owner_n_id, iv);
+              context, iv);
 }
 
-template <>
-StatusOr<GenKey> DecodeRecord<GenKey>(std::span<const uint8_t> record,
-                                      const RecordKeys& keys,
-                                      uint32_t owner_n_id) {
+StatusOr<GenKey> DecodeGenKey(std::span<const uint8_t> record,
+                              const RecordKeys& keys,
+                              std::span<const uint8_t> context) {
   KGR_ASSIGN_OR_RETURN(Opened o,
-                       Open(record, RecordType::kGenKey, keys, owner_n_id));
+                       Open(record, RecordType::kGenKey, keys, context));
   GenKey g;
   g.request_id = o.key;
   ByteReader c(o.clear);
@@ -400,8 +392,8 @@ StatusOr<GenKey> DecodeRecord<GenKey>(std::span<const uint8_t> record,
 
 // ---- ses_keys ----
 
-StatusOr<Bytes> EncodeRecord(const SesKey& k, const RecordKeys& keys,
-                             uint32_t owner_n_id, const Iv& iv) {
+StatusOr<Bytes> Encode(const SesKey& k, const RecordKeys& keys,
+                       std::span<const uint8_t> context, const Iv& iv) {
   KGR_RETURN_IF_ERROR(CheckKeyPair(k.nnsk, true, "ses_keys: NNSK"));
   Bytes clear;
   clear.reserve(36);
@@ -420,16 +412,15 @@ StatusOr<Bytes> EncodeRecord(const SesKey& k, const RecordKeys& keys,
   if (has_keys) PutKeys(&secret, k.nnsk);
   PutTopic(&secret, k.topic3);
   PutTopic(&secret, k.topic4);
-  return Seal(RecordType::kSesKey, k.n_id, clear, secret.span(), keys,
-              owner_n_id, iv);
+  return Seal(RecordType::kSesKey, k.n_id, clear, secret.span(), keys, context,
+              iv);
 }
 
-template <>
-StatusOr<SesKey> DecodeRecord<SesKey>(std::span<const uint8_t> record,
-                                      const RecordKeys& keys,
-                                      uint32_t owner_n_id) {
+StatusOr<SesKey> DecodeSesKey(std::span<const uint8_t> record,
+                              const RecordKeys& keys,
+                              std::span<const uint8_t> context) {
   KGR_ASSIGN_OR_RETURN(Opened o,
-                       Open(record, RecordType::kSesKey, keys, owner_n_id));
+                       Open(record, RecordType::kSesKey, keys, context));
   SesKey k;
   if (o.key > std::numeric_limits<uint32_t>::max()) return Malformed();
   k.n_id = static_cast<uint32_t>(o.key);
@@ -451,47 +442,103 @@ StatusOr<SesKey> DecodeRecord<SesKey>(std::span<const uint8_t> record,
   return k;
 }
 
-// ---- random-IV variants and generic helpers ----
+}  // namespace
+
+// ---- public entry points ----
 
 StatusOr<Bytes> EncodeRecord(const NodeDesc& r, const RecordKeys& keys,
+                             uint32_t owner_n_id, const Iv& iv) {
+  return Encode(r, keys, MakeContext(keys, owner_n_id), iv);
+}
+StatusOr<Bytes> EncodeRecord(const GenKey& r, const RecordKeys& keys,
+                             uint32_t owner_n_id, const Iv& iv) {
+  return Encode(r, keys, MakeContext(keys, owner_n_id), iv);
+}
+StatusOr<Bytes> EncodeRecord(const SesKey& r, const RecordKeys& keys,
+                             uint32_t owner_n_id, const Iv& iv) {
+  return Encode(r, keys, MakeContext(keys, owner_n_id), iv);
+}
+StatusOr<Bytes> EncodeRecord(const NodeDesc& r, const RecordKeys& keys,
                              uint32_t owner_n_id) {
-  KGR_ASSIGN_OR_RETURN(Iv iv, RandomIv());
-  return EncodeRecord(r, keys, owner_n_id, iv);
+  return RecordCodec(keys, owner_n_id).Encode(r);
 }
 StatusOr<Bytes> EncodeRecord(const GenKey& r, const RecordKeys& keys,
                              uint32_t owner_n_id) {
-  KGR_ASSIGN_OR_RETURN(Iv iv, RandomIv());
-  return EncodeRecord(r, keys, owner_n_id, iv);
+  return RecordCodec(keys, owner_n_id).Encode(r);
 }
 StatusOr<Bytes> EncodeRecord(const SesKey& r, const RecordKeys& keys,
                              uint32_t owner_n_id) {
+  return RecordCodec(keys, owner_n_id).Encode(r);
+}
+
+template <>
+StatusOr<NodeDesc> DecodeRecord<NodeDesc>(std::span<const uint8_t> record,
+                                          const RecordKeys& keys,
+                                          uint32_t owner_n_id) {
+  return RecordCodec(keys, owner_n_id).Decode<NodeDesc>(record);
+}
+template <>
+StatusOr<GenKey> DecodeRecord<GenKey>(std::span<const uint8_t> record,
+                                      const RecordKeys& keys,
+                                      uint32_t owner_n_id) {
+  return RecordCodec(keys, owner_n_id).Decode<GenKey>(record);
+}
+template <>
+StatusOr<SesKey> DecodeRecord<SesKey>(std::span<const uint8_t> record,
+                                      const RecordKeys& keys,
+                                      uint32_t owner_n_id) {
+  return RecordCodec(keys, owner_n_id).Decode<SesKey>(record);
+}
+
+StatusOr<uint64_t> VerifyRecord(std::span<const uint8_t> record,
+                                RecordType type, const RecordKeys& keys,
+                                uint32_t owner_n_id) {
+  return RecordCodec(keys, owner_n_id).Verify(type, record);
+}
+
+RecordCodec::RecordCodec(const RecordKeys& keys, uint32_t owner_n_id)
+    : keys_(keys), context_(MakeContext(keys, owner_n_id)) {}
+
+StatusOr<Bytes> RecordCodec::Encode(const NodeDesc& record) const {
   KGR_ASSIGN_OR_RETURN(Iv iv, RandomIv());
-  return EncodeRecord(r, keys, owner_n_id, iv);
+  return kgr::Encode(record, keys_, context_, iv);
+}
+StatusOr<Bytes> RecordCodec::Encode(const GenKey& record) const {
+  KGR_ASSIGN_OR_RETURN(Iv iv, RandomIv());
+  return kgr::Encode(record, keys_, context_, iv);
+}
+StatusOr<Bytes> RecordCodec::Encode(const SesKey& record) const {
+  KGR_ASSIGN_OR_RETURN(Iv iv, RandomIv());
+  return kgr::Encode(record, keys_, context_, iv);
 }
 
-RecordVerifier::RecordVerifier(RecordType type, const RecordKeys& keys,
-                               uint32_t owner_n_id)
-    : type_(type), keys_(keys) {
-  if (keys.valid()) context_ = MacContext(keys, owner_n_id);
-}
-
-StatusOr<uint64_t> RecordVerifier::Verify(
+template <>
+StatusOr<NodeDesc> RecordCodec::Decode<NodeDesc>(
     std::span<const uint8_t> record) const {
+  return DecodeNodeDesc(record, keys_, context_);
+}
+template <>
+StatusOr<GenKey> RecordCodec::Decode<GenKey>(
+    std::span<const uint8_t> record) const {
+  return DecodeGenKey(record, keys_, context_);
+}
+template <>
+StatusOr<SesKey> RecordCodec::Decode<SesKey>(
+    std::span<const uint8_t> record) const {
+  return DecodeSesKey(record, keys_, context_);
+}
+
+StatusOr<uint64_t> RecordCodec::Verify(RecordType type,
+                                       std::span<const uint8_t> record) const {
   if (!keys_.valid())
     return InvalidArgumentError("record keys: need NK and NKsign");
-  KGR_ASSIGN_OR_RETURN(Envelope e, ParseEnvelope(record, type_));
+  KGR_ASSIGN_OR_RETURN(Envelope e, ParseEnvelope(record, type));
   Status s =
       VerifyHmacSha256(keys_, {context_, record.first(e.tag_offset)}, e.tag);
   if (!s.ok()) {
     return s.code() == StatusCode::kUnauthenticated ? VerificationFailed() : s;
   }
   return e.key;
-}
-
-StatusOr<uint64_t> VerifyRecord(std::span<const uint8_t> record,
-                                RecordType type, const RecordKeys& keys,
-                                uint32_t owner_n_id) {
-  return RecordVerifier(type, keys, owner_n_id).Verify(record);
 }
 
 std::optional<uint64_t> PeekRecordKey(std::span<const uint8_t> record) {

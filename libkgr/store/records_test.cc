@@ -289,50 +289,69 @@ TEST(Records, MovedToOtherOwnerOrFileRejected) {
   EXPECT_FALSE(DecodeRecord<NodeDesc>(relabelled, nk, kOwner).ok());
 }
 
-TEST(Records, VerifierAgreesWithVerifyRecord) {
+TEST(Records, CodecAgreesWithTheFreeFunctions) {
   SymmetricKeys nk = PatternKeys(1);
-  RecordVerifier v(RecordType::kSesKey, nk, kOwner);
+  const RecordCodec codec(nk, kOwner);
   std::vector<Bytes> recs;
   for (uint32_t i = 0; i < 8; ++i) {
     SesKey k = SampleSes(i % 2 == 0);
     k.n_id = i;
-    auto enc = EncodeRecord(k, nk, kOwner);
+    // Sealed alternately by the codec and by EncodeRecord: each side reads
+    // the other's records.
+    auto enc = i % 2 == 0 ? codec.Encode(k) : EncodeRecord(k, nk, kOwner);
     ASSERT_TRUE(enc.ok());
     recs.push_back(*enc);
   }
-  // One verifier, reused, also from several threads at once.
+  // One codec, reused, also from several threads at once.
   std::vector<std::thread> threads;
   for (int t = 0; t < 2; ++t) {
     threads.emplace_back([&] {
-      for (uint32_t i = 0; i < recs.size(); ++i)
-        EXPECT_EQ(*v.Verify(recs[i]), i);
+      for (uint32_t i = 0; i < recs.size(); ++i) {
+        EXPECT_EQ(*codec.Verify(RecordType::kSesKey, recs[i]), i);
+        auto via_codec = codec.Decode<SesKey>(recs[i]);
+        auto via_free = DecodeRecord<SesKey>(recs[i], nk, kOwner);
+        ASSERT_TRUE(via_codec.ok() && via_free.ok());
+        EXPECT_EQ(via_codec->n_id, i);
+        EXPECT_TRUE(via_codec->nnsk.enc.Equals(via_free->nnsk.enc));
+        EXPECT_EQ(via_codec->topic3, via_free->topic3);
+      }
     });
   }
   for (auto& t : threads) t.join();
+  // The other two record types go through the codec as well.
+  GenKey g = SampleGen(true);
+  auto g_enc = codec.Encode(g);
+  ASSERT_TRUE(g_enc.ok());
+  EXPECT_EQ(DecodeRecord<GenKey>(*g_enc, nk, kOwner)->request_id, g.request_id);
+  NodeDesc d = SampleNode(true);
+  auto d_enc = codec.Encode(d);
+  ASSERT_TRUE(d_enc.ok());
+  EXPECT_EQ(codec.Decode<NodeDesc>(*d_enc)->n_id, d.n_id);
+
   Bytes bad = recs[3];
   bad[20] ^= 1;
-  EXPECT_EQ(v.Verify(bad).status().code(), StatusCode::kDataLoss);
-  EXPECT_EQ(v.Verify(bad).status().code(),
+  EXPECT_EQ(codec.Verify(RecordType::kSesKey, bad).status().code(),
+            StatusCode::kDataLoss);
+  EXPECT_EQ(codec.Decode<SesKey>(bad).status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(codec.Verify(RecordType::kSesKey, bad).status().code(),
             VerifyRecord(bad, RecordType::kSesKey, nk, kOwner).status().code());
   // Other owner, other NK, other file type, invalid keys.
   EXPECT_FALSE(
-      RecordVerifier(RecordType::kSesKey, nk, kOwner + 1).Verify(recs[0]).ok());
+      RecordCodec(nk, kOwner + 1).Verify(RecordType::kSesKey, recs[0]).ok());
+  EXPECT_FALSE(RecordCodec(nk, kOwner + 1).Decode<SesKey>(recs[0]).ok());
   SymmetricKeys wrong_enc{PatternKeys(2).enc.Clone(), nk.mac.Clone()};
-  EXPECT_EQ(RecordVerifier(RecordType::kSesKey, wrong_enc, kOwner)
-                .Verify(recs[0])
+  EXPECT_EQ(RecordCodec(wrong_enc, kOwner)
+                .Verify(RecordType::kSesKey, recs[0])
                 .status()
                 .code(),
             StatusCode::kDataLoss);
-  EXPECT_EQ(RecordVerifier(RecordType::kGenKey, nk, kOwner)
-                .Verify(recs[0])
-                .status()
-                .code(),
+  EXPECT_EQ(codec.Verify(RecordType::kGenKey, recs[0]).status().code(),
             StatusCode::kInvalidArgument);
   SymmetricKeys invalid{SecretBytes(16), SecretBytes(32)};
-  EXPECT_EQ(RecordVerifier(RecordType::kSesKey, invalid, kOwner)
-                .Verify(recs[0])
-                .status()
-                .code(),
+  const RecordCodec invalid_codec(invalid, kOwner);
+  EXPECT_EQ(invalid_codec.Verify(RecordType::kSesKey, recs[0]).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(invalid_codec.Encode(SampleSes(true)).status().code(),
             StatusCode::kInvalidArgument);
 }
 

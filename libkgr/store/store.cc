@@ -92,7 +92,7 @@ RecordFile::RecordFile(FileSystem& fs, std::string path, RecordType type,
       keys_(std::move(keys)),
       owner_(owner),
       options_(options),
-      verifier_(type_, keys_, owner_) {}
+      codec_(keys_, owner_) {}
 
 RecordFile::~RecordFile() {
   if (!journal_) return;
@@ -316,11 +316,12 @@ Status RecordFile::LoadSnapshot(Bytes file) {
     if (begin == end) return;
     RecordKeys keys = keys_.Clone();
     if (!keys.Prepare().ok()) keys.prepared.reset();  // slower, same result
-    const RecordVerifier verifier(type_, keys, owner_);
+    const RecordCodec codec(keys, owner_);
     for (size_t i = begin; i < end; ++i) {
       if (verdict[i] != kLocated) continue;
       BaseEntry& e = loc[i];
-      StatusOr<uint64_t> key = verifier.Verify(all.subspan(e.offset, e.size));
+      StatusOr<uint64_t> key =
+          codec.Verify(type_, all.subspan(e.offset, e.size));
       if (key.ok()) {
         e.key = *key;
         verdict[i] = kOk;
@@ -509,7 +510,7 @@ Status RecordFile::ReplayJournal(const Bytes& file, bool* rewrite) {
         (kind == kEntryPut || (kind == kEntryDelete && record.empty()))) {
       p.commit = (flags & kEntryCommit) != 0;
       if (kind == kEntryPut) {
-        StatusOr<uint64_t> key = verifier_.Verify(record);
+        StatusOr<uint64_t> key = codec_.Verify(type_, record);
         if (key.ok() && *key == p.key) {
           p.record = Bytes(record.begin(), record.end());
           p.ok = true;
@@ -786,7 +787,7 @@ Status RecordFile::CheckBatch(const RecordBatch& batch,
   size_t total = 0;
   for (const RecordBatch::Op& op : batch.ops_) {
     if (op.record && !batch.sealed_by_store_) {
-      StatusOr<uint64_t> key = verifier_.Verify(*op.record);
+      StatusOr<uint64_t> key = codec_.Verify(type_, *op.record);
       if (!key.ok()) return key.status().Annotate(RecordName(op.key));
       if (*key != op.key)
         return InvalidArgumentError(RecordName(op.key) + ": key mismatch");
@@ -1060,8 +1061,7 @@ uint64_t RecordFile::journal_entries() const {
 
 template <typename R>
 Status TypedStore<R>::Batch::Put(const R& record) {
-  KGR_ASSIGN_OR_RETURN(Bytes sealed,
-                       EncodeRecord(record, store_->keys_, store_->owner_));
+  KGR_ASSIGN_OR_RETURN(Bytes sealed, store_->codec_.Encode(record));
   if (store_->decoded_capacity_ != 0) {
     store_->Remember(record.key(), sealed, record);
   }
@@ -1122,8 +1122,7 @@ void TypedStore<R>::FlushPendingLocked(const std::vector<Key>& keep) const {
     }
     if (!record) {
       batch.Delete(key);
-    } else if (StatusOr<Bytes> sealed = EncodeRecord(*record, keys_, owner_);
-               sealed.ok()) {
+    } else if (StatusOr<Bytes> sealed = codec_.Encode(*record); sealed.ok()) {
       Remember(key, *sealed, *record);
       batch.Put(key, *std::move(sealed));
     } else {
@@ -1175,7 +1174,7 @@ StatusOr<R> TypedStore<R>::Get(Key key) const {
       return it->second.record.Clone();
     }
   }
-  StatusOr<R> r = DecodeRecord<R>(sealed, keys_, owner_);
+  StatusOr<R> r = codec_.template Decode<R>(sealed);
   if (!r.ok()) {
     return DataLossError(RecordNameOf(R::kType, key) + ": " +
                          kVerificationFailed);
@@ -1259,7 +1258,7 @@ template <typename R>
 void TypedStore<R>::ForEach(const std::function<void(const R&)>& fn) const {
   FlushPending();
   for (const auto& [key, sealed] : file_->Snapshot()) {
-    StatusOr<R> r = DecodeRecord<R>(sealed, keys_, owner_);
+    StatusOr<R> r = codec_.template Decode<R>(sealed);
     if (!r.ok()) {  // verified when loaded: memory corruption or a bug
       spdlog::error("store {}: {} record {}: {}", file_->path(),
                     RecordTypeName(R::kType), key, kVerificationFailed);

@@ -168,20 +168,41 @@ StatusOr<uint64_t> VerifyRecord(std::span<const uint8_t> record,
                                 RecordType type, const RecordKeys& keys,
                                 uint32_t owner_n_id);
 
-// VerifyRecord for many records of one file: the MAC context (owner, NK
-// check value) is computed once, not per record. Keeps a reference to
-// `keys`, which must outlive it. Thread-safe.
-class RecordVerifier {
+// The records of one file: those of node `owner_n_id`, sealed under `keys`.
+// Gives the same results as the functions above, but computes the MAC
+// context every tag binds (the owner and a check value of NK, a SHA-256 of
+// NK) once instead of per record: for stores, and for threads that serve
+// the files of many nodes. Keeps a reference to `keys`, which must outlive
+// it. Thread-safe.
+class RecordCodec {
  public:
-  RecordVerifier(RecordType type, const RecordKeys& keys, uint32_t owner_n_id);
-  // Same result as VerifyRecord(record, type, keys, owner_n_id).
-  StatusOr<uint64_t> Verify(std::span<const uint8_t> record) const;
+  RecordCodec(const RecordKeys& keys, uint32_t owner_n_id);
+
+  // EncodeRecord(record, keys, owner_n_id): a random IV.
+  StatusOr<Bytes> Encode(const NodeDesc& record) const;
+  StatusOr<Bytes> Encode(const GenKey& record) const;
+  StatusOr<Bytes> Encode(const SesKey& record) const;
+  // DecodeRecord<R>(record, keys, owner_n_id); R is NodeDesc, GenKey or
+  // SesKey.
+  template <typename R>
+  StatusOr<R> Decode(std::span<const uint8_t> record) const;
+  // VerifyRecord(record, type, keys, owner_n_id).
+  StatusOr<uint64_t> Verify(RecordType type,
+                            std::span<const uint8_t> record) const;
 
  private:
-  RecordType type_;
   const RecordKeys& keys_;
   Bytes context_;  // empty if `keys` are not valid
 };
+template <>
+StatusOr<NodeDesc> RecordCodec::Decode<NodeDesc>(
+    std::span<const uint8_t> record) const;
+template <>
+StatusOr<GenKey> RecordCodec::Decode<GenKey>(
+    std::span<const uint8_t> record) const;
+template <>
+StatusOr<SesKey> RecordCodec::Decode<SesKey>(
+    std::span<const uint8_t> record) const;
 
 // The key a record claims, WITHOUT verification (for reporting corrupt
 // records only). nullopt if too short to hold one.

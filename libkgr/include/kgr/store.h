@@ -250,7 +250,7 @@ class RecordFile {
   const RecordKeys keys_;
   const uint32_t owner_;
   const StoreOptions options_;
-  const RecordVerifier verifier_;  // of keys_, owner_, type_
+  const RecordCodec codec_;  // of keys_, owner_
 
   mutable std::mutex mu_;
   // Guarded by mu_. The readable records are base_ (sorted by key, unique;
@@ -348,6 +348,7 @@ class TypedStore {
       : file_(std::move(file)),
         keys_(std::move(keys)),
         owner_(owner),
+        codec_(keys_, owner_),
         decoded_capacity_(decoded_records) {}
 
   // The memo of decoded records: `record` is what `sealed` opens to. Valid
@@ -367,6 +368,7 @@ class TypedStore {
   std::unique_ptr<RecordFile> file_;
   const RecordKeys keys_;
   const uint32_t owner_;
+  const RecordCodec codec_;  // of keys_, owner_
   const size_t decoded_capacity_;
   mutable std::mutex decoded_mu_;
   mutable std::unordered_map<Key, Decoded> decoded_;  // guarded by decoded_mu_
