@@ -2,7 +2,6 @@
 // project's broker configuration, max_packet_size 64 KiB included), CMS
 // signed and encrypted both ways.
 #include <gtest/gtest.h>
-#include <sys/stat.h>
 
 #include <future>
 #include <memory>
@@ -27,9 +26,9 @@ class AcITest : public ::testing::Test {
   void SetUp() override {
     dir_ = harness::MakeTempDir("ac");
     ASSERT_FALSE(dir_.empty());
-    ::chmod(dir_.c_str(), 0755);  // the broker drops to user mosquitto
-    broker_ = std::make_unique<harness::Mosquitto>(dir_);
-    ASSERT_TRUE(broker_->Start().ok());
+    broker_ = std::make_unique<harness::Mosquitto>(dir_);  // chmods dir_
+    Status started = broker_->Start();
+    ASSERT_TRUE(started.ok()) << started.ToString();
     auto ks_cert = broker_->IssueClient("ks", "ks");
     auto ac_cert = broker_->IssueClient("ac", "ac");
     ASSERT_TRUE(ks_cert.ok() && ac_cert.ok());
