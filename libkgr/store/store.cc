@@ -1260,8 +1260,8 @@ void TypedStore<R>::ForEach(const std::function<void(const R&)>& fn) const {
   for (const auto& [key, sealed] : file_->Snapshot()) {
     StatusOr<R> r = codec_.template Decode<R>(sealed);
     if (!r.ok()) {  // verified when loaded: memory corruption or a bug
-      spdlog::error("store {}: {} record {}: {}", file_->path(),
-                    RecordTypeName(R::kType), key, kVerificationFailed);
+      spdlog::error("store {}: {}: {}", file_->path(),
+                    RecordNameOf(R::kType, key), kVerificationFailed);
       continue;
     }
     fn(*r);

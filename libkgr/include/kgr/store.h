@@ -347,8 +347,7 @@ class TypedStore {
              size_t decoded_records)
       : file_(std::move(file)),
         keys_(std::move(keys)),
-        owner_(owner),
-        codec_(keys_, owner_),
+        codec_(keys_, owner),
         decoded_capacity_(decoded_records) {}
 
   // The memo of decoded records: `record` is what `sealed` opens to. Valid
@@ -366,9 +365,8 @@ class TypedStore {
   void FlushPendingLocked(const std::vector<Key>& keep) const;  // mu held
 
   std::unique_ptr<RecordFile> file_;
-  const RecordKeys keys_;
-  const uint32_t owner_;
-  const RecordCodec codec_;  // of keys_, owner_
+  const RecordKeys keys_;    // referred to by codec_
+  const RecordCodec codec_;  // of keys_ and the owner
   const size_t decoded_capacity_;
   mutable std::mutex decoded_mu_;
   mutable std::unordered_map<Key, Decoded> decoded_;  // guarded by decoded_mu_
