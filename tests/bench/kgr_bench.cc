@@ -8,6 +8,7 @@
 // every loop is bounded by --count and --duration.
 #include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -86,6 +87,9 @@ usage: kgr-bench [flags]
   --node-dir DIR        parent of the nodes' state dirs             [/dev/shm]
   --ks-dir DIR          parent of the KS state dir (real disk)        [/tmp]
   --node-frames-per-s R KS per-node rate limit (0: off)               [0]
+  --broker-cpu C        pin the broker it starts to CPU C (how thread
+                        placement moves the bare pattern: see
+                        docs/performance.md)                     [not pinned]
   --scale-nodes K       add K registered nodes to node_desc; measure the
                         kgr-ks cold start and RSS with them
   --ks-binary PATH      kgr-ks for the cold start  [build dir ks-node/kgr-ks]
@@ -114,6 +118,7 @@ struct Args {
   std::string node_dir = "/dev/shm";
   std::string ks_dir = "/tmp";
   double node_frames_per_s = 0;
+  int broker_cpu = -1;  // -1: not pinned
   uint64_t scale_nodes = 0;
   std::string ks_binary = std::string(KGR_BINARY_DIR) + "/ks-node/kgr-ks";
   bool bare = true;
@@ -195,6 +200,8 @@ bool ParseArgs(int argc, char** argv, Args* a, std::string* error) {
       a->ks_dir = v;
     else if (f == "--node-frames-per-s")
       ok = num(v, &a->node_frames_per_s);
+    else if (f == "--broker-cpu")
+      ok = num(v, &a->broker_cpu) && a->broker_cpu < CPU_SETSIZE;
     else if (f == "--scale-nodes")
       ok = num(v, &a->scale_nodes);
     else if (f == "--ks-binary")
@@ -220,6 +227,10 @@ bool ParseArgs(int argc, char** argv, Args* a, std::string* error) {
   }
   if (!a->broker.empty() && a->tls && a->pki.empty()) {
     *error = "--broker with TLS needs --pki DIR (the broker's CA)";
+    return false;
+  }
+  if (a->broker_cpu >= 0 && !a->broker.empty()) {
+    *error = "--broker-cpu pins only a broker kgr-bench starts";
     return false;
   }
   if (a->swtpm && a->tcti != "none") {
@@ -630,6 +641,17 @@ Status Bench::StartBroker() {
     plain_ = std::make_unique<PlainMosquitto>(root_ + "/mqtt");
     KGR_RETURN_IF_ERROR(plain_->Start());
     port_ = plain_->port();
+  }
+  if (a_.broker_cpu >= 0) {
+    int pid = mosq_ ? mosq_->pid() : plain_->pid();
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(a_.broker_cpu, &set);
+    if (::sched_setaffinity(pid, sizeof set, &set) != 0) {
+      return InvalidArgumentError("--broker-cpu " +
+                                  std::to_string(a_.broker_cpu) + ": " +
+                                  std::strerror(errno));
+    }
   }
   return OkStatus();
 }
@@ -1247,6 +1269,7 @@ StatusOr<Json> Bench::Run() {
                       {"node_dir_fs", FsType(node_root_)},
                       {"node_loops", a_.node_loops},
                       {"node_frames_per_s", a_.node_frames_per_s},
+                      {"broker_cpu", a_.broker_cpu},
                       {"scale_nodes", a_.scale_nodes}};
   ks_fs_ = std::make_unique<CountingFileSystem>(*DefaultFileSystem());
   node_fs_ = std::make_unique<CountingFileSystem>(*DefaultFileSystem());
