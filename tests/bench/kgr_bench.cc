@@ -594,6 +594,8 @@ class Bench {
   Status RunReal(uint64_t count, double duration_s, bool renewal, bool measured,
                  Json* out);
   Status RunBare(uint64_t count, double duration_s, Json* out);
+  // PID of the broker this bench started; -1 with --broker.
+  int BrokerPid() const;
   double BrokerCpu() const;
   CpuSample SampleCpu() const;
   void Teardown();
@@ -643,11 +645,10 @@ Status Bench::StartBroker() {
     port_ = plain_->port();
   }
   if (a_.broker_cpu >= 0) {
-    int pid = mosq_ ? mosq_->pid() : plain_->pid();
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(a_.broker_cpu, &set);
-    if (::sched_setaffinity(pid, sizeof set, &set) != 0) {
+    if (::sched_setaffinity(BrokerPid(), sizeof set, &set) != 0) {
       return InvalidArgumentError("--broker-cpu " +
                                   std::to_string(a_.broker_cpu) + ": " +
                                   std::strerror(errno));
@@ -656,8 +657,12 @@ Status Bench::StartBroker() {
   return OkStatus();
 }
 
+int Bench::BrokerPid() const {
+  return mosq_ ? mosq_->pid() : plain_ ? plain_->pid() : -1;
+}
+
 double Bench::BrokerCpu() const {
-  int pid = mosq_ ? mosq_->pid() : plain_ ? plain_->pid() : -1;
+  int pid = BrokerPid();
   if (pid <= 0) return 0;
   return StatCpuSeconds("/proc/" + std::to_string(pid) + "/stat");
 }
