@@ -3,5 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${BUILD_DIR:-build}
-cmake -S . -B "$build" -G Ninja "$@" >/dev/null
+launcher=()
+# ccache, where installed, makes rebuilds in several checkouts cheap.
+if command -v ccache >/dev/null 2>&1; then
+  launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+fi
+cmake -S . -B "$build" -G Ninja "${launcher[@]}" "$@" >/dev/null
 ninja -C "$build" -j"$(nproc)" ${BUILD_TARGET:-}
