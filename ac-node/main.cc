@@ -1,7 +1,9 @@
 // kgr-ac: the Authorization Centre's operator commands.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -63,6 +65,52 @@ exit codes: 0 ok, 1 failed, 2 usage or config error, 3 broker or KS
 unavailable or timeout, 4 refused by the KS.
 )";
 
+// Every flag and config key (cli.h checks type and range).
+constexpr SettingSpec kSpecs[] = {
+    {.flag = "broker",
+     .key = "broker",
+     .kind = SettingKind::kHostPort,
+     .fallback = "127.0.0.1:8883"},
+    {.flag = "mqtt-client",
+     .key = "mqtt_client",
+     .kind = SettingKind::kChoice,
+     .fallback = "mosquitto",
+     .choices = "mosquitto|paho"},
+    {.flag = "ca", .key = "tls.ca_file"},
+    {.flag = "cert", .key = "tls.cert_file"},
+    {.flag = "key", .key = "tls.key_file"},
+    {.flag = "ks-cert", .key = "ks_cert_file"},
+    {.flag = "ca-key", .key = "ca_key_file"},
+    {.flag = "cert-days",
+     .key = "cert_days",
+     .kind = SettingKind::kInteger,
+     .fallback = "365",
+     .min = 1,
+     .max = 36500},
+    {.flag = "issued-dir", .key = "issued_dir"},
+    {.flag = "crl", .key = "crl_file"},
+    {.flag = "topic-prefix",
+     .key = "topic_prefix",
+     .fallback = kDefaultTopicPrefix,
+     .check = ValidateTopicPrefix},
+    {.flag = "timeout-ms",
+     .key = "timeout_ms",
+     .kind = SettingKind::kInteger,
+     .fallback = "10000",
+     .min = 1,
+     .max = 3'600'000},
+    {.flag = "log-level",
+     .key = "log_level",
+     .kind = SettingKind::kChoice,
+     .fallback = "info",
+     .choices = "debug|info|warn|error"},
+    {.flag = "json", .key = {}, .kind = SettingKind::kBool},
+    {.flag = "withdraw", .key = {}, .kind = SettingKind::kBool},
+    {.flag = "out", .key = {}},
+    {.flag = "peers", .key = {}, .kind = SettingKind::kNodeIdList},
+    {.flag = "node", .key = {}, .kind = SettingKind::kNodeId},
+};
+
 struct Settings {
   std::string broker, ca, cert, key, ks_cert, ca_key, prefix, log_level;
   MqttClient mqtt_client = MqttClient::kMosquitto;
@@ -71,16 +119,22 @@ struct Settings {
   int timeout_ms = 10000;
 };
 
-StatusOr<std::vector<uint32_t>> ParseIdList(const std::string& text) {
-  std::vector<uint32_t> ids;
-  std::stringstream ss(text);
-  std::string part;
-  while (std::getline(ss, part, ',')) {
-    if (part.empty()) continue;
-    KGR_ASSIGN_OR_RETURN(uint32_t id, ParseNodeId(part));
-    ids.push_back(id);
-  }
-  return ids;
+StatusOr<Settings> LoadSettings(const CommandLine& c) {
+  Settings s;
+  s.broker = c.Str("broker");
+  s.ca = c.Str("tls.ca_file");
+  KGR_ASSIGN_OR_RETURN(s.mqtt_client, ParseMqttClient(c.Str("mqtt_client")));
+  s.cert = c.Str("tls.cert_file");
+  s.key = c.Str("tls.key_file");
+  s.ks_cert = c.Str("ks_cert_file");
+  s.ca_key = c.Str("ca_key_file");
+  s.issued_dir = c.Str("issued_dir");
+  s.crl = c.Str("crl_file");
+  s.prefix = c.Str("topic_prefix");
+  s.log_level = c.Str("log_level");
+  s.cert_days = static_cast<int>(c.Int("cert_days"));
+  s.timeout_ms = static_cast<int>(c.Int("timeout_ms"));
+  return s;
 }
 
 StatusOr<std::string> ReadText(const std::string& path) {
@@ -121,6 +175,7 @@ class Session {
     if (transport_) (void)transport_->Disconnect();
   }
   AcClient& client() { return *client_; }
+  const CmsEndpoint& cms() const { return *cms_; }
   // Runs the loop until `done` or the timeout.
   Status Wait(const bool& done) {
     if (!loop_.RunUntil([&] { return done; }, nullptr, timeout_ms_)) {
@@ -128,6 +183,23 @@ class Session {
                                    std::to_string(timeout_ms_) + " ms");
     }
     return OkStatus();
+  }
+  // Asks one request and waits for its answer: `ask(client, done)` must
+  // call done(answer) once (an answer after the timeout is dropped).
+  template <typename T, typename Ask>
+  T Call(Ask ask) {
+    struct Answer {
+      bool done = false;
+      std::optional<T> value;
+    };
+    auto answer = std::make_shared<Answer>();
+    ask(*client_, [answer](T r) {
+      answer->value.emplace(std::move(r));
+      answer->done = true;
+    });
+    Status st = Wait(answer->done);
+    if (!st.ok()) return T(st);
+    return std::move(*answer->value);
   }
 
  private:
@@ -139,108 +211,154 @@ class Session {
   int timeout_ms_ = 10000;
 };
 
-Status CmdAuthorize(const Settings& s, const Flags& f) {
-  if (!f.values.count("out"))
-    return InvalidArgumentError("authorize needs --out FILE");
-  std::vector<uint32_t> peers;
-  if (f.values.count("peers")) {
-    KGR_ASSIGN_OR_RETURN(peers, ParseIdList(f.values.at("peers")));
+// The node's entry at the KS.
+StatusOr<AcListAns::Entry> GetNode(Session& session, uint32_t node) {
+  return session.Call<StatusOr<AcListAns::Entry>>(
+      [node](AcClient& c, auto done) { c.GetNode(node, done); });
+}
+
+// Undoes an authorization that cannot be completed: revokes the fresh
+// N_ID, so that nothing stays authorized; says so after `why`.
+Status RevokeAfter(Session& session, uint32_t n_id, const Status& why) {
+  auto r = session.Call<StatusOr<AcRevokeAns>>(
+      [n_id](AcClient& c, auto done) { c.Revoke(n_id, done); });
+  const std::string id = FormatNodeId(n_id);
+  if (r.ok()) {
+    return Status(why.code(),
+                  why.message() + "; the new node " + id +
+                      " was revoked at the KS again (nothing left authorized)");
   }
-  if (s.ca_key.empty()) return InvalidArgumentError("authorize needs --ca-key");
-  KGR_ASSIGN_OR_RETURN(std::string ca_pem, ReadText(s.ca));
-  KGR_ASSIGN_OR_RETURN(auto session, Session::Open(s));
-  bool done = false;
-  StatusOr<AcAuthorizeAns> result = InternalError("no answer");
-  session->client().Authorize(peers, [&](StatusOr<AcAuthorizeAns> r) {
-    result = std::move(r);
-    done = true;
-  });
-  KGR_RETURN_IF_ERROR(session->Wait(done));
-  if (!result.ok()) return result.status();
+  return Status(why.code(), why.message() + "; revoking the new node " + id +
+                                " failed too (" + r.status().message() +
+                                "): run `kgr-ac revoke --node " + id + "`");
+}
+
+// After the KS authorized `ans`: the certificate, its copy, the file.
+Status FinishAuthorize(const Settings& s, Session& session,
+                       const AcAuthorizeAns& ans, const std::string& ca_pem,
+                       StagedFile& out) {
   KGR_ASSIGN_OR_RETURN(
       IssuedCertificate cert,
-      IssueNodeCertificate(s.ca, s.ca_key, result->n_id, s.cert_days));
+      IssueNodeCertificate(s.ca, s.ca_key, ans.n_id, s.cert_days));
   Credentials c;
-  c.n_id = result->n_id;
-  c.ntag = std::move(result->ntag);
+  c.n_id = ans.n_id;
+  c.ntag = ans.ntag.Clone();
   c.broker_address = s.broker;
   c.topic_prefix = s.prefix;
-  c.ks_n_id = result->ks_n_id;
+  c.ks_n_id = ans.ks_n_id;
   c.ca_pem = ca_pem;
   c.cert_pem = cert.cert_pem;
   c.key_pem = std::move(cert.key_pem);
+  KGR_ASSIGN_OR_RETURN(SecretBytes file,
+                       EncodeCredentialFile(c, session.cms()));
   if (!s.issued_dir.empty()) {
-    KGR_RETURN_IF_ERROR(DefaultFileSystem()->CreateDir(s.issued_dir, 0755));
     KGR_RETURN_IF_ERROR(DefaultFileSystem()->WriteFileAtomic(
         s.issued_dir + "/n" + FormatNodeId(c.n_id) + ".crt",
         AsBytes(c.cert_pem), 0644));
   }
+  return out.Commit(file.span());
+}
+
+// Everything that can be checked is checked before the KS is asked; what
+// fails after it authorized the node is undone (RevokeAfter).
+Status CmdAuthorize(const Settings& s, const CommandLine& c) {
+  if (!c.Has("out")) return InvalidArgumentError("authorize needs --out FILE");
+  if (s.ca_key.empty()) return InvalidArgumentError("authorize needs --ca-key");
+  KGR_ASSIGN_OR_RETURN(std::string ca_pem, ReadText(s.ca));
+  // A throwaway certificate: the CA files and --cert-days work.
   KGR_RETURN_IF_ERROR(
-      WriteCredentialFile(*DefaultFileSystem(), f.values.at("out"), c));
+      IssueNodeCertificate(s.ca, s.ca_key, 0, s.cert_days).status());
+  FileSystem& fs = *DefaultFileSystem();
+  std::unique_ptr<StagedFile> probe;
+  if (!s.issued_dir.empty()) {
+    KGR_RETURN_IF_ERROR(fs.CreateDir(s.issued_dir, 0755));
+    KGR_ASSIGN_OR_RETURN(probe, StagedFile::Stage(fs, s.issued_dir + "/probe",
+                                                  0644, 4096));
+  }
+  KGR_ASSIGN_OR_RETURN(
+      auto out, StagedFile::Stage(fs, c.Str("out"), 0600, 2 * 16384));
+  KGR_ASSIGN_OR_RETURN(auto session, Session::Open(s));
+  auto ans = session->Call<StatusOr<AcAuthorizeAns>>(
+      [&c](AcClient& client, auto done) {
+        client.Authorize(c.Ids("peers"), done);
+      });
+  if (!ans.ok()) return ans.status();
+  Status st = FinishAuthorize(s, *session, *ans, ca_pem, *out);
+  if (!st.ok()) return RevokeAfter(*session, ans->n_id, st);
   std::printf("authorized node %s (entry %u); credentials in %s\n",
-              FormatNodeId(c.n_id).c_str(), result->entry_no,
-              f.values.at("out").c_str());
+              FormatNodeId(ans->n_id).c_str(), ans->entry_no,
+              c.Str("out").c_str());
   return OkStatus();
 }
 
-Status CmdPeers(const Settings& s, const Flags& f) {
-  if (!f.values.count("node") || !f.values.count("peers")) {
+// With --out, a failure after the KS changed the node's list puts the list
+// back (allows or withdraws again exactly what changed).
+Status CmdPeers(const Settings& s, const CommandLine& c) {
+  if (!c.Has("node") || !c.Has("peers")) {
     return InvalidArgumentError("peers needs --node ID and --peers ID,ID");
   }
-  KGR_ASSIGN_OR_RETURN(uint32_t node, ParseNodeId(f.values.at("node")));
-  KGR_ASSIGN_OR_RETURN(auto peers, ParseIdList(f.values.at("peers")));
-  bool allow = !f.Has("withdraw");
+  const uint32_t node = c.Id("node");
+  const std::vector<uint32_t>& peers = c.Ids("peers");
+  const bool allow = !c.Bool("withdraw");
+  std::unique_ptr<StagedFile> out;
+  if (c.Has("out")) {
+    KGR_ASSIGN_OR_RETURN(out, StagedFile::Stage(*DefaultFileSystem(),
+                                                c.Str("out"), 0644, 16384));
+  }
   KGR_ASSIGN_OR_RETURN(auto session, Session::Open(s));
-  bool done = false;
-  Status result;
-  session->client().SetPeers(node, allow, peers, [&](Status st) {
-    result = st;
-    done = true;
-  });
-  KGR_RETURN_IF_ERROR(session->Wait(done));
-  KGR_RETURN_IF_ERROR(result);
-  if (f.values.count("out")) {
-    // The node's full list as the KS now has it.
-    bool got = false;
-    StatusOr<AcListAns::Entry> entry = InternalError("no answer");
-    session->client().GetNode(node, [&](StatusOr<AcListAns::Entry> r) {
-      entry = std::move(r);
-      got = true;
+  KGR_ASSIGN_OR_RETURN(AcListAns::Entry before, GetNode(*session, node));
+  auto set = [&](bool allow_them, std::vector<uint32_t> ids) {
+    return session->Call<Status>([&](AcClient& client, auto done) {
+      client.SetPeers(node, allow_them, std::move(ids), done);
     });
-    KGR_RETURN_IF_ERROR(session->Wait(got));
-    if (!entry.ok()) return entry.status();
-    KGR_RETURN_IF_ERROR(
-        WritePeerList(*DefaultFileSystem(), f.values.at("out"), entry->peers));
+  };
+  KGR_RETURN_IF_ERROR(set(allow, peers));
+  if (out) {
+    auto after = GetNode(*session, node);
+    Status st = after.status();
+    if (st.ok()) {
+      auto file = EncodePeerList({node, after->peers}, session->cms());
+      st = file.ok() ? out->Commit(*file) : file.status();
+    }
+    if (!st.ok()) {
+      std::vector<uint32_t> changed;
+      for (uint32_t p : peers) {
+        bool had = std::count(before.peers.begin(), before.peers.end(), p);
+        if (had != allow) changed.push_back(p);
+      }
+      Status undo = changed.empty() ? OkStatus() : set(!allow, changed);
+      return Status(st.code(),
+                    st.message() + (undo.ok()
+                                         ? "; the KS's list was put back"
+                                         : "; putting the KS's list back "
+                                           "failed too: " +
+                                               undo.message()));
+    }
   }
   std::printf("%s %zu peer(s) of %s\n", allow ? "allowed" : "withdrew",
               peers.size(), FormatNodeId(node).c_str());
   return OkStatus();
 }
 
-Status CmdRevoke(const Settings& s, const Flags& f) {
-  if (!f.values.count("node"))
-    return InvalidArgumentError("revoke needs --node ID");
-  KGR_ASSIGN_OR_RETURN(uint32_t node, ParseNodeId(f.values.at("node")));
+Status CmdRevoke(const Settings& s, const CommandLine& c) {
+  if (!c.Has("node")) return InvalidArgumentError("revoke needs --node ID");
+  const uint32_t node = c.Id("node");
+  std::string cert = s.issued_dir + "/n" + FormatNodeId(node) + ".crt";
+  if (!s.crl.empty() &&
+      (s.issued_dir.empty() || !DefaultFileSystem()->Exists(cert))) {
+    return NotFoundError(
+        "no issued certificate of the node in --issued-dir for --crl; "
+        "nothing revoked");
+  }
   KGR_ASSIGN_OR_RETURN(auto session, Session::Open(s));
-  bool done = false;
-  StatusOr<AcRevokeAns> result = InternalError("no answer");
-  session->client().Revoke(node, [&](StatusOr<AcRevokeAns> r) {
-    result = std::move(r);
-    done = true;
-  });
-  KGR_RETURN_IF_ERROR(session->Wait(done));
+  auto result = session->Call<StatusOr<AcRevokeAns>>(
+      [node](AcClient& client, auto done) { client.Revoke(node, done); });
   if (!result.ok()) return result.status();
   std::printf("revoked %s; %u peer(s) told to wipe their pair\n",
               FormatNodeId(node).c_str(), result->peers_notified);
   if (s.crl.empty()) {
     std::printf("no --crl: the broker still accepts the node's certificate\n");
     return OkStatus();
-  }
-  std::string cert = s.issued_dir + "/n" + FormatNodeId(node) + ".crt";
-  if (s.issued_dir.empty() || !DefaultFileSystem()->Exists(cert)) {
-    return NotFoundError(
-        "no issued certificate of the node in --issued-dir; "
-        "the broker still accepts it");
   }
   KGR_RETURN_IF_ERROR(UpdateCrl(s.ca, s.ca_key, s.crl, cert, s.cert_days));
   std::printf("certificate added to %s: send SIGHUP to the broker to apply\n",
@@ -259,13 +377,8 @@ Status CmdCrl(const Settings& s) {
 
 Status CmdList(const Settings& s, bool as_json) {
   KGR_ASSIGN_OR_RETURN(auto session, Session::Open(s));
-  bool done = false;
-  StatusOr<AcListAns> list = InternalError("no answer");
-  session->client().List([&](StatusOr<AcListAns> r) {
-    list = std::move(r);
-    done = true;
-  });
-  KGR_RETURN_IF_ERROR(session->Wait(done));
+  auto list = session->Call<StatusOr<AcListAns>>(
+      [](AcClient& client, auto done) { client.List(done); });
   if (!list.ok()) return list.status();
   static const char* kStates[] = {"?", "authorized", "registered", "revoked"};
   nlohmann::json j = nlohmann::json::array();
@@ -290,55 +403,19 @@ Status CmdList(const Settings& s, bool as_json) {
 }
 
 int Main(int argc, char** argv) {
+  int exit_code = kExitUsage;
   auto flags =
-      ParseFlags(argc, argv,
-                 {"config", "broker", "ca", "cert", "key", "ks-cert", "ca-key",
-                  "cert-days", "topic-prefix", "timeout-ms", "log-level", "out",
-                  "peers", "issued-dir", "crl", "node", "mqtt-client"},
-                 {"help", "json", "withdraw"});
-  if (!flags.ok() || flags->Has("help") || flags->command.empty()) {
-    if (!flags.ok())
-      std::fprintf(stderr, "kgr-ac: %s\n\n", flags.status().message().c_str());
-    std::fputs(kUsage, flags.ok() && flags->Has("help") ? stdout : stderr);
-    return flags.ok() && flags->Has("help") ? kExitOk : kExitUsage;
-  }
-  auto config =
-      LoadJsonConfig(flags->values.count("config") ? flags->values.at("config")
-                                                   : std::string());
-  if (!config.ok()) {
-    std::fprintf(stderr, "kgr-ac: %s\n", config.status().ToString().c_str());
+      ParseOrExplain("kgr-ac", kUsage, argc, argv, kSpecs,
+                     {"authorize", "peers", "list", "crl", "revoke"},
+                     &exit_code);
+  if (!flags) return exit_code;
+  const CommandLine& f = *flags;
+  auto settings = LoadSettings(f);
+  if (!settings.ok()) {
+    std::fprintf(stderr, "kgr-ac: %s\n", settings.status().message().c_str());
     return kExitUsage;
   }
-  const Flags& f = *flags;
-  Settings s;
-  s.broker = Setting(f, *config, "broker", "broker", "127.0.0.1:8883");
-  s.ca = Setting(f, *config, "ca", "tls.ca_file", "");
-  auto mqtt_client = ParseMqttClient(
-      Setting(f, *config, "mqtt-client", "mqtt_client", "mosquitto"));
-  if (!mqtt_client.ok()) {
-    std::fprintf(stderr, "kgr-ac: %s\n",
-                 mqtt_client.status().ToString().c_str());
-    return kExitUsage;
-  }
-  s.mqtt_client = *mqtt_client;
-  s.cert = Setting(f, *config, "cert", "tls.cert_file", "");
-  s.key = Setting(f, *config, "key", "tls.key_file", "");
-  s.ks_cert = Setting(f, *config, "ks-cert", "ks_cert_file", "");
-  s.ca_key = Setting(f, *config, "ca-key", "ca_key_file", "");
-  s.issued_dir = Setting(f, *config, "issued-dir", "issued_dir", "");
-  s.crl = Setting(f, *config, "crl", "crl_file", "");
-  s.prefix =
-      Setting(f, *config, "topic-prefix", "topic_prefix", kDefaultTopicPrefix);
-  s.log_level = Setting(f, *config, "log-level", "log_level", "info");
-  try {
-    s.cert_days =
-        std::stoi(Setting(f, *config, "cert-days", "cert_days", "365"));
-    s.timeout_ms =
-        std::stoi(Setting(f, *config, "timeout-ms", "timeout_ms", "10000"));
-  } catch (const std::exception&) {
-    std::fprintf(stderr, "kgr-ac: cert_days and timeout_ms must be numbers\n");
-    return kExitUsage;
-  }
+  const Settings& s = *settings;
   SetupLogging(s.log_level);
   Status st;
   if (f.command == "authorize") {
@@ -349,12 +426,8 @@ int Main(int argc, char** argv) {
     st = CmdCrl(s);
   } else if (f.command == "revoke") {
     st = CmdRevoke(s, f);
-  } else if (f.command == "list") {
-    st = CmdList(s, f.Has("json"));
   } else {
-    std::fprintf(stderr, "kgr-ac: unknown command '%s'\n\n%s",
-                 f.command.c_str(), kUsage);
-    return kExitUsage;
+    st = CmdList(s, f.Bool("json"));
   }
   if (!st.ok()) {
     std::fprintf(stderr, "kgr-ac %s: %s\n", f.command.c_str(),

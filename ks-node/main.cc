@@ -77,45 +77,83 @@ struct Settings {
   bool pcr_policy = false;
 };
 
-StatusOr<Settings> LoadSettings(const Flags& f) {
-  KGR_ASSIGN_OR_RETURN(
-      nlohmann::json c,
-      LoadJsonConfig(f.values.count("config") ? f.values.at("config")
-                                              : std::string()));
+// Every flag and config key (cli.h checks type and range).
+constexpr SettingSpec kSpecs[] = {
+    {.flag = "state-dir", .key = "state_dir"},
+    {.flag = "tcti", .key = "tcti"},
+    {.flag = "broker",
+     .key = "broker",
+     .kind = SettingKind::kHostPort,
+     .fallback = "127.0.0.1:8883"},
+    {.flag = "mqtt-client",
+     .key = "mqtt_client",
+     .kind = SettingKind::kChoice,
+     .fallback = "mosquitto",
+     .choices = "mosquitto|paho"},
+    {.flag = "ca", .key = "tls.ca_file"},
+    {.flag = "cert", .key = "tls.cert_file"},
+    {.flag = "key", .key = "tls.key_file"},
+    {.flag = "topic-prefix",
+     .key = "topic_prefix",
+     .fallback = kDefaultTopicPrefix,
+     .check = ValidateTopicPrefix},
+    {.flag = "gen-key-ttl-ms",
+     .key = "gen_key_ttl_ms",
+     .kind = SettingKind::kInteger,
+     .fallback = "60000",
+     .min = 1,
+     .max = 86'400'000},
+    {.flag = "node-frames-per-s",
+     .key = "node_frames_per_s",
+     .kind = SettingKind::kInteger,
+     .fallback = "100",
+     .max = 1'000'000},
+    {.flag = "node-burst",
+     .key = "node_burst",
+     .kind = SettingKind::kInteger,
+     .max = 2'000'000},
+    {.flag = "max-pending",
+     .key = "max_pending",
+     .kind = SettingKind::kInteger,
+     .fallback = "100000",
+     .min = 1,
+     .max = 100'000'000},
+    {.flag = "journal-prealloc-kb",
+     .key = "journal_prealloc_kb",
+     .kind = SettingKind::kInteger,
+     .fallback = "256",
+     .max = 4096},
+    {.flag = "pcr-policy", .key = "pcr_policy", .kind = SettingKind::kBool},
+    {.flag = "log-level",
+     .key = "log_level",
+     .kind = SettingKind::kChoice,
+     .fallback = "info",
+     .choices = "debug|info|warn|error"},
+    {.flag = "json", .key = {}, .kind = SettingKind::kBool},
+    {.flag = "node", .key = {}, .kind = SettingKind::kNodeId},
+};
+
+StatusOr<Settings> LoadSettings(const CommandLine& c) {
   Settings s;
-  s.state_dir = Setting(f, c, "state-dir", "state_dir", "");
-  s.tcti = ResolveTcti(Setting(f, c, "tcti", "tcti", ""));
-  s.broker = Setting(f, c, "broker", "broker", "127.0.0.1:8883");
-  s.ca = Setting(f, c, "ca", "tls.ca_file", "");
-  s.cert = Setting(f, c, "cert", "tls.cert_file", "");
-  s.key = Setting(f, c, "key", "tls.key_file", "");
-  s.prefix = Setting(f, c, "topic-prefix", "topic_prefix", kDefaultTopicPrefix);
-  s.log_level = Setting(f, c, "log-level", "log_level", "info");
-  KGR_ASSIGN_OR_RETURN(
-      s.mqtt_client, ParseMqttClient(Setting(f, c, "mqtt-client", "mqtt_client",
-                                             "mosquitto")));
-  s.pcr_policy =
-      f.Has("pcr-policy") || Setting(f, c, "", "pcr_policy", "false") == "true";
-  KGR_ASSIGN_OR_RETURN(
-      s.gen_key_ttl_ms,
-      NumberSetting(f, c, "gen-key-ttl-ms", "gen_key_ttl_ms", "60000"));
-  KGR_ASSIGN_OR_RETURN(
-      s.node_frames_per_s,
-      NumberSetting(f, c, "node-frames-per-s", "node_frames_per_s", "100"));
-  KGR_ASSIGN_OR_RETURN(s.node_burst,
-                       NumberSetting(f, c, "node-burst", "node_burst",
-                                     std::to_string(2 * s.node_frames_per_s)));
+  s.state_dir = c.Str("state_dir");
+  s.tcti = ResolveTcti(c.Str("tcti"));
+  s.broker = c.Str("broker");
+  s.ca = c.Str("tls.ca_file");
+  s.cert = c.Str("tls.cert_file");
+  s.key = c.Str("tls.key_file");
+  s.prefix = c.Str("topic_prefix");
+  s.log_level = c.Str("log_level");
+  KGR_ASSIGN_OR_RETURN(s.mqtt_client, ParseMqttClient(c.Str("mqtt_client")));
+  s.pcr_policy = c.Bool("pcr_policy");
+  s.gen_key_ttl_ms = c.Int("gen_key_ttl_ms");
+  s.node_frames_per_s = c.Int("node_frames_per_s");
+  s.node_burst =
+      c.Has("node_burst") ? c.Int("node_burst") : 2 * s.node_frames_per_s;
   if (s.node_frames_per_s != 0 && s.node_burst == 0) {
-    return InvalidArgumentError("node_burst: at least 1 with a rate limit");
+    return c.Invalid("node_burst", "must be at least 1 with a rate limit");
   }
-  KGR_ASSIGN_OR_RETURN(s.max_pending, NumberSetting(f, c, "max-pending",
-                                                    "max_pending", "100000"));
-  if (s.max_pending == 0) {
-    return InvalidArgumentError("max_pending: at least 1");
-  }
-  KGR_ASSIGN_OR_RETURN(s.journal_prealloc_kb,
-                       NumberSetting(f, c, "journal-prealloc-kb",
-                                     "journal_prealloc_kb", "256", 4096));
+  s.max_pending = c.Int("max_pending");
+  s.journal_prealloc_kb = c.Int("journal_prealloc_kb");
   if (s.state_dir.empty()) {
     return InvalidArgumentError("no state directory: --state-dir or state_dir");
   }
@@ -236,16 +274,15 @@ void PrintStatus(const nlohmann::json& j, bool as_json) {
   }
 }
 
-Status CmdRotate(const Settings& s, const Flags& f) {
-  if (!f.values.count("node"))
-    return InvalidArgumentError("rotate needs --node ID");
+Status CmdRotate(const Settings& s, const CommandLine& c) {
+  if (!c.Has("node")) return InvalidArgumentError("rotate needs --node ID");
+  const std::string node = FormatNodeId(c.Id("node"));
   KGR_ASSIGN_OR_RETURN(
       nlohmann::json r,
       ControlCall(s.state_dir + "/control.sock",
-                  {{"cmd", "rotate"}, {"node", f.values.at("node")}}, 5000));
+                  {{"cmd", "rotate"}, {"node", node}}, 5000));
   if (!r.value("ok", false)) return InternalError(r.value("error", "failed"));
-  std::printf("asked node %s to rotate its NKSK\n",
-              f.values.at("node").c_str());
+  std::printf("asked node %s to rotate its NKSK\n", node.c_str());
   return OkStatus();
 }
 
@@ -398,21 +435,13 @@ Status CmdRun(const Settings& s) {
 }
 
 int Main(int argc, char** argv) {
-  auto flags = ParseFlags(
-      argc, argv,
-      {"config", "state-dir", "tcti", "broker", "ca", "cert", "key",
-       "topic-prefix", "gen-key-ttl-ms", "log-level", "node", "mqtt-client",
-       "journal-prealloc-kb", "node-frames-per-s", "node-burst", "max-pending"},
-      {"help", "json", "pcr-policy"});
-  if (!flags.ok() || flags->Has("help") || flags->command.empty()) {
-    if (!flags.ok())
-      std::fprintf(stderr, "kgr-ks: %s\n\n", flags.status().message().c_str());
-    std::fputs(kUsage, flags.ok() && flags->Has("help") ? stdout : stderr);
-    return flags.ok() && flags->Has("help") ? kExitOk : kExitUsage;
-  }
+  int exit_code = kExitUsage;
+  auto flags = ParseOrExplain("kgr-ks", kUsage, argc, argv, kSpecs,
+                              {"init", "run", "status", "rotate"}, &exit_code);
+  if (!flags) return exit_code;
   auto settings = LoadSettings(*flags);
   if (!settings.ok()) {
-    std::fprintf(stderr, "kgr-ks: %s\n", settings.status().ToString().c_str());
+    std::fprintf(stderr, "kgr-ks: %s\n", settings.status().message().c_str());
     return kExitUsage;
   }
   SetupLogging(settings->log_level);
@@ -423,12 +452,8 @@ int Main(int argc, char** argv) {
     st = CmdRun(*settings);
   } else if (flags->command == "rotate") {
     st = CmdRotate(*settings, *flags);
-  } else if (flags->command == "status") {
-    st = CmdStatus(*settings, flags->Has("json"));
   } else {
-    std::fprintf(stderr, "kgr-ks: unknown command '%s'\n\n%s",
-                 flags->command.c_str(), kUsage);
-    return kExitUsage;
+    st = CmdStatus(*settings, flags->Bool("json"));
   }
   if (!st.ok()) {
     std::fprintf(stderr, "kgr-ks %s: %s\n", flags->command.c_str(),

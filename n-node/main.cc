@@ -2,6 +2,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include "kgr/cli.h"
@@ -73,6 +74,56 @@ TPM or daemon unavailable or timeout, 4 refused (pair not allowed, not
 registered, NTAG used).
 )";
 
+// Every flag and config key (cli.h checks type and range).
+constexpr SettingSpec kSpecs[] = {
+    {.flag = "state-dir", .key = "state_dir"},
+    {.flag = "tcti", .key = "tcti"},
+    {.flag = "broker", .key = "broker", .kind = SettingKind::kHostPort},
+    {.flag = "mqtt-client",
+     .key = "mqtt_client",
+     .kind = SettingKind::kChoice,
+     .fallback = "mosquitto",
+     .choices = "mosquitto|paho"},
+    {.flag = "timeout-ms",
+     .key = "timeout_ms",
+     .kind = SettingKind::kInteger,
+     .fallback = "10000",
+     .min = 1,
+     .max = 3'600'000},
+    {.flag = "key-max-age-s",
+     .key = "policy.max_age_s",
+     .kind = SettingKind::kInteger,
+     .fallback = "0",
+     .max = kMaxNumberSetting},
+    {.flag = "key-max-frames",
+     .key = "policy.max_frames",
+     .kind = SettingKind::kInteger,
+     .fallback = "0",
+     .max = kMaxNumberSetting},
+    {.flag = "key-max-bytes",
+     .key = "policy.max_bytes",
+     .kind = SettingKind::kInteger,
+     .fallback = "0",
+     .max = kMaxNumberSetting},
+    {.flag = {}, .key = "policy.pairs", .kind = SettingKind::kObject},
+    {.flag = "journal-prealloc-kb",
+     .key = "journal_prealloc_kb",
+     .kind = SettingKind::kInteger,
+     .fallback = "256",
+     .max = 4096},
+    {.flag = "pcr-policy", .key = "pcr_policy", .kind = SettingKind::kBool},
+    {.flag = "log-level",
+     .key = "log_level",
+     .kind = SettingKind::kChoice,
+     .fallback = "info",
+     .choices = "debug|info|warn|error"},
+    {.flag = "json", .key = {}, .kind = SettingKind::kBool},
+    {.flag = "credentials", .key = {}},
+    {.flag = "file", .key = {}},
+    {.flag = "peer", .key = {}, .kind = SettingKind::kNodeId},
+    {.flag = "data", .key = {}, .max = 65536},
+};
+
 struct Settings {
   std::string state_dir, tcti, broker, log_level;
   MqttClient mqtt_client = MqttClient::kMosquitto;
@@ -82,6 +133,56 @@ struct Settings {
   std::map<uint32_t, KeyPolicy> pair_policy;
   bool pcr_policy = false;
 };
+
+// policy.pairs: {"<peer N_ID>": {"max_frames": N, "max_bytes": N,
+// "max_age_s": N}}, each limit defaulting to the node-wide one.
+Status LoadPairPolicy(const nlohmann::json& pairs, Settings* s) {
+  for (const auto& [peer, limits] : pairs.items()) {
+    const std::string key = "policy.pairs." + peer;
+    auto id = ParseNodeId(peer);
+    if (!id.ok() || *id == 0) {
+      return ConfigKeyError(key, "the key must be an N_ID (8 hex digits)");
+    }
+    if (!limits.is_object()) return ConfigKeyError(key, "must be an object");
+    KeyPolicy kp = s->policy;
+    for (const auto& [name, value] : limits.items()) {
+      uint64_t* out = name == "max_frames"  ? &kp.max_frames
+                      : name == "max_bytes" ? &kp.max_bytes
+                      : name == "max_age_s" ? &kp.max_age_ms
+                                            : nullptr;
+      if (out == nullptr) {
+        return ConfigKeyError(key + "." + name,
+                              "unknown key (known here: max_frames "
+                              "max_bytes max_age_s)");
+      }
+      KGR_ASSIGN_OR_RETURN(*out, ConfigInteger(value, key + "." + name, 0,
+                                               kMaxNumberSetting));
+      if (name == "max_age_s") *out *= 1000;
+    }
+    s->pair_policy[*id] = kp;
+  }
+  return OkStatus();
+}
+
+StatusOr<Settings> LoadSettings(const CommandLine& c) {
+  Settings s;
+  s.state_dir = c.Str("state_dir");
+  s.tcti = ResolveTcti(c.Str("tcti"));
+  s.broker = c.Str("broker");
+  s.log_level = c.Str("log_level");
+  KGR_ASSIGN_OR_RETURN(s.mqtt_client, ParseMqttClient(c.Str("mqtt_client")));
+  s.pcr_policy = c.Bool("pcr_policy");
+  s.timeout_ms = c.Int("timeout_ms");
+  s.policy.max_age_ms = 1000 * c.Int("policy.max_age_s");
+  s.policy.max_frames = c.Int("policy.max_frames");
+  s.policy.max_bytes = c.Int("policy.max_bytes");
+  s.journal_prealloc_kb = c.Int("journal_prealloc_kb");
+  KGR_RETURN_IF_ERROR(LoadPairPolicy(c.Object("policy.pairs"), &s));
+  if (s.state_dir.empty()) {
+    return InvalidArgumentError("no state directory: --state-dir or state_dir");
+  }
+  return s;
+}
 
 StoreOptions StoreOptionsFor(const Settings& s) {
   StoreOptions o;
@@ -196,6 +297,13 @@ class NodeService {
     } else if (cmd == "rotate") {
       client_->RotateNksk(done, timeout);
     } else if (cmd == "peers") {
+      // The list names the node it is for (signed by the AC).
+      auto node = ParseNodeId(req.value("node", ""));
+      if (!node.ok() || *node != client_->n_id()) {
+        return fail(InvalidArgumentError(
+            "the peer list is for node " + req.value("node", "?") +
+            ", this is node " + FormatNodeId(client_->n_id())));
+      }
       std::vector<uint32_t> ids;
       for (const auto& p : req.value("peers", nlohmann::json::array())) {
         auto id = ParseNodeId(p.is_string() ? p.get<std::string>() : "");
@@ -257,16 +365,9 @@ class NodeService {
   uint64_t saved_counter_ = 0;
 };
 
-Status CmdInit(const Settings& s, const Flags& f) {
-  if (!f.values.count("credentials")) {
-    return InvalidArgumentError("init needs --credentials FILE");
-  }
-  KGR_ASSIGN_OR_RETURN(
-      Credentials c,
-      ReadCredentialFile(*DefaultFileSystem(), f.values.at("credentials")));
+// The broker files, then the TPM (the part that cannot be undone) last.
+Status InitFrom(const Settings& s, const Credentials& c, uint64_t* nv_writes) {
   KGR_ASSIGN_OR_RETURN(auto lock, DirLock::ForStateDir(s.state_dir));
-  KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpmFor(s));
-  KGR_ASSIGN_OR_RETURN(OwnData own, InitNode(*tpm, c));
   FileSystem& fs = *DefaultFileSystem();
   KGR_RETURN_IF_ERROR(fs.CreateDir(s.state_dir + "/tls", 0700));
   KGR_RETURN_IF_ERROR(
@@ -275,34 +376,65 @@ Status CmdInit(const Settings& s, const Flags& f) {
       fs.WriteFileAtomic(TlsPath(s, "cert.pem"), AsBytes(c.cert_pem), 0644));
   KGR_RETURN_IF_ERROR(
       fs.WriteFileAtomic(TlsPath(s, "key.pem"), c.key_pem.span(), 0600));
-  std::printf("node %s initialized (nv_writes=%llu); delete %s now\n",
-              FormatNodeId(own.identity.n_id).c_str(),
-              static_cast<unsigned long long>(tpm->counters().nv_writes),
-              f.values.at("credentials").c_str());
+  KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpmFor(s));
+  KGR_RETURN_IF_ERROR(InitNode(*tpm, c).status());
+  *nv_writes = tpm->counters().nv_writes;
   return OkStatus();
 }
 
-StatusOr<nlohmann::json> BuildRequest(const Settings& s, const Flags& f) {
+// The credential file is verified completely (the AC's signature) before
+// anything is written; a state directory this command created is removed
+// again if it fails.
+Status CmdInit(const Settings& s, const CommandLine& f) {
+  if (!f.Has("credentials")) {
+    return InvalidArgumentError("init needs --credentials FILE");
+  }
+  const std::string& path = f.Str("credentials");
+  KGR_ASSIGN_OR_RETURN(Credentials c,
+                       ReadCredentialFile(*DefaultFileSystem(), path));
+  const bool fresh = !DefaultFileSystem()->Exists(s.state_dir);
+  uint64_t nv_writes = 0;
+  Status st = InitFrom(s, c, &nv_writes);
+  if (!st.ok()) {
+    std::error_code ec;
+    if (fresh) std::filesystem::remove_all(s.state_dir, ec);
+    return st;
+  }
+  std::printf("node %s initialized (nv_writes=%llu); delete %s now\n",
+              FormatNodeId(c.n_id).c_str(),
+              static_cast<unsigned long long>(nv_writes), path.c_str());
+  return OkStatus();
+}
+
+StatusOr<nlohmann::json> BuildRequest(const Settings& s, const CommandLine& f) {
   nlohmann::json req{{"cmd", f.command}, {"timeout_ms", s.timeout_ms}};
   if (f.command == "peers") {
-    if (!f.values.count("file"))
-      return InvalidArgumentError("peers needs --file");
+    if (!f.Has("file")) return InvalidArgumentError("peers needs --file");
+    FileSystem& fs = *DefaultFileSystem();
+    auto ca = fs.ReadFile(TlsPath(s, "ca.pem"));
+    if (!ca.ok()) {
+      return ca.status().Annotate("no CA certificate: run `kgr-node init`");
+    }
     KGR_ASSIGN_OR_RETURN(
-        auto ids, ReadPeerList(*DefaultFileSystem(), f.values.at("file")));
-    nlohmann::json list = nlohmann::json::array();
-    for (uint32_t id : ids) list.push_back(FormatNodeId(id));
-    req["peers"] = list;
+        PeerList list,
+        ReadPeerList(fs, f.Str("file"),
+                     std::string_view(reinterpret_cast<const char*>(ca->data()),
+                                      ca->size())));
+    nlohmann::json ids = nlohmann::json::array();
+    for (uint32_t id : list.peers) ids.push_back(FormatNodeId(id));
+    req["peers"] = ids;
+    req["node"] = FormatNodeId(list.node);
   }
   if (f.command == "request-key" || f.command == "renew" ||
       f.command == "send") {
-    if (!f.values.count("peer"))
+    if (!f.Has("peer")) {
       return InvalidArgumentError(f.command + " needs --peer ID");
-    req["peer"] = f.values.at("peer");
+    }
+    req["peer"] = FormatNodeId(f.Id("peer"));
   }
   if (f.command == "send") {
-    if (!f.values.count("data"))
-      return InvalidArgumentError("send needs --data");
-    req["data"] = f.values.at("data");
+    if (!f.Has("data")) return InvalidArgumentError("send needs --data");
+    req["data"] = f.Str("data");
   }
   return req;
 }
@@ -319,11 +451,11 @@ Status FromResponse(const nlohmann::json& r) {
   return InternalError(msg);
 }
 
-void Print(const Flags& f, const nlohmann::json& r) {
+void Print(const CommandLine& f, const nlohmann::json& r) {
   if (f.command == "send") {
     std::printf("reply: %s\n", r.value("reply", "").c_str());
   } else if (f.command == "status") {
-    if (f.Has("json")) {
+    if (f.Bool("json")) {
       std::cout << r.dump(2) << "\n";
       return;
     }
@@ -347,7 +479,7 @@ void Print(const Flags& f, const nlohmann::json& r) {
 }
 
 // Runs a command in the daemon if one listens, else in this process.
-Status CmdClient(const Settings& s, const Flags& f) {
+Status CmdClient(const Settings& s, const CommandLine& f) {
   KGR_ASSIGN_OR_RETURN(nlohmann::json req, BuildRequest(s, f));
   auto remote = ControlCall(s.state_dir + "/control.sock", req,
                             static_cast<int>(s.timeout_ms) + 5000);
@@ -422,109 +554,30 @@ Status CmdRun(const Settings& s) {
 }
 
 int Main(int argc, char** argv) {
-  auto flags = ParseFlags(
-      argc, argv,
-      {"config", "state-dir", "tcti", "broker", "timeout-ms", "log-level",
-       "credentials", "file", "key-max-age-s", "key-max-frames",
-       "key-max-bytes", "peer", "data", "mqtt-client", "journal-prealloc-kb"},
-      {"help", "json", "pcr-policy"});
-  if (!flags.ok() || flags->Has("help") || flags->command.empty()) {
-    if (!flags.ok())
-      std::fprintf(stderr, "kgr-node: %s\n\n",
-                   flags.status().message().c_str());
-    std::fputs(kUsage, flags.ok() && flags->Has("help") ? stdout : stderr);
-    return flags.ok() && flags->Has("help") ? kExitOk : kExitUsage;
-  }
-  const Flags& f = *flags;
-  auto config = LoadJsonConfig(f.values.count("config") ? f.values.at("config")
-                                                        : std::string());
-  if (!config.ok()) {
-    std::fprintf(stderr, "kgr-node: %s\n", config.status().ToString().c_str());
-    return kExitUsage;
-  }
-  Settings s;
-  s.state_dir = Setting(f, *config, "state-dir", "state_dir", "");
-  s.tcti = ResolveTcti(Setting(f, *config, "tcti", "tcti", ""));
-  s.broker = Setting(f, *config, "broker", "broker", "");
-  s.log_level = Setting(f, *config, "log-level", "log_level", "info");
-  auto mqtt_client = ParseMqttClient(
-      Setting(f, *config, "mqtt-client", "mqtt_client", "mosquitto"));
-  if (!mqtt_client.ok()) {
-    std::fprintf(stderr, "kgr-node: %s\n",
-                 mqtt_client.status().ToString().c_str());
-    return kExitUsage;
-  }
-  s.mqtt_client = *mqtt_client;
-  s.pcr_policy = f.Has("pcr-policy") ||
-                 Setting(f, *config, "", "pcr_policy", "false") == "true";
-  auto number = [&](const char* flag, const char* key, const char* def,
-                    uint64_t* out, uint64_t max = kMaxNumberSetting) {
-    auto v = NumberSetting(f, *config, flag, key, def, max);
-    if (!v.ok()) {
-      std::fprintf(stderr, "kgr-node: %s\n", v.status().ToString().c_str());
-      return false;
-    }
-    *out = *v;
-    return true;
-  };
-  uint64_t max_age_s = 0;
-  if (!number("timeout-ms", "timeout_ms", "10000", &s.timeout_ms) ||
-      !number("key-max-age-s", "policy.max_age_s", "0", &max_age_s,
-              UINT64_MAX / 1000) ||
-      !number("key-max-frames", "policy.max_frames", "0",
-              &s.policy.max_frames) ||
-      !number("key-max-bytes", "policy.max_bytes", "0", &s.policy.max_bytes) ||
-      !number("journal-prealloc-kb", "journal_prealloc_kb", "256",
-              &s.journal_prealloc_kb, 4096)) {
-    return kExitUsage;
-  }
-  s.policy.max_age_ms = 1000 * max_age_s;
-  try {
-    if (config->contains("policy") && (*config)["policy"].contains("pairs")) {
-      for (const auto& [peer, p] : (*config)["policy"]["pairs"].items()) {
-        auto id = ParseNodeId(peer);
-        if (!id.ok()) throw std::invalid_argument("policy.pairs key");
-        auto limit = [&p](const char* key, uint64_t fallback) -> uint64_t {
-          if (!p.contains(key)) return fallback;
-          if (!p[key].is_number_unsigned())
-            throw std::invalid_argument("policy.pairs limit");
-          return p[key].get<uint64_t>();
-        };
-        KeyPolicy kp = s.policy;
-        kp.max_frames = limit("max_frames", kp.max_frames);
-        kp.max_bytes = limit("max_bytes", kp.max_bytes);
-        const uint64_t age_s = limit("max_age_s", kp.max_age_ms / 1000);
-        if (age_s > UINT64_MAX / 1000)
-          throw std::invalid_argument("policy.pairs max_age_s");
-        kp.max_age_ms = 1000 * age_s;
-        s.pair_policy[*id] = kp;
-      }
-    }
-  } catch (const std::exception&) {
-    std::fprintf(stderr,
-                 "kgr-node: policy.pairs: keys are N_IDs (8 hex digits), "
-                 "limits are non-negative numbers\n");
-    return kExitUsage;
-  }
-  if (s.state_dir.empty()) {
-    std::fprintf(stderr,
-                 "kgr-node: no state directory: --state-dir or state_dir\n");
-    return kExitUsage;
-  }
-  SetupLogging(s.log_level);
-  Status st;
   static const std::set<std::string> kClientCommands = {
       "register", "peers", "request-key", "renew", "send", "status", "rotate"};
+  std::set<std::string> commands = kClientCommands;
+  commands.insert({"init", "run"});
+  int exit_code = kExitUsage;
+  auto flags = ParseOrExplain("kgr-node", kUsage, argc, argv, kSpecs,
+                              commands, &exit_code);
+  if (!flags) return exit_code;
+  const CommandLine& f = *flags;
+  auto settings = LoadSettings(f);
+  if (!settings.ok()) {
+    std::fprintf(stderr, "kgr-node: %s\n",
+                 settings.status().message().c_str());
+    return kExitUsage;
+  }
+  const Settings& s = *settings;
+  SetupLogging(s.log_level);
+  Status st;
   if (f.command == "init") {
     st = CmdInit(s, f);
   } else if (f.command == "run") {
     st = CmdRun(s);
-  } else if (kClientCommands.count(f.command)) {
-    st = CmdClient(s, f);
   } else {
-    std::fprintf(stderr, "kgr-node: unknown command '%s'\n\n%s",
-                 f.command.c_str(), kUsage);
-    return kExitUsage;
+    st = CmdClient(s, f);
   }
   if (!st.ok()) {
     std::fprintf(stderr, "kgr-node %s: %s\n", f.command.c_str(),

@@ -38,6 +38,7 @@ using StoreCtxPtr =
     std::unique_ptr<X509_STORE_CTX, Free<X509_STORE_CTX, X509_STORE_CTX_free>>;
 using CmsPtr = std::unique_ptr<CMS_ContentInfo,
                                Free<CMS_ContentInfo, CMS_ContentInfo_free>>;
+using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, Free<EVP_MD_CTX, EVP_MD_CTX_free>>;
 
 // A memory BIO that may hold plaintext: its contents are wiped before it is
 // freed.
@@ -195,6 +196,20 @@ bool ChainsTo(X509_STORE* store, X509* c) {
     ERR_clear_error();
   }
   return ok;
+}
+
+// The verified signer's CN, OU and certificate; kVerificationFailed if the
+// subject lacks exactly one of each.
+StatusOr<CmsPeer> PeerOf(X509* signer) {
+  std::optional<std::string> cn = SubjectEntry(signer, NID_commonName);
+  std::optional<std::string> ou =
+      SubjectEntry(signer, NID_organizationalUnitName);
+  if (!cn || !ou) return Fail("signer subject needs exactly one CN and OU");
+  CmsPeer peer;
+  peer.common_name = std::move(*cn);
+  peer.organizational_unit = std::move(*ou);
+  KGR_ASSIGN_OR_RETURN(peer.certificate_der, ToDer(signer));
+  return peer;
 }
 
 // Moves the contents of a memory BIO into a SecretBytes (the BIO's copy is
@@ -392,15 +407,61 @@ StatusOr<std::pair<SecretBytes, CmsPeer>> CmsEndpoint::DecryptAndVerify(
   CMS_SignerInfo_get0_algs(sk_CMS_SignerInfo_value(infos, 0), nullptr, &signer,
                            nullptr, nullptr);
   if (signer == nullptr) return Fail("no signer certificate");
-  std::optional<std::string> cn = SubjectEntry(signer, NID_commonName);
-  std::optional<std::string> ou =
-      SubjectEntry(signer, NID_organizationalUnitName);
-  if (!cn || !ou) return Fail("signer subject needs exactly one CN and OU");
-  CmsPeer peer;
-  peer.common_name = std::move(*cn);
-  peer.organizational_unit = std::move(*ou);
-  KGR_ASSIGN_OR_RETURN(peer.certificate_der, ToDer(signer));
+  KGR_ASSIGN_OR_RETURN(CmsPeer peer, PeerOf(signer));
   return std::make_pair(Drain(content.get()), std::move(peer));
+}
+
+StatusOr<Bytes> CmsEndpoint::SignDetached(
+    std::span<const uint8_t> data) const {
+  MdCtxPtr ctx(EVP_MD_CTX_new());
+  size_t n = 0;
+  if (!ctx ||
+      EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr,
+                         impl_->key.get()) != 1 ||
+      EVP_DigestSign(ctx.get(), nullptr, &n, data.data(), data.size()) != 1) {
+    return OpenSslFail("EVP_DigestSign");
+  }
+  Bytes sig(n);
+  if (EVP_DigestSign(ctx.get(), sig.data(), &n, data.data(), data.size()) !=
+      1) {
+    return OpenSslFail("EVP_DigestSign");
+  }
+  sig.resize(n);
+  return sig;
+}
+
+StatusOr<CmsPeer> VerifyDetached(std::span<const uint8_t> data,
+                                 std::span<const uint8_t> signature,
+                                 std::span<const uint8_t> signer_cert_der,
+                                 std::string_view ca_pem) {
+  BioPtr b = MemBuf(AsBytes(ca_pem));
+  X509Ptr ca(b ? PEM_read_bio_X509(b.get(), nullptr, nullptr, nullptr)
+               : nullptr);
+  if (!ca || X509_check_ca(ca.get()) == 0) {
+    LogAndClear("CA certificate");
+    return InvalidArgumentError("no CA certificate");
+  }
+  StorePtr store(X509_STORE_new());
+  if (!store || X509_STORE_add_cert(store.get(), ca.get()) != 1 ||
+      X509_STORE_set_purpose(store.get(), X509_PURPOSE_ANY) != 1 ||
+      X509_STORE_set_flags(store.get(), X509_V_FLAG_NO_CHECK_TIME) != 1) {
+    return OpenSslFail("X509_STORE setup");
+  }
+  X509Ptr signer = FromDer(signer_cert_der);
+  if (!signer) return Fail("signer certificate is not DER X.509");
+  if (!IsEc(X509_get0_pubkey(signer.get()))) return Fail("signer key not EC");
+  if (!ChainsTo(store.get(), signer.get())) return Fail("signer chain");
+  MdCtxPtr ctx(EVP_MD_CTX_new());
+  // OpenSSL's ECDSA verification accepts only the DER encoding of the
+  // signature, nothing after it.
+  if (!ctx ||
+      EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr,
+                           X509_get0_pubkey(signer.get())) != 1 ||
+      EVP_DigestVerify(ctx.get(), signature.data(), signature.size(),
+                       data.data(), data.size()) != 1) {
+    return Fail("signature");
+  }
+  return PeerOf(signer.get());
 }
 
 StatusOr<Bytes> LoadCertificateDer(const std::string& pem_file) {

@@ -1,9 +1,12 @@
 #include "kgr/cli.h"
 
 #include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -28,44 +31,6 @@ int ExitCodeFor(const Status& s) {
   }
 }
 
-StatusOr<Flags> ParseFlags(int argc, char** argv,
-                           const std::set<std::string>& value_names,
-                           const std::set<std::string>& switch_names) {
-  Flags f;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a.rfind("--", 0) != 0) {
-      if (f.command.empty()) {
-        f.command = a;
-        continue;
-      }
-      return InvalidArgumentError("unexpected argument '" + a + "'");
-    }
-    std::string name = a.substr(2), value;
-    bool has_value = false;
-    if (auto eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-      has_value = true;
-    }
-    if (switch_names.count(name)) {
-      if (has_value)
-        return InvalidArgumentError("--" + name + " takes no value");
-      f.switches.insert(name);
-    } else if (value_names.count(name)) {
-      if (!has_value) {
-        if (i + 1 >= argc)
-          return InvalidArgumentError("--" + name + " needs a value");
-        value = argv[++i];
-      }
-      f.values[name] = value;
-    } else {
-      return InvalidArgumentError("unknown flag --" + name + " (see --help)");
-    }
-  }
-  return f;
-}
-
 StatusOr<nlohmann::json> LoadJsonConfig(const std::string& path) {
   if (path.empty()) return nlohmann::json::object();
   std::ifstream in(path);
@@ -79,43 +44,10 @@ StatusOr<nlohmann::json> LoadJsonConfig(const std::string& path) {
   return j;
 }
 
-std::string Setting(const Flags& flags, const nlohmann::json& config,
-                    const std::string& flag, const std::string& key,
-                    const std::string& fallback) {
-  if (auto it = flags.values.find(flag); it != flags.values.end()) {
-    return it->second;
-  }
-  const nlohmann::json* node = &config;
-  std::stringstream path(key);
-  std::string part;
-  while (std::getline(path, part, '.')) {
-    if (!node->is_object() || !node->contains(part)) return fallback;
-    node = &(*node)[part];
-  }
-  if (node->is_string()) return node->get<std::string>();
-  if (node->is_number_integer()) return std::to_string(node->get<long long>());
-  if (node->is_boolean()) return node->get<bool>() ? "true" : "false";
-  return fallback;
-}
-
-StatusOr<uint64_t> NumberSetting(const Flags& flags,
-                                 const nlohmann::json& config,
-                                 const std::string& flag,
-                                 const std::string& key,
-                                 const std::string& fallback, uint64_t max) {
-  const std::string v = Setting(flags, config, flag, key, fallback);
-  if (v.empty() || v.size() > 15 ||
-      v.find_first_not_of("0123456789") != std::string::npos) {
-    return InvalidArgumentError(key + " must be a number (decimal digits)");
-  }
-  const uint64_t n = std::stoull(v);
-  if (n > max) {
-    return InvalidArgumentError(key + ": at most " + std::to_string(max));
-  }
-  return n;
-}
-
 void SetupLogging(const std::string& level) {
+  // tpm2-tss reads TSS2_LOG when it first logs; kgr reports TPM errors
+  // itself, as one line with the decoded code (tss_status.h).
+  ::setenv("TSS2_LOG", "all+NONE", /*overwrite=*/0);
   auto logger = spdlog::stderr_color_mt("kgr");
   spdlog::set_default_logger(logger);
   spdlog::set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
@@ -138,21 +70,60 @@ void StopLoopOnSignals(EventLoop& loop) {
 
 Status SplitHostPort(const std::string& address, std::string* host, int* port) {
   auto colon = address.rfind(':');
-  if (colon == std::string::npos || colon == 0) {
-    return InvalidArgumentError("broker address must be host:port, got '" +
-                                address + "'");
+  std::string_view h = std::string_view(address).substr(
+      0, colon == std::string::npos ? 0 : colon);
+  std::string_view p = colon == std::string::npos
+                           ? std::string_view()
+                           : std::string_view(address).substr(colon + 1);
+  bool host_ok = !h.empty() && h.size() <= 253 &&
+                 std::none_of(h.begin(), h.end(), [](char c) {
+                   return static_cast<unsigned char>(c) <= ' ' || c == 0x7f;
+                 });
+  bool port_ok = !p.empty() && p.size() <= 5 &&
+                 p.find_first_not_of("0123456789") == std::string_view::npos;
+  int n = port_ok ? std::stoi(std::string(p)) : 0;
+  if (!host_ok || n < 1 || n > 65535) {
+    return InvalidArgumentError(
+        "must be host:port with a port from 1 to 65535");
   }
-  *host = address.substr(0, colon);
-  try {
-    size_t used = 0;
-    *port = std::stoi(address.substr(colon + 1), &used);
-    if (used != address.size() - colon - 1 || *port <= 0 || *port > 65535) {
-      throw std::out_of_range("port");
-    }
-  } catch (const std::exception&) {
-    return InvalidArgumentError("bad port in '" + address + "'");
-  }
+  *host = std::string(h);
+  *port = n;
   return OkStatus();
+}
+
+StatusOr<std::unique_ptr<StagedFile>> StagedFile::Stage(
+    FileSystem& fs, const std::string& path, int mode, size_t reserve) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    return InvalidArgumentError(path + " is a directory");
+  }
+  std::unique_ptr<StagedFile> f(new StagedFile(fs, path, mode));
+  const std::string tmp = path + ".tmp";
+  auto file = fs.NewWritableFile(tmp, mode);
+  if (!file.ok()) return file.status();
+  Status s = (*file)->Append(Bytes(reserve, 0));
+  if (s.ok()) s = (*file)->Sync();
+  Status c = (*file)->Close();
+  if (s.ok()) s = c;
+  if (!s.ok()) return s;  // ~StagedFile removes the temporary
+  return f;
+}
+
+Status StagedFile::Commit(std::span<const uint8_t> data) {
+  const std::string tmp = path_ + ".tmp";
+  KGR_ASSIGN_OR_RETURN(auto file, fs_.NewWritableFile(tmp, mode_));
+  Status s = file->Append(data);
+  if (s.ok()) s = file->Sync();
+  Status c = file->Close();
+  if (s.ok()) s = c;
+  if (s.ok()) s = fs_.Rename(tmp, path_);
+  if (!s.ok()) return s;
+  committed_ = true;
+  return fs_.SyncDir(DirName(path_));
+}
+
+StagedFile::~StagedFile() {
+  if (!committed_) (void)fs_.Remove(path_ + ".tmp");
 }
 
 }  // namespace kgr

@@ -44,6 +44,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "kgr/bytes.h"
@@ -94,6 +95,11 @@ class CmsEndpoint {
   StatusOr<std::pair<SecretBytes, CmsPeer>> DecryptAndVerify(
       std::span<const uint8_t> message) const;
 
+  // Signs `data` with our key: ECDSA with SHA-256; returns the DER
+  // ECDSA-Sig-Value. For the files the AC hands out (credentials.h), which
+  // carry our certificate next to the signature (see VerifyDetached).
+  StatusOr<Bytes> SignDetached(std::span<const uint8_t> data) const;
+
   const Bytes& certificate_der() const { return cert_der_; }
   const std::string& common_name() const { return common_name_; }
 
@@ -104,6 +110,19 @@ class CmsEndpoint {
   Bytes cert_der_;
   std::string common_name_;
 };
+
+// Verifies a SignDetached signature: `signature` must be a DER ECDSA
+// signature (SHA-256) over `data` by the EC key of `signer_cert_der` (one DER
+// certificate), which must chain to the CA certificate `ca_pem` (the first
+// PEM certificate in it; a CA). Validity times are NOT checked: a device may
+// have no clock yet when it reads such a file. Returns the verified signer;
+// callers check its role (organizational_unit). INVALID_ARGUMENT if `ca_pem`
+// holds no CA certificate; UNAUTHENTICATED(kVerificationFailed) for anything
+// else (details at debug level).
+StatusOr<CmsPeer> VerifyDetached(std::span<const uint8_t> data,
+                                 std::span<const uint8_t> signature,
+                                 std::span<const uint8_t> signer_cert_der,
+                                 std::string_view ca_pem);
 
 // Loads the first PEM certificate of `pem_file` and returns its DER.
 // NOT_FOUND if unreadable, INVALID_ARGUMENT if it holds no certificate.
