@@ -27,10 +27,12 @@ commands:
            ask the KS to authorize a new node (it draws N_ID and NTAG) that
            may pair with the given nodes; write the node's credential file
            (mode 0600: N_ID, NTAG, BA, CA and a broker client certificate
-           issued with the CA key)
+           issued with the CA key; signed with --key). Checks that --out can
+           be written before asking the KS; if anything fails after the KS
+           authorized the node, revokes it again
   peers --node ID --peers ID,ID... [--withdraw] [--out FILE]
            allow (or withdraw) pairs at the KS; with --out also write the
-           node's peer list file for `kgr-node peers`
+           node's signed peer list file for `kgr-node peers`
   list     the nodes the KS knows, their state and allowed peers
   crl      write (or refresh) the CA's revocation list --crl for the broker
   revoke --node ID

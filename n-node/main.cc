@@ -24,9 +24,11 @@ commands:
   init --credentials FILE   create the local trust structure (SRK, ANK), load
                             N_ID, NTAG and BA from the AC's credential file
                             into the TPM, generate NK/NKsign and TOPIC2;
-                            install the broker certificate; idempotent
+                            install the broker certificate; idempotent. The
+                            file's AC signature is verified first: a file
+                            cut short or edited is refused, nothing written
   register                  register with the KS (NKSK/NKSKsign into the TPM)
-  peers --file FILE         load the AC's peer list into ses_keys
+  peers --file FILE         load the AC's signed peer list into ses_keys
   request-key --peer ID     get a session key for the pair (seed 4.7)
   renew --peer ID           renew the pair's session key (seed 4.9)
   send --peer ID --data S   send S to the peer under the pair's key; print

@@ -34,7 +34,7 @@ for n in alpha bravo charlie; do
                charlie) echo "${NODE_ID[bravo]}" ;; esac)" \
     --out "$KED_DIR/$n.peers" >/dev/null 2>>"$KED_DIR/logs/ac.log"
   node "$n" peers --file "$KED_DIR/$n.peers" >/dev/null
-  say "node $n: peer list loaded ($(grep -vc '^#' "$KED_DIR/$n.peers") peer(s))"
+  say "node $n: peer list loaded ($(grep -c '^peer ' "$KED_DIR/$n.peers") peer(s))"
 done
 
 key() {  # key FROM TO [renew]

@@ -227,9 +227,33 @@ ked_pair() {
   ked_node_add "$b" "$a"
   wait_registered "$a"
   wait_registered "$b"
-  node "$a" peers --file <(echo "${NODE_ID[$b]}") >/dev/null
-  node "$b" peers --file <(echo "${NODE_ID[$a]}") >/dev/null
+  node_peers "$a" "$b" >/dev/null
+  node_peers "$b" "$a" >/dev/null
   node "$a" request-key --peer "${NODE_ID[$b]}" >/dev/null
+}
+
+# ac_sign FILE: (tests) re-signs an edited credential file or peer list
+# with the KED's AC certificate and key, as kgr-ac writes them (replaces
+# its ac_cert and signature lines; docs/protocol.md section 10).
+ac_sign() {
+  local f=$1 hex='od -An -v -tx1'
+  grep -v '^ac_cert \|^signature ' "$f" >"$f.body"
+  echo "ac_cert $(openssl x509 -in "$KED_DIR/pki/ac.crt" -outform DER | $hex | tr -d ' \n')" >>"$f.body"
+  { cat "$f.body"
+    echo "signature $(openssl dgst -sha256 -sign "$KED_DIR/pki/ac.key" "$f.body" | $hex | tr -d ' \n')"
+  } >"$f"
+  rm -f "$f.body"
+}
+
+# node_peers NAME PEER_NAME...: loads into node NAME a peer list signed by
+# the AC (what `kgr-ac peers --out` writes, without asking the KS).
+node_peers() {
+  local name=$1 f=$KED_DIR/$1.peers p
+  shift
+  { echo "kgr-peers 2"; echo "node ${NODE_ID[$name]}"
+    for p in "$@"; do echo "peer ${NODE_ID[$p]}"; done; } >"$f"
+  ac_sign "$f"
+  node "$name" peers --file "$f"
 }
 
 wait_registered() {  # wait_registered NAME

@@ -20,9 +20,9 @@ ked_node_add alpha
 ked_node_add bravo alpha
 ked_node_add charlie
 for n in alpha bravo charlie; do wait_registered "$n"; done
-node alpha peers --file <(echo "${NODE_ID[bravo]}") >/dev/null
-node bravo peers --file <(echo "${NODE_ID[alpha]}") >/dev/null
-node charlie peers --file <(echo "${NODE_ID[alpha]}") >/dev/null
+node_peers alpha bravo >/dev/null
+node_peers bravo alpha >/dev/null
+node_peers charlie alpha >/dev/null
 
 # 1. Pair not allowed: exit code 4 and a clear message.
 set +e
@@ -51,11 +51,13 @@ set +e; node delta_clone register --timeout-ms 3000 >/dev/null 2>&1; rc=$?; set 
 [[ $(ks_log_count "NTAG already used\|TOPIC2 changed") -gt $before ]] || die "KS did not log the reused NTAG"
 say "ok: reused NTAG ignored by the KS (logged), requester timed out (exit 3)"
 
-# 3. Wrong NTAG: a credential file with one NTAG bit flipped.
+# 3. Wrong NTAG: a credential file with one NTAG bit flipped (re-signed
+#    with the AC's key: kgr-node init refuses any file the AC did not sign).
 ac authorize --out "$KED_DIR/echo.cred" >/dev/null 2>>"$KED_DIR/logs/ac.log"
 good=$(awk '$1=="ntag"{print $2}' "$KED_DIR/echo.cred")
 bad=$(printf '%s' "$good" | sed 's/^./f/'); [[ $bad != "$good" ]] || bad=$(printf '%s' "$good" | sed 's/^./0/')
 sed -i "s/^ntag .*/ntag $bad/" "$KED_DIR/echo.cred"
+ac_sign "$KED_DIR/echo.cred"
 swtpm_up echo
 node echo init --credentials "$KED_DIR/echo.cred" >/dev/null 2>&1
 before=$(ks_log_count "verification failed")
@@ -70,6 +72,7 @@ bash "$src/provisioning/issue-cert.sh" "$KED_DIR/pki" n0badc0de >/dev/null
 cert_hex=$(od -An -v -tx1 "$KED_DIR/pki/n0badc0de.crt" | tr -d ' \n')
 key_hex=$(od -An -v -tx1 "$KED_DIR/pki/n0badc0de.key" | tr -d ' \n')
 sed -i -e "s/^cert_pem .*/cert_pem $cert_hex/" -e "s/^key_pem .*/key_pem $key_hex/" "$KED_DIR/unknown.cred"
+ac_sign "$KED_DIR/unknown.cred"
 swtpm_up unknown
 node unknown init --credentials "$KED_DIR/unknown.cred" >/dev/null 2>&1
 before=$(ks_log_count "unknown N_ID")

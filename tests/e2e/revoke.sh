@@ -13,8 +13,8 @@ ked_ks_up
 ked_pair alpha bravo
 ked_node_add charlie bravo
 wait_registered charlie
-node charlie peers --file <(echo "${NODE_ID[bravo]}") >/dev/null
-node bravo peers --file <(printf '%s\n%s\n' "${NODE_ID[alpha]}" "${NODE_ID[charlie]}") >/dev/null
+node_peers charlie bravo >/dev/null
+node_peers bravo alpha charlie >/dev/null
 node bravo request-key --peer "${NODE_ID[charlie]}" >/dev/null
 pairs() {  # pairs NAME: the peers NAME holds a key with
   node "$1" status --json | /usr/bin/python3 -c 'import json,sys; print(" ".join(p["peer"] for p in json.load(sys.stdin)["pairs"] if p["has_key"]))'
@@ -57,11 +57,11 @@ node bravo send --peer "${NODE_ID[charlie]}" --data "others unaffected" | grep -
 # the KS has it, before (allowing again changes nothing) and after.
 ac peers --node "${NODE_ID[bravo]}" --peers "${NODE_ID[charlie]}" \
   --out "$KED_DIR/bravo-before.peers" >/dev/null 2>>"$KED_DIR/logs/ac.log"
-grep -qx "${NODE_ID[charlie]}" "$KED_DIR/bravo-before.peers" ||
+grep -qx "peer ${NODE_ID[charlie]}" "$KED_DIR/bravo-before.peers" ||
   die "bravo's peer list lacks charlie: $(cat "$KED_DIR/bravo-before.peers")"
 ac peers --node "${NODE_ID[bravo]}" --peers "${NODE_ID[charlie]}" --withdraw \
   --out "$KED_DIR/bravo-after.peers" >/dev/null 2>>"$KED_DIR/logs/ac.log"
-! grep -q "${NODE_ID[charlie]}" "$KED_DIR/bravo-after.peers" ||
+! grep -qx "peer ${NODE_ID[charlie]}" "$KED_DIR/bravo-after.peers" ||
   die "bravo's peer list still has charlie: $(cat "$KED_DIR/bravo-after.peers")"
 head -1 "$KED_DIR/bravo-after.peers" | grep -q "^# kgr peer list" || die "not a peer list file"
 sleep 0.5
