@@ -3,9 +3,9 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <optional>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "kgr/ac_client.h"
@@ -73,11 +73,7 @@ constexpr SettingSpec kSpecs[] = {
      .key = "broker",
      .kind = SettingKind::kHostPort,
      .fallback = "127.0.0.1:8883"},
-    {.flag = "mqtt-client",
-     .key = "mqtt_client",
-     .kind = SettingKind::kChoice,
-     .fallback = "mosquitto",
-     .choices = "mosquitto|paho"},
+    kMqttClientSetting,
     {.flag = "ca", .key = "tls.ca_file"},
     {.flag = "cert", .key = "tls.cert_file"},
     {.flag = "key", .key = "tls.key_file"},
@@ -95,18 +91,9 @@ constexpr SettingSpec kSpecs[] = {
      .key = "topic_prefix",
      .fallback = kDefaultTopicPrefix,
      .check = ValidateTopicPrefix},
-    {.flag = "timeout-ms",
-     .key = "timeout_ms",
-     .kind = SettingKind::kInteger,
-     .fallback = "10000",
-     .min = 1,
-     .max = 3'600'000},
-    {.flag = "log-level",
-     .key = "log_level",
-     .kind = SettingKind::kChoice,
-     .fallback = "info",
-     .choices = "debug|info|warn|error"},
-    {.flag = "json", .key = {}, .kind = SettingKind::kBool},
+    kTimeoutSetting,
+    kLogLevelSetting,
+    kJsonSetting,
     {.flag = "withdraw", .key = {}, .kind = SettingKind::kBool},
     {.flag = "out", .key = {}},
     {.flag = "peers", .key = {}, .kind = SettingKind::kNodeIdList},
@@ -274,11 +261,11 @@ Status CmdAuthorize(const Settings& s, const CommandLine& c) {
   std::unique_ptr<StagedFile> probe;
   if (!s.issued_dir.empty()) {
     KGR_RETURN_IF_ERROR(fs.CreateDir(s.issued_dir, 0755));
-    KGR_ASSIGN_OR_RETURN(probe, StagedFile::Stage(fs, s.issued_dir + "/probe",
-                                                  0644, 4096));
+    KGR_ASSIGN_OR_RETURN(
+        probe, StagedFile::Stage(fs, s.issued_dir + "/probe", 0644, 4096));
   }
-  KGR_ASSIGN_OR_RETURN(
-      auto out, StagedFile::Stage(fs, c.Str("out"), 0600, 2 * 16384));
+  KGR_ASSIGN_OR_RETURN(auto out,
+                       StagedFile::Stage(fs, c.Str("out"), 0600, 2 * 16384));
   KGR_ASSIGN_OR_RETURN(auto session, Session::Open(s));
   auto ans = session->Call<StatusOr<AcAuthorizeAns>>(
       [&c](AcClient& client, auto done) {
@@ -330,11 +317,10 @@ Status CmdPeers(const Settings& s, const CommandLine& c) {
       }
       Status undo = changed.empty() ? OkStatus() : set(!allow, changed);
       return Status(st.code(),
-                    st.message() + (undo.ok()
-                                         ? "; the KS's list was put back"
-                                         : "; putting the KS's list back "
-                                           "failed too: " +
-                                               undo.message()));
+                    st.message() + (undo.ok() ? "; the KS's list was put back"
+                                              : "; putting the KS's list back "
+                                                "failed too: " +
+                                                    undo.message()));
     }
   }
   std::printf("%s %zu peer(s) of %s\n", allow ? "allowed" : "withdrew",
@@ -406,10 +392,9 @@ Status CmdList(const Settings& s, bool as_json) {
 
 int Main(int argc, char** argv) {
   int exit_code = kExitUsage;
-  auto flags =
-      ParseOrExplain("kgr-ac", kUsage, argc, argv, kSpecs,
-                     {"authorize", "peers", "list", "crl", "revoke"},
-                     &exit_code);
+  auto flags = ParseOrExplain("kgr-ac", kUsage, argc, argv, kSpecs,
+                              {"authorize", "peers", "list", "crl", "revoke"},
+                              &exit_code);
   if (!flags) return exit_code;
   const CommandLine& f = *flags;
   auto settings = LoadSettings(f);

@@ -79,17 +79,13 @@ struct Settings {
 
 // Every flag and config key (cli.h checks type and range).
 constexpr SettingSpec kSpecs[] = {
-    {.flag = "state-dir", .key = "state_dir"},
-    {.flag = "tcti", .key = "tcti"},
+    kStateDirSetting,
+    kTctiSetting,
     {.flag = "broker",
      .key = "broker",
      .kind = SettingKind::kHostPort,
      .fallback = "127.0.0.1:8883"},
-    {.flag = "mqtt-client",
-     .key = "mqtt_client",
-     .kind = SettingKind::kChoice,
-     .fallback = "mosquitto",
-     .choices = "mosquitto|paho"},
+    kMqttClientSetting,
     {.flag = "ca", .key = "tls.ca_file"},
     {.flag = "cert", .key = "tls.cert_file"},
     {.flag = "key", .key = "tls.key_file"},
@@ -118,18 +114,10 @@ constexpr SettingSpec kSpecs[] = {
      .fallback = "100000",
      .min = 1,
      .max = 100'000'000},
-    {.flag = "journal-prealloc-kb",
-     .key = "journal_prealloc_kb",
-     .kind = SettingKind::kInteger,
-     .fallback = "256",
-     .max = 4096},
-    {.flag = "pcr-policy", .key = "pcr_policy", .kind = SettingKind::kBool},
-    {.flag = "log-level",
-     .key = "log_level",
-     .kind = SettingKind::kChoice,
-     .fallback = "info",
-     .choices = "debug|info|warn|error"},
-    {.flag = "json", .key = {}, .kind = SettingKind::kBool},
+    kJournalPreallocSetting,
+    kPcrPolicySetting,
+    kLogLevelSetting,
+    kJsonSetting,
     {.flag = "node", .key = {}, .kind = SettingKind::kNodeId},
 };
 
@@ -277,10 +265,9 @@ void PrintStatus(const nlohmann::json& j, bool as_json) {
 Status CmdRotate(const Settings& s, const CommandLine& c) {
   if (!c.Has("node")) return InvalidArgumentError("rotate needs --node ID");
   const std::string node = FormatNodeId(c.Id("node"));
-  KGR_ASSIGN_OR_RETURN(
-      nlohmann::json r,
-      ControlCall(s.state_dir + "/control.sock",
-                  {{"cmd", "rotate"}, {"node", node}}, 5000));
+  KGR_ASSIGN_OR_RETURN(nlohmann::json r,
+                       ControlCall(s.state_dir + "/control.sock",
+                                   {{"cmd", "rotate"}, {"node", node}}, 5000));
   if (!r.value("ok", false)) return InternalError(r.value("error", "failed"));
   std::printf("asked node %s to rotate its NKSK\n", node.c_str());
   return OkStatus();

@@ -78,20 +78,11 @@ registered, NTAG used).
 
 // Every flag and config key (cli.h checks type and range).
 constexpr SettingSpec kSpecs[] = {
-    {.flag = "state-dir", .key = "state_dir"},
-    {.flag = "tcti", .key = "tcti"},
+    kStateDirSetting,
+    kTctiSetting,
     {.flag = "broker", .key = "broker", .kind = SettingKind::kHostPort},
-    {.flag = "mqtt-client",
-     .key = "mqtt_client",
-     .kind = SettingKind::kChoice,
-     .fallback = "mosquitto",
-     .choices = "mosquitto|paho"},
-    {.flag = "timeout-ms",
-     .key = "timeout_ms",
-     .kind = SettingKind::kInteger,
-     .fallback = "10000",
-     .min = 1,
-     .max = 3'600'000},
+    kMqttClientSetting,
+    kTimeoutSetting,
     {.flag = "key-max-age-s",
      .key = "policy.max_age_s",
      .kind = SettingKind::kInteger,
@@ -108,18 +99,10 @@ constexpr SettingSpec kSpecs[] = {
      .fallback = "0",
      .max = kMaxNumberSetting},
     {.flag = {}, .key = "policy.pairs", .kind = SettingKind::kObject},
-    {.flag = "journal-prealloc-kb",
-     .key = "journal_prealloc_kb",
-     .kind = SettingKind::kInteger,
-     .fallback = "256",
-     .max = 4096},
-    {.flag = "pcr-policy", .key = "pcr_policy", .kind = SettingKind::kBool},
-    {.flag = "log-level",
-     .key = "log_level",
-     .kind = SettingKind::kChoice,
-     .fallback = "info",
-     .choices = "debug|info|warn|error"},
-    {.flag = "json", .key = {}, .kind = SettingKind::kBool},
+    kJournalPreallocSetting,
+    kPcrPolicySetting,
+    kLogLevelSetting,
+    kJsonSetting,
     {.flag = "credentials", .key = {}},
     {.flag = "file", .key = {}},
     {.flag = "peer", .key = {}, .kind = SettingKind::kNodeId},
@@ -157,8 +140,8 @@ Status LoadPairPolicy(const nlohmann::json& pairs, Settings* s) {
                               "unknown key (known here: max_frames "
                               "max_bytes max_age_s)");
       }
-      KGR_ASSIGN_OR_RETURN(*out, ConfigInteger(value, key + "." + name, 0,
-                                               kMaxNumberSetting));
+      KGR_ASSIGN_OR_RETURN(
+          *out, ConfigInteger(value, key + "." + name, 0, kMaxNumberSetting));
       if (name == "max_age_s") *out *= 1000;
     }
     s->pair_policy[*id] = kp;
@@ -561,14 +544,13 @@ int Main(int argc, char** argv) {
   std::set<std::string> commands = kClientCommands;
   commands.insert({"init", "run"});
   int exit_code = kExitUsage;
-  auto flags = ParseOrExplain("kgr-node", kUsage, argc, argv, kSpecs,
-                              commands, &exit_code);
+  auto flags = ParseOrExplain("kgr-node", kUsage, argc, argv, kSpecs, commands,
+                              &exit_code);
   if (!flags) return exit_code;
   const CommandLine& f = *flags;
   auto settings = LoadSettings(f);
   if (!settings.ok()) {
-    std::fprintf(stderr, "kgr-node: %s\n",
-                 settings.status().message().c_str());
+    std::fprintf(stderr, "kgr-node: %s\n", settings.status().message().c_str());
     return kExitUsage;
   }
   const Settings& s = *settings;

@@ -90,9 +90,10 @@ StatusOr<Signed> SplitSignature(std::span<const uint8_t> file,
   if (file.size() > kMaxCredentialFile) {
     return InvalidArgumentError("larger than any " + std::string(kind));
   }
-  const std::string missing = "not signed by the AC: no signature line at the "
-                              "end (cut short?); ask the AC for a new " +
-                              std::string(kind);
+  const std::string missing =
+      "not signed by the AC: no signature line at the "
+      "end (cut short?); ask the AC for a new " +
+      std::string(kind);
   if (file.empty() || file.back() != '\n') return InvalidArgumentError(missing);
   size_t start = file.size() - 1;
   while (start > 0 && file[start - 1] != '\n') --start;
@@ -108,11 +109,12 @@ StatusOr<Signed> SplitSignature(std::span<const uint8_t> file,
   return s;
 }
 
-// Calls `field(name, value, line_no)` for each "name value" line of `body`
+// Calls `field(name, value)` for each "name value" line of `body`
 // (comments and empty lines skipped); stops at the first error. Every name
-// but those in `repeatable` may appear once.
+// but those in `repeatable` may appear once; each of `required` must.
 Status ForEachField(
     std::span<const uint8_t> body, const std::set<std::string_view>& repeatable,
+    std::initializer_list<std::string_view> required,
     const std::function<Status(std::string_view, std::span<const uint8_t>)>&
         field) {
   std::set<std::string> seen;
@@ -138,6 +140,12 @@ Status ForEachField(
     Status st = field(name, line.subspan(sp + 1));
     if (!st.ok()) return bad(st.message());
   }
+  for (std::string_view need : required) {
+    if (!seen.count(std::string(need))) {
+      return InvalidArgumentError("field '" + std::string(need) +
+                                  "' is missing");
+    }
+  }
   return OkStatus();
 }
 
@@ -156,9 +164,8 @@ Status VerifyAcSignature(const Signed& s, const Bytes& ac_cert,
         " was changed or cut short, or not written by this KED's AC");
   }
   if (peer->organizational_unit != kAcUnit) {
-    return UnauthenticatedError("signed by '" + peer->common_name +
-                                "' (OU " + peer->organizational_unit +
-                                "), not by the AC");
+    return UnauthenticatedError("signed by '" + peer->common_name + "' (OU " +
+                                peer->organizational_unit + "), not by the AC");
   }
   return OkStatus();
 }
@@ -216,11 +223,11 @@ StatusOr<Credentials> ParseCredentialFile(std::span<const uint8_t> file) {
   KGR_ASSIGN_OR_RETURN(Signed s, SplitSignature(file, "credential file"));
   Credentials c;
   Bytes ac_cert;
-  std::set<std::string_view> have;
   Status st = ForEachField(
       s.body, {},
+      {"kgr-credentials", "n_id", "ks_n_id", "ntag", "broker", "topic_prefix",
+       "ca_pem", "cert_pem", "key_pem", "ac_cert"},
       [&](std::string_view name, std::span<const uint8_t> value) -> Status {
-        have.insert(name);
         if (name == "kgr-credentials") {
           if (AsText(value) == "1") {
             return InvalidArgumentError(
@@ -249,8 +256,8 @@ StatusOr<Credentials> ParseCredentialFile(std::span<const uint8_t> file) {
         } else if (name == "ca_pem" || name == "cert_pem") {
           Bytes pem;
           if (!Unhex(value, &pem)) return InvalidArgumentError("PEM not hex");
-          (name == "ca_pem" ? c.ca_pem : c.cert_pem).assign(pem.begin(),
-                                                           pem.end());
+          (name == "ca_pem" ? c.ca_pem : c.cert_pem)
+              .assign(pem.begin(), pem.end());
         } else if (name == "key_pem") {
           if (!UnhexSecret(value, &c.key_pem)) {
             return InvalidArgumentError("PEM not hex");
@@ -264,14 +271,6 @@ StatusOr<Credentials> ParseCredentialFile(std::span<const uint8_t> file) {
         return OkStatus();
       });
   KGR_RETURN_IF_ERROR(st);
-  for (std::string_view need :
-       {"kgr-credentials", "n_id", "ks_n_id", "ntag", "broker", "topic_prefix",
-        "ca_pem", "cert_pem", "key_pem", "ac_cert"}) {
-    if (!have.count(need)) {
-      return InvalidArgumentError("field '" + std::string(need) +
-                                  "' is missing");
-    }
-  }
   KGR_RETURN_IF_ERROR(
       VerifyAcSignature(s, ac_cert, c.ca_pem, "credential file"));
   return c;
@@ -295,23 +294,19 @@ StatusOr<PeerList> ParsePeerList(std::span<const uint8_t> file,
   KGR_ASSIGN_OR_RETURN(Signed s, SplitSignature(file, "peer list"));
   PeerList list;
   Bytes ac_cert;
-  std::set<std::string_view> have;
   Status st = ForEachField(
-      s.body, {"peer"},
+      s.body, {"peer"}, {"kgr-peers", "node", "ac_cert"},
       [&](std::string_view name, std::span<const uint8_t> value) -> Status {
         if (name == "kgr-peers") {
-          have.insert("kgr-peers");
           if (AsText(value) != "2") {
             return InvalidArgumentError("unsupported peer list version");
           }
         } else if (name == "node") {
-          have.insert("node");
           KGR_ASSIGN_OR_RETURN(list.node, NodeIdField(value, name, false));
         } else if (name == "peer") {
           KGR_ASSIGN_OR_RETURN(uint32_t id, NodeIdField(value, name, false));
           list.peers.push_back(id);
         } else if (name == "ac_cert") {
-          have.insert("ac_cert");
           if (!Unhex(value, &ac_cert)) return InvalidArgumentError("not hex");
         } else {
           return InvalidArgumentError("unknown field '" + std::string(name) +
@@ -320,12 +315,6 @@ StatusOr<PeerList> ParsePeerList(std::span<const uint8_t> file,
         return OkStatus();
       });
   KGR_RETURN_IF_ERROR(st);
-  for (std::string_view need : {"kgr-peers", "node", "ac_cert"}) {
-    if (!have.count(need)) {
-      return InvalidArgumentError("field '" + std::string(need) +
-                                  "' is missing");
-    }
-  }
   KGR_RETURN_IF_ERROR(VerifyAcSignature(s, ac_cert, ca_pem, "peer list"));
   return list;
 }

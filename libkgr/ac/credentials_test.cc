@@ -56,7 +56,9 @@ Credentials Sample(const std::string& ca_pem) {
   return c;
 }
 
-Bytes Plain(const SecretBytes& s) { return Bytes(s.span().begin(), s.span().end()); }
+Bytes Plain(const SecretBytes& s) {
+  return Bytes(s.span().begin(), s.span().end());
+}
 
 class CredentialFileTest : public ::testing::Test {
  protected:
@@ -95,8 +97,7 @@ TEST_F(CredentialFileTest, EveryTruncationIsRefused) {
     EXPECT_EQ(c.status().message().find('\n'), std::string::npos);
   }
   auto cut = ParseCredentialFile(std::span<const uint8_t>(file_).first(300));
-  EXPECT_NE(cut.status().message().find("no signature line"),
-            std::string::npos)
+  EXPECT_NE(cut.status().message().find("no signature line"), std::string::npos)
       << cut.status().ToString();
 }
 
@@ -138,9 +139,8 @@ TEST_F(CredentialFileTest, SignedByNonAcOrAnotherCaIsRefused) {
 }
 
 TEST_F(CredentialFileTest, UnsignedVersionOneFileIsRefusedClearly) {
-  std::string v1 =
-      "kgr-credentials 1\nn_id 0a0b0c0d\nks_n_id 11223344\nntag " +
-      std::string(64, 'a') + "\nbroker 127.0.0.1:8883\n";
+  std::string v1 = "kgr-credentials 1\nn_id 0a0b0c0d\nks_n_id 11223344\nntag " +
+                   std::string(64, 'a') + "\nbroker 127.0.0.1:8883\n";
   auto r = ParseCredentialFile(AsBytes(v1));
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("no signature line"), std::string::npos);
@@ -161,7 +161,8 @@ TEST_F(CredentialFileTest, RepeatedFieldIsRefusedEvenWhenSigned) {
   body += "ac_cert " + ToHex(ac_->certificate_der()) + "\n";
   auto sig = ac_->SignDetached(AsBytes(body));
   ASSERT_TRUE(sig.ok());
-  auto r = ParseCredentialFile(AsBytes(body + "signature " + ToHex(*sig) + "\n"));
+  auto r =
+      ParseCredentialFile(AsBytes(body + "signature " + ToHex(*sig) + "\n"));
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("repeated"), std::string::npos);
 }
@@ -198,8 +199,7 @@ TEST_F(CredentialFileTest, PeerListIsSignedAndBoundToItsNode) {
   auto foreign = EncodePeerList(list, *other);
   ASSERT_TRUE(foreign.ok());
   EXPECT_FALSE(ParsePeerList(*foreign, ca_pem_).ok());
-  EXPECT_TRUE(
-      ParsePeerList(*foreign, ReadText(TestData("other_ca.pem"))).ok());
+  EXPECT_TRUE(ParsePeerList(*foreign, ReadText(TestData("other_ca.pem"))).ok());
   // An empty list is a list.
   auto empty = EncodePeerList({0x0a0b0c0d, {}}, *ac_);
   ASSERT_TRUE(empty.ok());

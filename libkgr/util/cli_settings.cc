@@ -120,8 +120,7 @@ bool ParseIds(std::string_view t, std::vector<uint32_t>* ids) {
 // Builds a CommandLine from argv, the config file and the table.
 class SettingsParser {
  public:
-  explicit SettingsParser(std::span<const SettingSpec> specs)
-      : specs_(specs) {}
+  explicit SettingsParser(std::span<const SettingSpec> specs) : specs_(specs) {}
 
   StatusOr<CommandLine> Parse(int argc, char** argv) {
     KGR_RETURN_IF_ERROR(ParseArgv(argc, argv));
@@ -191,8 +190,8 @@ class SettingsParser {
         has_value = true;
       }
       const SettingSpec* s = ByFlag(name);
-      bool is_switch = name == kHelpFlag ||
-                       (s != nullptr && s->kind == SettingKind::kBool);
+      bool is_switch =
+          name == kHelpFlag || (s != nullptr && s->kind == SettingKind::kBool);
       if (s == nullptr && name != kHelpFlag && name != kConfigFlag) {
         return InvalidArgumentError("unknown flag --" + Shown(name) +
                                     " (see --help)");
@@ -203,8 +202,8 @@ class SettingsParser {
       if (is_switch) {
         if (has_value) {
           return InvalidArgumentError(FlagOrigin(name) +
-                                      ": takes no value (got '" +
-                                      Shown(value) + "')");
+                                      ": takes no value (got '" + Shown(value) +
+                                      "')");
         }
         switches_.insert(name);
         continue;
@@ -236,8 +235,8 @@ class SettingsParser {
         }
         if (s.check != nullptr) {
           if (Status c = s.check(t); !c.ok()) {
-            return InvalidArgumentError(origin + ": " + c.message() +
-                                        " (got " + got + ")");
+            return InvalidArgumentError(origin + ": " + c.message() + " (got " +
+                                        got + ")");
           }
         }
         break;
@@ -339,9 +338,8 @@ class SettingsParser {
         }
         KGR_RETURN_IF_ERROR(WalkConfig(value, key + "."));
       } else {
-        return InvalidArgumentError(KeyOrigin(key) +
-                                    ": unknown key (known here: " + allowed +
-                                    ")");
+        return InvalidArgumentError(
+            KeyOrigin(key) + ": unknown key (known here: " + allowed + ")");
       }
     }
     return OkStatus();
@@ -363,7 +361,11 @@ StatusOr<uint64_t> ConfigInteger(const nlohmann::json& value,
     uint64_t n = value.get<uint64_t>();
     if (n >= min && n <= max) return n;
   }
-  SettingSpec s{.flag = {}, .key = {}, .kind = SettingKind::kInteger, .min = min, .max = max};
+  SettingSpec s{.flag = {},
+                .key = {},
+                .kind = SettingKind::kInteger,
+                .min = min,
+                .max = max};
   return Bad(KeyOrigin(key), s, Shown(value.dump()));
 }
 
@@ -376,10 +378,12 @@ StatusOr<CommandLine> ParseCommandLine(int argc, char** argv,
   return SettingsParser(specs).Parse(argc, argv);
 }
 
-std::optional<CommandLine> ParseOrExplain(
-    std::string_view program, std::string_view usage, int argc, char** argv,
-    std::span<const SettingSpec> specs, const std::set<std::string>& commands,
-    int* exit_code) {
+std::optional<CommandLine> ParseOrExplain(std::string_view program,
+                                          std::string_view usage, int argc,
+                                          char** argv,
+                                          std::span<const SettingSpec> specs,
+                                          const std::set<std::string>& commands,
+                                          int* exit_code) {
   auto fail = [&](const std::string& why) {
     std::fprintf(stderr, "%.*s: %s\n", static_cast<int>(program.size()),
                  program.data(), why.c_str());
@@ -406,9 +410,10 @@ std::optional<CommandLine> ParseOrExplain(
   if (cl->command.empty()) return fail("no command given" + help);
   if (!commands.count(cl->command)) {
     std::string list;
-    for (const std::string& c : commands) list += (list.empty() ? "" : ", ") + c;
-    return fail("unknown command '" + Shown(cl->command) + "' (one of " +
-                list + ")");
+    for (const std::string& c : commands)
+      list += (list.empty() ? "" : ", ") + c;
+    return fail("unknown command '" + Shown(cl->command) + "' (one of " + list +
+                ")");
   }
   return std::move(*cl);
 }

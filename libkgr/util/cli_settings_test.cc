@@ -63,8 +63,7 @@ class SettingsTest : public ::testing::Test {
     }
     std::vector<char*> argv{const_cast<char*>("prog")};
     for (auto& a : args) argv.push_back(a.data());
-    return ParseCommandLine(static_cast<int>(argv.size()), argv.data(),
-                            kSpecs);
+    return ParseCommandLine(static_cast<int>(argv.size()), argv.data(), kSpecs);
   }
   // The one-line error of a refused invocation.
   std::string Error(std::vector<std::string> args,
@@ -90,7 +89,8 @@ TEST_F(SettingsTest, FlagThenConfigThenFallback) {
   EXPECT_EQ(c->Str("tls.ca_file"), "/ca.pem");
   EXPECT_TRUE(c->Bool("pcr_policy"));
   EXPECT_FALSE(c->Has("broker"));
-  auto d = Parse({"run", "--pcr", "--node=0a0b0c0d", "--peers", "00000001,00000002"});
+  auto d = Parse(
+      {"run", "--pcr", "--node=0a0b0c0d", "--peers", "00000001,00000002"});
   ASSERT_TRUE(d.ok()) << d.status().ToString();
   EXPECT_EQ(d->Int("timeout_ms"), 10000u);
   EXPECT_TRUE(d->Has("timeout_ms"));
@@ -119,17 +119,20 @@ TEST_F(SettingsTest, BadConfigValuesNameTheKeyAndWhatIsAllowed) {
                   .find("\"pcr_policy\": must be true or false"),
               std::string::npos);
   }
-  EXPECT_NE(Error({"run"}, R"({"tls": "x"})").find("\"tls\": must be an object"),
-            std::string::npos);
+  EXPECT_NE(
+      Error({"run"}, R"({"tls": "x"})").find("\"tls\": must be an object"),
+      std::string::npos);
   EXPECT_NE(Error({"run"}, R"({"tls": {"cafile": "x"}})")
                 .find("\"tls.cafile\": unknown key (known here: ca_file)"),
             std::string::npos);
-  EXPECT_NE(Error({"run"}, R"({"timeout": 1})").find("\"timeout\": unknown key"),
-            std::string::npos);
+  EXPECT_NE(
+      Error({"run"}, R"({"timeout": 1})").find("\"timeout\": unknown key"),
+      std::string::npos);
   EXPECT_NE(Error({"run"}, R"({"name": "axb"})").find("no x allowed"),
             std::string::npos);
-  EXPECT_NE(Error({"run"}, R"({"policy": {"pairs": 3}})").find("must be an object"),
-            std::string::npos);
+  EXPECT_NE(
+      Error({"run"}, R"({"policy": {"pairs": 3}})").find("must be an object"),
+      std::string::npos);
   EXPECT_NE(Error({"run"}, "[1]").find("not a JSON object"), std::string::npos);
 }
 
@@ -156,8 +159,9 @@ TEST_F(SettingsTest, BadFlagValuesNameTheFlag) {
   }
   for (const char* v : {"localhost", "127.0.0.1:0", "127.0.0.1:65536",
                         "127.0.0.1:88x", ":8883", "a b:1", "h:+80"}) {
-    EXPECT_NE(Error({"run", "--broker", v}).find("flag --broker: must be host:port"),
-              std::string::npos)
+    EXPECT_NE(
+        Error({"run", "--broker", v}).find("flag --broker: must be host:port"),
+        std::string::npos)
         << v;
   }
   for (const char* v : {"123", "0000000g", "00000000"}) {
@@ -216,8 +220,8 @@ TEST(StagedFileTest, CommitReplacesTheFileAndAnAbandonedOneLeavesNothing) {
   ASSERT_TRUE(f.ok());
   ASSERT_TRUE((*f)->Commit(AsBytes("data")).ok());
   f->reset();
-  EXPECT_EQ(*fs.ReadFile("/out"), Bytes(AsBytes("data").begin(),
-                                        AsBytes("data").end()));
+  EXPECT_EQ(*fs.ReadFile("/out"),
+            Bytes(AsBytes("data").begin(), AsBytes("data").end()));
   EXPECT_EQ(fs.FileMode("/out"), 0600);
   EXPECT_FALSE(fs.Exists("/out.tmp"));
 }
@@ -228,8 +232,8 @@ TEST(StagedFileTest, AFullDiskOrADirectoryShowsAtStage) {
   auto full = StagedFile::Stage(fs, "/out", 0600, 100);
   ASSERT_FALSE(full.ok());
   EXPECT_FALSE(fs.Exists("/out.tmp"));
-  auto dir = StagedFile::Stage(fs, std::filesystem::temp_directory_path(),
-                               0600, 1);
+  auto dir =
+      StagedFile::Stage(fs, std::filesystem::temp_directory_path(), 0600, 1);
   ASSERT_FALSE(dir.ok());
   EXPECT_NE(dir.status().message().find("is a directory"), std::string::npos);
 }

@@ -34,15 +34,15 @@ int ExitCodeFor(const Status& status);
 // What a setting's value must be. Flags are text; config values must have
 // the JSON type named here (no number as a string or the other way round).
 enum class SettingKind {
-  kString,       // text of 1..max characters (0: 4096), no control chars
-  kInteger,      // a whole number from min to max: digits only in a flag,
-                 // a JSON integer in the config (no fraction or exponent)
-  kBool,         // config: true or false; flag: a switch (takes no value)
-  kChoice,       // one of `choices` ("a|b|c")
-  kHostPort,     // host:port, port 1..65535
-  kNodeId,       // 8 hex digits, not 00000000
-  kNodeIdList,   // N_IDs separated by ','
-  kObject,       // config only: a JSON object the caller checks itself
+  kString,      // text of 1..max characters (0: 4096), no control chars
+  kInteger,     // a whole number from min to max: digits only in a flag,
+                // a JSON integer in the config (no fraction or exponent)
+  kBool,        // config: true or false; flag: a switch (takes no value)
+  kChoice,      // one of `choices` ("a|b|c")
+  kHostPort,    // host:port, port 1..65535
+  kNodeId,      // 8 hex digits, not 00000000
+  kNodeIdList,  // N_IDs separated by ','
+  kObject,      // config only: a JSON object the caller checks itself
 };
 
 // One row of an executable's table of settings.
@@ -59,13 +59,45 @@ struct SettingSpec {
   Status (*check)(std::string_view) = nullptr;
 };
 
+// Rows the executables share (same flag, key, range and default).
+inline constexpr SettingSpec kStateDirSetting = {.flag = "state-dir",
+                                                 .key = "state_dir"};
+inline constexpr SettingSpec kTctiSetting = {.flag = "tcti", .key = "tcti"};
+inline constexpr SettingSpec kMqttClientSetting = {.flag = "mqtt-client",
+                                                   .key = "mqtt_client",
+                                                   .kind = SettingKind::kChoice,
+                                                   .fallback = "mosquitto",
+                                                   .choices = "mosquitto|paho"};
+inline constexpr SettingSpec kLogLevelSetting = {
+    .flag = "log-level",
+    .key = "log_level",
+    .kind = SettingKind::kChoice,
+    .fallback = "info",
+    .choices = "debug|info|warn|error"};
+inline constexpr SettingSpec kTimeoutSetting = {.flag = "timeout-ms",
+                                                .key = "timeout_ms",
+                                                .kind = SettingKind::kInteger,
+                                                .fallback = "10000",
+                                                .min = 1,
+                                                .max = 3'600'000};
+inline constexpr SettingSpec kJournalPreallocSetting = {
+    .flag = "journal-prealloc-kb",
+    .key = "journal_prealloc_kb",
+    .kind = SettingKind::kInteger,
+    .fallback = "256",
+    .max = 4096};
+inline constexpr SettingSpec kPcrPolicySetting = {
+    .flag = "pcr-policy", .key = "pcr_policy", .kind = SettingKind::kBool};
+inline constexpr SettingSpec kJsonSetting = {
+    .flag = "json", .key = {}, .kind = SettingKind::kBool};
+
 // The validated settings of one invocation. `name` is a setting's config
 // key, or its flag for flag-only settings.
 class CommandLine {
  public:
   std::string command;  // the first positional argument
 
-  bool Has(std::string_view name) const;  // given, or has a fallback
+  bool Has(std::string_view name) const;    // given, or has a fallback
   bool Given(std::string_view name) const;  // given as flag or in config
   // "" / 0 / false / empty when unset.
   const std::string& Str(std::string_view name) const;
@@ -105,10 +137,12 @@ StatusOr<CommandLine> ParseCommandLine(int argc, char** argv,
 // to stdout for --help, checks the command is one of `commands`. On
 // anything else prints ONE line "<program>: <why>" to stderr and returns
 // nullopt with *exit_code set (kExitOk after --help, else kExitUsage).
-std::optional<CommandLine> ParseOrExplain(
-    std::string_view program, std::string_view usage, int argc, char** argv,
-    std::span<const SettingSpec> specs, const std::set<std::string>& commands,
-    int* exit_code);
+std::optional<CommandLine> ParseOrExplain(std::string_view program,
+                                          std::string_view usage, int argc,
+                                          char** argv,
+                                          std::span<const SettingSpec> specs,
+                                          const std::set<std::string>& commands,
+                                          int* exit_code);
 
 // The largest number most integer settings take (15 digits).
 inline constexpr uint64_t kMaxNumberSetting = 999'999'999'999'999;
