@@ -69,14 +69,11 @@ unavailable or timeout, 4 refused by the KS.
 
 // Every flag and config key (cli.h checks type and range).
 constexpr SettingSpec kSpecs[] = {
-    {.flag = "broker",
-     .key = "broker",
-     .kind = SettingKind::kHostPort,
-     .fallback = "127.0.0.1:8883"},
+    kBrokerSetting,
     kMqttClientSetting,
-    {.flag = "ca", .key = "tls.ca_file"},
-    {.flag = "cert", .key = "tls.cert_file"},
-    {.flag = "key", .key = "tls.key_file"},
+    kTlsCaSetting,
+    kTlsCertSetting,
+    kTlsKeySetting,
     {.flag = "ks-cert", .key = "ks_cert_file"},
     {.flag = "ca-key", .key = "ca_key_file"},
     {.flag = "cert-days",

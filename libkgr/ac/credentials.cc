@@ -109,12 +109,17 @@ StatusOr<Signed> SplitSignature(std::span<const uint8_t> file,
   return s;
 }
 
+Status UnknownField(std::string_view name) {
+  return InvalidArgumentError("unknown field '" + std::string(name) + "'");
+}
+
 // Calls `field(name, value)` for each "name value" line of `body`
-// (comments and empty lines skipped); stops at the first error. Every name
-// but those in `repeatable` may appear once; each of `required` must.
+// (comments and empty lines skipped) but ac_cert, which goes to `*ac_cert`;
+// stops at the first error. Every name but those in `repeatable` may
+// appear once; each of `required` and ac_cert must.
 Status ForEachField(
     std::span<const uint8_t> body, const std::set<std::string_view>& repeatable,
-    std::initializer_list<std::string_view> required,
+    std::initializer_list<std::string_view> required, Bytes* ac_cert,
     const std::function<Status(std::string_view, std::span<const uint8_t>)>&
         field) {
   std::set<std::string> seen;
@@ -137,9 +142,16 @@ Status ForEachField(
     if (!repeatable.count(name) && !seen.insert(std::string(name)).second) {
       return bad("field '" + std::string(name) + "' repeated");
     }
-    Status st = field(name, line.subspan(sp + 1));
+    std::span<const uint8_t> value = line.subspan(sp + 1);
+    if (name == "ac_cert") {
+      if (!Unhex(value, ac_cert)) return bad("ac_cert not hex");
+      continue;
+    }
+    Status st = field(name, value);
     if (!st.ok()) return bad(st.message());
   }
+  if (ac_cert->empty())
+    return InvalidArgumentError("field 'ac_cert' is missing");
   for (std::string_view need : required) {
     if (!seen.count(std::string(need))) {
       return InvalidArgumentError("field '" + std::string(need) +
@@ -226,7 +238,8 @@ StatusOr<Credentials> ParseCredentialFile(std::span<const uint8_t> file) {
   Status st = ForEachField(
       s.body, {},
       {"kgr-credentials", "n_id", "ks_n_id", "ntag", "broker", "topic_prefix",
-       "ca_pem", "cert_pem", "key_pem", "ac_cert"},
+       "ca_pem", "cert_pem", "key_pem"},
+      &ac_cert,
       [&](std::string_view name, std::span<const uint8_t> value) -> Status {
         if (name == "kgr-credentials") {
           if (AsText(value) == "1") {
@@ -262,11 +275,8 @@ StatusOr<Credentials> ParseCredentialFile(std::span<const uint8_t> file) {
           if (!UnhexSecret(value, &c.key_pem)) {
             return InvalidArgumentError("PEM not hex");
           }
-        } else if (name == "ac_cert") {
-          if (!Unhex(value, &ac_cert)) return InvalidArgumentError("not hex");
         } else {
-          return InvalidArgumentError("unknown field '" + std::string(name) +
-                                      "'");
+          return UnknownField(name);
         }
         return OkStatus();
       });
@@ -295,7 +305,7 @@ StatusOr<PeerList> ParsePeerList(std::span<const uint8_t> file,
   PeerList list;
   Bytes ac_cert;
   Status st = ForEachField(
-      s.body, {"peer"}, {"kgr-peers", "node", "ac_cert"},
+      s.body, {"peer"}, {"kgr-peers", "node"}, &ac_cert,
       [&](std::string_view name, std::span<const uint8_t> value) -> Status {
         if (name == "kgr-peers") {
           if (AsText(value) != "2") {
@@ -306,11 +316,8 @@ StatusOr<PeerList> ParsePeerList(std::span<const uint8_t> file,
         } else if (name == "peer") {
           KGR_ASSIGN_OR_RETURN(uint32_t id, NodeIdField(value, name, false));
           list.peers.push_back(id);
-        } else if (name == "ac_cert") {
-          if (!Unhex(value, &ac_cert)) return InvalidArgumentError("not hex");
         } else {
-          return InvalidArgumentError("unknown field '" + std::string(name) +
-                                      "'");
+          return UnknownField(name);
         }
         return OkStatus();
       });

@@ -63,6 +63,16 @@ struct SettingSpec {
 inline constexpr SettingSpec kStateDirSetting = {.flag = "state-dir",
                                                  .key = "state_dir"};
 inline constexpr SettingSpec kTctiSetting = {.flag = "tcti", .key = "tcti"};
+inline constexpr SettingSpec kBrokerSetting = {.flag = "broker",
+                                               .key = "broker",
+                                               .kind = SettingKind::kHostPort,
+                                               .fallback = "127.0.0.1:8883"};
+inline constexpr SettingSpec kTlsCaSetting = {.flag = "ca",
+                                              .key = "tls.ca_file"};
+inline constexpr SettingSpec kTlsCertSetting = {.flag = "cert",
+                                                .key = "tls.cert_file"};
+inline constexpr SettingSpec kTlsKeySetting = {.flag = "key",
+                                               .key = "tls.key_file"};
 inline constexpr SettingSpec kMqttClientSetting = {.flag = "mqtt-client",
                                                    .key = "mqtt_client",
                                                    .kind = SettingKind::kChoice,
