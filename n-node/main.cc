@@ -35,9 +35,11 @@ commands:
                             its reply
   rotate                    rotate NKSK/NKSKsign with the KS (ephemeral
                             X25519 under the current NKSK; one NV write)
-  run                       daemon: registers if needed, answers key
-                            notifications and data, serves the commands
-                            above on its control socket, until SIGTERM
+  run                       daemon: registers if needed (asking again,
+                            at most a minute apart, until the KS answers),
+                            answers key notifications and data, serves the
+                            commands above on its control socket, until
+                            SIGTERM
   status                    pairs with key version and age (no key
                             material), registration, NV writes
 
@@ -513,14 +515,9 @@ Status CmdRun(const Settings& s) {
           respond({{"ok", false}, {"code", "UNAVAILABLE"}, {"error", "busy"}});
         }
       }));
-  if (!svc->client().registered()) {
-    svc->client().Register([](Status st) {
-      if (st.ok())
-        spdlog::info("node: registered");
-      else
-        spdlog::error("node: registration failed: {}", st.ToString());
-    });
-  }
+  // Until registered, for as long as the daemon runs (a KS that is away
+  // when the node starts only delays it).
+  svc->client().KeepRegistering();
   std::printf("kgr-node ready: n_id=%s\n",
               FormatNodeId(svc->client().n_id()).c_str());
   std::fflush(stdout);

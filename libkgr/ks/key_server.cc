@@ -158,20 +158,27 @@ Status KeyServer::SendToNode(const NodeDesc& node, uint64_t request_id,
   if (!node.topic2.has_value()) {
     return FailedPreconditionError("node has no TOPIC2");
   }
-  // During an NKSK rotation the node may not hold the new pair yet: send
-  // under the previous one until the node has used the new one.
-  bool prev = node.prev_nksk.valid();
+  // During an NKSK rotation, until the node has used the new pair, we
+  // cannot know which pair it holds: its answer may be lost, it may have
+  // given up the rotation, or restarted with only the new pair in NV. Each
+  // frame goes under both; the header's key version tells the node which
+  // copy it can open (it drops the other unopened).
+  const std::string topic = TopicName(own_.identity.topic_prefix,
+                                      NodeIdentity(node.n_id), *node.topic2);
   FrameHeader h;
   h.flags = flags;
   h.sender = own_.identity.n_id;
-  h.key_version = prev ? node.nksk_version - 1 : node.nksk_version;
-  h.counter = counter_.Next(clock_.NowUnixMicros());
   h.request_id = request_id;
-  KGR_ASSIGN_OR_RETURN(Bytes frame,
-                       SealBody(h, body, prev ? node.prev_nksk : node.nksk));
-  return transport_.Publish(TopicName(own_.identity.topic_prefix,
-                                      NodeIdentity(node.n_id), *node.topic2),
-                            frame);
+  if (node.prev_nksk.valid()) {
+    h.key_version = node.nksk_version - 1;
+    h.counter = counter_.Next(clock_.NowUnixMicros());
+    KGR_ASSIGN_OR_RETURN(Bytes old, SealBody(h, body, node.prev_nksk));
+    KGR_RETURN_IF_ERROR(transport_.Publish(topic, old));
+  }
+  h.key_version = node.nksk_version;
+  h.counter = counter_.Next(clock_.NowUnixMicros());
+  KGR_ASSIGN_OR_RETURN(Bytes frame, SealBody(h, body, node.nksk));
+  return transport_.Publish(topic, frame);
 }
 
 // ---- node_desc cache ----
@@ -243,13 +250,13 @@ void KeyServer::HandleRegistration(const Bytes& frame) {
   auto node = GetNode(h.sender);
   if (!node.ok()) return Drop(&h, "unknown N_ID");
   if (node->state == NodeState::kRevoked) return Drop(&h, "node revoked");
-  // A retransmission of the registration that succeeded (the node may have
-  // died before storing its keys): answered with the same keys, for a
-  // short while only. Any other request after registration is refused.
+  // A repetition of the registration that succeeded (the answer was lost,
+  // or the node died before storing its keys): answered with the same keys
+  // as long as the node has not used them (then it holds them). Any other
+  // request after registration is refused.
   bool repeat = node->state == NodeState::kRegistered &&
                 h.request_id == RegistrationRequestId(node->ntag) &&
-                clock_.NowUnixMillis() <
-                    node->registered_unix_ms + options_.registration_replay_ms;
+                node->nksk_unused && !Contains(dirty_counters_, node->n_id);
   if (node->state == NodeState::kRegistered && !repeat) {
     return Drop(&h, "NTAG already used (node registered)");
   }
@@ -280,6 +287,7 @@ void KeyServer::HandleRegistration(const Bytes& frame) {
   updated.topic2 = req->topic2;
   updated.last_counter = window.highest();
   updated.registered_unix_ms = clock_.NowUnixMillis();
+  updated.nksk_unused = true;
   // Step 2: node_desc is durable before the keys leave the KS.
   Status st = PutNode(updated);
   if (!st.ok()) {
@@ -351,6 +359,7 @@ void KeyServer::HandleTopic1(const Bytes& frame) {
       spdlog::error("ks: rotation not completed: {}", st.ToString());
     else
       node = std::make_shared<const NodeDesc>(std::move(done));
+    rotations_.erase(h.sender);
     spdlog::info("ks: node {} uses its new NKSK (version {})",
                  FormatNodeId(h.sender), node->nksk_version);
   }
@@ -380,8 +389,22 @@ void KeyServer::HandleTopic1(const Bytes& frame) {
 
 void KeyServer::HandleRotation(const FrameHeader& h, const NodeDesc& node,
                                bool under_prev, const NkskRotReq& req) {
-  // A retransmitted request (the node has not got our answer) comes under
-  // the previous NKSK: agree again, replacing the unconfirmed new pair.
+  // A retransmitted request (the node has not got our answer, or our answer
+  // crossed its retransmission) comes under the previous NKSK with the same
+  // id and key: the same answer again, since the node may already hold the
+  // pair it gives. A new request under the previous NKSK (the node gave up
+  // the last one) agrees again, replacing the unconfirmed new pair.
+  auto same = rotations_.find(node.n_id);
+  if (under_prev && same != rotations_.end() &&
+      same->second.request_id == h.request_id &&
+      same->second.node_public == req.node_public &&
+      same->second.version == node.nksk_version) {
+    Status st =
+        SendToNode(node, h.request_id, 0,
+                   NkskRotAns{same->second.ks_public, node.nksk_version});
+    if (!st.ok()) spdlog::warn("ks: nksk_rot_ans not sent: {}", st.ToString());
+    return;
+  }
   auto ks_key = GenerateX25519();
   if (!ks_key.ok()) return;
   auto shared = X25519SharedSecret(ks_key->private_key, req.node_public);
@@ -401,6 +424,8 @@ void KeyServer::HandleRotation(const FrameHeader& h, const NodeDesc& node,
   }
   spdlog::info("ks: node {} rotates its NKSK to version {}",
                FormatNodeId(node.n_id), version);
+  rotations_[node.n_id] = {h.request_id, req.node_public, ks_key->public_key,
+                           version};
   st = SendToNode(updated, h.request_id, 0,
                   NkskRotAns{ks_key->public_key, version});
   if (!st.ok()) spdlog::warn("ks: nksk_rot_ans not sent: {}", st.ToString());
@@ -551,11 +576,15 @@ Status KeyServer::FlushCounters() {
     auto d = GetNode(id);
     auto w = windows_.find(id);
     if (!d.ok() || w == windows_.end() ||
-        d->last_counter >= w->second.highest()) {
+        (d->last_counter >= w->second.highest() && !d->nksk_unused)) {
       continue;
     }
     NodeDesc updated = d->Clone();
-    updated.last_counter = w->second.highest();
+    updated.last_counter = std::max(d->last_counter, w->second.highest());
+    // The node sent frames under its NKSK (dirty_counters_ holds only
+    // those), so it holds it: its registration answer is not repeated any
+    // more (HandleRegistration also checks dirty_counters_ until then).
+    updated.nksk_unused = false;
     batch.push_back(std::move(updated));
   }
   Status st = batch.empty() ? OkStatus() : PutNodes(batch);

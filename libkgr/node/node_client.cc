@@ -104,19 +104,6 @@ Status NodeClient::SendToKs(uint64_t request_id, uint8_t flags,
 Status NodeClient::Transmit(uint64_t request_id, Pending& p) {
   ++p.attempts;
   switch (p.kind) {
-    case Kind::kRegister: {
-      KGR_ASSIGN_OR_RETURN(
-          SymmetricKeys keys,
-          RegistrationKeys(own_.ntag, n_id(), FrameType::kNkskKeyReq));
-      FrameHeader h;
-      h.sender = n_id();
-      h.counter = counter_.Next(clock_.NowUnixMicros());
-      h.request_id = request_id;
-      NkskKeyReq req{n_id(), own_.ntag.Clone(), own_.identity.own_topic};
-      KGR_ASSIGN_OR_RETURN(Bytes frame, SealBody(h, req, keys));
-      return transport_.Publish(RegisterTopic(own_.identity.topic_prefix),
-                                frame);
-    }
     case Kind::kKey:
       return SendToKs(request_id, p.renewal ? kFlagRenewal : 0,
                       NnskKeyReq{p.peer, p.version, p.topic3});
@@ -251,6 +238,7 @@ void NodeClient::Tick() {
     PersistRxCounters();
     last_rx_persist_ms_ = now;
   }
+  TickRegistration(now);
   RenewByPolicy();
   std::vector<uint64_t> expired;
   for (auto& [id, p] : pending_) {
@@ -301,26 +289,6 @@ void NodeClient::Schedule(Pending& p, uint64_t timeout_ms) {
   p.deadline_ms = now + p.timeout_ms;
   p.backoff_ms = options_.first_retry_ms;
   p.next_retry_ms = now + p.backoff_ms;
-}
-
-void NodeClient::Register(DoneCallback done, uint64_t timeout_ms) {
-  if (registered()) return done(OkStatus());
-  if (own_.ntag.size() != kNtagSize) {
-    return done(
-        FailedPreconditionError("no NTAG: init from credentials first"));
-  }
-  // Fixed per NTAG: after a restart we ask again under the same id.
-  uint64_t id = RegistrationRequestId(own_.ntag);
-  if (pending_.count(id)) {
-    return done(AbortedError("a registration is under way"));
-  }
-  Pending p;
-  p.kind = Kind::kRegister;
-  p.done = std::move(done);
-  Schedule(p, timeout_ms);
-  auto [it, inserted] = pending_.emplace(id, std::move(p));
-  Status st = Transmit(id, it->second);
-  if (!st.ok()) Finish(id, st);
 }
 
 Status NodeClient::LoadPeers(const std::vector<uint32_t>& peers) {
@@ -416,6 +384,18 @@ void NodeClient::HandleFromKs(const Bytes& frame) {
   if (!ks_window_.IsFresh(h.counter)) return Log("dropped", &h, "replayed");
   if (h.type == FrameType::kNkskKeyAns) return OnRegistered(h, frame);
   if (!own_.ks.has_value()) return Log("dropped", &h, "not registered");
+  if (h.key_version != own_.ks->version) {
+    // During an NKSK rotation the KS sends each frame under the old and the
+    // new pair until it sees us use the new one: we open the copy for ours.
+    if (h.key_version + 1 == own_.ks->version ||
+        h.key_version == own_.ks->version + 1) {
+      spdlog::debug("node {}: {} under NKSK version {} skipped (ours is {})",
+                    FormatNodeId(n_id()), FrameTypeName(h.type), h.key_version,
+                    own_.ks->version);
+      return;
+    }
+    return Log("dropped", &h, "unknown NKSK version");
+  }
   FrameHeader opened;
   auto plain = OpenFrame(frame, own_.ks->nksk, &opened);
   if (!plain.ok()) return Log("dropped", &h, plain.status().message());
@@ -464,29 +444,6 @@ void NodeClient::HandleFromKs(const Bytes& frame) {
     default:
       return Log("dropped", &h, "unexpected type from the key server");
   }
-}
-
-void NodeClient::OnRegistered(const FrameHeader& h, const Bytes& frame) {
-  auto it = pending_.find(h.request_id);
-  if (it == pending_.end() || it->second.kind != Kind::kRegister) {
-    return Log("dropped", &h, "no registration under way");
-  }
-  auto keys = RegistrationKeys(own_.ntag, n_id(), FrameType::kNkskKeyAns);
-  if (!keys.ok()) return;
-  FrameHeader opened;
-  auto ans = OpenBody<NkskKeyAns>(frame, *keys, &opened);
-  if (!ans.ok()) return Log("dropped", &h, ans.status().message());
-  ks_window_.Accept(h.counter);
-  KsKeysBlob blob{std::move(ans->nksk), 1, ans->topic1, h.sender};
-  // Step 3: NKSK, NKSKsign and TOPIC1 into NVRAM (one NV write).
-  SecretBytes encoded = EncodeKsKeys(blob);
-  Status st = tpm_.NvWrite(NvSlot::kKsKeys, encoded.span());
-  if (!st.ok()) return Finish(h.request_id, st.Annotate("storing NKSK in NV"));
-  own_.ks = std::move(blob);
-  PrepareNksk();
-  spdlog::info("node {}: registered with key server {}", FormatNodeId(n_id()),
-               FormatNodeId(h.sender));
-  Finish(h.request_id, OkStatus());
 }
 
 void NodeClient::KeepPrevious(uint32_t peer, const SesKey& current) {
@@ -712,7 +669,7 @@ void NodeClient::OnPairRevoked(const FrameHeader& h, const PairRevoked& m) {
                 [&](const auto& e) { return e.second == m.peer; });
   std::vector<uint64_t> ids;
   for (const auto& [id, p] : pending_) {
-    if (p.kind != Kind::kRegister && p.peer == m.peer) ids.push_back(id);
+    if (p.peer == m.peer) ids.push_back(id);
   }
   for (uint64_t id : ids) Finish(id, PermissionDeniedError("pair revoked"));
   spdlog::warn(

@@ -282,9 +282,11 @@ TEST_F(ProceduresTest, RegistrationStoresNkskInNvAndNodeDesc) {
 TEST_F(ProceduresTest, NtagWorksForOneRegistrationOnly) {
   Node& a = AddNode();
   ASSERT_TRUE(Register(a).ok());
-  clock_.AdvanceMillis(KeyServerOptions{}.registration_replay_ms + 1);
+  std::optional<Status> used;  // a rotation: a frame under the NKSK
+  a.client->RotateNksk([&](Status s) { used = s; });
+  ASSERT_TRUE(RunUntil([&] { return used.has_value(); }) && used->ok());
   // A clone with the same credentials and a fresh TPM registers again after
-  // the replay window: the KS ignores it.
+  // the node used its NKSK: the KS ignores it.
   FakeTpm clone_tpm;
   EXPECT_EQ(RegisterClone(a, clone_tpm).code(), StatusCode::kDeadlineExceeded);
   EXPECT_EQ(ks_->stats().registrations, 1u);
@@ -654,8 +656,8 @@ TEST_F(ProceduresTest, NodeCrashAfterEveryStepOfSessionKeyGeneration) {
 // Registration with a crash of the KS or of the node after each packet
 // (process kill and power loss): the node asks again under the same request
 // id (fixed per NTAG) and the KS answers from node_desc with the same keys,
-// within KeyServerOptions::registration_replay_ms. The keys in the node's NV
-// always match node_desc.
+// until the node has used them (NodeDesc::nksk_unused). The keys in the node's
+// NV always match node_desc.
 TEST_F(ProceduresTest, CrashDuringRegistrationAtEveryStep) {
   for (int mode = 0; mode < 4; ++mode) {
     bool node_crashes = mode & 1, power = mode & 2;

@@ -17,7 +17,8 @@ constexpr size_t kContextSize = 8 + 4 + 32;
 constexpr uint8_t kFlagKeys = 0x01;
 constexpr uint8_t kFlagTopicA = 0x02;
 constexpr uint8_t kFlagTopicB = 0x04;
-constexpr uint8_t kFlagPrevKeys = 0x08;  // node_desc: NKSK before a rotation
+constexpr uint8_t kFlagPrevKeys = 0x08;    // node_desc: NKSK before a rotation
+constexpr uint8_t kFlagNkskUnused = 0x10;  // node_desc: NodeDesc::nksk_unused
 
 Status VerificationFailed() { return DataLossError(kVerificationFailed); }
 
@@ -228,6 +229,7 @@ NodeDesc NodeDesc::Clone() const {
   c.ntag = ntag.Clone();
   c.nksk = nksk.Clone();
   c.prev_nksk = prev_nksk.Clone();
+  c.nksk_unused = nksk_unused;
   c.topic2 = topic2;
   return c;
 }
@@ -294,7 +296,8 @@ StatusOr<Bytes> Encode(const NodeDesc& d, const RecordKeys& keys,
   bool has_prev = d.prev_nksk.valid();
   PutU8(&secret, static_cast<uint8_t>((has_keys ? kFlagKeys : 0) |
                                       (d.topic2 ? kFlagTopicA : 0) |
-                                      (has_prev ? kFlagPrevKeys : 0)));
+                                      (has_prev ? kFlagPrevKeys : 0) |
+                                      (d.nksk_unused ? kFlagNkskUnused : 0)));
   secret.Append(d.ntag.span());
   if (has_keys) PutKeys(&secret, d.nksk);
   PutTopic(&secret, d.topic2);
@@ -326,13 +329,15 @@ StatusOr<NodeDesc> DecodeNodeDesc(std::span<const uint8_t> record,
   ByteReader s(o.secret.span());
   uint8_t flags;
   if (!s.U8(&flags) ||
-      (flags & ~(kFlagKeys | kFlagTopicA | kFlagPrevKeys)) != 0 ||
+      (flags & ~(kFlagKeys | kFlagTopicA | kFlagPrevKeys | kFlagNkskUnused)) !=
+          0 ||
       !s.Secret(kRecordNtagSize, &d.ntag) ||
       ((flags & kFlagKeys) && !ReadKeys(&s, &d.nksk)) ||
       !ReadTopic(&s, flags & kFlagTopicA, &d.topic2) ||
       ((flags & kFlagPrevKeys) && !ReadKeys(&s, &d.prev_nksk)) || !s.done()) {
     return Malformed();
   }
+  d.nksk_unused = (flags & kFlagNkskUnused) != 0;
   return d;
 }
 

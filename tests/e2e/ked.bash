@@ -161,7 +161,8 @@ node() {  # node NAME COMMAND [args]
     --tcti "${NODE_TCTI[$name]}"
 }
 
-# ked_node_add NAME [PEER_NAME...]: authorize (AC), init, start the daemon.
+# ked_node_add NAME [PEER_NAME...]: authorize (AC), init, start the daemon
+# (not with KED_NO_START=1: node_start NAME later).
 ked_node_add() {
   local name=$1; shift
   local peers=() p
@@ -177,6 +178,10 @@ ked_node_add() {
   node "$name" init --credentials "$KED_DIR/$name.cred" >>"$KED_DIR/logs/$name.log" 2>&1 ||
     { cat "$KED_DIR/logs/$name.log" >&2; die "kgr-node init $name failed"; }
   rm -f "$KED_DIR/$name.cred"
+  if [[ ${KED_NO_START:-0} == 1 ]]; then
+    say "node $name (${NODE_ID[$name]}): initialized from its credential file"
+    return 0
+  fi
   node_start "$name"
   say "node $name (${NODE_ID[$name]}): initialized from its credential file, daemon running"
 }

@@ -132,7 +132,7 @@ StatusOr<SymmetricKeys> RegistrationKeys(const SecretBytes& ntag, uint32_t n_id,
 // The request id of a node's registration: the first 8 bytes (big-endian)
 // of SHA-256("kgr/v1 registration request" || NTAG). Fixed per NTAG, so a
 // node that restarts mid-registration asks again with the same id and the
-// KS can answer idempotently (see KeyServerOptions::registration_replay_ms).
+// KS can answer idempotently (see NodeDesc::nksk_unused).
 uint64_t RegistrationRequestId(const SecretBytes& ntag);
 
 // NTAG = SHA-256(N_ID:u32 || KEDK_pub || entry_no:u16 || salt) — the

@@ -58,11 +58,6 @@ struct KeyServerOptions {
   // The same for the AC channel (CMS costs an ECDH and a signature check).
   double ac_messages_per_s = 20;
   double ac_burst = 40;
-  // For this long after a registration, a retransmitted registration
-  // request (same request id, same NTAG, same TOPIC2) gets the same
-  // NKSK/NKSKsign again, so a node that died before storing them can
-  // complete. Afterwards the NTAG is spent for good.
-  uint64_t registration_replay_ms = 120'000;
   // Every frame counter the KS sends is above this (the last counter of a
   // previous run, persisted by the daemon, plus a margin).
   uint64_t counter_floor = 0;
@@ -170,6 +165,8 @@ class KeyServer {
   void SendError(const FrameHeader& h, const NodeDesc& n, KsErrorCode code);
   // Tells `node` (if registered) to wipe its pair with `peer`.
   bool NotifyPairRevoked(uint32_t node, uint32_t peer, RevokeReason reason);
+  // During a rotation (prev_nksk set) the frame goes out twice, under the
+  // new and under the previous pair: the node opens the one it can.
   template <typename Body>
   Status SendToNode(const NodeDesc& node, uint64_t request_id, uint8_t flags,
                     const Body& body);
@@ -201,7 +198,16 @@ class KeyServer {
   FrameCounter counter_;
   std::unordered_map<uint32_t, ReplayWindow> windows_;
   std::unordered_map<uint32_t, NodeRef> node_cache_;
-  std::vector<uint32_t> dirty_counters_;  // nodes whose window advanced
+  // Nodes with a TOPIC1 frame (under their NKSK) since the last flush.
+  std::vector<uint32_t> dirty_counters_;
+  // The answer of each rotation not yet completed, so that a retransmitted
+  // request (same id, same node key) gets the same agreement again.
+  struct Rotation {
+    uint64_t request_id = 0;
+    Bytes node_public, ks_public;
+    uint32_t version = 0;
+  };
+  std::unordered_map<uint32_t, Rotation> rotations_;
   struct Staged {
     GenKey key;
     NodeRef n1, n2;

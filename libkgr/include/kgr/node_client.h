@@ -49,6 +49,9 @@ struct NodeClientOptions {
   uint64_t request_timeout_ms = 10'000;  // overall deadline of one request
   uint64_t first_retry_ms = 400;         // then doubled, +-25% jitter
   uint64_t max_retry_ms = 3'000;
+  // KeepRegistering() with nobody waiting for the result: registration
+  // requests are repeated with the back-off growing up to this.
+  uint64_t register_max_retry_ms = 60'000;
   // After a renewal the previous key of a pair is still accepted this long.
   uint64_t previous_key_grace_ms = 30'000;
   // Every frame counter the node sends is above this (see KeyServerOptions).
@@ -91,9 +94,17 @@ class NodeClient {
   // The last frame counter sent, for the daemon to persist.
   uint64_t last_counter() const { return counter_.last(); }
 
-  // Registration (4.5). OK at once if already registered.
-  // `timeout_ms` (0: the options' request_timeout_ms) bounds each request.
+  // Registration (4.5). OK at once if already registered. `timeout_ms` (0:
+  // the options' request_timeout_ms) bounds this call; a call made while a
+  // registration is under way joins it (and makes it send again now).
+  // Whenever an answer to our registration request id comes, also after
+  // every caller gave up, the node takes it and is registered.
   void Register(DoneCallback done, uint64_t timeout_ms = 0);
+  // For a daemon: keeps asking to register until it is registered, for as
+  // long as the client lives (back-off growing to register_max_retry_ms, +-25%
+  // jitter; one log line per request once the KS is late). Register() calls
+  // meanwhile get their own result within their own deadline.
+  void KeepRegistering();
   // Adds peers the AC allowed (4.6) as empty ses_keys entries.
   Status LoadPeers(const std::vector<uint32_t>& peers);
   // Session key generation (4.7) or renewal (4.9) for the pair with `peer`.
@@ -112,7 +123,7 @@ class NodeClient {
   size_t pending_requests() const { return pending_.size(); }
 
  private:
-  enum class Kind { kRegister, kKey, kData, kRotate };
+  enum class Kind { kKey, kData, kRotate };
   struct Pending {
     Kind kind;
     uint32_t peer = 0;
@@ -143,7 +154,28 @@ class NodeClient {
     std::string previous_topic;  // before the last renewal, until the grace
   };
 
+  // Registration requests: whoever waits, and when to send next.
+  struct Registration {
+    struct Waiter {  // a Register() call
+      DoneCallback done;
+      uint64_t deadline_ms = 0;
+      uint64_t timeout_ms = 0;
+      int sent_before = 0;  // `sent` when it joined
+    };
+    bool keep_trying = false;  // KeepRegistering()
+    std::vector<Waiter> waiters;
+    uint64_t next_send_ms = 0;
+    uint64_t backoff_ms = 0;
+    int sent = 0;  // requests sent so far
+  };
+
   Status Transmit(uint64_t request_id, Pending& p);
+  // Sends a registration request now and schedules the next one.
+  void SendRegistrationRequest(uint64_t now);
+  // Sends registration requests when due; ends waiters past their deadline.
+  void TickRegistration(uint64_t now);
+  // Ends every waiting Register() call with `status`.
+  void FinishRegistration(const Status& status);
   // Deadline and first retry of a new request.
   void Schedule(Pending& p, uint64_t timeout_ms);
   template <typename Body>
@@ -189,6 +221,7 @@ class NodeClient {
   ReplayWindow ks_window_;
   DataHandler handler_;
   std::map<uint64_t, Pending> pending_;
+  Registration registration_;
   std::unordered_map<uint32_t, PairState> pairs_;
   std::unordered_map<std::string, uint32_t> topic_to_peer_;
   uint64_t last_rx_persist_ms_ = 0;

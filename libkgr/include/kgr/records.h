@@ -79,6 +79,11 @@ struct NodeDesc {
   // During an NKSK rotation: the previous pair (version nksk_version - 1),
   // accepted until the node uses the new one. Empty otherwise.
   SymmetricKeys prev_nksk;
+  // Registered, but no frame under the NKSK seen yet: the node may not hold
+  // it (the answer was lost), so a repeated registration request (same
+  // request id, NTAG and TOPIC2) is answered again with the same NKSK.
+  // Cleared by the node's first frame under its NKSK.
+  bool nksk_unused = false;
 
   Key key() const { return n_id; }
   NodeDesc Clone() const;
