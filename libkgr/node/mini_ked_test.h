@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -116,6 +117,7 @@ class MiniKed : public ::testing::Test {
       broker_.Pump();
       if (done()) break;
       clock_.AdvanceMillis(100);
+      if (each_round_) each_round_();
       ks_->Tick();
       for (auto& n : all_) n->client->Tick();
     }
@@ -157,6 +159,7 @@ class MiniKed : public ::testing::Test {
   }
 
   FakeClock clock_;
+  std::function<void()> each_round_;  // e.g. a flood, as time advances
   NodeClientOptions node_options_;
   KeyServerOptions ks_options_;  // set before SetUp() runs, or unused
   FakeFileSystem fs_;
