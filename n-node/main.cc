@@ -1,6 +1,8 @@
 // kgr-node: an N node of a Key Exchange Domain.
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -240,6 +242,12 @@ class NodeService {
     return x;
   }
   ~NodeService() {
+    // The exact receive counters and usage (a clean restart costs nothing).
+    if (client_) {
+      Status st = client_->Shutdown();
+      if (!st.ok())
+        spdlog::error("node: counters not saved: {}", st.ToString());
+    }
     SaveCounterIfChanged();
     if (transport_) (void)transport_->Disconnect();
   }
@@ -492,7 +500,19 @@ Status CmdClient(const Settings& s, const CommandLine& f) {
   return OkStatus();
 }
 
+// SIGTERM and SIGINT blocked in this thread and every thread started from
+// now on (the transport's), so that they reach StopLoopOnSignals' sigwait
+// and the daemon stops cleanly instead of dying with the default action.
+void BlockStopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
 Status CmdRun(const Settings& s) {
+  BlockStopSignals();
   KGR_ASSIGN_OR_RETURN(auto svc, NodeService::Open(s));
   StopLoopOnSignals(svc->loop());
   NodeService* self = svc.get();

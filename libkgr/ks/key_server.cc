@@ -29,6 +29,9 @@ KeyServer::KeyServer(OwnData own, Bytes kedk_public, Transport& transport,
       options_(options),
       counter_(options.counter_floor),
       node_limiter_(options.node_frames_per_s, options.node_burst),
+      registration_limiter_(options.node_frames_per_s, options.node_burst),
+      registrations_limiter_(options.registrations_per_s,
+                             options.registrations_burst),
       ac_limiter_(options.ac_messages_per_s, options.ac_burst),
       register_topic_(RegisterTopic(own_.identity.topic_prefix)),
       topic1_(TopicName(own_.identity.topic_prefix, kKsIdentity,
@@ -79,13 +82,21 @@ bool KeyServer::Admit(const FrameHeader& h) {
     Drop(&h, "unknown N_ID");
     return false;
   }
-  if (options_.node_frames_per_s > 0 &&
-      !node_limiter_.Allow(h.sender, clock_.NowMonotonicMillis())) {
-    ++stats_.rate_limited;
-    Drop(&h, "rate limit");
-    return false;
-  }
   return true;
+}
+
+bool KeyServer::Charge(const FrameHeader& h, RateLimiter& limiter,
+                       RateLimiter* global) {
+  if (options_.node_frames_per_s <= 0) return true;
+  uint64_t now = clock_.NowMonotonicMillis();
+  if (limiter.Allow(h.sender, now) &&
+      (global == nullptr || options_.registrations_per_s <= 0 ||
+       global->Allow(0, now))) {
+    return true;
+  }
+  ++stats_.rate_limited;
+  Drop(&h, "rate limit");
+  return false;
 }
 
 ReplayWindow& KeyServer::WindowFor(const NodeDesc& n) {
@@ -270,6 +281,9 @@ void KeyServer::HandleRegistration(const Bytes& frame) {
   if (req->n_id != node->n_id || !req->ntag.Equals(node->ntag)) {
     return Drop(&h, "NTAG does not match");
   }
+  // Charged only now: frames carrying this N_ID that do not prove its NTAG
+  // cost the node nothing, and TOPIC1 traffic has its own budget.
+  if (!Charge(h, registration_limiter_, &registrations_limiter_)) return;
   window.Accept(h.counter);
   if (repeat) {
     if (node->topic2 != req->topic2) return Drop(&h, "TOPIC2 changed");
@@ -348,6 +362,9 @@ void KeyServer::HandleTopic1(const Bytes& frame) {
   auto plain =
       OpenFrame(frame, under_prev ? node->prev_nksk : node->nksk, &opened);
   if (!plain.ok()) return Drop(&h, plain.status().message());
+  // Charged only once the MAC proved the sender: frames carrying another
+  // node's N_ID cost that node nothing.
+  if (!Charge(h, node_limiter_)) return;
   window.Accept(h.counter);
   dirty_counters_.push_back(h.sender);
   if (!under_prev && node->prev_nksk.valid()) {
@@ -858,19 +875,27 @@ void KeyServer::HandleAc(const Bytes& message) {
 // ---- inbox ----
 
 bool KeyServerInbox::Push(const std::string& topic, Bytes payload) {
-  bool first = false;
+  // The KeyServer's topics never change: comparing needs no lock.
+  Lane* lane_of[] = {&lanes_[kAcLane], &lanes_[kRegisterLane],
+                     &lanes_[kTopic1Lane]};
+  Lane& lane = *lane_of[topic == ks_.ac_topic()         ? 0
+                        : topic == ks_.register_topic() ? 1
+                                                        : 2];
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (inbox_.size() >= max_messages_ ||
-        bytes_ + payload.size() > max_bytes_) {
+    if (lane.messages.size() >= max_messages_ ||
+        lane.bytes + payload.size() > max_bytes_) {
       dropped_.fetch_add(1, std::memory_order_relaxed);
       return false;
     }
-    first = inbox_.empty();
-    bytes_ += payload.size();
-    inbox_.push_back({topic, std::move(payload)});
+    lane.bytes += payload.size();
+    lane.messages.push_back({topic, std::move(payload)});
+    if (posted_) return true;
+    posted_ = true;
   }
-  if (first && !loop_.Post([this] { Drain(); })) {
+  if (!loop_.Post([this] { Drain(); })) {
+    std::lock_guard<std::mutex> lock(mu_);
+    posted_ = false;
     dropped_.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
@@ -878,17 +903,19 @@ bool KeyServerInbox::Push(const std::string& topic, Bytes payload) {
 }
 
 void KeyServerInbox::Drain() {
-  std::vector<KeyServer::Message> batch;
+  Lane batch[kLanes];
   {
     std::lock_guard<std::mutex> lock(mu_);
-    batch.swap(inbox_);
-    bytes_ = 0;
+    for (int i = 0; i < kLanes; ++i) std::swap(batch[i], lanes_[i]);
+    posted_ = false;
   }
   // Bounded batches keep the latency of the first message low.
   constexpr size_t kMaxBatch = 256;
-  std::span<const KeyServer::Message> all(batch);
-  for (size_t i = 0; i < all.size(); i += kMaxBatch) {
-    ks_.HandleMessages(all.subspan(i, std::min(kMaxBatch, all.size() - i)));
+  for (const Lane& lane : batch) {
+    std::span<const KeyServer::Message> all(lane.messages);
+    for (size_t i = 0; i < all.size(); i += kMaxBatch) {
+      ks_.HandleMessages(all.subspan(i, std::min(kMaxBatch, all.size() - i)));
+    }
   }
 }
 

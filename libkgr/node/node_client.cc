@@ -128,7 +128,7 @@ Status NodeClient::Transmit(uint64_t request_id, Pending& p) {
       KGR_ASSIGN_OR_RETURN(
           Bytes frame,
           SealBody(h, NodeDataReq{p.peer, p.data.Clone()}, rec->nnsk));
-      CountUse(p.peer, p.data.size());
+      KGR_RETURN_IF_ERROR(CountUse(p.peer, p.data.size()));
       return transport_.Publish(PeerTopic(p.peer, *rec->topic4), frame);
     }
   }
@@ -147,20 +147,55 @@ void NodeClient::Finish(uint64_t request_id, Status status) {
   }
 }
 
-void NodeClient::PersistRxCounters() {
+Status NodeClient::ReserveRx(SesKey rec, uint64_t counter) {
+  SesKeysStore::Batch batch = ses_.NewBatch();
+  rec.rx_counter = counter + kRxReserveMicros;
+  KGR_RETURN_IF_ERROR(batch.Put(rec));
+  std::vector<std::pair<uint32_t, uint64_t>> raised{{rec.n_id, rec.rx_counter}};
+  // Other pairs receiving now, past half of their reservation: in the same
+  // write, so that many active pairs cost one sync, not one each.
   for (auto& [peer, ps] : pairs_) {
-    if (!ps.rx_dirty) continue;
-    ps.rx_dirty = false;
-    auto rec = ses_.Get(peer);
-    if (!rec.ok()) continue;
-    auto w = ps.windows.find(rec->key_version);
-    if (w == ps.windows.end() || w->second.highest() <= rec->rx_counter) {
+    if (peer == rec.n_id || ps.rx_version == 0) continue;
+    auto w = ps.windows.find(ps.rx_version);
+    if (w == ps.windows.end() ||
+        w->second.highest() + kRxReserveMicros / 2 <= ps.rx_floor) {
       continue;
     }
-    SesKey updated = *std::move(rec);
-    updated.rx_counter = w->second.highest();
-    ses_.PutUnsynced(updated);
+    auto other = ses_.Get(peer);
+    if (!other.ok() || other->key_version != ps.rx_version) continue;
+    other->rx_counter = w->second.highest() + kRxReserveMicros;
+    KGR_RETURN_IF_ERROR(batch.Put(*other));
+    raised.emplace_back(peer, other->rx_counter);
   }
+  KGR_RETURN_IF_ERROR(ses_.Apply(std::move(batch)));
+  for (const auto& [peer, floor] : raised) pairs_[peer].rx_floor = floor;
+  pairs_[rec.n_id].rx_version = rec.key_version;
+  return OkStatus();
+}
+
+Status NodeClient::Shutdown() {
+  stopped_ = true;
+  SesKeysStore::Batch batch = ses_.NewBatch();
+  for (auto& [peer, ps] : pairs_) {
+    auto rec = ses_.Get(peer);
+    if (!rec.ok() || !rec->nnsk.valid()) continue;
+    bool changed = false;
+    // The exact receive floor: nothing is accepted after this.
+    auto w = ps.windows.find(rec->key_version);
+    if (w != ps.windows.end() && w->second.highest() < rec->rx_counter) {
+      rec->rx_counter = w->second.highest();
+      changed = true;
+    }
+    auto [frames, bytes] = ActualUsage(*rec);
+    if (frames != rec->frames_sent || bytes != rec->bytes_sent) {
+      rec->frames_sent = frames;
+      rec->bytes_sent = bytes;
+      changed = true;
+    }
+    if (changed) KGR_RETURN_IF_ERROR(batch.Put(*rec));
+  }
+  if (batch.size() == 0) return OkStatus();
+  return ses_.Apply(std::move(batch));
 }
 
 const KeyPolicy& NodeClient::PolicyFor(uint32_t peer) const {
@@ -176,24 +211,67 @@ double NodeClient::Used(const SesKey& k) const {
     uint64_t age = now > k.ctime_unix_ms ? now - k.ctime_unix_ms : 0;
     used = std::max(used, static_cast<double>(age) / pol.max_age_ms);
   }
+  auto [frames, bytes] = ActualUsage(k);
   if (pol.max_frames) {
-    used = std::max(used, static_cast<double>(k.frames_sent) / pol.max_frames);
+    used = std::max(used, static_cast<double>(frames) / pol.max_frames);
   }
   if (pol.max_bytes) {
-    used = std::max(used, static_cast<double>(k.bytes_sent) / pol.max_bytes);
+    used = std::max(used, static_cast<double>(bytes) / pol.max_bytes);
   }
   return used;
 }
 
-void NodeClient::CountUse(uint32_t peer, size_t bytes) {
-  auto rec = ses_.Get(peer);
-  if (!rec.ok()) return;
-  SesKey updated = *std::move(rec);
-  ++updated.frames_sent;
-  updated.bytes_sent += bytes;
-  // Usage counters are written without a sync: a crash may under-count by
-  // the last few frames.
-  ses_.PutUnsynced(updated);
+std::pair<uint64_t, uint64_t> NodeClient::ActualUsage(const SesKey& k) const {
+  auto it = pairs_.find(k.n_id);
+  if (it != pairs_.end() && it->second.has_usage &&
+      it->second.usage_version == k.key_version &&
+      it->second.usage_ctime == k.ctime_unix_ms) {
+    return {it->second.frames, it->second.bytes};
+  }
+  return {k.frames_sent, k.bytes_sent};
+}
+
+NodeClient::PairState& NodeClient::UsageFor(const SesKey& k) {
+  PairState& ps = pairs_[k.n_id];
+  if (!ps.has_usage || ps.usage_version != k.key_version ||
+      ps.usage_ctime != k.ctime_unix_ms) {
+    // A new key (counted from 0), or the first use since the start: the
+    // stored values, reserved ahead or exact, are the safe start.
+    ps.has_usage = true;
+    ps.usage_version = k.key_version;
+    ps.usage_ctime = k.ctime_unix_ms;
+    ps.frames = k.frames_sent;
+    ps.bytes = k.bytes_sent;
+  }
+  return ps;
+}
+
+namespace {
+
+// How far usage is reserved ahead for a limit (0: none) of the policy.
+uint64_t UsageChunk(uint64_t limit, uint64_t cap) {
+  return limit ? std::clamp<uint64_t>(limit / 16, 1, cap) : cap;
+}
+
+}  // namespace
+
+Status NodeClient::CountUse(uint32_t peer, size_t bytes) {
+  KGR_ASSIGN_OR_RETURN(SesKey rec, ses_.Get(peer));
+  PairState& ps = UsageFor(rec);
+  ps.frames += 1;
+  ps.bytes += bytes;
+  if (ps.frames <= rec.frames_sent && ps.bytes <= rec.bytes_sent) {
+    return OkStatus();  // within the durable reservation
+  }
+  const KeyPolicy& pol = PolicyFor(peer);
+  rec.frames_sent = ps.frames + UsageChunk(pol.max_frames, kUsageReserveFrames);
+  rec.bytes_sent = ps.bytes + UsageChunk(pol.max_bytes, kUsageReserveBytes);
+  Status st = ses_.Put(rec);
+  if (!st.ok()) {  // not sent: not counted
+    ps.frames -= 1;
+    ps.bytes -= bytes;
+  }
+  return st.Annotate("reserving usage in ses_keys");
 }
 
 void NodeClient::RenewByPolicy() {
@@ -234,10 +312,6 @@ void NodeClient::RenewByPolicy() {
 
 void NodeClient::Tick() {
   uint64_t now = clock_.NowMonotonicMillis();
-  if (now - last_rx_persist_ms_ >= 1000) {
-    PersistRxCounters();
-    last_rx_persist_ms_ = now;
-  }
   TickRegistration(now);
   RenewByPolicy();
   std::vector<uint64_t> expired;
@@ -358,8 +432,9 @@ void NodeClient::Send(uint32_t peer, SecretBytes data, ReplyCallback done,
 std::vector<PairInfo> NodeClient::Pairs() const {
   std::vector<PairInfo> out;
   ses_.ForEach([&](const SesKey& k) {
+    auto [frames, bytes] = ActualUsage(k);
     out.push_back({k.n_id, k.nnsk.valid() && k.topic4.has_value(),
-                   k.key_version, k.ctime_unix_ms, k.frames_sent, k.bytes_sent,
+                   k.key_version, k.ctime_unix_ms, frames, bytes,
                    PolicyFor(k.n_id).limited() ? Used(k) : 0.0});
   });
   return out;
@@ -368,6 +443,7 @@ std::vector<PairInfo> NodeClient::Pairs() const {
 // ---- receiving ----
 
 void NodeClient::HandleMessage(const std::string& topic, const Bytes& payload) {
+  if (stopped_) return;
   if (topic == topic2_) return HandleFromKs(payload);
   auto it = topic_to_peer_.find(topic);
   if (it != topic_to_peer_.end()) return HandleData(it->second, payload);
@@ -693,6 +769,11 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
   PairState& ps = pairs_[peer];
   const SymmetricKeys* keys = nullptr;
   if (rec->nnsk.valid() && h.key_version == rec->key_version) {
+    // Before step 6 a write of the entry resets its receive floor: nothing
+    // is accepted under a key we have not confirmed (the peer sends again).
+    if (!rec->topic4.has_value()) {
+      return Log("dropped", &h, "key not confirmed yet");
+    }
     keys = &rec->nnsk;
   } else if (ps.previous.has_value() && h.key_version == ps.previous_version) {
     keys = &*ps.previous;
@@ -710,8 +791,11 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
   FrameHeader opened;
   auto plain = OpenFrame(frame, *keys, &opened);
   if (!plain.ok()) return Log("dropped", &h, plain.status().message());
+  if (keys == &rec->nnsk && h.counter > rec->rx_counter) {
+    Status st = ReserveRx(rec->Clone(), h.counter);
+    if (!st.ok()) return Log("dropped", &h, st.message());
+  }
   window.Accept(h.counter);
-  if (h.key_version == rec->key_version) ps.rx_dirty = true;
   if (h.type == FrameType::kNodeDataAns) {
     auto ans = NodeDataAns::Parse(plain->span());
     if (!ans.ok()) return Log("dropped", &h, ans.status().message());
@@ -738,7 +822,10 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
   size_t reply_size = reply.size();
   auto sealed = SealBody(out, NodeDataAns{n_id(), std::move(reply)}, *keys);
   if (!sealed.ok()) return;
-  if (keys == &rec->nnsk) CountUse(peer, reply_size);
+  if (keys == &rec->nnsk) {
+    Status st = CountUse(peer, reply_size);
+    if (!st.ok()) return Log("no reply", &h, st.message());
+  }
   Status st = transport_.Publish(PeerTopic(peer, *rec->topic4), *sealed);
   if (!st.ok()) Log("node_data_ans not sent", &h, st.message());
 }

@@ -51,10 +51,18 @@ struct KeyServerOptions {
   // At most this many unconfirmed session keys at once (KS_ERROR busy).
   size_t max_pending = 100'000;
   // Frames a node may make the KS work on, per second (token bucket), and
-  // the burst; beyond that its frames are dropped before any crypto. A rate
-  // of 0: no limit.
+  // the burst; beyond that its frames are dropped. A frame is charged to
+  // the node in its header only once its MAC verified (an HMAC, before any
+  // decryption or work), so frames that carry a node's N_ID without its
+  // keys never spend its budget. Registration (TOPIC0) has buckets of its
+  // own of the same size, so TOPIC1 traffic cannot drain them. A rate of
+  // 0: no limit.
   double node_frames_per_s = 100;
   double node_burst = 200;
+  // All registrations together (after their NTAG verified), per second and
+  // burst: bounds the node_desc syncs of a mass registration.
+  double registrations_per_s = 500;
+  double registrations_burst = 1000;
   // The same for the AC channel (CMS costs an ECDH and a signature check).
   double ac_messages_per_s = 20;
   double ac_burst = 40;
@@ -117,6 +125,8 @@ class KeyServer {
   // The last frame counter sent, for the daemon to persist.
   uint64_t last_counter() const { return counter_.last(); }
   const std::string& topic1() const { return topic1_; }
+  const std::string& register_topic() const { return register_topic_; }
+  const std::string& ac_topic() const { return ac_topic_; }
 
   // One page of the AC's list, without secrets: the nodes with an N_ID
   // above `after`, ascending, as many as fit in options.ac_list_page_bytes
@@ -171,8 +181,12 @@ class KeyServer {
   Status SendToNode(const NodeDesc& node, uint64_t request_id, uint8_t flags,
                     const Body& body);
   void Drop(const FrameHeader* h, std::string_view reason);
-  // Cheap checks before any crypto: known sender, rate limit.
+  // Cheap check before any crypto: a known sender.
   bool Admit(const FrameHeader& h);
+  // After the frame's MAC verified: spends a token of the sender's bucket in
+  // `limiter` (and of `global`, if given); false (dropped, counted) if empty.
+  bool Charge(const FrameHeader& h, RateLimiter& limiter,
+              RateLimiter* global = nullptr);
   ReplayWindow& WindowFor(const NodeDesc& n);
   // node_desc through the cache: every read and write of the KeyServer
   // goes through these.
@@ -215,7 +229,9 @@ class KeyServer {
   };
   std::vector<Staged> staged_;  // new keys of the batch being handled
   ReplayWindow ac_window_;
-  RateLimiter node_limiter_;
+  RateLimiter node_limiter_;           // TOPIC1, per node
+  RateLimiter registration_limiter_;   // TOPIC0, per node
+  RateLimiter registrations_limiter_;  // TOPIC0, all nodes (key 0)
   RateLimiter ac_limiter_;
   uint64_t log_second_ = 0;  // drop-log throttle
   int logged_this_second_ = 0;
@@ -225,9 +241,13 @@ class KeyServer {
 };
 
 // Hands messages from the transport's thread to a KeyServer on its
-// EventLoop in batches (see KeyServer::HandleMessages). Bounded: beyond
-// `max_messages` or `max_bytes` waiting, Push() drops. Push is thread-safe;
-// the KeyServer and loop must outlive the inbox's queued work.
+// EventLoop in batches (see KeyServer::HandleMessages). One lane per traffic
+// class (AC requests, registrations on TOPIC0, everything else: TOPIC1),
+// each bounded by `max_messages` and `max_bytes` (so at most three times
+// that waits): beyond its lane's bound Push() drops, and a flood of one
+// class never pushes out another. A drain handles the AC lane, then
+// registrations, then TOPIC1. Push is thread-safe; the KeyServer and loop
+// must outlive the inbox's queued work.
 class KeyServerInbox {
  public:
   KeyServerInbox(KeyServer& ks, EventLoop& loop, size_t max_messages = 16384,
@@ -236,19 +256,24 @@ class KeyServerInbox {
         loop_(loop),
         max_messages_(max_messages),
         max_bytes_(max_bytes) {}
-  // False if the message was dropped (inbox full or loop stopped).
+  // False if the message was dropped (its lane full or loop stopped).
   bool Push(const std::string& topic, Bytes payload);
   uint64_t TakeDropped() { return dropped_.exchange(0); }
 
  private:
+  struct Lane {
+    std::vector<KeyServer::Message> messages;
+    size_t bytes = 0;
+  };
+  enum { kAcLane, kRegisterLane, kTopic1Lane, kLanes };
   void Drain();
 
   KeyServer& ks_;
   EventLoop& loop_;
   const size_t max_messages_, max_bytes_;
   std::mutex mu_;
-  std::vector<KeyServer::Message> inbox_;
-  size_t bytes_ = 0;
+  Lane lanes_[kLanes];   // guarded by mu_
+  bool posted_ = false;  // a Drain is queued on the loop; guarded by mu_
   std::atomic<uint64_t> dropped_{0};
 };
 

@@ -45,6 +45,25 @@ struct KeyPolicy {
   bool limited() const { return max_age_ms || max_frames || max_bytes; }
 };
 
+// Durable reservations, so that nothing is synced per frame:
+// - A frame counter from a peer is accepted only below the pair's durable
+//   receive floor (ses_keys rx_counter); accepting one above it first raises
+//   the floor to the counter plus kRxReserveMicros (senders' counters follow
+//   their clock in µs: about one synced write a second while data flows,
+//   for all pairs that need one). After a kill or a power loss the window
+//   restarts at the floor: no frame is accepted twice; frames the peer sends
+//   within kRxReserveMicros of the last reservation are refused (it sends
+//   them again with later counters).
+// - The usage of a pair key (frames_sent, bytes_sent) is stored reserved
+//   ahead, by min(kUsageReserve*, limit / 16) (at least 1): after a kill or
+//   a power loss it reads back above what was used by at most that, never
+//   below.
+// A clean stop (Shutdown) writes the exact values: a clean restart costs
+// nothing.
+inline constexpr uint64_t kRxReserveMicros = 1'000'000;
+inline constexpr uint64_t kUsageReserveFrames = 1024;
+inline constexpr uint64_t kUsageReserveBytes = 1 << 20;
+
 struct NodeClientOptions {
   uint64_t request_timeout_ms = 10'000;  // overall deadline of one request
   uint64_t first_retry_ms = 400;         // then doubled, +-25% jitter
@@ -85,6 +104,9 @@ class NodeClient {
 
   // Subscribes TOPIC2 and the receive topic of every pair with a key.
   Status Start();
+  // Before a clean stop: writes the exact receive counters and usage of
+  // every pair (one synced write). The client handles no message after it.
+  Status Shutdown();
   void HandleMessage(const std::string& topic, const Bytes& payload);
   // Retransmissions and deadlines. Call periodically (every ~50 ms).
   void Tick();
@@ -146,7 +168,16 @@ class NodeClient {
     uint32_t previous_version = 0;
     uint64_t previous_until_ms = 0;
     std::map<uint32_t, ReplayWindow> windows;  // per key version
-    bool rx_dirty = false;   // current window advanced since last persisted
+    // The durable receive floor of key `rx_version` as last written by us
+    // (0: none written since the start).
+    uint32_t rx_version = 0;
+    uint64_t rx_floor = 0;
+    // What the key of `usage_version`/`usage_ctime` really sealed (the
+    // stored frames_sent/bytes_sent are reserved ahead of it).
+    bool has_usage = false;
+    uint32_t usage_version = 0;
+    uint64_t usage_ctime = 0;
+    uint64_t frames = 0, bytes = 0;
     double renew_point = 0;  // drawn per key version (policy)
     uint32_t renew_point_version = 0;
     uint64_t next_auto_renew_ms = 0;  // back-off after a failed renewal
@@ -195,13 +226,20 @@ class NodeClient {
   // Before a renewal replaces `current`, keeps its key acceptable for the
   // grace period.
   void KeepPrevious(uint32_t peer, const SesKey& current);
-  // Writes the receive counters that advanced into ses_keys (unsynced).
-  void PersistRxCounters();
+  // Raises the durable receive floor of `peer`'s current key `rec` above
+  // `counter`, with those of other pairs close to theirs: one synced write.
+  Status ReserveRx(SesKey rec, uint64_t counter);
+  // The pair's usage state for the key in `k` (initialized from k).
+  PairState& UsageFor(const SesKey& k);
+  // (frames, bytes) the key in `k` really sealed.
+  std::pair<uint64_t, uint64_t> ActualUsage(const SesKey& k) const;
   const KeyPolicy& PolicyFor(uint32_t peer) const;
   // Largest fraction of a policy limit the pair key in `k` has used.
   double Used(const SesKey& k) const;
-  // Counts one frame of `bytes` sealed under the pair's key (unsynced).
-  void CountUse(uint32_t peer, size_t bytes);
+  // Counts one frame of `bytes` sealed under the pair's key; reserves more
+  // usage durably when the stored reservation is used up (then an error
+  // means: do not send).
+  Status CountUse(uint32_t peer, size_t bytes);
   // Starts renewals of pair keys past their renewal point.
   void RenewByPolicy();
   std::string MyTopic(const TopicId& id) const;
@@ -224,7 +262,7 @@ class NodeClient {
   Registration registration_;
   std::unordered_map<uint32_t, PairState> pairs_;
   std::unordered_map<std::string, uint32_t> topic_to_peer_;
-  uint64_t last_rx_persist_ms_ = 0;
+  bool stopped_ = false;  // Shutdown() was called
 };
 
 // N init (4.4): local trust structure (SRK, ANK), N_ID and NTAG from the

@@ -120,10 +120,13 @@ struct SesKey {
   uint32_t n_id = 0;           // the peer
   uint64_t ctime_unix_ms = 0;  // 0: no key yet, or expired
   uint32_t key_version = 0;
+  // Usage of the key (frames and bytes sealed), reserved ahead: never below
+  // the real usage (see NodeClient, kUsageReserveFrames).
   uint64_t frames_sent = 0;
   uint64_t bytes_sent = 0;
-  // Highest frame counter accepted from the peer under key_version: the
-  // replay window restarts from it (persisted lazily, see NodeClient).
+  // Receive floor: every frame counter accepted from the peer under
+  // key_version is at or below it; the replay window restarts from it
+  // (reserved ahead, exact after a clean stop: see kRxReserveMicros).
   uint64_t rx_counter = 0;
   // Secret (encrypted with NK).
   SymmetricKeys nnsk;  // NNSK, NNSKsign; both empty or both set
