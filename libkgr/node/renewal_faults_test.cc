@@ -89,29 +89,5 @@ TEST_F(RenewalFaultsTest, TheOldKeyStaysUsableUntilTheNewOneIsShown) {
   ExpectConverged(*a, *b);
 }
 
-// Two nodes that hold different keys for their pair (here: a's ses_keys
-// entry is rolled back, as an old release or a lost file could leave it)
-// converge by themselves: the node whose frames go unanswered renews.
-TEST_F(RenewalFaultsTest, NodesOnDifferentKeysConvergeWithoutAnOperator) {
-  auto [a, b] = Pair();
-  ASSERT_TRUE(RequestKey(*a, *b).ok());
-  auto old_a = a->ses->Get(b->n_id);
-  ASSERT_TRUE(RequestKey(*a, *b).ok());
-  ExpectConverged(*a, *b);
-  ASSERT_TRUE(a->ses->Put(*old_a).ok());
-  RestartNode(*a);
-  // b's frames under the new key cannot be opened by a...
-  EXPECT_FALSE(Send(*b, *a, "lost").ok());
-  // ...so b renews by itself (with back-off) and the pair converges.
-  RunUntil(
-      [&] {
-        auto ka = a->ses->Get(b->n_id);
-        auto kb = b->ses->Get(a->n_id);
-        return ka.ok() && kb.ok() && ka->key_version > old_a->key_version + 1;
-      },
-      600);
-  ExpectConverged(*a, *b);
-}
-
 }  // namespace
 }  // namespace kgr

@@ -49,8 +49,12 @@ struct NodeClientOptions {
   uint64_t request_timeout_ms = 10'000;  // overall deadline of one request
   uint64_t first_retry_ms = 400;         // then doubled, +-25% jitter
   uint64_t max_retry_ms = 3'000;
-  // After a renewal the previous key of a pair is still accepted this long.
+  // After a renewal the previous key of a pair is still accepted this long
+  // once the peer has shown that it uses the new one.
   uint64_t previous_key_grace_ms = 30'000;
+  // A pair whose frames go unanswered or cannot be opened is renewed by
+  // itself, at most once per this back-off (doubled per failure up to 64x).
+  uint64_t converge_backoff_ms = 5'000;
   // Every frame counter the node sends is above this (see KeyServerOptions).
   uint64_t counter_floor = 0;
   KeyPolicy policy;                           // for every pair...
@@ -125,22 +129,29 @@ class NodeClient {
     int attempts = 0;
     uint64_t timeout_ms = 0;
     bool got_key = false;
+    SymmetricKeys nnsk;  // kKey: the new key from step 3 until step 6
+    int restarts = 0;    // kKey: asked again under a new id (stale)
     SecretBytes data;         // kData: the payload, for retransmission
     X25519KeyPair ephemeral;  // kRotate: ours, the same for retransmissions
     DoneCallback done;
     ReplyCallback reply;
   };
   struct PairState {
-    std::optional<SymmetricKeys> previous;  // accepted until previous_until
-    uint32_t previous_version = 0;
+    // Wall-clock end of the previous key (ses_keys other slot); 0 while the
+    // peer has not shown that it uses the current one.
     uint64_t previous_until_ms = 0;
     std::map<uint32_t, ReplayWindow> windows;  // per key version
     bool rx_dirty = false;   // current window advanced since last persisted
     double renew_point = 0;  // drawn per key version (policy)
     uint32_t renew_point_version = 0;
     uint64_t next_auto_renew_ms = 0;  // back-off after a failed renewal
-    std::string current_topic;        // where the peer sends to us now
-    std::string previous_topic;  // before the last renewal, until the grace
+    std::vector<std::string> routes;  // our topics routed to the peer
+    // Convergence renewals (Converge): when the next may start, back-off.
+    uint64_t next_converge_ms = 0;
+    uint64_t converge_backoff_ms = 0;
+    // Highest key version seen in a frame header from the peer that we
+    // could not open (a hint for the version our next request asks).
+    uint32_t seen_version = 0;
   };
 
   Status Transmit(uint64_t request_id, Pending& p);
@@ -160,9 +171,21 @@ class NodeClient {
   void OnPairRevoked(const FrameHeader& h, const PairRevoked& m);
   void OnRotAns(const FrameHeader& h, const NkskRotAns& m);
   void Finish(uint64_t request_id, Status status);
-  // Before a renewal replaces `current`, keeps its key acceptable for the
-  // grace period.
-  void KeepPrevious(uint32_t peer, const SesKey& current);
+  // Routes our topics for `peer`: those of its ses_keys entry `rec` (may be
+  // null) and of our key request under way.
+  void RefreshRoutes(uint32_t peer, const SesKey* rec);
+  // A valid frame under the next key shows the peer holds it: it becomes
+  // the current key (synced), the current one the previous.
+  StatusOr<SesKey> Promote(const SesKey& rec);
+  // Drops previous keys past their grace period.
+  void ExpirePrevious();
+  // The pair's nodes may hold different keys: renew (bounded, back-off).
+  void Converge(uint32_t peer, std::string_view why);
+  // A new nnsk_key_req id: above every earlier one of this node.
+  uint64_t NewKeyRequestId();
+  // Answers a data request from `peer` under the current key.
+  void ReplyData(uint32_t peer, const SesKey& rec, const FrameHeader& h,
+                 SecretBytes reply);
   // Writes the receive counters that advanced into ses_keys (unsynced).
   void PersistRxCounters();
   const KeyPolicy& PolicyFor(uint32_t peer) const;
@@ -174,8 +197,6 @@ class NodeClient {
   void RenewByPolicy();
   std::string MyTopic(const TopicId& id) const;
   std::string PeerTopic(uint32_t peer, const TopicId& id) const;
-  // Routes messages on our TOPIC3 `id` to `peer`.
-  void RouteTopic(uint32_t peer, const TopicId& id);
   void Log(std::string_view what, const FrameHeader* h, std::string_view why);
 
   OwnData own_;
