@@ -586,8 +586,8 @@ void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
   if (same(rec->nnsk, rec->key_version)) stored = rec->topic3;
   if (same(rec->other_nnsk, rec->other_version)) stored = rec->other_topic3;
   if (stored.has_value()) {
-    Status st = SendToKs(h.request_id, h.flags,
-                         NnskNotAns{req.n_id1, n_id(), *stored});
+    Status st =
+        SendToKs(h.request_id, h.flags, NnskNotAns{req.n_id1, n_id(), *stored});
     if (!st.ok()) Log("nnsk_not_ans not sent", &h, st.message());
     return;
   }

@@ -143,8 +143,10 @@ TEST_F(RequestIdTest, ReorderedRequestsCostARoundTripNotTheRequest) {
   a->client->RequestKey(c.n_id, false, [&](Status s) { rc = s; });
   auto held = broker_.published();
   ASSERT_GE(held.size(), 2u);
-  ks_->HandleMessage(held[held.size() - 1].topic, held[held.size() - 1].payload);
-  ks_->HandleMessage(held[held.size() - 2].topic, held[held.size() - 2].payload);
+  ks_->HandleMessage(held[held.size() - 1].topic,
+                     held[held.size() - 1].payload);
+  ks_->HandleMessage(held[held.size() - 2].topic,
+                     held[held.size() - 2].payload);
   RunUntil([&] { return rb.has_value() && rc.has_value(); });
   ASSERT_TRUE(rb.has_value() && rc.has_value());
   EXPECT_TRUE(rb->ok()) << rb->ToString();

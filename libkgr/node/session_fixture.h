@@ -78,11 +78,12 @@ class SessionKeyTest : public ::testing::Test {
     n.ses = std::move(*ses);
     NodeClientOptions o = node_options_;
     o.counter_floor = counter_floor;
-    n.client = std::make_unique<NodeClient>(std::move(own), n.tpm,
-                                            *n.transport, *n.ses, clock_, o);
+    n.client = std::make_unique<NodeClient>(std::move(own), n.tpm, *n.transport,
+                                            *n.ses, clock_, o);
     ASSERT_TRUE(n.client->Start().ok());
     n.client->SetDataHandler([](uint32_t, const SecretBytes& d) {
-      std::string reply = "ack:" + std::string(d.span().begin(), d.span().end());
+      std::string reply =
+          "ack:" + std::string(d.span().begin(), d.span().end());
       return SecretBytes(AsBytes(reply));
     });
   }

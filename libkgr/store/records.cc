@@ -478,8 +478,7 @@ StatusOr<SesKey> DecodeSesKey(std::span<const uint8_t> record,
       !ReadTopic(&s, flags & kFlagTopicB, &k.topic4) ||
       ((flags & kFlagOtherKeys) && !ReadKeys(&s, &k.other_nnsk)) ||
       !ReadTopic(&s, flags & kFlagOtherTopicA, &k.other_topic3) ||
-      !ReadTopic(&s, flags & kFlagOtherTopicB, &k.other_topic4) ||
-      !s.done()) {
+      !ReadTopic(&s, flags & kFlagOtherTopicB, &k.other_topic4) || !s.done()) {
     return Malformed();
   }
   return k;

@@ -96,8 +96,8 @@ struct FrameHeader {
   // frame counter when the request was made (grows per node, see
   // docs/protocol.md section 3).
   uint64_t request_id = 0;
-  Iv iv{};                   // filled by SealFrame
-  uint32_t body_len = 0;     // filled by SealFrame
+  Iv iv{};                // filled by SealFrame
+  uint32_t body_len = 0;  // filled by SealFrame
 };
 
 // Parses and validates the clear header only: version, known type, known

@@ -129,8 +129,8 @@ class NodeClient {
     int attempts = 0;
     uint64_t timeout_ms = 0;
     bool got_key = false;
-    SymmetricKeys nnsk;  // kKey: the new key from step 3 until step 6
-    int restarts = 0;    // kKey: asked again under a new id (stale)
+    SymmetricKeys nnsk;       // kKey: the new key from step 3 until step 6
+    int restarts = 0;         // kKey: asked again under a new id (stale)
     SecretBytes data;         // kData: the payload, for retransmission
     X25519KeyPair ephemeral;  // kRotate: ours, the same for retransmissions
     DoneCallback done;
