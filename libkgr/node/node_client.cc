@@ -236,6 +236,9 @@ void NodeClient::RenewByPolicy() {
       spdlog::warn("node {}: renewal with {} failed: {}", FormatNodeId(n_id()),
                    FormatNodeId(peer), st.ToString());
     });
+    for (auto& [id, p] : pending_) {  // callers may join it
+      if (p.kind == Kind::kKey && p.peer == peer) p.automatic = true;
+    }
   }
 }
 
@@ -331,7 +334,16 @@ void NodeClient::RequestKey(uint32_t peer, bool renewal, DoneCallback done,
     return done(PermissionDeniedError("peer " + FormatNodeId(peer) +
                                       " is not in this node's peer list"));
   }
-  for (const auto& [id, p] : pending_) {
+  for (auto& [id, p] : pending_) {
+    if (p.kind == Kind::kKey && p.peer == peer && p.automatic && done) {
+      // A renewal the node started by itself: the caller shares its result.
+      p.automatic = false;
+      p.done = [first = std::move(p.done), done](Status st) {
+        if (first) first(st);
+        done(st);
+      };
+      return;
+    }
     if (p.kind == Kind::kKey && p.peer == peer) {
       return done(AbortedError("a key request for this peer is under way"));
     }

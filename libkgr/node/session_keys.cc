@@ -107,6 +107,9 @@ void NodeClient::Converge(uint32_t peer, std::string_view why) {
                    FormatNodeId(peer), st.ToString());
     }
   });
+  for (auto& [id, p] : pending_) {  // callers may join it
+    if (p.kind == Kind::kKey && p.peer == peer) p.automatic = true;
+  }
 }
 
 void NodeClient::ReplyData(uint32_t peer, const SesKey& rec,

@@ -131,6 +131,7 @@ class NodeClient {
     bool got_key = false;
     SymmetricKeys nnsk;       // kKey: the new key from step 3 until step 6
     int restarts = 0;         // kKey: asked again under a new id (stale)
+    bool automatic = false;   // kKey: started by the node (policy, Converge)
     SecretBytes data;         // kData: the payload, for retransmission
     X25519KeyPair ephemeral;  // kRotate: ours, the same for retransmissions
     DoneCallback done;
