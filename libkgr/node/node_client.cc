@@ -540,7 +540,10 @@ void NodeClient::OnConfReq(const FrameHeader& h, const NnskConfReq& req) {
   // (the peer sends under it until it sees a frame under the new one).
   const Pending& p = it->second;
   SesKey updated = *std::move(rec);
-  if (updated.nnsk.valid() && updated.topic4.has_value()) {
+  if (updated.has_previous() && pairs_[req.n_id2].previous_until_ms == 0) {
+    // The peer has not used our current key yet: it still sends under the
+    // previous one, which stays.
+  } else if (updated.nnsk.valid() && updated.topic4.has_value()) {
     updated.other_version = updated.key_version;
     updated.other_nnsk = std::move(updated.nnsk);
     updated.other_topic3 = updated.topic3;
