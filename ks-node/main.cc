@@ -204,6 +204,7 @@ nlohmann::json StatusJson(const KeyServer* ks, const NodeDescStore& nodes,
   j["nodes"] = list;
   nlohmann::json pending = nlohmann::json::array();
   gen_keys.ForEach([&](const GenKey& g) {
+    if (g.tombstone()) return;  // a served request id, no key
     char id[17];
     std::snprintf(id, sizeof id, "%016llx",
                   static_cast<unsigned long long>(g.request_id));

@@ -423,6 +423,8 @@ std::string_view KsErrorCodeName(KsErrorCode code) {
       return "key server busy";
     case KsErrorCode::kInternal:
       return "key server internal error";
+    case KsErrorCode::kStaleRequest:
+      return "stale request id";
   }
   return "unknown";
 }
@@ -440,7 +442,7 @@ StatusOr<KsError> KsError::Parse(std::span<const uint8_t> in) {
   r.U8(&code);
   KGR_RETURN_IF_ERROR(r.Done("ks_error"));
   if (!IsKnownFrameType(type)) return Malformed("ks_error: unknown type");
-  if (code < 1 || code > 4) return Malformed("ks_error: unknown code");
+  if (code < 1 || code > 5) return Malformed("ks_error: unknown code");
   m.refused_type = static_cast<FrameType>(type);
   m.code = static_cast<KsErrorCode>(code);
   return m;

@@ -13,6 +13,20 @@ bool Contains(const std::vector<uint32_t>& v, uint32_t x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }
 
+// What gen_keys keeps of a key after step 7 or its purge: that its request
+// id was served (no key, no topics).
+GenKey Tombstone(const GenKey& g) {
+  GenKey t;
+  t.n_id1 = g.n_id1;
+  t.request_id = g.request_id;
+  t.ctime_unix_ms = g.ctime_unix_ms;
+  t.step = kGenKeyTombstone;
+  t.renewal = g.renewal;
+  t.version = g.version;
+  t.n_id2 = g.n_id2;
+  return t;
+}
+
 }  // namespace
 
 KeyServer::KeyServer(OwnData own, Bytes kedk_public, Transport& transport,
@@ -132,6 +146,13 @@ void KeyServer::CommitStaged() {
       spdlog::error("ks: gen_keys not stored: {}", st.ToString());
       SendError(s.request, *s.n1, KsErrorCode::kInternal);
       continue;
+    }
+    // Its durable record answers this id from now on; the floor (persisted
+    // by FlushCounters) takes over once the record is gone.
+    uint64_t& floor = request_floors_[s.key.n_id1];
+    if (s.key.request_id > floor) {
+      floor = s.key.request_id;
+      dirty_counters_.push_back(s.key.n_id1);
     }
     ++stats_.keys_issued;
     if (spdlog::should_log(spdlog::level::debug)) {  // per key
@@ -480,11 +501,16 @@ Status KeyServer::SendKeyAndNotification(const GenKey& g, const NodeDesc& n1,
 
 void KeyServer::HandleKeyReq(const FrameHeader& h, const NodeRef& n1,
                              const NnskKeyReq& req) {
-  // A retransmitted request (same request id) gets the same key again:
-  // never a second key for one request.
+  // One request id, at most one key, ever: a retransmitted request gets the
+  // same key again while its record lives; once the key was confirmed or
+  // purged (tombstone), or its record dropped under the node's floor, the
+  // id is refused as stale and the node asks again under a new one (also
+  // when another node's request holds the id).
   auto existing = gen_keys_.Get(h.request_id);
   if (existing.ok()) {
-    if (existing->n_id1 != n1->n_id) return Drop(&h, "request id in use");
+    if (existing->n_id1 != n1->n_id || existing->tombstone()) {
+      return SendError(h, *n1, KsErrorCode::kStaleRequest);
+    }
     auto n2 = FindNode(existing->n_id2);
     if (!n2.ok()) return;
     if (existing->step == 2) {
@@ -500,6 +526,14 @@ void KeyServer::HandleKeyReq(const FrameHeader& h, const NodeRef& n1,
     }
     return;
   }
+  for (const Staged& s : staged_) {
+    if (s.key.request_id == h.request_id) return;  // answered at commit
+  }
+  auto floor = request_floors_.find(n1->n_id);
+  if (h.request_id <= n1->request_floor ||
+      (floor != request_floors_.end() && h.request_id <= floor->second)) {
+    return SendError(h, *n1, KsErrorCode::kStaleRequest);
+  }
   if (req.n_id2 == n1->n_id || !Contains(n1->allowed_peers, req.n_id2)) {
     return SendError(h, *n1, KsErrorCode::kPairNotAllowed);
   }
@@ -512,9 +546,6 @@ void KeyServer::HandleKeyReq(const FrameHeader& h, const NodeRef& n1,
   }
   if (gen_keys_.size() + staged_.size() >= options_.max_pending) {
     return SendError(h, *n1, KsErrorCode::kBusy);
-  }
-  for (const Staged& s : staged_) {
-    if (s.key.request_id == h.request_id) return;  // answered at commit
   }
   auto nnsk = SymmetricKeys::Generate();
   if (!nnsk.ok()) return SendError(h, *n1, KsErrorCode::kInternal);
@@ -541,7 +572,9 @@ Status KeyServer::SendConfReq(const GenKey& g, const NodeDesc& n1) {
 void KeyServer::HandleNotAns(const FrameHeader& h, const NodeDesc& n2,
                              const NnskNotAns& ans) {
   auto g = gen_keys_.Get(h.request_id);
-  if (!g.ok()) return Drop(&h, "no pending key for this request");
+  if (!g.ok() || g->tombstone()) {
+    return Drop(&h, "no pending key for this request");
+  }
   if (g->n_id2 != n2.n_id || ans.n_id2 != n2.n_id || ans.n_id1 != g->n_id1) {
     return Drop(&h, "nnsk_not_ans does not match the pending key");
   }
@@ -568,13 +601,17 @@ void KeyServer::HandleNotAns(const FrameHeader& h, const NodeDesc& n2,
 void KeyServer::HandleConfAns(const FrameHeader& h, const NodeDesc& n1,
                               const NnskConfAns& ans) {
   auto g = gen_keys_.Get(h.request_id);
-  if (!g.ok()) return;  // already confirmed: duplicates are harmless
+  // Already confirmed: duplicates are harmless.
+  if (!g.ok() || g->tombstone()) return;
   if (g->n_id1 != n1.n_id || ans.n_id2 != g->n_id2 || g->step != 5) {
     return Drop(&h, "nnsk_conf_ans does not match the pending key");
   }
-  // Step 7: the KS forgets the key. Not synced: a delete lost by a crash
-  // leaves a record that the TTL purge removes.
-  gen_keys_.DeleteUnsynced(h.request_id);
+  // Step 7: the KS forgets the key but not the request id (a tombstone,
+  // dropped by Tick once the node's persisted floor covers it). Not
+  // synced: if a crash loses it, the record is back at step 5 (or 2) with
+  // the same key, which a late retransmission gets again; the TTL purge
+  // turns it into a tombstone later.
+  gen_keys_.PutUnsynced(Tombstone(*g));
   ++stats_.keys_confirmed;
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("ks: key {:016x} for {} -> {} confirmed and forgotten",
@@ -592,12 +629,17 @@ Status KeyServer::FlushCounters() {
   for (uint32_t id : dirty_counters_) {
     auto d = GetNode(id);
     auto w = windows_.find(id);
-    if (!d.ok() || w == windows_.end() ||
-        (d->last_counter >= w->second.highest() && !d->nksk_unused)) {
+    if (!d.ok() || w == windows_.end()) continue;
+    auto f = request_floors_.find(id);
+    bool floor_advanced =
+        f != request_floors_.end() && f->second > d->request_floor;
+    if (d->last_counter >= w->second.highest() && !floor_advanced &&
+        !d->nksk_unused) {
       continue;
     }
     NodeDesc updated = d->Clone();
     updated.last_counter = std::max(d->last_counter, w->second.highest());
+    if (floor_advanced) updated.request_floor = f->second;
     // The node sent frames under its NKSK (dirty_counters_ holds only
     // those), so it holds it: its registration answer is not repeated any
     // more (HandleRegistration also checks dirty_counters_ until then).
@@ -614,20 +656,31 @@ void KeyServer::Tick() {
   if (!st.ok()) {
     spdlog::error("ks: replay counters not persisted: {}", st.ToString());
   }
+  PurgeGenKeys();
+}
+
+void KeyServer::PurgeGenKeys() {
   uint64_t now = clock_.NowUnixMillis();
-  std::vector<uint64_t> expired;
+  std::vector<GenKey> expired;
+  std::vector<uint64_t> covered;
   gen_keys_.ForEach([&](const GenKey& g) {
-    if (now > g.ctime_unix_ms + options_.gen_key_ttl_ms) {
-      expired.push_back(g.request_id);
+    if (g.tombstone()) {
+      // Only a floor that is durable may replace the tombstone.
+      auto n1 = FindNode(g.n_id1);
+      if (!n1.ok() || g.request_id <= (*n1)->request_floor) {
+        covered.push_back(g.request_id);
+      }
+    } else if (now > g.ctime_unix_ms + options_.gen_key_ttl_ms) {
+      expired.push_back(Tombstone(g));
     }
   });
-  for (uint64_t id : expired) {
-    Status st = gen_keys_.Delete(id);
-    if (st.ok()) {
-      ++stats_.keys_purged;
-      spdlog::warn("ks: purged unconfirmed key {:016x} (older than {} ms)", id,
-                   options_.gen_key_ttl_ms);
-    }
+  for (uint64_t id : covered) gen_keys_.DeleteUnsynced(id);
+  for (const GenKey& t : expired) {
+    // Unsynced: a purge lost by a crash is made again.
+    gen_keys_.PutUnsynced(t);
+    ++stats_.keys_purged;
+    spdlog::warn("ks: purged unconfirmed key {:016x} (older than {} ms)",
+                 t.request_id, options_.gen_key_ttl_ms);
   }
 }
 

@@ -18,6 +18,8 @@ Status KsRefusal(const KsError& err) {
       return ResourceExhaustedError(why);
     case KsErrorCode::kInternal:
       return InternalError(why);
+    case KsErrorCode::kStaleRequest:
+      return UnavailableError(why);
   }
   return InternalError(why);
 }
@@ -55,19 +57,6 @@ void NodeClient::Log(std::string_view what, const FrameHeader* h,
   }
 }
 
-void NodeClient::RouteTopic(uint32_t peer, const TopicId& id) {
-  std::string t = MyTopic(id);
-  PairState& ps = pairs_[peer];
-  if (!ps.current_topic.empty() && ps.current_topic != t) {
-    // Keep the topic in use until the renewal's grace period ends; forget
-    // the one before it now.
-    if (!ps.previous_topic.empty()) topic_to_peer_.erase(ps.previous_topic);
-    ps.previous_topic = ps.current_topic;
-  }
-  ps.current_topic = t;
-  topic_to_peer_[t] = peer;
-}
-
 Status NodeClient::Start() {
   // One subscription for everything sent to us: our whole subtree, which the
   // broker's ACL lets only us read. TOPIC2 and every TOPIC3 are routed here,
@@ -75,9 +64,7 @@ Status NodeClient::Start() {
   // grow with renewals.
   KGR_RETURN_IF_ERROR(transport_.Subscribe(own_.identity.topic_prefix + "/" +
                                            NodeIdentity(n_id()) + "/#"));
-  ses_.ForEach([&](const SesKey& k) {
-    if (k.nnsk.valid() && k.topic3.has_value()) RouteTopic(k.n_id, *k.topic3);
-  });
+  ses_.ForEach([&](const SesKey& k) { RefreshRoutes(k.n_id, &k); });
   spdlog::info("node {}: ready ({}registered, {} peers)", FormatNodeId(n_id()),
                registered() ? "" : "not ", ses_.size());
   return OkStatus();
@@ -140,6 +127,10 @@ void NodeClient::Finish(uint64_t request_id, Status status) {
   if (it == pending_.end()) return;
   Pending p = std::move(it->second);
   pending_.erase(it);
+  if (p.kind == Kind::kKey) {
+    auto rec = ses_.Get(p.peer);
+    RefreshRoutes(p.peer, rec.ok() ? &*rec : nullptr);
+  }
   if (p.kind == Kind::kData) {
     if (p.reply) p.reply(status);
   } else if (p.done) {
@@ -291,6 +282,9 @@ void NodeClient::RenewByPolicy() {
       ps.renew_point_version = k.key_version;
     }
     if (now < ps.next_auto_renew_ms || Used(k) < ps.renew_point) return;
+    // The peer renewed (its key waits as our next one until it uses it):
+    // ours would replace the key it sends under. Only at the limit itself.
+    if (k.has_next() && Used(k) < 1.0) return;
     for (const auto& [id, p] : pending_) {
       if (p.kind == Kind::kKey && p.peer == k.n_id) return;
     }
@@ -307,6 +301,9 @@ void NodeClient::RenewByPolicy() {
       spdlog::warn("node {}: renewal with {} failed: {}", FormatNodeId(n_id()),
                    FormatNodeId(peer), st.ToString());
     });
+    for (auto& [id, p] : pending_) {  // callers may join it
+      if (p.kind == Kind::kKey && p.peer == peer) p.automatic = true;
+    }
   }
 }
 
@@ -331,6 +328,9 @@ void NodeClient::Tick() {
   }
   for (uint64_t id : expired) {
     const Pending& p = pending_.at(id);
+    if (p.kind == Kind::kData) {
+      Converge(p.peer, "a data request went unanswered");
+    }
     std::string who = p.kind == Kind::kData ? "peer " + FormatNodeId(p.peer)
                       : p.got_key
                           ? "peer " + FormatNodeId(p.peer) +
@@ -341,18 +341,7 @@ void NodeClient::Tick() {
                                  std::to_string(p.timeout_ms) + " ms (" +
                                  std::to_string(p.attempts) + " attempts)"));
   }
-  // Previous keys past their grace period are wiped.
-  uint64_t wall = clock_.NowUnixMillis();
-  for (auto& [peer, st] : pairs_) {
-    if (st.previous.has_value() && wall >= st.previous_until_ms) {
-      st.previous.reset();
-      st.windows.erase(st.previous_version);
-      if (!st.previous_topic.empty()) {
-        topic_to_peer_.erase(st.previous_topic);
-        st.previous_topic.clear();
-      }
-    }
-  }
+  ExpirePrevious();
 }
 
 // ---- requests ----
@@ -387,27 +376,40 @@ void NodeClient::RequestKey(uint32_t peer, bool renewal, DoneCallback done,
     return done(PermissionDeniedError("peer " + FormatNodeId(peer) +
                                       " is not in this node's peer list"));
   }
-  for (const auto& [id, p] : pending_) {
+  for (auto& [id, p] : pending_) {
+    if (p.kind == Kind::kKey && p.peer == peer && p.automatic && done) {
+      // A renewal the node started by itself: the caller shares its result.
+      p.automatic = false;
+      p.done = [first = std::move(p.done), done](Status st) {
+        if (first) first(st);
+        done(st);
+      };
+      return;
+    }
     if (p.kind == Kind::kKey && p.peer == peer) {
       return done(AbortedError("a key request for this peer is under way"));
     }
   }
-  auto id = RandomU64();
   auto topic = RandomTopicId();
-  if (!id.ok() || !topic.ok()) return done(InternalError("CSPRNG failed"));
+  if (!topic.ok()) return done(InternalError("CSPRNG failed"));
+  uint64_t id = NewKeyRequestId();
   Pending p;
   p.kind = Kind::kKey;
   p.peer = peer;
   p.renewal = renewal || rec->nnsk.valid();
-  p.version = rec->key_version + 1;
+  // Above every version either node may hold for the pair.
+  p.version = std::max({rec->key_version,
+                        rec->other_nnsk.valid() ? rec->other_version : 0,
+                        pairs_[peer].seen_version}) +
+              1;
   p.topic3 = *topic;
   p.done = std::move(done);
   Schedule(p, timeout_ms);
+  auto [it, inserted] = pending_.emplace(id, std::move(p));
   // Route the new TOPIC3 before anyone can send on it.
-  RouteTopic(peer, p.topic3);
-  auto [it, inserted] = pending_.emplace(*id, std::move(p));
-  Status st = Transmit(*id, it->second);
-  if (!st.ok()) Finish(*id, st);
+  RefreshRoutes(peer, &*rec);
+  Status st = Transmit(id, it->second);
+  if (!st.ok()) Finish(id, st);
 }
 
 void NodeClient::Send(uint32_t peer, SecretBytes data, ReplyCallback done,
@@ -522,15 +524,6 @@ void NodeClient::HandleFromKs(const Bytes& frame) {
   }
 }
 
-void NodeClient::KeepPrevious(uint32_t peer, const SesKey& current) {
-  if (!current.nnsk.valid() || !current.topic4.has_value()) return;
-  PairState& ps = pairs_[peer];
-  ps.previous = current.nnsk.Clone();
-  ps.previous_version = current.key_version;
-  ps.previous_until_ms =
-      clock_.NowUnixMillis() + options_.previous_key_grace_ms;
-}
-
 void NodeClient::OnKeyAns(const FrameHeader& h, const NnskKeyAns& ans) {
   auto it = pending_.find(h.request_id);
   if (it == pending_.end() || it->second.kind != Kind::kKey) {
@@ -540,33 +533,18 @@ void NodeClient::OnKeyAns(const FrameHeader& h, const NnskKeyAns& ans) {
   if (ans.n_id1 != n_id() || ans.n_id2 != p.peer || ans.version != p.version) {
     return Log("dropped", &h, "nnsk_key_ans does not match the request");
   }
-  auto rec = ses_.Get(p.peer);
-  if (!rec.ok()) return Finish(h.request_id, rec.status());
   if (p.got_key) {
-    // An answer to our retransmission: the same key, unless the KS purged
-    // the unconfirmed key meanwhile (the peer was away longer than its
-    // gen_keys TTL) and issued a new one for this request; the peer gets
-    // the new one, so it replaces ours.
-    if (rec->nnsk.enc.Equals(ans.nnsk.enc) &&
-        rec->nnsk.mac.Equals(ans.nnsk.mac)) {
-      return;
+    // An answer to our retransmission: the KS never issues a second key
+    // for one request id.
+    if (!p.nnsk.enc.Equals(ans.nnsk.enc) || !p.nnsk.mac.Equals(ans.nnsk.mac)) {
+      Log("dropped", &h, "another key for the same request");
     }
-    Log("replacing the key", &h, "the KS issued a new key for this request");
-  } else {
-    KeepPrevious(p.peer, *rec);
+    return;
   }
-  // Step 3: NNSK in ses_keys, TOPIC4 empty until the peer confirms. Not
-  // synced: nothing is acknowledged on it, and step 6's synced write makes
-  // it durable first; a crash before that loses a key we never confirmed
-  // (the KS purges it, and we ask again).
-  SesKey updated = *std::move(rec);
-  updated.nnsk = ans.nnsk.Clone();
-  updated.key_version = ans.version;
-  updated.topic3 = p.topic3;
-  updated.topic4.reset();
-  updated.ctime_unix_ms = 0;
-  updated.rx_counter = 0;
-  ses_.PutUnsynced(updated);
+  // Step 3: the new key waits with the request, not in ses_keys: the key in
+  // use stays until step 6 shows that the peer holds the new one. A crash
+  // or a failed request before that changes nothing.
+  p.nnsk = ans.nnsk.Clone();
   p.got_key = true;  // retransmissions now only prompt the KS to resend
 }
 
@@ -590,8 +568,25 @@ void NodeClient::OnConfReq(const FrameHeader& h, const NnskConfReq& req) {
   if (!it->second.got_key || it->second.peer != req.n_id2) {
     return Log("dropped", &h, "confirmation before the key");
   }
-  // Step 6: TOPIC4 and the creation time complete the entry.
+  // Step 6: the peer holds the new key (it stored it before answering the
+  // KS): we send under it from now on. The key it replaces stays accepted
+  // (the peer sends under it until it sees a frame under the new one).
+  const Pending& p = it->second;
   SesKey updated = *std::move(rec);
+  if (updated.has_previous() && pairs_[req.n_id2].previous_until_ms == 0) {
+    // The peer has not used our current key yet: it still sends under the
+    // previous one, which stays.
+  } else if (updated.nnsk.valid() && updated.topic4.has_value()) {
+    updated.other_version = updated.key_version;
+    updated.other_nnsk = std::move(updated.nnsk);
+    updated.other_topic3 = updated.topic3;
+    updated.other_topic4 = updated.topic4;
+  } else {
+    updated.other_nnsk = SymmetricKeys{};
+  }
+  updated.nnsk = p.nnsk.Clone();
+  updated.key_version = p.version;
+  updated.topic3 = p.topic3;
   updated.topic4 = req.topic4;
   updated.ctime_unix_ms = clock_.NowUnixMillis();
   updated.frames_sent = 0;
@@ -599,6 +594,7 @@ void NodeClient::OnConfReq(const FrameHeader& h, const NnskConfReq& req) {
   updated.rx_counter = 0;
   Status st = ses_.Put(updated);
   if (!st.ok()) return Finish(h.request_id, st.Annotate("ses_keys"));
+  pairs_[req.n_id2].previous_until_ms = 0;  // until the peer uses the new one
   st = SendToKs(h.request_id, h.flags, NnskConfAns{req.n_id2});
   if (!st.ok()) Log("nnsk_conf_ans not sent", &h, st.message());
   if (spdlog::should_log(spdlog::level::info)) {  // per key: skip the text
@@ -627,42 +623,58 @@ void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
     Finish(id, AbortedError("crossed by the peer's own renewal"));
     break;
   }
-  if (rec->nnsk.valid() && req.version <= rec->key_version) {
-    // The same key again (the KS retransmits it; we may have restarted
-    // since): answer again with the TOPIC we chose then. It is stored, so
-    // this holds across our restarts and never makes a second topic.
-    if (req.version == rec->key_version && rec->topic3.has_value() &&
-        rec->nnsk.enc.Equals(req.nnsk.enc) &&
-        rec->nnsk.mac.Equals(req.nnsk.mac)) {
-      Status st = SendToKs(h.request_id, h.flags,
-                           NnskNotAns{req.n_id1, n_id(), *rec->topic3});
-      if (!st.ok()) Log("nnsk_not_ans not sent", &h, st.message());
-      return;
-    }
-    // Pair key versions only grow: an older notification (a replay) must
-    // not replace the current key. The same version with another key is
-    // accepted: a requester that died mid-procedure asks again with the
-    // version it knows, and the orphaned key it never got is replaced.
-    if (req.version < rec->key_version) {
-      return Log("dropped", &h, "stale key version");
-    }
+  // The same key again (the KS retransmits it; we may have restarted
+  // since): answer again with the TOPIC we chose then. It is stored, so
+  // this holds across our restarts and never makes a second topic.
+  auto same = [&](const SymmetricKeys& k, uint32_t version) {
+    return k.valid() && version == req.version && k.enc.Equals(req.nnsk.enc) &&
+           k.mac.Equals(req.nnsk.mac);
+  };
+  std::optional<TopicId> stored;
+  if (same(rec->nnsk, rec->key_version)) stored = rec->topic3;
+  if (same(rec->other_nnsk, rec->other_version)) stored = rec->other_topic3;
+  if (stored.has_value()) {
+    Status st =
+        SendToKs(h.request_id, h.flags, NnskNotAns{req.n_id1, n_id(), *stored});
+    if (!st.ok()) Log("nnsk_not_ans not sent", &h, st.message());
+    return;
+  }
+  // Pair key versions only grow: an older notification (a replay) must
+  // not replace a key we hold. The current version with another key
+  // replaces the current key: a requester that died before step 6 of its
+  // first key asks again with the version it knows.
+  bool in_use = rec->nnsk.valid() && rec->topic4.has_value() &&
+                req.version != rec->key_version;
+  if ((in_use && req.version < rec->key_version) ||
+      (rec->has_next() && req.version < rec->other_version)) {
+    return Log("dropped", &h, "stale key version");
   }
   auto topic = RandomTopicId();
   if (!topic.ok()) return;
-  KeepPrevious(req.n_id1, *rec);
-  // Step 4: the entry for N1; our TOPIC3 is new, TOPIC4 is N1's TOPIC3.
+  // Step 4: our TOPIC3 is new, TOPIC4 is N1's TOPIC3. With a key in use,
+  // the new one is the next key: we keep sending under the current one
+  // until N1 shows (by a frame under the new one) that it completed step 6;
+  // a failed or abandoned renewal then changes nothing here.
   SesKey updated = *std::move(rec);
-  updated.nnsk = req.nnsk.Clone();
-  updated.key_version = req.version;
-  updated.topic3 = *topic;
-  updated.topic4 = req.topic3;
-  updated.ctime_unix_ms = clock_.NowUnixMillis();
-  updated.frames_sent = 0;
-  updated.bytes_sent = 0;
-  updated.rx_counter = 0;
+  if (in_use) {
+    updated.other_version = req.version;
+    updated.other_nnsk = req.nnsk.Clone();
+    updated.other_topic3 = *topic;
+    updated.other_topic4 = req.topic3;
+  } else {
+    updated.nnsk = req.nnsk.Clone();
+    updated.key_version = req.version;
+    updated.topic3 = *topic;
+    updated.topic4 = req.topic3;
+    updated.ctime_unix_ms = clock_.NowUnixMillis();
+    updated.frames_sent = 0;
+    updated.bytes_sent = 0;
+    updated.rx_counter = 0;
+    updated.other_nnsk = SymmetricKeys{};
+  }
   Status st = ses_.Put(updated);
   if (!st.ok()) return Log("ses_keys update failed", &h, st.message());
-  RouteTopic(req.n_id1, *topic);
+  RefreshRoutes(req.n_id1, &updated);
   if (spdlog::should_log(spdlog::level::info)) {
     spdlog::info("node {}: session key v{} with {} received",
                  FormatNodeId(n_id()), req.version, FormatNodeId(req.n_id1));
@@ -672,6 +684,24 @@ void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
 }
 
 void NodeClient::OnKsError(const FrameHeader& h, const KsError& err) {
+  auto it = pending_.find(h.request_id);
+  if (err.code == KsErrorCode::kStaleRequest && it != pending_.end() &&
+      it->second.kind == Kind::kKey && it->second.restarts < 8) {
+    // The KS has finished this id (a late or reordered request): ask again
+    // under a new one at once, within the same deadline.
+    Log("asking again under a new request id", &h, KsErrorCodeName(err.code));
+    Pending p = std::move(it->second);
+    pending_.erase(it);
+    p.got_key = false;
+    p.nnsk = SymmetricKeys{};
+    ++p.restarts;
+    uint64_t id = NewKeyRequestId();
+    auto [nit, inserted] = pending_.emplace(id, std::move(p));
+    Status st = Transmit(id, nit->second);
+    if (!st.ok()) Finish(id, st);
+    return;
+  }
+  if (it == pending_.end()) return;  // a late answer to a finished request
   Log("request refused by the key server", &h, KsErrorCodeName(err.code));
   Finish(h.request_id, KsRefusal(err));
 }
@@ -737,8 +767,7 @@ void NodeClient::OnPairRevoked(const FrameHeader& h, const PairRevoked& m) {
   if (!st.ok()) return Log("pair not wiped", &h, st.message());
   auto it = pairs_.find(m.peer);
   if (it != pairs_.end()) {
-    topic_to_peer_.erase(it->second.current_topic);
-    topic_to_peer_.erase(it->second.previous_topic);
+    for (const std::string& t : it->second.routes) topic_to_peer_.erase(t);
     pairs_.erase(it);
   }
   std::erase_if(topic_to_peer_,
@@ -767,6 +796,8 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
   auto rec = ses_.Get(peer);
   if (!rec.ok()) return Log("dropped", &h, "unknown pair");
   PairState& ps = pairs_[peer];
+  // The current key, the next one (the peer completed a renewal) or the
+  // previous one (until its grace period ends).
   const SymmetricKeys* keys = nullptr;
   if (rec->nnsk.valid() && h.key_version == rec->key_version) {
     // Before step 6 a write of the entry resets its receive floor: nothing
@@ -775,10 +806,20 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
       return Log("dropped", &h, "key not confirmed yet");
     }
     keys = &rec->nnsk;
-  } else if (ps.previous.has_value() && h.key_version == ps.previous_version) {
-    keys = &*ps.previous;
+  } else if (rec->other_nnsk.valid() && h.key_version == rec->other_version &&
+             (rec->has_next() || ps.previous_until_ms == 0 ||
+              clock_.NowUnixMillis() < ps.previous_until_ms)) {
+    keys = &rec->other_nnsk;
   }
-  if (keys == nullptr) return Log("dropped", &h, "no key of that version");
+  if (keys == nullptr) {
+    // A newer key we do not hold (an older one is a late frame).
+    if (h.key_version > rec->key_version &&
+        h.key_version - rec->key_version < 1024) {
+      ps.seen_version = std::max(ps.seen_version, h.key_version);
+      Converge(peer, "a frame under a newer key than this node holds");
+    }
+    return Log("dropped", &h, "no key of that version");
+  }
   auto wit = ps.windows.find(h.key_version);
   if (wit == ps.windows.end()) {
     // First frame under this version since we started: continue from the
@@ -790,12 +831,28 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
   if (!window.IsFresh(h.counter)) return Log("dropped", &h, "replayed");
   FrameHeader opened;
   auto plain = OpenFrame(frame, *keys, &opened);
-  if (!plain.ok()) return Log("dropped", &h, plain.status().message());
+  if (!plain.ok()) {
+    Converge(peer, "a frame that does not open under the key of its version");
+    return Log("dropped", &h, plain.status().message());
+  }
   if (keys == &rec->nnsk && h.counter > rec->rx_counter) {
     Status st = ReserveRx(rec->Clone(), h.counter);
     if (!st.ok()) return Log("dropped", &h, st.message());
   }
   window.Accept(h.counter);
+  ps.converge_backoff_ms = 0;
+  if (keys == &rec->other_nnsk && rec->has_next()) {
+    auto promoted = Promote(*rec, h.counter);
+    if (!promoted.ok()) {
+      return Log("dropped", &h, promoted.status().message());
+    }
+    rec = std::move(promoted);
+  } else if (keys == &rec->nnsk && rec->has_previous() &&
+             ps.previous_until_ms == 0) {
+    // The peer uses the current key: the previous one has its grace now.
+    ps.previous_until_ms =
+        clock_.NowUnixMillis() + options_.previous_key_grace_ms;
+  }
   if (h.type == FrameType::kNodeDataAns) {
     auto ans = NodeDataAns::Parse(plain->span());
     if (!ans.ok()) return Log("dropped", &h, ans.status().message());
@@ -813,21 +870,7 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
   if (!req.ok()) return Log("dropped", &h, req.status().message());
   if (req->n_id2 != n_id()) return Log("dropped", &h, "not addressed to us");
   SecretBytes reply = handler_ ? handler_(peer, req->data) : SecretBytes();
-  if (!rec->topic4.has_value()) return Log("no reply", &h, "no TOPIC4 yet");
-  FrameHeader out;
-  out.sender = n_id();
-  out.key_version = h.key_version;
-  out.counter = counter_.Next(clock_.NowUnixMicros());
-  out.request_id = h.request_id;
-  size_t reply_size = reply.size();
-  auto sealed = SealBody(out, NodeDataAns{n_id(), std::move(reply)}, *keys);
-  if (!sealed.ok()) return;
-  if (keys == &rec->nnsk) {
-    Status st = CountUse(peer, reply_size);
-    if (!st.ok()) return Log("no reply", &h, st.message());
-  }
-  Status st = transport_.Publish(PeerTopic(peer, *rec->topic4), *sealed);
-  if (!st.ok()) Log("node_data_ans not sent", &h, st.message());
+  ReplyData(peer, *rec, h, std::move(reply));
 }
 
 // ---- init (4.4) ----

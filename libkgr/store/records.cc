@@ -19,6 +19,10 @@ constexpr uint8_t kFlagTopicA = 0x02;
 constexpr uint8_t kFlagTopicB = 0x04;
 constexpr uint8_t kFlagPrevKeys = 0x08;    // node_desc: NKSK before a rotation
 constexpr uint8_t kFlagNkskUnused = 0x10;  // node_desc: NodeDesc::nksk_unused
+// ses_keys: the other key of a renewal under way and its topics.
+constexpr uint8_t kFlagOtherKeys = 0x08;
+constexpr uint8_t kFlagOtherTopicA = 0x10;
+constexpr uint8_t kFlagOtherTopicB = 0x20;
 
 Status VerificationFailed() { return DataLossError(kVerificationFailed); }
 
@@ -226,6 +230,7 @@ NodeDesc NodeDesc::Clone() const {
   c.last_counter = last_counter;
   c.nksk_version = nksk_version;
   c.registered_unix_ms = registered_unix_ms;
+  c.request_floor = request_floor;
   c.ntag = ntag.Clone();
   c.nksk = nksk.Clone();
   c.prev_nksk = prev_nksk.Clone();
@@ -260,6 +265,10 @@ SesKey SesKey::Clone() const {
   c.nnsk = nnsk.Clone();
   c.topic3 = topic3;
   c.topic4 = topic4;
+  c.other_version = other_version;
+  c.other_nnsk = other_nnsk.Clone();
+  c.other_topic3 = other_topic3;
+  c.other_topic4 = other_topic4;
   return c;
 }
 
@@ -279,7 +288,7 @@ StatusOr<Bytes> Encode(const NodeDesc& d, const RecordKeys& keys,
   }
   KGR_RETURN_IF_ERROR(CheckKeyPair(d.nksk, true, "node_desc: NKSK"));
   Bytes clear;
-  clear.reserve(25 + 4 * d.allowed_peers.size());
+  clear.reserve(33 + 4 * d.allowed_peers.size());
   ByteWriter w(&clear);
   w.U16(d.entry_no);
   w.U8(static_cast<uint8_t>(d.state));
@@ -288,6 +297,8 @@ StatusOr<Bytes> Encode(const NodeDesc& d, const RecordKeys& keys,
   w.U64(d.registered_unix_ms);
   w.U16(static_cast<uint16_t>(d.allowed_peers.size()));
   for (uint32_t p : d.allowed_peers) w.U32(p);
+  // Without a floor the record keeps the layout of older releases.
+  if (d.request_floor != 0) w.U64(d.request_floor);
   KGR_RETURN_IF_ERROR(
       CheckKeyPair(d.prev_nksk, true, "node_desc: previous NKSK"));
   SecretBytes secret;
@@ -320,12 +331,18 @@ StatusOr<NodeDesc> DecodeNodeDesc(std::span<const uint8_t> record,
   if (!c.U16(&d.entry_no) || !c.U8(&state) || !ValidState(state) ||
       !c.U64(&d.last_counter) || !c.U32(&d.nksk_version) ||
       !c.U64(&d.registered_unix_ms) || !c.U16(&n_peers) ||
-      n_peers > kMaxAllowedPeers || c.remaining() != size_t{n_peers} * 4) {
+      n_peers > kMaxAllowedPeers) {
+    return Malformed();
+  }
+  // Records written before request_floor end after the peer list.
+  size_t peers_size = size_t{n_peers} * 4;
+  if (c.remaining() != peers_size && c.remaining() != peers_size + 8) {
     return Malformed();
   }
   d.state = static_cast<NodeState>(state);
   d.allowed_peers.resize(n_peers);
   for (uint32_t& p : d.allowed_peers) c.U32(&p);
+  if (c.remaining() == 8) c.U64(&d.request_floor);
   ByteReader s(o.secret.span());
   uint8_t flags;
   if (!s.U8(&flags) ||
@@ -345,7 +362,13 @@ StatusOr<NodeDesc> DecodeNodeDesc(std::span<const uint8_t> record,
 
 StatusOr<Bytes> Encode(const GenKey& g, const RecordKeys& keys,
                        std::span<const uint8_t> context, const Iv& iv) {
-  KGR_RETURN_IF_ERROR(CheckKeyPair(g.nnsk, false, "gen_keys: NNSK"));
+  if (g.tombstone()) {
+    if (!g.nnsk.enc.empty() || !g.nnsk.mac.empty()) {
+      return InvalidArgumentError("gen_keys: a tombstone holds no key");
+    }
+  } else {
+    KGR_RETURN_IF_ERROR(CheckKeyPair(g.nnsk, false, "gen_keys: NNSK"));
+  }
   Bytes clear;
   clear.reserve(18);
   ByteWriter w(&clear);
@@ -359,7 +382,7 @@ StatusOr<Bytes> Encode(const GenKey& g, const RecordKeys& keys,
   PutU8(&secret, static_cast<uint8_t>((g.topic3 ? kFlagTopicA : 0) |
                                       (g.topic4 ? kFlagTopicB : 0)));
   PutU32(&secret, g.n_id2);
-  PutKeys(&secret, g.nnsk);
+  if (!g.tombstone()) PutKeys(&secret, g.nnsk);
   PutTopic(&secret, g.topic3);
   PutTopic(&secret, g.topic4);
   return Seal(RecordType::kGenKey, g.request_id, clear, secret.span(), keys,
@@ -384,7 +407,7 @@ StatusOr<GenKey> DecodeGenKey(std::span<const uint8_t> record,
   uint8_t flags, id2[4];
   std::span<const uint8_t> id2_view;
   if (!s.U8(&flags) || (flags & ~(kFlagTopicA | kFlagTopicB)) != 0 ||
-      !s.View(4, &id2_view) || !ReadKeys(&s, &g.nnsk) ||
+      !s.View(4, &id2_view) || (!g.tombstone() && !ReadKeys(&s, &g.nnsk)) ||
       !ReadTopic(&s, flags & kFlagTopicA, &g.topic3) ||
       !ReadTopic(&s, flags & kFlagTopicB, &g.topic4) || !s.done()) {
     return Malformed();
@@ -401,22 +424,34 @@ StatusOr<Bytes> Encode(const SesKey& k, const RecordKeys& keys,
                        std::span<const uint8_t> context, const Iv& iv) {
   KGR_RETURN_IF_ERROR(CheckKeyPair(k.nnsk, true, "ses_keys: NNSK"));
   Bytes clear;
-  clear.reserve(36);
+  clear.reserve(40);
   ByteWriter w(&clear);
   w.U64(k.ctime_unix_ms);
   w.U32(k.key_version);
   w.U64(k.frames_sent);
   w.U64(k.bytes_sent);
   w.U64(k.rx_counter);
-  SecretBytes secret;
-  secret.Reserve(1 + 2 * kKeySize + 2 * kTopicSize);
+  KGR_RETURN_IF_ERROR(CheckKeyPair(k.other_nnsk, true, "ses_keys: other NNSK"));
   bool has_keys = k.nnsk.valid();
-  PutU8(&secret, static_cast<uint8_t>((has_keys ? kFlagKeys : 0) |
-                                      (k.topic3 ? kFlagTopicA : 0) |
-                                      (k.topic4 ? kFlagTopicB : 0)));
+  bool has_other = k.other_nnsk.valid();
+  // Without another key the record keeps the layout of older releases.
+  if (has_other) w.U32(k.other_version);
+  SecretBytes secret;
+  secret.Reserve(1 + 4 * kKeySize + 4 * kTopicSize);
+  PutU8(&secret,
+        static_cast<uint8_t>(
+            (has_keys ? kFlagKeys : 0) | (k.topic3 ? kFlagTopicA : 0) |
+            (k.topic4 ? kFlagTopicB : 0) | (has_other ? kFlagOtherKeys : 0) |
+            (has_other && k.other_topic3 ? kFlagOtherTopicA : 0) |
+            (has_other && k.other_topic4 ? kFlagOtherTopicB : 0)));
   if (has_keys) PutKeys(&secret, k.nnsk);
   PutTopic(&secret, k.topic3);
   PutTopic(&secret, k.topic4);
+  if (has_other) {
+    PutKeys(&secret, k.other_nnsk);
+    PutTopic(&secret, k.other_topic3);
+    PutTopic(&secret, k.other_topic4);
+  }
   return Seal(RecordType::kSesKey, k.n_id, clear, secret.span(), keys, context,
               iv);
 }
@@ -432,16 +467,23 @@ StatusOr<SesKey> DecodeSesKey(std::span<const uint8_t> record,
   ByteReader c(o.clear);
   if (!c.U64(&k.ctime_unix_ms) || !c.U32(&k.key_version) ||
       !c.U64(&k.frames_sent) || !c.U64(&k.bytes_sent) ||
-      !c.U64(&k.rx_counter) || !c.done()) {
+      !c.U64(&k.rx_counter)) {
     return Malformed();
   }
   ByteReader s(o.secret.span());
   uint8_t flags;
+  constexpr uint8_t kOther =
+      kFlagOtherKeys | kFlagOtherTopicA | kFlagOtherTopicB;
   if (!s.U8(&flags) ||
-      (flags & ~(kFlagKeys | kFlagTopicA | kFlagTopicB)) != 0 ||
-      ((flags & kFlagKeys) && !ReadKeys(&s, &k.nnsk)) ||
+      (flags & ~(kFlagKeys | kFlagTopicA | kFlagTopicB | kOther)) != 0 ||
+      ((flags & kOther) && !(flags & kFlagOtherKeys)) ||
+      ((flags & kFlagOtherKeys) ? !c.U32(&k.other_version) : false) ||
+      !c.done() || ((flags & kFlagKeys) && !ReadKeys(&s, &k.nnsk)) ||
       !ReadTopic(&s, flags & kFlagTopicA, &k.topic3) ||
-      !ReadTopic(&s, flags & kFlagTopicB, &k.topic4) || !s.done()) {
+      !ReadTopic(&s, flags & kFlagTopicB, &k.topic4) ||
+      ((flags & kFlagOtherKeys) && !ReadKeys(&s, &k.other_nnsk)) ||
+      !ReadTopic(&s, flags & kFlagOtherTopicA, &k.other_topic3) ||
+      !ReadTopic(&s, flags & kFlagOtherTopicB, &k.other_topic4) || !s.done()) {
     return Malformed();
   }
   return k;

@@ -92,9 +92,12 @@ struct FrameHeader {
   uint32_t sender = 0;       // N_ID of the sender (the KS has one too)
   uint32_t key_version = 0;  // version of the key pair protecting the frame
   uint64_t counter = 0;      // per-sender, strictly increasing
-  uint64_t request_id = 0;   // random per request; answers echo it
-  Iv iv{};                   // filled by SealFrame
-  uint32_t body_len = 0;     // filled by SealFrame
+  // Answers echo it. Random per request, except nnsk_key_req: the node's
+  // frame counter when the request was made (grows per node, see
+  // docs/protocol.md section 3).
+  uint64_t request_id = 0;
+  Iv iv{};                // filled by SealFrame
+  uint32_t body_len = 0;  // filled by SealFrame
 };
 
 // Parses and validates the clear header only: version, known type, known
@@ -241,6 +244,9 @@ enum class KsErrorCode : uint8_t {
   kPeerUnknown = 2,  // peer not authorized or not registered
   kBusy = 3,         // too many pending requests; retry later
   kInternal = 4,
+  // nnsk_key_req: the request id is at or below the node's floor (every
+  // such request is finished); the node asks again under a new id.
+  kStaleRequest = 5,
 };
 std::string_view KsErrorCodeName(KsErrorCode code);
 

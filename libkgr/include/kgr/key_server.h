@@ -166,6 +166,9 @@ class KeyServer {
                     const NnskNotAns& ans);
   void HandleConfAns(const FrameHeader& h, const NodeDesc& n1,
                      const NnskConfAns& ans);
+  // Turns expired keys into tombstones and drops the tombstones that the
+  // persisted request floors cover.
+  void PurgeGenKeys();
   void HandleRotation(const FrameHeader& h, const NodeDesc& node,
                       bool under_prev, const NkskRotReq& req);
   void HandleAc(const Bytes& message);
@@ -212,8 +215,10 @@ class KeyServer {
   FrameCounter counter_;
   std::unordered_map<uint32_t, ReplayWindow> windows_;
   std::unordered_map<uint32_t, NodeRef> node_cache_;
-  // Nodes with a TOPIC1 frame (under their NKSK) since the last flush.
-  std::vector<uint32_t> dirty_counters_;
+  std::vector<uint32_t> dirty_counters_;  // window or floor advanced
+  // Per node: the highest request id with a durable gen_keys record, ahead
+  // of node_desc.request_floor until FlushCounters persists it.
+  std::unordered_map<uint32_t, uint64_t> request_floors_;
   // The answer of each rotation not yet completed, so that a retransmitted
   // request (same id, same node key) gets the same agreement again.
   struct Rotation {

@@ -71,8 +71,12 @@ struct NodeClientOptions {
   // KeepRegistering() with nobody waiting for the result: registration
   // requests are repeated with the back-off growing up to this.
   uint64_t register_max_retry_ms = 60'000;
-  // After a renewal the previous key of a pair is still accepted this long.
+  // After a renewal the previous key of a pair is still accepted this long
+  // once the peer has shown that it uses the new one.
   uint64_t previous_key_grace_ms = 30'000;
+  // A pair whose frames go unanswered or cannot be opened is renewed by
+  // itself, at most once per this back-off (doubled per failure up to 64x).
+  uint64_t converge_backoff_ms = 5'000;
   // Every frame counter the node sends is above this (see KeyServerOptions).
   uint64_t counter_floor = 0;
   KeyPolicy policy;                           // for every pair...
@@ -158,14 +162,17 @@ class NodeClient {
     int attempts = 0;
     uint64_t timeout_ms = 0;
     bool got_key = false;
+    SymmetricKeys nnsk;       // kKey: the new key from step 3 until step 6
+    int restarts = 0;         // kKey: asked again under a new id (stale)
+    bool automatic = false;   // kKey: started by the node (policy, Converge)
     SecretBytes data;         // kData: the payload, for retransmission
     X25519KeyPair ephemeral;  // kRotate: ours, the same for retransmissions
     DoneCallback done;
     ReplyCallback reply;
   };
   struct PairState {
-    std::optional<SymmetricKeys> previous;  // accepted until previous_until
-    uint32_t previous_version = 0;
+    // Wall-clock end of the previous key (ses_keys other slot); 0 while the
+    // peer has not shown that it uses the current one.
     uint64_t previous_until_ms = 0;
     std::map<uint32_t, ReplayWindow> windows;  // per key version
     // The durable receive floor of key `rx_version` as last written by us
@@ -181,8 +188,13 @@ class NodeClient {
     double renew_point = 0;  // drawn per key version (policy)
     uint32_t renew_point_version = 0;
     uint64_t next_auto_renew_ms = 0;  // back-off after a failed renewal
-    std::string current_topic;        // where the peer sends to us now
-    std::string previous_topic;  // before the last renewal, until the grace
+    std::vector<std::string> routes;  // our topics routed to the peer
+    // Convergence renewals (Converge): when the next may start, back-off.
+    uint64_t next_converge_ms = 0;
+    uint64_t converge_backoff_ms = 0;
+    // Highest key version seen in a frame header from the peer that we
+    // could not open (a hint for the version our next request asks).
+    uint32_t seen_version = 0;
   };
 
   // Registration requests: whoever waits, and when to send next.
@@ -223,9 +235,6 @@ class NodeClient {
   void OnPairRevoked(const FrameHeader& h, const PairRevoked& m);
   void OnRotAns(const FrameHeader& h, const NkskRotAns& m);
   void Finish(uint64_t request_id, Status status);
-  // Before a renewal replaces `current`, keeps its key acceptable for the
-  // grace period.
-  void KeepPrevious(uint32_t peer, const SesKey& current);
   // Raises the durable receive floor of `peer`'s current key `rec` above
   // `counter`, with those of other pairs close to theirs: one synced write.
   Status ReserveRx(SesKey rec, uint64_t counter);
@@ -233,6 +242,22 @@ class NodeClient {
   PairState& UsageFor(const SesKey& k);
   // (frames, bytes) the key in `k` really sealed.
   std::pair<uint64_t, uint64_t> ActualUsage(const SesKey& k) const;
+  // Routes our topics for `peer`: those of its ses_keys entry `rec` (may be
+  // null) and of our key request under way.
+  void RefreshRoutes(uint32_t peer, const SesKey* rec);
+  // A valid frame under the next key shows the peer holds it: it becomes
+  // the current key (synced, its receive floor above `counter`, the frame's),
+  // the current one the previous.
+  StatusOr<SesKey> Promote(const SesKey& rec, uint64_t counter);
+  // Drops previous keys past their grace period.
+  void ExpirePrevious();
+  // The pair's nodes may hold different keys: renew (bounded, back-off).
+  void Converge(uint32_t peer, std::string_view why);
+  // A new nnsk_key_req id: above every earlier one of this node.
+  uint64_t NewKeyRequestId();
+  // Answers a data request from `peer` under the current key.
+  void ReplyData(uint32_t peer, const SesKey& rec, const FrameHeader& h,
+                 SecretBytes reply);
   const KeyPolicy& PolicyFor(uint32_t peer) const;
   // Largest fraction of a policy limit the pair key in `k` has used.
   double Used(const SesKey& k) const;
@@ -244,8 +269,6 @@ class NodeClient {
   void RenewByPolicy();
   std::string MyTopic(const TopicId& id) const;
   std::string PeerTopic(uint32_t peer, const TopicId& id) const;
-  // Routes messages on our TOPIC3 `id` to `peer`.
-  void RouteTopic(uint32_t peer, const TopicId& id);
   void Log(std::string_view what, const FrameHeader* h, std::string_view why);
 
   OwnData own_;

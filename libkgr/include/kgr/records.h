@@ -72,6 +72,10 @@ struct NodeDesc {
   uint64_t last_counter = 0;  // highest frame counter accepted from the node
   uint32_t nksk_version = 0;  // version of NKSK/NKSKsign (0: none yet)
   uint64_t registered_unix_ms = 0;  // when the node registered (0: not yet)
+  // Every nnsk_key_req of the node with a request id at or below this is
+  // finished: answered from its gen_keys record while one is kept, else
+  // refused as stale (request ids grow per node). 0 in older records.
+  uint64_t request_floor = 0;
   // Secret (encrypted with NK).
   SecretBytes ntag;    // kRecordNtagSize bytes
   SymmetricKeys nksk;  // NKSK, NKSKsign; both empty until registered
@@ -89,7 +93,10 @@ struct NodeDesc {
   NodeDesc Clone() const;
 };
 
-// One pending key of the KS file gen_keys (from step 2 to step 5 of 4.7).
+// One key of the KS file gen_keys: pending from step 2 to step 5 of 4.7;
+// at step 7 (or when purged) a key-less tombstone that remembers the
+// request id was served, until the node's request_floor covers it.
+inline constexpr uint8_t kGenKeyTombstone = 7;
 struct GenKey {
   using Key = uint64_t;
   static constexpr RecordType kType = RecordType::kGenKey;
@@ -98,16 +105,17 @@ struct GenKey {
   uint32_t n_id1 = 0;
   uint64_t request_id = 0;
   uint64_t ctime_unix_ms = 0;
-  uint8_t step = 2;  // 2 = created, 5 = nnsk_not_ans received
+  uint8_t step = 2;  // 2 created, 5 nnsk_not_ans received, 7 tombstone
   bool renewal = false;
   uint32_t version = 0;  // version the pair key carries (requester's + 1)
   // Secret (encrypted with NK; the seed encrypts N_ID2 too).
   uint32_t n_id2 = 0;
-  SymmetricKeys nnsk;  // NNSK, NNSKsign; always set
+  SymmetricKeys nnsk;  // NNSK, NNSKsign; set unless a tombstone
   Topic topic3;
   Topic topic4;  // unset until step 5
 
   Key key() const { return request_id; }
+  bool tombstone() const { return step == kGenKeyTombstone; }
   GenKey Clone() const;
 };
 
@@ -132,8 +140,23 @@ struct SesKey {
   SymmetricKeys nnsk;  // NNSK, NNSKsign; both empty or both set
   Topic topic3;        // subscribed by this node to hear from the peer
   Topic topic4;        // subscribed by the peer to hear from this node
+  // The other key of a renewal under way (empty if none), with its own
+  // version and topics. Newer than the current one (`next`): received at
+  // step 4, used once the peer has shown it holds it. Older (`previous`):
+  // the key the requester replaced at step 6, still accepted until the peer
+  // has shown it uses the new one.
+  uint32_t other_version = 0;
+  SymmetricKeys other_nnsk;
+  Topic other_topic3;
+  Topic other_topic4;
 
   Key key() const { return n_id; }
+  bool has_next() const {
+    return other_nnsk.valid() && other_version > key_version;
+  }
+  bool has_previous() const {
+    return other_nnsk.valid() && other_version < key_version;
+  }
   SesKey Clone() const;
 };
 
