@@ -202,18 +202,19 @@ class KedFixture : public ::testing::Test {
     return {&a, &b};
   }
 
-  // Both nodes hold the same current key for their pair and data flows
-  // both ways.
+  // Data flows both ways, and then both nodes hold the same current key for
+  // their pair (a peer takes a renewed key into use at the first frame
+  // under it, docs/protocol.md section 8).
   void ExpectPairWorks(KedNode& a, KedNode& b) {
+    auto ab = Send(a, b, "x");
+    auto ba = Send(b, a, "y");
+    EXPECT_TRUE(ab.ok() && *ab == "ack:x") << ab.status().ToString();
+    EXPECT_TRUE(ba.ok() && *ba == "ack:y") << ba.status().ToString();
     auto ka = a.ses->Get(b.n_id);
     auto kb = b.ses->Get(a.n_id);
     ASSERT_TRUE(ka.ok() && kb.ok());
     EXPECT_TRUE(ka->nnsk.enc.Equals(kb->nnsk.enc));
     EXPECT_EQ(ka->key_version, kb->key_version);
-    auto ab = Send(a, b, "x");
-    auto ba = Send(b, a, "y");
-    EXPECT_TRUE(ab.ok() && *ab == "ack:x") << ab.status().ToString();
-    EXPECT_TRUE(ba.ok() && *ba == "ack:y") << ba.status().ToString();
   }
 
   FakeClock clock_;

@@ -812,11 +812,13 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
     keys = &rec->other_nnsk;
   }
   if (keys == nullptr) {
-    // A newer key we do not hold (an older one is a late frame).
+    // A newer key we do not hold (an older one is a late frame). The header
+    // is not authenticated: it is only a hint for the version of our next
+    // renewal, never a reason to start one (anyone who can publish on the
+    // topic could force renewals). Unanswered data starts one (Tick).
     if (h.key_version > rec->key_version &&
         h.key_version - rec->key_version < 1024) {
       ps.seen_version = std::max(ps.seen_version, h.key_version);
-      Converge(peer, "a frame under a newer key than this node holds");
     }
     return Log("dropped", &h, "no key of that version");
   }
@@ -831,10 +833,7 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
   if (!window.IsFresh(h.counter)) return Log("dropped", &h, "replayed");
   FrameHeader opened;
   auto plain = OpenFrame(frame, *keys, &opened);
-  if (!plain.ok()) {
-    Converge(peer, "a frame that does not open under the key of its version");
-    return Log("dropped", &h, plain.status().message());
-  }
+  if (!plain.ok()) return Log("dropped", &h, plain.status().message());
   if (keys == &rec->nnsk && h.counter > rec->rx_counter) {
     Status st = ReserveRx(rec->Clone(), h.counter);
     if (!st.ok()) return Log("dropped", &h, st.message());
