@@ -44,6 +44,10 @@ struct SimNode;
 class Checker {
  public:
   void Attach(World* world) { world_ = world; }
+  // Only these invariants are checked (empty: all); a violation of another
+  // is noted in the trace and the run goes on.
+  void Only(std::set<std::string> invariants) { only_ = std::move(invariants); }
+  static const std::set<std::string>& AllInvariants();
 
   // Secrets to look for from now on.
   void AddSecret(std::span<const uint8_t> secret, const std::string& what);
@@ -80,6 +84,8 @@ class Checker {
   bool PairChecks(SimNode& a, SimNode& b, std::string* why);
 
   World* world_ = nullptr;
+  std::set<std::string> only_;
+  std::set<std::string> noted_;  // ignored violations, noted once
   std::string invariant_, detail_;
   // Secrets by their first 8 bytes.
   std::unordered_map<uint64_t, std::vector<std::pair<Bytes, std::string>>>

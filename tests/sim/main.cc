@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "checker.h"
 #include "rng.h"
 #include "workload.h"
 
@@ -32,6 +33,8 @@ constexpr char kUsage[] = R"(usage: kgr-sim [flags]
   --faults LIST     comma-separated fault classes, or a profile:
                     all (default), ci, net, none
   --no-faults       same as --faults none
+  --ops LIST        operation classes (default all): authorize, request,
+                    renew, send, rotate, ks-rotate, allow, withdraw, revoke
   --fault-rate X    scales how often faults happen (default 1)
   --heal-s N        simulated seconds of healing before the liveness
                     checks (default 600)
@@ -39,9 +42,15 @@ constexpr char kUsage[] = R"(usage: kgr-sim [flags]
                     (default 60000)
   --trace N         events kept for a failing seed's trace (default 300)
   --traces N        failing seeds whose trace is printed (default 1)
-  --expect LIST     exit 0 only if each listed invariant was violated by
-                    some seed (bug-finding runs); otherwise exit 0 only if
-                    no seed failed
+  --invariants LIST  check only these invariants (default: all of
+                    data_accepted_once, one_key_per_request,
+                    forbidden_pair_gets_nothing, no_secret_on_wire,
+                    no_secret_in_logs, every_node_registers,
+                    pairs_converge, fresh_pairing_works, processes_restart)
+  --expect LIST     bug-finding runs: stop as soon as each listed invariant
+                    was violated by some seed, and exit 0 only then;
+                    without it, exit 0 only if no seed failed
+  --plant log|wire  check the checker: leak an NTAG there at step 10
   --log-level L     library log level seen by the checker (default info)
 )";
 
@@ -124,6 +133,19 @@ bool ParseArgs(int argc, char** argv, Flags* f) {
       std::string v = value();
       f->config.faults = ParseFaults(v, &ok);
       keep(v);
+    } else if (a == "--ops") {
+      std::string v = value();
+      f->config.ops.clear();
+      std::stringstream ss(v == "all" ? std::string() : v);
+      if (v == "all") f->config.ops = AllOpClasses();
+      for (std::string x; std::getline(ss, x, ',');) {
+        if (!AllOpClasses().count(x)) {
+          std::fprintf(stderr, "kgr-sim: unknown operation '%s'\n", x.c_str());
+          ok = false;
+        }
+        f->config.ops.insert(x);
+      }
+      keep(v);
     } else if (a == "--no-faults") {
       f->config.faults.clear();
       f->replay.push_back(a);
@@ -140,6 +162,24 @@ bool ParseArgs(int argc, char** argv, Flags* f) {
       f->trace = static_cast<size_t>(number());
     } else if (a == "--traces") {
       f->traces = static_cast<int>(number());
+    } else if (a == "--invariants") {
+      std::string v = value();
+      std::stringstream ss(v);
+      for (std::string x; std::getline(ss, x, ',');) {
+        if (!Checker::AllInvariants().count(x)) {
+          std::fprintf(stderr, "kgr-sim: unknown invariant '%s'\n", x.c_str());
+          ok = false;
+        }
+        f->config.invariants.insert(x);
+      }
+      keep(v);
+    } else if (a == "--plant") {
+      f->config.plant = value();
+      if (f->config.plant != "log" && f->config.plant != "wire") {
+        std::fprintf(stderr, "kgr-sim: --plant takes log or wire\n");
+        ok = false;
+      }
+      keep(f->config.plant);
     } else if (a == "--expect") {
       std::stringstream ss(value());
       for (std::string x; std::getline(ss, x, ',');) f->expect.insert(x);
@@ -209,6 +249,8 @@ int Main(int argc, char** argv) {
     net.lost_in_restart += r.net.lost_in_restart;
     net.lost_sessions += r.net.lost_sessions;
     if (r.ok) continue;
+    bool all_expected_before = !f.expect.empty();
+    for (const auto& x : f.expect) all_expected_before &= by_invariant.contains(x);
     ++failures;
     auto& inv = by_invariant[r.invariant];
     if (inv.is_null()) {
@@ -227,6 +269,9 @@ int Main(int argc, char** argv) {
       std::printf("replay: %s\n", ReplayCommand(f, seed).c_str());
     }
     std::fflush(stdout);
+    bool all_expected = !f.expect.empty();
+    for (const auto& x : f.expect) all_expected &= by_invariant.contains(x);
+    if (all_expected && !all_expected_before) break;  // found them all
   }
   double secs = elapsed();
   std::vector<std::string> faults(f.config.faults.begin(), f.config.faults.end());

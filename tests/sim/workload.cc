@@ -192,29 +192,31 @@ class Schedule {
       std::function<void()> run;
     };
     const double f = cfg_.fault_rate;
-    std::vector<Choice> c = {
-        {4, [this] { Authorize(); }},
-        {14, [this] { Pair(false); }},
-        {12, [this] { Pair(true); }},
-        {25, [this] { Data(); }},
-        {2, [this] {
-           if (int i = UpNode(); i >= 0) w_.Rotate(i);
-         }},
-        {1, [this] {
-           if (int i = AnyNode(); i >= 0) Ac("ks_rotation", w_.KsAsksRotation(i));
-         }},
-        {3, [this] { Allow(); }},
-        {0.7, [this] {
-           auto [a, b] = AllowedPair();
-           if (a >= 0) Ac("withdraw", w_.WithdrawPair(a, b));
-         }},
-        {0.3, [this] {
-           if (int i = AnyNode(); i >= 0 && Live() > 3 &&
-                                  !w_.nodes()[i]->revoked) {
-             Ac("revoke", w_.Revoke(i));
-           }
-         }},
+    std::vector<Choice> c;
+    auto op = [&](const char* name, double weight, std::function<void()> fn) {
+      if (cfg_.ops.count(name)) c.push_back({weight, std::move(fn)});
     };
+    op("authorize", 4, [this] { Authorize(); });
+    op("request", 14, [this] { Pair(false); });
+    op("renew", 12, [this] { Pair(true); });
+    op("send", 25, [this] { Data(); });
+    op("rotate", 2, [this] {
+      if (int i = UpNode(); i >= 0) w_.Rotate(i);
+    });
+    op("ks-rotate", 1, [this] {
+      if (int i = AnyNode(); i >= 0) Ac("ks_rotation", w_.KsAsksRotation(i));
+    });
+    op("allow", 3, [this] { Allow(); });
+    op("withdraw", 0.7, [this] {
+      auto [a, b] = AllowedPair();
+      if (a >= 0) Ac("withdraw", w_.WithdrawPair(a, b));
+    });
+    op("revoke", 0.3, [this] {
+      int i = AnyNode();
+      if (i >= 0 && Live() > 3 && !w_.nodes()[i]->revoked) {
+        Ac("revoke", w_.Revoke(i));
+      }
+    });
     auto fault = [&](const char* name, double weight, std::function<void()> fn) {
       if (On(name)) c.push_back({weight * f, std::move(fn)});
     };
@@ -288,7 +290,30 @@ void ApplyNetFaults(World& w, const RunConfig& cfg) {
   f.latency_max_ms = on("reorder") ? 50 : 1;
 }
 
+void Plant(World& w, const std::string& where) {
+  SimNode& n = *w.nodes()[0];
+  w.Note("planting the NTAG of " + n.name + " in the " + where);
+  if (where == "log") {
+    std::string hex;
+    for (uint8_t b : n.ntag.span()) {
+      static const char kDigits[] = "0123456789abcdef";
+      hex += kDigits[b >> 4];
+      hex += kDigits[b & 15];
+    }
+    spdlog::info("planted: ntag={}", hex);
+  } else {
+    (void)n.transport->Publish("kgr/planted", n.ntag.span());
+  }
+}
+
 }  // namespace
+
+const std::set<std::string>& AllOpClasses() {
+  static const std::set<std::string> all = {
+      "authorize", "request", "renew",    "send",  "rotate",
+      "ks-rotate", "allow",   "withdraw", "revoke"};
+  return all;
+}
 
 const std::set<std::string>& AllFaultClasses() {
   static const std::set<std::string> all = {
@@ -303,6 +328,7 @@ RunResult RunSeed(const RunConfig& cfg, Trace& trace) {
   Checker checker;
   World w(cfg.seed, cfg.world, trace, checker);
   checker.Attach(&w);
+  checker.Only(cfg.invariants);
   Sink()->Attach(&checker, &w);
   Status st = w.Init();
   if (!st.ok()) checker.Fail("setup", st.ToString());
@@ -313,6 +339,7 @@ RunResult RunSeed(const RunConfig& cfg, Trace& trace) {
     w.RunFor(w.rng().Range(10, 500));
   }
   for (; result.steps < cfg.steps && !checker.failed(); ++result.steps) {
+    if (result.steps == 10 && !cfg.plant.empty()) Plant(w, cfg.plant);
     s.Step();
     w.RunFor(w.rng().Range(10, 1'500));
   }

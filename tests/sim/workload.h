@@ -26,14 +26,23 @@ namespace kgr::sim {
 //   session                       (the broker forgets a session meanwhile)
 //   clock                         (a machine's wall clock jumps)
 const std::set<std::string>& AllFaultClasses();
+// Operation classes (the --ops flag): authorize, request, renew, send,
+// rotate (node-initiated NKSK rotation), ks-rotate (the KS asks for one),
+// allow, withdraw, revoke.
+const std::set<std::string>& AllOpClasses();
 
 struct RunConfig {
   uint64_t seed = 1;
   int nodes = 6;
   int steps = 300;
   std::set<std::string> faults;  // enabled classes
+  std::set<std::string> ops = AllOpClasses();
   double fault_rate = 1.0;       // scales how often faults happen
   uint64_t heal_ms = 600'000;
+  std::set<std::string> invariants;  // checked (empty: all)
+  // Checks the checker: "log" or "wire" leaks the first node's NTAG there
+  // at step 10 (hex in a log line, raw in a published message).
+  std::string plant;
   WorldOptions world;
 };
 

@@ -483,14 +483,15 @@ void World::Heal() {
   if (!net_.broker_up()) net_.SetBrokerUp(true);
   if (!ks_.up) {
     Status st = StartKs();
-    if (!st.ok()) checker_.Fail("ks_restarts", st.ToString());
+    if (!st.ok()) checker_.Fail("processes_restart", "KS: " + st.ToString());
   }
   net_.SetLinkUp(kKsName, true);
   for (auto& n : nodes_) {
     net_.SetLinkUp(n->name, true);
     if (!n->up) {
       Status st = StartNode(n->index);
-      if (!st.ok()) checker_.Fail("node_restarts", n->name + ": " + st.ToString());
+      if (!st.ok()) checker_.Fail("processes_restart",
+                                  n->name + ": " + st.ToString());
     }
   }
 }
