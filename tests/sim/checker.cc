@@ -47,12 +47,15 @@ std::string Hex64(uint64_t v) {
 }  // namespace
 
 const std::set<std::string>& Checker::AllInvariants() {
-  static const std::set<std::string> all = {
-      "data_accepted_once",   "one_key_per_request",
-      "forbidden_pair_gets_nothing", "no_secret_on_wire",
-      "no_secret_in_logs",    "every_node_registers",
-      "pairs_converge",       "fresh_pairing_works",
-      "processes_restart"};
+  static const std::set<std::string> all = {"data_accepted_once",
+                                            "one_key_per_request",
+                                            "forbidden_pair_gets_nothing",
+                                            "no_secret_on_wire",
+                                            "no_secret_in_logs",
+                                            "every_node_registers",
+                                            "pairs_converge",
+                                            "fresh_pairing_works",
+                                            "processes_restart"};
   return all;
 }
 
@@ -186,9 +189,10 @@ void Checker::RecordKey(const Origin& o, const SymmetricKeys& k) {
   AddKeys(k, "NNSK " + FormatNodeId(o.n_id1) + "-" + FormatNodeId(o.n_id2) +
                  " v" + std::to_string(o.version));
   key_origin_.emplace(KeyString(k), o);
-  bool first = first_seen_ms_.emplace(std::make_pair(o.n_id1, o.request_id),
-                                      world_->now_ms())
-                   .second;
+  bool first =
+      first_seen_ms_
+          .emplace(std::make_pair(o.n_id1, o.request_id), world_->now_ms())
+          .second;
   if (first) CheckIssued(o);
 }
 
@@ -244,9 +248,9 @@ void Checker::OnData(SimNode& receiver, uint32_t peer, const Bytes* frame) {
   SimNode* p = world_->ByNid(peer);
   std::string from = p ? p->name : FormatNodeId(peer);
   if (!accepted_[receiver.n_id].insert(Fnv1a(*frame)).second) {
-    return Fail("data_accepted_once",
-                receiver.name + " accepted a data frame from " + from +
-                    " a second time");
+    return Fail("data_accepted_once", receiver.name +
+                                          " accepted a data frame from " +
+                                          from + " a second time");
   }
   if (wiped_.count({receiver.n_id, peer})) {
     Fail("forbidden_pair_gets_nothing",

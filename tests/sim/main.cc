@@ -30,8 +30,11 @@ constexpr char kUsage[] = R"(usage: kgr-sim [flags]
   --seconds T       time budget of --long (default 3600)
   --nodes N         nodes authorized over the run (default 6)
   --steps N         operations and faults per seed (default 300)
-  --faults LIST     comma-separated fault classes, or a profile:
-                    all (default), ci, net, none
+  --faults LIST     comma-separated fault classes (drop, dup, delay,
+                    reorder, kill, restart, power, ks-kill, ks-restart,
+                    ks-power, ks-away, broker, offline, partition, session,
+                    clock), or a profile: all (default), none,
+                    net (drop,dup,delay,reorder), ci (drop,dup,clock)
   --no-faults       same as --faults none
   --ops LIST        operation classes (default all): authorize, request,
                     renew, send, rotate, ks-rotate, allow, withdraw, revoke
@@ -54,21 +57,21 @@ constexpr char kUsage[] = R"(usage: kgr-sim [flags]
   --log-level L     library log level seen by the checker (default info)
 )";
 
-// Classes the current main survives (see docs/simulation.md).
-const char kCiProfile[] =
-    "drop,dup,reorder,kill,restart,power,ks-kill,ks-restart,ks-power,broker";
+// The fault classes the current main survives in sim_seeds (with every
+// operation but the rotations; see docs/simulation.md).
+const char kCiProfile[] = "drop,dup,clock";
 
-std::set<std::string> ParseFaults(const std::string& v, bool* ok) {
-  *ok = true;
-  if (v == "all") return AllFaultClasses();
-  if (v == "none") return {};
-  std::string list = v == "ci" ? kCiProfile : v == "net" ? "drop,dup,delay,reorder" : v;
+// A comma list of names from `allowed` ("all": every one).
+std::set<std::string> ParseList(const std::string& v,
+                                const std::set<std::string>& allowed,
+                                const char* what, bool* ok) {
+  if (v == "all") return allowed;
   std::set<std::string> out;
-  std::stringstream ss(list);
+  std::stringstream ss(v);
   for (std::string x; std::getline(ss, x, ',');) {
     if (x.empty()) continue;
-    if (!AllFaultClasses().count(x)) {
-      std::fprintf(stderr, "kgr-sim: unknown fault class '%s'\n", x.c_str());
+    if (!allowed.count(x)) {
+      std::fprintf(stderr, "kgr-sim: unknown %s '%s'\n", what, x.c_str());
       *ok = false;
     }
     out.insert(x);
@@ -87,119 +90,124 @@ struct Flags {
   std::vector<std::string> replay;  // flags to repeat in a replay command
 };
 
-bool ParseArgs(int argc, char** argv, Flags* f) {
+class Args {
+ public:
+  Args(int argc, char** argv) : argc_(argc), argv_(argv) {}
+  bool Next() { return ok && ++i_ < argc_; }
+  std::string flag() const { return argv_[i_]; }
+  std::string Value() {
+    if (i_ + 1 >= argc_) {
+      std::fprintf(stderr, "kgr-sim: %s needs a value\n", argv_[i_]);
+      ok = false;
+      return "0";
+    }
+    return argv_[++i_];
+  }
+  double Number() {
+    std::string name = flag(), v = Value();
+    char* end = nullptr;
+    double d = std::strtod(v.c_str(), &end);
+    if (v.empty() || *end != '\0' || d < 0) {
+      std::fprintf(stderr, "kgr-sim: %s: not a number: %s\n", name.c_str(),
+                   v.c_str());
+      ok = false;
+    }
+    return d;
+  }
   bool ok = true;
+
+ private:
+  int argc_;
+  char** argv_;
+  int i_ = 0;
+};
+
+// Flags that shape a run (repeated in the replay command). False if `a`
+// is not one of them.
+bool ParseRunFlag(const std::string& a, Args& args, Flags* f) {
+  RunConfig& c = f->config;
+  std::string v;
+  if (a == "--no-faults") {
+    c.faults.clear();
+  } else if (a == "--nodes") {
+    v = std::to_string(c.nodes = static_cast<int>(args.Number()));
+  } else if (a == "--steps") {
+    v = std::to_string(c.steps = static_cast<int>(args.Number()));
+  } else if (a == "--fault-rate") {
+    c.fault_rate = args.Number();
+    v = std::to_string(c.fault_rate);
+  } else if (a == "--heal-s") {
+    double s = args.Number();
+    c.heal_ms = static_cast<uint64_t>(s * 1000);
+    v = std::to_string(s);
+  } else if (a == "--reg-backoff-cap-ms") {
+    c.world.reg_backoff_cap_ms = static_cast<uint64_t>(args.Number());
+    v = std::to_string(c.world.reg_backoff_cap_ms);
+  } else if (a == "--faults") {
+    v = args.Value();
+    std::string list = v == "ci"     ? kCiProfile
+                       : v == "net"  ? "drop,dup,delay,reorder"
+                       : v == "none" ? ""
+                                     : v;
+    c.faults = ParseList(list, AllFaultClasses(), "fault class", &args.ok);
+  } else if (a == "--ops") {
+    v = args.Value();
+    c.ops = ParseList(v, AllOpClasses(), "operation", &args.ok);
+  } else if (a == "--invariants") {
+    v = args.Value();
+    c.invariants =
+        ParseList(v, Checker::AllInvariants(), "invariant", &args.ok);
+  } else if (a == "--plant") {
+    v = c.plant = args.Value();
+    if (v != "log" && v != "wire") {
+      std::fprintf(stderr, "kgr-sim: --plant takes log or wire\n");
+      args.ok = false;
+    }
+  } else if (a == "--log-level") {
+    v = args.Value();
+    spdlog::set_level(spdlog::level::from_str(v));
+  } else {
+    return false;
+  }
+  f->replay.push_back(a);
+  if (!v.empty()) f->replay.push_back(v);
+  return true;
+}
+
+bool ParseArgs(int argc, char** argv, Flags* f) {
   f->config.faults = AllFaultClasses();
-  for (int i = 1; i < argc && ok; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "kgr-sim: %s needs a value\n", a.c_str());
-        ok = false;
-        return "0";
-      }
-      return argv[++i];
-    };
-    auto number = [&]() -> double {
-      std::string v = value();
-      char* end = nullptr;
-      double d = std::strtod(v.c_str(), &end);
-      if (v.empty() || *end != '\0' || d < 0) {
-        std::fprintf(stderr, "kgr-sim: %s: not a number: %s\n", a.c_str(),
-                     v.c_str());
-        ok = false;
-      }
-      return d;
-    };
-    auto keep = [&](const std::string& v) {
-      f->replay.push_back(a);
-      f->replay.push_back(v);
-    };
+  Args args(argc, argv);
+  while (args.Next()) {
+    std::string a = args.flag();
+    if (ParseRunFlag(a, args, f)) continue;
     if (a == "--seed") {
-      f->config.seed = static_cast<uint64_t>(number());
+      f->config.seed = static_cast<uint64_t>(args.Number());
     } else if (a == "--seeds") {
-      f->seeds = static_cast<uint64_t>(number());
+      f->seeds = static_cast<uint64_t>(args.Number());
     } else if (a == "--long") {
       f->long_mode = true;
     } else if (a == "--seconds") {
-      f->seconds = number();
-    } else if (a == "--nodes") {
-      f->config.nodes = static_cast<int>(number());
-      keep(argv[i]);
-    } else if (a == "--steps") {
-      f->config.steps = static_cast<int>(number());
-      keep(argv[i]);
-    } else if (a == "--faults") {
-      std::string v = value();
-      f->config.faults = ParseFaults(v, &ok);
-      keep(v);
-    } else if (a == "--ops") {
-      std::string v = value();
-      f->config.ops.clear();
-      std::stringstream ss(v == "all" ? std::string() : v);
-      if (v == "all") f->config.ops = AllOpClasses();
-      for (std::string x; std::getline(ss, x, ',');) {
-        if (!AllOpClasses().count(x)) {
-          std::fprintf(stderr, "kgr-sim: unknown operation '%s'\n", x.c_str());
-          ok = false;
-        }
-        f->config.ops.insert(x);
-      }
-      keep(v);
-    } else if (a == "--no-faults") {
-      f->config.faults.clear();
-      f->replay.push_back(a);
-    } else if (a == "--fault-rate") {
-      f->config.fault_rate = number();
-      keep(argv[i]);
-    } else if (a == "--heal-s") {
-      f->config.heal_ms = static_cast<uint64_t>(number() * 1000);
-      keep(argv[i]);
-    } else if (a == "--reg-backoff-cap-ms") {
-      f->config.world.reg_backoff_cap_ms = static_cast<uint64_t>(number());
-      keep(argv[i]);
+      f->seconds = args.Number();
     } else if (a == "--trace") {
-      f->trace = static_cast<size_t>(number());
+      f->trace = static_cast<size_t>(args.Number());
     } else if (a == "--traces") {
-      f->traces = static_cast<int>(number());
-    } else if (a == "--invariants") {
-      std::string v = value();
-      std::stringstream ss(v);
-      for (std::string x; std::getline(ss, x, ',');) {
-        if (!Checker::AllInvariants().count(x)) {
-          std::fprintf(stderr, "kgr-sim: unknown invariant '%s'\n", x.c_str());
-          ok = false;
-        }
-        f->config.invariants.insert(x);
-      }
-      keep(v);
-    } else if (a == "--plant") {
-      f->config.plant = value();
-      if (f->config.plant != "log" && f->config.plant != "wire") {
-        std::fprintf(stderr, "kgr-sim: --plant takes log or wire\n");
-        ok = false;
-      }
-      keep(f->config.plant);
+      f->traces = static_cast<int>(args.Number());
     } else if (a == "--expect") {
-      std::stringstream ss(value());
-      for (std::string x; std::getline(ss, x, ',');) f->expect.insert(x);
-    } else if (a == "--log-level") {
-      std::string v = value();
-      spdlog::set_level(spdlog::level::from_str(v));
-      keep(v);
+      f->expect = ParseList(args.Value(), Checker::AllInvariants(), "invariant",
+                            &args.ok);
     } else if (a == "--help") {
       std::fputs(kUsage, stdout);
       std::exit(0);
     } else {
       std::fprintf(stderr, "kgr-sim: unknown flag %s\n\n%s", a.c_str(), kUsage);
-      ok = false;
+      return false;
     }
   }
-  if (ok && f->config.nodes < 2) {
+  if (args.ok && f->config.nodes < 2) {
     std::fprintf(stderr, "kgr-sim: --nodes must be at least 2\n");
-    ok = false;
+    return false;
   }
-  return ok;
+  return args.ok;
 }
 
 std::string ReplayCommand(const Flags& f, uint64_t seed) {
@@ -208,35 +216,15 @@ std::string ReplayCommand(const Flags& f, uint64_t seed) {
   return s;
 }
 
-int Main(int argc, char** argv) {
-  spdlog::set_level(spdlog::level::info);
-  Flags f;
-  if (!ParseArgs(argc, argv, &f)) return 2;
-  auto t0 = std::chrono::steady_clock::now();
-  auto elapsed = [&] {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
-        .count();
-  };
+// What the seeds of one invocation add up to.
+struct Totals {
+  uint64_t seeds = 0, steps = 0, sim_ms = 0, failures = 0;
   nlohmann::json by_invariant = nlohmann::json::object();
   std::map<std::string, uint64_t> coverage;
   NetStats net;
-  uint64_t seeds_run = 0, steps = 0, sim_ms = 0, failures = 0;
-  int traces_left = f.traces;
-  for (uint64_t seed = f.config.seed;; ++seed) {
-    if (f.long_mode ? elapsed() >= f.seconds
-                    : seed >= f.config.seed + f.seeds) {
-      break;
-    }
-    RunConfig cfg = f.config;
-    cfg.seed = seed;
-    Trace trace(f.trace);
-    RunResult r;
-    // A fresh thread per seed: libkgr's per-thread random pool starts empty.
-    std::thread([&] {
-      UseDeterministicOpenSslRandom(seed);
-      r = RunSeed(cfg, trace);
-    }).join();
-    ++seeds_run;
+
+  void Add(const RunResult& r) {
+    ++seeds;
     steps += r.steps;
     sim_ms += r.sim_ms;
     for (const auto& [k, v] : r.coverage) coverage[k] += v;
@@ -248,61 +236,98 @@ int Main(int argc, char** argv) {
     net.held += r.net.held;
     net.lost_in_restart += r.net.lost_in_restart;
     net.lost_sessions += r.net.lost_sessions;
-    if (r.ok) continue;
-    bool all_expected_before = !f.expect.empty();
-    for (const auto& x : f.expect) all_expected_before &= by_invariant.contains(x);
+  }
+  void AddFailure(const Flags& f, uint64_t seed, const RunResult& r) {
     ++failures;
     auto& inv = by_invariant[r.invariant];
     if (inv.is_null()) {
       inv = {{"count", 0},
              {"first_seed", seed},
-             {"seeds_to_first", seeds_run},
+             {"seeds_to_first", seeds},
              {"replay", ReplayCommand(f, seed)},
              {"detail", r.detail}};
     }
     inv["count"] = inv["count"].get<uint64_t>() + 1;
-    std::printf("FAIL seed %llu: %s: %s\n", static_cast<unsigned long long>(seed),
-                r.invariant.c_str(), r.detail.c_str());
+  }
+  bool Found(const std::set<std::string>& expect) const {
+    for (const auto& x : expect)
+      if (!by_invariant.contains(x)) return false;
+    return true;
+  }
+  nlohmann::json Summary(const Flags& f, double secs) const {
+    std::vector<std::string> faults(f.config.faults.begin(),
+                                    f.config.faults.end());
+    return {{"seeds", seeds},
+            {"first_seed", f.config.seed},
+            {"seconds", secs},
+            {"seeds_per_s", secs > 0 ? seeds / secs : 0.0},
+            {"steps", steps},
+            {"simulated_hours", sim_ms / 3.6e6},
+            {"faults", faults},
+            {"failures", failures},
+            {"by_invariant", by_invariant},
+            {"coverage", coverage},
+            {"net",
+             {{"published", net.published},
+              {"delivered", net.delivered},
+              {"dropped", net.dropped},
+              {"duplicated", net.duplicated},
+              {"delayed", net.delayed},
+              {"held_for_offline", net.held},
+              {"lost_in_broker_restart", net.lost_in_restart},
+              {"lost_with_session", net.lost_sessions}}}};
+  }
+};
+
+RunResult RunOnFreshThread(const RunConfig& cfg, Trace& trace) {
+  RunResult r;
+  // libkgr's per-thread pool of random bytes starts empty on a new thread.
+  std::thread([&] {
+    UseDeterministicOpenSslRandom(cfg.seed);
+    r = RunSeed(cfg, trace);
+  }).join();
+  return r;
+}
+
+int Main(int argc, char** argv) {
+  spdlog::set_level(spdlog::level::info);
+  Flags f;
+  if (!ParseArgs(argc, argv, &f)) return 2;
+  auto t0 = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+        .count();
+  };
+  Totals totals;
+  int traces_left = f.traces;
+  for (uint64_t seed = f.config.seed;; ++seed) {
+    if (f.long_mode ? elapsed() >= f.seconds
+                    : seed >= f.config.seed + f.seeds) {
+      break;
+    }
+    RunConfig cfg = f.config;
+    cfg.seed = seed;
+    Trace trace(f.trace);
+    RunResult r = RunOnFreshThread(cfg, trace);
+    totals.Add(r);
+    if (r.ok) continue;
+    bool found_before = !f.expect.empty() && totals.Found(f.expect);
+    totals.AddFailure(f, seed, r);
+    std::printf("FAIL seed %llu: %s: %s\n",
+                static_cast<unsigned long long>(seed), r.invariant.c_str(),
+                r.detail.c_str());
     if (traces_left-- > 0) {
       std::printf("trace (last %zu events, simulated seconds):\n", f.trace);
       trace.Print(stdout);
       std::printf("replay: %s\n", ReplayCommand(f, seed).c_str());
     }
     std::fflush(stdout);
-    bool all_expected = !f.expect.empty();
-    for (const auto& x : f.expect) all_expected &= by_invariant.contains(x);
-    if (all_expected && !all_expected_before) break;  // found them all
+    // Bug-finding runs stop once every expected invariant was violated.
+    if (!f.expect.empty() && !found_before && totals.Found(f.expect)) break;
   }
-  double secs = elapsed();
-  std::vector<std::string> faults(f.config.faults.begin(), f.config.faults.end());
-  nlohmann::json summary = {
-      {"seeds", seeds_run},
-      {"first_seed", f.config.seed},
-      {"seconds", secs},
-      {"seeds_per_s", secs > 0 ? seeds_run / secs : 0.0},
-      {"steps", steps},
-      {"simulated_hours", sim_ms / 3.6e6},
-      {"faults", faults},
-      {"failures", failures},
-      {"by_invariant", by_invariant},
-      {"coverage", coverage},
-      {"net",
-       {{"published", net.published},
-        {"delivered", net.delivered},
-        {"dropped", net.dropped},
-        {"duplicated", net.duplicated},
-        {"delayed", net.delayed},
-        {"held_for_offline", net.held},
-        {"lost_in_broker_restart", net.lost_in_restart},
-        {"lost_with_session", net.lost_sessions}}}};
-  std::printf("%s\n", summary.dump().c_str());
-  if (!f.expect.empty()) {
-    for (const auto& x : f.expect) {
-      if (!by_invariant.contains(x)) return 1;
-    }
-    return 0;
-  }
-  return failures == 0 ? 0 : 1;
+  std::printf("%s\n", totals.Summary(f, elapsed()).dump().c_str());
+  if (!f.expect.empty()) return totals.Found(f.expect) ? 0 : 1;
+  return totals.failures == 0 ? 0 : 1;
 }
 
 }  // namespace

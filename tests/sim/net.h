@@ -40,9 +40,9 @@ struct NetStats {
 class SimNet {
  public:
   // Called for every message that reaches the broker, before delivery.
-  using Observer = std::function<void(const std::string& sender,
-                                      const std::string& topic,
-                                      const Bytes& payload)>;
+  using Observer =
+      std::function<void(const std::string& sender, const std::string& topic,
+                         const Bytes& payload)>;
   // `now_ms`: the simulated time, for the trace (ms since the run began).
   SimNet(Rng& rng, Trace& trace, std::function<uint64_t()> now_ms);
   ~SimNet();

@@ -217,7 +217,8 @@ class Schedule {
         Ac("revoke", w_.Revoke(i));
       }
     });
-    auto fault = [&](const char* name, double weight, std::function<void()> fn) {
+    auto fault = [&](const char* name, double weight,
+                     std::function<void()> fn) {
       if (On(name)) c.push_back({weight * f, std::move(fn)});
     };
     fault("kill", 3, [this] { NodeDown(Stop::kKill); });
@@ -317,9 +318,9 @@ const std::set<std::string>& AllOpClasses() {
 
 const std::set<std::string>& AllFaultClasses() {
   static const std::set<std::string> all = {
-      "drop",     "dup",     "delay",   "reorder",    "kill",   "restart",
-      "power",    "ks-kill", "ks-restart", "ks-power", "ks-away", "broker",
-      "offline",  "partition", "session", "clock"};
+      "drop",    "dup",       "delay",      "reorder",  "kill",    "restart",
+      "power",   "ks-kill",   "ks-restart", "ks-power", "ks-away", "broker",
+      "offline", "partition", "session",    "clock"};
   return all;
 }
 

@@ -37,7 +37,7 @@ struct RunConfig {
   int steps = 300;
   std::set<std::string> faults;  // enabled classes
   std::set<std::string> ops = AllOpClasses();
-  double fault_rate = 1.0;       // scales how often faults happen
+  double fault_rate = 1.0;  // scales how often faults happen
   uint64_t heal_ms = 600'000;
   std::set<std::string> invariants;  // checked (empty: all)
   // Checks the checker: "log" or "wire" leaks the first node's NTAG there

@@ -134,9 +134,9 @@ Status World::StartKs() {
                                           ks_.n_id, SimStoreOptions()));
   KeyServerOptions o = options_.ks;
   o.counter_floor = floor;
-  ks_.server = std::make_unique<KeyServer>(std::move(own), ks_.kedk,
-                                           *ks_.transport, *ks_.nodes,
-                                           *ks_.gen_keys, nullptr, ks_.clock, o);
+  ks_.server = std::make_unique<KeyServer>(
+      std::move(own), ks_.kedk, *ks_.transport, *ks_.nodes, *ks_.gen_keys,
+      nullptr, ks_.clock, o);
   ks_.inbox.clear();
   ks_.transport->SetHandler([this](const std::string& t, Bytes p) {
     ks_.inbox.push_back({t, std::move(p)});
@@ -152,9 +152,9 @@ Status World::StartKs() {
 void World::StopKs(Stop how) {
   if (!ks_.up) return;
   Note(std::string("KS ") + StopName(how));
-  Count(std::string("fault.ks_") + (how == Stop::kClean      ? "restart"
-                                    : how == Stop::kKill     ? "kill"
-                                                             : "power_loss"));
+  Count(std::string("fault.ks_") + (how == Stop::kClean  ? "restart"
+                                    : how == Stop::kKill ? "kill"
+                                                         : "power_loss"));
   net_.Kill(kKsName);
   if (how == Stop::kClean) {
     (void)ks_.server->FlushCounters();
@@ -178,10 +178,11 @@ Status World::StartNode(int i) {
   n.tpm = std::make_unique<testing::FakeTpm>(n.tpm_state);
   KGR_ASSIGN_OR_RETURN(OwnData own, LoadOwnData(*n.tpm));
   const std::string dir = kNodeDir;
-  KGR_ASSIGN_OR_RETURN(uint64_t floor, LoadCounterFloor(n.fs, dir + "/counter"));
-  KGR_ASSIGN_OR_RETURN(n.ses, SesKeysStore::Open(n.fs, dir + "/ses_keys",
-                                                 own.nk, n.n_id,
-                                                 SimStoreOptions()));
+  KGR_ASSIGN_OR_RETURN(uint64_t floor,
+                       LoadCounterFloor(n.fs, dir + "/counter"));
+  KGR_ASSIGN_OR_RETURN(
+      n.ses, SesKeysStore::Open(n.fs, dir + "/ses_keys", own.nk, n.n_id,
+                                SimStoreOptions()));
   NodeClientOptions o = options_.node;
   o.counter_floor = floor;
   n.client = std::make_unique<NodeClient>(std::move(own), *n.tpm, *n.transport,
@@ -212,9 +213,9 @@ void World::StopNode(int i, Stop how) {
   SimNode& n = *nodes_[i];
   if (!n.up) return;
   Note("node " + n.name + " " + StopName(how));
-  Count(std::string("fault.node_") + (how == Stop::kClean      ? "restart"
-                                      : how == Stop::kKill     ? "kill"
-                                                               : "power_loss"));
+  Count(std::string("fault.node_") + (how == Stop::kClean  ? "restart"
+                                      : how == Stop::kKill ? "kill"
+                                                           : "power_loss"));
   net_.Kill(n.name);
   if (how == Stop::kClean) {
     (void)SaveCounter(n.fs, std::string(kNodeDir) + "/counter",
@@ -261,8 +262,7 @@ void World::DriveRegistration(SimNode& n) {
       options_.reg_timeout_ms);
 }
 
-void World::OnNodeMessage(SimNode& n, const std::string& topic,
-                          Bytes payload) {
+void World::OnNodeMessage(SimNode& n, const std::string& topic, Bytes payload) {
   if (!n.up) return;
   current_frame_ = &payload;
   n.client->HandleMessage(topic, payload);
@@ -369,18 +369,16 @@ void World::RequestKey(int a, int b, bool renewal) {
   std::string op = renewal ? "op.renew" : "op.request_key";
   Count(op);
   x.ever_asked_key = true;
-  Note(x.name + (renewal ? " renews with " : " requests a key with ") +
-       y.name);
+  Note(x.name + (renewal ? " renews with " : " requests a key with ") + y.name);
   SimNode* raw = &x;
   uint64_t inc = x.incarnation;
   std::string peer = y.name;
-  x.client->RequestKey(y.n_id, renewal,
-                       [this, raw, inc, op, peer](Status st) {
-                         if (raw->incarnation != inc) return;
-                         Count(op + "." + Outcome(st));
-                         Note(raw->name + " key with " + peer + ": " +
-                              (st.ok() ? "ok" : st.ToString()));
-                       });
+  x.client->RequestKey(y.n_id, renewal, [this, raw, inc, op, peer](Status st) {
+    if (raw->incarnation != inc) return;
+    Count(op + "." + Outcome(st));
+    Note(raw->name + " key with " + peer + ": " +
+         (st.ok() ? "ok" : st.ToString()));
+  });
 }
 
 void World::Send(int a, int b) {
@@ -490,8 +488,8 @@ void World::Heal() {
     net_.SetLinkUp(n->name, true);
     if (!n->up) {
       Status st = StartNode(n->index);
-      if (!st.ok()) checker_.Fail("processes_restart",
-                                  n->name + ": " + st.ToString());
+      if (!st.ok())
+        checker_.Fail("processes_restart", n->name + ": " + st.ToString());
     }
   }
 }

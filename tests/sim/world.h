@@ -37,9 +37,7 @@ class SkewClock : public Clock {
  public:
   explicit SkewClock(testing::FakeClock& base) : base_(base) {}
   uint64_t NowUnixMicros() override { return base_.NowUnixMicros() + skew_; }
-  uint64_t NowMonotonicMillis() override {
-    return base_.NowMonotonicMillis();
-  }
+  uint64_t NowMonotonicMillis() override { return base_.NowMonotonicMillis(); }
   void Jump(int64_t us) { skew_ += static_cast<uint64_t>(us); }
 
  private:
@@ -114,9 +112,7 @@ class World {
   uint64_t now_ms() const;
   void Note(std::string what) { trace_.Add(now_ms(), std::move(what)); }
   void Count(const std::string& what) { ++coverage_[what]; }
-  const std::map<std::string, uint64_t>& coverage() const {
-    return coverage_;
-  }
+  const std::map<std::string, uint64_t>& coverage() const { return coverage_; }
   Rng& rng() { return rng_; }
   SimNet& net() { return net_; }
   SimKs& ks() { return ks_; }
