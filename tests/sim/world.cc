@@ -24,16 +24,21 @@ std::pair<uint32_t, uint32_t> PairKey(uint32_t a, uint32_t b) {
   return {std::min(a, b), std::max(a, b)};
 }
 
-const char* StopName(Stop how) {
+// How a stop reads in the trace, and its coverage counter.
+struct StopNames {
+  const char* note;
+  const char* counter;
+};
+StopNames NamesOf(Stop how) {
   switch (how) {
     case Stop::kClean:
-      return "clean stop";
+      return {"clean stop", "restart"};
     case Stop::kKill:
-      return "kill";
+      return {"kill", "kill"};
     case Stop::kPowerLoss:
-      return "power loss";
+      return {"power loss", "power_loss"};
   }
-  return "?";
+  return {"?", "?"};
 }
 
 // What a process's death does to its files: a kill loses what it held in
@@ -151,10 +156,8 @@ Status World::StartKs() {
 
 void World::StopKs(Stop how) {
   if (!ks_.up) return;
-  Note(std::string("KS ") + StopName(how));
-  Count(std::string("fault.ks_") + (how == Stop::kClean  ? "restart"
-                                    : how == Stop::kKill ? "kill"
-                                                         : "power_loss"));
+  Note(std::string("KS ") + NamesOf(how).note);
+  Count(std::string("fault.ks_") + NamesOf(how).counter);
   net_.Kill(kKsName);
   if (how == Stop::kClean) {
     (void)ks_.server->FlushCounters();
@@ -212,10 +215,8 @@ Status World::StartNode(int i) {
 void World::StopNode(int i, Stop how) {
   SimNode& n = *nodes_[i];
   if (!n.up) return;
-  Note("node " + n.name + " " + StopName(how));
-  Count(std::string("fault.node_") + (how == Stop::kClean  ? "restart"
-                                      : how == Stop::kKill ? "kill"
-                                                           : "power_loss"));
+  Note("node " + n.name + " " + NamesOf(how).note);
+  Count(std::string("fault.node_") + NamesOf(how).counter);
   net_.Kill(n.name);
   if (how == Stop::kClean) {
     (void)SaveCounter(n.fs, std::string(kNodeDir) + "/counter",
@@ -368,7 +369,6 @@ void World::RequestKey(int a, int b, bool renewal) {
   if (!x.up) return;
   std::string op = renewal ? "op.renew" : "op.request_key";
   Count(op);
-  x.ever_asked_key = true;
   Note(x.name + (renewal ? " renews with " : " requests a key with ") + y.name);
   SimNode* raw = &x;
   uint64_t inc = x.incarnation;

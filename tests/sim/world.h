@@ -58,48 +58,45 @@ struct WorldOptions {
 
 enum class Stop { kClean, kKill, kPowerLoss };
 
-struct SimNode {
-  explicit SimNode(testing::FakeClock& base) : clock(base) {}
+// What a machine keeps across restarts of its process (TPM NV, files,
+// clock, its broker session) and the state of the process.
+struct SimMachine {
+  explicit SimMachine(testing::FakeClock& base) : clock(base) {}
+  std::shared_ptr<testing::FakeTpm::State> tpm_state =
+      std::make_shared<testing::FakeTpm::State>();
+  std::unique_ptr<testing::FakeTpm> tpm;  // of the running process
+  testing::FakeFileSystem fs;
+  SkewClock clock;
+  std::unique_ptr<Transport> transport;
+  bool up = false;
+  uint64_t saved_counter = 0;  // last value written to the counter file
+};
+
+struct SimNode : SimMachine {
+  using SimMachine::SimMachine;
   int index = 0;
   uint32_t n_id = 0;
   std::string name;  // its broker identity
   SecretBytes ntag;
-  std::shared_ptr<testing::FakeTpm::State> tpm_state =
-      std::make_shared<testing::FakeTpm::State>();
-  std::unique_ptr<testing::FakeTpm> tpm;
-  testing::FakeFileSystem fs;
-  SkewClock clock;
-  std::unique_ptr<Transport> transport;
   std::unique_ptr<SesKeysStore> ses;
   std::unique_ptr<NodeClient> client;
-  bool up = false;
   bool revoked = false;
   uint64_t incarnation = 0;  // callbacks of a dead process are ignored
   // The daemon's registration loop.
   bool reg_pending = false;
   uint64_t reg_next_ms = 0, reg_backoff_ms = 0;
-  uint64_t saved_counter = 0;
   // Peer files the operator gave it (loaded at each start).
   std::set<uint32_t> peer_file;
-  bool ever_asked_key = false;
 };
 
-struct SimKs {
-  explicit SimKs(testing::FakeClock& base) : clock(base) {}
+struct SimKs : SimMachine {
+  using SimMachine::SimMachine;
   uint32_t n_id = 0;
   Bytes kedk;
-  std::shared_ptr<testing::FakeTpm::State> tpm_state =
-      std::make_shared<testing::FakeTpm::State>();
-  std::unique_ptr<testing::FakeTpm> tpm;
-  testing::FakeFileSystem fs;
-  SkewClock clock;
-  std::unique_ptr<Transport> transport;
   std::unique_ptr<NodeDescStore> nodes;
   std::unique_ptr<GenKeysStore> gen_keys;
   std::unique_ptr<KeyServer> server;
   std::vector<KeyServer::Message> inbox;  // delivered this instant
-  bool up = false;
-  uint64_t saved_counter = 0;
 };
 
 class World {
