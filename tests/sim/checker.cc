@@ -315,35 +315,42 @@ void Checker::CheckLiveness() {
       if (failed()) return;
     }
   }
-  // A fresh renewal and data both ways, pair by pair.
-  for (auto [a, b] : pairs) {
-    auto wait = [&](auto start) -> Status {
-      auto r = std::make_shared<std::optional<Status>>();
-      start(r);
-      for (int i = 0; i < 240 && !r->has_value() && !failed(); ++i) {
-        w.RunFor(250);
-      }
-      return r->value_or(InternalError("no result"));
-    };
-    Status st = wait([&](auto r) {
-      w.Note("liveness: " + a->name + " renews with " + b->name);
-      a->client->RequestKey(b->n_id, true, [r](Status s) { *r = s; });
-    });
-    std::string why;
-    if (st.ok() && !PairChecks(*a, *b, &why)) st = InternalError(why);
-    for (auto [x, y] : {std::make_pair(a, b), std::make_pair(b, a)}) {
-      if (!st.ok()) break;
-      st = wait([&](auto r) {
-        x->client->Send(y->n_id, SecretBytes(AsBytes(std::string("probe"))),
-                        [r](StatusOr<SecretBytes> s) { *r = s.status(); });
-      });
-    }
+  for (auto& pair : pairs) {
+    SimNode &a = *pair.first, &b = *pair.second;
+    Status st = FreshPairing(a, b);
     if (!st.ok()) {
       Fail("fresh_pairing_works",
-           a->name + " <-> " + b->name + " after healing: " + st.ToString());
+           a.name + " <-> " + b.name + " after healing: " + st.ToString());
       if (failed()) return;
     }
   }
+}
+
+// Waits (simulated time) for the request `start` makes to call back.
+Status Checker::Wait(const std::function<void(ResultSlot)>& start) {
+  auto r = std::make_shared<std::optional<Status>>();
+  start(r);
+  for (int i = 0; i < 240 && !r->has_value() && !failed(); ++i) {
+    world_->RunFor(250);
+  }
+  return r->value_or(InternalError("no result"));
+}
+
+Status Checker::FreshPairing(SimNode& a, SimNode& b) {
+  world_->Note("liveness: " + a.name + " renews with " + b.name);
+  KGR_RETURN_IF_ERROR(Wait([&](ResultSlot r) {
+    a.client->RequestKey(b.n_id, true, [r](Status s) { *r = s; });
+  }));
+  std::string why;
+  if (!PairChecks(a, b, &why)) return InternalError(why);
+  for (auto [x, y] : {std::make_pair(&a, &b), std::make_pair(&b, &a)}) {
+    SimNode *from = x, *to = y;
+    KGR_RETURN_IF_ERROR(Wait([&](ResultSlot r) {
+      from->client->Send(to->n_id, SecretBytes(AsBytes(std::string("probe"))),
+                         [r](StatusOr<SecretBytes> s) { *r = s.status(); });
+    }));
+  }
+  return OkStatus();
 }
 
 }  // namespace kgr::sim

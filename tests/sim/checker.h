@@ -24,7 +24,10 @@
 #define KGR_TESTS_SIM_CHECKER_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -35,6 +38,7 @@
 
 #include "kgr/bytes.h"
 #include "kgr/crypto.h"
+#include "kgr/status.h"
 
 namespace kgr::sim {
 
@@ -82,6 +86,10 @@ class Checker {
   // A new session key issued for a pair that was forbidden before.
   void CheckIssued(const Origin& o);
   bool PairChecks(SimNode& a, SimNode& b, std::string* why);
+  // A renewal from a to b, then data both ways, once healed.
+  Status FreshPairing(SimNode& a, SimNode& b);
+  using ResultSlot = std::shared_ptr<std::optional<Status>>;
+  Status Wait(const std::function<void(ResultSlot)>& start);
 
   World* world_ = nullptr;
   std::set<std::string> only_;
