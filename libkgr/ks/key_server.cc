@@ -443,6 +443,12 @@ void KeyServer::HandleRotation(const FrameHeader& h, const NodeDesc& node,
     if (!st.ok()) spdlog::warn("ks: nksk_rot_ans not sent: {}", st.ToString());
     return;
   }
+  // Rotation ids grow per node like key request ids and share their floor:
+  // an id at or below it is a late copy of an older (abandoned) request,
+  // which must never replace the pair a later answer gave the node.
+  uint64_t& floor = request_floors_[node.n_id];
+  floor = std::max(floor, node.request_floor);
+  if (h.request_id <= floor) return Drop(&h, "stale rotation request");
   auto ks_key = GenerateX25519();
   if (!ks_key.ok()) return;
   auto shared = X25519SharedSecret(ks_key->private_key, req.node_public);
@@ -455,11 +461,13 @@ void KeyServer::HandleRotation(const FrameHeader& h, const NodeDesc& node,
   updated.prev_nksk = under_prev ? node.prev_nksk.Clone() : node.nksk.Clone();
   updated.nksk = std::move(*keys);
   updated.nksk_version = version;
+  updated.request_floor = h.request_id;
   Status st = PutNode(updated);  // durable before the answer
   if (!st.ok()) {
     spdlog::error("ks: NKSK rotation not stored: {}", st.ToString());
     return;
   }
+  floor = h.request_id;
   spdlog::info("ks: node {} rotates its NKSK to version {}",
                FormatNodeId(node.n_id), version);
   rotations_[node.n_id] = {h.request_id, req.node_public, ks_key->public_key,

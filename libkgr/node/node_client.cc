@@ -177,6 +177,12 @@ Status NodeClient::Shutdown() {
       rec->rx_counter = w->second.highest();
       changed = true;
     }
+    auto o = rec->has_previous() ? ps.windows.find(rec->other_version)
+                                 : ps.windows.end();
+    if (o != ps.windows.end() && o->second.highest() < rec->other_rx_counter) {
+      rec->other_rx_counter = o->second.highest();
+      changed = true;
+    }
     auto [frames, bytes] = ActualUsage(*rec);
     if (frames != rec->frames_sent || bytes != rec->bytes_sent) {
       rec->frames_sent = frames;
@@ -581,8 +587,11 @@ void NodeClient::OnConfReq(const FrameHeader& h, const NnskConfReq& req) {
     updated.other_nnsk = std::move(updated.nnsk);
     updated.other_topic3 = updated.topic3;
     updated.other_topic4 = updated.topic4;
+    // Every counter accepted under it is at or below its floor.
+    updated.other_rx_counter = updated.rx_counter;
   } else {
     updated.other_nnsk = SymmetricKeys{};
+    updated.other_rx_counter = 0;
   }
   updated.nnsk = p.nnsk.Clone();
   updated.key_version = p.version;
@@ -645,8 +654,11 @@ void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
   // first key asks again with the version it knows.
   bool in_use = rec->nnsk.valid() && rec->topic4.has_value() &&
                 req.version != rec->key_version;
-  if ((in_use && req.version < rec->key_version) ||
-      (rec->has_next() && req.version < rec->other_version)) {
+  // A next key (not used by the requester yet) is never a reason to refuse:
+  // a requester that lost it (it died before step 6, or restarted and asks
+  // a lower version) must be able to pair again; a late older notification
+  // that replaces it costs a renewal at most (unanswered data).
+  if (in_use && req.version < rec->key_version) {
     return Log("dropped", &h, "stale key version");
   }
   auto topic = RandomTopicId();
@@ -658,6 +670,7 @@ void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
   SesKey updated = *std::move(rec);
   if (in_use) {
     updated.other_version = req.version;
+    updated.other_rx_counter = 0;
     updated.other_nnsk = req.nnsk.Clone();
     updated.other_topic3 = *topic;
     updated.other_topic4 = req.topic3;
@@ -671,6 +684,7 @@ void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
     updated.bytes_sent = 0;
     updated.rx_counter = 0;
     updated.other_nnsk = SymmetricKeys{};
+    updated.other_rx_counter = 0;
   }
   Status st = ses_.Put(updated);
   if (!st.ok()) return Log("ses_keys update failed", &h, st.message());
@@ -713,9 +727,11 @@ void NodeClient::RotateNksk(DoneCallback done, uint64_t timeout_ms) {
       return done(AbortedError("an NKSK rotation is under way"));
     }
   }
-  auto id = RandomU64();
+  // Growing like key request ids: the KS refuses a late copy of an older
+  // rotation request (docs/protocol.md section 8).
+  std::optional<uint64_t> id = NewKeyRequestId();
   auto eph = GenerateX25519();
-  if (!id.ok() || !eph.ok()) return done(InternalError("key generation"));
+  if (!eph.ok()) return done(InternalError("key generation"));
   Pending p;
   p.kind = Kind::kRotate;
   p.ephemeral = std::move(*eph);
@@ -826,7 +842,9 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
   if (wit == ps.windows.end()) {
     // First frame under this version since we started: continue from the
     // persisted counter (a restart must not reopen the window).
-    uint64_t floor = h.key_version == rec->key_version ? rec->rx_counter : 0;
+    uint64_t floor = h.key_version == rec->key_version ? rec->rx_counter
+                     : keys == &rec->other_nnsk       ? rec->other_rx_counter
+                                                      : 0;
     wit = ps.windows.emplace(h.key_version, ReplayWindow(floor)).first;
   }
   ReplayWindow& window = wit->second;
@@ -837,6 +855,15 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
   if (keys == &rec->nnsk && h.counter > rec->rx_counter) {
     Status st = ReserveRx(rec->Clone(), h.counter);
     if (!st.ok()) return Log("dropped", &h, st.message());
+  } else if (keys == &rec->other_nnsk && rec->has_previous() &&
+             h.counter > rec->other_rx_counter) {
+    // The peer still sends under the previous key (a renewal in progress):
+    // its floor is raised the same way, so a restart never reopens it.
+    SesKey raised = rec->Clone();
+    raised.other_rx_counter = h.counter + kRxReserveMicros;
+    Status st = ses_.Put(raised);
+    if (!st.ok()) return Log("dropped", &h, st.message());
+    rec->other_rx_counter = raised.other_rx_counter;
   }
   window.Accept(h.counter);
   ps.converge_backoff_ms = 0;

@@ -45,6 +45,8 @@ StatusOr<SesKey> NodeClient::Promote(const SesKey& rec, uint64_t counter) {
   std::swap(updated.nnsk, updated.other_nnsk);
   std::swap(updated.topic3, updated.other_topic3);
   std::swap(updated.topic4, updated.other_topic4);
+  // The current key becomes the previous one with its receive floor.
+  updated.other_rx_counter = rec.rx_counter;
   updated.ctime_unix_ms = clock_.NowUnixMillis();
   updated.frames_sent = 0;
   updated.bytes_sent = 0;
@@ -78,6 +80,7 @@ void NodeClient::ExpirePrevious() {
     SesKey updated = *std::move(rec);
     updated.other_nnsk = SymmetricKeys{};
     updated.other_version = 0;
+    updated.other_rx_counter = 0;
     updated.other_topic3.reset();
     updated.other_topic4.reset();
     // Unsynced: if lost, the previous key is accepted again until the peer

@@ -266,6 +266,7 @@ SesKey SesKey::Clone() const {
   c.topic3 = topic3;
   c.topic4 = topic4;
   c.other_version = other_version;
+  c.other_rx_counter = other_rx_counter;
   c.other_nnsk = other_nnsk.Clone();
   c.other_topic3 = other_topic3;
   c.other_topic4 = other_topic4;
@@ -435,7 +436,10 @@ StatusOr<Bytes> Encode(const SesKey& k, const RecordKeys& keys,
   bool has_keys = k.nnsk.valid();
   bool has_other = k.other_nnsk.valid();
   // Without another key the record keeps the layout of older releases.
-  if (has_other) w.U32(k.other_version);
+  if (has_other) {
+    w.U32(k.other_version);
+    w.U64(k.other_rx_counter);
+  }
   SecretBytes secret;
   secret.Reserve(1 + 4 * kKeySize + 4 * kTopicSize);
   PutU8(&secret,
@@ -477,7 +481,9 @@ StatusOr<SesKey> DecodeSesKey(std::span<const uint8_t> record,
   if (!s.U8(&flags) ||
       (flags & ~(kFlagKeys | kFlagTopicA | kFlagTopicB | kOther)) != 0 ||
       ((flags & kOther) && !(flags & kFlagOtherKeys)) ||
-      ((flags & kFlagOtherKeys) ? !c.U32(&k.other_version) : false) ||
+      ((flags & kFlagOtherKeys)
+           ? !c.U32(&k.other_version) || !c.U64(&k.other_rx_counter)
+           : false) ||
       !c.done() || ((flags & kFlagKeys) && !ReadKeys(&s, &k.nnsk)) ||
       !ReadTopic(&s, flags & kFlagTopicA, &k.topic3) ||
       !ReadTopic(&s, flags & kFlagTopicB, &k.topic4) ||

@@ -77,8 +77,8 @@ say "ok: KS down and the broker's queue lost: charlie's daemon kept asking and r
 # The nodes work: keys and data both ways.
 node_start bravo
 for n in bravo charlie; do
-  node "$n" peers --file <(echo "${NODE_ID[alpha]}") >/dev/null
-  node alpha peers --file <(echo "${NODE_ID[$n]}") >/dev/null
+  node_peers "$n" alpha >/dev/null
+  node_peers alpha "$n" >/dev/null
   node "$n" request-key --peer "${NODE_ID[alpha]}" >/dev/null || die "request-key $n -> alpha"
   node "$n" send --peer "${NODE_ID[alpha]}" --data "hello" | grep -q "ack 5 bytes" ||
     die "data $n -> alpha"

@@ -310,6 +310,13 @@ void Checker::CheckLiveness() {
   }
   for (auto [a, b] : pairs) {
     std::string why;
+    Status used = UsePair(*a, *b);
+    if (!used.ok()) {
+      Fail("pairs_converge", "after healing: " + a->name + " <-> " + b->name +
+                                 " cannot exchange data: " + used.ToString());
+      if (failed()) return;
+      continue;
+    }
     if (!PairChecks(*a, *b, &why)) {
       Fail("pairs_converge", "after healing: " + why);
       if (failed()) return;
@@ -336,13 +343,38 @@ Status Checker::Wait(const std::function<void(ResultSlot)>& start) {
   return r->value_or(InternalError("no result"));
 }
 
+Status Checker::UsePair(SimNode& a, SimNode& b) {
+  for (auto [x, y] : {std::make_pair(&a, &b), std::make_pair(&b, &a)}) {
+    SimNode *from = x, *to = y;
+    Status st;
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      world_->Note("liveness: " + from->name + " uses the pair with " +
+                   to->name);
+      st = Wait([&](ResultSlot r) {
+        from->client->Send(to->n_id, SecretBytes(AsBytes(std::string("use"))),
+                           [r](StatusOr<SecretBytes> s) { *r = s.status(); });
+      });
+      if (st.ok()) break;
+      if (st.code() == StatusCode::kFailedPrecondition) {  // no key yet
+        Status got = Wait([&](ResultSlot r) {
+          from->client->RequestKey(to->n_id, false,
+                                   [r](Status s) { *r = s; });
+        });
+        if (!got.ok()) world_->RunFor(5'000);
+      } else {
+        world_->RunFor(5'000);  // the renewal the node started
+      }
+    }
+    if (!st.ok()) return st;
+  }
+  return OkStatus();
+}
+
 Status Checker::FreshPairing(SimNode& a, SimNode& b) {
   world_->Note("liveness: " + a.name + " renews with " + b.name);
   KGR_RETURN_IF_ERROR(Wait([&](ResultSlot r) {
     a.client->RequestKey(b.n_id, true, [r](Status s) { *r = s; });
   }));
-  std::string why;
-  if (!PairChecks(a, b, &why)) return InternalError(why);
   for (auto [x, y] : {std::make_pair(&a, &b), std::make_pair(&b, &a)}) {
     SimNode *from = x, *to = y;
     KGR_RETURN_IF_ERROR(Wait([&](ResultSlot r) {
@@ -350,6 +382,9 @@ Status Checker::FreshPairing(SimNode& a, SimNode& b) {
                          [r](StatusOr<SecretBytes> s) { *r = s.status(); });
     }));
   }
+  // The peer takes the renewed key into use at the first frame under it.
+  std::string why;
+  if (!PairChecks(a, b, &why)) return InternalError(why);
   return OkStatus();
 }
 

@@ -86,6 +86,10 @@ class Checker {
   // A new session key issued for a pair that was forbidden before.
   void CheckIssued(const Origin& o);
   bool PairChecks(SimNode& a, SimNode& b, std::string* why);
+  // What an application does with a pair once healed: each side sends
+  // until a send succeeds (an unanswered send makes the node renew; a node
+  // without a key asks for one), a bounded number of times.
+  Status UsePair(SimNode& a, SimNode& b);
   // A renewal from a to b, then data both ways, once healed.
   Status FreshPairing(SimNode& a, SimNode& b);
   using ResultSlot = std::shared_ptr<std::optional<Status>>;

@@ -188,6 +188,7 @@ Status World::StartNode(int i) {
                                 SimStoreOptions()));
   NodeClientOptions o = options_.node;
   o.counter_floor = floor;
+  o.register_max_retry_ms = options_.reg_backoff_cap_ms;
   n.client = std::make_unique<NodeClient>(std::move(own), *n.tpm, *n.transport,
                                           *n.ses, n.clock, o);
   SimNode* raw = &n;
@@ -202,9 +203,6 @@ Status World::StartNode(int i) {
   ++n.incarnation;
   n.up = true;
   n.saved_counter = 0;
-  n.reg_pending = false;
-  n.reg_next_ms = now_ms();
-  n.reg_backoff_ms = options_.reg_backoff_first_ms;
   ReloadPeers(n);
   net_.Revive(n.name);
   Note("node " + n.name + " started" +
@@ -236,31 +234,17 @@ void World::ReloadPeers(SimNode& n) {
   if (!st.ok()) Note("node " + n.name + ": peers not loaded: " + st.ToString());
 }
 
-// The daemon's registration loop (n-node/main.cc registers at start; a
-// failed registration is tried again after a capped back-off). The one
-// place to switch to the library's own loop once it has one.
+// The daemon's registration loop: n-node/main.cc calls KeepRegistering()
+// at start, which keeps asking (capped back-off) until the node is
+// registered.
 void World::DriveRegistration(SimNode& n) {
-  if (!n.up || n.reg_pending || n.client->registered() ||
-      now_ms() < n.reg_next_ms) {
+  if (!n.up || n.client->registered() || n.reg_started == n.incarnation) {
     return;
   }
-  n.reg_pending = true;
+  n.reg_started = n.incarnation;
   Count("op.register");
   Note("node " + n.name + " registers");
-  SimNode* raw = &n;
-  uint64_t inc = n.incarnation;
-  n.client->Register(
-      [this, raw, inc](Status st) {
-        if (raw->incarnation != inc || !raw->up) return;
-        raw->reg_pending = false;
-        Count("op.register." + Outcome(st));
-        if (st.ok()) return Note("node " + raw->name + " registered");
-        Note("node " + raw->name + " registration failed: " + st.ToString());
-        uint64_t b = raw->reg_backoff_ms;
-        raw->reg_next_ms = now_ms() + b / 2 + rng_.Below(b / 2 + 1);
-        raw->reg_backoff_ms = std::min(2 * b, options_.reg_backoff_cap_ms);
-      },
-      options_.reg_timeout_ms);
+  n.client->KeepRegistering();
 }
 
 void World::OnNodeMessage(SimNode& n, const std::string& topic, Bytes payload) {

@@ -49,8 +49,6 @@ struct WorldOptions {
   uint64_t tick_ms = 100;  // the daemons' loop tick
   // The node daemon's registration: one attempt with this deadline, then,
   // after a failure, again after a back-off doubling up to the cap.
-  uint64_t reg_timeout_ms = 10'000;
-  uint64_t reg_backoff_first_ms = 1'000;
   uint64_t reg_backoff_cap_ms = 60'000;
   KeyServerOptions ks;
   NodeClientOptions node;
@@ -83,8 +81,7 @@ struct SimNode : SimMachine {
   bool revoked = false;
   uint64_t incarnation = 0;  // callbacks of a dead process are ignored
   // The daemon's registration loop.
-  bool reg_pending = false;
-  uint64_t reg_next_ms = 0, reg_backoff_ms = 0;
+  uint64_t reg_started = 0;  // incarnation that called KeepRegistering
   // Peer files the operator gave it (loaded at each start).
   std::set<uint32_t> peer_file;
 };

@@ -146,6 +146,9 @@ struct SesKey {
   // the key the requester replaced at step 6, still accepted until the peer
   // has shown it uses the new one.
   uint32_t other_version = 0;
+  // The receive floor of the other key, like rx_counter (0 for a next key:
+  // it becomes the current key with its own floor at its first frame).
+  uint64_t other_rx_counter = 0;
   SymmetricKeys other_nnsk;
   Topic other_topic3;
   Topic other_topic4;
