@@ -1,0 +1,128 @@
+// N data exchange (4.8): sending a request, receiving requests and
+// answers under the pair's keys.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "kgr/node_client.h"
+
+namespace kgr {
+
+void NodeClient::Send(uint32_t peer, SecretBytes data, ReplyCallback done,
+                      uint64_t timeout_ms) {
+  if (data.size() > kMaxDataSize) {
+    return done(InvalidArgumentError("data larger than " +
+                                     std::to_string(kMaxDataSize) + " bytes"));
+  }
+  auto id = RandomU64();
+  if (!id.ok()) return done(id.status());
+  Pending p;
+  p.kind = Kind::kData;
+  p.peer = peer;
+  p.data = std::move(data);
+  p.reply = std::move(done);
+  Schedule(p, timeout_ms);
+  auto [it, inserted] = pending_.emplace(*id, std::move(p));
+  Status st = Transmit(*id, it->second);
+  if (!st.ok()) return Finish(*id, st);
+}
+
+void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
+  auto peek = PeekFrameHeader(frame);
+  if (!peek.ok()) return Log("dropped data", nullptr, peek.status().message());
+  const FrameHeader& h = *peek;
+  if (h.sender != peer) return Log("dropped", &h, "sender is not the peer");
+  if (h.type != FrameType::kNodeDataReq && h.type != FrameType::kNodeDataAns) {
+    return Log("dropped", &h, "not a data frame");
+  }
+  auto rec = ses_.Get(peer);
+  if (!rec.ok()) return Log("dropped", &h, "unknown pair");
+  PairState& ps = pairs_[peer];
+  // The current key, the next one (the peer completed a renewal) or the
+  // previous one (until its grace period ends).
+  const SymmetricKeys* keys = nullptr;
+  if (rec->nnsk.valid() && h.key_version == rec->key_version) {
+    // Before step 6 a write of the entry resets its receive floor: nothing
+    // is accepted under a key we have not confirmed (the peer sends again).
+    if (!rec->topic4.has_value()) {
+      return Log("dropped", &h, "key not confirmed yet");
+    }
+    keys = &rec->nnsk;
+  } else if (rec->other_nnsk.valid() && h.key_version == rec->other_version &&
+             (rec->has_next() || ps.previous_until_ms == 0 ||
+              clock_.NowUnixMillis() < ps.previous_until_ms)) {
+    keys = &rec->other_nnsk;
+  }
+  if (keys == nullptr) {
+    // A newer key we do not hold (an older one is a late frame). The header
+    // is not authenticated: it is only a hint for the version of our next
+    // renewal, never a reason to start one (anyone who can publish on the
+    // topic could force renewals). Unanswered data starts one (Tick).
+    if (h.key_version > rec->key_version &&
+        h.key_version - rec->key_version < 1024) {
+      ps.seen_version = std::max(ps.seen_version, h.key_version);
+    }
+    return Log("dropped", &h, "no key of that version");
+  }
+  auto wit = ps.windows.find(h.key_version);
+  if (wit == ps.windows.end()) {
+    // First frame under this version since we started: continue from the
+    // persisted counter (a restart must not reopen the window).
+    uint64_t floor = h.key_version == rec->key_version ? rec->rx_counter
+                     : keys == &rec->other_nnsk        ? rec->other_rx_counter
+                                                       : 0;
+    wit = ps.windows.emplace(h.key_version, ReplayWindow(floor)).first;
+  }
+  ReplayWindow& window = wit->second;
+  if (!window.IsFresh(h.counter)) return Log("dropped", &h, "replayed");
+  FrameHeader opened;
+  auto plain = OpenFrame(frame, *keys, &opened);
+  if (!plain.ok()) return Log("dropped", &h, plain.status().message());
+  if (keys == &rec->nnsk && h.counter > rec->rx_counter) {
+    Status st = ReserveRx(rec->Clone(), h.counter);
+    if (!st.ok()) return Log("dropped", &h, st.message());
+  } else if (keys == &rec->other_nnsk && rec->has_previous() &&
+             h.counter > rec->other_rx_counter) {
+    // The peer still sends under the previous key (a renewal in progress):
+    // its floor is raised the same way, so a restart never reopens it.
+    SesKey raised = rec->Clone();
+    raised.other_rx_counter = h.counter + kRxReserveMicros;
+    Status st = ses_.Put(raised);
+    if (!st.ok()) return Log("dropped", &h, st.message());
+    rec->other_rx_counter = raised.other_rx_counter;
+  }
+  window.Accept(h.counter);
+  ps.converge_backoff_ms = 0;
+  if (keys == &rec->other_nnsk && rec->has_next()) {
+    auto promoted = Promote(*rec, h.counter);
+    if (!promoted.ok()) {
+      return Log("dropped", &h, promoted.status().message());
+    }
+    rec = std::move(promoted);
+  } else if (keys == &rec->nnsk && rec->has_previous() &&
+             ps.previous_until_ms == 0) {
+    // The peer uses the current key: the previous one has its grace now.
+    ps.previous_until_ms =
+        clock_.NowUnixMillis() + options_.previous_key_grace_ms;
+  }
+  if (h.type == FrameType::kNodeDataAns) {
+    auto ans = NodeDataAns::Parse(plain->span());
+    if (!ans.ok()) return Log("dropped", &h, ans.status().message());
+    auto it = pending_.find(h.request_id);
+    if (it == pending_.end() || it->second.kind != Kind::kData ||
+        it->second.peer != peer) {
+      return;  // a late duplicate answer
+    }
+    Pending p = std::move(it->second);
+    pending_.erase(it);
+    if (p.reply) p.reply(std::move(ans->data));
+    return;
+  }
+  auto req = NodeDataReq::Parse(plain->span());
+  if (!req.ok()) return Log("dropped", &h, req.status().message());
+  if (req->n_id2 != n_id()) return Log("dropped", &h, "not addressed to us");
+  SecretBytes reply = handler_ ? handler_(peer, req->data) : SecretBytes();
+  ReplyData(peer, *rec, h, std::move(reply));
+}
+
+}  // namespace kgr

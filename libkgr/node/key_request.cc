@@ -1,0 +1,223 @@
+// N session key generation and renewal (4.7, 4.9): the requester's steps
+// 1, 3 and 6 and the peer's step 4.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "kgr/node_client.h"
+#include "node/send_to_ks.h"
+
+namespace kgr {
+
+void NodeClient::RequestKey(uint32_t peer, bool renewal, DoneCallback done,
+                            uint64_t timeout_ms) {
+  if (!registered()) return done(FailedPreconditionError("not registered"));
+  auto rec = ses_.Get(peer);
+  if (!rec.ok()) {
+    return done(PermissionDeniedError("peer " + FormatNodeId(peer) +
+                                      " is not in this node's peer list"));
+  }
+  for (auto& [id, p] : pending_) {
+    if (p.kind == Kind::kKey && p.peer == peer && p.automatic && done) {
+      // A renewal the node started by itself: the caller shares its result.
+      p.automatic = false;
+      p.done = [first = std::move(p.done), done](Status st) {
+        if (first) first(st);
+        done(st);
+      };
+      return;
+    }
+    if (p.kind == Kind::kKey && p.peer == peer) {
+      return done(AbortedError("a key request for this peer is under way"));
+    }
+  }
+  auto topic = RandomTopicId();
+  if (!topic.ok()) return done(InternalError("CSPRNG failed"));
+  uint64_t id = NewKeyRequestId();
+  Pending p;
+  p.kind = Kind::kKey;
+  p.peer = peer;
+  p.renewal = renewal || rec->nnsk.valid();
+  // Above every version either node may hold for the pair.
+  p.version = std::max({rec->key_version,
+                        rec->other_nnsk.valid() ? rec->other_version : 0,
+                        pairs_[peer].seen_version}) +
+              1;
+  p.topic3 = *topic;
+  p.done = std::move(done);
+  Schedule(p, timeout_ms);
+  auto [it, inserted] = pending_.emplace(id, std::move(p));
+  // Route the new TOPIC3 before anyone can send on it.
+  RefreshRoutes(peer, &*rec);
+  Status st = Transmit(id, it->second);
+  if (!st.ok()) Finish(id, st);
+}
+
+void NodeClient::OnKeyAns(const FrameHeader& h, const NnskKeyAns& ans) {
+  auto it = pending_.find(h.request_id);
+  if (it == pending_.end() || it->second.kind != Kind::kKey) {
+    return Log("dropped", &h, "no key request under way");
+  }
+  Pending& p = it->second;
+  if (ans.n_id1 != n_id() || ans.n_id2 != p.peer || ans.version != p.version) {
+    return Log("dropped", &h, "nnsk_key_ans does not match the request");
+  }
+  if (p.got_key) {
+    // An answer to our retransmission: the KS never issues a second key
+    // for one request id.
+    if (!p.nnsk.enc.Equals(ans.nnsk.enc) || !p.nnsk.mac.Equals(ans.nnsk.mac)) {
+      Log("dropped", &h, "another key for the same request");
+    }
+    return;
+  }
+  // Step 3: the new key waits with the request, not in ses_keys: the key in
+  // use stays until step 6 shows that the peer holds the new one. A crash
+  // or a failed request before that changes nothing.
+  p.nnsk = ans.nnsk.Clone();
+  p.got_key = true;  // retransmissions now only prompt the KS to resend
+}
+
+void NodeClient::OnConfReq(const FrameHeader& h, const NnskConfReq& req) {
+  auto rec = ses_.Get(req.n_id2);
+  if (!rec.ok() || req.n_id1 != n_id()) {
+    return Log("dropped", &h, "nnsk_conf_req for an unknown pair");
+  }
+  auto it = pending_.find(h.request_id);
+  if (it == pending_.end() || it->second.kind != Kind::kKey) {
+    // A retransmitted confirmation of a key we already completed: answer
+    // again so the KS can forget it. Anything else is dropped (the KS purges
+    // keys nobody confirms).
+    if (rec->topic4 == req.topic4) {
+      Status st = SendToKs(h.request_id, h.flags, NnskConfAns{req.n_id2});
+      if (!st.ok()) Log("nnsk_conf_ans not sent", &h, st.message());
+      return;
+    }
+    return Log("dropped", &h, "no key request under way");
+  }
+  if (!it->second.got_key || it->second.peer != req.n_id2) {
+    return Log("dropped", &h, "confirmation before the key");
+  }
+  // Step 6: the peer holds the new key (it stored it before answering the
+  // KS): we send under it from now on. The key it replaces stays accepted
+  // (the peer sends under it until it sees a frame under the new one).
+  const Pending& p = it->second;
+  SesKey updated = *std::move(rec);
+  if (updated.has_previous() && pairs_[req.n_id2].previous_until_ms == 0) {
+    // The peer has not used our current key yet: it still sends under the
+    // previous one, which stays.
+  } else if (updated.nnsk.valid() && updated.topic4.has_value()) {
+    updated.other_version = updated.key_version;
+    updated.other_nnsk = std::move(updated.nnsk);
+    updated.other_topic3 = updated.topic3;
+    updated.other_topic4 = updated.topic4;
+    // Every counter accepted under it is at or below its floor.
+    updated.other_rx_counter = updated.rx_counter;
+  } else {
+    updated.other_nnsk = SymmetricKeys{};
+    updated.other_rx_counter = 0;
+  }
+  updated.nnsk = p.nnsk.Clone();
+  updated.key_version = p.version;
+  updated.topic3 = p.topic3;
+  updated.topic4 = req.topic4;
+  updated.ctime_unix_ms = clock_.NowUnixMillis();
+  updated.frames_sent = 0;
+  updated.bytes_sent = 0;
+  updated.rx_counter = 0;
+  Status st = ses_.Put(updated);
+  if (!st.ok()) return Finish(h.request_id, st.Annotate("ses_keys"));
+  pairs_[req.n_id2].previous_until_ms = 0;  // until the peer uses the new one
+  st = SendToKs(h.request_id, h.flags, NnskConfAns{req.n_id2});
+  if (!st.ok()) Log("nnsk_conf_ans not sent", &h, st.message());
+  if (spdlog::should_log(spdlog::level::info)) {  // per key: skip the text
+    spdlog::info("node {}: session key v{} with {} established",
+                 FormatNodeId(n_id()), updated.key_version,
+                 FormatNodeId(req.n_id2));
+  }
+  Finish(h.request_id, OkStatus());
+}
+
+void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
+  auto rec = ses_.Get(req.n_id1);
+  if (!rec.ok()) {
+    return Log("dropped", &h, "peer not in this node's peer list");
+  }
+  // Both sides of a pair asked for a new key at once: the request with the
+  // larger request id wins on both nodes; the other is abandoned (its
+  // gen_keys record is purged by the KS).
+  for (auto& [id, p] : pending_) {
+    if (p.kind != Kind::kKey || p.peer != req.n_id1 || id == h.request_id) {
+      continue;
+    }
+    if (id > h.request_id) {
+      return Log("dropped", &h, "crossed renewal: our request wins");
+    }
+    Finish(id, AbortedError("crossed by the peer's own renewal"));
+    break;
+  }
+  // The same key again (the KS retransmits it; we may have restarted
+  // since): answer again with the TOPIC we chose then. It is stored, so
+  // this holds across our restarts and never makes a second topic.
+  auto same = [&](const SymmetricKeys& k, uint32_t version) {
+    return k.valid() && version == req.version && k.enc.Equals(req.nnsk.enc) &&
+           k.mac.Equals(req.nnsk.mac);
+  };
+  std::optional<TopicId> stored;
+  if (same(rec->nnsk, rec->key_version)) stored = rec->topic3;
+  if (same(rec->other_nnsk, rec->other_version)) stored = rec->other_topic3;
+  if (stored.has_value()) {
+    Status st =
+        SendToKs(h.request_id, h.flags, NnskNotAns{req.n_id1, n_id(), *stored});
+    if (!st.ok()) Log("nnsk_not_ans not sent", &h, st.message());
+    return;
+  }
+  // Pair key versions only grow: an older notification (a replay) must
+  // not replace a key we hold. The current version with another key
+  // replaces the current key: a requester that died before step 6 of its
+  // first key asks again with the version it knows.
+  bool in_use = rec->nnsk.valid() && rec->topic4.has_value() &&
+                req.version != rec->key_version;
+  // A next key (not used by the requester yet) is never a reason to refuse:
+  // a requester that lost it (it died before step 6, or restarted and asks
+  // a lower version) must be able to pair again; a late older notification
+  // that replaces it costs a renewal at most (unanswered data).
+  if (in_use && req.version < rec->key_version) {
+    return Log("dropped", &h, "stale key version");
+  }
+  auto topic = RandomTopicId();
+  if (!topic.ok()) return;
+  // Step 4: our TOPIC3 is new, TOPIC4 is N1's TOPIC3. With a key in use,
+  // the new one is the next key: we keep sending under the current one
+  // until N1 shows (by a frame under the new one) that it completed step 6;
+  // a failed or abandoned renewal then changes nothing here.
+  SesKey updated = *std::move(rec);
+  if (in_use) {
+    updated.other_version = req.version;
+    updated.other_rx_counter = 0;
+    updated.other_nnsk = req.nnsk.Clone();
+    updated.other_topic3 = *topic;
+    updated.other_topic4 = req.topic3;
+  } else {
+    updated.nnsk = req.nnsk.Clone();
+    updated.key_version = req.version;
+    updated.topic3 = *topic;
+    updated.topic4 = req.topic3;
+    updated.ctime_unix_ms = clock_.NowUnixMillis();
+    updated.frames_sent = 0;
+    updated.bytes_sent = 0;
+    updated.rx_counter = 0;
+    updated.other_nnsk = SymmetricKeys{};
+    updated.other_rx_counter = 0;
+  }
+  Status st = ses_.Put(updated);
+  if (!st.ok()) return Log("ses_keys update failed", &h, st.message());
+  RefreshRoutes(req.n_id1, &updated);
+  if (spdlog::should_log(spdlog::level::info)) {
+    spdlog::info("node {}: session key v{} with {} received",
+                 FormatNodeId(n_id()), req.version, FormatNodeId(req.n_id1));
+  }
+  st = SendToKs(h.request_id, h.flags, NnskNotAns{req.n_id1, n_id(), *topic});
+  if (!st.ok()) Log("nnsk_not_ans not sent", &h, st.message());
+}
+
+}  // namespace kgr
