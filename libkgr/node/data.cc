@@ -16,11 +16,7 @@ void NodeClient::Send(uint32_t peer, SecretBytes data, ReplyCallback done,
   }
   auto id = RandomU64();
   if (!id.ok()) return done(id.status());
-  Pending p;
-  p.kind = Kind::kData;
-  p.peer = peer;
-  p.data = std::move(data);
-  p.reply = std::move(done);
+  Pending p{.request = DataRequest{peer, std::move(data), std::move(done)}};
   Schedule(p, timeout_ms);
   auto [it, inserted] = pending_.emplace(*id, std::move(p));
   Status st = Transmit(*id, it->second);
@@ -108,14 +104,11 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
   if (h.type == FrameType::kNodeDataAns) {
     auto ans = NodeDataAns::Parse(plain->span());
     if (!ans.ok()) return Log("dropped", &h, ans.status().message());
-    auto it = pending_.find(h.request_id);
-    if (it == pending_.end() || it->second.kind != Kind::kData ||
-        it->second.peer != peer) {
-      return;  // a late duplicate answer
-    }
-    Pending p = std::move(it->second);
-    pending_.erase(it);
-    if (p.reply) p.reply(std::move(ans->data));
+    DataRequest* d = Find<DataRequest>(h.request_id);
+    if (d == nullptr || d->peer != peer) return;  // a late duplicate answer
+    ReplyCallback reply = std::move(d->reply);
+    pending_.erase(h.request_id);
+    if (reply) reply(std::move(ans->data));
     return;
   }
   auto req = NodeDataReq::Parse(plain->span());

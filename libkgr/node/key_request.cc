@@ -17,34 +17,32 @@ void NodeClient::RequestKey(uint32_t peer, bool renewal, DoneCallback done,
     return done(PermissionDeniedError("peer " + FormatNodeId(peer) +
                                       " is not in this node's peer list"));
   }
-  for (auto& [id, p] : pending_) {
-    if (p.kind == Kind::kKey && p.peer == peer && p.automatic && done) {
-      // A renewal the node started by itself: the caller shares its result.
-      p.automatic = false;
-      p.done = [first = std::move(p.done), done](Status st) {
-        if (first) first(st);
-        done(st);
-      };
-      return;
-    }
-    if (p.kind == Kind::kKey && p.peer == peer) {
+  if (KeyRequest* k = KeyRequestFor(peer)) {
+    if (!k->automatic || !done) {
       return done(AbortedError("a key request for this peer is under way"));
     }
+    // A renewal the node started by itself: the caller shares its result.
+    k->automatic = false;
+    k->done = [first = std::move(k->done), done](Status st) {
+      if (first) first(st);
+      done(st);
+    };
+    return;
   }
   auto topic = RandomTopicId();
   if (!topic.ok()) return done(InternalError("CSPRNG failed"));
   uint64_t id = NewKeyRequestId();
-  Pending p;
-  p.kind = Kind::kKey;
-  p.peer = peer;
-  p.renewal = renewal || rec->nnsk.valid();
+  KeyRequest k;
+  k.peer = peer;
+  k.renewal = renewal || rec->nnsk.valid();
   // Above every version either node may hold for the pair.
-  p.version = std::max({rec->key_version,
+  k.version = std::max({rec->key_version,
                         rec->other_nnsk.valid() ? rec->other_version : 0,
                         pairs_[peer].seen_version}) +
               1;
-  p.topic3 = *topic;
-  p.done = std::move(done);
+  k.topic3 = *topic;
+  k.done = std::move(done);
+  Pending p{.request = std::move(k)};
   Schedule(p, timeout_ms);
   auto [it, inserted] = pending_.emplace(id, std::move(p));
   // Route the new TOPIC3 before anyone can send on it.
@@ -54,11 +52,9 @@ void NodeClient::RequestKey(uint32_t peer, bool renewal, DoneCallback done,
 }
 
 void NodeClient::OnKeyAns(const FrameHeader& h, const NnskKeyAns& ans) {
-  auto it = pending_.find(h.request_id);
-  if (it == pending_.end() || it->second.kind != Kind::kKey) {
-    return Log("dropped", &h, "no key request under way");
-  }
-  Pending& p = it->second;
+  KeyRequest* key = Find<KeyRequest>(h.request_id);
+  if (key == nullptr) return Log("dropped", &h, "no key request under way");
+  KeyRequest& p = *key;
   if (ans.n_id1 != n_id() || ans.n_id2 != p.peer || ans.version != p.version) {
     return Log("dropped", &h, "nnsk_key_ans does not match the request");
   }
@@ -82,8 +78,8 @@ void NodeClient::OnConfReq(const FrameHeader& h, const NnskConfReq& req) {
   if (!rec.ok() || req.n_id1 != n_id()) {
     return Log("dropped", &h, "nnsk_conf_req for an unknown pair");
   }
-  auto it = pending_.find(h.request_id);
-  if (it == pending_.end() || it->second.kind != Kind::kKey) {
+  const KeyRequest* key = Find<KeyRequest>(h.request_id);
+  if (key == nullptr) {
     // A retransmitted confirmation of a key we already completed: answer
     // again so the KS can forget it. Anything else is dropped (the KS purges
     // keys nobody confirms).
@@ -94,13 +90,13 @@ void NodeClient::OnConfReq(const FrameHeader& h, const NnskConfReq& req) {
     }
     return Log("dropped", &h, "no key request under way");
   }
-  if (!it->second.got_key || it->second.peer != req.n_id2) {
+  if (!key->got_key || key->peer != req.n_id2) {
     return Log("dropped", &h, "confirmation before the key");
   }
   // Step 6: the peer holds the new key (it stored it before answering the
   // KS): we send under it from now on. The key it replaces stays accepted
   // (the peer sends under it until it sees a frame under the new one).
-  const Pending& p = it->second;
+  const KeyRequest& p = *key;
   SesKey updated = *std::move(rec);
   if (updated.has_previous() && pairs_[req.n_id2].previous_until_ms == 0) {
     // The peer has not used our current key yet: it still sends under the
@@ -146,9 +142,8 @@ void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
   // larger request id wins on both nodes; the other is abandoned (its
   // gen_keys record is purged by the KS).
   for (auto& [id, p] : pending_) {
-    if (p.kind != Kind::kKey || p.peer != req.n_id1 || id == h.request_id) {
-      continue;
-    }
+    const auto* k = std::get_if<KeyRequest>(&p.request);
+    if (k == nullptr || k->peer != req.n_id1 || id == h.request_id) continue;
     if (id > h.request_id) {
       return Log("dropped", &h, "crossed renewal: our request wins");
     }

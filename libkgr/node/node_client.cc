@@ -76,36 +76,41 @@ Status NodeClient::Start() {
 
 Status NodeClient::Transmit(uint64_t request_id, Pending& p) {
   ++p.attempts;
-  switch (p.kind) {
-    case Kind::kKey:
-      return SendToKs(request_id, p.renewal ? kFlagRenewal : 0,
-                      NnskKeyReq{p.peer, p.version, p.topic3});
-    case Kind::kRotate:
-      return SendToKs(request_id, 0, NkskRotReq{p.ephemeral.public_key});
-    case Kind::kData: {
-      auto rec = ses_.Get(p.peer);
-      if (!rec.ok() || !rec->nnsk.valid() || !rec->topic4.has_value()) {
-        return FailedPreconditionError("no session key with peer " +
-                                       FormatNodeId(p.peer));
-      }
-      if (PolicyFor(p.peer).limited() && Used(*rec) >= 1.0) {
-        return ResourceExhaustedError(
-            "the key with peer " + FormatNodeId(p.peer) +
-            " reached its policy limit; a renewal is needed");
-      }
-      FrameHeader h;
-      h.sender = n_id();
-      h.key_version = rec->key_version;
-      h.counter = counter_.Next(clock_.NowUnixMicros());
-      h.request_id = request_id;
-      KGR_ASSIGN_OR_RETURN(
-          Bytes frame,
-          SealBody(h, NodeDataReq{p.peer, p.data.Clone()}, rec->nnsk));
-      KGR_RETURN_IF_ERROR(CountUse(p.peer, p.data.size()));
-      return transport_.Publish(PeerTopic(p.peer, *rec->topic4), frame);
-    }
+  if (const auto* k = std::get_if<KeyRequest>(&p.request)) {
+    return SendToKs(request_id, k->renewal ? kFlagRenewal : 0,
+                    NnskKeyReq{k->peer, k->version, k->topic3});
   }
-  return InternalError("unknown request kind");
+  if (const auto* r = std::get_if<RotationRequest>(&p.request)) {
+    return SendToKs(request_id, 0, NkskRotReq{r->ephemeral.public_key});
+  }
+  const DataRequest& d = std::get<DataRequest>(p.request);
+  auto rec = ses_.Get(d.peer);
+  if (!rec.ok() || !rec->nnsk.valid() || !rec->topic4.has_value()) {
+    return FailedPreconditionError("no session key with peer " +
+                                   FormatNodeId(d.peer));
+  }
+  if (PolicyFor(d.peer).limited() && Used(*rec) >= 1.0) {
+    return ResourceExhaustedError(
+        "the key with peer " + FormatNodeId(d.peer) +
+        " reached its policy limit; a renewal is needed");
+  }
+  FrameHeader h;
+  h.sender = n_id();
+  h.key_version = rec->key_version;
+  h.counter = counter_.Next(clock_.NowUnixMicros());
+  h.request_id = request_id;
+  KGR_ASSIGN_OR_RETURN(
+      Bytes frame, SealBody(h, NodeDataReq{d.peer, d.data.Clone()}, rec->nnsk));
+  KGR_RETURN_IF_ERROR(CountUse(d.peer, d.data.size()));
+  return transport_.Publish(PeerTopic(d.peer, *rec->topic4), frame);
+}
+
+NodeClient::KeyRequest* NodeClient::KeyRequestFor(uint32_t peer) {
+  for (auto& [id, p] : pending_) {
+    auto* k = std::get_if<KeyRequest>(&p.request);
+    if (k != nullptr && k->peer == peer) return k;
+  }
+  return nullptr;
 }
 
 void NodeClient::Finish(uint64_t request_id, Status status) {
@@ -113,14 +118,14 @@ void NodeClient::Finish(uint64_t request_id, Status status) {
   if (it == pending_.end()) return;
   Pending p = std::move(it->second);
   pending_.erase(it);
-  if (p.kind == Kind::kKey) {
-    auto rec = ses_.Get(p.peer);
-    RefreshRoutes(p.peer, rec.ok() ? &*rec : nullptr);
-  }
-  if (p.kind == Kind::kData) {
-    if (p.reply) p.reply(status);
-  } else if (p.done) {
-    p.done(status);
+  if (auto* k = std::get_if<KeyRequest>(&p.request)) {
+    auto rec = ses_.Get(k->peer);
+    RefreshRoutes(k->peer, rec.ok() ? &*rec : nullptr);
+    if (k->done) k->done(status);
+  } else if (auto* d = std::get_if<DataRequest>(&p.request)) {
+    if (d->reply) d->reply(status);
+  } else if (auto* r = std::get_if<RotationRequest>(&p.request)) {
+    if (r->done) r->done(status);
   }
 }
 
@@ -145,12 +150,12 @@ void NodeClient::Tick() {
   }
   for (uint64_t id : expired) {
     const Pending& p = pending_.at(id);
-    if (p.kind == Kind::kData) {
-      Converge(p.peer, "a data request went unanswered");
-    }
-    std::string who = p.kind == Kind::kData ? "peer " + FormatNodeId(p.peer)
-                      : p.got_key
-                          ? "peer " + FormatNodeId(p.peer) +
+    const auto* data = std::get_if<DataRequest>(&p.request);
+    const auto* key = std::get_if<KeyRequest>(&p.request);
+    if (data != nullptr) Converge(data->peer, "a data request went unanswered");
+    std::string who = data != nullptr ? "peer " + FormatNodeId(data->peer)
+                      : key != nullptr && key->got_key
+                          ? "peer " + FormatNodeId(key->peer) +
                                 " (it did not confirm the key: offline?)"
                           : std::string("the key server");
     Finish(id,
@@ -280,16 +285,17 @@ void NodeClient::HandleFromKs(const Bytes& frame) {
 
 void NodeClient::OnKsError(const FrameHeader& h, const KsError& err) {
   auto it = pending_.find(h.request_id);
-  if (err.code == KsErrorCode::kStaleRequest && it != pending_.end() &&
-      it->second.kind == Kind::kKey && it->second.restarts < 8) {
+  KeyRequest* key = Find<KeyRequest>(h.request_id);
+  if (err.code == KsErrorCode::kStaleRequest && key != nullptr &&
+      key->restarts < 8) {
     // The KS has finished this id (a late or reordered request): ask again
     // under a new one at once, within the same deadline.
     Log("asking again under a new request id", &h, KsErrorCodeName(err.code));
+    key->got_key = false;
+    key->nnsk = SymmetricKeys{};
+    ++key->restarts;
     Pending p = std::move(it->second);
     pending_.erase(it);
-    p.got_key = false;
-    p.nnsk = SymmetricKeys{};
-    ++p.restarts;
     uint64_t id = NewKeyRequestId();
     auto [nit, inserted] = pending_.emplace(id, std::move(p));
     Status st = Transmit(id, nit->second);

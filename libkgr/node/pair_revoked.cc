@@ -21,7 +21,12 @@ void NodeClient::OnPairRevoked(const FrameHeader& h, const PairRevoked& m) {
                 [&](const auto& e) { return e.second == m.peer; });
   std::vector<uint64_t> ids;
   for (const auto& [id, p] : pending_) {
-    if (p.peer == m.peer) ids.push_back(id);
+    const auto* k = std::get_if<KeyRequest>(&p.request);
+    const auto* d = std::get_if<DataRequest>(&p.request);
+    if ((k != nullptr && k->peer == m.peer) ||
+        (d != nullptr && d->peer == m.peer)) {
+      ids.push_back(id);
+    }
   }
   for (uint64_t id : ids) Finish(id, PermissionDeniedError("pair revoked"));
   spdlog::warn(

@@ -161,9 +161,7 @@ void NodeClient::RenewByPolicy() {
     // The peer renewed (its key waits as our next one until it uses it):
     // ours would replace the key it sends under. Only at the limit itself.
     if (k.has_next() && Used(k) < 1.0) return;
-    for (const auto& [id, p] : pending_) {
-      if (p.kind == Kind::kKey && p.peer == k.n_id) return;
-    }
+    if (KeyRequestFor(k.n_id) != nullptr) return;
     due.push_back(k.n_id);
   });
   for (uint32_t peer : due) {
@@ -177,9 +175,7 @@ void NodeClient::RenewByPolicy() {
       spdlog::warn("node {}: renewal with {} failed: {}", FormatNodeId(n_id()),
                    FormatNodeId(peer), st.ToString());
     });
-    for (auto& [id, p] : pending_) {  // callers may join it
-      if (p.kind == Kind::kKey && p.peer == peer) p.automatic = true;
-    }
+    if (KeyRequest* k = KeyRequestFor(peer)) k->automatic = true;  // joinable
   }
 }
 

@@ -10,34 +10,31 @@ namespace kgr {
 void NodeClient::RotateNksk(DoneCallback done, uint64_t timeout_ms) {
   if (!registered()) return done(FailedPreconditionError("not registered"));
   for (const auto& [id, p] : pending_) {
-    if (p.kind == Kind::kRotate) {
+    if (std::holds_alternative<RotationRequest>(p.request)) {
       return done(AbortedError("an NKSK rotation is under way"));
     }
   }
   // Growing like key request ids: the KS refuses a late copy of an older
-  // rotation request (docs/protocol.md section 8).
-  std::optional<uint64_t> id = NewKeyRequestId();
+  // rotation request (docs/protocol.md section 9).
+  uint64_t id = NewKeyRequestId();
   auto eph = GenerateX25519();
   if (!eph.ok()) return done(InternalError("key generation"));
-  Pending p;
-  p.kind = Kind::kRotate;
-  p.ephemeral = std::move(*eph);
-  p.done = std::move(done);
+  Pending p{.request = RotationRequest{std::move(*eph), std::move(done)}};
   Schedule(p, timeout_ms);
-  auto [it, inserted] = pending_.emplace(*id, std::move(p));
-  Status st = Transmit(*id, it->second);
-  if (!st.ok()) Finish(*id, st);
+  auto [it, inserted] = pending_.emplace(id, std::move(p));
+  Status st = Transmit(id, it->second);
+  if (!st.ok()) Finish(id, st);
 }
 
 void NodeClient::OnRotAns(const FrameHeader& h, const NkskRotAns& m) {
-  auto it = pending_.find(h.request_id);
-  if (it == pending_.end() || it->second.kind != Kind::kRotate) {
+  const RotationRequest* rotation = Find<RotationRequest>(h.request_id);
+  if (rotation == nullptr) {
     return Log("dropped", &h, "no NKSK rotation under way");
   }
   if (m.version != own_.ks->version + 1) {
     return Log("dropped", &h, "unexpected NKSK version");
   }
-  const X25519KeyPair& eph = it->second.ephemeral;
+  const X25519KeyPair& eph = rotation->ephemeral;
   auto shared = X25519SharedSecret(eph.private_key, m.ks_public);
   if (!shared.ok()) return Finish(h.request_id, shared.status());
   auto keys =

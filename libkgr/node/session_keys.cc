@@ -34,9 +34,7 @@ void NodeClient::RefreshRoutes(uint32_t peer, const SesKey* rec) {
     if (rec->nnsk.valid()) route(rec->topic3);
     if (rec->other_nnsk.valid()) route(rec->other_topic3);
   }
-  for (const auto& [id, p] : pending_) {
-    if (p.kind == Kind::kKey && p.peer == peer) route(p.topic3);
-  }
+  if (const KeyRequest* k = KeyRequestFor(peer)) route(k->topic3);
 }
 
 StatusOr<SesKey> NodeClient::Promote(const SesKey& rec, uint64_t counter) {
@@ -97,9 +95,7 @@ void NodeClient::Converge(uint32_t peer, std::string_view why) {
   PairState& ps = pairs_[peer];
   uint64_t now = clock_.NowMonotonicMillis();
   if (now < ps.next_converge_ms) return;
-  for (const auto& [id, p] : pending_) {
-    if (p.kind == Kind::kKey && p.peer == peer) return;
-  }
+  if (KeyRequestFor(peer) != nullptr) return;
   uint64_t first = std::max<uint64_t>(options_.converge_backoff_ms, 1);
   ps.converge_backoff_ms =
       ps.converge_backoff_ms == 0
@@ -114,9 +110,7 @@ void NodeClient::Converge(uint32_t peer, std::string_view why) {
                    FormatNodeId(peer), st.ToString());
     }
   });
-  for (auto& [id, p] : pending_) {  // callers may join it
-    if (p.kind == Kind::kKey && p.peer == peer) p.automatic = true;
-  }
+  if (KeyRequest* k = KeyRequestFor(peer)) k->automatic = true;  // joinable
 }
 
 void NodeClient::ReplyData(uint32_t peer, const SesKey& rec,

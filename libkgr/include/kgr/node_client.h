@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 #include "kgr/clock.h"
@@ -149,27 +150,47 @@ class NodeClient {
   size_t pending_requests() const { return pending_.size(); }
 
  private:
-  enum class Kind { kKey, kData, kRotate };
-  struct Pending {
-    Kind kind;
+  // Session key generation or renewal (4.7, 4.9), as the requester.
+  struct KeyRequest {
     uint32_t peer = 0;
     bool renewal = false;
     uint32_t version = 0;
     TopicId topic3{};
+    bool got_key = false;
+    SymmetricKeys nnsk;      // the new key from step 3 until step 6
+    int restarts = 0;        // asked again under a new id (stale)
+    bool automatic = false;  // started by the node (policy, Converge)
+    DoneCallback done;
+  };
+  // A data request (4.8).
+  struct DataRequest {
+    uint32_t peer = 0;
+    SecretBytes data;  // the payload, for retransmission
+    ReplyCallback reply;
+  };
+  // An NKSK rotation.
+  struct RotationRequest {
+    X25519KeyPair ephemeral;  // ours, the same for retransmissions
+    DoneCallback done;
+  };
+  // A request under way: what it is, and its retransmission schedule.
+  struct Pending {
+    std::variant<KeyRequest, DataRequest, RotationRequest> request;
     uint64_t deadline_ms = 0;
     uint64_t next_retry_ms = 0;
     uint64_t backoff_ms = 0;
     int attempts = 0;
     uint64_t timeout_ms = 0;
-    bool got_key = false;
-    SymmetricKeys nnsk;       // kKey: the new key from step 3 until step 6
-    int restarts = 0;         // kKey: asked again under a new id (stale)
-    bool automatic = false;   // kKey: started by the node (policy, Converge)
-    SecretBytes data;         // kData: the payload, for retransmission
-    X25519KeyPair ephemeral;  // kRotate: ours, the same for retransmissions
-    DoneCallback done;
-    ReplyCallback reply;
   };
+  // The key request for `peer` under way, or nullptr.
+  KeyRequest* KeyRequestFor(uint32_t peer);
+  // The request of `kind` under `request_id`, or nullptr.
+  template <typename Request>
+  Request* Find(uint64_t request_id) {
+    auto it = pending_.find(request_id);
+    return it == pending_.end() ? nullptr
+                                : std::get_if<Request>(&it->second.request);
+  }
   struct PairState {
     // Wall-clock end of the previous key (ses_keys other slot); 0 while the
     // peer has not shown that it uses the current one.
