@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "kgr/counter_file.h"
 #include "kgr/cli.h"
 #include "kgr/cms.h"
 #include "kgr/control.h"

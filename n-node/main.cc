@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "kgr/counter_file.h"
 #include "kgr/cli.h"
 #include "kgr/control.h"
 #include "kgr/credentials.h"

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "kgr/counter_file.h"
 #include "kgr/key_server.h"
 #include "kgr/node_client.h"
 #include "kgr/store.h"

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <memory>
 
+#include "kgr/counter_file.h"
 #include "kgr/key_server.h"
 #include "kgr/node_client.h"
 #include "kgr/store.h"

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "checker.h"
+#include "kgr/counter_file.h"
 #include "kgr/credentials.h"
 #include "kgr/topic.h"
 

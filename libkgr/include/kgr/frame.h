@@ -28,7 +28,6 @@
 
 #include "kgr/bytes.h"
 #include "kgr/crypto.h"
-#include "kgr/filesystem.h"
 #include "kgr/secret.h"
 #include "kgr/status.h"
 #include "kgr/topic.h"
@@ -423,15 +422,6 @@ StatusOr<Body> OpenBody(std::span<const uint8_t> frame,
   }
   return Body::Parse(plain.span());
 }
-
-// The last frame counter of a process, kept in a small file (text, mode
-// 0600) by the daemons so that a restart never reuses a counter even if the
-// clock stepped back. LoadCounterFloor returns the saved value plus
-// kCounterRestartMargin (counters sent after the last save are below it),
-// or 0 if there is no file; a malformed file is DATA_LOSS.
-inline constexpr uint64_t kCounterRestartMargin = 60'000'000;  // 60 s in µs
-StatusOr<uint64_t> LoadCounterFloor(FileSystem& fs, const std::string& path);
-Status SaveCounter(FileSystem& fs, const std::string& path, uint64_t counter);
 
 // Sliding anti-replay window over one sender's counters (after ISO/IEC
 // 24767-2 8.1.5 and the IPsec window): a counter is fresh if it is above the

@@ -1,0 +1,31 @@
+#include "kgr/counter_file.h"
+
+#include <string>
+
+namespace kgr {
+
+StatusOr<uint64_t> LoadCounterFloor(FileSystem& fs, const std::string& path) {
+  auto raw = fs.ReadFile(path);
+  if (!raw.ok()) {
+    if (raw.status().code() == StatusCode::kNotFound) return uint64_t{0};
+    return raw.status();
+  }
+  uint64_t v = 0;
+  size_t digits = 0;
+  for (uint8_t c : *raw) {
+    if (c == '\n') break;
+    if (c < '0' || c > '9' || ++digits > 19) {
+      return DataLossError(path + ": not a counter");
+    }
+    v = v * 10 + (c - '0');
+  }
+  if (digits == 0) return DataLossError(path + ": empty counter file");
+  return v + kCounterRestartMargin;
+}
+
+Status SaveCounter(FileSystem& fs, const std::string& path, uint64_t counter) {
+  std::string text = std::to_string(counter) + "\n";
+  return fs.WriteFileAtomic(path, AsBytes(text), 0600);
+}
+
+}  // namespace kgr
