@@ -132,4 +132,9 @@ Status MixTpmEntropy(Tpm& tpm, size_t n) {
   return OkStatus();
 }
 
+Status SaveKsKeys(Tpm& tpm, const KsKeysBlob& blob) {
+  SecretBytes encoded = EncodeKsKeys(blob);
+  return tpm.NvWrite(NvSlot::kKsKeys, encoded.span());
+}
+
 }  // namespace kgr

@@ -129,8 +129,7 @@ void NodeClient::OnRegistered(const FrameHeader& h, const Bytes& frame) {
   ks_window_.Accept(h.counter);
   KsKeysBlob blob{std::move(ans->nksk), 1, ans->topic1, h.sender};
   // Step 3: NKSK, NKSKsign and TOPIC1 into NVRAM (one NV write).
-  SecretBytes encoded = EncodeKsKeys(blob);
-  Status st = tpm_.NvWrite(NvSlot::kKsKeys, encoded.span());
+  Status st = SaveKsKeys(tpm_, blob);
   if (!st.ok()) {
     // The KS answers again (we have not used the NKSK): a later request,
     // or the daemon's loop, tries again.

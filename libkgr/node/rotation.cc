@@ -43,8 +43,7 @@ void NodeClient::OnRotAns(const FrameHeader& h, const NkskRotAns& m) {
   KsKeysBlob blob{std::move(*keys), m.version, own_.ks->ks_topic1,
                   own_.ks->ks_n_id};
   // One NV write per rotation.
-  SecretBytes encoded = EncodeKsKeys(blob);
-  Status st = tpm_.NvWrite(NvSlot::kKsKeys, encoded.span());
+  Status st = SaveKsKeys(tpm_, blob);
   if (!st.ok()) return Finish(h.request_id, st.Annotate("storing NKSK in NV"));
   own_.ks = std::move(blob);
   PrepareNksk();

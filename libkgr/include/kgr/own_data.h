@@ -60,6 +60,10 @@ StatusOr<OwnData> LoadOwnData(Tpm& tpm);
 // Writes the identity and NK slots (and NTAG if non-empty): used by init.
 Status SaveInitialOwnData(Tpm& tpm, const OwnData& data);
 
+// Writes the kKsKeys slot (one NV write): at registration and at each NKSK
+// rotation. The encoded blob is wiped after the write.
+Status SaveKsKeys(Tpm& tpm, const KsKeysBlob& blob);
+
 // Fresh random bytes from OpenSSL's DRBG after mixing in `n` bytes of TPM
 // randomness (the seed's "keys from the TPM's generator" without putting the
 // TPM on the per-key path).
