@@ -12,17 +12,15 @@
 #include <utility>
 
 #include "kgr/crypto.h"
-#include "tpm/file_util.h"
+#include "tpm/tpm_files.h"
 #include "tpm/tpm_layout.h"
 #include "tpm/tss_status.h"
 
 namespace kgr {
 namespace {
 
-using tpm_internal::EnsureDir;
 using tpm_internal::JoinPath;
 using tpm_internal::ReadSecretFile;
-using tpm_internal::WriteFileAtomic;
 namespace layout = tpm_layout;
 
 // Attributes of kgr's NV indices: read and written with the index's own
@@ -503,7 +501,8 @@ StatusOr<EsysPtr<TPM2B_DIGEST>> EsapiTpm::ReadPolicyDigest() {
 
 StatusOr<SecretBytes> EsapiTpm::LoadNvAuth() {
   KGR_ASSIGN_OR_RETURN(SecretBytes auth,
-                       ReadSecretFile(NvAuthPath(), layout::kNvAuthSize));
+                       ReadSecretFile(tpm_internal::FilesOf(options_),
+                                      NvAuthPath(), layout::kNvAuthSize));
   if (auth.size() != layout::kNvAuthSize) {
     return DataLossError(NvAuthPath() + ": not " +
                          std::to_string(layout::kNvAuthSize) + " bytes");
@@ -523,7 +522,8 @@ StatusOr<SecretBytes> EsapiTpm::LoadOrCreateNvAuth() {
     auth.data()[i] ^= tpm_random.data()[i];
   // Durable before any index uses it, so that a crash never leaves an index
   // whose authValue is nowhere.
-  KGR_RETURN_IF_ERROR(WriteFileAtomic(NvAuthPath(), auth.span(), 0600));
+  KGR_RETURN_IF_ERROR(tpm_internal::FilesOf(options_).WriteFileAtomic(
+      NvAuthPath(), auth.span(), 0600));
   return auth;
 }
 
@@ -701,7 +701,8 @@ StatusOr<std::unique_ptr<Tpm>> OpenEsapiTpm(const TpmOptions& options) {
   if (options.state_dir.empty()) {
     return InvalidArgumentError("TPM state_dir is empty");
   }
-  KGR_RETURN_IF_ERROR(EnsureDir(options.state_dir, 0700));
+  KGR_RETURN_IF_ERROR(
+      tpm_internal::FilesOf(options).CreateDir(options.state_dir, 0700));
   TSS2_TCTI_CONTEXT* tcti_raw = nullptr;
   KGR_RETURN_IF_ERROR(
       TssStatus(Tss2_TctiLdr_Initialize(options.tcti.c_str(), &tcti_raw),

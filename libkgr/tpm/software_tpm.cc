@@ -11,7 +11,7 @@
 #include "kgr/crypto.h"
 #include "kgr/secret.h"
 #include "spdlog/spdlog.h"
-#include "tpm/file_util.h"
+#include "tpm/tpm_files.h"
 #include "tpm/tpm_layout.h"
 
 namespace kgr {
@@ -110,8 +110,8 @@ StatusOr<State> Parse(const SecretBytes& file, const std::string& path) {
 
 class SoftwareTpm final : public Tpm {
  public:
-  SoftwareTpm(std::string path, State state)
-      : path_(std::move(path)), state_(std::move(state)) {}
+  SoftwareTpm(FileSystem& fs, std::string path, State state)
+      : fs_(fs), path_(std::move(path)), state_(std::move(state)) {}
 
   Status EnsureTrustStructure(bool with_kedk) override {
     if (state_.structure && (!with_kedk || !state_.kedk_public.empty())) {
@@ -178,12 +178,12 @@ class SoftwareTpm final : public Tpm {
   // Makes `next` durable, then current. On failure nothing changes.
   Status Commit(State next) {
     SecretBytes file = Serialize(next);
-    KGR_RETURN_IF_ERROR(
-        tpm_internal::WriteFileAtomic(path_, file.span(), 0600));
+    KGR_RETURN_IF_ERROR(fs_.WriteFileAtomic(path_, file.span(), 0600));
     state_ = std::move(next);
     return OkStatus();
   }
 
+  FileSystem& fs_;
   std::string path_;
   State state_;
   TpmCounters counters_;
@@ -199,17 +199,19 @@ StatusOr<std::unique_ptr<Tpm>> OpenSoftwareTpm(const TpmOptions& options) {
     return FailedPreconditionError(
         "pcr_policy needs a TPM; the software store (tcti none) has no PCRs");
   }
-  KGR_RETURN_IF_ERROR(tpm_internal::EnsureDir(options.state_dir, 0700));
+  FileSystem& fs = tpm_internal::FilesOf(options);
+  KGR_RETURN_IF_ERROR(fs.CreateDir(options.state_dir, 0700));
   const std::string path =
       tpm_internal::JoinPath(options.state_dir, layout::kSoftwareStoreFile);
   spdlog::warn(
       "no TPM (tcti \"none\"): node secrets are kept in {} protected only by "
       "file permissions; anyone who can read or copy this disk gets them",
       path);
-  StatusOr<SecretBytes> file = tpm_internal::ReadSecretFile(path, kMaxFileSize);
+  StatusOr<SecretBytes> file =
+      tpm_internal::ReadSecretFile(fs, path, kMaxFileSize);
   if (!file.ok()) {
     if (file.status().code() != StatusCode::kNotFound) return file.status();
-    return std::unique_ptr<Tpm>(new SoftwareTpm(path, State()));
+    return std::unique_ptr<Tpm>(new SoftwareTpm(fs, path, State()));
   }
   struct stat st;
   if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
@@ -217,7 +219,7 @@ StatusOr<std::unique_ptr<Tpm>> OpenSoftwareTpm(const TpmOptions& options) {
                  path, st.st_mode & 0777);
   }
   KGR_ASSIGN_OR_RETURN(State state, Parse(*file, path));
-  return std::unique_ptr<Tpm>(new SoftwareTpm(path, std::move(state)));
+  return std::unique_ptr<Tpm>(new SoftwareTpm(fs, path, std::move(state)));
 }
 
 }  // namespace kgr

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "kgr/bytes.h"
+#include "kgr/filesystem.h"
 #include "kgr/secret.h"
 #include "kgr/status.h"
 
@@ -81,6 +82,8 @@ struct TpmOptions {
   std::string state_dir;
   // Bind NV reads to the current PCR values (sha256 bank, PCRs 0-7).
   bool pcr_policy = false;
+  // Where those files are written (not owned); null: the real file system.
+  FileSystem* fs = nullptr;
 };
 
 // Resolves the TCTI: `flag` if non-empty, else $KGR_TCTI, else the default
