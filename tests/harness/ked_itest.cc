@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "harness/net.h"
+#include "kgr/counter_file.h"
 #include "kgr/mqtt.h"
 
 namespace kgr::harness {
