@@ -1,0 +1,89 @@
+// Internal to libkgr/store: the constants of the snapshot and journal
+// formats (docs/storage.md) and helpers the store's files share.
+#ifndef KGR_STORE_FORMAT_H_
+#define KGR_STORE_FORMAT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "kgr/store.h"
+
+namespace kgr {
+
+// The store's own copy of NK/NKsign, prepared (AES key schedule and HMAC
+// pads once): every record and journal entry uses them.
+RecordKeys PreparedCopy(const RecordKeys& keys);
+
+inline constexpr char kSnapshotMagic[] = "KGRS";
+inline constexpr char kJournalMagic[] = "KGRL";
+inline constexpr uint8_t kFormatVersion = 1;
+// MAC domains (8 bytes each).
+inline constexpr char kSnapshotHeaderContext[] = "KGR-SHD1";
+inline constexpr char kSnapshotIndexContext[] = "KGR-SIX1";
+inline constexpr char kJournalHeaderContext[] = "KGR-JHD1";
+inline constexpr char kJournalEntryContext[] = "KGR-JNL1";
+
+// magic, version, type, reserved, owner, generation, count
+inline constexpr size_t kSnapshotHeaderFields = 4 + 1 + 1 + 2 + 4 + 8 + 4;
+inline constexpr size_t kSnapshotHeaderSize = kSnapshotHeaderFields + kTagSize;
+inline constexpr size_t kIndexEntrySize = 8;
+// magic, version, type, reserved, owner, generation
+inline constexpr size_t kJournalHeaderFields = 4 + 1 + 1 + 2 + 4 + 8;
+inline constexpr size_t kJournalHeaderSize = kJournalHeaderFields + kTagSize;
+// kind, flags, seq, key (then the record, then the tag)
+inline constexpr size_t kEntryFixed = 1 + 1 + 8 + 8;
+inline constexpr size_t kMinEntryBody = kEntryFixed + kTagSize;
+inline constexpr size_t kMaxEntryBody = kMinEntryBody + kMaxRecordSize;
+
+// Bound of StoreOptions::verify_threads.
+inline constexpr size_t kMaxVerifyThreads = 64;
+
+inline constexpr uint8_t kEntryPut = 1;
+inline constexpr uint8_t kEntryDelete = 2;
+inline constexpr uint8_t kEntryCommit = 0x01;
+
+inline std::span<const uint8_t> Label(const char* s) {
+  return AsBytes(std::string_view(s, 8));
+}
+
+inline Status Failed(const std::string& what) {
+  return DataLossError(what + ": " + kVerificationFailed);
+}
+
+inline size_t EntrySize(const std::optional<Bytes>& record) {
+  return 4 + kMinEntryBody + (record ? record->size() : 0);
+}
+
+// "<type> record <key>": how errors name a record.
+inline std::string RecordNameOf(RecordType type, uint64_t key) {
+  return std::string(RecordTypeName(type)) + " record " + std::to_string(key);
+}
+
+template <typename Fn>
+void RecordFile::ForEachLocked(Fn&& fn) const {
+  std::span<const uint8_t> buf(base_buf_);
+  auto c = changes_.begin();
+  auto flush_changes_before = [&](uint64_t key, bool all) {
+    for (; c != changes_.end() && (all || c->first < key); ++c) {
+      if (c->second) fn(c->first, std::span<const uint8_t>(*c->second));
+    }
+  };
+  for (const BaseEntry& e : base_) {
+    flush_changes_before(e.key, false);
+    if (c != changes_.end() && c->first == e.key) {
+      if (c->second) fn(c->first, std::span<const uint8_t>(*c->second));
+      ++c;  // replaced or deleted
+      continue;
+    }
+    fn(e.key, buf.subspan(e.offset, e.size));
+  }
+  flush_changes_before(0, true);
+}
+
+}  // namespace kgr
+
+#endif  // KGR_STORE_FORMAT_H_

@@ -1,0 +1,209 @@
+// The journal file of a RecordFile (docs/storage.md): replaying it on
+// open, and appending at its end.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "kgr/store.h"
+#include "store/format.h"
+
+namespace kgr {
+
+Status RecordFile::ReplayJournal(const Bytes& file, bool* rewrite) {
+  std::span<const uint8_t> all(file);
+  *rewrite = false;
+  if (all.size() < kJournalHeaderSize ||
+      !VerifyHmacSha256(
+           keys_,
+           {Label(kJournalHeaderContext), all.first(kJournalHeaderFields)},
+           all.subspan(kJournalHeaderFields, kTagSize))
+           .ok()) {
+    // Journals are created atomically, so this is damage, not a crash.
+    return Failed("journal header");
+  }
+  ByteReader h(all.first(kJournalHeaderFields));
+  std::span<const uint8_t> magic;
+  uint8_t version, type;
+  uint16_t reserved;
+  uint32_t owner;
+  uint64_t generation;
+  h.View(4, &magic);
+  h.U8(&version);
+  h.U8(&type);
+  h.U16(&reserved);
+  h.U32(&owner);
+  h.U64(&generation);
+  if (!std::equal(magic.begin(), magic.end(), kJournalMagic) ||
+      version != kFormatVersion || reserved != 0 ||
+      type != static_cast<uint8_t>(type_) || owner != owner_) {
+    return InvalidArgumentError("journal: unknown format, type or owner");
+  }
+  if (generation < generation_) {
+    // A crash came between writing a new snapshot and its journal: every
+    // entry of this journal is already in the snapshot.
+    spdlog::info("store {}: ignoring stale journal (generation {} < {})", path_,
+                 generation, generation_);
+    *rewrite = true;
+    return OkStatus();
+  }
+  if (generation > generation_)
+    return DataLossError("journal newer than snapshot");
+
+  Bytes ctx;
+  ByteWriter cw(&ctx);
+  cw.Raw(Label(kJournalEntryContext));
+  cw.U32(owner_);
+  cw.U8(static_cast<uint8_t>(type_));
+  cw.U64(generation_);
+
+  struct Parsed {
+    size_t end = 0;
+    bool ok = false;
+    bool commit = false;
+    uint64_t seq = 0;
+    uint64_t key = 0;
+    std::optional<Bytes> record;
+    std::optional<uint64_t> claimed_key;
+    Status status;
+  };
+  std::vector<Parsed> entries;
+  size_t pos = kJournalHeaderSize;
+  while (pos < all.size()) {
+    ByteReader r(all.subspan(pos));
+    uint32_t len;
+    if (!r.U32(&len) || len < kMinEntryBody || len > kMaxEntryBody ||
+        r.remaining() < len) {
+      break;  // unframeable: nothing after this point can be read
+    }
+    std::span<const uint8_t> body = all.subspan(pos + 4, len);
+    Parsed p;
+    p.end = pos + 4 + len;
+    ByteReader b(body);
+    uint8_t kind, flags;
+    b.U8(&kind);
+    b.U8(&flags);
+    b.U64(&p.seq);
+    b.U64(&p.key);
+    p.claimed_key = p.key;
+    std::span<const uint8_t> record =
+        body.subspan(kEntryFixed, len - kMinEntryBody);
+    p.status = VerifyHmacSha256(keys_, {ctx, body.first(len - kTagSize)},
+                                body.last(kTagSize));
+    if (p.status.ok() && (flags & ~kEntryCommit) == 0 &&
+        (kind == kEntryPut || (kind == kEntryDelete && record.empty()))) {
+      p.commit = (flags & kEntryCommit) != 0;
+      if (kind == kEntryPut) {
+        StatusOr<uint64_t> key = codec_.Verify(type_, record);
+        if (key.ok() && *key == p.key) {
+          p.record = Bytes(record.begin(), record.end());
+          p.ok = true;
+        } else {
+          p.status =
+              key.ok() ? InvalidArgumentError("key mismatch") : key.status();
+        }
+      } else {
+        p.ok = true;
+      }
+    } else if (p.status.ok()) {
+      p.status = InvalidArgumentError("bad entry kind or flags");
+    }
+    entries.push_back(std::move(p));
+    pos += 4 + len;
+  }
+
+  // Entries after the last valid commit marker belong to a group whose
+  // append did not complete (crash): drop them. Bad entries before it were
+  // committed and then damaged: report them.
+  size_t committed = 0;  // number of entries in the committed prefix
+  for (size_t i = entries.size(); i > 0; --i) {
+    if (entries[i - 1].ok && entries[i - 1].commit) {
+      committed = i;
+      break;
+    }
+  }
+  size_t committed_end =
+      committed > 0 ? entries[committed - 1].end : kJournalHeaderSize;
+  // Zeros at the end are preallocated space, not data.
+  size_t data_end = all.size();
+  while (data_end > committed_end && all[data_end - 1] == 0) --data_end;
+  size_t tail = data_end - committed_end;
+  // One write holds at most the waiting unsynced entries and one group.
+  if (tail > kMaxUnsyncedBytes + kMaxCommitGroupBytes + 4 + kMaxEntryBody) {
+    return DataLossError("journal: " + std::to_string(tail) +
+                         " unreadable bytes, more than one commit group");
+  }
+  if (tail > 0) {
+    spdlog::warn(
+        "store {}: discarding {} bytes of an incomplete journal append", path_,
+        tail);
+    *rewrite = true;
+  }
+  uint64_t expected = 1;
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<size_t> pending;
+  for (size_t i = 0; i < committed; ++i) {
+    const Parsed& p = entries[i];
+    if (p.ok && p.seq != expected) {
+      return DataLossError("journal entry " + std::to_string(i) +
+                           ": out of sequence");
+    }
+    ++expected;
+    pending.push_back(i);
+    if (!(p.ok && p.commit)) continue;
+    for (size_t j : pending) {
+      Parsed& q = entries[j];
+      if (q.ok) {
+        ApplyOpLocked(q.key, std::move(q.record));
+        continue;
+      }
+      // Fail closed: the key's latest state is unknown.
+      SetLocked(*q.claimed_key, std::nullopt);
+      CorruptEntry c;
+      c.info.source = CorruptRecord::Source::kJournal;
+      c.info.index = j;
+      c.info.claimed_key = q.claimed_key;
+      c.info.status = DataLossError(
+          RecordName(*q.claimed_key) + " (journal #" + std::to_string(j) +
+          "): " + kVerificationFailed + " (" + q.status.message() + ")");
+      spdlog::error("store {}: {}", path_, c.info.status.message());
+      corrupt_.push_back(std::move(c));
+    }
+    pending.clear();
+  }
+  next_seq_ = expected;
+  journal_entries_ = committed;
+  journal_bytes_ = committed_end;
+  journal_size_ = all.size();
+  return OkStatus();
+}
+
+Bytes RecordFile::Preallocation() const {
+  return Bytes(
+      std::min(options_.journal_preallocate_bytes, kMaxCommitGroupBytes), 0);
+}
+
+Status RecordFile::WriteJournal(std::span<const uint8_t> buf, bool sync) {
+  const uint64_t at = journal_bytes_;
+  KGR_RETURN_IF_ERROR(journal_->WriteAt(at, buf));
+  if (at + buf.size() > journal_size_) {
+    // The preallocated space is used up: add more. Not needed for the
+    // entries, so a failure (a full disk) only costs the speed-up.
+    journal_size_ = at + buf.size();
+    Bytes zeros = Preallocation();
+    if (!zeros.empty()) {
+      Status z = journal_->WriteAt(journal_size_, zeros);
+      if (z.ok()) {
+        journal_size_ += zeros.size();
+      } else {
+        spdlog::debug("store {}: no journal preallocation: {}", path_,
+                      z.ToString());
+      }
+    }
+  }
+  if (sync) KGR_RETURN_IF_ERROR(journal_->Sync());
+  journal_bytes_ = at + buf.size();
+  return OkStatus();
+}
+
+}  // namespace kgr
