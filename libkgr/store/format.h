@@ -63,27 +63,6 @@ inline std::string RecordNameOf(RecordType type, uint64_t key) {
   return std::string(RecordTypeName(type)) + " record " + std::to_string(key);
 }
 
-template <typename Fn>
-void RecordFile::ForEachLocked(Fn&& fn) const {
-  std::span<const uint8_t> buf(base_buf_);
-  auto c = changes_.begin();
-  auto flush_changes_before = [&](uint64_t key, bool all) {
-    for (; c != changes_.end() && (all || c->first < key); ++c) {
-      if (c->second) fn(c->first, std::span<const uint8_t>(*c->second));
-    }
-  };
-  for (const BaseEntry& e : base_) {
-    flush_changes_before(e.key, false);
-    if (c != changes_.end() && c->first == e.key) {
-      if (c->second) fn(c->first, std::span<const uint8_t>(*c->second));
-      ++c;  // replaced or deleted
-      continue;
-    }
-    fn(e.key, buf.subspan(e.offset, e.size));
-  }
-  flush_changes_before(0, true);
-}
-
 }  // namespace kgr
 
 #endif  // KGR_STORE_FORMAT_H_

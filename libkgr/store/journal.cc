@@ -7,10 +7,11 @@
 
 #include "kgr/store.h"
 #include "store/format.h"
+#include "store/record_file.h"
 
 namespace kgr {
 
-Status RecordFile::ReplayJournal(const Bytes& file, bool* rewrite) {
+Status RecordFileImpl::ReplayJournal(const Bytes& file, bool* rewrite) {
   std::span<const uint8_t> all(file);
   *rewrite = false;
   if (all.size() < kJournalHeaderSize ||
@@ -178,12 +179,12 @@ Status RecordFile::ReplayJournal(const Bytes& file, bool* rewrite) {
   return OkStatus();
 }
 
-Bytes RecordFile::Preallocation() const {
+Bytes RecordFileImpl::Preallocation() const {
   return Bytes(
       std::min(options_.journal_preallocate_bytes, kMaxCommitGroupBytes), 0);
 }
 
-Status RecordFile::WriteJournal(std::span<const uint8_t> buf, bool sync) {
+Status RecordFileImpl::WriteJournal(std::span<const uint8_t> buf, bool sync) {
   const uint64_t at = journal_bytes_;
   KGR_RETURN_IF_ERROR(journal_->WriteAt(at, buf));
   if (at + buf.size() > journal_size_) {

@@ -1,5 +1,7 @@
 // RecordFile: snapshot + journal store of sealed records (docs/storage.md):
 // opening, the group commit of writers and reads.
+#include "store/record_file.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -20,7 +22,7 @@ RecordKeys PreparedCopy(const RecordKeys& keys) {
   return copy;
 }
 
-struct RecordFile::Writer {
+struct RecordFileImpl::Writer {
   enum class Kind { kBatch, kCompact, kDropCorrupt };
   Kind kind = Kind::kBatch;
   RecordBatch* batch = nullptr;
@@ -36,9 +38,9 @@ void RecordBatch::Put(uint64_t key, Bytes sealed_record) {
 }
 void RecordBatch::Delete(uint64_t key) { ops_.push_back({key, std::nullopt}); }
 
-RecordFile::RecordFile(FileSystem& fs, std::string path, RecordType type,
-                       RecordKeys keys, uint32_t owner,
-                       const StoreOptions& options)
+RecordFileImpl::RecordFileImpl(FileSystem& fs, std::string path,
+                               RecordType type, RecordKeys keys, uint32_t owner,
+                               const StoreOptions& options)
     : fs_(fs),
       path_(std::move(path)),
       log_path_(path_ + ".log"),
@@ -48,7 +50,7 @@ RecordFile::RecordFile(FileSystem& fs, std::string path, RecordType type,
       options_(options),
       codec_(keys_, owner_) {}
 
-RecordFile::~RecordFile() {
+RecordFileImpl::~RecordFileImpl() {
   if (!journal_) return;
   // Unsynced batches reach the file (not the disk) on a clean close.
   if (!unsynced_.empty() && !needs_rewrite_) {
@@ -61,25 +63,25 @@ RecordFile::~RecordFile() {
   (void)journal_->Close();
 }
 
-StatusOr<std::unique_ptr<RecordFile>> RecordFile::Open(
+StatusOr<std::unique_ptr<RecordFileImpl>> RecordFileImpl::Open(
     FileSystem& fs, const std::string& path, RecordType type,
     const RecordKeys& keys, uint32_t owner_n_id, const StoreOptions& options) {
   if (path.empty()) return InvalidArgumentError("store: empty path");
   if (!keys.valid()) return InvalidArgumentError("store: need NK and NKsign");
-  std::unique_ptr<RecordFile> f(
-      new RecordFile(fs, path, type, PreparedCopy(keys), owner_n_id, options));
+  std::unique_ptr<RecordFileImpl> f(new RecordFileImpl(
+      fs, path, type, PreparedCopy(keys), owner_n_id, options));
   Status s = f->Load();
   if (!s.ok()) return s.Annotate(path);
   return f;
 }
 
-std::string RecordFile::RecordName(uint64_t key) const {
+std::string RecordFileImpl::RecordName(uint64_t key) const {
   return RecordNameOf(type_, key);
 }
 
 // ---------------------------------------------------------------- loading
 
-Status RecordFile::Load() {
+Status RecordFileImpl::Load() {
   KGR_RETURN_IF_ERROR(fs_.CreateDir(DirName(path_), options_.dir_mode));
   for (const std::string& tmp : {path_ + ".tmp", log_path_ + ".tmp"}) {
     if (fs_.Exists(tmp)) (void)fs_.Remove(tmp);  // an interrupted rewrite
@@ -129,7 +131,7 @@ Status RecordFile::Load() {
 
 // ---------------------------------------------------------------- writing
 
-void RecordFile::ApplyOpLocked(uint64_t key, std::optional<Bytes> record) {
+void RecordFileImpl::ApplyOpLocked(uint64_t key, std::optional<Bytes> record) {
   corrupt_.erase(std::remove_if(corrupt_.begin(), corrupt_.end(),
                                 [key](const CorruptEntry& c) {
                                   return c.info.claimed_key == key;
@@ -138,14 +140,15 @@ void RecordFile::ApplyOpLocked(uint64_t key, std::optional<Bytes> record) {
   SetLocked(key, std::move(record));
 }
 
-const RecordFile::BaseEntry* RecordFile::FindBaseLocked(uint64_t key) const {
+const RecordFileImpl::BaseEntry* RecordFileImpl::FindBaseLocked(
+    uint64_t key) const {
   auto it = std::lower_bound(
       base_.begin(), base_.end(), key,
       [](const BaseEntry& e, uint64_t k) { return e.key < k; });
   return it != base_.end() && it->key == key ? &*it : nullptr;
 }
 
-std::optional<std::span<const uint8_t>> RecordFile::FindLocked(
+std::optional<std::span<const uint8_t>> RecordFileImpl::FindLocked(
     uint64_t key) const {
   auto c = changes_.find(key);
   if (c != changes_.end()) {
@@ -157,7 +160,7 @@ std::optional<std::span<const uint8_t>> RecordFile::FindLocked(
   return std::span<const uint8_t>(base_buf_).subspan(e->offset, e->size);
 }
 
-void RecordFile::SetLocked(uint64_t key, std::optional<Bytes> record) {
+void RecordFileImpl::SetLocked(uint64_t key, std::optional<Bytes> record) {
   bool had = FindLocked(key).has_value();
   count_ += (record ? 1 : 0);
   count_ -= (had ? 1 : 0);
@@ -170,7 +173,7 @@ void RecordFile::SetLocked(uint64_t key, std::optional<Bytes> record) {
   }
 }
 
-Status RecordFile::Rewrite(bool drop_corrupt) {
+Status RecordFileImpl::Rewrite(bool drop_corrupt) {
   uint64_t generation;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -231,8 +234,8 @@ Status RecordFile::Rewrite(bool drop_corrupt) {
   return OkStatus();
 }
 
-Status RecordFile::CheckBatch(const RecordBatch& batch,
-                              size_t* encoded_size) const {
+Status RecordFileImpl::CheckBatch(const RecordBatch& batch,
+                                  size_t* encoded_size) const {
   size_t total = 0;
   for (const RecordBatch::Op& op : batch.ops_) {
     if (op.record && !batch.sealed_by_store_) {
@@ -249,7 +252,7 @@ Status RecordFile::CheckBatch(const RecordBatch& batch,
   return OkStatus();
 }
 
-Status RecordFile::Submit(Writer* w) {
+Status RecordFileImpl::Submit(Writer* w) {
   std::unique_lock<std::mutex> l(mu_);
   writers_.push_back(w);
   while (!w->done && w != writers_.front()) w->cv.wait(l);
@@ -286,8 +289,8 @@ Status RecordFile::Submit(Writer* w) {
   return s;
 }
 
-Status RecordFile::WriteGroup(const std::vector<Writer*>& group,
-                              std::unique_lock<std::mutex>* lock) {
+Status RecordFileImpl::WriteGroup(const std::vector<Writer*>& group,
+                                  std::unique_lock<std::mutex>* lock) {
   if (needs_rewrite_ || !journal_) {
     lock->unlock();
     Status s = Rewrite(false);
@@ -378,7 +381,7 @@ Status RecordFile::WriteGroup(const std::vector<Writer*>& group,
   return OkStatus();
 }
 
-Status RecordFile::ApplyImpl(RecordBatch batch, bool sync) {
+Status RecordFileImpl::ApplyImpl(RecordBatch batch, bool sync) {
   if (batch.empty()) return OkStatus();
   Writer w;
   w.batch = &batch;
@@ -387,35 +390,35 @@ Status RecordFile::ApplyImpl(RecordBatch batch, bool sync) {
   return Submit(&w);
 }
 
-Status RecordFile::Apply(RecordBatch batch) {
+Status RecordFileImpl::Apply(RecordBatch batch) {
   return ApplyImpl(std::move(batch), /*sync=*/true);
 }
 
-void RecordFile::ApplyUnsynced(RecordBatch batch) {
+void RecordFileImpl::ApplyUnsynced(RecordBatch batch) {
   Status s = ApplyImpl(std::move(batch), /*sync=*/false);
   if (!s.ok())
     spdlog::warn("store {}: unsynced write failed: {}", path_, s.ToString());
 }
 
-Status RecordFile::Put(uint64_t key, Bytes sealed_record) {
+Status RecordFileImpl::Put(uint64_t key, Bytes sealed_record) {
   RecordBatch b;
   b.Put(key, std::move(sealed_record));
   return Apply(std::move(b));
 }
 
-Status RecordFile::Delete(uint64_t key) {
+Status RecordFileImpl::Delete(uint64_t key) {
   RecordBatch b;
   b.Delete(key);
   return Apply(std::move(b));
 }
 
-Status RecordFile::Compact() {
+Status RecordFileImpl::Compact() {
   Writer w;
   w.kind = Writer::Kind::kCompact;
   return Submit(&w);
 }
 
-Status RecordFile::DropCorrupt() {
+Status RecordFileImpl::DropCorrupt() {
   Writer w;
   w.kind = Writer::Kind::kDropCorrupt;
   return Submit(&w);
@@ -423,7 +426,7 @@ Status RecordFile::DropCorrupt() {
 
 // ---------------------------------------------------------------- reading
 
-StatusOr<Bytes> RecordFile::Get(uint64_t key) const {
+StatusOr<Bytes> RecordFileImpl::Get(uint64_t key) const {
   std::lock_guard<std::mutex> l(mu_);
   if (auto rec = FindLocked(key)) return Bytes(rec->begin(), rec->end());
   for (const CorruptEntry& c : corrupt_) {
@@ -432,7 +435,7 @@ StatusOr<Bytes> RecordFile::Get(uint64_t key) const {
   return NotFoundError(RecordName(key) + ": not found");
 }
 
-std::vector<uint64_t> RecordFile::Keys() const {
+std::vector<uint64_t> RecordFileImpl::Keys() const {
   std::lock_guard<std::mutex> l(mu_);
   std::vector<uint64_t> keys;
   keys.reserve(count_);
@@ -441,7 +444,7 @@ std::vector<uint64_t> RecordFile::Keys() const {
   return keys;
 }
 
-std::vector<std::pair<uint64_t, Bytes>> RecordFile::Snapshot() const {
+std::vector<std::pair<uint64_t, Bytes>> RecordFileImpl::Snapshot() const {
   std::lock_guard<std::mutex> l(mu_);
   std::vector<std::pair<uint64_t, Bytes>> out;
   out.reserve(count_);
@@ -451,31 +454,76 @@ std::vector<std::pair<uint64_t, Bytes>> RecordFile::Snapshot() const {
   return out;
 }
 
-size_t RecordFile::Count() const {
+size_t RecordFileImpl::Count() const {
   std::lock_guard<std::mutex> l(mu_);
   return count_;
 }
 
-bool RecordFile::Contains(uint64_t key) const {
+bool RecordFileImpl::Contains(uint64_t key) const {
   std::lock_guard<std::mutex> l(mu_);
   return FindLocked(key).has_value();
 }
 
-std::vector<CorruptRecord> RecordFile::corrupt_records() const {
+std::vector<CorruptRecord> RecordFileImpl::corrupt_records() const {
   std::lock_guard<std::mutex> l(mu_);
   std::vector<CorruptRecord> out;
   for (const CorruptEntry& c : corrupt_) out.push_back(c.info);
   return out;
 }
 
-uint64_t RecordFile::generation() const {
+uint64_t RecordFileImpl::generation() const {
   std::lock_guard<std::mutex> l(mu_);
   return generation_;
 }
 
-uint64_t RecordFile::journal_entries() const {
+uint64_t RecordFileImpl::journal_entries() const {
   std::lock_guard<std::mutex> l(mu_);
   return journal_entries_;
+}
+
+// ---------------------------------------------------------------- facade
+
+RecordFile::RecordFile(std::unique_ptr<RecordFileImpl> impl)
+    : impl_(std::move(impl)) {}
+RecordFile::~RecordFile() = default;
+
+StatusOr<std::unique_ptr<RecordFile>> RecordFile::Open(
+    FileSystem& fs, const std::string& path, RecordType type,
+    const RecordKeys& keys, uint32_t owner_n_id, const StoreOptions& options) {
+  KGR_ASSIGN_OR_RETURN(
+      std::unique_ptr<RecordFileImpl> impl,
+      RecordFileImpl::Open(fs, path, type, keys, owner_n_id, options));
+  return std::unique_ptr<RecordFile>(new RecordFile(std::move(impl)));
+}
+
+StatusOr<Bytes> RecordFile::Get(uint64_t key) const { return impl_->Get(key); }
+Status RecordFile::Put(uint64_t key, Bytes sealed_record) {
+  return impl_->Put(key, std::move(sealed_record));
+}
+Status RecordFile::Delete(uint64_t key) { return impl_->Delete(key); }
+Status RecordFile::Apply(RecordBatch batch) {
+  return impl_->Apply(std::move(batch));
+}
+void RecordFile::ApplyUnsynced(RecordBatch batch) {
+  impl_->ApplyUnsynced(std::move(batch));
+}
+std::vector<uint64_t> RecordFile::Keys() const { return impl_->Keys(); }
+std::vector<std::pair<uint64_t, Bytes>> RecordFile::Snapshot() const {
+  return impl_->Snapshot();
+}
+size_t RecordFile::Count() const { return impl_->Count(); }
+bool RecordFile::Contains(uint64_t key) const { return impl_->Contains(key); }
+std::vector<CorruptRecord> RecordFile::corrupt_records() const {
+  return impl_->corrupt_records();
+}
+Status RecordFile::Compact() { return impl_->Compact(); }
+Status RecordFile::DropCorrupt() { return impl_->DropCorrupt(); }
+RecordType RecordFile::type() const { return impl_->type(); }
+uint32_t RecordFile::owner_n_id() const { return impl_->owner_n_id(); }
+const std::string& RecordFile::path() const { return impl_->path(); }
+uint64_t RecordFile::generation() const { return impl_->generation(); }
+uint64_t RecordFile::journal_entries() const {
+  return impl_->journal_entries();
 }
 
 }  // namespace kgr

@@ -10,10 +10,11 @@
 
 #include "kgr/store.h"
 #include "store/format.h"
+#include "store/record_file.h"
 
 namespace kgr {
 
-Status RecordFile::LoadSnapshot(Bytes file) {
+Status RecordFileImpl::LoadSnapshot(Bytes file) {
   std::span<const uint8_t> all(file);
   // The header, or its copy at the end of the file.
   auto parse_header =
@@ -259,7 +260,7 @@ Status RecordFile::LoadSnapshot(Bytes file) {
   return OkStatus();
 }
 
-StatusOr<Bytes> RecordFile::EncodeSnapshot(
+StatusOr<Bytes> RecordFileImpl::EncodeSnapshot(
     uint64_t generation, bool drop_corrupt,
     std::vector<BaseEntry>* entries) const {
   std::vector<std::pair<uint64_t, std::span<const uint8_t>>> recs;

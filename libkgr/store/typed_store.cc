@@ -3,12 +3,48 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
 #include <utility>
 
 #include "kgr/store.h"
 #include "store/format.h"
 
 namespace kgr {
+
+template <typename R>
+struct TypedStore<R>::State {
+  // The memo of decoded records: `record` is what `sealed` opens to. Valid
+  // whatever the store holds, so it needs no coordination with writers: Get
+  // uses it only when the stored bytes equal `sealed`.
+  struct Decoded {
+    Bytes sealed;
+    R record;
+  };
+  std::mutex decoded_mu;
+  std::unordered_map<Key, Decoded> decoded;  // guarded by decoded_mu
+  // Unsynced writes not sealed yet (nullopt: a delete), guarded by
+  // pending_mu (taken before the file's lock, never after).
+  std::mutex pending_mu;
+  std::map<Key, std::optional<R>> pending;
+};
+
+template <typename R>
+TypedStore<R>::TypedStore(std::unique_ptr<RecordFile> file, RecordKeys keys,
+                          uint32_t owner, size_t decoded_records)
+    : file_(std::move(file)),
+      keys_(std::move(keys)),
+      codec_(keys_, owner),
+      decoded_capacity_(decoded_records),
+      state_(std::make_unique<State>()) {}
+
+template <typename R>
+TypedStore<R>::~TypedStore() {
+  FlushPending();
+}
 
 template <typename R>
 Status TypedStore<R>::Batch::Put(const R& record) {
@@ -23,21 +59,23 @@ Status TypedStore<R>::Batch::Put(const R& record) {
 template <typename R>
 void TypedStore<R>::Remember(Key key, Bytes sealed, const R& record) const {
   if (decoded_capacity_ == 0) return;
-  std::lock_guard<std::mutex> l(decoded_mu_);
-  auto it = decoded_.find(key);
-  if (it != decoded_.end()) {
-    it->second = Decoded{std::move(sealed), record.Clone()};
+  std::lock_guard<std::mutex> l(state_->decoded_mu);
+  auto it = state_->decoded.find(key);
+  if (it != state_->decoded.end()) {
+    it->second = typename State::Decoded{std::move(sealed), record.Clone()};
     return;
   }
-  if (decoded_.size() >= decoded_capacity_) decoded_.erase(decoded_.begin());
-  decoded_.emplace(key, Decoded{std::move(sealed), record.Clone()});
+  if (state_->decoded.size() >= decoded_capacity_)
+    state_->decoded.erase(state_->decoded.begin());
+  state_->decoded.emplace(
+      key, typename State::Decoded{std::move(sealed), record.Clone()});
 }
 
 template <typename R>
 void TypedStore<R>::Forget(Key key) const {
   if (decoded_capacity_ == 0) return;
-  std::lock_guard<std::mutex> l(decoded_mu_);
-  decoded_.erase(key);
+  std::lock_guard<std::mutex> l(state_->decoded_mu);
+  state_->decoded.erase(key);
 }
 
 template <typename R>
@@ -56,16 +94,16 @@ StatusOr<std::unique_ptr<TypedStore<R>>> TypedStore<R>::Open(
 
 template <typename R>
 void TypedStore<R>::FlushPending() const {
-  std::lock_guard<std::mutex> l(pending_mu_);
+  std::lock_guard<std::mutex> l(state_->pending_mu);
   FlushPendingLocked({});
 }
 
 template <typename R>
 void TypedStore<R>::FlushPendingLocked(const std::vector<Key>& keep) const {
-  if (pending_.size() <= keep.size()) return;  // nothing else waits
+  if (state_->pending.size() <= keep.size()) return;  // nothing else waits
   RecordBatch batch;
   batch.sealed_by_store_ = true;
-  for (auto it = pending_.begin(); it != pending_.end();) {
+  for (auto it = state_->pending.begin(); it != state_->pending.end();) {
     auto& [key, record] = *it;
     if (std::find(keep.begin(), keep.end(), key) != keep.end()) {
       ++it;
@@ -79,16 +117,16 @@ void TypedStore<R>::FlushPendingLocked(const std::vector<Key>& keep) const {
     } else {
       spdlog::warn("store {}: {}", file_->path(), sealed.status().ToString());
     }
-    it = pending_.erase(it);
+    it = state_->pending.erase(it);
   }
   file_->ApplyUnsynced(std::move(batch));
 }
 
 template <typename R>
 size_t TypedStore<R>::Count() const {
-  std::lock_guard<std::mutex> l(pending_mu_);
+  std::lock_guard<std::mutex> l(state_->pending_mu);
   size_t n = file_->Count();
-  for (const auto& [key, record] : pending_) {
+  for (const auto& [key, record] : state_->pending) {
     bool stored = file_->Contains(key);
     if (record && !stored) ++n;
     if (!record && stored) --n;
@@ -99,9 +137,9 @@ size_t TypedStore<R>::Count() const {
 template <typename R>
 bool TypedStore<R>::Contains(Key key) const {
   {
-    std::lock_guard<std::mutex> l(pending_mu_);
-    auto it = pending_.find(key);
-    if (it != pending_.end()) return it->second.has_value();
+    std::lock_guard<std::mutex> l(state_->pending_mu);
+    auto it = state_->pending.find(key);
+    if (it != state_->pending.end()) return it->second.has_value();
   }
   return file_->Contains(key);
 }
@@ -109,9 +147,9 @@ bool TypedStore<R>::Contains(Key key) const {
 template <typename R>
 StatusOr<R> TypedStore<R>::Get(Key key) const {
   {
-    std::lock_guard<std::mutex> l(pending_mu_);
-    auto it = pending_.find(key);
-    if (it != pending_.end()) {
+    std::lock_guard<std::mutex> l(state_->pending_mu);
+    auto it = state_->pending.find(key);
+    if (it != state_->pending.end()) {
       if (!it->second)
         return NotFoundError(RecordNameOf(R::kType, key) + ": not found");
       return it->second->Clone();
@@ -119,9 +157,9 @@ StatusOr<R> TypedStore<R>::Get(Key key) const {
   }
   KGR_ASSIGN_OR_RETURN(Bytes sealed, file_->Get(key));
   if (decoded_capacity_ != 0) {
-    std::lock_guard<std::mutex> l(decoded_mu_);
-    auto it = decoded_.find(key);
-    if (it != decoded_.end() && it->second.sealed == sealed) {
+    std::lock_guard<std::mutex> l(state_->decoded_mu);
+    auto it = state_->decoded.find(key);
+    if (it != state_->decoded.end() && it->second.sealed == sealed) {
       return it->second.record.Clone();
     }
   }
@@ -150,17 +188,17 @@ Status TypedStore<R>::PutAll(const std::vector<R>& records) {
 
 template <typename R>
 void TypedStore<R>::PutUnsynced(const R& record) {
-  std::lock_guard<std::mutex> l(pending_mu_);
-  pending_.insert_or_assign(record.key(), record.Clone());
-  if (pending_.size() >= kMaxPendingRecords) FlushPendingLocked({});
+  std::lock_guard<std::mutex> l(state_->pending_mu);
+  state_->pending.insert_or_assign(record.key(), record.Clone());
+  if (state_->pending.size() >= kMaxPendingRecords) FlushPendingLocked({});
 }
 
 template <typename R>
 void TypedStore<R>::DeleteUnsynced(Key key) {
   Forget(key);
-  std::lock_guard<std::mutex> l(pending_mu_);
-  pending_.insert_or_assign(key, std::nullopt);
-  if (pending_.size() >= kMaxPendingRecords) FlushPendingLocked({});
+  std::lock_guard<std::mutex> l(state_->pending_mu);
+  state_->pending.insert_or_assign(key, std::nullopt);
+  if (state_->pending.size() >= kMaxPendingRecords) FlushPendingLocked({});
 }
 
 template <typename R>
@@ -179,11 +217,11 @@ Status TypedStore<R>::Apply(Batch batch) {
   // those the batch replaces unsealed. They stay readable until it is
   // applied (the lock is held through the write then, so Get never sees an
   // older record) and stay waiting if it fails.
-  std::unique_lock<std::mutex> l(pending_mu_);
+  std::unique_lock<std::mutex> l(state_->pending_mu);
   std::vector<Key> replaced;
   for (const RecordBatch::Op& op : batch.batch_.ops_) {
     Key key = static_cast<Key>(op.key);
-    if (pending_.count(key) &&
+    if (state_->pending.count(key) &&
         std::find(replaced.begin(), replaced.end(), key) == replaced.end()) {
       replaced.push_back(key);  // once: a batch may write a key twice
     }
@@ -192,7 +230,7 @@ Status TypedStore<R>::Apply(Batch batch) {
   if (replaced.empty()) l.unlock();  // concurrent writers share the sync
   Status st = file_->Apply(std::move(batch.batch_));
   if (st.ok()) {
-    for (Key key : replaced) pending_.erase(key);
+    for (Key key : replaced) state_->pending.erase(key);
   }
   return st;
 }
