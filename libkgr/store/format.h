@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "kgr/bytes.h"
 #include "kgr/store.h"
 
 namespace kgr {
@@ -57,6 +58,35 @@ inline Status Failed(const std::string& what) {
 inline size_t EntrySize(const std::optional<Bytes>& record) {
   return 4 + kMinEntryBody + (record ? record->size() : 0);
 }
+
+// The fields both file headers begin with (the snapshot's then holds its
+// record count): magic, version, type, reserved, owner, generation.
+struct FileHeader {
+  std::span<const uint8_t> magic;
+  uint8_t version = 0;
+  uint8_t type = 0;
+  uint16_t reserved = 0;
+  uint32_t owner = 0;
+  uint64_t generation = 0;
+  // Whether it has `magic` (4 bytes), kFormatVersion and reserved 0.
+  bool Known(const char* expected_magic) const;
+};
+// Reads the fields from `r`, which holds at least kJournalHeaderFields bytes.
+FileHeader ReadFileHeader(ByteReader& r);
+// Writes the fields of a header of this format version.
+void WriteFileHeader(ByteWriter& w, const char* magic, RecordType type,
+                     uint32_t owner, uint64_t generation);
+
+// The MAC context of the journal entries of `generation`.
+Bytes JournalEntryContext(uint32_t owner, RecordType type, uint64_t generation);
+
+// Appends to `buf` the journal entry number `seq` that puts `record` as
+// `key` (nullopt: deletes it), MAC'd under `keys` in context `ctx`;
+// `commit` marks the last entry of a commit group.
+Status AppendJournalEntry(const RecordKeys& keys, std::span<const uint8_t> ctx,
+                          uint64_t seq, uint64_t key,
+                          const std::optional<Bytes>& record, bool commit,
+                          Bytes* buf);
 
 // "<type> record <key>": how errors name a record.
 inline std::string RecordNameOf(RecordType type, uint64_t key) {

@@ -3,7 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "kgr/store.h"
 #include "store/format.h"
@@ -11,63 +14,27 @@
 
 namespace kgr {
 
-Status RecordFileImpl::ReplayJournal(const Bytes& file, bool* rewrite) {
-  std::span<const uint8_t> all(file);
-  *rewrite = false;
-  if (all.size() < kJournalHeaderSize ||
-      !VerifyHmacSha256(
-           keys_,
-           {Label(kJournalHeaderContext), all.first(kJournalHeaderFields)},
-           all.subspan(kJournalHeaderFields, kTagSize))
-           .ok()) {
-    // Journals are created atomically, so this is damage, not a crash.
-    return Failed("journal header");
-  }
-  ByteReader h(all.first(kJournalHeaderFields));
-  std::span<const uint8_t> magic;
-  uint8_t version, type;
-  uint16_t reserved;
-  uint32_t owner;
-  uint64_t generation;
-  h.View(4, &magic);
-  h.U8(&version);
-  h.U8(&type);
-  h.U16(&reserved);
-  h.U32(&owner);
-  h.U64(&generation);
-  if (!std::equal(magic.begin(), magic.end(), kJournalMagic) ||
-      version != kFormatVersion || reserved != 0 ||
-      type != static_cast<uint8_t>(type_) || owner != owner_) {
-    return InvalidArgumentError("journal: unknown format, type or owner");
-  }
-  if (generation < generation_) {
-    // A crash came between writing a new snapshot and its journal: every
-    // entry of this journal is already in the snapshot.
-    spdlog::info("store {}: ignoring stale journal (generation {} < {})", path_,
-                 generation, generation_);
-    *rewrite = true;
-    return OkStatus();
-  }
-  if (generation > generation_)
-    return DataLossError("journal newer than snapshot");
+namespace {
 
-  Bytes ctx;
-  ByteWriter cw(&ctx);
-  cw.Raw(Label(kJournalEntryContext));
-  cw.U32(owner_);
-  cw.U8(static_cast<uint8_t>(type_));
-  cw.U64(generation_);
+// One entry of the journal as read: `ok` if it verified, and then `record`
+// is its record (nullopt: a delete).
+struct Parsed {
+  size_t end = 0;
+  bool ok = false;
+  bool commit = false;
+  uint64_t seq = 0;
+  uint64_t key = 0;
+  std::optional<Bytes> record;
+  std::optional<uint64_t> claimed_key;
+  Status status;
+};
 
-  struct Parsed {
-    size_t end = 0;
-    bool ok = false;
-    bool commit = false;
-    uint64_t seq = 0;
-    uint64_t key = 0;
-    std::optional<Bytes> record;
-    std::optional<uint64_t> claimed_key;
-    Status status;
-  };
+// The entries of the journal `all` (MAC context `ctx`) up to the first
+// that cannot be framed; each verified (keys, record) or not.
+std::vector<Parsed> ParseEntries(std::span<const uint8_t> all,
+                                 std::span<const uint8_t> ctx,
+                                 const RecordKeys& keys,
+                                 const RecordCodec& codec, RecordType type) {
   std::vector<Parsed> entries;
   size_t pos = kJournalHeaderSize;
   while (pos < all.size()) {
@@ -89,13 +56,13 @@ Status RecordFileImpl::ReplayJournal(const Bytes& file, bool* rewrite) {
     p.claimed_key = p.key;
     std::span<const uint8_t> record =
         body.subspan(kEntryFixed, len - kMinEntryBody);
-    p.status = VerifyHmacSha256(keys_, {ctx, body.first(len - kTagSize)},
+    p.status = VerifyHmacSha256(keys, {ctx, body.first(len - kTagSize)},
                                 body.last(kTagSize));
     if (p.status.ok() && (flags & ~kEntryCommit) == 0 &&
         (kind == kEntryPut || (kind == kEntryDelete && record.empty()))) {
       p.commit = (flags & kEntryCommit) != 0;
       if (kind == kEntryPut) {
-        StatusOr<uint64_t> key = codec_.Verify(type_, record);
+        StatusOr<uint64_t> key = codec.Verify(type, record);
         if (key.ok() && *key == p.key) {
           p.record = Bytes(record.begin(), record.end());
           p.ok = true;
@@ -112,7 +79,21 @@ Status RecordFileImpl::ReplayJournal(const Bytes& file, bool* rewrite) {
     entries.push_back(std::move(p));
     pos += 4 + len;
   }
+  return entries;
+}
 
+// The committed prefix of the journal: its number of entries, where it
+// ends, and the bytes after it (but preallocated zeros).
+struct Committed {
+  size_t entries = 0;
+  size_t end = 0;
+  size_t tail = 0;
+};
+
+// DATA_LOSS if more bytes follow the committed prefix than one torn write
+// can leave.
+StatusOr<Committed> FindCommitted(std::span<const uint8_t> all,
+                                  const std::vector<Parsed>& entries) {
   // Entries after the last valid commit marker belong to a group whose
   // append did not complete (crash): drop them. Bad entries before it were
   // committed and then damaged: report them.
@@ -134,10 +115,50 @@ Status RecordFileImpl::ReplayJournal(const Bytes& file, bool* rewrite) {
     return DataLossError("journal: " + std::to_string(tail) +
                          " unreadable bytes, more than one commit group");
   }
-  if (tail > 0) {
+  return Committed{committed, committed_end, tail};
+}
+
+}  // namespace
+
+Status RecordFileImpl::ReplayJournal(const Bytes& file, bool* rewrite) {
+  std::span<const uint8_t> all(file);
+  *rewrite = false;
+  if (all.size() < kJournalHeaderSize ||
+      !VerifyHmacSha256(
+           keys_,
+           {Label(kJournalHeaderContext), all.first(kJournalHeaderFields)},
+           all.subspan(kJournalHeaderFields, kTagSize))
+           .ok()) {
+    // Journals are created atomically, so this is damage, not a crash.
+    return Failed("journal header");
+  }
+  ByteReader h(all.first(kJournalHeaderFields));
+  const FileHeader header = ReadFileHeader(h);
+  if (!header.Known(kJournalMagic) ||
+      header.type != static_cast<uint8_t>(type_) || header.owner != owner_) {
+    return InvalidArgumentError("journal: unknown format, type or owner");
+  }
+  const uint64_t generation = header.generation;
+  if (generation < generation_) {
+    // A crash came between writing a new snapshot and its journal: every
+    // entry of this journal is already in the snapshot.
+    spdlog::info("store {}: ignoring stale journal (generation {} < {})", path_,
+                 generation, generation_);
+    *rewrite = true;
+    return OkStatus();
+  }
+  if (generation > generation_)
+    return DataLossError("journal newer than snapshot");
+
+  std::vector<Parsed> entries =
+      ParseEntries(all, JournalEntryContext(owner_, type_, generation_), keys_,
+                   codec_, type_);
+  KGR_ASSIGN_OR_RETURN(const Committed done, FindCommitted(all, entries));
+  const size_t committed = done.entries;
+  if (done.tail > 0) {
     spdlog::warn(
         "store {}: discarding {} bytes of an incomplete journal append", path_,
-        tail);
+        done.tail);
     *rewrite = true;
   }
   uint64_t expected = 1;
@@ -174,8 +195,30 @@ Status RecordFileImpl::ReplayJournal(const Bytes& file, bool* rewrite) {
   }
   next_seq_ = expected;
   journal_entries_ = committed;
-  journal_bytes_ = committed_end;
+  journal_bytes_ = done.end;
   journal_size_ = all.size();
+  return OkStatus();
+}
+
+Status AppendJournalEntry(const RecordKeys& keys, std::span<const uint8_t> ctx,
+                          uint64_t seq, uint64_t key,
+                          const std::optional<Bytes>& record, bool commit,
+                          Bytes* buf) {
+  size_t at = buf->size();
+  ByteWriter w(buf);
+  w.U32(0);  // length, patched below
+  w.U8(record ? kEntryPut : kEntryDelete);
+  w.U8(commit ? kEntryCommit : 0);
+  w.U64(seq);
+  w.U64(key);
+  if (record) w.Raw(*record);
+  KGR_ASSIGN_OR_RETURN(
+      Tag tag,
+      HmacSha256(keys, {ctx, std::span<const uint8_t>(*buf).subspan(at + 4)}));
+  w.Raw(tag);
+  uint32_t len = static_cast<uint32_t>(buf->size() - at - 4);
+  for (int i = 0; i < 4; ++i)
+    (*buf)[at + i] = static_cast<uint8_t>(len >> (24 - 8 * i));
   return OkStatus();
 }
 

@@ -202,12 +202,7 @@ Status RecordFileImpl::Rewrite(bool drop_corrupt) {
       fs_.WriteFileAtomic(path_, base_buf_, options_.file_mode));
   Bytes header;
   ByteWriter w(&header);
-  w.Str(std::string_view(kJournalMagic, 4));
-  w.U8(kFormatVersion);
-  w.U8(static_cast<uint8_t>(type_));
-  w.U16(0);
-  w.U32(owner_);
-  w.U64(generation);
+  WriteFileHeader(w, kJournalMagic, type_, owner_, generation);
   KGR_ASSIGN_OR_RETURN(
       Tag tag, HmacSha256(keys_, {Label(kJournalHeaderContext), header}));
   w.Raw(tag);
@@ -297,12 +292,7 @@ Status RecordFileImpl::WriteGroup(const std::vector<Writer*>& group,
     lock->lock();
     if (!s.ok()) return s;
   }
-  Bytes ctx;
-  ByteWriter cw(&ctx);
-  cw.Raw(Label(kJournalEntryContext));
-  cw.U32(owner_);
-  cw.U8(static_cast<uint8_t>(type_));
-  cw.U64(generation_);
+  const Bytes ctx = JournalEntryContext(owner_, type_, generation_);
 
   size_t n_ops = 0, n_bytes = 0;
   for (Writer* g : group) {
@@ -316,22 +306,9 @@ Status RecordFileImpl::WriteGroup(const std::vector<Writer*>& group,
   for (Writer* g : group) {
     for (const RecordBatch::Op& op : g->batch->ops_) {
       ++done_ops;
-      size_t at = buf.size();
-      ByteWriter w(&buf);
-      w.U32(0);  // length, patched below
-      w.U8(op.record ? kEntryPut : kEntryDelete);
-      w.U8(done_ops == n_ops ? kEntryCommit : 0);  // the group is atomic
-      w.U64(seq++);
-      w.U64(op.key);
-      if (op.record) w.Raw(*op.record);
-      KGR_ASSIGN_OR_RETURN(
-          Tag tag,
-          HmacSha256(keys_,
-                     {ctx, std::span<const uint8_t>(buf).subspan(at + 4)}));
-      w.Raw(tag);
-      uint32_t len = static_cast<uint32_t>(buf.size() - at - 4);
-      for (int i = 0; i < 4; ++i)
-        buf[at + i] = static_cast<uint8_t>(len >> (24 - 8 * i));
+      // The group is atomic: its last entry commits it.
+      KGR_RETURN_IF_ERROR(AppendJournalEntry(
+          keys_, ctx, seq++, op.key, op.record, done_ops == n_ops, &buf));
     }
   }
 

@@ -24,69 +24,37 @@ namespace kgr {
 // the queue of writers of the group commit.
 class RecordFileImpl {
  public:
-  // Opens (or creates, with its directory) the store at `path` holding
-  // records of `type` for node `owner_n_id`, sealed under `keys` (NK,
-  // NKsign; copied). `fs` must outlive the store.
+  // The public methods are RecordFile's, with its contracts (kgr/store.h).
   static StatusOr<std::unique_ptr<RecordFileImpl>> Open(
       FileSystem& fs, const std::string& path, RecordType type,
-      const RecordKeys& keys, uint32_t owner_n_id,
-      const StoreOptions& options = {});
+      const RecordKeys& keys, uint32_t owner_n_id, const StoreOptions& options);
   ~RecordFileImpl();
   RecordFileImpl(const RecordFileImpl&) = delete;
   RecordFileImpl& operator=(const RecordFileImpl&) = delete;
 
-  // The sealed record of `key`: NOT_FOUND if absent, DATA_LOSS
-  // "<type> record <key>: verification failed" if it is corrupt.
   StatusOr<Bytes> Get(uint64_t key) const;
-  // Verifies `sealed_record` (type, owner, keys, key == `key`) and makes it
-  // durable. INVALID_ARGUMENT / DATA_LOSS for a bad record.
   Status Put(uint64_t key, Bytes sealed_record);
-  // Removes `key` durably (also a corrupt record claiming it). OK if absent.
   Status Delete(uint64_t key);
-  // Applies all operations of `batch` in order, atomically, with one sync
-  // (shared with concurrent callers). INVALID_ARGUMENT if a record is bad or
-  // the batch exceeds kMaxCommitGroupBytes; nothing is applied then.
   Status Apply(RecordBatch batch);
-  // Like Apply, but without waiting for an fdatasync: the batch is applied
-  // in memory at once and its journal entries wait in memory (up to
-  // kMaxUnsyncedBytes) to be written with the next write; it becomes durable
-  // with the next synced write or compaction, and a crash of the process or
-  // the machine before that may lose it (whole). Closing the store writes
-  // it (unsynced). For advisory data (usage counters) and steps the protocol
-  // repeats. Errors are logged, not returned.
   void ApplyUnsynced(RecordBatch batch);
-
-  // Keys of the readable records, ascending.
   std::vector<uint64_t> Keys() const;
-  // (key, sealed record) of every readable record, ascending.
   std::vector<std::pair<uint64_t, Bytes>> Snapshot() const;
   size_t Count() const;
   bool Contains(uint64_t key) const;
   std::vector<CorruptRecord> corrupt_records() const;
-
-  // Writes a new snapshot and an empty journal now.
   Status Compact();
-  // Forgets the corrupt records (they are otherwise carried verbatim into
-  // every new snapshot, to be reported again) and compacts.
   Status DropCorrupt();
-
   RecordType type() const { return type_; }
   uint32_t owner_n_id() const { return owner_; }
   const std::string& path() const { return path_; }
-  // Generation of the current snapshot (grows by one per compaction).
   uint64_t generation() const;
-  // Entries in the current journal.
   uint64_t journal_entries() const;
 
- private:
-  struct Writer;
+  // A record that failed verification (also what snapshot.cc reports).
   struct CorruptEntry {
     CorruptRecord info;
     Bytes raw;  // snapshot records only: carried into new snapshots
   };
-
-  RecordFileImpl(FileSystem& fs, std::string path, RecordType type,
-                 RecordKeys keys, uint32_t owner, const StoreOptions& options);
 
   // A readable record of the base: base_buf_[offset, offset + size).
   struct BaseEntry {
@@ -94,6 +62,12 @@ class RecordFileImpl {
     uint32_t offset;
     uint32_t size;
   };
+
+ private:
+  struct Writer;
+
+  RecordFileImpl(FileSystem& fs, std::string path, RecordType type,
+                 RecordKeys keys, uint32_t owner, const StoreOptions& options);
 
   Status Load();
   // Takes `file` as the base: base_ points into it (no copy per record).
