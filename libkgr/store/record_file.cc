@@ -115,7 +115,7 @@ Status RecordFileImpl::Load() {
   spdlog::debug(
       "store {}: {} records; snapshot read in {:.1f} ms, verified in {:.1f} "
       "ms; journal {:.1f} ms",
-      path_, Count(), read_ms, verify_ms, ms_since(t0));
+      path_, count_, read_ms, verify_ms, ms_since(t0));
   if (rewrite) {
     // Reads can be served without it (a full disk, say): the next write
     // retries the rewrite before appending (needs_rewrite_ stays set).
@@ -367,98 +367,13 @@ Status RecordFileImpl::ApplyImpl(RecordBatch batch, bool sync) {
   return Submit(&w);
 }
 
-Status RecordFileImpl::Apply(RecordBatch batch) {
-  return ApplyImpl(std::move(batch), /*sync=*/true);
-}
-
-void RecordFileImpl::ApplyUnsynced(RecordBatch batch) {
-  Status s = ApplyImpl(std::move(batch), /*sync=*/false);
-  if (!s.ok())
-    spdlog::warn("store {}: unsynced write failed: {}", path_, s.ToString());
-}
-
-Status RecordFileImpl::Put(uint64_t key, Bytes sealed_record) {
-  RecordBatch b;
-  b.Put(key, std::move(sealed_record));
-  return Apply(std::move(b));
-}
-
-Status RecordFileImpl::Delete(uint64_t key) {
-  RecordBatch b;
-  b.Delete(key);
-  return Apply(std::move(b));
-}
-
-Status RecordFileImpl::Compact() {
+Status RecordFileImpl::SubmitRewrite(bool drop_corrupt) {
   Writer w;
-  w.kind = Writer::Kind::kCompact;
+  w.kind = drop_corrupt ? Writer::Kind::kDropCorrupt : Writer::Kind::kCompact;
   return Submit(&w);
 }
 
-Status RecordFileImpl::DropCorrupt() {
-  Writer w;
-  w.kind = Writer::Kind::kDropCorrupt;
-  return Submit(&w);
-}
-
-// ---------------------------------------------------------------- reading
-
-StatusOr<Bytes> RecordFileImpl::Get(uint64_t key) const {
-  std::lock_guard<std::mutex> l(mu_);
-  if (auto rec = FindLocked(key)) return Bytes(rec->begin(), rec->end());
-  for (const CorruptEntry& c : corrupt_) {
-    if (c.info.claimed_key == key) return Failed(RecordName(key));
-  }
-  return NotFoundError(RecordName(key) + ": not found");
-}
-
-std::vector<uint64_t> RecordFileImpl::Keys() const {
-  std::lock_guard<std::mutex> l(mu_);
-  std::vector<uint64_t> keys;
-  keys.reserve(count_);
-  ForEachLocked(
-      [&](uint64_t key, std::span<const uint8_t>) { keys.push_back(key); });
-  return keys;
-}
-
-std::vector<std::pair<uint64_t, Bytes>> RecordFileImpl::Snapshot() const {
-  std::lock_guard<std::mutex> l(mu_);
-  std::vector<std::pair<uint64_t, Bytes>> out;
-  out.reserve(count_);
-  ForEachLocked([&](uint64_t key, std::span<const uint8_t> rec) {
-    out.emplace_back(key, Bytes(rec.begin(), rec.end()));
-  });
-  return out;
-}
-
-size_t RecordFileImpl::Count() const {
-  std::lock_guard<std::mutex> l(mu_);
-  return count_;
-}
-
-bool RecordFileImpl::Contains(uint64_t key) const {
-  std::lock_guard<std::mutex> l(mu_);
-  return FindLocked(key).has_value();
-}
-
-std::vector<CorruptRecord> RecordFileImpl::corrupt_records() const {
-  std::lock_guard<std::mutex> l(mu_);
-  std::vector<CorruptRecord> out;
-  for (const CorruptEntry& c : corrupt_) out.push_back(c.info);
-  return out;
-}
-
-uint64_t RecordFileImpl::generation() const {
-  std::lock_guard<std::mutex> l(mu_);
-  return generation_;
-}
-
-uint64_t RecordFileImpl::journal_entries() const {
-  std::lock_guard<std::mutex> l(mu_);
-  return journal_entries_;
-}
-
-// ---------------------------------------------------------------- facade
+// ---------------------------------------------------------------- RecordFile
 
 RecordFile::RecordFile(std::unique_ptr<RecordFileImpl> impl)
     : impl_(std::move(impl)) {}
@@ -473,34 +388,90 @@ StatusOr<std::unique_ptr<RecordFile>> RecordFile::Open(
   return std::unique_ptr<RecordFile>(new RecordFile(std::move(impl)));
 }
 
-StatusOr<Bytes> RecordFile::Get(uint64_t key) const { return impl_->Get(key); }
-Status RecordFile::Put(uint64_t key, Bytes sealed_record) {
-  return impl_->Put(key, std::move(sealed_record));
-}
-Status RecordFile::Delete(uint64_t key) { return impl_->Delete(key); }
 Status RecordFile::Apply(RecordBatch batch) {
-  return impl_->Apply(std::move(batch));
+  return impl_->ApplyImpl(std::move(batch), /*sync=*/true);
 }
+
 void RecordFile::ApplyUnsynced(RecordBatch batch) {
-  impl_->ApplyUnsynced(std::move(batch));
+  Status s = impl_->ApplyImpl(std::move(batch), /*sync=*/false);
+  if (!s.ok())
+    spdlog::warn("store {}: unsynced write failed: {}", path(), s.ToString());
 }
-std::vector<uint64_t> RecordFile::Keys() const { return impl_->Keys(); }
+
+Status RecordFile::Put(uint64_t key, Bytes sealed_record) {
+  RecordBatch b;
+  b.Put(key, std::move(sealed_record));
+  return Apply(std::move(b));
+}
+
+Status RecordFile::Delete(uint64_t key) {
+  RecordBatch b;
+  b.Delete(key);
+  return Apply(std::move(b));
+}
+
+Status RecordFile::Compact() { return impl_->SubmitRewrite(false); }
+
+Status RecordFile::DropCorrupt() { return impl_->SubmitRewrite(true); }
+
+StatusOr<Bytes> RecordFile::Get(uint64_t key) const {
+  std::lock_guard<std::mutex> l(impl_->mu_);
+  if (auto rec = impl_->FindLocked(key)) return Bytes(rec->begin(), rec->end());
+  for (const RecordFileImpl::CorruptEntry& c : impl_->corrupt_) {
+    if (c.info.claimed_key == key) return Failed(impl_->RecordName(key));
+  }
+  return NotFoundError(impl_->RecordName(key) + ": not found");
+}
+
+std::vector<uint64_t> RecordFile::Keys() const {
+  std::lock_guard<std::mutex> l(impl_->mu_);
+  std::vector<uint64_t> keys;
+  keys.reserve(impl_->count_);
+  impl_->ForEachLocked(
+      [&](uint64_t key, std::span<const uint8_t>) { keys.push_back(key); });
+  return keys;
+}
+
 std::vector<std::pair<uint64_t, Bytes>> RecordFile::Snapshot() const {
-  return impl_->Snapshot();
+  std::lock_guard<std::mutex> l(impl_->mu_);
+  std::vector<std::pair<uint64_t, Bytes>> out;
+  out.reserve(impl_->count_);
+  impl_->ForEachLocked([&](uint64_t key, std::span<const uint8_t> rec) {
+    out.emplace_back(key, Bytes(rec.begin(), rec.end()));
+  });
+  return out;
 }
-size_t RecordFile::Count() const { return impl_->Count(); }
-bool RecordFile::Contains(uint64_t key) const { return impl_->Contains(key); }
+
+size_t RecordFile::Count() const {
+  std::lock_guard<std::mutex> l(impl_->mu_);
+  return impl_->count_;
+}
+
+bool RecordFile::Contains(uint64_t key) const {
+  std::lock_guard<std::mutex> l(impl_->mu_);
+  return impl_->FindLocked(key).has_value();
+}
+
 std::vector<CorruptRecord> RecordFile::corrupt_records() const {
-  return impl_->corrupt_records();
+  std::lock_guard<std::mutex> l(impl_->mu_);
+  std::vector<CorruptRecord> out;
+  for (const RecordFileImpl::CorruptEntry& c : impl_->corrupt_)
+    out.push_back(c.info);
+  return out;
 }
-Status RecordFile::Compact() { return impl_->Compact(); }
-Status RecordFile::DropCorrupt() { return impl_->DropCorrupt(); }
-RecordType RecordFile::type() const { return impl_->type(); }
-uint32_t RecordFile::owner_n_id() const { return impl_->owner_n_id(); }
-const std::string& RecordFile::path() const { return impl_->path(); }
-uint64_t RecordFile::generation() const { return impl_->generation(); }
+
+RecordType RecordFile::type() const { return impl_->type_; }
+uint32_t RecordFile::owner_n_id() const { return impl_->owner_; }
+const std::string& RecordFile::path() const { return impl_->path_; }
+
+uint64_t RecordFile::generation() const {
+  std::lock_guard<std::mutex> l(impl_->mu_);
+  return impl_->generation_;
+}
+
 uint64_t RecordFile::journal_entries() const {
-  return impl_->journal_entries();
+  std::lock_guard<std::mutex> l(impl_->mu_);
+  return impl_->journal_entries_;
 }
 
 }  // namespace kgr

@@ -24,7 +24,7 @@ namespace kgr {
 // the queue of writers of the group commit.
 class RecordFileImpl {
  public:
-  // The public methods are RecordFile's, with its contracts (kgr/store.h).
+  // RecordFile (record_file.cc) serves the reads itself, under mu_.
   static StatusOr<std::unique_ptr<RecordFileImpl>> Open(
       FileSystem& fs, const std::string& path, RecordType type,
       const RecordKeys& keys, uint32_t owner_n_id, const StoreOptions& options);
@@ -32,23 +32,11 @@ class RecordFileImpl {
   RecordFileImpl(const RecordFileImpl&) = delete;
   RecordFileImpl& operator=(const RecordFileImpl&) = delete;
 
-  StatusOr<Bytes> Get(uint64_t key) const;
-  Status Put(uint64_t key, Bytes sealed_record);
-  Status Delete(uint64_t key);
-  Status Apply(RecordBatch batch);
-  void ApplyUnsynced(RecordBatch batch);
-  std::vector<uint64_t> Keys() const;
-  std::vector<std::pair<uint64_t, Bytes>> Snapshot() const;
-  size_t Count() const;
-  bool Contains(uint64_t key) const;
-  std::vector<CorruptRecord> corrupt_records() const;
-  Status Compact();
-  Status DropCorrupt();
-  RecordType type() const { return type_; }
-  uint32_t owner_n_id() const { return owner_; }
-  const std::string& path() const { return path_; }
-  uint64_t generation() const;
-  uint64_t journal_entries() const;
+  // Applies `batch` (see RecordFile::Apply), with an fdatasync if `sync`.
+  Status ApplyImpl(RecordBatch batch, bool sync);
+  // Compacts (see RecordFile::Compact, DropCorrupt) as a writer of the
+  // queue, between commit groups.
+  Status SubmitRewrite(bool drop_corrupt);
 
   // A record that failed verification (also what snapshot.cc reports).
   struct CorruptEntry {
@@ -64,6 +52,7 @@ class RecordFileImpl {
   };
 
  private:
+  friend class RecordFile;  // reads the records under mu_
   struct Writer;
 
   RecordFileImpl(FileSystem& fs, std::string path, RecordType type,
@@ -75,7 +64,6 @@ class RecordFileImpl {
   Status ReplayJournal(const Bytes& file, bool* rewrite);
   Status CheckBatch(const RecordBatch& batch, size_t* encoded_size) const;
   Status Submit(Writer* w);
-  Status ApplyImpl(RecordBatch batch, bool sync);
   Status WriteGroup(const std::vector<Writer*>& group,
                     std::unique_lock<std::mutex>* lock);
   // Writes `buf` at the journal's end (growing its preallocated space if
