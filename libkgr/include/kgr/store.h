@@ -43,18 +43,13 @@
 #ifndef KGR_STORE_H_
 #define KGR_STORE_H_
 
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "kgr/bytes.h"
@@ -119,7 +114,7 @@ class RecordBatch {
   bool empty() const { return ops_.empty(); }
 
  private:
-  friend class RecordFile;
+  friend class RecordFileImpl;
   template <typename R>
   friend class TypedStore;
   struct Op {
@@ -131,6 +126,8 @@ class RecordBatch {
   // keys, owner and key): RecordFile need not verify them again.
   bool sealed_by_store_ = false;
 };
+
+class RecordFileImpl;
 
 // The generic file of sealed records of one RecordType, keyed by uint64.
 class RecordFile {
@@ -181,99 +178,18 @@ class RecordFile {
   // every new snapshot, to be reported again) and compacts.
   Status DropCorrupt();
 
-  RecordType type() const { return type_; }
-  uint32_t owner_n_id() const { return owner_; }
-  const std::string& path() const { return path_; }
+  RecordType type() const;
+  uint32_t owner_n_id() const;
+  const std::string& path() const;
   // Generation of the current snapshot (grows by one per compaction).
   uint64_t generation() const;
   // Entries in the current journal.
   uint64_t journal_entries() const;
 
  private:
-  struct Writer;
-  struct CorruptEntry {
-    CorruptRecord info;
-    Bytes raw;  // snapshot records only: carried into new snapshots
-  };
-
-  RecordFile(FileSystem& fs, std::string path, RecordType type, RecordKeys keys,
-             uint32_t owner, const StoreOptions& options);
-
-  // A readable record of the base: base_buf_[offset, offset + size).
-  struct BaseEntry {
-    uint64_t key;
-    uint32_t offset;
-    uint32_t size;
-  };
-
-  Status Load();
-  // Takes `file` as the base: base_ points into it (no copy per record).
-  Status LoadSnapshot(Bytes file);
-  Status ReplayJournal(const Bytes& file, bool* rewrite);
-  Status CheckBatch(const RecordBatch& batch, size_t* encoded_size) const;
-  Status Submit(Writer* w);
-  Status ApplyImpl(RecordBatch batch, bool sync);
-  Status WriteGroup(const std::vector<Writer*>& group,
-                    std::unique_lock<std::mutex>* lock);
-  // Writes `buf` at the journal's end (growing its preallocated space if
-  // needed) and, if `sync`, fdatasyncs. Called with mu_ released by the
-  // leader writer.
-  Status WriteJournal(std::span<const uint8_t> buf, bool sync);
-  // Zeros for the journal's preallocated space (or nothing: option 0).
-  Bytes Preallocation() const;
-  // Writes snapshot generation_+1 from memory and a fresh journal; the new
-  // snapshot becomes the in-memory base. Called by the leader writer (or
-  // Open) with mu_ released.
-  Status Rewrite(bool drop_corrupt);
-  // The snapshot file of the current records; `entries` receives where
-  // each readable record lies in it (a base over the result).
-  StatusOr<Bytes> EncodeSnapshot(uint64_t generation, bool drop_corrupt,
-                                 std::vector<BaseEntry>* entries) const;
-  // Makes `record` (nullopt: nothing) the record of `key` and forgets the
-  // corrupt records claiming it.
-  void ApplyOpLocked(uint64_t key, std::optional<Bytes> record);
-  // The readable record of `key`, if any (a view valid while mu_ is held
-  // and the records are unchanged).
-  std::optional<std::span<const uint8_t>> FindLocked(uint64_t key) const;
-  const BaseEntry* FindBaseLocked(uint64_t key) const;
-  // Makes `record` (nullopt: nothing) the record of `key`; keeps count_.
-  void SetLocked(uint64_t key, std::optional<Bytes> record);
-  // Calls fn(key, sealed record) for every readable record, ascending.
-  template <typename Fn>
-  void ForEachLocked(Fn&& fn) const;
-  std::string RecordName(uint64_t key) const;
-
-  FileSystem& fs_;
-  const std::string path_;
-  const std::string log_path_;
-  const RecordType type_;
-  const RecordKeys keys_;
-  const uint32_t owner_;
-  const StoreOptions options_;
-  const RecordCodec codec_;  // of keys_, owner_
-
-  mutable std::mutex mu_;
-  // Guarded by mu_. The readable records are base_ (sorted by key, unique;
-  // views into base_buf_, the snapshot last read, whose records were all
-  // verified, or last encoded from memory) overlaid with changes_ (a put:
-  // the record; a delete of a key in base_: nullopt) made since then;
-  // count_ of them in all. Only Open and the leader writer change them, and
-  // a rewrite folds changes_ into a new base.
-  Bytes base_buf_;
-  std::vector<BaseEntry> base_;
-  std::map<uint64_t, std::optional<Bytes>> changes_;
-  size_t count_ = 0;
-  std::vector<CorruptEntry> corrupt_;
-  std::deque<Writer*> writers_;
-  // Owned by the writer at writers_.front() (and by Open); read under mu_.
-  uint64_t generation_ = 0;
-  uint64_t next_seq_ = 1;
-  uint64_t journal_entries_ = 0;  // written or waiting in unsynced_
-  uint64_t journal_bytes_ = 0;    // written: the next entry goes here
-  uint64_t journal_size_ = 0;     // of the file: preallocated beyond bytes_
-  Bytes unsynced_;  // encoded entries of unsynced batches, not yet written
-  std::unique_ptr<RandomWriteFile> journal_;
-  bool needs_rewrite_ = false;  // the journal may hold garbage: rewrite first
+  explicit RecordFile(std::unique_ptr<RecordFileImpl> impl);
+  // The state, the files and the group commit: libkgr/store/record_file.h.
+  std::unique_ptr<RecordFileImpl> impl_;
 };
 
 // A RecordFile of one record type R (NodeDesc, GenKey, SesKey) that seals
@@ -340,40 +256,29 @@ class TypedStore {
     FlushPending();
     return *file_;
   }
-  ~TypedStore() { FlushPending(); }
+  ~TypedStore();
 
  private:
-  TypedStore(std::unique_ptr<RecordFile> file, RecordKeys keys, uint32_t owner,
-             size_t decoded_records)
-      : file_(std::move(file)),
-        keys_(std::move(keys)),
-        codec_(keys_, owner),
-        decoded_capacity_(decoded_records) {}
+  // The memo of decoded records and the unsynced writes not sealed yet,
+  // with their locks: typed_store.cc.
+  struct State;
 
-  // The memo of decoded records: `record` is what `sealed` opens to. Valid
-  // whatever the store holds, so it needs no coordination with writers: Get
-  // uses it only when the stored bytes equal `sealed`.
-  struct Decoded {
-    Bytes sealed;
-    R record;
-  };
+  TypedStore(std::unique_ptr<RecordFile> file, RecordKeys keys, uint32_t owner,
+             size_t decoded_records);
+
   void Remember(Key key, Bytes sealed, const R& record) const;
   void Forget(Key key) const;
   // Seals the waiting unsynced writes (but those of `keep`) and hands them
   // to the file as one unsynced batch. Reads flush too, hence const.
   void FlushPending() const;
-  void FlushPendingLocked(const std::vector<Key>& keep) const;  // mu held
+  // With State::pending_mu held.
+  void FlushPendingLocked(const std::vector<Key>& keep) const;
 
   std::unique_ptr<RecordFile> file_;
   const RecordKeys keys_;    // referred to by codec_
   const RecordCodec codec_;  // of keys_ and the owner
   const size_t decoded_capacity_;
-  mutable std::mutex decoded_mu_;
-  mutable std::unordered_map<Key, Decoded> decoded_;  // guarded by decoded_mu_
-  // Unsynced writes not sealed yet (nullopt: a delete), guarded by
-  // pending_mu_ (taken before the file's lock, never after).
-  mutable std::mutex pending_mu_;
-  mutable std::map<Key, std::optional<R>> pending_;
+  const std::unique_ptr<State> state_;
 };
 
 // Unsynced writes of a typed store waiting to be sealed, at most.
