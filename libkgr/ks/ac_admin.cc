@@ -4,19 +4,20 @@
 
 #include <algorithm>
 
+#include "ks/context.h"
 #include "ks/internal.h"
 
-namespace kgr {
+namespace kgr::ks {
 
 // ---- AC requests (4.3, 4.6) ----
 
-Status KeyServer::AuthorizeNode(const AcAuthorizeReq& req,
+Status AuthorizeNode(Context& ctx, const AcAuthorizeReq& req,
                                 AcAuthorizeAns* ans) {
   uint32_t n_id = 0;
   for (int attempt = 0; attempt < 16 && n_id == 0; ++attempt) {
     KGR_ASSIGN_OR_RETURN(uint32_t candidate, RandomU32());
-    if (candidate != 0 && candidate != own_.identity.n_id &&
-        !GetNode(candidate).ok()) {
+    if (candidate != 0 && candidate != ctx.own.identity.n_id &&
+        !GetNode(ctx, candidate).ok()) {
       n_id = candidate;
     }
   }
@@ -27,14 +28,14 @@ Status KeyServer::AuthorizeNode(const AcAuthorizeReq& req,
   }
   NodeDesc d;
   d.n_id = n_id;
-  d.entry_no = static_cast<uint16_t>(nodes_.size() + 1);
+  d.entry_no = static_cast<uint16_t>(ctx.nodes.size() + 1);
   d.state = NodeState::kAuthorized;
   d.allowed_peers = req.peers;
   KGR_ASSIGN_OR_RETURN(SecretBytes salt, RandomSecret(kNtagSaltSize));
-  d.ntag = ComputeNtag(n_id, kedk_public_, d.entry_no, salt.span());
+  d.ntag = ComputeNtag(n_id, ctx.kedk_public, d.entry_no, salt.span());
   std::vector<NodeDesc> batch;
   for (uint32_t p : req.peers) {
-    auto peer = GetNode(p);
+    auto peer = GetNode(ctx, p);
     if (!peer.ok()) continue;  // allowed in advance; checked at key time
     NodeDesc updated = peer->Clone();
     if (!Contains(updated.allowed_peers, n_id)) {
@@ -43,31 +44,31 @@ Status KeyServer::AuthorizeNode(const AcAuthorizeReq& req,
     batch.push_back(std::move(updated));
   }
   batch.push_back(d.Clone());
-  KGR_RETURN_IF_ERROR(PutNodes(batch));
+  KGR_RETURN_IF_ERROR(PutNodes(ctx, batch));
   ans->status = 0;
   ans->n_id = n_id;
   ans->entry_no = d.entry_no;
   ans->ntag = d.ntag.Clone();
-  ans->ks_topic1 = own_.identity.own_topic;
-  ans->ks_n_id = own_.identity.n_id;
-  ++stats_.authorizations;
+  ans->ks_topic1 = ctx.own.identity.own_topic;
+  ans->ks_n_id = ctx.own.identity.n_id;
+  ++ctx.stats.authorizations;
   spdlog::info("ks: authorized node {} (entry {}, {} peers)",
                FormatNodeId(n_id), d.entry_no, req.peers.size());
   return OkStatus();
 }
 
-AcListAns KeyServer::ListNodes(uint32_t after) const {
+AcListAns ListNodes(const Context& ctx, uint32_t after) {
   AcListAns page;
   size_t bytes = AcListAns::kHeaderSize;
-  const std::vector<uint32_t> ids = nodes_.List();  // ascending
+  const std::vector<uint32_t> ids = ctx.nodes.List();  // ascending
   for (auto it = std::upper_bound(ids.begin(), ids.end(), after);
        it != ids.end(); ++it) {
-    auto d = nodes_.Get(*it);
+    auto d = ctx.nodes.Get(*it);
     if (!d.ok()) continue;  // changed or unreadable since List(): skipped
     AcListAns::Entry e{d->n_id, static_cast<uint8_t>(d->state), d->entry_no,
                        d->allowed_peers};
     const size_t size = AcListAns::EntrySize(e);
-    if (!page.nodes.empty() && bytes + size > options_.ac_list_page_bytes) {
+    if (!page.nodes.empty() && bytes + size > ctx.options.ac_list_page_bytes) {
       page.more = 1;
       break;
     }
@@ -77,30 +78,30 @@ AcListAns KeyServer::ListNodes(uint32_t after) const {
   return page;
 }
 
-void KeyServer::HandleAc(const Bytes& message) {
-  auto opened = cms_->DecryptAndVerify(message);
+void HandleAc(Context& ctx, const Bytes& message) {
+  auto opened = ctx.cms->DecryptAndVerify(message);
   if (!opened.ok())
-    return Drop(nullptr, "AC message: " + opened.status().message());
+    return Drop(ctx, nullptr, "AC message: " + opened.status().message());
   const CmsPeer& peer = opened->second;
   if (peer.organizational_unit != "kgr-ac") {
-    return Drop(nullptr, "AC message signed by a non-AC certificate (" +
+    return Drop(ctx, nullptr, "AC message signed by a non-AC certificate (" +
                              peer.common_name + ")");
   }
   FrameHeader h;
   auto body = DecodeClearFrame(opened->first.span(), &h);
-  if (!body.ok()) return Drop(nullptr, body.status().message());
-  if (h.sender != kAcSender) return Drop(&h, "AC frame with a sender N_ID");
-  if (!ac_window_.IsFresh(h.counter)) return Drop(&h, "replayed counter");
-  ac_window_.Accept(h.counter);
+  if (!body.ok()) return Drop(ctx, nullptr, body.status().message());
+  if (h.sender != kAcSender) return Drop(ctx, &h, "AC frame with a sender N_ID");
+  if (!ctx.ac_window.IsFresh(h.counter)) return Drop(ctx, &h, "replayed counter");
+  ctx.ac_window.Accept(h.counter);
 
   Bytes reply_body;
   FrameType reply_type;
   switch (h.type) {
     case FrameType::kAcAuthorizeReq: {
       auto req = AcAuthorizeReq::Parse(*body);
-      if (!req.ok()) return Drop(&h, req.status().message());
+      if (!req.ok()) return Drop(ctx, &h, req.status().message());
       AcAuthorizeAns ans;
-      Status st = AuthorizeNode(*req, &ans);
+      Status st = AuthorizeNode(ctx, *req, &ans);
       if (!st.ok()) {
         spdlog::warn("ks: authorization refused: {}", st.ToString());
         ans = AcAuthorizeAns{};
@@ -112,8 +113,8 @@ void KeyServer::HandleAc(const Bytes& message) {
     }
     case FrameType::kAcPeersReq: {
       auto req = AcPeersReq::Parse(*body);
-      if (!req.ok()) return Drop(&h, req.status().message());
-      Status st = SetPeers(*req);
+      if (!req.ok()) return Drop(ctx, &h, req.status().message());
+      Status st = SetPeers(ctx, *req);
       if (!st.ok())
         spdlog::warn("ks: peers refused: {}", st.ToString());
       else
@@ -126,9 +127,9 @@ void KeyServer::HandleAc(const Bytes& message) {
     }
     case FrameType::kAcRevokeReq: {
       auto req = AcRevokeReq::Parse(*body);
-      if (!req.ok()) return Drop(&h, req.status().message());
+      if (!req.ok()) return Drop(ctx, &h, req.status().message());
       int notified = 0;
-      Status st = RevokeNode(req->n_id, &notified);
+      Status st = RevokeNode(ctx, req->n_id, &notified);
       if (!st.ok()) spdlog::warn("ks: revocation refused: {}", st.ToString());
       AcRevokeAns{static_cast<uint8_t>(st.code()),
                   static_cast<uint16_t>(notified)}
@@ -138,31 +139,31 @@ void KeyServer::HandleAc(const Bytes& message) {
     }
     case FrameType::kAcListReq: {
       auto req = AcListReq::Parse(*body);
-      if (!req.ok()) return Drop(&h, "bad ac_list_req");
-      ListNodes(req->after).EncodeTo(&reply_body);
+      if (!req.ok()) return Drop(ctx, &h, "bad ac_list_req");
+      ListNodes(ctx, req->after).EncodeTo(&reply_body);
       reply_type = FrameType::kAcListAns;
       break;
     }
     default:
-      return Drop(&h, "not an AC request");
+      return Drop(ctx, &h, "not an AC request");
   }
   FrameHeader out;
   out.type = reply_type;
-  out.sender = own_.identity.n_id;
-  out.counter = counter_.Next(clock_.NowUnixMicros());
+  out.sender = ctx.own.identity.n_id;
+  out.counter = ctx.counter.Next(ctx.clock.NowUnixMicros());
   out.request_id = h.request_id;
   auto clear = EncodeClearFrame(out, reply_body);
   WipeVector(reply_body);
   if (!clear.ok()) return;
-  auto sealed = cms_->SignAndEncrypt(*clear, peer.certificate_der);
+  auto sealed = ctx.cms->SignAndEncrypt(*clear, peer.certificate_der);
   WipeVector(*clear);
   if (!sealed.ok()) {
     spdlog::error("ks: AC reply not sealed: {}", sealed.status().ToString());
     return;
   }
-  Status st = transport_.Publish(
-      std::string(own_.identity.topic_prefix) + "/ac/replies", *sealed);
+  Status st = ctx.transport.Publish(
+      std::string(ctx.own.identity.topic_prefix) + "/ac/replies", *sealed);
   if (!st.ok()) spdlog::warn("ks: AC reply not sent: {}", st.ToString());
 }
 
-}  // namespace kgr
+}  // namespace kgr::ks

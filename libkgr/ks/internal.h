@@ -6,8 +6,9 @@
 #include <vector>
 
 #include "kgr/key_server.h"
+#include "ks/context.h"
 
-namespace kgr {
+namespace kgr::ks {
 
 inline constexpr uint32_t kAcSender = 0;  // the AC has no N_ID
 
@@ -29,9 +30,12 @@ inline GenKey Tombstone(const GenKey& g) {
   return t;
 }
 
+// Seals `body` for `node` and publishes it on its TOPIC2. During a rotation
+// (prev_nksk set) the frame goes out twice, under the new and under the
+// previous pair: the node opens the one it can.
 template <typename Body>
-Status KeyServer::SendToNode(const NodeDesc& node, uint64_t request_id,
-                             uint8_t flags, const Body& body) {
+Status SendToNode(Context& ctx, const NodeDesc& node, uint64_t request_id,
+                  uint8_t flags, const Body& body) {
   if (!node.topic2.has_value()) {
     return FailedPreconditionError("node has no TOPIC2");
   }
@@ -40,24 +44,24 @@ Status KeyServer::SendToNode(const NodeDesc& node, uint64_t request_id,
   // given up the rotation, or restarted with only the new pair in NV. Each
   // frame goes under both; the header's key version tells the node which
   // copy it can open (it drops the other unopened).
-  const std::string topic = TopicName(own_.identity.topic_prefix,
+  const std::string topic = TopicName(ctx.own.identity.topic_prefix,
                                       NodeIdentity(node.n_id), *node.topic2);
   FrameHeader h;
   h.flags = flags;
-  h.sender = own_.identity.n_id;
+  h.sender = ctx.own.identity.n_id;
   h.request_id = request_id;
   if (node.prev_nksk.valid()) {
     h.key_version = node.nksk_version - 1;
-    h.counter = counter_.Next(clock_.NowUnixMicros());
+    h.counter = ctx.counter.Next(ctx.clock.NowUnixMicros());
     KGR_ASSIGN_OR_RETURN(Bytes old, SealBody(h, body, node.prev_nksk));
-    KGR_RETURN_IF_ERROR(transport_.Publish(topic, old));
+    KGR_RETURN_IF_ERROR(ctx.transport.Publish(topic, old));
   }
   h.key_version = node.nksk_version;
-  h.counter = counter_.Next(clock_.NowUnixMicros());
+  h.counter = ctx.counter.Next(ctx.clock.NowUnixMicros());
   KGR_ASSIGN_OR_RETURN(Bytes frame, SealBody(h, body, node.nksk));
-  return transport_.Publish(topic, frame);
+  return ctx.transport.Publish(topic, frame);
 }
 
-}  // namespace kgr
+}  // namespace kgr::ks
 
 #endif  // KGR_KS_INTERNAL_H_

@@ -2,72 +2,90 @@
 
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
-
-#include "ks/internal.h"
+#include "ks/context.h"
 
 namespace kgr {
+namespace ks {
+
+Context::Context(OwnData own_data, Bytes kedk, Transport& transport_ref,
+                 NodeDescStore& node_store, GenKeysStore& gen_keys_store,
+                 const CmsEndpoint* cms_endpoint, Clock& clock_ref,
+                 KeyServerOptions opts)
+    : own(std::move(own_data)),
+      kedk_public(std::move(kedk)),
+      transport(transport_ref),
+      nodes(node_store),
+      gen_keys(gen_keys_store),
+      cms(cms_endpoint),
+      clock(clock_ref),
+      options(opts),
+      register_topic(RegisterTopic(own.identity.topic_prefix)),
+      topic1(TopicName(own.identity.topic_prefix, kKsIdentity,
+                       own.identity.own_topic)),
+      ac_topic(AcRequestTopic(own.identity.topic_prefix)),
+      counter(opts.counter_floor),
+      node_limiter(opts.node_frames_per_s, opts.node_burst),
+      registration_limiter(opts.node_frames_per_s, opts.node_burst),
+      registrations_limiter(opts.registrations_per_s,
+                            opts.registrations_burst),
+      ac_limiter(opts.ac_messages_per_s, opts.ac_burst) {}
+
+namespace {
+
+// Hands one message to the procedure its topic serves.
+void Dispatch(Context& ctx, const std::string& topic, const Bytes& payload) {
+  if (topic == ctx.register_topic || topic == ctx.topic1) {
+    if (payload.size() > kMaxFrameToKs) {
+      return Drop(ctx, nullptr, "oversized frame");
+    }
+    if (topic == ctx.topic1) return HandleTopic1(ctx, payload);
+    HandleRegistration(ctx, payload);
+  } else if (topic == ctx.ac_topic) {
+    if (!ctx.ac_limiter.Allow(0, ctx.clock.NowMonotonicMillis())) {
+      ++ctx.stats.rate_limited;
+      return Drop(ctx, nullptr, "AC channel rate limit");
+    }
+    HandleAc(ctx, payload);
+  } else {
+    Drop(ctx, nullptr, "unexpected topic");
+  }
+}
+
+}  // namespace
+}  // namespace ks
 
 KeyServer::KeyServer(OwnData own, Bytes kedk_public, Transport& transport,
                      NodeDescStore& nodes, GenKeysStore& gen_keys,
                      const CmsEndpoint* cms, Clock& clock,
                      KeyServerOptions options)
-    : own_(std::move(own)),
-      kedk_public_(std::move(kedk_public)),
-      transport_(transport),
-      nodes_(nodes),
-      gen_keys_(gen_keys),
-      cms_(cms),
-      clock_(clock),
-      options_(options),
-      counter_(options.counter_floor),
-      node_limiter_(options.node_frames_per_s, options.node_burst),
-      registration_limiter_(options.node_frames_per_s, options.node_burst),
-      registrations_limiter_(options.registrations_per_s,
-                             options.registrations_burst),
-      ac_limiter_(options.ac_messages_per_s, options.ac_burst),
-      register_topic_(RegisterTopic(own_.identity.topic_prefix)),
-      topic1_(TopicName(own_.identity.topic_prefix, kKsIdentity,
-                        own_.identity.own_topic)),
-      ac_topic_(AcRequestTopic(own_.identity.topic_prefix)) {}
+    : ctx_(std::make_unique<ks::Context>(std::move(own), std::move(kedk_public),
+                                         transport, nodes, gen_keys, cms,
+                                         clock, options)) {}
+
+KeyServer::~KeyServer() = default;
 
 Status KeyServer::Start() {
-  const std::string& prefix = own_.identity.topic_prefix;
-  KGR_RETURN_IF_ERROR(transport_.Subscribe(RegisterTopic(prefix)));
-  KGR_RETURN_IF_ERROR(transport_.Subscribe(topic1()));
-  if (cms_ != nullptr) {
-    KGR_RETURN_IF_ERROR(transport_.Subscribe(AcRequestTopic(prefix)));
+  ks::Context& ctx = *ctx_;
+  const std::string& prefix = ctx.own.identity.topic_prefix;
+  KGR_RETURN_IF_ERROR(ctx.transport.Subscribe(RegisterTopic(prefix)));
+  KGR_RETURN_IF_ERROR(ctx.transport.Subscribe(topic1()));
+  if (ctx.cms != nullptr) {
+    KGR_RETURN_IF_ERROR(ctx.transport.Subscribe(AcRequestTopic(prefix)));
   }
   spdlog::info("ks {}: serving; {} nodes, {} pending keys",
-               FormatNodeId(own_.identity.n_id), nodes_.size(),
-               gen_keys_.size());
+               FormatNodeId(ctx.own.identity.n_id), ctx.nodes.size(),
+               ctx.gen_keys.size());
   return OkStatus();
 }
 
 void KeyServer::HandleMessage(const std::string& topic, const Bytes& payload) {
-  Dispatch(topic, payload);
-  CommitStaged();
+  ks::Dispatch(*ctx_, topic, payload);
+  ks::CommitStaged(*ctx_);
 }
 
 void KeyServer::HandleMessages(std::span<const Message> messages) {
-  for (const Message& m : messages) Dispatch(m.topic, m.payload);
-  CommitStaged();
-}
-
-void KeyServer::Dispatch(const std::string& topic, const Bytes& payload) {
-  if (topic == register_topic_ || topic == topic1_) {
-    if (payload.size() > kMaxFrameToKs) return Drop(nullptr, "oversized frame");
-    if (topic == topic1_) return HandleTopic1(payload);
-    HandleRegistration(payload);
-  } else if (topic == ac_topic_) {
-    if (!ac_limiter_.Allow(0, clock_.NowMonotonicMillis())) {
-      ++stats_.rate_limited;
-      return Drop(nullptr, "AC channel rate limit");
-    }
-    HandleAc(payload);
-  } else {
-    Drop(nullptr, "unexpected topic");
-  }
+  for (const Message& m : messages) ks::Dispatch(*ctx_, m.topic, m.payload);
+  ks::CommitStaged(*ctx_);
 }
 
 void KeyServer::Tick() {
@@ -75,7 +93,39 @@ void KeyServer::Tick() {
   if (!st.ok()) {
     spdlog::error("ks: replay counters not persisted: {}", st.ToString());
   }
-  PurgeGenKeys();
+  ks::PurgeGenKeys(*ctx_);
+}
+
+Status KeyServer::FlushCounters() { return ks::FlushCounters(*ctx_); }
+
+const KeyServerStats& KeyServer::stats() const { return ctx_->stats; }
+uint32_t KeyServer::n_id() const { return ctx_->own.identity.n_id; }
+uint64_t KeyServer::last_counter() const { return ctx_->counter.last(); }
+const std::string& KeyServer::topic1() const { return ctx_->topic1; }
+const std::string& KeyServer::register_topic() const {
+  return ctx_->register_topic;
+}
+const std::string& KeyServer::ac_topic() const { return ctx_->ac_topic; }
+
+AcListAns KeyServer::ListNodes(uint32_t after) const {
+  return ks::ListNodes(*ctx_, after);
+}
+
+Status KeyServer::AuthorizeNode(const AcAuthorizeReq& req,
+                                AcAuthorizeAns* ans) {
+  return ks::AuthorizeNode(*ctx_, req, ans);
+}
+
+Status KeyServer::SetPeers(const AcPeersReq& req) {
+  return ks::SetPeers(*ctx_, req);
+}
+
+Status KeyServer::RevokeNode(uint32_t n_id, int* notified) {
+  return ks::RevokeNode(*ctx_, n_id, notified);
+}
+
+Status KeyServer::RequestRotation(uint32_t n_id) {
+  return ks::RequestRotation(*ctx_, n_id);
 }
 
 }  // namespace kgr
