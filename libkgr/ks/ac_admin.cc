@@ -1,9 +1,8 @@
-#include "kgr/key_server.h"
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 
+#include "kgr/key_server.h"
 #include "ks/context.h"
 #include "ks/internal.h"
 
@@ -12,7 +11,7 @@ namespace kgr::ks {
 // ---- AC requests (4.3, 4.6) ----
 
 Status AuthorizeNode(Context& ctx, const AcAuthorizeReq& req,
-                                AcAuthorizeAns* ans) {
+                     AcAuthorizeAns* ans) {
   uint32_t n_id = 0;
   for (int attempt = 0; attempt < 16 && n_id == 0; ++attempt) {
     KGR_ASSIGN_OR_RETURN(uint32_t candidate, RandomU32());
@@ -78,28 +77,18 @@ AcListAns ListNodes(const Context& ctx, uint32_t after) {
   return page;
 }
 
-void HandleAc(Context& ctx, const Bytes& message) {
-  auto opened = ctx.cms->DecryptAndVerify(message);
-  if (!opened.ok())
-    return Drop(ctx, nullptr, "AC message: " + opened.status().message());
-  const CmsPeer& peer = opened->second;
-  if (peer.organizational_unit != "kgr-ac") {
-    return Drop(ctx, nullptr, "AC message signed by a non-AC certificate (" +
-                             peer.common_name + ")");
-  }
-  FrameHeader h;
-  auto body = DecodeClearFrame(opened->first.span(), &h);
-  if (!body.ok()) return Drop(ctx, nullptr, body.status().message());
-  if (h.sender != kAcSender) return Drop(ctx, &h, "AC frame with a sender N_ID");
-  if (!ctx.ac_window.IsFresh(h.counter)) return Drop(ctx, &h, "replayed counter");
-  ctx.ac_window.Accept(h.counter);
+namespace {
 
-  Bytes reply_body;
-  FrameType reply_type;
+// Runs one verified AC request; false if it was dropped (nothing to answer).
+bool AnswerAc(Context& ctx, const FrameHeader& h, std::span<const uint8_t> body,
+              Bytes* reply_body, FrameType* reply_type) {
   switch (h.type) {
     case FrameType::kAcAuthorizeReq: {
-      auto req = AcAuthorizeReq::Parse(*body);
-      if (!req.ok()) return Drop(ctx, &h, req.status().message());
+      auto req = AcAuthorizeReq::Parse(body);
+      if (!req.ok()) {
+        Drop(ctx, &h, req.status().message());
+        return false;
+      }
       AcAuthorizeAns ans;
       Status st = AuthorizeNode(ctx, *req, &ans);
       if (!st.ok()) {
@@ -107,13 +96,16 @@ void HandleAc(Context& ctx, const Bytes& message) {
         ans = AcAuthorizeAns{};
         ans.status = static_cast<uint8_t>(st.code());
       }
-      ans.EncodeTo(&reply_body);
-      reply_type = FrameType::kAcAuthorizeAns;
-      break;
+      ans.EncodeTo(reply_body);
+      *reply_type = FrameType::kAcAuthorizeAns;
+      return true;
     }
     case FrameType::kAcPeersReq: {
-      auto req = AcPeersReq::Parse(*body);
-      if (!req.ok()) return Drop(ctx, &h, req.status().message());
+      auto req = AcPeersReq::Parse(body);
+      if (!req.ok()) {
+        Drop(ctx, &h, req.status().message());
+        return false;
+      }
       Status st = SetPeers(ctx, *req);
       if (!st.ok())
         spdlog::warn("ks: peers refused: {}", st.ToString());
@@ -121,32 +113,44 @@ void HandleAc(Context& ctx, const Bytes& message) {
         spdlog::info("ks: {} {} peers of {}",
                      req->allow ? "allowed" : "withdrew", req->peers.size(),
                      FormatNodeId(req->n_id));
-      AcPeersAns{static_cast<uint8_t>(st.code())}.EncodeTo(&reply_body);
-      reply_type = FrameType::kAcPeersAns;
-      break;
+      AcPeersAns{static_cast<uint8_t>(st.code())}.EncodeTo(reply_body);
+      *reply_type = FrameType::kAcPeersAns;
+      return true;
     }
     case FrameType::kAcRevokeReq: {
-      auto req = AcRevokeReq::Parse(*body);
-      if (!req.ok()) return Drop(ctx, &h, req.status().message());
+      auto req = AcRevokeReq::Parse(body);
+      if (!req.ok()) {
+        Drop(ctx, &h, req.status().message());
+        return false;
+      }
       int notified = 0;
       Status st = RevokeNode(ctx, req->n_id, &notified);
       if (!st.ok()) spdlog::warn("ks: revocation refused: {}", st.ToString());
       AcRevokeAns{static_cast<uint8_t>(st.code()),
                   static_cast<uint16_t>(notified)}
-          .EncodeTo(&reply_body);
-      reply_type = FrameType::kAcRevokeAns;
-      break;
+          .EncodeTo(reply_body);
+      *reply_type = FrameType::kAcRevokeAns;
+      return true;
     }
     case FrameType::kAcListReq: {
-      auto req = AcListReq::Parse(*body);
-      if (!req.ok()) return Drop(ctx, &h, "bad ac_list_req");
-      ListNodes(ctx, req->after).EncodeTo(&reply_body);
-      reply_type = FrameType::kAcListAns;
-      break;
+      auto req = AcListReq::Parse(body);
+      if (!req.ok()) {
+        Drop(ctx, &h, "bad ac_list_req");
+        return false;
+      }
+      ListNodes(ctx, req->after).EncodeTo(reply_body);
+      *reply_type = FrameType::kAcListAns;
+      return true;
     }
     default:
-      return Drop(ctx, &h, "not an AC request");
+      Drop(ctx, &h, "not an AC request");
+      return false;
   }
+}
+
+// Seals the answer to `h` for the AC that sent it and publishes it.
+void SendAcReply(Context& ctx, const FrameHeader& h, FrameType reply_type,
+                 Bytes& reply_body, const CmsPeer& peer) {
   FrameHeader out;
   out.type = reply_type;
   out.sender = ctx.own.identity.n_id;
@@ -164,6 +168,33 @@ void HandleAc(Context& ctx, const Bytes& message) {
   Status st = ctx.transport.Publish(
       std::string(ctx.own.identity.topic_prefix) + "/ac/replies", *sealed);
   if (!st.ok()) spdlog::warn("ks: AC reply not sent: {}", st.ToString());
+}
+
+}  // namespace
+
+void HandleAc(Context& ctx, const Bytes& message) {
+  auto opened = ctx.cms->DecryptAndVerify(message);
+  if (!opened.ok())
+    return Drop(ctx, nullptr, "AC message: " + opened.status().message());
+  const CmsPeer& peer = opened->second;
+  if (peer.organizational_unit != "kgr-ac") {
+    return Drop(
+        ctx, nullptr,
+        "AC message signed by a non-AC certificate (" + peer.common_name + ")");
+  }
+  FrameHeader h;
+  auto body = DecodeClearFrame(opened->first.span(), &h);
+  if (!body.ok()) return Drop(ctx, nullptr, body.status().message());
+  if (h.sender != kAcSender)
+    return Drop(ctx, &h, "AC frame with a sender N_ID");
+  if (!ctx.ac_window.IsFresh(h.counter))
+    return Drop(ctx, &h, "replayed counter");
+  ctx.ac_window.Accept(h.counter);
+
+  Bytes reply_body;
+  FrameType reply_type;
+  if (!AnswerAc(ctx, h, *body, &reply_body, &reply_type)) return;
+  SendAcReply(ctx, h, reply_type, reply_body, peer);
 }
 
 }  // namespace kgr::ks

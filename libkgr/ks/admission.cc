@@ -1,9 +1,8 @@
-#include "kgr/key_server.h"
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 
+#include "kgr/key_server.h"
 #include "ks/context.h"
 #include "ks/internal.h"
 
@@ -44,7 +43,7 @@ bool Admit(Context& ctx, const FrameHeader& h) {
 }
 
 bool Charge(Context& ctx, const FrameHeader& h, RateLimiter& limiter,
-                       RateLimiter* global) {
+            RateLimiter* global) {
   if (ctx.options.node_frames_per_s <= 0) return true;
   uint64_t now = ctx.clock.NowMonotonicMillis();
   if (limiter.Allow(h.sender, now) &&
@@ -98,17 +97,7 @@ void HandleTopic1(Context& ctx, const Bytes& frame) {
   window.Accept(h.counter);
   ctx.dirty_counters.push_back(h.sender);
   if (!under_prev && node->prev_nksk.valid()) {
-    // The node used the new NKSK: the rotation is complete.
-    NodeDesc done = node->Clone();
-    done.prev_nksk = SymmetricKeys{};
-    Status st = PutNode(ctx, done);
-    if (!st.ok())
-      spdlog::error("ks: rotation not completed: {}", st.ToString());
-    else
-      node = std::make_shared<const NodeDesc>(std::move(done));
-    ctx.rotations.erase(h.sender);
-    spdlog::info("ks: node {} uses its new NKSK (version {})",
-                 FormatNodeId(h.sender), node->nksk_version);
+    node = CompleteRotation(ctx, std::move(node));
   }
   switch (h.type) {
     case FrameType::kNkskRotReq: {

@@ -125,8 +125,8 @@ void HandleConfAns(Context& ctx, const FrameHeader& h, const NodeDesc& n1,
 // Turns expired keys into tombstones and drops the tombstones that the
 // persisted request floors cover.
 void PurgeGenKeys(Context& ctx);
-Status SendKeyAndNotification(Context& ctx, const GenKey& g,
-                              const NodeDesc& n1, const NodeDesc& n2);
+Status SendKeyAndNotification(Context& ctx, const GenKey& g, const NodeDesc& n1,
+                              const NodeDesc& n2);
 Status SendConfReq(Context& ctx, const GenKey& g, const NodeDesc& n1);
 void SendError(Context& ctx, const FrameHeader& h, const NodeDesc& n,
                KsErrorCode code);
@@ -135,6 +135,9 @@ void SendError(Context& ctx, const FrameHeader& h, const NodeDesc& n,
 void HandleRotation(Context& ctx, const FrameHeader& h, const NodeDesc& node,
                     bool under_prev, const NkskRotReq& req);
 Status RequestRotation(Context& ctx, uint32_t n_id);
+// The node sent a frame under its new NKSK: the previous pair is dropped
+// (node_desc written) and the rotation forgotten. Returns the node's entry.
+NodeRef CompleteRotation(Context& ctx, NodeRef node);
 
 // ---- revocation.cc (4.6 withdrawal, revocation) ----
 Status SetPeers(Context& ctx, const AcPeersReq& req);

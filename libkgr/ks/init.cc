@@ -1,9 +1,8 @@
-#include "kgr/key_server.h"
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 
+#include "kgr/key_server.h"
 #include "ks/internal.h"
 
 namespace kgr {

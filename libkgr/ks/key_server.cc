@@ -26,8 +26,7 @@ Context::Context(OwnData own_data, Bytes kedk, Transport& transport_ref,
       counter(opts.counter_floor),
       node_limiter(opts.node_frames_per_s, opts.node_burst),
       registration_limiter(opts.node_frames_per_s, opts.node_burst),
-      registrations_limiter(opts.registrations_per_s,
-                            opts.registrations_burst),
+      registrations_limiter(opts.registrations_per_s, opts.registrations_burst),
       ac_limiter(opts.ac_messages_per_s, opts.ac_burst) {}
 
 namespace {
@@ -59,8 +58,8 @@ KeyServer::KeyServer(OwnData own, Bytes kedk_public, Transport& transport,
                      const CmsEndpoint* cms, Clock& clock,
                      KeyServerOptions options)
     : ctx_(std::make_unique<ks::Context>(std::move(own), std::move(kedk_public),
-                                         transport, nodes, gen_keys, cms,
-                                         clock, options)) {}
+                                         transport, nodes, gen_keys, cms, clock,
+                                         options)) {}
 
 KeyServer::~KeyServer() = default;
 

@@ -1,9 +1,8 @@
-#include "kgr/key_server.h"
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 
+#include "kgr/key_server.h"
 #include "ks/context.h"
 #include "ks/internal.h"
 

@@ -1,9 +1,8 @@
-#include "kgr/key_server.h"
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 
+#include "kgr/key_server.h"
 #include "ks/context.h"
 #include "ks/internal.h"
 
@@ -15,7 +14,8 @@ void HandleRegistration(Context& ctx, const Bytes& frame) {
   auto peek = PeekFrameHeader(frame);
   if (!peek.ok()) return Drop(ctx, nullptr, peek.status().message());
   const FrameHeader& h = *peek;
-  if (h.type != FrameType::kNkskKeyReq) return Drop(ctx, &h, "not nksk_key_req");
+  if (h.type != FrameType::kNkskKeyReq)
+    return Drop(ctx, &h, "not nksk_key_req");
   if (!Admit(ctx, h)) return;
   auto node = GetNode(ctx, h.sender);
   if (!node.ok()) return Drop(ctx, &h, "unknown N_ID");
@@ -42,7 +42,8 @@ void HandleRegistration(Context& ctx, const Bytes& frame) {
   }
   // Charged only now: frames carrying this N_ID that do not prove its NTAG
   // cost the node nothing, and TOPIC1 traffic has its own budget.
-  if (!Charge(ctx, h, ctx.registration_limiter, &ctx.registrations_limiter)) return;
+  if (!Charge(ctx, h, ctx.registration_limiter, &ctx.registrations_limiter))
+    return;
   window.Accept(h.counter);
   if (repeat) {
     if (node->topic2 != req->topic2) return Drop(ctx, &h, "TOPIC2 changed");
@@ -74,7 +75,7 @@ void HandleRegistration(Context& ctx, const Bytes& frame) {
 }
 
 void SendRegistrationAnswer(Context& ctx, const NodeDesc& node,
-                                       uint64_t request_id) {
+                            uint64_t request_id) {
   auto ans_keys =
       RegistrationKeys(node.ntag, node.n_id, FrameType::kNkskKeyAns);
   if (!ans_keys.ok() || !node.topic2.has_value()) return;
@@ -87,8 +88,8 @@ void SendRegistrationAnswer(Context& ctx, const NodeDesc& node,
   if (!sealed.ok()) return;
   Status st =
       ctx.transport.Publish(TopicName(ctx.own.identity.topic_prefix,
-                                   NodeIdentity(node.n_id), *node.topic2),
-                         *sealed);
+                                      NodeIdentity(node.n_id), *node.topic2),
+                            *sealed);
   if (!st.ok()) spdlog::warn("ks: nksk_key_ans not sent: {}", st.ToString());
 }
 

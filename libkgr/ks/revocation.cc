@@ -1,9 +1,8 @@
-#include "kgr/key_server.h"
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 
+#include "kgr/key_server.h"
 #include "ks/context.h"
 #include "ks/internal.h"
 
@@ -45,7 +44,7 @@ Status SetPeers(Context& ctx, const AcPeersReq& req) {
 }
 
 bool NotifyPairRevoked(Context& ctx, uint32_t node, uint32_t peer,
-                                  RevokeReason reason) {
+                       RevokeReason reason) {
   auto d = GetNode(ctx, node);
   if (!d.ok() || d->state != NodeState::kRegistered) return false;
   Status st = SendToNode(ctx, *d, 0, 0, PairRevoked{peer, reason});
@@ -86,7 +85,8 @@ Status RevokeNode(Context& ctx, uint32_t n_id, int* notified) {
   for (uint64_t id : pending) ctx.gen_keys.DeleteUnsynced(id);
   ctx.windows.erase(n_id);
   for (uint32_t p : node->allowed_peers) {
-    if (NotifyPairRevoked(ctx, p, n_id, RevokeReason::kPeerRevoked)) ++*notified;
+    if (NotifyPairRevoked(ctx, p, n_id, RevokeReason::kPeerRevoked))
+      ++*notified;
   }
   spdlog::warn("ks: node {} revoked; {} pending keys dropped, {} peers told",
                FormatNodeId(n_id), pending.size(), *notified);

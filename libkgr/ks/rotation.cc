@@ -1,16 +1,15 @@
-#include "kgr/key_server.h"
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 
+#include "kgr/key_server.h"
 #include "ks/context.h"
 #include "ks/internal.h"
 
 namespace kgr::ks {
 
 void HandleRotation(Context& ctx, const FrameHeader& h, const NodeDesc& node,
-                               bool under_prev, const NkskRotReq& req) {
+                    bool under_prev, const NkskRotReq& req) {
   // A retransmitted request (the node has not got our answer, or our answer
   // crossed its retransmission) comes under the previous NKSK with the same
   // id and key: the same answer again, since the node may already hold the
@@ -55,7 +54,7 @@ void HandleRotation(Context& ctx, const FrameHeader& h, const NodeDesc& node,
   spdlog::info("ks: node {} rotates its NKSK to version {}",
                FormatNodeId(node.n_id), version);
   ctx.rotations[node.n_id] = {h.request_id, req.node_public, ks_key->public_key,
-                           version};
+                              version};
   st = SendToNode(ctx, updated, h.request_id, 0,
                   NkskRotAns{ks_key->public_key, version});
   if (!st.ok()) spdlog::warn("ks: nksk_rot_ans not sent: {}", st.ToString());
@@ -68,6 +67,20 @@ Status RequestRotation(Context& ctx, uint32_t n_id) {
     return FailedPreconditionError("node not registered");
   }
   return SendToNode(ctx, *node, 0, 0, NkskRotSig{});
+}
+
+NodeRef CompleteRotation(Context& ctx, NodeRef node) {
+  NodeDesc done = node->Clone();
+  done.prev_nksk = SymmetricKeys{};
+  Status st = PutNode(ctx, done);
+  if (!st.ok())
+    spdlog::error("ks: rotation not completed: {}", st.ToString());
+  else
+    node = std::make_shared<const NodeDesc>(std::move(done));
+  ctx.rotations.erase(node->n_id);
+  spdlog::info("ks: node {} uses its new NKSK (version {})",
+               FormatNodeId(node->n_id), node->nksk_version);
+  return node;
 }
 
 }  // namespace kgr::ks

@@ -1,9 +1,8 @@
-#include "kgr/key_server.h"
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 
+#include "kgr/key_server.h"
 #include "ks/context.h"
 #include "ks/internal.h"
 
@@ -49,7 +48,7 @@ void CommitStaged(Context& ctx) {
 }
 
 void SendError(Context& ctx, const FrameHeader& h, const NodeDesc& n,
-                          KsErrorCode code) {
+               KsErrorCode code) {
   ++ctx.stats.refused_requests;
   spdlog::warn("ks: refused {} from {} (request {:016x}): {}",
                FrameTypeName(h.type), FormatNodeId(h.sender), h.request_id,
@@ -59,7 +58,7 @@ void SendError(Context& ctx, const FrameHeader& h, const NodeDesc& n,
 }
 
 Status SendKeyAndNotification(Context& ctx, const GenKey& g, const NodeDesc& n1,
-                                         const NodeDesc& n2) {
+                              const NodeDesc& n2) {
   uint8_t flags = g.renewal ? kFlagRenewal : 0;
   KGR_RETURN_IF_ERROR(
       SendToNode(ctx, n1, g.request_id, flags,
@@ -70,7 +69,7 @@ Status SendKeyAndNotification(Context& ctx, const GenKey& g, const NodeDesc& n1,
 }
 
 void HandleKeyReq(Context& ctx, const FrameHeader& h, const NodeRef& n1,
-                             const NnskKeyReq& req) {
+                  const NnskKeyReq& req) {
   // One request id, at most one key, ever: a retransmitted request gets the
   // same key again while its record lives; once the key was confirmed or
   // purged (tombstone), or its record dropped under the node's floor, the
@@ -140,7 +139,7 @@ Status SendConfReq(Context& ctx, const GenKey& g, const NodeDesc& n1) {
 }
 
 void HandleNotAns(Context& ctx, const FrameHeader& h, const NodeDesc& n2,
-                             const NnskNotAns& ans) {
+                  const NnskNotAns& ans) {
   auto g = ctx.gen_keys.Get(h.request_id);
   if (!g.ok() || g->tombstone()) {
     return Drop(ctx, &h, "no pending key for this request");
@@ -169,7 +168,7 @@ void HandleNotAns(Context& ctx, const FrameHeader& h, const NodeDesc& n2,
 }
 
 void HandleConfAns(Context& ctx, const FrameHeader& h, const NodeDesc& n1,
-                              const NnskConfAns& ans) {
+                   const NnskConfAns& ans) {
   auto g = ctx.gen_keys.Get(h.request_id);
   // Already confirmed: duplicates are harmless.
   if (!g.ok() || g->tombstone()) return;
