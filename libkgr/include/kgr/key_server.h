@@ -93,6 +93,11 @@ struct KeyServerStats {
   uint64_t rate_limited = 0;
 };
 
+namespace ks {
+struct Context;  // the state the procedures share (libkgr/ks/)
+}
+
+// The KS's entry points; each procedure lives in a file of libkgr/ks/.
 class KeyServer {
  public:
   // References must outlive the KeyServer. `cms` may be null (then AC
@@ -100,6 +105,9 @@ class KeyServer {
   KeyServer(OwnData own, Bytes kedk_public, Transport& transport,
             NodeDescStore& nodes, GenKeysStore& gen_keys,
             const CmsEndpoint* cms, Clock& clock, KeyServerOptions options);
+  ~KeyServer();
+  KeyServer(const KeyServer&) = delete;
+  KeyServer& operator=(const KeyServer&) = delete;
 
   // Subscribes TOPIC0, TOPIC1 and the AC topic.
   Status Start();
@@ -120,13 +128,13 @@ class KeyServer {
   // before a clean shutdown.
   Status FlushCounters();
 
-  const KeyServerStats& stats() const { return stats_; }
-  uint32_t n_id() const { return own_.identity.n_id; }
+  const KeyServerStats& stats() const;
+  uint32_t n_id() const;
   // The last frame counter sent, for the daemon to persist.
-  uint64_t last_counter() const { return counter_.last(); }
-  const std::string& topic1() const { return topic1_; }
-  const std::string& register_topic() const { return register_topic_; }
-  const std::string& ac_topic() const { return ac_topic_; }
+  uint64_t last_counter() const;
+  const std::string& topic1() const;
+  const std::string& register_topic() const;
+  const std::string& ac_topic() const;
 
   // One page of the AC's list, without secrets: the nodes with an N_ID
   // above `after`, ascending, as many as fit in options.ac_list_page_bytes
@@ -150,99 +158,7 @@ class KeyServer {
   Status RequestRotation(uint32_t n_id);
 
  private:
-  using NodeRef = std::shared_ptr<const NodeDesc>;
-
-  struct Peer;  // per-node replay window
-
-  void HandleRegistration(const Bytes& frame);
-  void SendRegistrationAnswer(const NodeDesc& node, uint64_t request_id);
-  void HandleTopic1(const Bytes& frame);
-  void HandleKeyReq(const FrameHeader& h, const NodeRef& n1,
-                    const NnskKeyReq& req);
-  void Dispatch(const std::string& topic, const Bytes& payload);
-  // Writes the staged gen_keys records (one sync), then sends their keys.
-  void CommitStaged();
-  void HandleNotAns(const FrameHeader& h, const NodeDesc& n2,
-                    const NnskNotAns& ans);
-  void HandleConfAns(const FrameHeader& h, const NodeDesc& n1,
-                     const NnskConfAns& ans);
-  // Turns expired keys into tombstones and drops the tombstones that the
-  // persisted request floors cover.
-  void PurgeGenKeys();
-  void HandleRotation(const FrameHeader& h, const NodeDesc& node,
-                      bool under_prev, const NkskRotReq& req);
-  void HandleAc(const Bytes& message);
-  Status SendKeyAndNotification(const GenKey& g, const NodeDesc& n1,
-                                const NodeDesc& n2);
-  Status SendConfReq(const GenKey& g, const NodeDesc& n1);
-  void SendError(const FrameHeader& h, const NodeDesc& n, KsErrorCode code);
-  // Tells `node` (if registered) to wipe its pair with `peer`.
-  bool NotifyPairRevoked(uint32_t node, uint32_t peer, RevokeReason reason);
-  // During a rotation (prev_nksk set) the frame goes out twice, under the
-  // new and under the previous pair: the node opens the one it can.
-  template <typename Body>
-  Status SendToNode(const NodeDesc& node, uint64_t request_id, uint8_t flags,
-                    const Body& body);
-  void Drop(const FrameHeader* h, std::string_view reason);
-  // Cheap check before any crypto: a known sender.
-  bool Admit(const FrameHeader& h);
-  // After the frame's MAC verified: spends a token of the sender's bucket in
-  // `limiter` (and of `global`, if given); false (dropped, counted) if empty.
-  bool Charge(const FrameHeader& h, RateLimiter& limiter,
-              RateLimiter* global = nullptr);
-  ReplayWindow& WindowFor(const NodeDesc& n);
-  // node_desc through the cache: every read and write of the KeyServer
-  // goes through these.
-  // The node's entry, shared with the cache (immutable: a write replaces
-  // the cache's entry, never changes one), so a frame costs no copy of it.
-  StatusOr<NodeRef> FindNode(uint32_t n_id);
-  // A copy of it, to change and write back.
-  StatusOr<NodeDesc> GetNode(uint32_t n_id);
-  Status PutNode(const NodeDesc& d);
-  Status PutNodes(const std::vector<NodeDesc>& batch);
-  void CacheNode(const NodeDesc& d);
-  // Caches `d` after a successful write of it, else forgets its entry.
-  void AfterNodeWrite(const NodeDesc& d, const Status& written);
-
-  OwnData own_;
-  Bytes kedk_public_;
-  Transport& transport_;
-  NodeDescStore& nodes_;
-  GenKeysStore& gen_keys_;
-  const CmsEndpoint* cms_;
-  Clock& clock_;
-  KeyServerOptions options_;
-  FrameCounter counter_;
-  std::unordered_map<uint32_t, ReplayWindow> windows_;
-  std::unordered_map<uint32_t, NodeRef> node_cache_;
-  std::vector<uint32_t> dirty_counters_;  // window or floor advanced
-  // Per node: the highest request id with a durable gen_keys record, ahead
-  // of node_desc.request_floor until FlushCounters persists it.
-  std::unordered_map<uint32_t, uint64_t> request_floors_;
-  // The answer of each rotation not yet completed, so that a retransmitted
-  // request (same id, same node key) gets the same agreement again.
-  struct Rotation {
-    uint64_t request_id = 0;
-    Bytes node_public, ks_public;
-    uint32_t version = 0;
-  };
-  std::unordered_map<uint32_t, Rotation> rotations_;
-  struct Staged {
-    GenKey key;
-    NodeRef n1, n2;
-    FrameHeader request;
-  };
-  std::vector<Staged> staged_;  // new keys of the batch being handled
-  ReplayWindow ac_window_;
-  RateLimiter node_limiter_;           // TOPIC1, per node
-  RateLimiter registration_limiter_;   // TOPIC0, per node
-  RateLimiter registrations_limiter_;  // TOPIC0, all nodes (key 0)
-  RateLimiter ac_limiter_;
-  uint64_t log_second_ = 0;  // drop-log throttle
-  int logged_this_second_ = 0;
-  uint64_t unlogged_drops_ = 0;
-  const std::string register_topic_, topic1_, ac_topic_;  // TOPIC0, TOPIC1
-  KeyServerStats stats_;
+  std::unique_ptr<ks::Context> ctx_;  // libkgr/ks/context.h
 };
 
 // Hands messages from the transport's thread to a KeyServer on its

@@ -1,0 +1,158 @@
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "kgr/key_server.h"
+#include "ks/context.h"
+#include "ks/internal.h"
+
+namespace kgr::ks {
+
+void Drop(Context& ctx, const FrameHeader* h, std::string_view reason) {
+  ++ctx.stats.dropped_frames;
+  // At most 20 drop lines a second, so a flood cannot flood the log.
+  uint64_t second = ctx.clock.NowMonotonicMillis() / 1000;
+  if (second != ctx.log_second) {
+    if (ctx.unlogged_drops > 0) {
+      spdlog::warn("ks: {} more frames dropped without a log line",
+                   ctx.unlogged_drops);
+    }
+    ctx.log_second = second;
+    ctx.logged_this_second = 0;
+    ctx.unlogged_drops = 0;
+  }
+  if (++ctx.logged_this_second > 20) {
+    ++ctx.unlogged_drops;
+    return;
+  }
+  if (h != nullptr) {
+    spdlog::warn("ks: dropped {} from {} (request {:016x}): {}",
+                 FrameTypeName(h->type), FormatNodeId(h->sender), h->request_id,
+                 reason);
+  } else {
+    spdlog::warn("ks: dropped message: {}", reason);
+  }
+}
+
+bool Admit(Context& ctx, const FrameHeader& h) {
+  if (!ctx.nodes.Contains(h.sender)) {
+    Drop(ctx, &h, "unknown N_ID");
+    return false;
+  }
+  return true;
+}
+
+bool Charge(Context& ctx, const FrameHeader& h, RateLimiter& limiter,
+            RateLimiter* global) {
+  if (ctx.options.node_frames_per_s <= 0) return true;
+  uint64_t now = ctx.clock.NowMonotonicMillis();
+  if (limiter.Allow(h.sender, now) &&
+      (global == nullptr || ctx.options.registrations_per_s <= 0 ||
+       global->Allow(0, now))) {
+    return true;
+  }
+  ++ctx.stats.rate_limited;
+  Drop(ctx, &h, "rate limit");
+  return false;
+}
+
+ReplayWindow& WindowFor(Context& ctx, const NodeDesc& n) {
+  auto it = ctx.windows.find(n.n_id);
+  if (it == ctx.windows.end()) {
+    it = ctx.windows.emplace(n.n_id, ReplayWindow(n.last_counter)).first;
+  }
+  return it->second;
+}
+
+void HandleTopic1(Context& ctx, const Bytes& frame) {
+  auto peek = PeekFrameHeader(frame);
+  if (!peek.ok()) return Drop(ctx, nullptr, peek.status().message());
+  const FrameHeader& h = *peek;
+  if (h.type != FrameType::kNnskKeyReq && h.type != FrameType::kNnskNotAns &&
+      h.type != FrameType::kNnskConfAns && h.type != FrameType::kNkskRotReq) {
+    return Drop(ctx, &h, "unexpected type on TOPIC1");
+  }
+  if (!Admit(ctx, h)) return;
+  auto found = FindNode(ctx, h.sender);
+  if (!found.ok()) return Drop(ctx, &h, "unknown N_ID");
+  NodeRef node = *std::move(found);
+  if (node->state != NodeState::kRegistered) {
+    return Drop(ctx, &h, "node not registered");
+  }
+  // The current NKSK, or during a rotation the previous one.
+  bool under_prev =
+      node->prev_nksk.valid() && h.key_version + 1 == node->nksk_version;
+  if (h.key_version != node->nksk_version && !under_prev) {
+    return Drop(ctx, &h, "stale NKSK version");
+  }
+  ReplayWindow& window = WindowFor(ctx, *node);
+  if (!window.IsFresh(h.counter)) return Drop(ctx, &h, "replayed counter");
+  FrameHeader opened;
+  auto plain =
+      OpenFrame(frame, under_prev ? node->prev_nksk : node->nksk, &opened);
+  if (!plain.ok()) return Drop(ctx, &h, plain.status().message());
+  // Charged only once the MAC proved the sender: frames carrying another
+  // node's N_ID cost that node nothing.
+  if (!Charge(ctx, h, ctx.node_limiter)) return;
+  window.Accept(h.counter);
+  ctx.dirty_counters.push_back(h.sender);
+  if (!under_prev && node->prev_nksk.valid()) {
+    node = CompleteRotation(ctx, std::move(node));
+  }
+  switch (h.type) {
+    case FrameType::kNkskRotReq: {
+      auto req = NkskRotReq::Parse(plain->span());
+      if (!req.ok()) return Drop(ctx, &h, req.status().message());
+      return HandleRotation(ctx, h, *node, under_prev, *req);
+    }
+    case FrameType::kNnskKeyReq: {
+      auto req = NnskKeyReq::Parse(plain->span());
+      if (!req.ok()) return Drop(ctx, &h, req.status().message());
+      return HandleKeyReq(ctx, h, node, *req);
+    }
+    case FrameType::kNnskNotAns: {
+      auto ans = NnskNotAns::Parse(plain->span());
+      if (!ans.ok()) return Drop(ctx, &h, ans.status().message());
+      return HandleNotAns(ctx, h, *node, *ans);
+    }
+    default: {
+      auto ans = NnskConfAns::Parse(plain->span());
+      if (!ans.ok()) return Drop(ctx, &h, ans.status().message());
+      return HandleConfAns(ctx, h, *node, *ans);
+    }
+  }
+}
+
+Status FlushCounters(Context& ctx) {
+  if (ctx.dirty_counters.empty()) return OkStatus();
+  std::sort(ctx.dirty_counters.begin(), ctx.dirty_counters.end());
+  ctx.dirty_counters.erase(
+      std::unique(ctx.dirty_counters.begin(), ctx.dirty_counters.end()),
+      ctx.dirty_counters.end());
+  std::vector<NodeDesc> batch;
+  for (uint32_t id : ctx.dirty_counters) {
+    auto d = GetNode(ctx, id);
+    auto w = ctx.windows.find(id);
+    if (!d.ok() || w == ctx.windows.end()) continue;
+    auto f = ctx.request_floors.find(id);
+    bool floor_advanced =
+        f != ctx.request_floors.end() && f->second > d->request_floor;
+    if (d->last_counter >= w->second.highest() && !floor_advanced &&
+        !d->nksk_unused) {
+      continue;
+    }
+    NodeDesc updated = d->Clone();
+    updated.last_counter = std::max(d->last_counter, w->second.highest());
+    if (floor_advanced) updated.request_floor = f->second;
+    // The node sent frames under its NKSK (ctx.dirty_counters holds only
+    // those), so it holds it: its registration answer is not repeated any
+    // more (HandleRegistration also checks ctx.dirty_counters until then).
+    updated.nksk_unused = false;
+    batch.push_back(std::move(updated));
+  }
+  Status st = batch.empty() ? OkStatus() : PutNodes(ctx, batch);
+  if (st.ok()) ctx.dirty_counters.clear();
+  return st;
+}
+
+}  // namespace kgr::ks

@@ -1,0 +1,96 @@
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "kgr/key_server.h"
+#include "ks/context.h"
+#include "ks/internal.h"
+
+namespace kgr::ks {
+
+// ---- registration (4.5) ----
+
+void HandleRegistration(Context& ctx, const Bytes& frame) {
+  auto peek = PeekFrameHeader(frame);
+  if (!peek.ok()) return Drop(ctx, nullptr, peek.status().message());
+  const FrameHeader& h = *peek;
+  if (h.type != FrameType::kNkskKeyReq)
+    return Drop(ctx, &h, "not nksk_key_req");
+  if (!Admit(ctx, h)) return;
+  auto node = GetNode(ctx, h.sender);
+  if (!node.ok()) return Drop(ctx, &h, "unknown N_ID");
+  if (node->state == NodeState::kRevoked) return Drop(ctx, &h, "node revoked");
+  // A repetition of the registration that succeeded (the answer was lost,
+  // or the node died before storing its keys): answered with the same keys
+  // as long as the node has not used them (then it holds them). Any other
+  // request after registration is refused.
+  bool repeat = node->state == NodeState::kRegistered &&
+                h.request_id == RegistrationRequestId(node->ntag) &&
+                node->nksk_unused && !Contains(ctx.dirty_counters, node->n_id);
+  if (node->state == NodeState::kRegistered && !repeat) {
+    return Drop(ctx, &h, "NTAG already used (node registered)");
+  }
+  ReplayWindow& window = WindowFor(ctx, *node);
+  if (!window.IsFresh(h.counter)) return Drop(ctx, &h, "replayed counter");
+  auto keys = RegistrationKeys(node->ntag, node->n_id, FrameType::kNkskKeyReq);
+  if (!keys.ok()) return Drop(ctx, &h, keys.status().message());
+  FrameHeader opened;
+  auto req = OpenBody<NkskKeyReq>(frame, *keys, &opened);
+  if (!req.ok()) return Drop(ctx, &h, req.status().message());
+  if (req->n_id != node->n_id || !req->ntag.Equals(node->ntag)) {
+    return Drop(ctx, &h, "NTAG does not match");
+  }
+  // Charged only now: frames carrying this N_ID that do not prove its NTAG
+  // cost the node nothing, and TOPIC1 traffic has its own budget.
+  if (!Charge(ctx, h, ctx.registration_limiter, &ctx.registrations_limiter))
+    return;
+  window.Accept(h.counter);
+  if (repeat) {
+    if (node->topic2 != req->topic2) return Drop(ctx, &h, "TOPIC2 changed");
+    spdlog::info("ks: node {} asked again for its registration: same keys",
+                 FormatNodeId(h.sender));
+    return SendRegistrationAnswer(ctx, *node, h.request_id);
+  }
+
+  auto nksk = SymmetricKeys::Generate();
+  if (!nksk.ok()) return Drop(ctx, &h, nksk.status().message());
+  NodeDesc updated = node->Clone();
+  updated.state = NodeState::kRegistered;
+  updated.nksk = std::move(*nksk);
+  updated.nksk_version = 1;
+  updated.topic2 = req->topic2;
+  updated.last_counter = window.highest();
+  updated.registered_unix_ms = ctx.clock.NowUnixMillis();
+  updated.nksk_unused = true;
+  // Step 2: node_desc is durable before the keys leave the KS.
+  Status st = PutNode(ctx, updated);
+  if (!st.ok()) {
+    spdlog::error("ks: registration of {} not stored: {}",
+                  FormatNodeId(h.sender), st.ToString());
+    return;
+  }
+  ++ctx.stats.registrations;
+  spdlog::info("ks: node {} registered", FormatNodeId(h.sender));
+  SendRegistrationAnswer(ctx, updated, h.request_id);
+}
+
+void SendRegistrationAnswer(Context& ctx, const NodeDesc& node,
+                            uint64_t request_id) {
+  auto ans_keys =
+      RegistrationKeys(node.ntag, node.n_id, FrameType::kNkskKeyAns);
+  if (!ans_keys.ok() || !node.topic2.has_value()) return;
+  FrameHeader out;
+  out.sender = ctx.own.identity.n_id;
+  out.counter = ctx.counter.Next(ctx.clock.NowUnixMicros());
+  out.request_id = request_id;
+  NkskKeyAns ans{node.nksk.Clone(), ctx.own.identity.own_topic};
+  auto sealed = SealBody(out, ans, *ans_keys);
+  if (!sealed.ok()) return;
+  Status st =
+      ctx.transport.Publish(TopicName(ctx.own.identity.topic_prefix,
+                                      NodeIdentity(node.n_id), *node.topic2),
+                            *sealed);
+  if (!st.ok()) spdlog::warn("ks: nksk_key_ans not sent: {}", st.ToString());
+}
+
+}  // namespace kgr::ks
