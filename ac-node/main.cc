@@ -46,6 +46,7 @@ flags (each overrides the JSON config file's key in brackets):
   --config FILE        JSON config file
   --broker HOST:PORT   [broker] MQTT broker (also written into credentials)
   --mqtt-client C      [mqtt_client] MQTT client library: mosquitto or paho
+  --mqtt-qos N         [mqtt_qos] MQTT QoS of kgr frames: 0 or 1 (default 1)
   --ca FILE            [tls.ca_file] KED CA certificate (PEM)
   --cert FILE          [tls.cert_file] AC certificate (PEM, CN=ac, OU=kgr-ac)
   --key FILE           [tls.key_file] AC private key (PEM)
@@ -71,6 +72,7 @@ unavailable or timeout, 4 refused by the KS.
 constexpr SettingSpec kSpecs[] = {
     kBrokerSetting,
     kMqttClientSetting,
+    kMqttQosSetting,
     kTlsCaSetting,
     kTlsCertSetting,
     kTlsKeySetting,
@@ -100,6 +102,7 @@ constexpr SettingSpec kSpecs[] = {
 struct Settings {
   std::string broker, ca, cert, key, ks_cert, ca_key, prefix, log_level;
   MqttClient mqtt_client = MqttClient::kMosquitto;
+  int mqtt_qos = 1;
   std::string issued_dir, crl;
   int cert_days = 365;
   int timeout_ms = 10000;
@@ -110,6 +113,7 @@ StatusOr<Settings> LoadSettings(const CommandLine& c) {
   s.broker = c.Str("broker");
   s.ca = c.Str("tls.ca_file");
   KGR_ASSIGN_OR_RETURN(s.mqtt_client, ParseMqttClient(c.Str("mqtt_client")));
+  s.mqtt_qos = static_cast<int>(c.Int("mqtt_qos"));
   s.cert = c.Str("tls.cert_file");
   s.key = c.Str("tls.key_file");
   s.ks_cert = c.Str("ks_cert_file");
@@ -144,6 +148,7 @@ class Session {
     mo.cert_file = s.cert;
     mo.key_file = s.key;
     mo.client = s.mqtt_client;
+    mo.qos = s.mqtt_qos;
     KGR_ASSIGN_OR_RETURN(x->transport_, NewMqttTransport(mo));
     x->client_ = std::make_unique<AcClient>(
         *x->transport_, *x->cms_, std::move(ks_der), *SystemClock(), s.prefix);

@@ -41,6 +41,7 @@ flags (each overrides the JSON config file's key in brackets):
                        only). Default: $KGR_TCTI, else device:/dev/tpmrm0
   --broker HOST:PORT   [broker] MQTT broker address (BA)
   --mqtt-client C      [mqtt_client] MQTT client library: mosquitto or paho
+  --mqtt-qos N         [mqtt_qos] MQTT QoS of kgr frames: 0 or 1 (default 1)
   --ca FILE            [tls.ca_file] KED CA certificate (PEM)
   --cert FILE          [tls.cert_file] KS certificate (PEM, CN=ks, OU=kgr-ks)
   --key FILE           [tls.key_file] KS private key (PEM)
@@ -70,6 +71,7 @@ unavailable or timeout, 4 refused.
 struct Settings {
   std::string state_dir, tcti, broker, ca, cert, key, prefix, log_level;
   MqttClient mqtt_client = MqttClient::kMosquitto;
+  int mqtt_qos = 1;
   uint64_t gen_key_ttl_ms = 60'000;
   uint64_t node_frames_per_s = 100;
   uint64_t node_burst = 200;
@@ -84,6 +86,7 @@ constexpr SettingSpec kSpecs[] = {
     kTctiSetting,
     kBrokerSetting,
     kMqttClientSetting,
+    kMqttQosSetting,
     kTlsCaSetting,
     kTlsCertSetting,
     kTlsKeySetting,
@@ -130,6 +133,7 @@ StatusOr<Settings> LoadSettings(const CommandLine& c) {
   s.prefix = c.Str("topic_prefix");
   s.log_level = c.Str("log_level");
   KGR_ASSIGN_OR_RETURN(s.mqtt_client, ParseMqttClient(c.Str("mqtt_client")));
+  s.mqtt_qos = static_cast<int>(c.Int("mqtt_qos"));
   s.pcr_policy = c.Bool("pcr_policy");
   s.gen_key_ttl_ms = c.Int("gen_key_ttl_ms");
   s.node_frames_per_s = c.Int("node_frames_per_s");
@@ -337,6 +341,7 @@ Status CmdRun(const Settings& s) {
   mo.key_file = s.key;
   mo.client_id = "ks";
   mo.client = s.mqtt_client;
+  mo.qos = s.mqtt_qos;
   KGR_ASSIGN_OR_RETURN(auto transport, NewMqttTransport(mo));
   KeyServerOptions ko;
   ko.gen_key_ttl_ms = s.gen_key_ttl_ms;

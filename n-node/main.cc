@@ -57,6 +57,7 @@ flags (each overrides the JSON config file's key in brackets):
                        device:/dev/tpmrm0
   --broker HOST:PORT   [broker] overrides the BA from the credentials
   --mqtt-client C      [mqtt_client] MQTT client library: mosquitto or paho
+  --mqtt-qos N         [mqtt_qos] MQTT QoS of kgr frames: 0 or 1 (default 1)
   --timeout-ms N       [timeout_ms] deadline of one request (default 10000)
   --key-max-age-s N    [policy.max_age_s] lifetime policy of pair keys: the
   --key-max-frames N   [policy.max_frames] daemon renews a pair's key by
@@ -87,6 +88,7 @@ constexpr SettingSpec kSpecs[] = {
     kTctiSetting,
     {.flag = "broker", .key = "broker", .kind = SettingKind::kHostPort},
     kMqttClientSetting,
+    kMqttQosSetting,
     kTimeoutSetting,
     {.flag = "key-max-age-s",
      .key = "policy.max_age_s",
@@ -117,6 +119,7 @@ constexpr SettingSpec kSpecs[] = {
 struct Settings {
   std::string state_dir, tcti, broker, log_level;
   MqttClient mqtt_client = MqttClient::kMosquitto;
+  int mqtt_qos = 1;
   uint64_t timeout_ms = 10'000;
   uint64_t journal_prealloc_kb = 256;
   KeyPolicy policy;
@@ -161,6 +164,7 @@ StatusOr<Settings> LoadSettings(const CommandLine& c) {
   s.broker = c.Str("broker");
   s.log_level = c.Str("log_level");
   KGR_ASSIGN_OR_RETURN(s.mqtt_client, ParseMqttClient(c.Str("mqtt_client")));
+  s.mqtt_qos = static_cast<int>(c.Int("mqtt_qos"));
   s.pcr_policy = c.Bool("pcr_policy");
   s.timeout_ms = c.Int("timeout_ms");
   s.policy.max_age_ms = 1000 * c.Int("policy.max_age_s");
@@ -218,6 +222,7 @@ class NodeService {
     mo.key_file = TlsPath(s, "key.pem");
     mo.client_id = NodeIdentity(own->identity.n_id);
     mo.client = s.mqtt_client;
+    mo.qos = s.mqtt_qos;
     KGR_ASSIGN_OR_RETURN(x->transport_, NewMqttTransport(mo));
     NodeClientOptions no;
     no.request_timeout_ms = s.timeout_ms;

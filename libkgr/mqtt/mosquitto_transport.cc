@@ -138,6 +138,9 @@ class MosquittoTransport final : public Transport {
   int connack_ = 0;        // CONNACK code of the latest attempt
   bool resubscribe_ = false;
   int buffered_ = 0;  // publishes queued while reconnecting
+  // QoS 0 publishes made while reconnecting (libmosquitto queues only QoS
+  // >= 1 itself), sent after the resubscription; dropped on Disconnect().
+  std::vector<std::pair<std::string, Bytes>> held_;
   std::chrono::seconds reconnect_delay_{1};
   // Network thread only (set by Connect() before it starts): whether the
   // session is up, and when the current connection attempt gives up.
@@ -358,6 +361,7 @@ void MosquittoTransport::OnConnect(mosquitto*, void* self, int rc,
                                    int /*flags*/) {
   auto* t = static_cast<MosquittoTransport*>(self);
   std::vector<std::string> topics;
+  std::vector<std::pair<std::string, Bytes>> held;
   {
     std::lock_guard<std::mutex> lock(t->mu_);
     t->connack_ = rc;
@@ -370,6 +374,7 @@ void MosquittoTransport::OnConnect(mosquitto*, void* self, int rc,
     t->up_ = true;
     t->state_ = State::kUp;
     t->buffered_ = 0;
+    held.swap(t->held_);
     t->reconnect_delay_ = std::chrono::seconds(t->options_.reconnect_min_s);
     // Always resubscribe after a lost connection: the broker may have
     // restarted without the session, or lost a SUBSCRIBE in flight.
@@ -382,15 +387,26 @@ void MosquittoTransport::OnConnect(mosquitto*, void* self, int rc,
   }
   t->cv_.notify_all();
   t->LogWhileConnecting(false);
-  if (topics.empty()) return;
-  std::vector<char*> filters;
-  for (std::string& topic : topics) filters.push_back(topic.data());
-  int src = mosquitto_subscribe_multiple(
-      t->mosq_, nullptr, static_cast<int>(filters.size()), filters.data(),
-      t->options_.qos, 0, nullptr);
-  if (src != MOSQ_ERR_SUCCESS) {
-    spdlog::warn("mqtt: resubscribe: {}",
-                 MosquittoStatus(MqttOp::kSubscribe, src, "").message());
+  if (!topics.empty()) {
+    std::vector<char*> filters;
+    for (std::string& topic : topics) filters.push_back(topic.data());
+    int src = mosquitto_subscribe_multiple(
+        t->mosq_, nullptr, static_cast<int>(filters.size()), filters.data(),
+        t->options_.qos, 0, nullptr);
+    if (src != MOSQ_ERR_SUCCESS) {
+      spdlog::warn("mqtt: resubscribe: {}",
+                   MosquittoStatus(MqttOp::kSubscribe, src, "").message());
+    }
+  }
+  // After the SUBSCRIBE on the same connection: answers find our topics.
+  for (const auto& [topic, payload] : held) {
+    int prc = mosquitto_publish(t->mosq_, nullptr, topic.c_str(),
+                                static_cast<int>(payload.size()),
+                                payload.data(), 0, /*retain=*/false);
+    if (prc != MOSQ_ERR_SUCCESS) {
+      spdlog::debug("mqtt: held publish: {}",
+                    MosquittoStatus(MqttOp::kPublish, prc, "").message());
+    }
   }
 }
 
@@ -526,15 +542,16 @@ Status MosquittoTransport::Publish(const std::string& topic,
       return FailedPreconditionError("mqtt publish: not connected");
     }
     if (state_ == State::kReconnecting) {
-      if (options_.qos == 0) {
-        return UnavailableError("mqtt publish: reconnecting (QoS 0 dropped)");
-      }
       if (buffered_ >= options_.max_buffered_messages) {
         return ResourceExhaustedError(
             "mqtt publish: " + std::to_string(buffered_) +
             " messages already queued while reconnecting");
       }
       ++buffered_;
+      if (options_.qos == 0) {
+        held_.emplace_back(topic, Bytes(payload.begin(), payload.end()));
+        return OkStatus();
+      }
     }
   }
   // Never retained: a frame is for whoever is subscribed now.
@@ -542,8 +559,10 @@ Status MosquittoTransport::Publish(const std::string& topic,
                              static_cast<int>(payload.size()), payload.data(),
                              options_.qos, /*retain=*/false);
   // QoS >= 1: a message published while the socket is down stays queued
-  // in the library and is sent after the reconnect.
-  if (rc == MOSQ_ERR_NO_CONN && options_.qos > 0) return OkStatus();
+  // in the library and is sent after the reconnect. QoS 0: one that races
+  // the detection of a lost connection is lost, like any QoS 0 message on
+  // a dying connection; kgr's end-to-end retransmission covers it.
+  if (rc == MOSQ_ERR_NO_CONN) return OkStatus();
   return MosquittoStatus(MqttOp::kPublish, rc, "");
 }
 
@@ -555,6 +574,7 @@ Status MosquittoTransport::Disconnect() {
     was_up = state_ == State::kUp;
     state_ = State::kIdle;
     stop_ = true;
+    held_.clear();
   }
   cv_.notify_all();
   // Queues DISCONNECT and wakes the network thread's select().

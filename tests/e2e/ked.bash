@@ -16,6 +16,15 @@ declare -a KED_PIDS=()
 declare -A NODE_ID=() NODE_TCTI=()
 # NODE_ARGS[NAME]: extra flags for that node's daemon (e.g. --mqtt-client paho).
 declare -A NODE_ARGS=()
+# KGR_E2E_QOS=0|1: the MQTT QoS every kgr-ks, kgr-ac and kgr-node of the KED
+# uses (--mqtt-qos); unset: the executables' default. ctest runs the fault
+# tests a second time with 0 (e2e_qos0_*).
+KED_QOS_ARGS=()
+case ${KGR_E2E_QOS:-} in
+  "") ;;
+  0 | 1) KED_QOS_ARGS=(--mqtt-qos "$KGR_E2E_QOS") ;;
+  *) printf 'FAIL: KGR_E2E_QOS must be 0 or 1 (got %s)\n' "$KGR_E2E_QOS" >&2; exit 1 ;;
+esac
 : "${KED_TRACE:=1}"
 
 say() { [[ $KED_TRACE == 1 ]] && printf '%s\n' "$*" || true; }
@@ -120,14 +129,15 @@ swtpm_up() {
 
 ks_args() {
   echo --state-dir "$KED_DIR/ks" --tcti "${NODE_TCTI[ks]}" --broker "$BROKER" \
-    --ca "$KED_DIR/pki/ca.crt" --cert "$KED_DIR/pki/ks.crt" --key "$KED_DIR/pki/ks.key"
+    --ca "$KED_DIR/pki/ca.crt" --cert "$KED_DIR/pki/ks.crt" --key "$KED_DIR/pki/ks.key" \
+    "${KED_QOS_ARGS[@]}"
 }
 
 ac() {  # ac COMMAND [args]: runs kgr-ac with the KED's settings
   "$AC_BIN" "$@" --broker "$BROKER" --ca "$KED_DIR/pki/ca.crt" \
     --cert "$KED_DIR/pki/ac.crt" --key "$KED_DIR/pki/ac.key" \
     --ks-cert "$KED_DIR/pki/ks.crt" --ca-key "$KED_DIR/pki/ca.key" \
-    --issued-dir "$KED_DIR/pki/issued" --crl "$KED_DIR/pki/crl.pem"
+    --issued-dir "$KED_DIR/pki/issued" --crl "$KED_DIR/pki/crl.pem" "${KED_QOS_ARGS[@]}"
 }
 
 ked_ks_up() {
@@ -158,7 +168,7 @@ ks_start() {
 node() {  # node NAME COMMAND [args]
   local name=$1; shift
   "$NODE_BIN" "$1" "${@:2}" --state-dir "$KED_DIR/node-$name" \
-    --tcti "${NODE_TCTI[$name]}"
+    --tcti "${NODE_TCTI[$name]}" "${KED_QOS_ARGS[@]}"
 }
 
 # ked_node_add NAME [PEER_NAME...]: authorize (AC), init, start the daemon
@@ -204,7 +214,7 @@ node_start() {
   # Started directly (not through a function) so that $! is kgr-node itself.
   # shellcheck disable=SC2086
   "$NODE_BIN" run --state-dir "$KED_DIR/node-$name" --tcti "${NODE_TCTI[$name]}" \
-    ${NODE_EXTRA_ARGS:-} ${NODE_ARGS[$name]:-} >>"$KED_DIR/logs/$name.log" 2>&1 &
+    "${KED_QOS_ARGS[@]}" ${NODE_EXTRA_ARGS:-} ${NODE_ARGS[$name]:-} >>"$KED_DIR/logs/$name.log" 2>&1 &
   KED_PIDS+=("$!")
   NODE_PID[$name]=$!
   for _ in $(seq 200); do

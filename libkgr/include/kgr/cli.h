@@ -78,6 +78,17 @@ inline constexpr SettingSpec kMqttClientSetting = {.flag = "mqtt-client",
                                                    .kind = SettingKind::kChoice,
                                                    .fallback = "mosquitto",
                                                    .choices = "mosquitto|paho"};
+// MQTT QoS of every publish and subscription (MqttOptions::qos). 2 is not
+// offered: kgr retransmits end to end with idempotent request ids, so
+// exactly-once delivery buys nothing and costs two more packets per
+// message. QoS 0 trade-offs: docs/reliability.md, figures:
+// docs/performance.md.
+inline constexpr SettingSpec kMqttQosSetting = {.flag = "mqtt-qos",
+                                                .key = "mqtt_qos",
+                                                .kind = SettingKind::kInteger,
+                                                .fallback = "1",
+                                                .min = 0,
+                                                .max = 1};
 inline constexpr SettingSpec kLogLevelSetting = {
     .flag = "log-level",
     .key = "log_level",

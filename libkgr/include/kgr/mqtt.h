@@ -44,7 +44,12 @@ struct MqttOptions {
   int keepalive_s = 30;
   // Connect() gives up after this long (UNAVAILABLE).
   int connect_timeout_ms = 5000;
-  // QoS of Publish and Subscribe: 0, 1 or 2. Transport's contract is 1.
+  // QoS of Publish and Subscribe: 0, 1 or 2 (the executables: mqtt_qos, 0
+  // or 1). A message is delivered at the lower of the publisher's and the
+  // subscription's QoS. At 0, publishes made while reconnecting are held
+  // and sent after the reconnect as at 1, but what was in flight on a lost
+  // connection is gone: kgr's end-to-end retransmission recovers it
+  // (docs/reliability.md).
   int qos = 1;
   // Automatic reconnect back-off bounds, in seconds.
   int reconnect_min_s = 1;

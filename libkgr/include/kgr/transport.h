@@ -1,7 +1,9 @@
 // Transport: publish/subscribe of opaque frames (MQTT in production; an
 // in-memory broker in unit tests). libkgr procedures never see Paho.
 //
-// Contract: Publish uses QoS 1 and never sets the retained flag. Messages
+// Contract: Publish uses QoS 1 (MQTT: MqttOptions::qos, 0 with mqtt_qos 0,
+// where a frame may be lost and the procedures retransmit) and never sets
+// the retained flag. Messages
 // arrive through the handler set with SetHandler, called from a transport
 // thread; the handler must be cheap (enqueue and return). After a broker
 // restart the transport reconnects and resubscribes by itself.
