@@ -52,12 +52,25 @@ sleep 2
 
 fail=()
 ok=0
+took=()
 for i in 1 2 3; do
-  if node alpha renew --peer "${NODE_ID[bravo]}" --timeout-ms 10000 >/dev/null 2>>"$KED_DIR/logs/renew.err"; then
+  t0=$(date +%s%N)
+  # 30 s: the flood saturates the single-threaded broker, and every frame
+  # waits behind it (0.6-2.2 s per renewal on an idle machine, over 10 s
+  # once in a loaded CI run); what the KS itself charges the victim is
+  # checked below (no victim frame rate limited).
+  if node alpha renew --peer "${NODE_ID[bravo]}" --timeout-ms 30000 >/dev/null 2>>"$KED_DIR/logs/renew.err"; then
     ok=$((ok + 1))
   fi
+  took+=("$((($(date +%s%N) - t0) / 1000000)) ms")
 done
-((ok == 3)) || fail+=("the victim renewed $ok of 3 times")
+say "renewals took: ${took[*]}"
+if ((ok != 3)); then
+  fail+=("the victim renewed $ok of 3 times")
+  sed 's/^/renew: /' "$KED_DIR/logs/renew.err" >&2
+  grep -h "${NODE_ID[alpha]}\|${NODE_ID[bravo]}" "$KED_DIR/logs/ks.log" | tail -20 | sed 's/^/ks: /' >&2
+  tail -20 "$KED_DIR/logs/alpha.log" | sed 's/^/alpha: /' >&2
+fi
 say "victim alpha: $ok of 3 renewals under the flood"
 
 swtpm_up delta
