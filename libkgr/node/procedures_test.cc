@@ -6,115 +6,17 @@
 #include <algorithm>
 #include <memory>
 
-#include "kgr/counter_file.h"
-#include "kgr/key_server.h"
-#include "kgr/node_client.h"
-#include "kgr/store.h"
-#include "testing/fake_clock.h"
-#include "testing/fake_filesystem.h"
-#include "testing/fake_tpm.h"
-#include "testing/fake_transport.h"
+#include "node/ked_fixture.h"
 
 namespace kgr {
 namespace {
 
-using testing::FakeBroker;
-using testing::FakeClock;
 using testing::FakeFileSystem;
 using testing::FakeTpm;
-using testing::FakeTransport;
+using Node = testing::KedNode;
 
-struct Node {
-  FakeFileSystem fs;  // each party has its own machine
-  FakeTpm tpm;
-  std::unique_ptr<FakeTransport> transport;
-  std::unique_ptr<SesKeysStore> ses;
-  std::unique_ptr<NodeClient> client;
-  uint32_t n_id = 0;
-  SecretBytes ntag;
-};
-
-class ProceduresTest : public ::testing::Test {
+class ProceduresTest : public testing::KedFixture {
  protected:
-  void SetUp() override {
-    auto own = InitKeyServer(ks_tpm_, "127.0.0.1:8883", "kgr");
-    ASSERT_TRUE(own.ok()) << own.status().ToString();
-    ks_n_id_ = own->identity.n_id;
-    auto kedk = ks_tpm_.KedkPublic();
-    ASSERT_TRUE(kedk.ok());
-    nodes_ = *NodeDescStore::Open(fs_, "/ks/node_desc", own->nk, ks_n_id_);
-    gen_keys_ = *GenKeysStore::Open(fs_, "/ks/gen_keys", own->nk, ks_n_id_);
-    ks_transport_ = broker_.NewTransport("ks");
-    ks_ = std::make_unique<KeyServer>(std::move(*own), *kedk, *ks_transport_,
-                                      *nodes_, *gen_keys_, nullptr, clock_,
-                                      KeyServerOptions{});
-    ks_transport_->SetHandler(
-        [this](const std::string& t, Bytes p) { ks_->HandleMessage(t, p); });
-    ASSERT_TRUE(ks_transport_->Connect().ok());
-    ASSERT_TRUE(ks_->Start().ok());
-  }
-
-  // Authorizes a node at the KS (as the AC would) and inits it.
-  Node& AddNode(std::vector<uint32_t> peers = {}) {
-    AcAuthorizeAns ans;
-    Status st = ks_->AuthorizeNode(AcAuthorizeReq{std::move(peers)}, &ans);
-    EXPECT_TRUE(st.ok()) << st.ToString();
-    auto n = std::make_unique<Node>();
-    n->n_id = ans.n_id;
-    n->ntag = ans.ntag.Clone();
-    Credentials c;
-    c.n_id = ans.n_id;
-    c.ntag = std::move(ans.ntag);
-    c.broker_address = "127.0.0.1:8883";
-    c.ks_n_id = ans.ks_n_id;
-    auto own = InitNode(n->tpm, c);
-    EXPECT_TRUE(own.ok()) << own.status().ToString();
-    n->ses = *SesKeysStore::Open(n->fs, "/ses", own->nk, ans.n_id);
-    n->transport = broker_.NewTransport(NodeIdentity(ans.n_id));
-    n->client = std::make_unique<NodeClient>(
-        std::move(*own), n->tpm, *n->transport, *n->ses, clock_, node_options_);
-    Node* raw = n.get();
-    n->transport->SetHandler([raw](const std::string& t, Bytes p) {
-      raw->client->HandleMessage(t, p);
-    });
-    EXPECT_TRUE(n->transport->Connect().ok());
-    EXPECT_TRUE(n->client->Start().ok());
-    raw->client->SetDataHandler([](uint32_t, const SecretBytes& d) {
-      std::string reply =
-          "ack:" + std::string(d.span().begin(), d.span().end());
-      return SecretBytes(AsBytes(reply));
-    });
-    all_.push_back(std::move(n));
-    return *raw;
-  }
-
-  // Pumps the broker, advancing time and ticking everyone, until `done`.
-  template <typename Pred>
-  bool RunUntil(Pred done, int max_rounds = 200) {
-    for (int i = 0; i < max_rounds && !done(); ++i) {
-      broker_.Pump();
-      if (done()) break;
-      clock_.AdvanceMillis(100);
-      ks_->Tick();
-      for (auto& n : all_) n->client->Tick();
-    }
-    return done();
-  }
-
-  Status Register(Node& n) {
-    std::optional<Status> result;
-    n.client->Register([&](Status s) { result = s; });
-    RunUntil([&] { return result.has_value(); });
-    return result.value_or(InternalError("no result"));
-  }
-
-  Status RequestKey(Node& a, Node& b, bool renew = false) {
-    std::optional<Status> result;
-    a.client->RequestKey(b.n_id, renew, [&](Status s) { result = s; });
-    RunUntil([&] { return result.has_value(); });
-    return result.value_or(InternalError("no result"));
-  }
-
   // `n` floods TOPIC1 with `frames` valid-looking frames (its own NKSK,
   // a body the KS drops), handed to the KS directly.
   void FloodTopic1(Node& n, int frames) {
@@ -129,80 +31,6 @@ class ProceduresTest : public ::testing::Test {
       auto f = SealBody(h, NnskConfAns{0}, own->ks->nksk);
       ks_->HandleMessage(ks_->topic1(), *f);
     }
-  }
-
-  StatusOr<std::string> Send(Node& a, Node& b, std::string text) {
-    std::optional<StatusOr<SecretBytes>> result;
-    a.client->Send(b.n_id, SecretBytes(AsBytes(text)),
-                   [&](StatusOr<SecretBytes> r) { result = std::move(r); });
-    RunUntil([&] { return result.has_value(); });
-    if (!result.has_value()) return InternalError("no result");
-    if (!result->ok()) return result->status();
-    return std::string((*result)->span().begin(), (*result)->span().end());
-  }
-
-  // The KS process dies (SIGKILL: its memory is gone; with `power_loss`
-  // also every file write not yet synced) and starts again on the same TPM
-  // and files. Messages queued at the broker for it stay queued (persistent
-  // session) unless `lose_queued`.
-  void RestartKs(bool lose_queued = false, bool power_loss = false) {
-    uint64_t floor = ks_->last_counter() + kCounterRestartMargin;
-    ks_.reset();
-    clock_.AdvanceMillis(1);  // a restart takes time
-    gen_keys_.reset();
-    nodes_.reset();
-    if (power_loss) fs_.Crash();
-    if (lose_queued) broker_.DropQueuedFor("ks");
-    auto own = LoadOwnData(ks_tpm_);
-    ASSERT_TRUE(own.ok());
-    auto n = NodeDescStore::Open(fs_, "/ks/node_desc", own->nk, ks_n_id_);
-    auto g = GenKeysStore::Open(fs_, "/ks/gen_keys", own->nk, ks_n_id_);
-    ASSERT_TRUE(n.ok() && g.ok()) << n.status().ToString();
-    nodes_ = std::move(*n);
-    gen_keys_ = std::move(*g);
-    KeyServerOptions o = ks_options_;
-    o.counter_floor = floor;  // what the daemon persisted (LoadCounterFloor)
-    ks_ = std::make_unique<KeyServer>(std::move(*own), *ks_tpm_.KedkPublic(),
-                                      *ks_transport_, *nodes_, *gen_keys_,
-                                      nullptr, clock_, o);
-    ASSERT_TRUE(ks_->Start().ok());
-  }
-
-  // A node process dies and starts again: its pending requests are gone.
-  void RestartNode(Node& n, bool lose_queued = false, bool power_loss = false) {
-    NodeClientOptions o;
-    o.counter_floor = n.client->last_counter() + kCounterRestartMargin;
-    n.client.reset();
-    clock_.AdvanceMillis(1);
-    n.ses.reset();
-    if (power_loss) n.fs.Crash();
-    if (lose_queued) broker_.DropQueuedFor(n.transport->name());
-    auto own = LoadOwnData(n.tpm);
-    ASSERT_TRUE(own.ok());
-    auto ses = SesKeysStore::Open(n.fs, "/ses", own->nk, n.n_id);
-    ASSERT_TRUE(ses.ok());
-    n.ses = std::move(*ses);
-    n.client = std::make_unique<NodeClient>(std::move(*own), n.tpm,
-                                            *n.transport, *n.ses, clock_, o);
-    ASSERT_TRUE(n.client->Start().ok());
-    n.client->SetDataHandler(
-        [](uint32_t, const SecretBytes& d) { return d.Clone(); });
-  }
-
-  // Data flows both ways, and then (the peer of a renewal uses the new key
-  // once it saw a frame under it) both nodes hold the same current key for
-  // their pair, with matching topics.
-  void ExpectPairWorks(Node& a, Node& b) {
-    EXPECT_TRUE(Send(a, b, "x").ok());
-    EXPECT_TRUE(Send(b, a, "y").ok());
-    auto ka = a.ses->Get(b.n_id);
-    auto kb = b.ses->Get(a.n_id);
-    ASSERT_TRUE(ka.ok() && kb.ok());
-    EXPECT_TRUE(ka->nnsk.enc.Equals(kb->nnsk.enc));
-    EXPECT_TRUE(ka->nnsk.mac.Equals(kb->nnsk.mac));
-    EXPECT_EQ(ka->key_version, kb->key_version);
-    EXPECT_EQ(ka->topic3, kb->topic4);
-    EXPECT_EQ(ka->topic4, kb->topic3);
   }
 
   // Pending keys at the KS (gen_keys also keeps tombstones of served
@@ -242,30 +70,6 @@ class ProceduresTest : public ::testing::Test {
     }
     return r.value_or(InternalError("no result"));
   }
-
-  // Two registered nodes allowed to pair, with loaded peer lists.
-  std::pair<Node*, Node*> Pair() {
-    Node& a = AddNode();
-    Node& b = AddNode({a.n_id});
-    EXPECT_TRUE(Register(a).ok());
-    EXPECT_TRUE(Register(b).ok());
-    EXPECT_TRUE(a.client->LoadPeers({b.n_id}).ok());
-    EXPECT_TRUE(b.client->LoadPeers({a.n_id}).ok());
-    return {&a, &b};
-  }
-
-  FakeClock clock_;
-  NodeClientOptions node_options_;  // for nodes added from now on
-  FakeFileSystem fs_;
-  FakeBroker broker_;
-  FakeTpm ks_tpm_;
-  uint32_t ks_n_id_ = 0;
-  std::unique_ptr<NodeDescStore> nodes_;
-  std::unique_ptr<GenKeysStore> gen_keys_;
-  std::unique_ptr<FakeTransport> ks_transport_;
-  std::unique_ptr<KeyServer> ks_;
-  KeyServerOptions ks_options_;  // of the KS after RestartKs()
-  std::vector<std::unique_ptr<Node>> all_;
 };
 
 TEST_F(ProceduresTest, RegistrationStoresNkskInNvAndNodeDesc) {

@@ -147,7 +147,7 @@ TEST_F(ReplayRestartTest, ThePolicyLimitHoldsAcrossRestarts) {
   auto send_until_refused = [&](Stop how) {
     int sent = 0;
     for (int i = 0; i < 20; ++i) {
-      Status st = Send(*a, *b, "d");
+      Status st = Send(*a, *b, "d").status();
       if (!st.ok()) {
         EXPECT_EQ(st.code(), StatusCode::kResourceExhausted) << st.ToString();
         break;
