@@ -167,6 +167,8 @@ class EsapiTpm final : public Tpm {
   // Opens a kgr NV index; FAILED_PRECONDITION if it is not one of ours or
   // (unless `any_policy`) its read policy differs from options.pcr_policy.
   StatusOr<ScopedTr> OpenNvIndex(NvSlot slot, bool any_policy = false);
+  // Tells ESAPI the authValue of the NV index `nv` (wiped after use).
+  Status SetIndexAuth(ESYS_TR nv, const SecretBytes& auth);
   StatusOr<ScopedTr> DefineNvIndex(NvSlot slot, const SecretBytes& auth,
                                    ESYS_TR session);
   std::string NvAuthPath() const {

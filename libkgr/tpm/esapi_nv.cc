@@ -107,6 +107,14 @@ StatusOr<ScopedTr> EsapiTpm::OpenNvIndex(NvSlot slot, bool any_policy) {
   return nv;
 }
 
+Status EsapiTpm::SetIndexAuth(ESYS_TR nv, const SecretBytes& auth) {
+  TPM2B_AUTH tpm_auth{};
+  ScopedWipe wipe_auth(&tpm_auth, sizeof tpm_auth);
+  tpm_auth.size = static_cast<uint16_t>(auth.size());
+  std::memcpy(tpm_auth.buffer, auth.data(), auth.size());
+  return TssStatus(Esys_TR_SetAuth(ctx(), nv, &tpm_auth), "TR_SetAuth");
+}
+
 StatusOr<ScopedTr> EsapiTpm::DefineNvIndex(NvSlot slot, const SecretBytes& auth,
                                            ESYS_TR session) {
   TPM2B_NV_PUBLIC pub{};
@@ -160,12 +168,7 @@ Status EsapiTpm::NvWrite(NvSlot slot, std::span<const uint8_t> data) {
   } else {
     KGR_ASSIGN_OR_RETURN(nv, DefineNvIndex(slot, auth, session.get()));
   }
-  TPM2B_AUTH tpm_auth{};
-  ScopedWipe wipe_auth(&tpm_auth, sizeof tpm_auth);
-  tpm_auth.size = static_cast<uint16_t>(auth.size());
-  std::memcpy(tpm_auth.buffer, auth.data(), auth.size());
-  KGR_RETURN_IF_ERROR(
-      TssStatus(Esys_TR_SetAuth(ctx(), nv.get(), &tpm_auth), "TR_SetAuth"));
+  KGR_RETURN_IF_ERROR(SetIndexAuth(nv.get(), auth));
 
   // length (u16 BE) || data || zeros: the whole index, so no residue of a
   // longer earlier value stays behind.
@@ -197,12 +200,7 @@ StatusOr<SecretBytes> EsapiTpm::NvRead(NvSlot slot) {
   }
   KGR_ASSIGN_OR_RETURN(SecretBytes auth, std::move(loaded));
   KGR_ASSIGN_OR_RETURN(ScopedTr nv, OpenNvIndex(slot));
-  TPM2B_AUTH tpm_auth{};
-  ScopedWipe wipe_auth(&tpm_auth, sizeof tpm_auth);
-  tpm_auth.size = static_cast<uint16_t>(auth.size());
-  std::memcpy(tpm_auth.buffer, auth.data(), auth.size());
-  KGR_RETURN_IF_ERROR(
-      TssStatus(Esys_TR_SetAuth(ctx(), nv.get(), &tpm_auth), "TR_SetAuth"));
+  KGR_RETURN_IF_ERROR(SetIndexAuth(nv.get(), auth));
 
   ScopedTr session;
   if (options_.pcr_policy) {
