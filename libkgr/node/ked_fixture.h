@@ -204,6 +204,60 @@ class KedFixture : public ::testing::Test {
     return blob.ok() ? std::move(*blob) : KsKeysBlob{};
   }
 
+  // `n` floods TOPIC1 with `frames` valid-looking frames (its own NKSK,
+  // a body the KS drops), handed to the KS directly.
+  void FloodTopic1(KedNode& n, int frames) {
+    auto own = LoadOwnData(n.tpm);
+    ASSERT_TRUE(own.ok());
+    for (int i = 0; i < frames; ++i) {
+      FrameHeader h;
+      h.sender = n.n_id;
+      h.key_version = 1;
+      h.counter = clock_.NowUnixMicros() + 10 + i;
+      h.request_id = static_cast<uint64_t>(i);
+      auto f = SealBody(h, NnskConfAns{0}, own->ks->nksk);
+      ks_->HandleMessage(ks_->topic1(), *f);
+    }
+  }
+
+  // Pending keys at the KS (gen_keys also keeps tombstones of served
+  // request ids for a while).
+  size_t LiveKeys() {
+    size_t n = 0;
+    gen_keys_->ForEach([&](const GenKey& g) { n += g.tombstone() ? 0 : 1; });
+    return n;
+  }
+
+  // A device with a copy of `n`'s credentials (and its own TPM, files and
+  // TOPIC2) tries to register; returns how that ended.
+  Status RegisterClone(const KedNode& n, FakeTpm& tpm) {
+    Credentials c;
+    c.n_id = n.n_id;
+    c.ntag = n.ntag.Clone();
+    c.broker_address = "x:1";
+    c.ks_n_id = ks_n_id_;
+    auto own = InitNode(tpm, c);
+    if (!own.ok()) return own.status();
+    FakeFileSystem fs;
+    auto ses = SesKeysStore::Open(fs, "/ses", own->nk, n.n_id);
+    if (!ses.ok()) return ses.status();
+    auto t = broker_.NewTransport("clone");
+    NodeClientOptions opt;
+    opt.request_timeout_ms = 2000;
+    NodeClient clone(std::move(*own), tpm, *t, **ses, clock_, opt);
+    t->SetHandler(
+        [&](const std::string& tp, Bytes p) { clone.HandleMessage(tp, p); });
+    if (Status st = t->Connect(); !st.ok()) return st;
+    std::optional<Status> r;
+    clone.Register([&](Status s) { r = s; });
+    for (int i = 0; i < 100 && !r; ++i) {
+      broker_.Pump();
+      clock_.AdvanceMillis(100);
+      clone.Tick();
+    }
+    return r.value_or(InternalError("no result"));
+  }
+
   // Two registered nodes allowed to pair, with loaded peer lists.
   std::pair<KedNode*, KedNode*> Pair() {
     KedNode& a = AddNode();
