@@ -1,10 +1,11 @@
 // The KED fixture (ked_fixture.h) for the tests of counters across restarts
 // and of the KS's admission (replay_restart_test.cc,
-// flood_identity_test.cc): restarts by how the process stops, and pairs
-// that start with a first key.
+// previous_key_replay_test.cc, flood_identity_test.cc): restarts by how the
+// process stops, pairs that start with a first key, and replays.
 #ifndef KGR_NODE_MINI_KED_TEST_H_
 #define KGR_NODE_MINI_KED_TEST_H_
 
+#include <optional>
 #include <utility>
 
 #include "node/ked_fixture.h"
@@ -38,6 +39,29 @@ class MiniKed : public KedFixture {
     auto pair = KedFixture::Pair();
     EXPECT_TRUE(RequestKey(*pair.first, *pair.second).ok());
     return pair;
+  }
+
+  // The last node_data_req `a` published to `b`.
+  PublishedMessage LastDataFrame(MiniNode& a, MiniNode& b) {
+    std::optional<PublishedMessage> last;
+    for (PublishedMessage& m : broker_.published()) {
+      auto h = PeekFrameHeader(m.payload);
+      if (m.sender == NodeIdentity(a.n_id) && h.ok() &&
+          h->type == FrameType::kNodeDataReq &&
+          m.topic.starts_with("kgr/" + NodeIdentity(b.n_id) + "/")) {
+        last = std::move(m);
+      }
+    }
+    EXPECT_TRUE(last.has_value());
+    return last.value_or(PublishedMessage{});
+  }
+
+  // Publishes `m` again (as any identity may) and delivers it.
+  void Replay(const PublishedMessage& m) {
+    auto t = broker_.NewTransport("attacker");
+    ASSERT_TRUE(t->Connect().ok());
+    ASSERT_TRUE(t->Publish(m.topic, m.payload).ok());
+    broker_.Pump();
   }
 };
 
