@@ -228,9 +228,12 @@ class KedFixture : public ::testing::Test {
     return n;
   }
 
-  // A device with a copy of `n`'s credentials (and its own TPM, files and
-  // TOPIC2) tries to register; returns how that ended.
-  Status RegisterClone(const KedNode& n, FakeTpm& tpm) {
+  // A device with a copy of `n`'s credential file (its own TPM `tpm` and
+  // files; with `steal_topic` also `n`'s TOPIC2) tries to register within
+  // 2 s. Returns how that ended; on success `nksk` (unless null) receives
+  // the NKSK it got.
+  Status RegisterClone(KedNode& n, FakeTpm& tpm, bool steal_topic = false,
+                       SymmetricKeys* nksk = nullptr) {
     Credentials c;
     c.n_id = n.n_id;
     c.ntag = n.ntag.Clone();
@@ -238,6 +241,11 @@ class KedFixture : public ::testing::Test {
     c.ks_n_id = ks_n_id_;
     auto own = InitNode(tpm, c);
     if (!own.ok()) return own.status();
+    if (steal_topic) {
+      auto victim = LoadOwnData(n.tpm);
+      if (!victim.ok()) return victim.status();
+      own->identity.own_topic = victim->identity.own_topic;
+    }
     FakeFileSystem fs;
     auto ses = SesKeysStore::Open(fs, "/ses", own->nk, n.n_id);
     if (!ses.ok()) return ses.status();
@@ -248,12 +256,17 @@ class KedFixture : public ::testing::Test {
     t->SetHandler(
         [&](const std::string& tp, Bytes p) { clone.HandleMessage(tp, p); });
     if (Status st = t->Connect(); !st.ok()) return st;
+    if (Status st = clone.Start(); !st.ok()) return st;
     std::optional<Status> r;
     clone.Register([&](Status s) { r = s; });
     for (int i = 0; i < 100 && !r; ++i) {
       broker_.Pump();
       clock_.AdvanceMillis(100);
       clone.Tick();
+    }
+    if (r.has_value() && r->ok() && nksk != nullptr) {
+      auto blob = DecodeKsKeys(tpm.NvRead(NvSlot::kKsKeys)->span());
+      if (blob.ok()) *nksk = std::move(blob->nksk);
     }
     return r.value_or(InternalError("no result"));
   }
