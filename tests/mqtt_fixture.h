@@ -132,6 +132,15 @@ class MqttITest : public MqttBrokerTest,
   MqttClient client() const override { return GetParam(); }
 };
 
+// Both client libraries, for INSTANTIATE_TEST_SUITE_P with ClientName.
+inline auto BothClients() {
+  return ::testing::Values(MqttClient::kPaho, MqttClient::kMosquitto);
+}
+inline std::string ClientName(
+    const ::testing::TestParamInfo<MqttClient>& info) {
+  return std::string(MqttClientName(info.param));
+}
+
 }  // namespace kgr::mqtt_test
 
 #endif  // KGR_TESTS_MQTT_FIXTURE_H_

@@ -345,12 +345,7 @@ TEST_P(MqttITest, SocketDescriptorAboveFdSetSize) {
   t->reset();
 }
 
-INSTANTIATE_TEST_SUITE_P(Clients, MqttITest,
-                         ::testing::Values(MqttClient::kPaho,
-                                           MqttClient::kMosquitto),
-                         [](const auto& info) {
-                           return std::string(MqttClientName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Clients, MqttITest, BothClients(), ClientName);
 
 }  // namespace
 }  // namespace mqtt_test

@@ -85,9 +85,7 @@ TEST_P(MqttSessionITest, PersistentSessionQueuesWhileAway) {
 
 INSTANTIATE_TEST_SUITE_P(
     ClientsAndQos, MqttSessionITest,
-    ::testing::Combine(::testing::Values(MqttClient::kPaho,
-                                         MqttClient::kMosquitto),
-                       ::testing::Values(0, 1)),
+    ::testing::Combine(BothClients(), ::testing::Values(0, 1)),
     [](const auto& info) {
       return std::string(MqttClientName(std::get<0>(info.param))) + "_qos" +
              std::to_string(std::get<1>(info.param));
@@ -123,12 +121,7 @@ TEST_P(MqttQos0ITest, PublishWhileTheBrokerIsAwayIsNotAnError) {
   EXPECT_TRUE(back);
 }
 
-INSTANTIATE_TEST_SUITE_P(Clients, MqttQos0ITest,
-                         ::testing::Values(MqttClient::kPaho,
-                                           MqttClient::kMosquitto),
-                         [](const auto& info) {
-                           return std::string(MqttClientName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Clients, MqttQos0ITest, BothClients(), ClientName);
 
 }  // namespace
 }  // namespace mqtt_test
