@@ -65,9 +65,13 @@ class Inbox {
   std::vector<std::pair<std::string, std::string>> messages_;
 };
 
-// Every test runs with each client library under the transport.
-class MqttITest : public ::testing::TestWithParam<MqttClient> {
+// A TLS Mosquitto per test, and transports of the client library (and QoS)
+// a subclass names.
+class MqttBrokerTest : public ::testing::Test {
  protected:
+  virtual MqttClient client() const = 0;
+  virtual int qos() const { return 1; }
+
   void SetUp() override {
     dir_ = harness::MakeTempDir("mqtt");
     ASSERT_FALSE(dir_.empty());
@@ -86,10 +90,14 @@ class MqttITest : public ::testing::TestWithParam<MqttClient> {
     if (!HasFailure()) harness::RemoveTree(dir_);
   }
 
-  // The broker's options for `cn`, with the client library under test.
+  // The broker's options for `cn`, with the client library and QoS under
+  // test.
   StatusOr<MqttOptions> Options(const std::string& cn) {
     auto opts = broker_->ClientOptions(cn);
-    if (opts.ok()) opts->client = GetParam();
+    if (opts.ok()) {
+      opts->client = client();
+      opts->qos = qos();
+    }
     return opts;
   }
 
@@ -116,6 +124,22 @@ class MqttITest : public ::testing::TestWithParam<MqttClient> {
   std::unique_ptr<Mosquitto> broker_;
   std::vector<std::unique_ptr<Transport>> transports_;
 };
+
+// Every test runs with each client library under the transport (QoS 1).
+class MqttITest : public MqttBrokerTest,
+                  public ::testing::WithParamInterface<MqttClient> {
+ protected:
+  MqttClient client() const override { return GetParam(); }
+};
+
+// Both client libraries, for INSTANTIATE_TEST_SUITE_P with ClientName.
+inline auto BothClients() {
+  return ::testing::Values(MqttClient::kPaho, MqttClient::kMosquitto);
+}
+inline std::string ClientName(
+    const ::testing::TestParamInfo<MqttClient>& info) {
+  return std::string(MqttClientName(info.param));
+}
 
 }  // namespace kgr::mqtt_test
 

@@ -192,30 +192,6 @@ TEST_P(MqttITest, CertificateFromAnotherCaCannotConnect) {
   std::printf("untrusted broker: %s\n", s.ToString().c_str());
 }
 
-TEST_P(MqttITest, PersistentSessionQueuesWhileAway) {
-  Inbox ks_in, node_in, node_in2;
-  Transport* ks = Connect("ks", &ks_in);
-  ASSERT_NE(ks, nullptr);
-  auto opts = Options("n0a1b2c3d");
-  ASSERT_TRUE(opts.ok());
-  {
-    auto node = NewMqttTransport(*opts);
-    ASSERT_TRUE(node.ok());
-    (*node)->SetHandler(node_in.Handler());
-    ASSERT_TRUE((*node)->Connect().ok());
-    ASSERT_TRUE((*node)->Subscribe("kgr/n0a1b2c3d/inbox").ok());
-    ASSERT_TRUE((*node)->Disconnect().ok());
-  }
-  ASSERT_TRUE(ks->Publish("kgr/n0a1b2c3d/inbox", B("while-away")).ok());
-  ASSERT_TRUE(ks->Subscribe("kgr/ks/sync").ok());
-  ASSERT_TRUE(ks->Publish("kgr/ks/sync", B("sync")).ok());
-  ASSERT_TRUE(ks_in.WaitFor("sync"));
-  // Same client id, no Subscribe: the broker kept session and message.
-  Transport* node = ConnectWith(*opts, &node_in2);
-  ASSERT_NE(node, nullptr);
-  EXPECT_TRUE(node_in2.WaitFor("while-away"));
-}
-
 TEST_P(MqttITest, ReconnectAndResubscribeAfterBrokerRestart) {
   Inbox ks_in, node_in;
   Transport* ks = Connect("ks", &ks_in);
@@ -369,12 +345,7 @@ TEST_P(MqttITest, SocketDescriptorAboveFdSetSize) {
   t->reset();
 }
 
-INSTANTIATE_TEST_SUITE_P(Clients, MqttITest,
-                         ::testing::Values(MqttClient::kPaho,
-                                           MqttClient::kMosquitto),
-                         [](const auto& info) {
-                           return std::string(MqttClientName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Clients, MqttITest, BothClients(), ClientName);
 
 }  // namespace
 }  // namespace mqtt_test

@@ -1,13 +1,12 @@
 // MQTT QoS 0 (mqtt_qos 0) over the real TLS Mosquitto with the project's
 // configuration, both client libraries: frames flow both ways, a persistent
-// session still gets what was published while it was away (broker-config:
-// queue_qos0_messages), so the KS's fire-and-forget frames (pair_revoked,
-// nksk_rot_sig) reach a node that was offline, and a publish while the
-// broker is away is held, not an error.
+// session still gets what was published while it was away (here at QoS 1
+// as well), and a publish while the broker is away is held, not an error.
 #include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
 
 #include "gtest/gtest.h"
 #include "kgr/mqtt.h"
@@ -20,15 +19,11 @@ namespace {
 
 class MqttQos0ITest : public MqttITest {
  protected:
-  StatusOr<MqttOptions> Qos0Options(const std::string& cn) {
-    auto opts = Options(cn);
-    if (opts.ok()) opts->qos = 0;
-    return opts;
-  }
+  int qos() const override { return 0; }
   // A connected QoS 0 transport for `cn` (ks, n0a1b2c3d) subscribed to
   // kgr/<cn>/in.
   Transport* Subscribed(const std::string& cn, Inbox* inbox) {
-    auto opts = Qos0Options(cn);
+    auto opts = Options(cn);
     EXPECT_TRUE(opts.ok()) << opts.status().ToString();
     if (!opts.ok()) return nullptr;
     Transport* t = ConnectWith(*opts, inbox);
@@ -51,11 +46,24 @@ TEST_P(MqttQos0ITest, FramesFlowBothWays) {
   EXPECT_TRUE(node_in.WaitFor("to-node"));
 }
 
-TEST_P(MqttQos0ITest, PersistentSessionQueuesWhileAway) {
+// A persistent session gets what was published while it was away, at QoS
+// 1 and at QoS 0 (broker-config: queue_qos0_messages), so the KS's
+// fire-and-forget frames (pair_revoked, nksk_rot_sig) reach a node that
+// was offline.
+class MqttSessionITest
+    : public MqttBrokerTest,
+      public ::testing::WithParamInterface<std::tuple<MqttClient, int>> {
+ protected:
+  MqttClient client() const override { return std::get<0>(GetParam()); }
+  int qos() const override { return std::get<1>(GetParam()); }
+};
+
+TEST_P(MqttSessionITest, PersistentSessionQueuesWhileAway) {
   Inbox ks_in, node_in, node_in2;
-  Transport* ks = Subscribed("ks", &ks_in);
+  Transport* ks = Connect("ks", &ks_in);
   ASSERT_NE(ks, nullptr);
-  auto opts = Qos0Options("n0a1b2c3d");
+  ASSERT_TRUE(ks->Subscribe("kgr/ks/in").ok());
+  auto opts = Options("n0a1b2c3d");
   ASSERT_TRUE(opts.ok());
   {
     auto node = NewMqttTransport(*opts);
@@ -74,6 +82,14 @@ TEST_P(MqttQos0ITest, PersistentSessionQueuesWhileAway) {
   ASSERT_NE(node, nullptr);
   EXPECT_TRUE(node_in2.WaitFor("while-away"));
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    ClientsAndQos, MqttSessionITest,
+    ::testing::Combine(BothClients(), ::testing::Values(0, 1)),
+    [](const auto& info) {
+      return std::string(MqttClientName(std::get<0>(info.param))) + "_qos" +
+             std::to_string(std::get<1>(info.param));
+    });
 
 // A frame published while the broker is away is not an error at QoS 0
 // either (the node's first nnsk_key_req of a renewal used to fail with
@@ -105,12 +121,7 @@ TEST_P(MqttQos0ITest, PublishWhileTheBrokerIsAwayIsNotAnError) {
   EXPECT_TRUE(back);
 }
 
-INSTANTIATE_TEST_SUITE_P(Clients, MqttQos0ITest,
-                         ::testing::Values(MqttClient::kPaho,
-                                           MqttClient::kMosquitto),
-                         [](const auto& info) {
-                           return std::string(MqttClientName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Clients, MqttQos0ITest, BothClients(), ClientName);
 
 }  // namespace
 }  // namespace mqtt_test

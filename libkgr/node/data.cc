@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "kgr/node_client.h"
 
@@ -34,32 +35,9 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
   auto rec = ses_.Get(peer);
   if (!rec.ok()) return Log("dropped", &h, "unknown pair");
   PairState& ps = pairs_[peer];
-  // The current key, the next one (the peer completed a renewal) or the
-  // previous one (until its grace period ends).
-  const SymmetricKeys* keys = nullptr;
-  if (rec->nnsk.valid() && h.key_version == rec->key_version) {
-    // Before step 6 a write of the entry resets its receive floor: nothing
-    // is accepted under a key we have not confirmed (the peer sends again).
-    if (!rec->topic4.has_value()) {
-      return Log("dropped", &h, "key not confirmed yet");
-    }
-    keys = &rec->nnsk;
-  } else if (rec->other_nnsk.valid() && h.key_version == rec->other_version &&
-             (rec->has_next() || ps.previous_until_ms == 0 ||
-              clock_.NowUnixMillis() < ps.previous_until_ms)) {
-    keys = &rec->other_nnsk;
-  }
-  if (keys == nullptr) {
-    // A newer key we do not hold (an older one is a late frame). The header
-    // is not authenticated: it is only a hint for the version of our next
-    // renewal, never a reason to start one (anyone who can publish on the
-    // topic could force renewals). Unanswered data starts one (Tick).
-    if (h.key_version > rec->key_version &&
-        h.key_version - rec->key_version < 1024) {
-      ps.seen_version = std::max(ps.seen_version, h.key_version);
-    }
-    return Log("dropped", &h, "no key of that version");
-  }
+  const char* why = nullptr;
+  const SymmetricKeys* keys = ReceiveKey(h, *rec, ps, &why);
+  if (keys == nullptr) return Log("dropped", &h, why);
   auto wit = ps.windows.find(h.key_version);
   if (wit == ps.windows.end()) {
     // First frame under this version since we started: continue from the
@@ -74,18 +52,19 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
   FrameHeader opened;
   auto plain = OpenFrame(frame, *keys, &opened);
   if (!plain.ok()) return Log("dropped", &h, plain.status().message());
+  // The durable floor goes above the frame before it is accepted, so that a
+  // restart never reopens it; under the previous key too (the peer still
+  // sends under it while a renewal is in progress).
+  std::optional<KeySlot> slot;
   if (keys == &rec->nnsk && h.counter > rec->rx_counter) {
-    Status st = ReserveRx(rec->Clone(), h.counter);
-    if (!st.ok()) return Log("dropped", &h, st.message());
+    slot = KeySlot::kCurrent;
   } else if (keys == &rec->other_nnsk && rec->has_previous() &&
              h.counter > rec->other_rx_counter) {
-    // The peer still sends under the previous key (a renewal in progress):
-    // its floor is raised the same way, so a restart never reopens it.
-    SesKey raised = rec->Clone();
-    raised.other_rx_counter = h.counter + kRxReserveMicros;
-    Status st = ses_.Put(raised);
+    slot = KeySlot::kPrevious;
+  }
+  if (slot.has_value()) {
+    Status st = ReserveRx(*rec, *slot, h.counter);
     if (!st.ok()) return Log("dropped", &h, st.message());
-    rec->other_rx_counter = raised.other_rx_counter;
   }
   window.Accept(h.counter);
   ps.converge_backoff_ms = 0;
@@ -116,6 +95,35 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
   if (req->n_id2 != n_id()) return Log("dropped", &h, "not addressed to us");
   SecretBytes reply = handler_ ? handler_(peer, req->data) : SecretBytes();
   ReplyData(peer, *rec, h, std::move(reply));
+}
+
+const SymmetricKeys* NodeClient::ReceiveKey(const FrameHeader& h,
+                                            const SesKey& rec, PairState& ps,
+                                            const char** why) {
+  if (rec.nnsk.valid() && h.key_version == rec.key_version) {
+    // Before step 6 a write of the entry resets its receive floor: nothing
+    // is accepted under a key we have not confirmed (the peer sends again).
+    if (!rec.topic4.has_value()) {
+      *why = "key not confirmed yet";
+      return nullptr;
+    }
+    return &rec.nnsk;
+  }
+  if (rec.other_nnsk.valid() && h.key_version == rec.other_version &&
+      (rec.has_next() || ps.previous_until_ms == 0 ||
+       clock_.NowUnixMillis() < ps.previous_until_ms)) {
+    return &rec.other_nnsk;
+  }
+  // A newer key we do not hold (an older one is a late frame). The header
+  // is not authenticated: it is only a hint for the version of our next
+  // renewal, never a reason to start one (anyone who can publish on the
+  // topic could force renewals). Unanswered data starts one (Tick).
+  if (h.key_version > rec.key_version &&
+      h.key_version - rec.key_version < 1024) {
+    ps.seen_version = std::max(ps.seen_version, h.key_version);
+  }
+  *why = "no key of that version";
+  return nullptr;
 }
 
 }  // namespace kgr

@@ -1,13 +1,16 @@
-// Test fixture: one KS and any number of nodes on the in-memory fakes
-// (FakeBroker delivering in order when pumped, FakeTpm, FakeFileSystem, a
-// FakeClock), with kill/restart of each party. For the fault tests of
-// registration and NKSK rotation (registration_faults_test.cc,
-// rotation_faults_test.cc).
+// The one test fixture of a whole KED on the in-memory fakes: one KS and any
+// number of nodes, each with its own FakeTpm and FakeFileSystem, a
+// FakeBroker delivering in order when pumped and a FakeClock, with kill,
+// power loss and restart of each party. The procedure tests
+// (procedures_test.cc) and the fault tests use it directly or through
+// session_fixture.h and mini_ked_test.h, which add what only their tests
+// need.
 #ifndef KGR_NODE_KED_FIXTURE_H_
 #define KGR_NODE_KED_FIXTURE_H_
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,7 +34,8 @@ struct KedNode {
   std::unique_ptr<SesKeysStore> ses;
   std::unique_ptr<NodeClient> client;
   uint32_t n_id = 0;
-  SecretBytes ntag;
+  SecretBytes ntag;       // from its credentials (to clone the device)
+  int data_received = 0;  // frames handed to its data handler
 };
 
 class KedFixture : public ::testing::Test {
@@ -98,7 +102,9 @@ class KedFixture : public ::testing::Test {
     n.client = std::make_unique<NodeClient>(std::move(*own), n.tpm,
                                             *n.transport, *n.ses, clock_, o);
     ASSERT_TRUE(n.client->Start().ok());
-    n.client->SetDataHandler([](uint32_t, const SecretBytes& d) {
+    KedNode* raw = &n;
+    n.client->SetDataHandler([raw](uint32_t, const SecretBytes& d) {
+      ++raw->data_received;
       return SecretBytes(
           AsBytes("ack:" + std::string(d.span().begin(), d.span().end())));
     });
@@ -112,6 +118,7 @@ class KedFixture : public ::testing::Test {
       broker_.Pump();
       if (done()) break;
       clock_.AdvanceMillis(step_ms);
+      if (each_round_) each_round_();
       if (ks_) ks_->Tick();
       for (auto& n : all_) {
         if (n->client) n->client->Tick();
@@ -131,9 +138,11 @@ class KedFixture : public ::testing::Test {
     return result.value_or(InternalError("no result"));
   }
 
-  Status RequestKey(KedNode& a, KedNode& b, bool renew = false) {
+  Status RequestKey(KedNode& a, KedNode& b, bool renew = false,
+                    uint64_t timeout_ms = 0) {
     std::optional<Status> result;
-    a.client->RequestKey(b.n_id, renew, [&](Status s) { result = s; });
+    a.client->RequestKey(
+        b.n_id, renew, [&](Status s) { result = s; }, timeout_ms);
     RunUntil([&] { return result.has_value(); });
     return result.value_or(InternalError("no result"));
   }
@@ -155,8 +164,10 @@ class KedFixture : public ::testing::Test {
     return std::string((*result)->span().begin(), (*result)->span().end());
   }
 
-  // The KS process dies (SIGKILL) and starts again on the same TPM and
-  // files; messages queued for it stay queued unless `lose_queued`.
+  // The KS process dies (SIGKILL: its memory is gone; with `power_loss`
+  // also every file write not yet synced) and starts again on the same TPM
+  // and files. Messages queued at the broker for it stay queued (persistent
+  // session) unless `lose_queued`.
   void RestartKs(bool lose_queued = false, bool power_loss = false) {
     uint64_t floor = ks_->last_counter() + kCounterRestartMargin;
     ks_.reset();
@@ -170,7 +181,8 @@ class KedFixture : public ::testing::Test {
     OpenKs(std::move(*own), floor);
   }
 
-  // A node process dies and starts again: its pending requests are gone.
+  // A node process dies (its pending requests are gone; with `power_loss`
+  // also its unsynced writes) and starts again.
   void RestartNode(KedNode& n, bool lose_queued = false,
                    bool power_loss = false) {
     uint64_t floor = n.client->last_counter() + kCounterRestartMargin;
@@ -192,6 +204,73 @@ class KedFixture : public ::testing::Test {
     return blob.ok() ? std::move(*blob) : KsKeysBlob{};
   }
 
+  // `n` floods TOPIC1 with `frames` valid-looking frames (its own NKSK,
+  // a body the KS drops), handed to the KS directly.
+  void FloodTopic1(KedNode& n, int frames) {
+    auto own = LoadOwnData(n.tpm);
+    ASSERT_TRUE(own.ok());
+    for (int i = 0; i < frames; ++i) {
+      FrameHeader h;
+      h.sender = n.n_id;
+      h.key_version = 1;
+      h.counter = clock_.NowUnixMicros() + 10 + i;
+      h.request_id = static_cast<uint64_t>(i);
+      auto f = SealBody(h, NnskConfAns{0}, own->ks->nksk);
+      ks_->HandleMessage(ks_->topic1(), *f);
+    }
+  }
+
+  // Pending keys at the KS (gen_keys also keeps tombstones of served
+  // request ids for a while).
+  size_t LiveKeys() {
+    size_t n = 0;
+    gen_keys_->ForEach([&](const GenKey& g) { n += g.tombstone() ? 0 : 1; });
+    return n;
+  }
+
+  // A device with a copy of `n`'s credential file (its own TPM `tpm` and
+  // files; with `steal_topic` also `n`'s TOPIC2) tries to register within
+  // 2 s. Returns how that ended; on success `nksk` (unless null) receives
+  // the NKSK it got.
+  Status RegisterClone(KedNode& n, FakeTpm& tpm, bool steal_topic = false,
+                       SymmetricKeys* nksk = nullptr) {
+    Credentials c;
+    c.n_id = n.n_id;
+    c.ntag = n.ntag.Clone();
+    c.broker_address = "x:1";
+    c.ks_n_id = ks_n_id_;
+    auto own = InitNode(tpm, c);
+    if (!own.ok()) return own.status();
+    if (steal_topic) {
+      auto victim = LoadOwnData(n.tpm);
+      if (!victim.ok()) return victim.status();
+      own->identity.own_topic = victim->identity.own_topic;
+    }
+    FakeFileSystem fs;
+    auto ses = SesKeysStore::Open(fs, "/ses", own->nk, n.n_id);
+    if (!ses.ok()) return ses.status();
+    auto t = broker_.NewTransport("clone");
+    NodeClientOptions opt;
+    opt.request_timeout_ms = 2000;
+    NodeClient clone(std::move(*own), tpm, *t, **ses, clock_, opt);
+    t->SetHandler(
+        [&](const std::string& tp, Bytes p) { clone.HandleMessage(tp, p); });
+    if (Status st = t->Connect(); !st.ok()) return st;
+    if (Status st = clone.Start(); !st.ok()) return st;
+    std::optional<Status> r;
+    clone.Register([&](Status s) { r = s; });
+    for (int i = 0; i < 100 && !r; ++i) {
+      broker_.Pump();
+      clock_.AdvanceMillis(100);
+      clone.Tick();
+    }
+    if (r.has_value() && r->ok() && nksk != nullptr) {
+      auto blob = DecodeKsKeys(tpm.NvRead(NvSlot::kKsKeys)->span());
+      if (blob.ok()) *nksk = std::move(blob->nksk);
+    }
+    return r.value_or(InternalError("no result"));
+  }
+
   // Two registered nodes allowed to pair, with loaded peer lists.
   std::pair<KedNode*, KedNode*> Pair() {
     KedNode& a = AddNode();
@@ -204,8 +283,8 @@ class KedFixture : public ::testing::Test {
   }
 
   // Data flows both ways, and then both nodes hold the same current key for
-  // their pair (a peer takes a renewed key into use at the first frame
-  // under it, docs/protocol.md section 8).
+  // their pair, with matching topics (a peer takes a renewed key into use
+  // at the first frame under it, docs/protocol.md section 8).
   void ExpectPairWorks(KedNode& a, KedNode& b) {
     auto ab = Send(a, b, "x");
     auto ba = Send(b, a, "y");
@@ -215,12 +294,16 @@ class KedFixture : public ::testing::Test {
     auto kb = b.ses->Get(a.n_id);
     ASSERT_TRUE(ka.ok() && kb.ok());
     EXPECT_TRUE(ka->nnsk.enc.Equals(kb->nnsk.enc));
+    EXPECT_TRUE(ka->nnsk.mac.Equals(kb->nnsk.mac));
     EXPECT_EQ(ka->key_version, kb->key_version);
+    EXPECT_EQ(ka->topic3, kb->topic4);
+    EXPECT_EQ(ka->topic4, kb->topic3);
   }
 
   FakeClock clock_;
-  NodeClientOptions node_options_;  // for nodes opened from now on
-  KeyServerOptions ks_options_;     // for the KS opened from now on
+  std::function<void()> each_round_;  // e.g. a flood, as time advances
+  NodeClientOptions node_options_;    // for nodes opened from now on
+  KeyServerOptions ks_options_;       // for the KS opened from now on
   FakeFileSystem fs_;
   FakeBroker broker_;
   FakeTpm ks_tpm_;

@@ -133,22 +133,27 @@ void NodeClient::OnConfReq(const FrameHeader& h, const NnskConfReq& req) {
   Finish(h.request_id, OkStatus());
 }
 
-void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
-  auto rec = ses_.Get(req.n_id1);
-  if (!rec.ok()) {
-    return Log("dropped", &h, "peer not in this node's peer list");
-  }
+bool NodeClient::OurRequestWins(uint32_t peer, uint64_t their_id) {
   // Both sides of a pair asked for a new key at once: the request with the
   // larger request id wins on both nodes; the other is abandoned (its
   // gen_keys record is purged by the KS).
   for (auto& [id, p] : pending_) {
     const auto* k = std::get_if<KeyRequest>(&p.request);
-    if (k == nullptr || k->peer != req.n_id1 || id == h.request_id) continue;
-    if (id > h.request_id) {
-      return Log("dropped", &h, "crossed renewal: our request wins");
-    }
+    if (k == nullptr || k->peer != peer || id == their_id) continue;
+    if (id > their_id) return true;
     Finish(id, AbortedError("crossed by the peer's own renewal"));
     break;
+  }
+  return false;
+}
+
+void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
+  auto rec = ses_.Get(req.n_id1);
+  if (!rec.ok()) {
+    return Log("dropped", &h, "peer not in this node's peer list");
+  }
+  if (OurRequestWins(req.n_id1, h.request_id)) {
+    return Log("dropped", &h, "crossed renewal: our request wins");
   }
   // The same key again (the KS retransmits it; we may have restarted
   // since): answer again with the TOPIC we chose then. It is stored, so

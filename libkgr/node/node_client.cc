@@ -105,6 +105,12 @@ Status NodeClient::Transmit(uint64_t request_id, Pending& p) {
   return transport_.Publish(PeerTopic(d.peer, *rec->topic4), frame);
 }
 
+std::optional<uint32_t> NodeClient::PeerOf(const Pending& p) {
+  if (const auto* k = std::get_if<KeyRequest>(&p.request)) return k->peer;
+  if (const auto* d = std::get_if<DataRequest>(&p.request)) return d->peer;
+  return std::nullopt;
+}
+
 NodeClient::KeyRequest* NodeClient::KeyRequestFor(uint32_t peer) {
   for (auto& [id, p] : pending_) {
     auto* k = std::get_if<KeyRequest>(&p.request);

@@ -21,12 +21,7 @@ void NodeClient::OnPairRevoked(const FrameHeader& h, const PairRevoked& m) {
                 [&](const auto& e) { return e.second == m.peer; });
   std::vector<uint64_t> ids;
   for (const auto& [id, p] : pending_) {
-    const auto* k = std::get_if<KeyRequest>(&p.request);
-    const auto* d = std::get_if<DataRequest>(&p.request);
-    if ((k != nullptr && k->peer == m.peer) ||
-        (d != nullptr && d->peer == m.peer)) {
-      ids.push_back(id);
-    }
+    if (PeerOf(p) == m.peer) ids.push_back(id);
   }
   for (uint64_t id : ids) Finish(id, PermissionDeniedError("pair revoked"));
   spdlog::warn(

@@ -8,11 +8,16 @@
 
 namespace kgr {
 
-Status NodeClient::ReserveRx(SesKey rec, uint64_t counter) {
+Status NodeClient::ReserveRx(SesKey& rec, KeySlot slot, uint64_t counter) {
   SesKeysStore::Batch batch = ses_.NewBatch();
-  rec.rx_counter = counter + kRxReserveMicros;
-  KGR_RETURN_IF_ERROR(batch.Put(rec));
-  std::vector<std::pair<uint32_t, uint64_t>> raised{{rec.n_id, rec.rx_counter}};
+  SesKey updated = rec.Clone();
+  const bool current = slot == KeySlot::kCurrent;
+  (current ? updated.rx_counter : updated.other_rx_counter) =
+      counter + kRxReserveMicros;
+  KGR_RETURN_IF_ERROR(batch.Put(updated));
+  // The in-memory floors (rx_version/rx_floor) are those of current keys.
+  std::vector<std::pair<uint32_t, uint64_t>> raised;
+  if (current) raised.emplace_back(rec.n_id, updated.rx_counter);
   // Other pairs receiving now, past half of their reservation: in the same
   // write, so that many active pairs cost one sync, not one each.
   for (auto& [peer, ps] : pairs_) {
@@ -30,7 +35,8 @@ Status NodeClient::ReserveRx(SesKey rec, uint64_t counter) {
   }
   KGR_RETURN_IF_ERROR(ses_.Apply(std::move(batch)));
   for (const auto& [peer, floor] : raised) pairs_[peer].rx_floor = floor;
-  pairs_[rec.n_id].rx_version = rec.key_version;
+  if (current) pairs_[rec.n_id].rx_version = rec.key_version;
+  rec = std::move(updated);
   return OkStatus();
 }
 

@@ -17,36 +17,7 @@ class RegistrationFaultsTest : public KedFixture {
   // on success `nksk` receives what it got.
   Status RegisterThief(KedNode& victim, SymmetricKeys* nksk) {
     FakeTpm tpm;
-    Credentials c;
-    c.n_id = victim.n_id;
-    c.ntag = victim.ntag.Clone();
-    c.broker_address = "x:1";
-    c.ks_n_id = ks_n_id_;
-    auto own = InitNode(tpm, c);
-    auto victim_own = LoadOwnData(victim.tpm);
-    if (!own.ok() || !victim_own.ok()) return InternalError("init");
-    own->identity.own_topic = victim_own->identity.own_topic;
-    FakeFileSystem fs;
-    auto ses = SesKeysStore::Open(fs, "/ses", own->nk, victim.n_id);
-    if (!ses.ok()) return ses.status();
-    auto t = broker_.NewTransport("thief");
-    NodeClient thief(std::move(*own), tpm, *t, **ses, clock_, {});
-    t->SetHandler(
-        [&](const std::string& tp, Bytes p) { thief.HandleMessage(tp, p); });
-    if (Status st = t->Connect(); !st.ok()) return st;
-    if (Status st = thief.Start(); !st.ok()) return st;
-    std::optional<Status> r;
-    thief.Register([&](Status s) { r = s; }, 2000);
-    for (int i = 0; i < 100 && !r; ++i) {
-      broker_.Pump();
-      clock_.AdvanceMillis(100);
-      thief.Tick();
-    }
-    if (r.has_value() && r->ok()) {
-      auto blob = DecodeKsKeys(tpm.NvRead(NvSlot::kKsKeys)->span());
-      if (blob.ok()) *nksk = std::move(blob->nksk);
-    }
-    return r.value_or(InternalError("no result"));
+    return RegisterClone(victim, tpm, /*steal_topic=*/true, nksk);
   }
 
   size_t RegistrationRequestsPublished() {

@@ -39,10 +39,10 @@ TEST_F(RenewalFaultsTest, FailedRenewalLeavesTheWorkingPairAlone) {
   ExpectSameKey(*after, *before);
   b->transport->SimulateReconnect();  // the held notification arrives now
   RunUntil([&] { return broker_.queued() == 0; }, 50);
-  ExpectConverged(*a, *b);
+  ExpectPairWorks(*a, *b);
   EXPECT_EQ(a->ses->Get(b->n_id)->key_version, before->key_version);
   ASSERT_TRUE(RequestKey(*a, *b).ok());
-  ExpectConverged(*a, *b);
+  ExpectPairWorks(*a, *b);
   EXPECT_GT(a->ses->Get(b->n_id)->key_version, before->key_version);
 }
 
@@ -59,13 +59,13 @@ TEST_F(RenewalFaultsTest, AbandonedRenewalLeavesTheWorkingPairAlone) {
     std::optional<Status> r;
     a->client->RequestKey(b->n_id, true, [&](Status s) { r = s; });
     broker_.Pump();  // request, key to a (step 3); b's notification held
-    RestartNode(*a, power_loss);
+    RestartNode(*a, /*lose_queued=*/false, power_loss);
     b->transport->SimulateReconnect();
     RunUntil([&] { return broker_.queued() == 0; }, 50);
     ExpectSameKey(*a->ses->Get(b->n_id), *before);
-    ExpectConverged(*a, *b);
+    ExpectPairWorks(*a, *b);
     ASSERT_TRUE(RequestKey(*b, *a).ok());
-    ExpectConverged(*a, *b);
+    ExpectPairWorks(*a, *b);
     EXPECT_GT(a->ses->Get(b->n_id)->key_version, before->key_version);
   }
 }
@@ -86,7 +86,7 @@ TEST_F(RenewalFaultsTest, TheOldKeyStaysUsableUntilTheNewOneIsShown) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   // a answered under the new key: b uses it from now on.
   EXPECT_EQ(b->ses->Get(a->n_id)->key_version, v1->key_version + 1);
-  ExpectConverged(*a, *b);
+  ExpectPairWorks(*a, *b);
 }
 
 }  // namespace

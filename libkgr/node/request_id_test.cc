@@ -56,7 +56,7 @@ TEST_F(RequestIdTest, LateRetransmissionNeverGetsASecondKey) {
     SCOPED_TRACE("mode " + std::to_string(mode));
     uint64_t issued = ks_->stats().keys_issued;
     PublishedMessage late = RenewHoldingBackARetransmission(*a, *b);
-    ExpectConverged(*a, *b);
+    ExpectPairWorks(*a, *b);
     auto before = a->ses->Get(b->n_id);
     ASSERT_TRUE(before.ok());
     if (mode == 1 || mode == 3) {
@@ -65,13 +65,13 @@ TEST_F(RequestIdTest, LateRetransmissionNeverGetsASecondKey) {
         ks_->Tick();
       }
     }
-    if (mode == 2 || mode == 3) RestartKs(false);
-    if (mode == 4) RestartKs(true);
+    if (mode == 2 || mode == 3) RestartKs();
+    if (mode == 4) RestartKs(/*lose_queued=*/false, /*power_loss=*/true);
     ks_->HandleMessage(late.topic, late.payload);
     RunUntil([] { return false; }, 30);
     EXPECT_EQ(ks_->stats().keys_issued, mode >= 2 ? 0u : issued + 1)
         << "the late retransmission was given a new key";
-    ExpectConverged(*a, *b);
+    ExpectPairWorks(*a, *b);
     auto after = a->ses->Get(b->n_id);
     ASSERT_TRUE(after.ok());
     EXPECT_EQ(after->key_version, before->key_version);
@@ -105,7 +105,7 @@ TEST_F(RequestIdTest, PurgedKeyIsNeverReissuedUnderItsRequestId) {
   std::set<uint64_t> ids;
   for (const FrameHeader& h : KeyRequestsOf(*a)) ids.insert(h.request_id);
   EXPECT_EQ(ids.size(), 3u) << "first key, purged renewal, its restart";
-  ExpectConverged(*a, *b);
+  ExpectPairWorks(*a, *b);
 }
 
 // Request ids grow per node, across restarts and power losses.
@@ -114,7 +114,7 @@ TEST_F(RequestIdTest, RequestIdsGrowAcrossRestarts) {
   for (int i = 0; i < 6; ++i) {
     ASSERT_TRUE(RequestKey(*a, *b).ok());
     if (i == 2) RestartNode(*a);
-    if (i == 4) RestartNode(*a, true);
+    if (i == 4) RestartNode(*a, /*lose_queued=*/false, /*power_loss=*/true);
   }
   std::vector<uint64_t> firsts;
   for (const FrameHeader& h : KeyRequestsOf(*a)) {
@@ -151,8 +151,8 @@ TEST_F(RequestIdTest, ReorderedRequestsCostARoundTripNotTheRequest) {
   ASSERT_TRUE(rb.has_value() && rc.has_value());
   EXPECT_TRUE(rb->ok()) << rb->ToString();
   EXPECT_TRUE(rc->ok()) << rc->ToString();
-  ExpectConverged(*a, *b);
-  ExpectConverged(*a, c);
+  ExpectPairWorks(*a, *b);
+  ExpectPairWorks(*a, c);
   ExpectAtMostOneKeyPerRequest();
 }
 

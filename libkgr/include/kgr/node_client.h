@@ -182,6 +182,8 @@ class NodeClient {
     int attempts = 0;
     uint64_t timeout_ms = 0;
   };
+  // The peer a request concerns; none for an NKSK rotation.
+  static std::optional<uint32_t> PeerOf(const Pending& p);
   // The key request for `peer` under way, or nullptr.
   KeyRequest* KeyRequestFor(uint32_t peer);
   // The request of `kind` under `request_id`, or nullptr.
@@ -246,19 +248,33 @@ class NodeClient {
   Status SendToKs(uint64_t request_id, uint8_t flags, const Body& body);
   void HandleFromKs(const Bytes& frame);
   void HandleData(uint32_t peer, const Bytes& frame);
+  // The key of `rec` that opens a frame under `h.key_version`: the current
+  // one once confirmed, the next one, or the previous one in its grace
+  // period. nullptr, with `*why`, for none.
+  const SymmetricKeys* ReceiveKey(const FrameHeader& h, const SesKey& rec,
+                                  PairState& ps, const char** why);
   void OnRegistered(const FrameHeader& h, const Bytes& frame);
   void OnKeyAns(const FrameHeader& h, const NnskKeyAns& ans);
   void OnConfReq(const FrameHeader& h, const NnskConfReq& req);
   void OnNotReq(const FrameHeader& h, const NnskNotReq& req);
+  // A key notification for the pair with `peer` under request `their_id`
+  // crossed our own key request for it: true if ours wins, else ours is
+  // abandoned.
+  bool OurRequestWins(uint32_t peer, uint64_t their_id);
   void OnKsError(const FrameHeader& h, const KsError& err);
   // Prepares own_.ks->nksk for repeated use (see SymmetricKeys::Prepare).
   void PrepareNksk();
   void OnPairRevoked(const FrameHeader& h, const PairRevoked& m);
   void OnRotAns(const FrameHeader& h, const NkskRotAns& m);
   void Finish(uint64_t request_id, Status status);
-  // Raises the durable receive floor of `peer`'s current key `rec` above
-  // `counter`, with those of other pairs close to theirs: one synced write.
-  Status ReserveRx(SesKey rec, uint64_t counter);
+  // A key slot of a ses_keys entry: the current key, or the other slot
+  // while it holds the previous key.
+  enum class KeySlot { kCurrent, kPrevious };
+  // The one durable path for receive floors: raises the floor of `slot` of
+  // the peer's entry `rec` above `counter`, with those of other pairs' current
+  // keys close to theirs, in one synced write. `rec` holds the new floor
+  // after it.
+  Status ReserveRx(SesKey& rec, KeySlot slot, uint64_t counter);
   // The pair's usage state for the key in `k` (initialized from k).
   PairState& UsageFor(const SesKey& k);
   // (frames, bytes) the key in `k` really sealed.
