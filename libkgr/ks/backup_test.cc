@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "kgr/key_server.h"
+#include "ks/backup_schedule.h"
 #include "testing/fake_filesystem.h"
 #include "testing/fake_tpm.h"
 
@@ -135,6 +136,35 @@ TEST_F(KsBackupTest, RestoreRefusesAnOccupiedTpmOrStateDirAndLeavesNothing) {
   EXPECT_FALSE(fs_.Exists("/new/node_desc.restoring"));
   fresh.FailAllNvWrites(std::nullopt);
   EXPECT_TRUE(RestoreKsBackup(fresh, fs_, backup, "/new", kNowUs).ok());
+}
+
+TEST_F(KsBackupTest, ScheduleWritesAfterChangesAtMostOncePerIntervalAndPrunes) {
+  BackupSchedule schedule(fs_, {.dir = "/bk", .recovery_public = pub_,
+                                .interval_ms = 1000, .keep = 2});
+  auto files = [&] { return *fs_.ListDir("/bk"); };
+  // The first call writes whatever the count.
+  ASSERT_TRUE(schedule.Tick(own_, *nodes_, 5, 10'000).ok());
+  EXPECT_EQ(files(), std::vector<std::string>{BackupFileName(10'000)});
+  EXPECT_EQ(*schedule.last_path(), "/bk/" + BackupFileName(10'000));
+  // No change: nothing; a change within the interval: not yet.
+  ASSERT_TRUE(schedule.Tick(own_, *nodes_, 5, 10'200).ok());
+  ASSERT_TRUE(schedule.Tick(own_, *nodes_, 6, 10'500).ok());
+  EXPECT_EQ(files().size(), 1u);
+  // The interval has passed since the last backup: now.
+  ASSERT_TRUE(schedule.Tick(own_, *nodes_, 6, 11'000).ok());
+  EXPECT_EQ(files().size(), 2u);
+  // A failed write is retried at the next call; the old files stay.
+  fs_.FailNth(FakeFileSystem::Op::kRename, 1, UnavailableError("disk"));
+  EXPECT_FALSE(schedule.Tick(own_, *nodes_, 7, 30'000).ok());
+  EXPECT_EQ(files().size(), 2u);
+  ASSERT_TRUE(schedule.Tick(own_, *nodes_, 7, 30'001).ok());
+  // keep = 2: the oldest went; the newest reads back with the new node.
+  EXPECT_EQ(files(), (std::vector<std::string>{BackupFileName(11'000),
+                                                BackupFileName(30'001)}));
+  auto b = OpenKsBackup(*fs_.ReadFile("/bk/" + BackupFileName(30'001)), priv_);
+  ASSERT_TRUE(b.ok()) << b.status().message();
+  EXPECT_EQ(b->created_unix_ms, 30'001u);
+  EXPECT_EQ(b->nodes.size(), 3u);
 }
 
 TEST(RecoveryKeyTest, PemRoundTripsAndOtherKeysAreRefusedByName) {
