@@ -1,0 +1,204 @@
+// kgr-ks run: the KS daemon. Wires the TPM, the stores, the CMS endpoint,
+// the MQTT transport, the KeyServer with its inbox, the frame counter file
+// and the control socket, and runs them on one event loop until a signal.
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <utility>
+
+#include "daemon/counter_saver.h"
+#include "daemon/ks_state.h"
+#include "daemon/wiring.h"
+#include "kgr/cli.h"
+#include "kgr/clock.h"
+#include "kgr/cms.h"
+#include "kgr/control.h"
+#include "kgr/credentials.h"
+#include "kgr/ks_daemon.h"
+#include "kgr/topic.h"
+
+namespace kgr {
+namespace {
+
+// Start-up phases, logged once serving (docs/performance.md item 5).
+class PhaseTimer {
+ public:
+  // Milliseconds since the previous call (or construction).
+  double Next() {
+    Clock::time_point now = Clock::now();
+    double ms = std::chrono::duration<double, std::milli>(now - start_).count();
+    start_ = now;
+    return ms;
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point start_ = Clock::now();
+};
+
+// One KS process, built step by step in this order (and torn down in the
+// reverse one).
+class KsService {
+ public:
+  KsService(const KsOptions& o, EventLoop& loop)
+      : o_(o),
+        loop_(loop),
+        counter_(*DefaultFileSystem(), o.daemon.state_dir, "ks") {}
+
+  // The state directory's lock, the TPM and the KS's own data in it.
+  StatusOr<OwnData> OpenTpmAndOwnData() {
+    KGR_ASSIGN_OR_RETURN(lock_, DirLock::ForStateDir(o_.daemon.state_dir));
+    KGR_ASSIGN_OR_RETURN(tpm_, OpenTpmFor(o_.daemon));
+    auto loaded = LoadOwnData(*tpm_);
+    if (!loaded.ok())
+      return loaded.status().Annotate("run `kgr-ks init` first");
+    if (loaded->identity.role != Role::kKeyServer) {
+      return FailedPreconditionError("the TPM holds an N node identity");
+    }
+    KGR_ASSIGN_OR_RETURN(kedk_, tpm_->KedkPublic());
+    KGR_RETURN_IF_ERROR(MixTpmEntropy(*tpm_));
+    return loaded;
+  }
+
+  Status OpenStores(const OwnData& own) {
+    KGR_ASSIGN_OR_RETURN(stores_, OpenKsStores(o_.daemon, own));
+    return OkStatus();
+  }
+
+  // The certificates, the MQTT client, the KeyServer and its inbox.
+  Status Build(OwnData own) {
+    for (const auto& bad : stores_.nodes->corrupt_records()) {
+      spdlog::error("ks: node_desc record {} is corrupt and ignored: {}",
+                    bad.index, bad.status.message());
+    }
+    const BrokerOptions& b = o_.daemon.broker;
+    KGR_ASSIGN_OR_RETURN(cms_,
+                         CmsEndpoint::Load(b.ca_file, b.cert_file, b.key_file));
+    KGR_ASSIGN_OR_RETURN(transport_, OpenTransport(b, "ks"));
+    KeyServerOptions ko = o_.key_server;
+    KGR_ASSIGN_OR_RETURN(ko.counter_floor, counter_.LoadFloor());
+    ks_ = std::make_unique<KeyServer>(
+        std::move(own), std::move(kedk_), *transport_, *stores_.nodes,
+        *stores_.gen_keys, cms_.get(), *SystemClock(), ko);
+    // Bounded: a flood fills at most 16384 messages or 16 MiB, then is
+    // dropped. Messages that arrive together are handled as one batch (one
+    // fdatasync for all their new keys).
+    inbox_ = std::make_unique<KeyServerInbox>(*ks_, loop_);
+    transport_->SetHandler(
+        [inbox = inbox_.get()](const std::string& topic, Bytes payload) {
+          inbox->Push(topic, std::move(payload));
+        });
+    return OkStatus();
+  }
+
+  Status Connect() {
+    KGR_RETURN_IF_ERROR(transport_->Connect());
+    return ks_->Start();
+  }
+
+  Status StartControl() {
+    KGR_ASSIGN_OR_RETURN(control_,
+                         ServeControl(o_.daemon.state_dir, loop_,
+                                      [this](const nlohmann::json& req,
+                                             ControlServer::Respond respond) {
+                                        Execute(req, respond);
+                                      },
+                                      {{"ok", false}, {"error", "busy"}}));
+    return OkStatus();
+  }
+
+  const KeyServer& ks() const { return *ks_; }
+  size_t nodes() const { return stores_.nodes->size(); }
+
+  // Runs the loop until a signal stops it: every second the KS's Tick,
+  // the frame counter saved, the inbox's drops logged.
+  void Serve() {
+    uint64_t last_purge = 0;
+    loop_.Run([&] {
+      uint64_t now = SystemClock()->NowMonotonicMillis();
+      if (now - last_purge < 1000) return;
+      ks_->Tick();
+      last_purge = now;
+      counter_.SaveIfChanged(ks_->last_counter());
+      if (uint64_t d = inbox_->TakeDropped()) {
+        spdlog::warn("ks: queue full: {} messages dropped in the last second",
+                     d);
+      }
+    });
+  }
+
+  // A clean stop: the replay counters and the frame counter persisted.
+  void Stop() {
+    control_->Stop();
+    Status f = ks_->FlushCounters();
+    if (f.ok()) f = counter_.Save(ks_->last_counter());
+    if (!f.ok()) {
+      spdlog::error("ks: replay counters not persisted: {}", f.ToString());
+    }
+    Status d = transport_->Disconnect();
+    if (!d.ok()) spdlog::warn("ks: disconnect: {}", d.ToString());
+  }
+
+ private:
+  // A control command (`kgr-ks status`, `kgr-ks rotate`), on the loop.
+  void Execute(const nlohmann::json& req,
+               const ControlServer::Respond& respond) {
+    if (req.value("cmd", "") == "status") {
+      respond(KsStatusJson(ks_.get(), *stores_.nodes, *stores_.gen_keys,
+                           ks_->n_id(), tpm_->counters()));
+    } else if (req.value("cmd", "") == "rotate") {
+      auto id = ParseNodeId(req.value("node", ""));
+      Status r = id.ok() ? ks_->RequestRotation(*id) : id.status();
+      respond({{"ok", r.ok()}, {"error", r.ToString()}});
+    } else {
+      respond({{"ok", false}, {"error", "unknown command"}});
+    }
+  }
+
+  const KsOptions& o_;
+  EventLoop& loop_;
+  CounterSaver counter_;
+  std::unique_ptr<DirLock> lock_;
+  std::unique_ptr<Tpm> tpm_;
+  Bytes kedk_;
+  KsStores stores_;
+  std::unique_ptr<CmsEndpoint> cms_;
+  std::unique_ptr<Transport> transport_;
+  std::unique_ptr<KeyServer> ks_;
+  std::unique_ptr<KeyServerInbox> inbox_;
+  std::unique_ptr<ControlServer> control_;
+};
+
+}  // namespace
+
+Status KsRun(const KsOptions& o) {
+  PhaseTimer phase;
+  EventLoop loop;
+  StopLoopOnSignals(loop);
+  KsService svc(o, loop);
+  KGR_ASSIGN_OR_RETURN(OwnData own, svc.OpenTpmAndOwnData());
+  const double tpm_ms = phase.Next();
+  KGR_RETURN_IF_ERROR(svc.OpenStores(own));
+  const double stores_ms = phase.Next();
+  KGR_RETURN_IF_ERROR(svc.Build(std::move(own)));
+  const double setup_ms = phase.Next();
+  KGR_RETURN_IF_ERROR(svc.Connect());
+  const double connect_ms = phase.Next();
+  KGR_RETURN_IF_ERROR(svc.StartControl());
+  std::printf("kgr-ks ready: n_id=%s nodes=%zu\n",
+              FormatNodeId(svc.ks().n_id()).c_str(), svc.nodes());
+  std::fflush(stdout);
+  spdlog::info(
+      "ks: start-up: TPM {:.1f} ms, stores {:.1f} ms, certificates and "
+      "MQTT client {:.1f} ms, connect and subscribe {:.1f} ms, control "
+      "socket {:.1f} ms",
+      tpm_ms, stores_ms, setup_ms, connect_ms, phase.Next());
+  svc.Serve();
+  svc.Stop();
+  spdlog::info("ks: stopped");
+  return OkStatus();
+}
+
+}  // namespace kgr

@@ -1,0 +1,35 @@
+// What the KS keeps in its state directory besides the TPM (the node_desc
+// and gen_keys stores) and how `kgr-ks status` shows it. Internal to
+// libkgr/daemon/.
+#ifndef KGR_DAEMON_KS_STATE_H_
+#define KGR_DAEMON_KS_STATE_H_
+
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "kgr/daemon.h"
+#include "kgr/key_server.h"
+#include "kgr/own_data.h"
+#include "kgr/store.h"
+#include "kgr/tpm.h"
+
+namespace kgr {
+
+struct KsStores {
+  std::unique_ptr<NodeDescStore> nodes;
+  std::unique_ptr<GenKeysStore> gen_keys;
+};
+
+// Opens <state_dir>/node_desc and <state_dir>/gen_keys under the KS's NK.
+StatusOr<KsStores> OpenKsStores(const DaemonOptions& o, const OwnData& own);
+
+// The status as JSON: nodes, pending keys, corrupt records, TPM counters,
+// and with a running `ks` its counters since start.
+nlohmann::json KsStatusJson(const KeyServer* ks, const NodeDescStore& nodes,
+                            const GenKeysStore& gen_keys, uint32_t n_id,
+                            const TpmCounters& tpm);
+
+}  // namespace kgr
+
+#endif  // KGR_DAEMON_KS_STATE_H_

@@ -1,0 +1,137 @@
+#include "daemon/node_service.h"
+
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstdio>
+#include <utility>
+
+#include "daemon/node_control.h"
+#include "daemon/wiring.h"
+#include "kgr/cli.h"
+#include "kgr/topic.h"
+
+namespace kgr {
+
+std::string NodeTlsPath(const NodeOptions& o, const char* name) {
+  return o.daemon.state_dir + "/tls/" + name;
+}
+
+NodeService::NodeService(const NodeOptions& o)
+    : counter_(*DefaultFileSystem(), o.daemon.state_dir, "node") {}
+
+StatusOr<std::unique_ptr<NodeService>> NodeService::Open(const NodeOptions& o) {
+  std::unique_ptr<NodeService> x(new NodeService(o));
+  KGR_ASSIGN_OR_RETURN(x->lock_, DirLock::ForStateDir(o.daemon.state_dir));
+  KGR_ASSIGN_OR_RETURN(x->tpm_, OpenTpmFor(o.daemon));
+  auto own = LoadOwnData(*x->tpm_);
+  if (!own.ok()) return own.status().Annotate("run `kgr-node init` first");
+  if (own->identity.role != Role::kNode) {
+    return FailedPreconditionError("the TPM holds the KS identity");
+  }
+  KGR_RETURN_IF_ERROR(MixTpmEntropy(*x->tpm_));
+  KGR_ASSIGN_OR_RETURN(
+      x->ses_, SesKeysStore::Open(
+                   *DefaultFileSystem(), o.daemon.state_dir + "/ses_keys",
+                   own->nk, own->identity.n_id, StoreOptionsFor(o.daemon)));
+  BrokerOptions b = o.daemon.broker;
+  if (b.address.empty()) b.address = own->identity.broker_address;
+  b.ca_file = NodeTlsPath(o, "ca.pem");
+  b.cert_file = NodeTlsPath(o, "cert.pem");
+  b.key_file = NodeTlsPath(o, "key.pem");
+  KGR_ASSIGN_OR_RETURN(x->transport_,
+                       OpenTransport(b, NodeIdentity(own->identity.n_id)));
+  NodeClientOptions no = o.client;
+  KGR_ASSIGN_OR_RETURN(no.counter_floor, x->counter_.LoadFloor());
+  x->client_ = std::make_unique<NodeClient>(
+      std::move(*own), *x->tpm_, *x->transport_, *x->ses_, *SystemClock(), no);
+  NodeService* self = x.get();
+  x->transport_->SetHandler([self](const std::string& t, Bytes p) {
+    if (!self->loop_.Post([self, t, p = std::move(p)] {
+          self->client_->HandleMessage(t, p);
+        })) {
+      spdlog::warn("node: queue full, message dropped");
+    }
+  });
+  KGR_RETURN_IF_ERROR(x->transport_->Connect());
+  KGR_RETURN_IF_ERROR(x->client_->Start());
+  return x;
+}
+
+NodeService::~NodeService() {
+  // The exact receive counters and usage (a clean restart costs nothing).
+  if (client_) {
+    Status st = client_->Shutdown();
+    if (!st.ok()) spdlog::error("node: counters not saved: {}", st.ToString());
+  }
+  SaveCounterIfChanged();
+  if (transport_) (void)transport_->Disconnect();
+}
+
+void NodeService::SaveCounterIfChanged() {
+  if (client_) counter_.SaveIfChanged(client_->last_counter());
+}
+
+void NodeService::Execute(const nlohmann::json& req,
+                          ControlServer::Respond respond) {
+  ExecuteNodeCommand(*client_, *tpm_, *SystemClock(), req, std::move(respond));
+}
+
+namespace {
+
+// SIGTERM and SIGINT blocked in this thread and every thread started from
+// now on (the transport's), so that they reach StopLoopOnSignals' sigwait
+// and the daemon stops cleanly instead of dying with the default action.
+void BlockStopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+SecretBytes AcknowledgeData(uint32_t peer, const SecretBytes& data) {
+  spdlog::info("node: {} bytes of data from {}", data.size(),
+               FormatNodeId(peer));
+  std::string ack = "ack " + std::to_string(data.size()) + " bytes";
+  return SecretBytes(AsBytes(ack));
+}
+
+}  // namespace
+
+Status NodeRun(const NodeOptions& o) {
+  BlockStopSignals();
+  KGR_ASSIGN_OR_RETURN(auto svc, NodeService::Open(o));
+  StopLoopOnSignals(svc->loop());
+  svc->client().SetDataHandler(AcknowledgeData);
+  NodeService* self = svc.get();
+  KGR_ASSIGN_OR_RETURN(
+      auto control,
+      ServeControl(
+          o.daemon.state_dir, svc->loop(),
+          [self](const nlohmann::json& req, ControlServer::Respond respond) {
+            self->Execute(req, std::move(respond));
+          },
+          {{"ok", false}, {"code", "UNAVAILABLE"}, {"error", "busy"}}));
+  // Until registered, for as long as the daemon runs (a KS that is away
+  // when the node starts only delays it).
+  svc->client().KeepRegistering();
+  std::printf("kgr-node ready: n_id=%s\n",
+              FormatNodeId(svc->client().n_id()).c_str());
+  std::fflush(stdout);
+  uint64_t last_save = 0;
+  svc->loop().Run([&] {
+    svc->client().Tick();
+    uint64_t now = SystemClock()->NowMonotonicMillis();
+    if (now - last_save >= 1000) {
+      svc->SaveCounterIfChanged();
+      last_save = now;
+    }
+  });
+  control->Stop();
+  spdlog::info("node: stopped");
+  return OkStatus();
+}
+
+}  // namespace kgr

@@ -1,0 +1,47 @@
+// The daemon layer (libkgr/daemon/): the wiring of record stores, MQTT
+// transport, TPM, frame counter file and control socket behind the kgr-ks,
+// kgr-node and kgr-ac commands, so that each executable's main.cc only turns
+// flags and config into options and calls one function per command. One
+// header per role (ks_daemon.h, node_daemon.h, ac_tool.h), each executable
+// includes its own; this one holds the options they share.
+#ifndef KGR_DAEMON_H_
+#define KGR_DAEMON_H_
+
+#include <cstdint>
+#include <string>
+
+#include "kgr/cli.h"
+#include "kgr/mqtt.h"
+#include "kgr/status.h"
+
+namespace kgr {
+
+// The broker and how to reach it.
+struct BrokerOptions {
+  std::string address;  // host:port; kgr-node: empty means its BA
+  MqttClient client = MqttClient::kMosquitto;
+  int qos = 1;
+  // PEM: the KED CA, this party's certificate and key (kgr-node keeps its
+  // own in <state_dir>/tls/ and leaves these empty).
+  std::string ca_file, cert_file, key_file;
+};
+
+// What the KS and node daemons share.
+struct DaemonOptions {
+  std::string state_dir;  // stores, NV auth file, counter, control socket
+  std::string tcti;       // resolved (ResolveTcti); "none": software store
+  bool pcr_policy = false;
+  uint64_t journal_prealloc_kb = 256;
+  BrokerOptions broker;
+};
+
+// From the shared settings rows of cli.h (broker, mqtt_client, mqtt_qos,
+// tls.*); a row the program does not have leaves its field empty.
+StatusOr<BrokerOptions> BrokerOptionsFrom(const CommandLine& c);
+// The above and state_dir, tcti, pcr_policy, journal_prealloc_kb. An empty
+// state directory is the caller's to refuse.
+StatusOr<DaemonOptions> DaemonOptionsFrom(const CommandLine& c);
+
+}  // namespace kgr
+
+#endif  // KGR_DAEMON_H_
