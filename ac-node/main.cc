@@ -1,7 +1,5 @@
 // kgr-ac: the Authorization Centre's operator commands (the work is in
 // libkgr/daemon/: ac_tool.h).
-#include <cstdio>
-
 #include "kgr/ac_tool.h"
 #include "kgr/cli.h"
 #include "kgr/topic.h"
@@ -118,27 +116,11 @@ Status RunCommand(const CommandLine& f, const AcOptions& o) {
   return AcList(o, a.json);
 }
 
-int Main(int argc, char** argv) {
-  int exit_code = kExitUsage;
-  auto flags = ParseOrExplain("kgr-ac", kUsage, argc, argv, kSpecs,
-                              {"authorize", "peers", "list", "crl", "revoke"},
-                              &exit_code);
-  if (!flags) return exit_code;
-  auto options = LoadOptions(*flags);
-  if (!options.ok()) {
-    std::fprintf(stderr, "kgr-ac: %s\n", options.status().message().c_str());
-    return kExitUsage;
-  }
-  SetupLogging(flags->Str("log_level"));
-  Status st = RunCommand(*flags, *options);
-  if (!st.ok()) {
-    std::fprintf(stderr, "kgr-ac %s: %s\n", flags->command.c_str(),
-                 st.ToString().c_str());
-  }
-  return ExitCodeFor(st);
-}
-
 }  // namespace
 }  // namespace kgr
 
-int main(int argc, char** argv) { return kgr::Main(argc, argv); }
+int main(int argc, char** argv) {
+  return kgr::ProgramMain("kgr-ac", kgr::kUsage, argc, argv, kgr::kSpecs,
+                          {"authorize", "peers", "list", "crl", "revoke"},
+                          kgr::LoadOptions, kgr::RunCommand);
+}

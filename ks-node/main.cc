@@ -1,10 +1,8 @@
 // kgr-ks: the Key Server daemon and its operator commands (the work is in
 // libkgr/daemon/: ks_daemon.h).
-#include <cstdio>
-
 #include "kgr/cli.h"
-#include "kgr/topic.h"
 #include "kgr/ks_daemon.h"
+#include "kgr/topic.h"
 
 namespace kgr {
 namespace {
@@ -128,26 +126,11 @@ Status RunCommand(const CommandLine& f, const KsOptions& o) {
   return KsRotate(o, f.Id("node"));
 }
 
-int Main(int argc, char** argv) {
-  int exit_code = kExitUsage;
-  auto flags = ParseOrExplain("kgr-ks", kUsage, argc, argv, kSpecs,
-                              {"init", "run", "status", "rotate"}, &exit_code);
-  if (!flags) return exit_code;
-  auto options = LoadOptions(*flags);
-  if (!options.ok()) {
-    std::fprintf(stderr, "kgr-ks: %s\n", options.status().message().c_str());
-    return kExitUsage;
-  }
-  SetupLogging(flags->Str("log_level"));
-  Status st = RunCommand(*flags, *options);
-  if (!st.ok()) {
-    std::fprintf(stderr, "kgr-ks %s: %s\n", flags->command.c_str(),
-                 st.ToString().c_str());
-  }
-  return ExitCodeFor(st);
-}
-
 }  // namespace
 }  // namespace kgr
 
-int main(int argc, char** argv) { return kgr::Main(argc, argv); }
+int main(int argc, char** argv) {
+  return kgr::ProgramMain("kgr-ks", kgr::kUsage, argc, argv, kgr::kSpecs,
+                          {"init", "run", "status", "rotate"}, kgr::LoadOptions,
+                          kgr::RunCommand);
+}

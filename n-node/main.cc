@@ -1,9 +1,5 @@
 // kgr-node: an N node of a Key Exchange Domain (the work is in
 // libkgr/daemon/: node_daemon.h).
-#include <cstdio>
-#include <set>
-#include <string>
-
 #include "kgr/cli.h"
 #include "kgr/node_daemon.h"
 
@@ -140,29 +136,12 @@ Status RunCommand(const CommandLine& f, const NodeOptions& o) {
   return RunNodeCommand(o, c);
 }
 
-int Main(int argc, char** argv) {
-  const std::set<std::string> commands = {"init",  "run",         "register",
-                                          "peers", "request-key", "renew",
-                                          "send",  "status",      "rotate"};
-  int exit_code = kExitUsage;
-  auto flags = ParseOrExplain("kgr-node", kUsage, argc, argv, kSpecs, commands,
-                              &exit_code);
-  if (!flags) return exit_code;
-  auto options = LoadOptions(*flags);
-  if (!options.ok()) {
-    std::fprintf(stderr, "kgr-node: %s\n", options.status().message().c_str());
-    return kExitUsage;
-  }
-  SetupLogging(flags->Str("log_level"));
-  Status st = RunCommand(*flags, *options);
-  if (!st.ok()) {
-    std::fprintf(stderr, "kgr-node %s: %s\n", flags->command.c_str(),
-                 st.ToString().c_str());
-  }
-  return ExitCodeFor(st);
-}
-
 }  // namespace
 }  // namespace kgr
 
-int main(int argc, char** argv) { return kgr::Main(argc, argv); }
+int main(int argc, char** argv) {
+  return kgr::ProgramMain("kgr-node", kgr::kUsage, argc, argv, kgr::kSpecs,
+                          {"init", "run", "register", "peers", "request-key",
+                           "renew", "send", "status", "rotate"},
+                          kgr::LoadOptions, kgr::RunCommand);
+}

@@ -49,17 +49,11 @@ class KsService {
 
   // The state directory's lock, the TPM and the KS's own data in it.
   StatusOr<OwnData> OpenTpmAndOwnData() {
-    KGR_ASSIGN_OR_RETURN(lock_, DirLock::ForStateDir(o_.daemon.state_dir));
-    KGR_ASSIGN_OR_RETURN(tpm_, OpenTpmFor(o_.daemon));
-    auto loaded = LoadOwnData(*tpm_);
-    if (!loaded.ok())
-      return loaded.status().Annotate("run `kgr-ks init` first");
-    if (loaded->identity.role != Role::kKeyServer) {
-      return FailedPreconditionError("the TPM holds an N node identity");
-    }
+    KGR_ASSIGN_OR_RETURN(OwnData own,
+                         OpenOwnData(o_.daemon, Role::kKeyServer, lock_, tpm_));
     KGR_ASSIGN_OR_RETURN(kedk_, tpm_->KedkPublic());
     KGR_RETURN_IF_ERROR(MixTpmEntropy(*tpm_));
-    return loaded;
+    return own;
   }
 
   Status OpenStores(const OwnData& own) {

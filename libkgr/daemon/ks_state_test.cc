@@ -1,42 +1,27 @@
-// KsStatusJson and OpenKsStores on fakes.
+// KsStatusJson on a KS of fakes (node/mini_ked_test.h).
 #include "daemon/ks_state.h"
 
 #include <gtest/gtest.h>
 
 #include "kgr/topic.h"
-#include "testing/fake_clock.h"
-#include "testing/fake_filesystem.h"
-#include "testing/fake_tpm.h"
-#include "testing/fake_transport.h"
+#include "node/mini_ked_test.h"
 
 namespace kgr {
 namespace {
 
-TEST(KsStateTest, StatusJsonShowsNodesAndCounters) {
-  testing::FakeTpm tpm;
-  testing::FakeFileSystem fs;
-  testing::FakeClock clock;
-  testing::FakeBroker broker;
-  auto own = InitKeyServer(tpm, "127.0.0.1:8883", "kgr");
-  ASSERT_TRUE(own.ok()) << own.status().ToString();
-  const uint32_t ks_id = own->identity.n_id;
-  auto nodes = NodeDescStore::Open(fs, "/ks/node_desc", own->nk, ks_id);
-  auto gen_keys = GenKeysStore::Open(fs, "/ks/gen_keys", own->nk, ks_id);
-  ASSERT_TRUE(nodes.ok() && gen_keys.ok());
-  auto transport = broker.NewTransport("ks");
-  ASSERT_TRUE(transport->Connect().ok());
-  KeyServer ks(std::move(*own), *tpm.KedkPublic(), *transport, **nodes,
-               **gen_keys, nullptr, clock, KeyServerOptions());
-  ASSERT_TRUE(ks.Start().ok());
+class KsStateTest : public testing::MiniKed {};
+
+TEST_F(KsStateTest, StatusJsonShowsNodesAndCounters) {
   AcAuthorizeAns first, second;
-  ASSERT_TRUE(ks.AuthorizeNode(AcAuthorizeReq{{}}, &first).ok());
-  ASSERT_TRUE(ks.AuthorizeNode(AcAuthorizeReq{{first.n_id}}, &second).ok());
+  ASSERT_TRUE(ks_->AuthorizeNode(AcAuthorizeReq{{}}, &first).ok());
+  ASSERT_TRUE(ks_->AuthorizeNode(AcAuthorizeReq{{first.n_id}}, &second).ok());
 
   TpmCounters counters;
   counters.nv_writes = 3;
   counters.tpm_commands = 11;
-  nlohmann::json j = KsStatusJson(&ks, **nodes, **gen_keys, ks_id, counters);
-  EXPECT_EQ(j["ks_n_id"], FormatNodeId(ks_id));
+  nlohmann::json j =
+      KsStatusJson(ks_.get(), *nodes_, *gen_keys_, ks_n_id_, counters);
+  EXPECT_EQ(j["ks_n_id"], FormatNodeId(ks_n_id_));
   ASSERT_EQ(j["nodes"].size(), 2u);
   for (const auto& n : j["nodes"]) {
     EXPECT_EQ(n["state"], "authorized");
@@ -55,9 +40,19 @@ TEST(KsStateTest, StatusJsonShowsNodesAndCounters) {
   // Without a running KS (kgr-ks status reading the files): no counters
   // since start.
   nlohmann::json offline =
-      KsStatusJson(nullptr, **nodes, **gen_keys, ks_id, counters);
+      KsStatusJson(nullptr, *nodes_, *gen_keys_, ks_n_id_, counters);
   EXPECT_FALSE(offline.contains("since_start"));
   EXPECT_EQ(offline["nodes"], j["nodes"]);
+}
+
+TEST_F(KsStateTest, PendingKeysAndRegisteredNodes) {
+  Pair();  // two nodes registered, one key issued and confirmed
+  nlohmann::json j = KsStatusJson(ks_.get(), *nodes_, *gen_keys_, ks_n_id_, {});
+  for (const auto& n : j["nodes"]) EXPECT_EQ(n["state"], "registered");
+  // Step 7 turned the key's record into a tombstone: nothing pending.
+  EXPECT_EQ(j["pending_keys"].size(), 0u);
+  EXPECT_EQ(j["since_start"]["keys_issued"], 1);
+  EXPECT_EQ(j["since_start"]["registrations"], 2);
 }
 
 }  // namespace

@@ -1,108 +1,39 @@
 // The node daemon's control commands (ExecuteNodeCommand) on a KED of
-// fakes: a KS and two nodes on a FakeBroker, FakeTpm, FakeFileSystem and
-// FakeClock.
+// fakes (node/mini_ked_test.h): a KS and two nodes.
 #include "daemon/node_control.h"
 
 #include <gtest/gtest.h>
 
-#include <memory>
-#include <optional>
 #include <string>
-#include <vector>
 
-#include "kgr/key_server.h"
 #include "kgr/topic.h"
-#include "testing/fake_clock.h"
-#include "testing/fake_filesystem.h"
-#include "testing/fake_tpm.h"
-#include "testing/fake_transport.h"
+#include "node/mini_ked_test.h"
 
 namespace kgr {
 namespace {
 
 using nlohmann::json;
 
-struct Node {
-  testing::FakeFileSystem fs;
-  testing::FakeTpm tpm;
-  std::unique_ptr<testing::FakeTransport> transport;
-  std::unique_ptr<SesKeysStore> ses;
-  std::unique_ptr<NodeClient> client;
-  uint32_t n_id = 0;
-};
+using testing::MiniNode;
 
-class NodeControlTest : public ::testing::Test {
+class NodeControlTest : public testing::MiniKed {
  protected:
   void SetUp() override {
-    auto own = InitKeyServer(ks_tpm_, "127.0.0.1:8883", "kgr");
-    ASSERT_TRUE(own.ok()) << own.status().ToString();
-    const uint32_t ks_id = own->identity.n_id;
-    ks_transport_ = broker_.NewTransport("ks");
-    ks_transport_->SetHandler(
-        [this](const std::string& t, Bytes p) { ks_->HandleMessage(t, p); });
-    ASSERT_TRUE(ks_transport_->Connect().ok());
-    auto n = NodeDescStore::Open(fs_, "/ks/node_desc", own->nk, ks_id);
-    auto g = GenKeysStore::Open(fs_, "/ks/gen_keys", own->nk, ks_id);
-    ASSERT_TRUE(n.ok() && g.ok());
-    nodes_ = std::move(*n);
-    gen_keys_ = std::move(*g);
-    ks_ = std::make_unique<KeyServer>(std::move(*own), *ks_tpm_.KedkPublic(),
-                                      *ks_transport_, *nodes_, *gen_keys_,
-                                      nullptr, clock_, KeyServerOptions());
-    ASSERT_TRUE(ks_->Start().ok());
-    a_ = AddNode({});
-    b_ = AddNode({a_->n_id});
-  }
-
-  std::unique_ptr<Node> AddNode(std::vector<uint32_t> peers) {
-    AcAuthorizeAns ans;
-    EXPECT_TRUE(
-        ks_->AuthorizeNode(AcAuthorizeReq{std::move(peers)}, &ans).ok());
-    auto n = std::make_unique<Node>();
-    n->n_id = ans.n_id;
-    Credentials c;
-    c.n_id = ans.n_id;
-    c.ntag = std::move(ans.ntag);
-    c.broker_address = "127.0.0.1:8883";
-    c.ks_n_id = ans.ks_n_id;
-    auto own = InitNode(n->tpm, c);
-    EXPECT_TRUE(own.ok()) << own.status().ToString();
-    n->transport = broker_.NewTransport(NodeIdentity(ans.n_id));
-    Node* raw = n.get();
-    n->transport->SetHandler([raw](const std::string& t, Bytes p) {
-      raw->client->HandleMessage(t, p);
-    });
-    EXPECT_TRUE(n->transport->Connect().ok());
-    auto ses = SesKeysStore::Open(n->fs, "/ses", own->nk, n->n_id);
-    EXPECT_TRUE(ses.ok());
-    n->ses = std::move(*ses);
-    n->client = std::make_unique<NodeClient>(std::move(*own), n->tpm,
-                                             *n->transport, *n->ses, clock_);
-    EXPECT_TRUE(n->client->Start().ok());
-    n->client->SetDataHandler([](uint32_t, const SecretBytes& d) {
-      return SecretBytes(
-          AsBytes("ack:" + std::string(d.span().begin(), d.span().end())));
-    });
-    return n;
+    MiniKed::SetUp();
+    a_ = &AddNode();
+    b_ = &AddNode({a_->n_id});
   }
 
   // Runs `request` on `n` and the KED until it is answered; the answer,
   // after checking that it came exactly once.
-  json Run(Node& n, const json& request) {
+  json Run(MiniNode& n, const json& request) {
     int answers = 0;
     json answer;
     ExecuteNodeCommand(*n.client, n.tpm, clock_, request, [&](json r) {
       ++answers;
       answer = std::move(r);
     });
-    for (int i = 0; i < 300 && answers == 0; ++i) {
-      broker_.Pump();
-      if (answers) break;
-      clock_.AdvanceMillis(100);
-      ks_->Tick();
-      a_->client->Tick();
-      b_->client->Tick();
-    }
+    RunUntil([&] { return answers > 0; });
     broker_.Pump();
     EXPECT_EQ(answers, 1) << request.dump();
     return answer;
@@ -115,15 +46,8 @@ class NodeControlTest : public ::testing::Test {
     EXPECT_EQ(r.value("error", ""), error) << r.dump();
   }
 
-  testing::FakeClock clock_;
-  testing::FakeBroker broker_;
-  testing::FakeFileSystem fs_;
-  testing::FakeTpm ks_tpm_;
-  std::unique_ptr<testing::FakeTransport> ks_transport_;
-  std::unique_ptr<NodeDescStore> nodes_;
-  std::unique_ptr<GenKeysStore> gen_keys_;
-  std::unique_ptr<KeyServer> ks_;
-  std::unique_ptr<Node> a_, b_;
+  MiniNode* a_ = nullptr;
+  MiniNode* b_ = nullptr;
 };
 
 TEST_F(NodeControlTest, UnknownCommandIsRefused) {
@@ -192,8 +116,8 @@ TEST_F(NodeControlTest, RequestKeyBeforeRegisteringIsRefused) {
 TEST_F(NodeControlTest, RegisterRequestKeySendAndStatus) {
   EXPECT_EQ(Run(*a_, {{"cmd", "register"}}), json({{"ok", true}}));
   EXPECT_EQ(Run(*b_, {{"cmd", "register"}}), json({{"ok", true}}));
-  for (Node* n : {a_.get(), b_.get()}) {
-    Node* peer = n == a_.get() ? b_.get() : a_.get();
+  for (MiniNode* n : {a_, b_}) {
+    MiniNode* peer = n == a_ ? b_ : a_;
     ASSERT_EQ(Run(*n, {{"cmd", "peers"},
                        {"node", FormatNodeId(n->n_id)},
                        {"peers", {FormatNodeId(peer->n_id)}}})["ok"],
@@ -203,7 +127,7 @@ TEST_F(NodeControlTest, RegisterRequestKeySendAndStatus) {
   EXPECT_EQ(Run(*a_, {{"cmd", "request-key"}, {"peer", b}}),
             json({{"ok", true}}));
   json sent = Run(*a_, {{"cmd", "send"}, {"peer", b}, {"data", "hello"}});
-  EXPECT_EQ(sent, json({{"ok", true}, {"reply", "ack:hello"}}));
+  EXPECT_EQ(sent, json({{"ok", true}, {"reply", "hello"}}));
   clock_.AdvanceMillis(5000);
   json s = Run(*a_, {{"cmd", "status"}});
   EXPECT_EQ(s["registered"], true);

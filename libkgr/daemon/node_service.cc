@@ -23,29 +23,24 @@ NodeService::NodeService(const NodeOptions& o)
 
 StatusOr<std::unique_ptr<NodeService>> NodeService::Open(const NodeOptions& o) {
   std::unique_ptr<NodeService> x(new NodeService(o));
-  KGR_ASSIGN_OR_RETURN(x->lock_, DirLock::ForStateDir(o.daemon.state_dir));
-  KGR_ASSIGN_OR_RETURN(x->tpm_, OpenTpmFor(o.daemon));
-  auto own = LoadOwnData(*x->tpm_);
-  if (!own.ok()) return own.status().Annotate("run `kgr-node init` first");
-  if (own->identity.role != Role::kNode) {
-    return FailedPreconditionError("the TPM holds the KS identity");
-  }
+  KGR_ASSIGN_OR_RETURN(OwnData own,
+                       OpenOwnData(o.daemon, Role::kNode, x->lock_, x->tpm_));
   KGR_RETURN_IF_ERROR(MixTpmEntropy(*x->tpm_));
   KGR_ASSIGN_OR_RETURN(
-      x->ses_, SesKeysStore::Open(
-                   *DefaultFileSystem(), o.daemon.state_dir + "/ses_keys",
-                   own->nk, own->identity.n_id, StoreOptionsFor(o.daemon)));
+      x->ses_,
+      SesKeysStore::Open(*DefaultFileSystem(), o.daemon.state_dir + "/ses_keys",
+                         own.nk, own.identity.n_id, StoreOptionsFor(o.daemon)));
   BrokerOptions b = o.daemon.broker;
-  if (b.address.empty()) b.address = own->identity.broker_address;
+  if (b.address.empty()) b.address = own.identity.broker_address;
   b.ca_file = NodeTlsPath(o, "ca.pem");
   b.cert_file = NodeTlsPath(o, "cert.pem");
   b.key_file = NodeTlsPath(o, "key.pem");
   KGR_ASSIGN_OR_RETURN(x->transport_,
-                       OpenTransport(b, NodeIdentity(own->identity.n_id)));
+                       OpenTransport(b, NodeIdentity(own.identity.n_id)));
   NodeClientOptions no = o.client;
   KGR_ASSIGN_OR_RETURN(no.counter_floor, x->counter_.LoadFloor());
   x->client_ = std::make_unique<NodeClient>(
-      std::move(*own), *x->tpm_, *x->transport_, *x->ses_, *SystemClock(), no);
+      std::move(own), *x->tpm_, *x->transport_, *x->ses_, *SystemClock(), no);
   NodeService* self = x.get();
   x->transport_->SetHandler([self](const std::string& t, Bytes p) {
     if (!self->loop_.Post([self, t, p = std::move(p)] {

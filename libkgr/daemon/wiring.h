@@ -12,6 +12,7 @@
 #include "kgr/control.h"
 #include "kgr/daemon.h"
 #include "kgr/event_loop.h"
+#include "kgr/own_data.h"
 #include "kgr/status.h"
 #include "kgr/store.h"
 #include "kgr/tpm.h"
@@ -21,6 +22,14 @@ namespace kgr {
 
 // The TPM (or software store) named by o.tcti, its files in o.state_dir.
 StatusOr<std::unique_ptr<Tpm>> OpenTpmFor(const DaemonOptions& o);
+
+// A daemon's start on its state directory: takes the directory's lock
+// (one process per directory), opens the TPM and loads the own data in it,
+// which must be of `role` (FAILED_PRECONDITION otherwise; without own data
+// the error says to run init first).
+StatusOr<OwnData> OpenOwnData(const DaemonOptions& o, Role role,
+                              std::unique_ptr<DirLock>& lock,
+                              std::unique_ptr<Tpm>& tpm);
 
 // Store options of the daemon's record files (journal preallocation).
 StoreOptions StoreOptionsFor(const DaemonOptions& o);

@@ -8,7 +8,11 @@
 #define KGR_DAEMON_H_
 
 #include <cstdint>
+#include <cstdio>
+#include <set>
+#include <span>
 #include <string>
+#include <string_view>
 
 #include "kgr/cli.h"
 #include "kgr/mqtt.h"
@@ -41,6 +45,35 @@ StatusOr<BrokerOptions> BrokerOptionsFrom(const CommandLine& c);
 // The above and state_dir, tcti, pcr_policy, journal_prealloc_kb. An empty
 // state directory is the caller's to refuse.
 StatusOr<DaemonOptions> DaemonOptionsFrom(const CommandLine& c);
+
+// The main() of a kgr executable: ParseOrExplain (--help, one line for a
+// bad flag or config value), then `load(flags)` -> StatusOr<Options> (an
+// error: "<program>: <why>" on stderr, kExitUsage), logging at log_level,
+// then `run(flags, options)` -> Status, whose error is printed as
+// "<program> <command>: <status>". Returns the exit code (ExitCodeFor).
+template <typename Load, typename Run>
+int ProgramMain(std::string_view program, std::string_view usage, int argc,
+                char** argv, std::span<const SettingSpec> specs,
+                const std::set<std::string>& commands, Load load, Run run) {
+  const int name_len = static_cast<int>(program.size());
+  int exit_code = kExitUsage;
+  auto flags =
+      ParseOrExplain(program, usage, argc, argv, specs, commands, &exit_code);
+  if (!flags) return exit_code;
+  auto options = load(*flags);
+  if (!options.ok()) {
+    std::fprintf(stderr, "%.*s: %s\n", name_len, program.data(),
+                 options.status().message().c_str());
+    return kExitUsage;
+  }
+  SetupLogging(flags->Str("log_level"));
+  Status st = run(*flags, *options);
+  if (!st.ok()) {
+    std::fprintf(stderr, "%.*s %s: %s\n", name_len, program.data(),
+                 flags->command.c_str(), st.ToString().c_str());
+  }
+  return ExitCodeFor(st);
+}
 
 }  // namespace kgr
 
