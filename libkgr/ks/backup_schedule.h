@@ -33,6 +33,10 @@ class BackupSchedule {
               uint64_t now_unix_ms);
   // The path of the newest backup written, if any.
   const std::optional<std::string>& last_path() const { return last_path_; }
+  // The `changes` value the newest backup was written at, if any.
+  const std::optional<uint64_t>& written_changes() const {
+    return written_changes_;
+  }
 
  private:
   Status Write(const OwnData& own, const NodeDescStore& nodes,
