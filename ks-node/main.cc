@@ -20,6 +20,12 @@ commands:
            daemon, or reads the files if none runs)
   rotate --node ID
            ask a node to rotate its NKSK/NKSKsign now (running daemon)
+  recovery-key --out-private FILE --out-public FILE
+           make an X25519 recovery key for backups (offline)
+  backup --out FILE
+           a backup encrypted to --backup-recovery-public (docs/operations.md)
+  restore --backup FILE --recovery-key FILE
+           restore a backup onto this TPM and a new --state-dir
 
 flags (each overrides the JSON config file's key in brackets):
   --config FILE        JSON config file
@@ -48,6 +54,13 @@ flags (each overrides the JSON config file's key in brackets):
                        commit's fdatasync writes data, not file metadata
   --pcr-policy         [pcr_policy] bind reads of the NV secrets to the
                        current PCR 0-7 values (measured boot); set at init
+  --backup-dir DIR     [backup_dir] write a backup there after every change
+                       of node_desc a restore must not lose
+  --backup-recovery-public FILE
+                       [backup_recovery_public] X25519 public key (PEM)
+  --backup-interval-s N
+                       [backup_interval_s] at most one backup per N s (10)
+  --backup-keep N      [backup_keep] newest backups kept in the dir (20)
   --log-level L        [log_level] debug, info, warn, error
   --json               status: print JSON
   --help
@@ -92,6 +105,25 @@ constexpr SettingSpec kSpecs[] = {
      .min = 1,
      .max = 100'000'000},
     kJournalPreallocSetting,
+    {.flag = "backup-dir", .key = "backup_dir"},
+    {.flag = "backup-recovery-public", .key = "backup_recovery_public"},
+    {.flag = "backup-interval-s",
+     .key = "backup_interval_s",
+     .kind = SettingKind::kInteger,
+     .fallback = "10",
+     .min = 1,
+     .max = 86'400},
+    {.flag = "backup-keep",
+     .key = "backup_keep",
+     .kind = SettingKind::kInteger,
+     .fallback = "20",
+     .min = 1,
+     .max = 100'000},
+    {.flag = "out", .key = {}},
+    {.flag = "out-private", .key = {}},
+    {.flag = "out-public", .key = {}},
+    {.flag = "backup", .key = {}},
+    {.flag = "recovery-key", .key = {}},
     kPcrPolicySetting,
     kLogLevelSetting,
     kJsonSetting,
@@ -112,7 +144,14 @@ StatusOr<KsOptions> LoadOptions(const CommandLine& c) {
   k.node_frames_per_s = static_cast<double>(rate);
   k.node_burst = static_cast<double>(burst);
   k.max_pending = c.Int("max_pending");
-  if (o.daemon.state_dir.empty()) {
+  o.backup = {.dir = c.Str("backup_dir"),
+              .recovery_public_file = c.Str("backup_recovery_public"),
+              .interval_s = c.Int("backup_interval_s"),
+              .keep = c.Int("backup_keep")};
+  if (!o.backup.dir.empty() && o.backup.recovery_public_file.empty()) {
+    return c.Invalid("backup_dir", "needs backup_recovery_public");
+  }
+  if (o.daemon.state_dir.empty() && c.command != "recovery-key") {
     return InvalidArgumentError("no state directory: --state-dir or state_dir");
   }
   return o;
@@ -122,6 +161,13 @@ Status RunCommand(const CommandLine& f, const KsOptions& o) {
   if (f.command == "init") return KsInit(o);
   if (f.command == "run") return KsRun(o);
   if (f.command == "status") return KsStatus(o, f.Bool("json"));
+  if (f.command == "backup") return KsBackupNow(o, f.Str("out"));
+  if (f.command == "recovery-key") {  // offline: no state, no TPM
+    return KsRecoveryKey(f.Str("out-private"), f.Str("out-public"));
+  }
+  if (f.command == "restore") {
+    return KsRestore(o, f.Str("backup"), f.Str("recovery-key"));
+  }
   if (!f.Has("node")) return InvalidArgumentError("rotate needs --node ID");
   return KsRotate(o, f.Id("node"));
 }
@@ -131,6 +177,8 @@ Status RunCommand(const CommandLine& f, const KsOptions& o) {
 
 int main(int argc, char** argv) {
   return kgr::ProgramMain("kgr-ks", kgr::kUsage, argc, argv, kgr::kSpecs,
-                          {"init", "run", "status", "rotate"}, kgr::LoadOptions,
+                          {"init", "run", "status", "rotate", "backup", "restore",
+                           "recovery-key"},
+                          kgr::LoadOptions,
                           kgr::RunCommand);
 }

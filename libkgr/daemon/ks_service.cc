@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "daemon/counter_saver.h"
+#include "daemon/ks_backup.h"
 #include "daemon/ks_state.h"
 #include "daemon/wiring.h"
 #include "kgr/cli.h"
@@ -71,6 +72,7 @@ class KsService {
     KGR_ASSIGN_OR_RETURN(cms_,
                          CmsEndpoint::Load(b.ca_file, b.cert_file, b.key_file));
     KGR_ASSIGN_OR_RETURN(transport_, OpenTransport(b, "ks"));
+    KGR_ASSIGN_OR_RETURN(backups_, KsBackups::Create(o_, own));
     KeyServerOptions ko = o_.key_server;
     KGR_ASSIGN_OR_RETURN(ko.counter_floor, counter_.LoadFloor());
     ks_ = std::make_unique<KeyServer>(
@@ -114,6 +116,7 @@ class KsService {
       uint64_t now = SystemClock()->NowMonotonicMillis();
       if (now - last_purge < 1000) return;
       ks_->Tick();
+      backups_->Tick(*stores_.nodes, ks_->stats().node_desc_changes);
       last_purge = now;
       counter_.SaveIfChanged(ks_->last_counter());
       if (uint64_t d = inbox_->TakeDropped()) {
@@ -140,8 +143,13 @@ class KsService {
   void Execute(const nlohmann::json& req,
                const ControlServer::Respond& respond) {
     if (req.value("cmd", "") == "status") {
-      respond(KsStatusJson(ks_.get(), *stores_.nodes, *stores_.gen_keys,
-                           ks_->n_id(), tpm_->counters()));
+      nlohmann::json j = KsStatusJson(ks_.get(), *stores_.nodes,
+                                      *stores_.gen_keys, ks_->n_id(),
+                                      tpm_->counters());
+      j["backup"] = backups_->StatusJson(ks_->stats().node_desc_changes);
+      respond(j);
+    } else if (req.value("cmd", "") == "backup") {
+      respond(backups_->OnDemand(req, *stores_.nodes));
     } else if (req.value("cmd", "") == "rotate") {
       auto id = ParseNodeId(req.value("node", ""));
       Status r = id.ok() ? ks_->RequestRotation(*id) : id.status();
@@ -162,6 +170,7 @@ class KsService {
   std::unique_ptr<Transport> transport_;
   std::unique_ptr<KeyServer> ks_;
   std::unique_ptr<KeyServerInbox> inbox_;
+  std::unique_ptr<KsBackups> backups_;
   std::unique_ptr<ControlServer> control_;
 };
 

@@ -150,7 +150,8 @@ Status FlushCounters(Context& ctx) {
     updated.nksk_unused = false;
     batch.push_back(std::move(updated));
   }
-  Status st = batch.empty() ? OkStatus() : PutNodes(ctx, batch);
+  Status st = batch.empty() ? OkStatus()
+                           : PutNodes(ctx, batch, /*counters_only=*/true);
   if (st.ok()) ctx.dirty_counters.clear();
   return st;
 }

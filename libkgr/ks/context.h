@@ -102,8 +102,10 @@ Status FlushCounters(Context& ctx);
 StatusOr<NodeRef> FindNode(Context& ctx, uint32_t n_id);
 // A copy of it, to change and write back.
 StatusOr<NodeDesc> GetNode(Context& ctx, uint32_t n_id);
+// Every write but the replay counters' counts in stats.node_desc_changes.
 Status PutNode(Context& ctx, const NodeDesc& d);
-Status PutNodes(Context& ctx, const std::vector<NodeDesc>& batch);
+Status PutNodes(Context& ctx, const std::vector<NodeDesc>& batch,
+                bool counters_only = false);
 void CacheNode(Context& ctx, const NodeDesc& d);
 // Caches `d` after a successful write of it, else forgets its entry.
 void AfterNodeWrite(Context& ctx, const NodeDesc& d, const Status& written);

@@ -49,12 +49,15 @@ void CacheNode(Context& ctx, const NodeDesc& d) {
 Status PutNode(Context& ctx, const NodeDesc& d) {
   Status st = ctx.nodes.Put(d);
   AfterNodeWrite(ctx, d, st);
+  ++ctx.stats.node_desc_changes;  // also after a failure: the store decides
   return st;
 }
 
-Status PutNodes(Context& ctx, const std::vector<NodeDesc>& batch) {
+Status PutNodes(Context& ctx, const std::vector<NodeDesc>& batch,
+                bool counters_only) {
   Status st = ctx.nodes.PutAll(batch);
   for (const NodeDesc& d : batch) AfterNodeWrite(ctx, d, st);
+  if (!counters_only) ++ctx.stats.node_desc_changes;
   return st;
 }
 

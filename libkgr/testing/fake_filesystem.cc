@@ -229,6 +229,23 @@ Status FakeFileSystem::CreateDir(const std::string& dir, int /*mode*/) {
   return OkStatus();
 }
 
+StatusOr<std::vector<std::string>> FakeFileSystem::ListDir(
+    const std::string& dir) {
+  std::lock_guard<std::mutex> l(mu_);
+  std::set<std::string> names;
+  bool exists = dirs_.count(dir) != 0;
+  for (const auto& [name, inode] : names_) {
+    if (DirName(name) != dir) continue;
+    exists = true;
+    names.insert(name.substr(dir.size() + 1));
+  }
+  for (const std::string& d : dirs_) {
+    if (d != dir && DirName(d) == dir) names.insert(d.substr(dir.size() + 1));
+  }
+  if (!exists) return NotFoundError("opendir " + dir + ": no such directory");
+  return std::vector<std::string>(names.begin(), names.end());
+}
+
 bool FakeFileSystem::Exists(const std::string& path) {
   std::lock_guard<std::mutex> l(mu_);
   return names_.count(path) != 0 || dirs_.count(path) != 0;

@@ -79,6 +79,7 @@ class FakeFileSystem : public FileSystem {
   Status Remove(const std::string& path) override;
   Status CreateDir(const std::string& dir, int mode) override;
   bool Exists(const std::string& path) override;
+  StatusOr<std::vector<std::string>> ListDir(const std::string& dir) override;
 
   // Simulates a power loss (see the model above). Open WritableFiles become
   // dead: their later calls fail with UNAVAILABLE. Clears every fault.

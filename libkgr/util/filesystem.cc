@@ -1,6 +1,7 @@
 // POSIX FileSystem, FileSystem::WriteFileAtomic and DirName.
 #include "kgr/filesystem.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -191,6 +193,22 @@ class PosixFileSystem final : public FileSystem {
   Status Remove(const std::string& path) override {
     if (::unlink(path.c_str()) != 0) return ErrnoStatus("unlink", path, errno);
     return OkStatus();
+  }
+
+  StatusOr<std::vector<std::string>> ListDir(const std::string& dir) override {
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) return ErrnoStatus("opendir", dir, errno);
+    std::vector<std::string> names;
+    errno = 0;
+    while (const struct dirent* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name != "." && name != "..") names.push_back(std::move(name));
+    }
+    Status st = errno != 0 ? ErrnoStatus("readdir", dir, errno) : OkStatus();
+    (void)::closedir(d);
+    KGR_RETURN_IF_ERROR(st);
+    std::sort(names.begin(), names.end());
+    return names;
   }
 
   Status CreateDir(const std::string& dir, int mode) override {

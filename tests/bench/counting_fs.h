@@ -47,6 +47,9 @@ class CountingFileSystem : public FileSystem {
   Status Remove(const std::string& path) override;
   Status CreateDir(const std::string& dir, int mode) override;
   bool Exists(const std::string& path) override;
+  StatusOr<std::vector<std::string>> ListDir(const std::string& dir) override {
+    return base_.ListDir(dir);
+  }
 
  private:
   friend class CountingFile;

@@ -66,6 +66,9 @@ class FileSystem {
   // Creates `dir` (and parents) with `mode` if missing.
   virtual Status CreateDir(const std::string& dir, int mode) = 0;
   virtual bool Exists(const std::string& path) = 0;
+  // Names (not paths) of the entries of `dir`, sorted, without "." and "..".
+  // NOT_FOUND if `dir` does not exist.
+  virtual StatusOr<std::vector<std::string>> ListDir(const std::string& dir) = 0;
 
   // Replaces `path` atomically and durably: writes `path`.tmp, syncs it,
   // renames it over `path`, syncs the directory. On any failure the previous

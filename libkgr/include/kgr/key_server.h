@@ -91,6 +91,10 @@ struct KeyServerStats {
   uint64_t refused_requests = 0;
   uint64_t authorizations = 0;
   uint64_t rate_limited = 0;
+  // node_desc writes other than replay counters and request floors
+  // (authorizations, registrations, rotations, revocations, peer lists):
+  // a backup written before the last one lacks something.
+  uint64_t node_desc_changes = 0;
 };
 
 namespace ks {

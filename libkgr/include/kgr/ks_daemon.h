@@ -13,9 +13,18 @@
 
 namespace kgr {
 
+// Continuous backups (docs/operations.md): off while `dir` is empty.
+struct KsBackupOptions {
+  std::string dir;
+  std::string recovery_public_file;  // PEM, X25519
+  uint64_t interval_s = 10;
+  uint64_t keep = 20;
+};
+
 struct KsOptions {
   DaemonOptions daemon;  // broker.ca/cert/key: the KS's TLS and CMS files
   std::string topic_prefix;
+  KsBackupOptions backup;
   // gen_key_ttl_ms, node_frames_per_s, node_burst, max_pending; the counter
   // floor is read from <state_dir>/counter.
   KeyServerOptions key_server;
@@ -30,6 +39,19 @@ Status KsRun(const KsOptions& o);
 Status KsStatus(const KsOptions& o, bool as_json);
 // `rotate --node ID`: asks the running daemon to rotate the node's NKSK.
 Status KsRotate(const KsOptions& o, uint32_t node);
+
+// `recovery-key`: a new X25519 recovery key pair in two new files (the
+// private one 0600); refuses to overwrite either.
+Status KsRecoveryKey(const std::string& private_file,
+                     const std::string& public_file);
+// `backup --out FILE`: a backup encrypted to o.backup.recovery_public_file,
+// made by the running daemon from its live state, else from the state
+// directory and the TPM. Prints the path, the node count and the size.
+Status KsBackupNow(const KsOptions& o, const std::string& out_file);
+// `restore --backup FILE --recovery-key FILE`: onto this TPM and the new
+// state directory o.daemon.state_dir (ks_backup.h: RestoreKsBackup).
+Status KsRestore(const KsOptions& o, const std::string& backup_file,
+                 const std::string& recovery_key_file);
 
 }  // namespace kgr
 
