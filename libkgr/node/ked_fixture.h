@@ -214,7 +214,7 @@ class KedFixture : public ::testing::Test {
     auto ka = a.ses->Get(b.n_id);
     auto kb = b.ses->Get(a.n_id);
     ASSERT_TRUE(ka.ok() && kb.ok());
-    EXPECT_TRUE(ka->nnsk.enc.Equals(kb->nnsk.enc));
+    EXPECT_TRUE(ka->nnsk.RawEncKeyBytes().Equals(kb->nnsk.RawEncKeyBytes()));
     EXPECT_EQ(ka->key_version, kb->key_version);
   }
 

@@ -198,8 +198,8 @@ class ProceduresTest : public ::testing::Test {
     auto ka = a.ses->Get(b.n_id);
     auto kb = b.ses->Get(a.n_id);
     ASSERT_TRUE(ka.ok() && kb.ok());
-    EXPECT_TRUE(ka->nnsk.enc.Equals(kb->nnsk.enc));
-    EXPECT_TRUE(ka->nnsk.mac.Equals(kb->nnsk.mac));
+    EXPECT_TRUE(ka->nnsk.RawEncKeyBytes().Equals(kb->nnsk.RawEncKeyBytes()));
+    EXPECT_TRUE(ka->nnsk.RawMacKeyBytes().Equals(kb->nnsk.RawMacKeyBytes()));
     EXPECT_EQ(ka->key_version, kb->key_version);
     EXPECT_EQ(ka->topic3, kb->topic4);
     EXPECT_EQ(ka->topic4, kb->topic3);
@@ -282,7 +282,7 @@ TEST_F(ProceduresTest, RegistrationStoresNkskInNvAndNodeDesc) {
   ASSERT_TRUE(ks_keys.ok());
   auto blob = DecodeKsKeys(ks_keys->span());
   ASSERT_TRUE(blob.ok());
-  EXPECT_TRUE(blob->nksk.enc.Equals(d->nksk.enc));
+  EXPECT_TRUE(blob->nksk.RawEncKeyBytes().Equals(d->nksk.RawEncKeyBytes()));
   EXPECT_EQ(blob->ks_n_id, ks_n_id_);
   // Registering again is a no-op on the node.
   EXPECT_TRUE(Register(a).ok());
@@ -353,8 +353,8 @@ TEST_F(ProceduresTest, SessionKeyAllSevenStepsThenDataBothWays) {
   auto ka = a->ses->Get(b->n_id);
   auto kb = b->ses->Get(a->n_id);
   ASSERT_TRUE(ka.ok() && kb.ok());
-  EXPECT_TRUE(ka->nnsk.enc.Equals(kb->nnsk.enc));
-  EXPECT_TRUE(ka->nnsk.mac.Equals(kb->nnsk.mac));
+  EXPECT_TRUE(ka->nnsk.RawEncKeyBytes().Equals(kb->nnsk.RawEncKeyBytes()));
+  EXPECT_TRUE(ka->nnsk.RawMacKeyBytes().Equals(kb->nnsk.RawMacKeyBytes()));
   EXPECT_EQ(ka->topic3, kb->topic4);
   EXPECT_EQ(ka->topic4, kb->topic3);
   EXPECT_NE(ka->ctime_unix_ms, 0u);
@@ -393,8 +393,8 @@ TEST_F(ProceduresTest, RenewalReplacesKeysAndTopicsAndDataKeepsFlowing) {
   auto kb = b->ses->Get(a->n_id);
   EXPECT_EQ(ka->key_version, 2u);
   EXPECT_EQ(kb->key_version, 2u);
-  EXPECT_TRUE(ka->nnsk.enc.Equals(kb->nnsk.enc));
-  EXPECT_FALSE(ka->nnsk.enc.Equals(old->nnsk.enc));
+  EXPECT_TRUE(ka->nnsk.RawEncKeyBytes().Equals(kb->nnsk.RawEncKeyBytes()));
+  EXPECT_FALSE(ka->nnsk.RawEncKeyBytes().Equals(old->nnsk.RawEncKeyBytes()));
   EXPECT_NE(ka->topic3, old->topic3);
   EXPECT_NE(ka->topic4, old->topic4);
   auto r = Send(*a, *b, "after renew");
@@ -484,7 +484,8 @@ TEST_F(ProceduresTest, TamperedFramesAreDroppedWithoutStateChange) {
   }
   broker_.Pump();
   auto after_a = a->ses->Get(b->n_id);
-  EXPECT_TRUE(after_a->nnsk.enc.Equals(before_a->nnsk.enc));
+  EXPECT_TRUE(
+      after_a->nnsk.RawEncKeyBytes().Equals(before_a->nnsk.RawEncKeyBytes()));
   EXPECT_EQ(after_a->key_version, before_a->key_version);
   EXPECT_EQ(LiveKeys(), 0u);
   EXPECT_EQ(ks_->stats().keys_issued, 1u);
@@ -507,7 +508,8 @@ TEST_F(ProceduresTest, ReplayedNotificationAfterRestartCannotRollBackTheKey) {
   }
   auto after = b->ses->Get(a->n_id);
   EXPECT_EQ(after->key_version, current->key_version);
-  EXPECT_TRUE(after->nnsk.enc.Equals(current->nnsk.enc));
+  EXPECT_TRUE(
+      after->nnsk.RawEncKeyBytes().Equals(current->nnsk.RawEncKeyBytes()));
 }
 
 TEST_F(ProceduresTest, KsReplayCountersSurviveARestart) {
@@ -697,8 +699,8 @@ TEST_F(ProceduresTest, CrashDuringRegistrationAtEveryStep) {
       EXPECT_EQ(d->state, NodeState::kRegistered);
       auto blob = DecodeKsKeys(a.tpm.NvRead(NvSlot::kKsKeys)->span());
       ASSERT_TRUE(blob.ok());
-      EXPECT_TRUE(blob->nksk.enc.Equals(d->nksk.enc));
-      EXPECT_TRUE(blob->nksk.mac.Equals(d->nksk.mac));
+      EXPECT_TRUE(blob->nksk.RawEncKeyBytes().Equals(d->nksk.RawEncKeyBytes()));
+      EXPECT_TRUE(blob->nksk.RawMacKeyBytes().Equals(d->nksk.RawMacKeyBytes()));
     }
   }
 }
@@ -816,7 +818,7 @@ TEST_F(ProceduresTest, PolicyRenewsByFramesAndDataKeepsFlowing) {
   }
   EXPECT_GE(ka->key_version, 5u) << "renewed by itself every ~8 frames";
   EXPECT_EQ(ka->key_version, kb->key_version);
-  EXPECT_TRUE(ka->nnsk.enc.Equals(kb->nnsk.enc));
+  EXPECT_TRUE(ka->nnsk.RawEncKeyBytes().Equals(kb->nnsk.RawEncKeyBytes()));
   // What the key really sealed (the stored count is reserved ahead).
   for (const PairInfo& p : a->client->Pairs()) EXPECT_LT(p.frames_sent, 10u);
 }
@@ -934,15 +936,18 @@ TEST_F(ProceduresTest, NkskRotationGivesForwardSecrecyWithOneNvWrite) {
   auto blob = DecodeKsKeys(a->tpm.NvRead(NvSlot::kKsKeys)->span());
   ASSERT_TRUE(blob.ok());
   EXPECT_EQ(blob->version, old_blob->version + 1);
-  EXPECT_FALSE(blob->nksk.enc.Equals(old_blob->nksk.enc));
-  EXPECT_FALSE(blob->nksk.mac.Equals(old_blob->nksk.mac));
+  EXPECT_FALSE(
+      blob->nksk.RawEncKeyBytes().Equals(old_blob->nksk.RawEncKeyBytes()));
+  EXPECT_FALSE(
+      blob->nksk.RawMacKeyBytes().Equals(old_blob->nksk.RawMacKeyBytes()));
   EXPECT_TRUE(nodes_->Get(a->n_id)->prev_nksk.valid());
   // The node uses the new pair: the KS completes the rotation, and nothing
   // the KS sends from now on opens with the old pair.
   broker_.ClearPublished();
   ASSERT_TRUE(RequestKey(*a, *b).ok());
   EXPECT_FALSE(nodes_->Get(a->n_id)->prev_nksk.valid());
-  EXPECT_TRUE(nodes_->Get(a->n_id)->nksk.enc.Equals(blob->nksk.enc));
+  EXPECT_TRUE(nodes_->Get(a->n_id)->nksk.RawEncKeyBytes().Equals(
+      blob->nksk.RawEncKeyBytes()));
   int checked = 0;
   for (const auto& m : broker_.published()) {
     if (m.topic.find(NodeIdentity(a->n_id)) == std::string::npos) continue;
@@ -979,7 +984,8 @@ TEST_F(ProceduresTest, KsAsksForRotationAndALostAnswerIsRecovered) {
   auto blob = DecodeKsKeys(b->tpm.NvRead(NvSlot::kKsKeys)->span());
   EXPECT_EQ(blob->version, 2u);
   ASSERT_TRUE(RequestKey(*b, *a).ok());
-  EXPECT_TRUE(nodes_->Get(b->n_id)->nksk.enc.Equals(blob->nksk.enc));
+  EXPECT_TRUE(nodes_->Get(b->n_id)->nksk.RawEncKeyBytes().Equals(
+      blob->nksk.RawEncKeyBytes()));
   EXPECT_EQ(nodes_->Get(b->n_id)->nksk_version, 2u);
 }
 

@@ -186,8 +186,8 @@ class SessionKeyTest : public ::testing::Test {
     auto kb = b.ses->Get(a.n_id);
     ASSERT_TRUE(ka.ok() && kb.ok());
     EXPECT_EQ(ka->key_version, kb->key_version);
-    EXPECT_TRUE(ka->nnsk.enc.Equals(kb->nnsk.enc));
-    EXPECT_TRUE(ka->nnsk.mac.Equals(kb->nnsk.mac));
+    EXPECT_TRUE(ka->nnsk.RawEncKeyBytes().Equals(kb->nnsk.RawEncKeyBytes()));
+    EXPECT_TRUE(ka->nnsk.RawMacKeyBytes().Equals(kb->nnsk.RawMacKeyBytes()));
     EXPECT_EQ(ka->topic3, kb->topic4);
     EXPECT_EQ(ka->topic4, kb->topic3);
   }
@@ -216,11 +216,11 @@ class SessionKeyTest : public ::testing::Test {
         if (h->type == FrameType::kNnskKeyAns) {
           if (auto x = NnskKeyAns::Parse(plain->span()); x.ok()) {
             ans = std::move(*x);
-            enc = &ans->nnsk.enc;
+            enc = &ans->nnsk.RawEncKeyBytes();
           }
         } else if (auto x = NnskNotReq::Parse(plain->span()); x.ok()) {
           not_req = std::move(*x);
-          enc = &not_req->nnsk.enc;
+          enc = &not_req->nnsk.RawEncKeyBytes();
         }
         if (enc != nullptr) {
           keys[h->request_id].insert(
