@@ -126,6 +126,31 @@ Status SaveInitialOwnData(Tpm& tpm, const OwnData& data) {
   return tpm.NvWrite(NvSlot::kIdentity, EncodeIdentity(data.identity));
 }
 
+StatusOr<OwnData> LoadOrCreateOwnData(
+    Tpm& tpm, OwnData fresh,
+    const std::function<Status(const IdentityBlob&)>& accept, bool* created) {
+  *created = false;
+  const bool ks = fresh.identity.role == Role::kKeyServer;
+  KGR_RETURN_IF_ERROR(tpm.EnsureTrustStructure(/*with_kedk=*/ks));
+  auto existing = LoadOwnData(tpm);
+  if (existing.ok()) {
+    KGR_RETURN_IF_ERROR(accept(existing->identity));
+    return existing;
+  }
+  if (existing.status().code() != StatusCode::kNotFound) {
+    return existing.status();
+  }
+  KGR_RETURN_IF_ERROR(MixTpmEntropy(tpm));
+  if (fresh.identity.n_id == 0) {
+    KGR_ASSIGN_OR_RETURN(fresh.identity.n_id, RandomU32());
+  }
+  KGR_ASSIGN_OR_RETURN(fresh.identity.own_topic, RandomTopicId());
+  KGR_ASSIGN_OR_RETURN(fresh.nk, SymmetricKeys::Generate());
+  KGR_RETURN_IF_ERROR(SaveInitialOwnData(tpm, fresh));
+  *created = true;
+  return fresh;
+}
+
 Status MixTpmEntropy(Tpm& tpm, size_t n) {
   KGR_ASSIGN_OR_RETURN(SecretBytes r, tpm.GetRandom(n));
   MixEntropy(r.span());
