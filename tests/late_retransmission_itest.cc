@@ -48,7 +48,8 @@ class LateRetransmissionITest : public harness::KedITest {
       auto k = n.ses->Get(peer.n_id);
       if (!k.ok()) return k.status().ToString();
       return "version " + std::to_string(k->key_version) + " enc " +
-             ToHex(k->nnsk.enc.span()) + " mac " + ToHex(k->nnsk.mac.span());
+             ToHex(k->nnsk.RawEncKeyBytes().span()) + " mac " +
+             ToHex(k->nnsk.RawMacKeyBytes().span());
     });
   }
 

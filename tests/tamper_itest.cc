@@ -33,8 +33,9 @@ class TamperITest : public harness::KedITest {
       for (auto& p : parties_) {
         p->ses->ForEach([&](const SesKey& k) {
           s += "|" + std::to_string(k.n_id) + ":" +
-               std::to_string(k.key_version) + ":" + ToHex(k.nnsk.enc.span()) +
-               ":" + std::to_string(k.ctime_unix_ms);
+               std::to_string(k.key_version) + ":" +
+               ToHex(k.nnsk.RawEncKeyBytes().span()) + ":" +
+               std::to_string(k.ctime_unix_ms);
         });
       }
       return s;

@@ -25,8 +25,9 @@ class BodyReader {
   }
   void Secret(size_t n, SecretBytes* s) { ok_ = ok_ && r_.Secret(n, s); }
   void Keys(SymmetricKeys* k) {
-    Secret(kKeySize, &k->enc);
-    Secret(kKeySize, &k->mac);
+    std::span<const uint8_t> enc, mac;
+    ok_ = ok_ && r_.View(kKeySize, &enc) && r_.View(kKeySize, &mac);
+    if (ok_) *k = SymmetricKeys(SecretBytes(enc), SecretBytes(mac));
   }
   // A u16 count then that many u32 ids.
   void Ids(std::vector<uint32_t>* ids) {
@@ -67,8 +68,8 @@ void WriteIds(ByteWriter& w, const std::vector<uint32_t>& ids) {
 }
 
 void WriteKeys(ByteWriter& w, const SymmetricKeys& k) {
-  w.Raw(k.enc.span());
-  w.Raw(k.mac.span());
+  w.Raw(k.RawEncKeyBytes().span());
+  w.Raw(k.RawMacKeyBytes().span());
 }
 
 }  // namespace

@@ -7,6 +7,11 @@
 namespace kgr {
 namespace {
 
+// Where the header carries the IV: after version, type, flags, sender,
+// key_version, counter and request_id.
+constexpr size_t kFrameIvOffset = 1 + 1 + 1 + 4 + 4 + 8 + 8;
+static_assert(kFrameIvOffset + kIvSize + 4 == kFrameHeaderSize);
+
 Status Malformed(std::string_view what) {
   return InvalidArgumentError("malformed frame: " + std::string(what));
 }
@@ -132,35 +137,27 @@ StatusOr<FrameHeader> PeekFrameHeader(std::span<const uint8_t> frame) {
   return h;
 }
 
-StatusOr<Bytes> SealFrameWithIv(FrameHeader header, const Iv& iv,
-                                std::span<const uint8_t> body,
-                                const SymmetricKeys& keys) {
+StatusOr<Bytes> SealFrame(FrameHeader header, std::span<const uint8_t> body,
+                          const SymmetricKeys& keys) {
   KGR_RETURN_IF_ERROR(CheckHeaderForSeal(header, body.size()));
   if (IsAcFrameType(header.type)) {
     return InvalidArgumentError("AC frames are sent as clear frames in CMS");
   }
-  header.iv = iv;
+  header.iv = Iv{};  // EtmSeal fills it in
   header.body_len = static_cast<uint32_t>(body.size());
   Bytes out;
   out.reserve(kFrameOverhead + body.size());
   WriteHeader(header, &out);
-  KGR_RETURN_IF_ERROR(EtmSeal(keys, iv, body, &out));
+  KGR_RETURN_IF_ERROR(EtmSeal(keys, kFrameIvOffset, body, &out));
   return out;
-}
-
-StatusOr<Bytes> SealFrame(FrameHeader header, std::span<const uint8_t> body,
-                          const SymmetricKeys& keys) {
-  KGR_ASSIGN_OR_RETURN(Iv iv, RandomIv());
-  return SealFrameWithIv(header, iv, body, keys);
 }
 
 StatusOr<SecretBytes> OpenFrame(std::span<const uint8_t> frame,
                                 const SymmetricKeys& keys,
                                 FrameHeader* header) {
   KGR_ASSIGN_OR_RETURN(*header, PeekFrameHeader(frame));
-  auto authenticated = frame.first(frame.size() - kTagSize);
-  return EtmOpen(keys, header->iv, authenticated,
-                 authenticated.subspan(kFrameHeaderSize), frame.last(kTagSize));
+  return EtmOpen(keys, frame.first(frame.size() - kTagSize), kFrameIvOffset,
+                 kFrameHeaderSize, frame.last(kTagSize));
 }
 
 StatusOr<Bytes> EncodeClearFrame(FrameHeader header,

@@ -80,8 +80,8 @@ TEST(Frame, BodiesParseBackToTheSameFields) {
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_EQ(m->n_id1, 7u);
   EXPECT_EQ(m->version, 5u);
-  EXPECT_TRUE(m->nnsk.enc.Equals(TestKeys(12).enc));
-  EXPECT_TRUE(m->nnsk.mac.Equals(TestKeys(12).mac));
+  EXPECT_TRUE(m->nnsk.RawEncKeyBytes().Equals(TestKeys(12).RawEncKeyBytes()));
+  EXPECT_TRUE(m->nnsk.RawMacKeyBytes().Equals(TestKeys(12).RawMacKeyBytes()));
   EXPECT_EQ(m->topic3, T(4));
   // Asking for the wrong body type is refused.
   EXPECT_FALSE(OpenBody<NnskKeyAns>(*f, k, &h).ok());
@@ -226,9 +226,9 @@ TEST(Registration, KeysDifferPerDirectionAndNode) {
   auto ans = RegistrationKeys(ntag, 1, FrameType::kNkskKeyAns);
   auto other = RegistrationKeys(ntag, 2, FrameType::kNkskKeyReq);
   ASSERT_TRUE(req.ok() && ans.ok() && other.ok());
-  EXPECT_FALSE(req->enc.Equals(ans->enc));
-  EXPECT_FALSE(req->mac.Equals(req->enc));
-  EXPECT_FALSE(req->enc.Equals(other->enc));
+  EXPECT_FALSE(req->RawEncKeyBytes().Equals(ans->RawEncKeyBytes()));
+  EXPECT_FALSE(req->RawMacKeyBytes().Equals(req->RawEncKeyBytes()));
+  EXPECT_FALSE(req->RawEncKeyBytes().Equals(other->RawEncKeyBytes()));
   EXPECT_FALSE(RegistrationKeys(ntag, 1, FrameType::kNnskKeyReq).ok());
 }
 

@@ -57,8 +57,8 @@ SecretBytes EncodeKsKeys(const KsKeysBlob& b) {
   w.Raw(b.ks_topic1);
   w.U32(b.ks_n_id);
   SecretBytes out(std::span<const uint8_t>(&kKsKeysVersion, 1));
-  out.Append(b.nksk.enc.span());
-  out.Append(b.nksk.mac.span());
+  out.Append(b.nksk.RawEncKeyBytes().span());
+  out.Append(b.nksk.RawMacKeyBytes().span());
   out.Append(tail);
   return out;
 }
@@ -67,13 +67,13 @@ StatusOr<KsKeysBlob> DecodeKsKeys(std::span<const uint8_t> in) {
   ByteReader r(in);
   KsKeysBlob b;
   uint8_t version = 0;
-  std::span<const uint8_t> topic;
-  if (!r.U8(&version) || version != kKsKeysVersion ||
-      !r.Secret(kKeySize, &b.nksk.enc) || !r.Secret(kKeySize, &b.nksk.mac) ||
-      !r.U32(&b.version) || !r.View(kTopicIdSize, &topic) ||
-      !r.U32(&b.ks_n_id) || !r.done()) {
+  std::span<const uint8_t> enc, mac, topic;
+  if (!r.U8(&version) || version != kKsKeysVersion || !r.View(kKeySize, &enc) ||
+      !r.View(kKeySize, &mac) || !r.U32(&b.version) ||
+      !r.View(kTopicIdSize, &topic) || !r.U32(&b.ks_n_id) || !r.done()) {
     return Bad("ks keys");
   }
+  b.nksk = SymmetricKeys(SecretBytes(enc), SecretBytes(mac));
   std::copy(topic.begin(), topic.end(), b.ks_topic1.begin());
   return b;
 }
@@ -116,14 +116,39 @@ StatusOr<OwnData> LoadOwnData(Tpm& tpm) {
 
 Status SaveInitialOwnData(Tpm& tpm, const OwnData& data) {
   if (!data.nk.valid()) return InvalidArgumentError("NK pair missing");
-  SecretBytes nk = data.nk.enc.Clone();
-  nk.Append(data.nk.mac.span());
+  SecretBytes nk = data.nk.RawEncKeyBytes().Clone();
+  nk.Append(data.nk.RawMacKeyBytes().span());
   KGR_RETURN_IF_ERROR(tpm.NvWrite(NvSlot::kNodeKeys, nk.span()));
   if (!data.ntag.empty()) {
     KGR_RETURN_IF_ERROR(tpm.NvWrite(NvSlot::kNtag, data.ntag.span()));
   }
   // Identity last: its presence marks a complete init.
   return tpm.NvWrite(NvSlot::kIdentity, EncodeIdentity(data.identity));
+}
+
+StatusOr<OwnData> LoadOrCreateOwnData(
+    Tpm& tpm, OwnData fresh,
+    const std::function<Status(const IdentityBlob&)>& accept, bool* created) {
+  *created = false;
+  const bool ks = fresh.identity.role == Role::kKeyServer;
+  KGR_RETURN_IF_ERROR(tpm.EnsureTrustStructure(/*with_kedk=*/ks));
+  auto existing = LoadOwnData(tpm);
+  if (existing.ok()) {
+    KGR_RETURN_IF_ERROR(accept(existing->identity));
+    return existing;
+  }
+  if (existing.status().code() != StatusCode::kNotFound) {
+    return existing.status();
+  }
+  KGR_RETURN_IF_ERROR(MixTpmEntropy(tpm));
+  if (fresh.identity.n_id == 0) {
+    KGR_ASSIGN_OR_RETURN(fresh.identity.n_id, RandomU32());
+  }
+  KGR_ASSIGN_OR_RETURN(fresh.identity.own_topic, RandomTopicId());
+  KGR_ASSIGN_OR_RETURN(fresh.nk, SymmetricKeys::Generate());
+  KGR_RETURN_IF_ERROR(SaveInitialOwnData(tpm, fresh));
+  *created = true;
+  return fresh;
 }
 
 Status MixTpmEntropy(Tpm& tpm, size_t n) {

@@ -39,7 +39,7 @@ Bytes MakeContext(const RecordKeys& keys, uint32_t owner_n_id) {
   ByteWriter w(&ctx);
   w.Str(std::string_view(kRecordContext, 8));
   w.U32(owner_n_id);
-  w.Raw(Sha256({AsBytes(kNkCheckLabel), keys.enc.span()}));
+  w.Raw(Sha256({AsBytes(kNkCheckLabel), keys.RawEncKeyBytes().span()}));
   return ctx;
 }
 
@@ -48,7 +48,7 @@ struct Envelope {
   uint8_t type = 0;
   uint64_t key = 0;
   std::span<const uint8_t> clear;
-  Iv iv{};
+  size_t iv_offset = 0;
   std::span<const uint8_t> ciphertext;
   std::span<const uint8_t> tag;
   size_t ciphertext_offset = 0;
@@ -81,8 +81,11 @@ StatusOr<Envelope> ParseEnvelope(std::span<const uint8_t> record,
         std::string(RecordTypeName(static_cast<RecordType>(e.type))) +
         ", expected " + std::string(RecordTypeName(expected)));
   }
-  if (!r.U64(&e.key) || !r.U16(&clear_len) || !r.View(clear_len, &e.clear) ||
-      !r.View(kIvSize, &iv) || !r.U16(&ct_len)) {
+  if (!r.U64(&e.key) || !r.U16(&clear_len) || !r.View(clear_len, &e.clear)) {
+    return InvalidArgumentError("record: truncated");
+  }
+  e.iv_offset = r.position();
+  if (!r.View(kIvSize, &iv) || !r.U16(&ct_len)) {
     return InvalidArgumentError("record: truncated");
   }
   e.ciphertext_offset = r.position();
@@ -92,14 +95,13 @@ StatusOr<Envelope> ParseEnvelope(std::span<const uint8_t> record,
   if (!r.View(kTagSize, &e.tag))
     return InvalidArgumentError("record: truncated");
   if (!r.done()) return InvalidArgumentError("record: trailing bytes");
-  std::copy(iv.begin(), iv.end(), e.iv.begin());
   return e;
 }
 
 StatusOr<Bytes> Seal(RecordType type, uint64_t key,
                      std::span<const uint8_t> clear,
                      std::span<const uint8_t> secret, const RecordKeys& keys,
-                     std::span<const uint8_t> context, const Iv& iv) {
+                     std::span<const uint8_t> context) {
   if (!keys.valid())
     return InvalidArgumentError("record keys: need NK and NKsign");
   if (clear.size() > std::numeric_limits<uint16_t>::max() ||
@@ -119,9 +121,10 @@ StatusOr<Bytes> Seal(RecordType type, uint64_t key,
   w.U64(key);
   w.U16(static_cast<uint16_t>(clear.size()));
   w.Raw(clear);
-  w.Raw(iv);
+  const size_t iv_at = out.size();
+  w.Raw(Iv{});  // EtmSeal draws the IV and puts it here
   w.U16(static_cast<uint16_t>(secret.size()));
-  KGR_RETURN_IF_ERROR(EtmSeal(keys, iv, secret, &out, /*mac_from=*/0));
+  KGR_RETURN_IF_ERROR(EtmSeal(keys, iv_at, secret, &out, /*mac_from=*/0));
   out.erase(out.begin(), out.begin() + kContextSize);
   return out;
 }
@@ -142,12 +145,8 @@ StatusOr<Opened> Open(std::span<const uint8_t> record, RecordType type,
   auth.reserve(kContextSize + e.tag_offset);
   auth.insert(auth.end(), context.begin(), context.end());
   auth.insert(auth.end(), record.begin(), record.begin() + e.tag_offset);
-  std::span<const uint8_t> auth_span(auth);
-  StatusOr<SecretBytes> pt =
-      EtmOpen(keys, e.iv, auth_span,
-              auth_span.subspan(kContextSize + e.ciphertext_offset,
-                                e.ciphertext.size()),
-              e.tag);
+  StatusOr<SecretBytes> pt = EtmOpen(keys, auth, kContextSize + e.iv_offset,
+                                     kContextSize + e.ciphertext_offset, e.tag);
   if (!pt.ok()) {
     if (pt.status().code() == StatusCode::kUnauthenticated)
       return VerificationFailed();
@@ -170,15 +169,18 @@ void PutU8(SecretBytes* s, uint8_t v) {
   s->Append(std::span<const uint8_t>(&v, 1));
 }
 void PutKeys(SecretBytes* s, const SymmetricKeys& k) {
-  s->Append(k.enc.span());
-  s->Append(k.mac.span());
+  s->Append(k.RawEncKeyBytes().span());
+  s->Append(k.RawMacKeyBytes().span());
 }
 void PutTopic(SecretBytes* s, const Topic& t) {
   if (t.has_value()) s->Append(*t);
 }
 
 bool ReadKeys(ByteReader* r, SymmetricKeys* k) {
-  return r->Secret(kKeySize, &k->enc) && r->Secret(kKeySize, &k->mac);
+  std::span<const uint8_t> enc, mac;
+  if (!r->View(kKeySize, &enc) || !r->View(kKeySize, &mac)) return false;
+  *k = SymmetricKeys(SecretBytes(enc), SecretBytes(mac));
+  return true;
 }
 bool ReadTopic(ByteReader* r, bool present, Topic* t) {
   if (!present) {
@@ -200,7 +202,7 @@ Status Malformed() { return DataLossError(kVerificationFailed); }
 Status CheckKeyPair(const SymmetricKeys& k, bool may_be_empty,
                     const char* what) {
   if (k.valid()) return OkStatus();
-  if (may_be_empty && k.enc.empty() && k.mac.empty()) return OkStatus();
+  if (may_be_empty && k.empty()) return OkStatus();
   return InvalidArgumentError(std::string(what) + ": need two 32-byte keys" +
                               (may_be_empty ? " or none" : ""));
 }
@@ -221,64 +223,12 @@ std::string_view RecordTypeName(RecordType type) {
   return "unknown";
 }
 
-NodeDesc NodeDesc::Clone() const {
-  NodeDesc c;
-  c.n_id = n_id;
-  c.entry_no = entry_no;
-  c.state = state;
-  c.allowed_peers = allowed_peers;
-  c.last_counter = last_counter;
-  c.nksk_version = nksk_version;
-  c.registered_unix_ms = registered_unix_ms;
-  c.request_floor = request_floor;
-  c.ntag = ntag.Clone();
-  c.nksk = nksk.Clone();
-  c.prev_nksk = prev_nksk.Clone();
-  c.nksk_unused = nksk_unused;
-  c.topic2 = topic2;
-  return c;
-}
-
-GenKey GenKey::Clone() const {
-  GenKey c;
-  c.n_id1 = n_id1;
-  c.request_id = request_id;
-  c.ctime_unix_ms = ctime_unix_ms;
-  c.step = step;
-  c.renewal = renewal;
-  c.version = version;
-  c.n_id2 = n_id2;
-  c.nnsk = nnsk.Clone();
-  c.topic3 = topic3;
-  c.topic4 = topic4;
-  return c;
-}
-
-SesKey SesKey::Clone() const {
-  SesKey c;
-  c.n_id = n_id;
-  c.ctime_unix_ms = ctime_unix_ms;
-  c.key_version = key_version;
-  c.frames_sent = frames_sent;
-  c.bytes_sent = bytes_sent;
-  c.rx_counter = rx_counter;
-  c.nnsk = nnsk.Clone();
-  c.topic3 = topic3;
-  c.topic4 = topic4;
-  c.other_version = other_version;
-  c.other_rx_counter = other_rx_counter;
-  c.other_nnsk = other_nnsk.Clone();
-  c.other_topic3 = other_topic3;
-  c.other_topic4 = other_topic4;
-  return c;
-}
-
 namespace {
 
 // ---- node_desc ----
 
 StatusOr<Bytes> Encode(const NodeDesc& d, const RecordKeys& keys,
-                       std::span<const uint8_t> context, const Iv& iv) {
+                       std::span<const uint8_t> context) {
   if (d.ntag.size() != kRecordNtagSize)
     return InvalidArgumentError("node_desc: NTAG must be 32 bytes");
   if (!ValidState(static_cast<uint8_t>(d.state))) {
@@ -315,7 +265,7 @@ StatusOr<Bytes> Encode(const NodeDesc& d, const RecordKeys& keys,
   PutTopic(&secret, d.topic2);
   if (has_prev) PutKeys(&secret, d.prev_nksk);
   return Seal(RecordType::kNodeDesc, d.n_id, clear, secret.span(), keys,
-              context, iv);
+              context);
 }
 
 StatusOr<NodeDesc> DecodeNodeDesc(std::span<const uint8_t> record,
@@ -362,9 +312,9 @@ StatusOr<NodeDesc> DecodeNodeDesc(std::span<const uint8_t> record,
 // ---- gen_keys ----
 
 StatusOr<Bytes> Encode(const GenKey& g, const RecordKeys& keys,
-                       std::span<const uint8_t> context, const Iv& iv) {
+                       std::span<const uint8_t> context) {
   if (g.tombstone()) {
-    if (!g.nnsk.enc.empty() || !g.nnsk.mac.empty()) {
+    if (!g.nnsk.empty()) {
       return InvalidArgumentError("gen_keys: a tombstone holds no key");
     }
   } else {
@@ -387,7 +337,7 @@ StatusOr<Bytes> Encode(const GenKey& g, const RecordKeys& keys,
   PutTopic(&secret, g.topic3);
   PutTopic(&secret, g.topic4);
   return Seal(RecordType::kGenKey, g.request_id, clear, secret.span(), keys,
-              context, iv);
+              context);
 }
 
 StatusOr<GenKey> DecodeGenKey(std::span<const uint8_t> record,
@@ -422,7 +372,7 @@ StatusOr<GenKey> DecodeGenKey(std::span<const uint8_t> record,
 // ---- ses_keys ----
 
 StatusOr<Bytes> Encode(const SesKey& k, const RecordKeys& keys,
-                       std::span<const uint8_t> context, const Iv& iv) {
+                       std::span<const uint8_t> context) {
   KGR_RETURN_IF_ERROR(CheckKeyPair(k.nnsk, true, "ses_keys: NNSK"));
   Bytes clear;
   clear.reserve(40);
@@ -456,8 +406,7 @@ StatusOr<Bytes> Encode(const SesKey& k, const RecordKeys& keys,
     PutTopic(&secret, k.other_topic3);
     PutTopic(&secret, k.other_topic4);
   }
-  return Seal(RecordType::kSesKey, k.n_id, clear, secret.span(), keys, context,
-              iv);
+  return Seal(RecordType::kSesKey, k.n_id, clear, secret.span(), keys, context);
 }
 
 StatusOr<SesKey> DecodeSesKey(std::span<const uint8_t> record,
@@ -500,18 +449,6 @@ StatusOr<SesKey> DecodeSesKey(std::span<const uint8_t> record,
 // ---- public entry points ----
 
 StatusOr<Bytes> EncodeRecord(const NodeDesc& r, const RecordKeys& keys,
-                             uint32_t owner_n_id, const Iv& iv) {
-  return Encode(r, keys, MakeContext(keys, owner_n_id), iv);
-}
-StatusOr<Bytes> EncodeRecord(const GenKey& r, const RecordKeys& keys,
-                             uint32_t owner_n_id, const Iv& iv) {
-  return Encode(r, keys, MakeContext(keys, owner_n_id), iv);
-}
-StatusOr<Bytes> EncodeRecord(const SesKey& r, const RecordKeys& keys,
-                             uint32_t owner_n_id, const Iv& iv) {
-  return Encode(r, keys, MakeContext(keys, owner_n_id), iv);
-}
-StatusOr<Bytes> EncodeRecord(const NodeDesc& r, const RecordKeys& keys,
                              uint32_t owner_n_id) {
   return RecordCodec(keys, owner_n_id).Encode(r);
 }
@@ -553,16 +490,13 @@ RecordCodec::RecordCodec(const RecordKeys& keys, uint32_t owner_n_id)
     : keys_(keys), context_(MakeContext(keys, owner_n_id)) {}
 
 StatusOr<Bytes> RecordCodec::Encode(const NodeDesc& record) const {
-  KGR_ASSIGN_OR_RETURN(Iv iv, RandomIv());
-  return kgr::Encode(record, keys_, context_, iv);
+  return kgr::Encode(record, keys_, context_);
 }
 StatusOr<Bytes> RecordCodec::Encode(const GenKey& record) const {
-  KGR_ASSIGN_OR_RETURN(Iv iv, RandomIv());
-  return kgr::Encode(record, keys_, context_, iv);
+  return kgr::Encode(record, keys_, context_);
 }
 StatusOr<Bytes> RecordCodec::Encode(const SesKey& record) const {
-  KGR_ASSIGN_OR_RETURN(Iv iv, RandomIv());
-  return kgr::Encode(record, keys_, context_, iv);
+  return kgr::Encode(record, keys_, context_);
 }
 
 template <>

@@ -4,24 +4,17 @@
 // records_test.cc), and records with them round-trip.
 #include <gtest/gtest.h>
 
+#include "codec/record_samples_test.h"
 #include "kgr/records.h"
 
 namespace kgr {
 namespace {
 
-constexpr uint32_t kOwner = 0x0a0b0c0d;
-
-SymmetricKeys Keys(uint8_t base) {
-  SecretBytes enc(kKeySize), mac(kKeySize);
-  for (size_t i = 0; i < kKeySize; ++i) {
-    enc.data()[i] = static_cast<uint8_t>(base + i);
-    mac.data()[i] = static_cast<uint8_t>(base + 0x40 + i);
-  }
-  return {std::move(enc), std::move(mac)};
-}
+using record_samples::kOwner;
+using record_samples::PatternKeys;
 
 TEST(SessionRecords, NodeDescRequestFloorRoundTripsAndZeroKeepsTheOldLayout) {
-  auto nk = Keys(1);
+  auto nk = PatternKeys(1);
   NodeDesc d;
   d.n_id = 5;
   d.ntag = SecretBytes(kRecordNtagSize);
@@ -39,7 +32,7 @@ TEST(SessionRecords, NodeDescRequestFloorRoundTripsAndZeroKeepsTheOldLayout) {
 }
 
 TEST(SessionRecords, GenKeyTombstoneHoldsNoKey) {
-  auto nk = Keys(1);
+  auto nk = PatternKeys(1);
   GenKey t;
   t.n_id1 = 3;
   t.n_id2 = 4;
@@ -52,7 +45,7 @@ TEST(SessionRecords, GenKeyTombstoneHoldsNoKey) {
   EXPECT_TRUE(back->tombstone());
   EXPECT_FALSE(back->nnsk.valid());
   EXPECT_EQ(back->n_id2, 4u);
-  t.nnsk = Keys(9);
+  t.nnsk = PatternKeys(9);
   EXPECT_EQ(EncodeRecord(t, nk, kOwner).status().code(),
             StatusCode::kInvalidArgument);
   GenKey live = t.Clone();
@@ -62,17 +55,17 @@ TEST(SessionRecords, GenKeyTombstoneHoldsNoKey) {
 }
 
 TEST(SessionRecords, SesKeyOtherKeyRoundTripsAndAbsentKeepsTheOldLayout) {
-  auto nk = Keys(1);
+  auto nk = PatternKeys(1);
   SesKey k;
   k.n_id = 8;
   k.key_version = 3;
-  k.nnsk = Keys(20);
+  k.nnsk = PatternKeys(20);
   k.topic3 = TopicBytes{1};
   k.topic4 = TopicBytes{2};
   auto old_layout = EncodeRecord(k, nk, kOwner);
   k.other_version = 4;
   k.other_rx_counter = 123456;
-  k.other_nnsk = Keys(30);
+  k.other_nnsk = PatternKeys(30);
   k.other_topic3 = TopicBytes{3};
   k.other_topic4 = TopicBytes{4};
   auto with_other = EncodeRecord(k, nk, kOwner);
@@ -83,7 +76,7 @@ TEST(SessionRecords, SesKeyOtherKeyRoundTripsAndAbsentKeepsTheOldLayout) {
   EXPECT_TRUE(back->has_next());
   EXPECT_EQ(back->other_version, 4u);
   EXPECT_EQ(back->other_rx_counter, 123456u);
-  EXPECT_TRUE(back->other_nnsk.enc.Equals(k.other_nnsk.enc));
+  EXPECT_TRUE(back->other_nnsk.Equals(k.other_nnsk));
   EXPECT_EQ(back->other_topic3, k.other_topic3);
   EXPECT_EQ(back->other_topic4, k.other_topic4);
   auto old = DecodeRecord<SesKey>(*old_layout, nk, kOwner);

@@ -13,6 +13,8 @@
 #include <memory>
 #include <mutex>
 
+#include "crypto/internal.h"
+
 namespace kgr {
 namespace {
 
@@ -114,23 +116,30 @@ class PreparedKeys {
   static StatusOr<std::shared_ptr<const PreparedKeys>> Create(
       const SymmetricKeys& keys) {
     auto p = std::make_shared<PreparedKeys>();
-    p->enc_ = keys.enc.Clone();
-    p->mac_ = keys.mac.Clone();
+    p->enc_ = keys.enc_.Clone();
+    p->mac_ = keys.mac_.Clone();
     p->aes_.reset(EVP_CIPHER_CTX_new());
     p->hmac_ = NewHmacSha256Ctx();
     if (!p->aes_ || !p->hmac_ || Aes256Ctr() == nullptr ||
-        EVP_EncryptInit_ex2(p->aes_.get(), Aes256Ctr(), keys.enc.data(),
+        EVP_EncryptInit_ex2(p->aes_.get(), Aes256Ctr(), keys.enc_.data(),
                             kZeroIv, nullptr) != 1 ||
-        EVP_MAC_init(p->hmac_.get(), keys.mac.data(), keys.mac.size(),
+        EVP_MAC_init(p->hmac_.get(), keys.mac_.data(), keys.mac_.size(),
                      nullptr) != 1) {
       return InternalError("preparing keys failed");
     }
     return std::shared_ptr<const PreparedKeys>(std::move(p));
   }
 
+  // The prepared contexts of `keys` if it has them and they still match.
+  static const PreparedKeys* For(const SymmetricKeys& keys) {
+    const PreparedKeys* p = keys.prepared_.get();
+    if (p == nullptr || !p->Matches(keys)) return nullptr;
+    return p;
+  }
+
   // Whether these contexts were made from exactly `keys` (constant time).
   bool Matches(const SymmetricKeys& keys) const {
-    return keys.enc.Equals(enc_) && keys.mac.Equals(mac_);
+    return keys.enc_.Equals(enc_) && keys.mac_.Equals(mac_);
   }
 
   Status Aes(const Iv& iv, std::span<const uint8_t> in,
@@ -196,8 +205,7 @@ Status CheckTag(const StatusOr<Tag>& expected, std::span<const uint8_t> tag) {
 
 // The prepared contexts of `keys` if it has them and they still match.
 const crypto_internal::PreparedKeys* PreparedFor(const SymmetricKeys& keys) {
-  if (!keys.prepared || !keys.prepared->Matches(keys)) return nullptr;
-  return keys.prepared.get();
+  return crypto_internal::PreparedKeys::For(keys);
 }
 
 }  // namespace
@@ -259,11 +267,21 @@ Status RandomPublicBytes(std::span<uint8_t> out) {
   return OkStatus();
 }
 
+namespace crypto_internal {
+
 StatusOr<Iv> RandomIv() {
   Iv iv;
   KGR_RETURN_IF_ERROR(RandomPublicBytes(iv));
   return iv;
 }
+
+namespace {
+thread_local const Iv* t_fixed_iv = nullptr;  // SetThreadFixedIv
+}  // namespace
+
+void SetThreadFixedIv(const Iv* iv) { t_fixed_iv = iv; }
+
+}  // namespace crypto_internal
 
 StatusOr<uint64_t> RandomU64() {
   uint8_t b[8];
@@ -289,10 +307,8 @@ void MixEntropy(std::span<const uint8_t> data) {
 StatusOr<SymmetricKeys> SymmetricKeys::Generate() {
   // One DRBG call for both keys (the call, not the bytes, is what costs).
   KGR_ASSIGN_OR_RETURN(SecretBytes both, RandomSecret(2 * kKeySize));
-  SymmetricKeys k;
-  k.enc = SecretBytes(both.span().first(kKeySize));
-  k.mac = SecretBytes(both.span().subspan(kKeySize));
-  return k;
+  return SymmetricKeys(SecretBytes(both.span().first(kKeySize)),
+                       SecretBytes(both.span().subspan(kKeySize)));
 }
 
 StatusOr<SymmetricKeys> SymmetricKeys::FromBytes(std::span<const uint8_t> enc,
@@ -303,8 +319,9 @@ StatusOr<SymmetricKeys> SymmetricKeys::FromBytes(std::span<const uint8_t> enc,
   return SymmetricKeys{SecretBytes(enc), SecretBytes(mac)};
 }
 
-Status AesCtr(const SecretBytes& key, const Iv& iv, std::span<const uint8_t> in,
-              std::span<uint8_t> out) {
+Status crypto_internal::AesCtr(const SecretBytes& key, const Iv& iv,
+                               std::span<const uint8_t> in,
+                               std::span<uint8_t> out) {
   if (key.size() != kKeySize) return InvalidArgumentError("AES key size");
   if (out.size() != in.size()) return InvalidArgumentError("AES output size");
   if (in.empty()) return OkStatus();
@@ -354,7 +371,7 @@ StatusOr<Tag> HmacSha256(
     const SymmetricKeys& keys,
     std::initializer_list<std::span<const uint8_t>> parts) {
   if (const auto* p = PreparedFor(keys)) return p->Hmac(parts);
-  return HmacSha256(keys.mac, parts);
+  return HmacSha256(keys.RawMacKeyBytes(), parts);
 }
 
 Status VerifyHmacSha256(const SymmetricKeys& keys,
@@ -414,48 +431,67 @@ StatusOr<SymmetricKeys> DeriveKeys(std::span<const uint8_t> ikm,
 
 Status SymmetricKeys::Prepare() {
   if (!valid()) return InvalidArgumentError("key pair size");
-  KGR_ASSIGN_OR_RETURN(prepared, crypto_internal::PreparedKeys::Create(*this));
+  KGR_ASSIGN_OR_RETURN(prepared_, crypto_internal::PreparedKeys::Create(*this));
   return OkStatus();
 }
 
-Status EtmSeal(const SymmetricKeys& keys, const Iv& iv,
+Status EtmSeal(const SymmetricKeys& keys, size_t iv_at,
                std::span<const uint8_t> plaintext, Bytes* out,
                size_t mac_from) {
   if (!keys.valid()) return InvalidArgumentError("key pair size");
-  if (mac_from > out->size()) return InvalidArgumentError("mac_from");
+  if (mac_from > out->size() || iv_at > out->size() ||
+      out->size() - iv_at < kIvSize) {
+    return InvalidArgumentError("EtmSeal: IV or MAC offset out of range");
+  }
+  Iv iv;
+  if (const Iv* fixed = crypto_internal::t_fixed_iv) {
+    iv = *fixed;  // tests only (crypto_testing::FixedIvScope)
+  } else {
+    KGR_ASSIGN_OR_RETURN(iv, crypto_internal::RandomIv());
+  }
+  std::copy(iv.begin(), iv.end(), out->begin() + iv_at);
   size_t ct_at = out->size();
   out->resize(ct_at + plaintext.size());
+  std::span<uint8_t> ct = std::span<uint8_t>(*out).subspan(ct_at);
+  std::span<const uint8_t> authenticated =
+      std::span<const uint8_t>(*out).subspan(mac_from);
+  Tag tag;
   if (const auto* p = PreparedFor(keys)) {
+    KGR_RETURN_IF_ERROR(p->Aes(iv, plaintext, ct));
+    KGR_ASSIGN_OR_RETURN(tag, p->Hmac(authenticated));
+  } else {
     KGR_RETURN_IF_ERROR(
-        p->Aes(iv, plaintext, std::span<uint8_t>(*out).subspan(ct_at)));
-    KGR_ASSIGN_OR_RETURN(
-        Tag tag, p->Hmac(std::span<const uint8_t>(*out).subspan(mac_from)));
-    out->insert(out->end(), tag.begin(), tag.end());
-    return OkStatus();
+        crypto_internal::AesCtr(keys.RawEncKeyBytes(), iv, plaintext, ct));
+    KGR_ASSIGN_OR_RETURN(tag,
+                         HmacSha256(keys.RawMacKeyBytes(), {authenticated}));
   }
-  KGR_RETURN_IF_ERROR(
-      AesCtr(keys.enc, iv, plaintext, std::span<uint8_t>(*out).subspan(ct_at)));
-  KGR_ASSIGN_OR_RETURN(
-      Tag tag,
-      HmacSha256(keys.mac, {std::span<const uint8_t>(*out).subspan(mac_from)}));
   out->insert(out->end(), tag.begin(), tag.end());
   return OkStatus();
 }
 
-StatusOr<SecretBytes> EtmOpen(const SymmetricKeys& keys, const Iv& iv,
+StatusOr<SecretBytes> EtmOpen(const SymmetricKeys& keys,
                               std::span<const uint8_t> authenticated,
-                              std::span<const uint8_t> ciphertext,
+                              size_t iv_at, size_t ciphertext_at,
                               std::span<const uint8_t> tag) {
   if (!keys.valid()) return InvalidArgumentError("key pair size");
+  if (iv_at > ciphertext_at || ciphertext_at - iv_at < kIvSize ||
+      ciphertext_at > authenticated.size()) {
+    return InvalidArgumentError("EtmOpen: IV or ciphertext offset");
+  }
+  Iv iv;
+  std::copy_n(authenticated.begin() + iv_at, kIvSize, iv.begin());
+  std::span<const uint8_t> ciphertext = authenticated.subspan(ciphertext_at);
   if (const auto* p = PreparedFor(keys)) {
     KGR_RETURN_IF_ERROR(CheckTag(p->Hmac(authenticated), tag));
     SecretBytes pt(ciphertext.size());
     KGR_RETURN_IF_ERROR(p->Aes(iv, ciphertext, pt.mutable_span()));
     return pt;
   }
-  KGR_RETURN_IF_ERROR(VerifyHmacSha256(keys.mac, {authenticated}, tag));
+  KGR_RETURN_IF_ERROR(
+      VerifyHmacSha256(keys.RawMacKeyBytes(), {authenticated}, tag));
   SecretBytes pt(ciphertext.size());
-  KGR_RETURN_IF_ERROR(AesCtr(keys.enc, iv, ciphertext, pt.mutable_span()));
+  KGR_RETURN_IF_ERROR(crypto_internal::AesCtr(keys.RawEncKeyBytes(), iv,
+                                              ciphertext, pt.mutable_span()));
   return pt;
 }
 

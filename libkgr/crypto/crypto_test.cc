@@ -8,8 +8,16 @@
 #include <thread>
 #include <vector>
 
+#include "crypto/internal.h"
+#include "testing/crypto_testing.h"
+
 namespace kgr {
 namespace {
+
+using crypto_internal::AesCtr;
+using crypto_internal::RandomIv;
+using crypto_testing::FixedIvScope;
+using crypto_testing::KeyInternals;
 
 Bytes FromHexOrDie(std::string_view h) {
   Bytes b;
@@ -166,18 +174,23 @@ TEST(Crypto, PreparedKeysGiveTheSameBytesAsThePlainPath) {
   SymmetricKeys prepared = plain->Clone();
   ASSERT_TRUE(prepared.Prepare().ok());
   SymmetricKeys clone = prepared.Clone();
-  EXPECT_EQ(clone.prepared, prepared.prepared);
+  EXPECT_EQ(KeyInternals::PreparedState(clone),
+            KeyInternals::PreparedState(prepared));
   Iv iv{};
   iv[3] = 9;
-  Bytes header = {1, 2, 3}, body(300, 0x42);
+  // The IV goes at offset 1 of the header.
+  Bytes header = {1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3},
+        body(300, 0x42);
   auto seal = [&](const SymmetricKeys& k) {
+    FixedIvScope fixed(iv);
     Bytes out = header;
-    EXPECT_TRUE(EtmSeal(k, iv, body, &out).ok());
+    EXPECT_TRUE(EtmSeal(k, 1, body, &out).ok());
     return out;
   };
   const Bytes expected = seal(*plain);
+  std::copy(iv.begin(), iv.end(), header.begin() + 1);  // as sealed
   EXPECT_EQ(seal(prepared), expected);
-  auto tag_plain = HmacSha256(plain->mac, {header, body});
+  auto tag_plain = HmacSha256(plain->RawMacKeyBytes(), {header, body});
   auto tag_prepared = HmacSha256(prepared, {header, body});
   ASSERT_TRUE(tag_plain.ok() && tag_prepared.ok());
   EXPECT_EQ(*tag_plain, *tag_prepared);
@@ -192,10 +205,8 @@ TEST(Crypto, PreparedKeysGiveTheSameBytesAsThePlainPath) {
       for (int i = 0; i < 200; ++i) {
         Bytes out = seal(i % 2 ? clone : prepared);
         std::span<const uint8_t> all(out);
-        auto pt = EtmOpen(
-            prepared, iv, all.first(out.size() - kTagSize),
-            all.subspan(header.size(), out.size() - header.size() - kTagSize),
-            all.last(kTagSize));
+        auto pt = EtmOpen(prepared, all.first(out.size() - kTagSize), 1,
+                          header.size(), all.last(kTagSize));
         ok = ok && out == expected && pt.ok() &&
              ConstantTimeEquals(pt->span(), body);
       }
@@ -208,8 +219,8 @@ TEST(Crypto, PreparedKeysGiveTheSameBytesAsThePlainPath) {
   Bytes bad = expected;
   bad[5] ^= 1;
   std::span<const uint8_t> b(bad);
-  EXPECT_EQ(EtmOpen(prepared, iv, b.first(bad.size() - kTagSize),
-                    b.subspan(3, bad.size() - 3 - kTagSize), b.last(kTagSize))
+  EXPECT_EQ(EtmOpen(prepared, b.first(bad.size() - kTagSize), 1, header.size(),
+                    b.last(kTagSize))
                 .status()
                 .code(),
             StatusCode::kUnauthenticated);
@@ -217,26 +228,25 @@ TEST(Crypto, PreparedKeysGiveTheSameBytesAsThePlainPath) {
   auto other = SymmetricKeys::Generate();
   ASSERT_TRUE(other.ok());
   SymmetricKeys changed = prepared.Clone();
-  changed.mac = other->mac.Clone();
-  SymmetricKeys reference(plain->enc.Clone(), other->mac.Clone());
+  KeyInternals::ReplaceMacKey(changed, other->RawMacKeyBytes().Clone());
+  SymmetricKeys reference(plain->RawEncKeyBytes().Clone(),
+                          other->RawMacKeyBytes().Clone());
   EXPECT_EQ(seal(changed), seal(reference));
 }
 
 TEST(Crypto, EtmRoundTripAndEveryBitFlipRejected) {
   auto keys = SymmetricKeys::Generate();
   ASSERT_TRUE(keys.ok());
-  auto iv = RandomIv();
-  ASSERT_TRUE(iv.ok());
   Bytes msg = {'h', 'd', 'r'};
-  msg.insert(msg.end(), iv->begin(), iv->end());
+  msg.resize(msg.size() + kIvSize);  // where the IV goes
   size_t header = msg.size();
   Bytes pt = {1, 2, 3, 4, 5, 6, 7, 8, 9};
-  ASSERT_TRUE(EtmSeal(*keys, *iv, pt, &msg).ok());
+  ASSERT_TRUE(EtmSeal(*keys, 3, pt, &msg).ok());
   ASSERT_EQ(msg.size(), header + pt.size() + kTagSize);
   auto open = [&](const Bytes& m) {
     std::span<const uint8_t> all(m);
-    return EtmOpen(*keys, *iv, all.first(m.size() - kTagSize),
-                   all.subspan(header, pt.size()), all.last(kTagSize));
+    return EtmOpen(*keys, all.first(m.size() - kTagSize), 3, header,
+                   all.last(kTagSize));
   };
   auto got = open(msg);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
@@ -254,11 +264,10 @@ TEST(Crypto, EtmRoundTripAndEveryBitFlipRejected) {
 TEST(Crypto, WrongKeyRejected) {
   auto a = SymmetricKeys::Generate();
   auto b = SymmetricKeys::Generate();
-  Iv iv{};
-  Bytes msg;
-  ASSERT_TRUE(EtmSeal(*a, iv, AsBytes("x"), &msg).ok());
+  Bytes msg(kIvSize);
+  ASSERT_TRUE(EtmSeal(*a, 0, AsBytes("x"), &msg).ok());
   std::span<const uint8_t> all(msg);
-  auto r = EtmOpen(*b, iv, all.first(1), all.first(1), all.last(kTagSize));
+  auto r = EtmOpen(*b, all.first(kIvSize + 1), 0, kIvSize, all.last(kTagSize));
   EXPECT_EQ(r.status().code(), StatusCode::kUnauthenticated);
 }
 

@@ -35,8 +35,9 @@ StatusOr<SecretBytes> EncodePayload(const OwnData& own,
   w.U16(static_cast<uint16_t>(identity.size()));
   w.Raw(identity);
   SecretBytes out(head);
-  out.Append(own.nk.enc.span());
-  out.Append(own.nk.mac.span());
+  // The one place NK leaves the TPM's domain: encrypted to the recovery key.
+  out.Append(own.nk.RawEncKeyBytes().span());
+  out.Append(own.nk.RawMacKeyBytes().span());
   Bytes records;
   ByteWriter rw(&records);
   uint32_t count = 0;
@@ -122,7 +123,6 @@ StatusOr<Bytes> SealKsBackup(const OwnData& own, const NodeDescStore& nodes,
                        X25519SharedSecret(eph.private_key, recovery_public));
   KGR_ASSIGN_OR_RETURN(SymmetricKeys keys,
                        BackupKeys(shared, eph.public_key, recovery_public));
-  KGR_ASSIGN_OR_RETURN(Iv iv, RandomIv());
   Bytes out;
   ByteWriter w(&out);
   w.Raw(AsBytes(std::string_view(kMagic, kMagicSize)));
@@ -130,8 +130,9 @@ StatusOr<Bytes> SealKsBackup(const OwnData& own, const NodeDescStore& nodes,
   w.U64(now_unix_ms);
   w.U32(own.identity.n_id);
   w.Raw(eph.public_key);
-  w.Raw(iv);
-  KGR_RETURN_IF_ERROR(EtmSeal(keys, iv, payload.span(), &out));
+  const size_t iv_at = out.size();
+  out.resize(out.size() + kIvSize);  // EtmSeal draws the IV into place
+  KGR_RETURN_IF_ERROR(EtmSeal(keys, iv_at, payload.span(), &out));
   return out;
 }
 
@@ -148,7 +149,7 @@ StatusOr<KsBackup> OpenKsBackup(std::span<const uint8_t> file,
   uint8_t version = 0;
   uint64_t created = 0;
   uint32_t n_id = 0;
-  std::span<const uint8_t> eph_public, iv_bytes;
+  std::span<const uint8_t> eph_public;
   r.U8(&version);
   if (version != kVersion) {
     return InvalidArgumentError("backup version " + std::to_string(version) +
@@ -157,9 +158,6 @@ StatusOr<KsBackup> OpenKsBackup(std::span<const uint8_t> file,
   r.U64(&created);
   r.U32(&n_id);
   r.View(kX25519Size, &eph_public);
-  r.View(kIvSize, &iv_bytes);
-  Iv iv;
-  std::copy(iv_bytes.begin(), iv_bytes.end(), iv.begin());
   KGR_ASSIGN_OR_RETURN(SecretBytes recovery_public,
                        X25519SharedSecret(recovery_private, kBasePoint));
   auto shared = X25519SharedSecret(recovery_private, eph_public);
@@ -170,9 +168,8 @@ StatusOr<KsBackup> OpenKsBackup(std::span<const uint8_t> file,
   const size_t tag_at = file.size() - kTagSize;
   KGR_ASSIGN_OR_RETURN(
       SecretBytes payload,
-      EtmOpen(keys, iv, file.subspan(0, tag_at),
-              file.subspan(kHeaderSize, tag_at - kHeaderSize),
-              file.subspan(tag_at)));
+      EtmOpen(keys, file.subspan(0, tag_at), kHeaderSize - kIvSize,
+              kHeaderSize, file.subspan(tag_at)));
   return DecodePayload(payload.span(), created, n_id);
 }
 

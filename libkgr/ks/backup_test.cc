@@ -72,9 +72,7 @@ TEST_F(KsBackupTest, RestoresIdentityNkAndEveryNodeOnANewTpm) {
   EXPECT_EQ(own->identity.n_id, own_.identity.n_id);
   EXPECT_EQ(own->identity.own_topic, own_.identity.own_topic);
   EXPECT_EQ(own->identity.broker_address, "127.0.0.1:8883");
-  EXPECT_TRUE(own->nk.enc.span().size() == kKeySize &&
-              std::equal(own->nk.enc.span().begin(), own->nk.enc.span().end(),
-                         own_.nk.enc.span().begin()));
+  EXPECT_TRUE(own->nk.Equals(own_.nk));
   auto restored = *NodeDescStore::Open(fs_, "/new/node_desc", own->nk,
                                        own->identity.n_id);
   ASSERT_EQ(restored->size(), 3u);
@@ -82,10 +80,8 @@ TEST_F(KsBackupTest, RestoresIdentityNkAndEveryNodeOnANewTpm) {
   NodeDesc old = *nodes_->Get(0x11);
   EXPECT_EQ(a.state, NodeState::kRegistered);
   EXPECT_EQ(a.nksk_version, 3u);
-  EXPECT_TRUE(std::equal(a.nksk.mac.span().begin(), a.nksk.mac.span().end(),
-                         old.nksk.mac.span().begin()));
-  EXPECT_TRUE(std::equal(a.ntag.span().begin(), a.ntag.span().end(),
-                         old.ntag.span().begin()));
+  EXPECT_TRUE(a.nksk.Equals(old.nksk));
+  EXPECT_TRUE(a.ntag.Equals(old.ntag));
   EXPECT_EQ(a.allowed_peers, old.allowed_peers);
   // Nothing from before the restore counts again.
   EXPECT_EQ(a.last_counter, kNowUs);

@@ -30,7 +30,7 @@ void CacheNode(Context& ctx, const NodeDesc& d) {
   NodeDesc entry = d.Clone();
   // Clones of the entry (one per frame) share the prepared key setup.
   for (SymmetricKeys* k : {&entry.nksk, &entry.prev_nksk}) {
-    if (k->valid() && !k->prepared) (void)k->Prepare();
+    if (k->valid() && !k->prepared()) (void)k->Prepare();
   }
   auto shared = std::make_shared<const NodeDesc>(std::move(entry));
   auto it = ctx.node_cache.find(d.n_id);

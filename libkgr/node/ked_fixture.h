@@ -293,8 +293,8 @@ class KedFixture : public ::testing::Test {
     auto ka = a.ses->Get(b.n_id);
     auto kb = b.ses->Get(a.n_id);
     ASSERT_TRUE(ka.ok() && kb.ok());
-    EXPECT_TRUE(ka->nnsk.enc.Equals(kb->nnsk.enc));
-    EXPECT_TRUE(ka->nnsk.mac.Equals(kb->nnsk.mac));
+    EXPECT_TRUE(ka->nnsk.RawEncKeyBytes().Equals(kb->nnsk.RawEncKeyBytes()));
+    EXPECT_TRUE(ka->nnsk.RawMacKeyBytes().Equals(kb->nnsk.RawMacKeyBytes()));
     EXPECT_EQ(ka->key_version, kb->key_version);
     EXPECT_EQ(ka->topic3, kb->topic4);
     EXPECT_EQ(ka->topic4, kb->topic3);

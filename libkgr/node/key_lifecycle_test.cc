@@ -36,7 +36,7 @@ TEST_F(ProceduresTest, PolicyRenewsByFramesAndDataKeepsFlowing) {
   }
   EXPECT_GE(ka->key_version, 5u) << "renewed by itself every ~8 frames";
   EXPECT_EQ(ka->key_version, kb->key_version);
-  EXPECT_TRUE(ka->nnsk.enc.Equals(kb->nnsk.enc));
+  EXPECT_TRUE(ka->nnsk.RawEncKeyBytes().Equals(kb->nnsk.RawEncKeyBytes()));
   // What the key really sealed (the stored count is reserved ahead).
   for (const PairInfo& p : a->client->Pairs()) EXPECT_LT(p.frames_sent, 10u);
 }
@@ -154,15 +154,15 @@ TEST_F(ProceduresTest, NkskRotationGivesForwardSecrecyWithOneNvWrite) {
   auto blob = DecodeKsKeys(a->tpm.NvRead(NvSlot::kKsKeys)->span());
   ASSERT_TRUE(blob.ok());
   EXPECT_EQ(blob->version, old_blob->version + 1);
-  EXPECT_FALSE(blob->nksk.enc.Equals(old_blob->nksk.enc));
-  EXPECT_FALSE(blob->nksk.mac.Equals(old_blob->nksk.mac));
+  EXPECT_FALSE(blob->nksk.RawEncKeyBytes().Equals(old_blob->nksk.RawEncKeyBytes()));
+  EXPECT_FALSE(blob->nksk.RawMacKeyBytes().Equals(old_blob->nksk.RawMacKeyBytes()));
   EXPECT_TRUE(nodes_->Get(a->n_id)->prev_nksk.valid());
   // The node uses the new pair: the KS completes the rotation, and nothing
   // the KS sends from now on opens with the old pair.
   broker_.ClearPublished();
   ASSERT_TRUE(RequestKey(*a, *b).ok());
   EXPECT_FALSE(nodes_->Get(a->n_id)->prev_nksk.valid());
-  EXPECT_TRUE(nodes_->Get(a->n_id)->nksk.enc.Equals(blob->nksk.enc));
+  EXPECT_TRUE(nodes_->Get(a->n_id)->nksk.RawEncKeyBytes().Equals(blob->nksk.RawEncKeyBytes()));
   int checked = 0;
   for (const auto& m : broker_.published()) {
     if (m.topic.find(NodeIdentity(a->n_id)) == std::string::npos) continue;
@@ -199,7 +199,7 @@ TEST_F(ProceduresTest, KsAsksForRotationAndALostAnswerIsRecovered) {
   auto blob = DecodeKsKeys(b->tpm.NvRead(NvSlot::kKsKeys)->span());
   EXPECT_EQ(blob->version, 2u);
   ASSERT_TRUE(RequestKey(*b, *a).ok());
-  EXPECT_TRUE(nodes_->Get(b->n_id)->nksk.enc.Equals(blob->nksk.enc));
+  EXPECT_TRUE(nodes_->Get(b->n_id)->nksk.RawEncKeyBytes().Equals(blob->nksk.RawEncKeyBytes()));
   EXPECT_EQ(nodes_->Get(b->n_id)->nksk_version, 2u);
 }
 

@@ -61,7 +61,7 @@ void NodeClient::OnKeyAns(const FrameHeader& h, const NnskKeyAns& ans) {
   if (p.got_key) {
     // An answer to our retransmission: the KS never issues a second key
     // for one request id.
-    if (!p.nnsk.enc.Equals(ans.nnsk.enc) || !p.nnsk.mac.Equals(ans.nnsk.mac)) {
+    if (!p.nnsk.Equals(ans.nnsk)) {
       Log("dropped", &h, "another key for the same request");
     }
     return;
@@ -159,8 +159,7 @@ void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
   // since): answer again with the TOPIC we chose then. It is stored, so
   // this holds across our restarts and never makes a second topic.
   auto same = [&](const SymmetricKeys& k, uint32_t version) {
-    return k.valid() && version == req.version && k.enc.Equals(req.nnsk.enc) &&
-           k.mac.Equals(req.nnsk.mac);
+    return k.valid() && version == req.version && k.Equals(req.nnsk);
   };
   std::optional<TopicId> stored;
   if (same(rec->nnsk, rec->key_version)) stored = rec->topic3;

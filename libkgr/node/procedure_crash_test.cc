@@ -101,8 +101,8 @@ TEST_F(ProceduresTest, CrashDuringRegistrationAtEveryStep) {
       EXPECT_EQ(d->state, NodeState::kRegistered);
       auto blob = DecodeKsKeys(a.tpm.NvRead(NvSlot::kKsKeys)->span());
       ASSERT_TRUE(blob.ok());
-      EXPECT_TRUE(blob->nksk.enc.Equals(d->nksk.enc));
-      EXPECT_TRUE(blob->nksk.mac.Equals(d->nksk.mac));
+      EXPECT_TRUE(blob->nksk.RawEncKeyBytes().Equals(d->nksk.RawEncKeyBytes()));
+      EXPECT_TRUE(blob->nksk.RawMacKeyBytes().Equals(d->nksk.RawMacKeyBytes()));
     }
   }
 }

@@ -30,7 +30,7 @@ TEST_F(ProceduresTest, RegistrationStoresNkskInNvAndNodeDesc) {
   ASSERT_TRUE(ks_keys.ok());
   auto blob = DecodeKsKeys(ks_keys->span());
   ASSERT_TRUE(blob.ok());
-  EXPECT_TRUE(blob->nksk.enc.Equals(d->nksk.enc));
+  EXPECT_TRUE(blob->nksk.RawEncKeyBytes().Equals(d->nksk.RawEncKeyBytes()));
   EXPECT_EQ(blob->ks_n_id, ks_n_id_);
   // Registering again is a no-op on the node.
   EXPECT_TRUE(Register(a).ok());
@@ -101,8 +101,8 @@ TEST_F(ProceduresTest, SessionKeyAllSevenStepsThenDataBothWays) {
   auto ka = a->ses->Get(b->n_id);
   auto kb = b->ses->Get(a->n_id);
   ASSERT_TRUE(ka.ok() && kb.ok());
-  EXPECT_TRUE(ka->nnsk.enc.Equals(kb->nnsk.enc));
-  EXPECT_TRUE(ka->nnsk.mac.Equals(kb->nnsk.mac));
+  EXPECT_TRUE(ka->nnsk.RawEncKeyBytes().Equals(kb->nnsk.RawEncKeyBytes()));
+  EXPECT_TRUE(ka->nnsk.RawMacKeyBytes().Equals(kb->nnsk.RawMacKeyBytes()));
   EXPECT_EQ(ka->topic3, kb->topic4);
   EXPECT_EQ(ka->topic4, kb->topic3);
   EXPECT_NE(ka->ctime_unix_ms, 0u);
@@ -141,8 +141,8 @@ TEST_F(ProceduresTest, RenewalReplacesKeysAndTopicsAndDataKeepsFlowing) {
   auto kb = b->ses->Get(a->n_id);
   EXPECT_EQ(ka->key_version, 2u);
   EXPECT_EQ(kb->key_version, 2u);
-  EXPECT_TRUE(ka->nnsk.enc.Equals(kb->nnsk.enc));
-  EXPECT_FALSE(ka->nnsk.enc.Equals(old->nnsk.enc));
+  EXPECT_TRUE(ka->nnsk.RawEncKeyBytes().Equals(kb->nnsk.RawEncKeyBytes()));
+  EXPECT_FALSE(ka->nnsk.RawEncKeyBytes().Equals(old->nnsk.RawEncKeyBytes()));
   EXPECT_NE(ka->topic3, old->topic3);
   EXPECT_NE(ka->topic4, old->topic4);
   auto r = Send(*a, *b, "after renew");
@@ -232,7 +232,7 @@ TEST_F(ProceduresTest, TamperedFramesAreDroppedWithoutStateChange) {
   }
   broker_.Pump();
   auto after_a = a->ses->Get(b->n_id);
-  EXPECT_TRUE(after_a->nnsk.enc.Equals(before_a->nnsk.enc));
+  EXPECT_TRUE(after_a->nnsk.RawEncKeyBytes().Equals(before_a->nnsk.RawEncKeyBytes()));
   EXPECT_EQ(after_a->key_version, before_a->key_version);
   EXPECT_EQ(LiveKeys(), 0u);
   EXPECT_EQ(ks_->stats().keys_issued, 1u);
@@ -255,7 +255,7 @@ TEST_F(ProceduresTest, ReplayedNotificationAfterRestartCannotRollBackTheKey) {
   }
   auto after = b->ses->Get(a->n_id);
   EXPECT_EQ(after->key_version, current->key_version);
-  EXPECT_TRUE(after->nnsk.enc.Equals(current->nnsk.enc));
+  EXPECT_TRUE(after->nnsk.RawEncKeyBytes().Equals(current->nnsk.RawEncKeyBytes()));
 }
 
 TEST_F(ProceduresTest, KsReplayCountersSurviveARestart) {

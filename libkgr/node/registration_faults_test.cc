@@ -34,8 +34,8 @@ class RegistrationFaultsTest : public KedFixture {
     ASSERT_TRUE(d.ok());
     EXPECT_EQ(d->state, NodeState::kRegistered);
     KsKeysBlob blob = NvKeys(n);
-    EXPECT_TRUE(blob.nksk.enc.Equals(d->nksk.enc));
-    EXPECT_TRUE(blob.nksk.mac.Equals(d->nksk.mac));
+    EXPECT_TRUE(blob.nksk.RawEncKeyBytes().Equals(d->nksk.RawEncKeyBytes()));
+    EXPECT_TRUE(blob.nksk.RawMacKeyBytes().Equals(d->nksk.RawMacKeyBytes()));
   }
 };
 
@@ -134,7 +134,8 @@ TEST_F(RegistrationFaultsTest, RepeatedAnswerEndsWhenTheNodeFirstUsesItsNksk) {
   // NTAG and TOPIC2: the same keys, never new ones.
   SymmetricKeys got;
   ASSERT_TRUE(RegisterThief(*a, &got).ok());
-  EXPECT_TRUE(got.enc.Equals(nodes_->Get(a->n_id)->nksk.enc));
+  EXPECT_TRUE(
+      got.RawEncKeyBytes().Equals(nodes_->Get(a->n_id)->nksk.RawEncKeyBytes()));
   ASSERT_TRUE(RequestKey(*a, *b).ok());  // a uses its NKSK
   uint64_t dropped = ks_->stats().dropped_frames;
   EXPECT_EQ(RegisterThief(*a, &got).code(), StatusCode::kDeadlineExceeded);

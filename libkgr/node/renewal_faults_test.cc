@@ -16,8 +16,8 @@ using RenewalFaultsTest = SessionKeyTest;
 
 void ExpectSameKey(const SesKey& x, const SesKey& y) {
   EXPECT_EQ(x.key_version, y.key_version);
-  EXPECT_TRUE(x.nnsk.enc.Equals(y.nnsk.enc));
-  EXPECT_TRUE(x.nnsk.mac.Equals(y.nnsk.mac));
+  EXPECT_TRUE(x.nnsk.RawEncKeyBytes().Equals(y.nnsk.RawEncKeyBytes()));
+  EXPECT_TRUE(x.nnsk.RawMacKeyBytes().Equals(y.nnsk.RawMacKeyBytes()));
   EXPECT_EQ(x.topic3, y.topic3);
   EXPECT_EQ(x.topic4, y.topic4);
 }

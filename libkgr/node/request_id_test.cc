@@ -75,7 +75,8 @@ TEST_F(RequestIdTest, LateRetransmissionNeverGetsASecondKey) {
     auto after = a->ses->Get(b->n_id);
     ASSERT_TRUE(after.ok());
     EXPECT_EQ(after->key_version, before->key_version);
-    EXPECT_TRUE(after->nnsk.enc.Equals(before->nnsk.enc));
+    EXPECT_TRUE(
+        after->nnsk.RawEncKeyBytes().Equals(before->nnsk.RawEncKeyBytes()));
     ExpectAtMostOneKeyPerRequest();
   }
 }

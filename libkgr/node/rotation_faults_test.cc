@@ -31,7 +31,8 @@ class RotationFaultsTest : public KedFixture {
     ExpectPairWorks(rotated, other);
     auto d = nodes_->Get(rotated.n_id);
     ASSERT_TRUE(d.ok());
-    EXPECT_TRUE(NvKeys(rotated).nksk.enc.Equals(d->nksk.enc));
+    EXPECT_TRUE(
+        NvKeys(rotated).nksk.RawEncKeyBytes().Equals(d->nksk.RawEncKeyBytes()));
     EXPECT_EQ(NvKeys(rotated).version, d->nksk_version);
   }
 

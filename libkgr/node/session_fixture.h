@@ -44,11 +44,11 @@ class SessionKeyTest : public KedFixture {
         if (h->type == FrameType::kNnskKeyAns) {
           if (auto x = NnskKeyAns::Parse(plain->span()); x.ok()) {
             ans = std::move(*x);
-            enc = &ans->nnsk.enc;
+            enc = &ans->nnsk.RawEncKeyBytes();
           }
         } else if (auto x = NnskNotReq::Parse(plain->span()); x.ok()) {
           not_req = std::move(*x);
-          enc = &not_req->nnsk.enc;
+          enc = &not_req->nnsk.RawEncKeyBytes();
         }
         if (enc != nullptr) {
           keys[h->request_id].insert(

@@ -15,7 +15,7 @@ namespace kgr {
 
 RecordKeys PreparedCopy(const RecordKeys& keys) {
   RecordKeys copy = keys.Clone();
-  if (copy.valid() && !copy.prepared) {
+  if (copy.valid() && !copy.prepared()) {
     Status st = copy.Prepare();
     if (!st.ok()) spdlog::warn("store: keys not prepared: {}", st.ToString());
   }

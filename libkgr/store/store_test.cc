@@ -88,7 +88,8 @@ TEST(Store, PutGetDeleteReopen) {
   auto got = s->Get(1);
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(got->ctime_unix_ms, 11u);
-  EXPECT_TRUE(got->nnsk.enc.Equals(Ses(1, 11).nnsk.enc));
+  EXPECT_TRUE(
+      got->nnsk.RawEncKeyBytes().Equals(Ses(1, 11).nnsk.RawEncKeyBytes()));
   EXPECT_EQ(s->size(), 1u);
   s.reset();
   s = OpenOrDie(fs);
@@ -752,7 +753,8 @@ TEST_F(StoreDamage, TruncatedSnapshotReportsWhatIsLost) {
 TEST_F(StoreDamage, WrongKeysOwnerOrTypeRefused) {
   EXPECT_EQ(SesKeysStore::Open(fs_, kPath, Keys(9), kOwner).status().code(),
             StatusCode::kDataLoss);
-  SymmetricKeys wrong_nk{Keys(9).enc.Clone(), Keys().mac.Clone()};
+  SymmetricKeys wrong_nk{Keys(9).RawEncKeyBytes().Clone(),
+                         Keys().RawMacKeyBytes().Clone()};
   auto s = SesKeysStore::Open(fs_, kPath, wrong_nk, kOwner);
   // NKsign is right, so the headers verify; every record fails (NK check).
   ASSERT_TRUE(s.ok());
@@ -920,7 +922,8 @@ Bytes BuildSnapshot(const std::vector<Bytes>& records, uint64_t generation) {
   fw.U32(kOwner);
   fw.U64(generation);
   fw.U32(static_cast<uint32_t>(records.size()));
-  Tag header_tag = *HmacSha256(keys.mac, {AsBytes("KGR-SHD1"), fields});
+  Tag header_tag =
+      *HmacSha256(keys.RawMacKeyBytes(), {AsBytes("KGR-SHD1"), fields});
   Bytes index;
   ByteWriter iw(&index);
   size_t off = fields.size() + kTagSize + records.size() * 8 + kTagSize;
@@ -929,7 +932,8 @@ Bytes BuildSnapshot(const std::vector<Bytes>& records, uint64_t generation) {
     iw.U32(static_cast<uint32_t>(r.size()));
     off += 4 + r.size();
   }
-  Tag index_tag = *HmacSha256(keys.mac, {AsBytes("KGR-SIX1"), fields, index});
+  Tag index_tag =
+      *HmacSha256(keys.RawMacKeyBytes(), {AsBytes("KGR-SIX1"), fields, index});
   Bytes out;
   ByteWriter w(&out);
   w.Raw(fields);
@@ -1199,7 +1203,8 @@ TEST(StoreDecoded, RecordReplacedUnderneathIsReadAsStored) {
     auto got = s->Get(1);
     ASSERT_TRUE(got.ok());
     EXPECT_EQ(got->ctime_unix_ms, 11u);
-    EXPECT_TRUE(got->nnsk.enc.Equals(Ses(1, 11).nnsk.enc));
+    EXPECT_TRUE(
+        got->nnsk.RawEncKeyBytes().Equals(Ses(1, 11).nnsk.RawEncKeyBytes()));
     ASSERT_TRUE(s->file().Delete(1).ok());
     EXPECT_EQ(s->Get(1).status().code(), StatusCode::kNotFound);
   }
@@ -1236,7 +1241,8 @@ TEST(StoreDecoded, AnySizeReadsWhatIsStored) {
         }
         ASSERT_TRUE(got.ok()) << peer;
         EXPECT_EQ(got->ctime_unix_ms, want[peer]);
-        EXPECT_TRUE(got->nnsk.enc.Equals(Ses(peer, want[peer]).nnsk.enc));
+        EXPECT_TRUE(got->nnsk.RawEncKeyBytes().Equals(
+            Ses(peer, want[peer]).nnsk.RawEncKeyBytes()));
       }
     }
     EXPECT_EQ(StateOf(*s), want);

@@ -24,7 +24,8 @@ uint64_t Fnv1a(std::span<const uint8_t> data) {
 }
 
 std::string KeyString(const SymmetricKeys& k) {
-  return std::string(k.enc.span().begin(), k.enc.span().end());
+  std::span<const uint8_t> enc = k.RawEncKeyBytes().span();
+  return std::string(enc.begin(), enc.end());
 }
 
 std::pair<uint32_t, uint32_t> PairKey(uint32_t a, uint32_t b) {
@@ -89,8 +90,8 @@ void Checker::AddSecret(std::span<const uint8_t> secret,
 
 void Checker::AddKeys(const SymmetricKeys& keys, const std::string& what) {
   if (!keys.valid()) return;
-  AddSecret(keys.enc.span(), what + " (enc)");
-  AddSecret(keys.mac.span(), what + " (mac)");
+  AddSecret(keys.RawEncKeyBytes().span(), what + " (enc)");
+  AddSecret(keys.RawMacKeyBytes().span(), what + " (mac)");
 }
 
 const std::string* Checker::FindSecret(std::span<const uint8_t> data) const {
@@ -275,11 +276,9 @@ bool Checker::PairChecks(SimNode& a, SimNode& b, std::string* why) {
   };
   *why = a.name + " holds " + v(ra) + ", " + b.name + " holds " + v(rb);
   if (!ka || !kb) return false;
-  return ra->key_version == rb->key_version &&
-         ra->nnsk.enc.Equals(rb->nnsk.enc) &&
-         ra->nnsk.mac.Equals(rb->nnsk.mac) && ra->topic3.has_value() &&
-         ra->topic4.has_value() && ra->topic3 == rb->topic4 &&
-         ra->topic4 == rb->topic3;
+  return ra->key_version == rb->key_version && ra->nnsk.Equals(rb->nnsk) &&
+         ra->topic3.has_value() && ra->topic4.has_value() &&
+         ra->topic3 == rb->topic4 && ra->topic4 == rb->topic3;
 }
 
 void Checker::CheckLiveness() {

@@ -11,6 +11,7 @@
 
 #include "kgr/frame.h"
 #include "kgr/records.h"
+#include "testing/crypto_testing.h"
 
 namespace kgr {
 namespace {
@@ -36,9 +37,15 @@ Iv FixedIv(uint8_t start) {
     iv[i] = static_cast<uint8_t>(start + i);
   return iv;
 }
+// What `seal` returns when every EtmSeal in it uses `iv` (test-only).
+template <typename F>
+auto WithIv(const Iv& iv, F seal) {
+  crypto_testing::FixedIvScope fixed(iv);
+  return seal();
+}
 std::string Hex(std::span<const uint8_t> b) { return ToHex(b); }
 std::string HexKeys(const SymmetricKeys& k) {
-  return Hex(k.enc.span()) + Hex(k.mac.span());
+  return Hex(k.RawEncKeyBytes().span()) + Hex(k.RawMacKeyBytes().span());
 }
 std::string Hex32(uint32_t v) {
   char b[9];
@@ -62,15 +69,15 @@ ordered_json Frame(const std::string& name, FrameHeader h, const Body& body,
   h.type = Body::kType;
   Bytes plain;
   body.EncodeTo(&plain);
-  auto frame = SealFrameWithIv(h, iv, plain, keys);
+  auto frame = WithIv(iv, [&] { return SealFrame(h, plain, keys); });
   if (!frame.ok()) {
     std::fprintf(stderr, "%s: %s\n", name.c_str(),
                  frame.status().ToString().c_str());
     std::exit(1);
   }
   return {{"name", name},
-          {"enc_key", Hex(keys.enc.span())},
-          {"mac_key", Hex(keys.mac.span())},
+          {"enc_key", Hex(keys.RawEncKeyBytes().span())},
+          {"mac_key", Hex(keys.RawMacKeyBytes().span())},
           {"header", HeaderJson(h)},
           {"iv", Hex(iv)},
           {"fields", std::move(fields)},
@@ -97,11 +104,11 @@ ordered_json Build() {
        {"ntag", Hex(ntag.span())},
        {"n_id", Hex32(n1)},
        {"nksk_key_req",
-        {{"enc_key", Hex(req_keys.enc.span())},
-         {"mac_key", Hex(req_keys.mac.span())}}},
+        {{"enc_key", Hex(req_keys.RawEncKeyBytes().span())},
+         {"mac_key", Hex(req_keys.RawMacKeyBytes().span())}}},
        {"nksk_key_ans",
-        {{"enc_key", Hex(ans_keys.enc.span())},
-         {"mac_key", Hex(ans_keys.mac.span())}}}},
+        {{"enc_key", Hex(ans_keys.RawEncKeyBytes().span())},
+         {"mac_key", Hex(ans_keys.RawMacKeyBytes().span())}}}},
       {{"name", "registration_request_id"},
        {"ntag", Hex(ntag.span())},
        {"request_id", RegistrationRequestId(ntag)}},
@@ -266,24 +273,25 @@ ordered_json Build() {
   d.ntag = ntag.Clone();
   d.nksk = nksk1.Clone();
   d.topic2 = T(0x20);
-  records.push_back(
-      {{"name", "node_desc"},
-       {"nk", Hex(nk.enc.span())},
-       {"nksign", Hex(nk.mac.span())},
-       {"owner_n_id", Hex32(owner)},
-       {"iv", Hex(FixedIv(0xd0))},
-       {"fields",
-        {{"n_id", Hex32(n1)},
-         {"entry_no", 7},
-         {"state", 2},
-         {"allowed_peers", {Hex32(n2)}},
-         {"last_counter", d.last_counter},
-         {"nksk_version", 1},
-         {"registered_unix_ms", d.registered_unix_ms},
-         {"ntag", Hex(ntag.span())},
-         {"nksk", HexKeys(nksk1)},
-         {"topic2", Hex(T(0x20))}}},
-       {"record", Hex(*EncodeRecord(d, nk, owner, FixedIv(0xd0)))}});
+  records.push_back({{"name", "node_desc"},
+                     {"nk", Hex(nk.RawEncKeyBytes().span())},
+                     {"nksign", Hex(nk.RawMacKeyBytes().span())},
+                     {"owner_n_id", Hex32(owner)},
+                     {"iv", Hex(FixedIv(0xd0))},
+                     {"fields",
+                      {{"n_id", Hex32(n1)},
+                       {"entry_no", 7},
+                       {"state", 2},
+                       {"allowed_peers", {Hex32(n2)}},
+                       {"last_counter", d.last_counter},
+                       {"nksk_version", 1},
+                       {"registered_unix_ms", d.registered_unix_ms},
+                       {"ntag", Hex(ntag.span())},
+                       {"nksk", HexKeys(nksk1)},
+                       {"topic2", Hex(T(0x20))}}},
+                     {"record", Hex(*WithIv(FixedIv(0xd0), [&] {
+                        return EncodeRecord(d, nk, owner);
+                      }))}});
   GenKey g;
   g.n_id1 = n1;
   g.request_id = h.request_id;
@@ -294,24 +302,25 @@ ordered_json Build() {
   g.nnsk = nnsk.Clone();
   g.topic3 = T(0x60);
   g.topic4 = T(0x70);
-  records.push_back(
-      {{"name", "gen_keys"},
-       {"nk", Hex(nk.enc.span())},
-       {"nksign", Hex(nk.mac.span())},
-       {"owner_n_id", Hex32(owner)},
-       {"iv", Hex(FixedIv(0xd1))},
-       {"fields",
-        {{"n_id1", Hex32(n1)},
-         {"request_id", g.request_id},
-         {"ctime_unix_ms", g.ctime_unix_ms},
-         {"step", 5},
-         {"renewal", 0},
-         {"version", 1},
-         {"n_id2", Hex32(n2)},
-         {"nnsk", HexKeys(nnsk)},
-         {"topic3", Hex(T(0x60))},
-         {"topic4", Hex(T(0x70))}}},
-       {"record", Hex(*EncodeRecord(g, nk, owner, FixedIv(0xd1)))}});
+  records.push_back({{"name", "gen_keys"},
+                     {"nk", Hex(nk.RawEncKeyBytes().span())},
+                     {"nksign", Hex(nk.RawMacKeyBytes().span())},
+                     {"owner_n_id", Hex32(owner)},
+                     {"iv", Hex(FixedIv(0xd1))},
+                     {"fields",
+                      {{"n_id1", Hex32(n1)},
+                       {"request_id", g.request_id},
+                       {"ctime_unix_ms", g.ctime_unix_ms},
+                       {"step", 5},
+                       {"renewal", 0},
+                       {"version", 1},
+                       {"n_id2", Hex32(n2)},
+                       {"nnsk", HexKeys(nnsk)},
+                       {"topic3", Hex(T(0x60))},
+                       {"topic4", Hex(T(0x70))}}},
+                     {"record", Hex(*WithIv(FixedIv(0xd1), [&] {
+                        return EncodeRecord(g, nk, owner);
+                      }))}});
   SesKey k;
   k.n_id = n2;
   k.ctime_unix_ms = 1700000000000;
@@ -323,8 +332,8 @@ ordered_json Build() {
   k.topic3 = T(0x60);
   k.topic4 = T(0x70);
   records.push_back({{"name", "ses_keys"},
-                     {"nk", Hex(nk.enc.span())},
-                     {"nksign", Hex(nk.mac.span())},
+                     {"nk", Hex(nk.RawEncKeyBytes().span())},
+                     {"nksign", Hex(nk.RawMacKeyBytes().span())},
                      {"owner_n_id", Hex32(n1)},
                      {"iv", Hex(FixedIv(0xd2))},
                      {"fields",
@@ -337,7 +346,9 @@ ordered_json Build() {
                        {"nnsk", HexKeys(nnsk)},
                        {"topic3", Hex(T(0x60))},
                        {"topic4", Hex(T(0x70))}}},
-                     {"record", Hex(*EncodeRecord(k, nk, n1, FixedIv(0xd2)))}});
+                     {"record", Hex(*WithIv(FixedIv(0xd2), [&] {
+                        return EncodeRecord(k, nk, n1);
+                      }))}});
   out["records"] = records;
   return out;
 }

@@ -40,7 +40,6 @@ StatusOr<SecretBytes> RandomSecret(size_t n);
 // per 4 KiB), each byte handed out once and wiped from the block; a forked
 // child never reuses its parent's block. Never for keys.
 Status RandomPublicBytes(std::span<uint8_t> out);
-StatusOr<Iv> RandomIv();         // RandomPublicBytes
 StatusOr<uint64_t> RandomU64();  // RandomPublicBytes
 StatusOr<uint32_t> RandomU32();  // RandomPublicBytes
 
@@ -51,42 +50,69 @@ void MixEntropy(std::span<const uint8_t> data);
 namespace crypto_internal {
 class PreparedKeys;  // crypto.cc
 }  // namespace crypto_internal
+namespace crypto_testing {
+struct KeyInternals;  // libkgr/testing/crypto_testing.h (tests only)
+}  // namespace crypto_testing
 
 // An encryption key and its MAC ("sign") key. Move-only; wiped on release.
-struct SymmetricKeys {
-  SymmetricKeys() = default;
-  SymmetricKeys(SecretBytes enc_key, SecretBytes mac_key,
-                std::shared_ptr<const crypto_internal::PreparedKeys> p = {})
-      : enc(std::move(enc_key)),
-        mac(std::move(mac_key)),
-        prepared(std::move(p)) {}
-
-  SecretBytes enc;
-  SecretBytes mac;
-  // Set by Prepare(): the AES key schedule and the HMAC state, computed once
-  // and used by EtmSeal/EtmOpen (only while they still match enc and mac).
-  // Shared by clones; freed and cleansed with the last of them.
-  std::shared_ptr<const crypto_internal::PreparedKeys> prepared;
+//
+// The key bytes are private: hand the pair to the functions below. The few
+// places where raw key bytes really leave (an NV blob, a key wrapped into a
+// frame body or a record, a derivation) read them through RawEncKeyBytes()
+// and RawMacKeyBytes(), named so that grep finds every one.
+class SymmetricKeys {
+ public:
+  SymmetricKeys() = default;  // empty: no key
+  // Takes both keys as they are; valid() tells whether they are a usable
+  // pair (FromBytes checks).
+  SymmetricKeys(SecretBytes enc_key, SecretBytes mac_key)
+      : enc_(std::move(enc_key)), mac_(std::move(mac_key)) {}
 
   // Two fresh random 32-byte keys.
   static StatusOr<SymmetricKeys> Generate();
-  // Checks both are kKeySize bytes.
+  // Copies both; INVALID_ARGUMENT unless both are kKeySize bytes.
   static StatusOr<SymmetricKeys> FromBytes(std::span<const uint8_t> enc,
                                            std::span<const uint8_t> mac);
-  SymmetricKeys Clone() const { return {enc.Clone(), mac.Clone(), prepared}; }
-  // For keys used many times (store keys, a node's NKSK, the KS's cached
-  // node entries): EtmSeal and EtmOpen then skip the key setup (an AES key
-  // expansion and four SHA-256 blocks for the HMAC pads per call). Costs
-  // about 1 KiB of key-equivalent state, kept until the keys are released.
-  Status Prepare();
-  bool valid() const {
-    return enc.size() == kKeySize && mac.size() == kKeySize;
-  }
-};
 
-// AES-256-CTR of `in` into `out` (same size; may alias).
-Status AesCtr(const SecretBytes& key, const Iv& iv, std::span<const uint8_t> in,
-              std::span<uint8_t> out);
+  // The prepared state (see Prepare) is shared with the clone.
+  SymmetricKeys Clone() const {
+    SymmetricKeys c(enc_.Clone(), mac_.Clone());
+    c.prepared_ = prepared_;
+    return c;
+  }
+  // For keys used many times (store keys, a node's NKSK, the KS's cached
+  // node entries): computes the AES key schedule and the HMAC state once,
+  // so that EtmSeal, EtmOpen and HmacSha256 then skip the key setup (an AES
+  // key expansion and four SHA-256 blocks for the HMAC pads per call).
+  // Costs about 1 KiB of key-equivalent state, shared by clones and
+  // cleansed with the last of them.
+  Status Prepare();
+  bool prepared() const { return prepared_ != nullptr; }
+
+  bool valid() const {
+    return enc_.size() == kKeySize && mac_.size() == kKeySize;
+  }
+  bool empty() const { return enc_.empty() && mac_.empty(); }
+  // Both keys equal those of `other` (constant time).
+  bool Equals(const SymmetricKeys& other) const {
+    // Both compared, whatever the first gives.
+    return (static_cast<int>(enc_.Equals(other.enc_)) &
+            static_cast<int>(mac_.Equals(other.mac_))) != 0;
+  }
+
+  // The raw key bytes, for where they must leave as bytes (see above).
+  const SecretBytes& RawEncKeyBytes() const { return enc_; }
+  const SecretBytes& RawMacKeyBytes() const { return mac_; }
+
+ private:
+  friend class crypto_internal::PreparedKeys;
+  friend struct crypto_testing::KeyInternals;
+
+  SecretBytes enc_;
+  SecretBytes mac_;
+  // Set by Prepare(); used only while it still matches enc_ and mac_.
+  std::shared_ptr<const crypto_internal::PreparedKeys> prepared_;
+};
 
 // HMAC-SHA256 over the concatenation of `parts`.
 StatusOr<Tag> HmacSha256(const SecretBytes& key,
@@ -98,7 +124,7 @@ Status VerifyHmacSha256(const SecretBytes& key,
                         std::initializer_list<std::span<const uint8_t>> parts,
                         std::span<const uint8_t> tag);
 
-// The same with the MAC key of `keys` (keys.mac), using its prepared state
+// The same with the MAC key of `keys`, using its prepared state
 // when it has one (see SymmetricKeys::Prepare).
 StatusOr<Tag> HmacSha256(const SymmetricKeys& keys,
                          std::initializer_list<std::span<const uint8_t>> parts);
@@ -118,20 +144,26 @@ StatusOr<SymmetricKeys> DeriveKeys(std::span<const uint8_t> ikm,
                                    std::span<const uint8_t> salt,
                                    std::span<const uint8_t> info);
 
-// Encrypt-then-MAC. `out` already holds an authenticated prefix (a header
-// that contains `iv`) starting at out[mac_from]. Appends
-// AES-256-CTR(keys.enc, iv, plaintext) and then the HMAC-SHA256 with
-// keys.mac of out[mac_from..] (prefix and ciphertext).
-Status EtmSeal(const SymmetricKeys& keys, const Iv& iv,
+// Encrypt-then-MAC under a fresh random IV, drawn here so that a caller
+// never picks one. `out` already holds the message's prefix, with the
+// kIvSize bytes at out[iv_at] where its format carries the IV (their
+// content is overwritten with the IV); the MAC covers the prefix from
+// out[mac_from] on. Appends AES-256-CTR(enc, iv, plaintext) and then
+// HMAC-SHA256(mac, out[mac_from..]) (prefix and ciphertext):
+//   out = prefix (IV at iv_at) || ciphertext || tag
+// (Deterministic IVs for test vectors: libkgr/testing/crypto_testing.h.)
+Status EtmSeal(const SymmetricKeys& keys, size_t iv_at,
                std::span<const uint8_t> plaintext, Bytes* out,
                size_t mac_from = 0);
 
-// Inverse of EtmSeal: checks `tag` over `authenticated` (prefix||ciphertext)
-// in constant time first, and only then decrypts `ciphertext` (a subspan of
-// `authenticated`). UNAUTHENTICATED(kVerificationFailed) on a bad tag.
-StatusOr<SecretBytes> EtmOpen(const SymmetricKeys& keys, const Iv& iv,
+// Inverse of EtmSeal: `authenticated` is what the tag covers, the prefix
+// (the IV at authenticated[iv_at]) followed by the ciphertext, which starts
+// at ciphertext_at and runs to the end. Checks `tag` in constant time
+// first, and only then decrypts. UNAUTHENTICATED(kVerificationFailed) on a
+// bad tag; INVALID_ARGUMENT if the offsets do not fit.
+StatusOr<SecretBytes> EtmOpen(const SymmetricKeys& keys,
                               std::span<const uint8_t> authenticated,
-                              std::span<const uint8_t> ciphertext,
+                              size_t iv_at, size_t ciphertext_at,
                               std::span<const uint8_t> tag);
 
 // X25519 (RFC 7748) for ephemeral key agreement (NKSK rotation).

@@ -95,7 +95,7 @@ struct FrameHeader {
   // frame counter when the request was made (grows per node, see
   // docs/protocol.md section 3).
   uint64_t request_id = 0;
-  Iv iv{};                // filled by SealFrame
+  Iv iv{};                // filled by SealFrame (random)
   uint32_t body_len = 0;  // filled by SealFrame
 };
 
@@ -104,14 +104,10 @@ struct FrameHeader {
 // on every received message before any key lookup.
 StatusOr<FrameHeader> PeekFrameHeader(std::span<const uint8_t> frame);
 
-// Seals `body` under `keys` with a fresh random IV. `header.iv` and
-// `header.body_len` are ignored and set from the arguments.
+// Seals `body` under `keys` with a fresh random IV (EtmSeal draws it).
+// `header.iv` and `header.body_len` are ignored and set from the arguments.
 StatusOr<Bytes> SealFrame(FrameHeader header, std::span<const uint8_t> body,
                           const SymmetricKeys& keys);
-// As above with a caller-chosen IV: only for test vectors.
-StatusOr<Bytes> SealFrameWithIv(FrameHeader header, const Iv& iv,
-                                std::span<const uint8_t> body,
-                                const SymmetricKeys& keys);
 
 // Verifies the tag (UNAUTHENTICATED "verification failed" on any mismatch)
 // and then decrypts. Returns the body; `header` receives the parsed header.

@@ -12,6 +12,7 @@
 #define KGR_OWN_DATA_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -59,6 +60,17 @@ StatusOr<OwnData> LoadOwnData(Tpm& tpm);
 
 // Writes the identity and NK slots (and NTAG if non-empty): used by init.
 Status SaveInitialOwnData(Tpm& tpm, const OwnData& data);
+
+// The load-or-create step of init (4.2, 4.4). Ensures the TPM's trust
+// structure (with the KEDK for the KS), then loads the own data: if there
+// is some, returns it when `accept` does (else accept's error). If the TPM
+// was never initialized (NOT_FOUND), mixes TPM entropy, completes `fresh`
+// (role, BA, prefix, KS N_ID and NTAG set by the caller) with a random N_ID
+// if it has none, a random own topic and a new NK pair, saves it and
+// returns it. *created tells which happened.
+StatusOr<OwnData> LoadOrCreateOwnData(
+    Tpm& tpm, OwnData fresh,
+    const std::function<Status(const IdentityBlob&)>& accept, bool* created);
 
 // Writes the kKsKeys slot (one NV write): at registration and at each NKSK
 // rotation. The encoded blob is wiped after the write.

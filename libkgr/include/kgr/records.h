@@ -17,7 +17,9 @@
 // bytes, half-set key pair, too many peers, bad state).
 //
 // All functions are thread-safe. The record structs are move-only because
-// they hold SecretBytes; use Clone() for an explicit copy.
+// they hold SecretBytes; use Clone() for an explicit copy. Each names all
+// its fields once, in Fields(), from which Clone() copies them (and tests
+// compare them): a new field goes there too.
 #ifndef KGR_RECORDS_H_
 #define KGR_RECORDS_H_
 
@@ -26,6 +28,8 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "kgr/bytes.h"
@@ -46,6 +50,31 @@ std::string_view RecordTypeName(RecordType type);
 
 // NK (enc) and NKsign (mac) of the node that owns the file.
 using RecordKeys = SymmetricKeys;
+
+namespace records_internal {
+// A copy of `r` (a record struct): its Fields() copied, or cloned where
+// they hold secrets.
+template <typename R>
+R CloneFields(const R& r) {
+  R c;
+  auto to = R::Fields(c);
+  const auto from = R::Fields(r);
+  auto clone = []<typename T>(const T& v) -> T {
+    if constexpr (requires { v.Clone(); }) {
+      return v.Clone();
+    } else {
+      return v;
+    }
+  };
+  std::apply(
+      [&](auto&... dst) {
+        std::apply([&](const auto&... src) { ((dst = clone(src)), ...); },
+                   from);
+      },
+      to);
+  return c;
+}
+}  // namespace records_internal
 
 inline constexpr uint8_t kRecordVersion = 1;
 inline constexpr size_t kRecordNtagSize = 32;
@@ -90,7 +119,15 @@ struct NodeDesc {
   bool nksk_unused = false;
 
   Key key() const { return n_id; }
-  NodeDesc Clone() const;
+  // Every field, as references into `d` (const or not).
+  template <typename Self>
+  static auto Fields(Self& d) {
+    return std::tie(d.n_id, d.entry_no, d.state, d.allowed_peers,
+                    d.last_counter, d.nksk_version, d.registered_unix_ms,
+                    d.request_floor, d.ntag, d.nksk, d.topic2, d.prev_nksk,
+                    d.nksk_unused);
+  }
+  NodeDesc Clone() const { return records_internal::CloneFields(*this); }
 };
 
 // One key of the KS file gen_keys: pending from step 2 to step 5 of 4.7;
@@ -116,7 +153,12 @@ struct GenKey {
 
   Key key() const { return request_id; }
   bool tombstone() const { return step == kGenKeyTombstone; }
-  GenKey Clone() const;
+  template <typename Self>
+  static auto Fields(Self& g) {
+    return std::tie(g.n_id1, g.request_id, g.ctime_unix_ms, g.step, g.renewal,
+                    g.version, g.n_id2, g.nnsk, g.topic3, g.topic4);
+  }
+  GenKey Clone() const { return records_internal::CloneFields(*this); }
 };
 
 // One session key description of a node's file ses_keys.
@@ -160,7 +202,14 @@ struct SesKey {
   bool has_previous() const {
     return other_nnsk.valid() && other_version < key_version;
   }
-  SesKey Clone() const;
+  template <typename Self>
+  static auto Fields(Self& k) {
+    return std::tie(k.n_id, k.ctime_unix_ms, k.key_version, k.frames_sent,
+                    k.bytes_sent, k.rx_counter, k.nnsk, k.topic3, k.topic4,
+                    k.other_version, k.other_rx_counter, k.other_nnsk,
+                    k.other_topic3, k.other_topic4);
+  }
+  SesKey Clone() const { return records_internal::CloneFields(*this); }
 };
 
 // Seals `record` for the file of node `owner_n_id` with a random IV.
@@ -170,14 +219,6 @@ StatusOr<Bytes> EncodeRecord(const GenKey& record, const RecordKeys& keys,
                              uint32_t owner_n_id);
 StatusOr<Bytes> EncodeRecord(const SesKey& record, const RecordKeys& keys,
                              uint32_t owner_n_id);
-// Deterministic variants for test vectors. Never reuse an IV with the same
-// NK outside tests.
-StatusOr<Bytes> EncodeRecord(const NodeDesc& record, const RecordKeys& keys,
-                             uint32_t owner_n_id, const Iv& iv);
-StatusOr<Bytes> EncodeRecord(const GenKey& record, const RecordKeys& keys,
-                             uint32_t owner_n_id, const Iv& iv);
-StatusOr<Bytes> EncodeRecord(const SesKey& record, const RecordKeys& keys,
-                             uint32_t owner_n_id, const Iv& iv);
 
 // Verifies and opens a record of type R::kType: DecodeRecord<NodeDesc>(...).
 template <typename R>
