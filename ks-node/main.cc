@@ -130,33 +130,6 @@ constexpr SettingSpec kSpecs[] = {
     {.flag = "node", .key = {}, .kind = SettingKind::kNodeId},
 };
 
-StatusOr<KsOptions> LoadOptions(const CommandLine& c) {
-  KsOptions o;
-  KGR_ASSIGN_OR_RETURN(o.daemon, DaemonOptionsFrom(c));
-  o.topic_prefix = c.Str("topic_prefix");
-  KeyServerOptions& k = o.key_server;
-  k.gen_key_ttl_ms = c.Int("gen_key_ttl_ms");
-  const uint64_t rate = c.Int("node_frames_per_s");
-  const uint64_t burst = c.Has("node_burst") ? c.Int("node_burst") : 2 * rate;
-  if (rate != 0 && burst == 0) {
-    return c.Invalid("node_burst", "must be at least 1 with a rate limit");
-  }
-  k.node_frames_per_s = static_cast<double>(rate);
-  k.node_burst = static_cast<double>(burst);
-  k.max_pending = c.Int("max_pending");
-  o.backup = {.dir = c.Str("backup_dir"),
-              .recovery_public_file = c.Str("backup_recovery_public"),
-              .interval_s = c.Int("backup_interval_s"),
-              .keep = c.Int("backup_keep")};
-  if (!o.backup.dir.empty() && o.backup.recovery_public_file.empty()) {
-    return c.Invalid("backup_dir", "needs backup_recovery_public");
-  }
-  if (o.daemon.state_dir.empty() && c.command != "recovery-key") {
-    return InvalidArgumentError("no state directory: --state-dir or state_dir");
-  }
-  return o;
-}
-
 Status RunCommand(const CommandLine& f, const KsOptions& o) {
   if (f.command == "init") return KsInit(o);
   if (f.command == "run") return KsRun(o);
@@ -179,6 +152,6 @@ int main(int argc, char** argv) {
   return kgr::ProgramMain("kgr-ks", kgr::kUsage, argc, argv, kgr::kSpecs,
                           {"init", "run", "status", "rotate", "backup", "restore",
                            "recovery-key"},
-                          kgr::LoadOptions,
+                          kgr::KsOptionsFrom,
                           kgr::RunCommand);
 }

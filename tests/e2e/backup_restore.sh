@@ -27,6 +27,15 @@ mkdir -p "$keys"
 openssl genpkey -algorithm X25519 -out "$keys/openssl.key" 2>/dev/null
 openssl pkey -in "$keys/openssl.key" -pubout -out "$keys/openssl.pub" 2>/dev/null
 
+# A backup directory without a recovery key is a config error: exit 2, one
+# line naming the setting, nothing created.
+rc=0
+"$KS_BIN" run --state-dir "$KED_DIR/nothing" --backup-dir "$KED_DIR/nothing-bk" \
+  >/dev/null 2>"$KED_DIR/cfg.err" || rc=$?
+[[ $rc == 2 && $(wc -l <"$KED_DIR/cfg.err") == 1 ]] && grep -q -- "backup-dir" "$KED_DIR/cfg.err" ||
+  die "backup dir without a recovery key: rc=$rc, $(cat "$KED_DIR/cfg.err")"
+[[ ! -e $KED_DIR/nothing && ! -e $KED_DIR/nothing-bk ]] || die "a refused config created files"
+
 backups=$KED_DIR/backups
 KS_EXTRA_ARGS="--backup-dir $backups --backup-recovery-public $keys/recovery.pub --backup-interval-s 1"
 ked_ks_up

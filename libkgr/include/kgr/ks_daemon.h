@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "kgr/cli.h"
 #include "kgr/daemon.h"
 #include "kgr/key_server.h"
 #include "kgr/status.h"
@@ -29,6 +30,11 @@ struct KsOptions {
   // floor is read from <state_dir>/counter.
   KeyServerOptions key_server;
 };
+
+// From kgr-ks's settings rows (ks-node/main.cc): the shared daemon rows,
+// topic_prefix, the KeyServer's limits and the backup rows. INVALID_ARGUMENT
+// naming the setting for a combination that cannot work.
+StatusOr<KsOptions> KsOptionsFrom(const CommandLine& c);
 
 // `init`: the KS's trust structure and own data in the TPM (idempotent).
 Status KsInit(const KsOptions& o);
