@@ -21,8 +21,12 @@ set(ENV{PKG_CONFIG_LIBDIR}
     /usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig)
 
 # ctest and gtest_discover_tests run the arm64 test programs through
-# qemu-user directly, so no binfmt_misc registration is needed.
+# qemu-user directly, so no binfmt_misc registration is needed. The programs
+# load the multiarch libc6:arm64 (/lib/ld-linux-aarch64.so.1 and
+# /lib/aarch64-linux-gnu) like every other arm64 library; `-L
+# /usr/aarch64-linux-gnu` would pair the cross package's ld.so with that
+# libc, and a mismatched pair hangs in the first pthread_create.
 find_program(KGR_QEMU_AARCH64 qemu-aarch64-static)
 if(KGR_QEMU_AARCH64)
-  set(CMAKE_CROSSCOMPILING_EMULATOR ${KGR_QEMU_AARCH64} -L /usr/aarch64-linux-gnu)
+  set(CMAKE_CROSSCOMPILING_EMULATOR ${KGR_QEMU_AARCH64})
 endif()
