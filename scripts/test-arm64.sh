@@ -9,7 +9,7 @@
 # over 20 times as long (sim_seeds ran past 300 s; 13 s natively), and the
 # native build runs the same code. MqttITest.ReconnectAfterOutages...
 # /mosquitto crashed once in two runs under qemu (SIGSEGV after the second
-# reconnect, libmosquitto's thread; it passes natively and under ASan): left
+# reconnect with the libmosquitto client; the x86 steps still run it): left
 # out here until it is understood (issue 22), not fixed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
