@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Configures and builds kgr into ${BUILD_DIR:-build}. Extra args go to cmake.
+# Configures and builds kgr into ${BUILD_DIR:-build} with ${JOBS:-$(nproc)}
+# parallel jobs (BUILD_TARGET: one target). Extra args go to cmake.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${BUILD_DIR:-build}
@@ -9,4 +10,4 @@ if command -v ccache >/dev/null 2>&1; then
   launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 fi
 cmake -S . -B "$build" -G Ninja "${launcher[@]}" "$@" >/dev/null
-ninja -C "$build" -j"$(nproc)" ${BUILD_TARGET:-}
+ninja -C "$build" -j"${JOBS:-$(nproc)}" ${BUILD_TARGET:-}
