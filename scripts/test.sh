@@ -2,9 +2,11 @@
 # Sets up a fresh Debian 12 machine (as root) and runs every test of kgr:
 # unit, integration (real swtpm, real TLS Mosquitto), end-to-end, the
 # libFuzzer targets for a bounded time each, the whole suite under
-# ASan+UBSan, an arm64 cross-build with its unit and integration tests under
-# qemu-user, then ctest (its summary line is the last thing printed).
-# KGR_SKIP_FUZZ=1, KGR_SKIP_ASAN=1, KGR_SKIP_ARM64=1 leave a step out.
+# ASan+UBSan, then ctest (its summary line is the last thing printed).
+# KGR_SKIP_FUZZ=1, KGR_SKIP_ASAN=1 leave a step out. KGR_ARM64=1 adds the
+# arm64 cross-build with its unit and integration tests under qemu-user
+# (scripts/test-arm64.sh): opt-in until it fits CI's 30 minutes (it adds
+# about 11 minutes on 2 cores; issue 22).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -21,7 +23,7 @@ if [[ "${KGR_SKIP_ASAN:-0}" != 1 ]]; then
    LSAN_OPTIONS="suppressions=$PWD/../tests/lsan.supp:print_suppressions=0" \
      ctest --output-on-failure -j2 --timeout 900 -LE bench)
 fi
-if [[ "${KGR_SKIP_ARM64:-0}" != 1 ]]; then
+if [[ "${KGR_ARM64:-0}" == 1 ]]; then
   bash scripts/test-arm64.sh
 fi
 cd build
