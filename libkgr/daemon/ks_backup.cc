@@ -74,13 +74,11 @@ nlohmann::json KsBackups::OnDemand(const nlohmann::json& request,
                                    const NodeDescStore& nodes) {
   const std::string pem = request.value("recovery_public_pem", "");
   auto pub = ParseRecoveryPublicKey(AsBytes(pem), "recovery public key");
-  StatusOr<nlohmann::json> written = pub.status();
-  if (pub.ok()) {
-    const std::string path =
-        o_.daemon.state_dir + "/" +
-        BackupFileName(SystemClock()->NowUnixMillis()) + ".ondemand";
-    written = WriteBackupFile(own_, nodes, *pub, path);
-  }
+  if (!pub.ok()) return {{"ok", false}, {"error", pub.status().ToString()}};
+  const std::string path = o_.daemon.state_dir + "/" +
+                           BackupFileName(SystemClock()->NowUnixMillis()) +
+                           ".ondemand";
+  auto written = WriteBackupFile(own_, nodes, *pub, path);
   if (!written.ok()) {
     return {{"ok", false}, {"error", written.status().ToString()}};
   }
