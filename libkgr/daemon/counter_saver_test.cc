@@ -89,3 +89,23 @@ TEST(CounterSaverTest, MalformedFileIsDataLoss) {
 
 }  // namespace
 }  // namespace kgr
+
+namespace kgr {
+namespace {
+
+TEST(CounterFileTest, LoadCounterIsTheSavedValueWithoutMargin) {
+  FakeFileSystem fs;
+  auto none = LoadCounter(fs, "/state/ac_counter");
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, 0u);
+  ASSERT_TRUE(SaveCounter(fs, "/state/ac_counter", 987654321).ok());
+  auto v = LoadCounter(fs, "/state/ac_counter");
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v, 987654321u);
+  fs.SetContents("/state/ac_counter", Bytes{'x', '\n'});
+  EXPECT_EQ(LoadCounter(fs, "/state/ac_counter").status().code(),
+            StatusCode::kDataLoss);
+}
+
+}  // namespace
+}  // namespace kgr

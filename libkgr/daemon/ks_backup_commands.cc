@@ -6,6 +6,7 @@
 #include "daemon/wiring.h"
 #include "kgr/clock.h"
 #include "kgr/control.h"
+#include "kgr/counter_file.h"
 #include "kgr/topic.h"
 
 namespace kgr {
@@ -123,8 +124,16 @@ Status KsRestore(const KsOptions& o, const std::string& backup_file,
   }
   KGR_ASSIGN_OR_RETURN(auto lock, DirLock::ForStateDir(o.daemon.state_dir));
   KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpmFor(o.daemon));
-  KGR_RETURN_IF_ERROR(RestoreKsBackup(*tpm, fs, *backup, o.daemon.state_dir,
-                                      SystemClock()->NowUnixMicros()));
+  const uint64_t now_us = SystemClock()->NowUnixMicros();
+  KGR_RETURN_IF_ERROR(
+      RestoreKsBackup(*tpm, fs, *backup, o.daemon.state_dir, now_us));
+  // No AC request from before the restore counts again either.
+  const std::string ac_floor = AcCounterPath(o.daemon.state_dir);
+  if (Status st = SaveCounter(fs, ac_floor, now_us); !st.ok()) {
+    return DataLossError("restored, but " + ac_floor + " was not written (" +
+                         st.message() + "): write " + std::to_string(now_us) +
+                         " into it before kgr-ks run");
+  }
   std::printf(
       "restored key server %s: %zu nodes, backup of %llu (unix ms); start "
       "kgr-ks run\n",

@@ -16,6 +16,7 @@
 #include "kgr/clock.h"
 #include "kgr/cms.h"
 #include "kgr/control.h"
+#include "kgr/counter_file.h"
 #include "kgr/credentials.h"
 #include "kgr/ks_daemon.h"
 #include "kgr/topic.h"
@@ -75,6 +76,12 @@ class KsService {
     KGR_ASSIGN_OR_RETURN(backups_, KsBackups::Create(o_, own));
     KeyServerOptions ko = o_.key_server;
     KGR_ASSIGN_OR_RETURN(ko.counter_floor, counter_.LoadFloor());
+    const std::string ac_floor = AcCounterPath(o_.daemon.state_dir);
+    KGR_ASSIGN_OR_RETURN(ko.ac_counter_floor,
+                         LoadCounter(*DefaultFileSystem(), ac_floor));
+    ko.persist_ac_counter = [ac_floor](uint64_t counter) {
+      return SaveCounter(*DefaultFileSystem(), ac_floor, counter);
+    };
     ks_ = std::make_unique<KeyServer>(
         std::move(own), std::move(kedk_), *transport_, *stores_.nodes,
         *stores_.gen_keys, cms_.get(), *SystemClock(), ko);

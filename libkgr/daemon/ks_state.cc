@@ -22,6 +22,10 @@ const char* StateName(uint8_t s) {
 
 }  // namespace
 
+std::string AcCounterPath(const std::string& state_dir) {
+  return state_dir + "/ac_counter";
+}
+
 StatusOr<KsStores> OpenKsStores(const DaemonOptions& o, const OwnData& own) {
   KsStores st;
   StoreOptions so = StoreOptionsFor(o);

@@ -21,6 +21,10 @@ struct KsStores {
   std::unique_ptr<GenKeysStore> gen_keys;
 };
 
+// <state_dir>/ac_counter: the highest AC request counter the KS accepted,
+// written before it acts on the request (KeyServerOptions).
+std::string AcCounterPath(const std::string& state_dir);
+
 // Opens <state_dir>/node_desc and <state_dir>/gen_keys under the KS's NK.
 StatusOr<KsStores> OpenKsStores(const DaemonOptions& o, const OwnData& own);
 

@@ -189,6 +189,14 @@ void HandleAc(Context& ctx, const Bytes& message) {
     return Drop(ctx, &h, "AC frame with a sender N_ID");
   if (!ctx.ac_window.IsFresh(h.counter))
     return Drop(ctx, &h, "replayed counter");
+  // Durable before anything is done: a restart never accepts it again.
+  if (ctx.options.persist_ac_counter &&
+      h.counter > ctx.ac_window.highest()) {
+    Status saved = ctx.options.persist_ac_counter(h.counter);
+    if (!saved.ok()) {
+      return Drop(ctx, &h, "AC replay floor not saved: " + saved.message());
+    }
+  }
   ctx.ac_window.Accept(h.counter);
 
   Bytes reply_body;

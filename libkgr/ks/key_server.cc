@@ -27,7 +27,8 @@ Context::Context(OwnData own_data, Bytes kedk, Transport& transport_ref,
       node_limiter(opts.node_frames_per_s, opts.node_burst),
       registration_limiter(opts.node_frames_per_s, opts.node_burst),
       registrations_limiter(opts.registrations_per_s, opts.registrations_burst),
-      ac_limiter(opts.ac_messages_per_s, opts.ac_burst) {}
+      ac_limiter(opts.ac_messages_per_s, opts.ac_burst),
+      ac_window(opts.ac_counter_floor) {}
 
 namespace {
 

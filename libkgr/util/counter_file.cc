@@ -1,13 +1,19 @@
 #include "kgr/counter_file.h"
 
+#include <optional>
 #include <string>
 
 namespace kgr {
+namespace {
 
-StatusOr<uint64_t> LoadCounterFloor(FileSystem& fs, const std::string& path) {
+// The saved counter, or nullopt if there is no file.
+StatusOr<std::optional<uint64_t>> ReadCounter(FileSystem& fs,
+                                              const std::string& path) {
   auto raw = fs.ReadFile(path);
   if (!raw.ok()) {
-    if (raw.status().code() == StatusCode::kNotFound) return uint64_t{0};
+    if (raw.status().code() == StatusCode::kNotFound) {
+      return std::optional<uint64_t>();
+    }
     return raw.status();
   }
   uint64_t v = 0;
@@ -20,7 +26,19 @@ StatusOr<uint64_t> LoadCounterFloor(FileSystem& fs, const std::string& path) {
     v = v * 10 + (c - '0');
   }
   if (digits == 0) return DataLossError(path + ": empty counter file");
-  return v + kCounterRestartMargin;
+  return std::optional<uint64_t>(v);
+}
+
+}  // namespace
+
+StatusOr<uint64_t> LoadCounterFloor(FileSystem& fs, const std::string& path) {
+  KGR_ASSIGN_OR_RETURN(std::optional<uint64_t> v, ReadCounter(fs, path));
+  return v.has_value() ? *v + kCounterRestartMargin : 0;
+}
+
+StatusOr<uint64_t> LoadCounter(FileSystem& fs, const std::string& path) {
+  KGR_ASSIGN_OR_RETURN(std::optional<uint64_t> v, ReadCounter(fs, path));
+  return v.value_or(0);
 }
 
 Status SaveCounter(FileSystem& fs, const std::string& path, uint64_t counter) {

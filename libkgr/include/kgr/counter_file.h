@@ -17,6 +17,9 @@ namespace kgr {
 // or 0 if there is no file; a malformed file is DATA_LOSS.
 inline constexpr uint64_t kCounterRestartMargin = 60'000'000;  // 60 s in µs
 StatusOr<uint64_t> LoadCounterFloor(FileSystem& fs, const std::string& path);
+// The saved value itself (0 if there is no file), for a floor that is
+// written before it is relied on (the KS's AC replay floor).
+StatusOr<uint64_t> LoadCounter(FileSystem& fs, const std::string& path);
 Status SaveCounter(FileSystem& fs, const std::string& path, uint64_t counter);
 
 }  // namespace kgr

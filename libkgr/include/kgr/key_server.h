@@ -24,6 +24,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -69,6 +70,13 @@ struct KeyServerOptions {
   // Every frame counter the KS sends is above this (the last counter of a
   // previous run, persisted by the daemon, plus a margin).
   uint64_t counter_floor = 0;
+  // AC requests with a counter at or below this are replays (the highest
+  // accepted by a previous run). With `persist_ac_counter` set, the KS
+  // calls it with each AC request's counter before it acts on the request
+  // and drops the request if it fails, so that no restart (or crash) lets
+  // a captured AC request count again.
+  uint64_t ac_counter_floor = 0;
+  std::function<Status(uint64_t)> persist_ac_counter;
   // Decoded node_desc entries kept in memory, so that a frame costs no
   // record decryption (0: none). An entry holds the node's NKSK/NKSKsign in
   // the clear (wiped on eviction), as every request does briefly anyway.
