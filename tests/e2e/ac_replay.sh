@@ -14,10 +14,7 @@ ked_broker_up
 ked_ks_up
 ked_node_add alpha
 ked_node_add bravo
-mosquitto_sub -h 127.0.0.1 -p "$BROKER_PORT" --cafile "$KED_DIR/pki/ca.crt" \
-  --cert "$KED_DIR/pki/n00000000.crt" --key "$KED_DIR/pki/n00000000.key" \
-  -i observer -t 'kgr/ks/ac' -F '%t %x' >"$KED_DIR/observed" 2>&1 &
-KED_PIDS+=("$!")
+ked_observe 'kgr/ks/ac'
 sleep 0.5
 
 a=${NODE_ID[alpha]} b=${NODE_ID[bravo]}

@@ -204,6 +204,16 @@ mqtt_as() {
     --cert "$KED_DIR/pki/$cn.crt" --key "$KED_DIR/pki/$cn.key" -i "$cn-$RANDOM" "$@")
 }
 
+# ked_observe FILTER: (tests, KED_OBSERVER=1) the observer identity
+# records every message matching FILTER as "topic hex" lines in
+# $KED_DIR/observed from now on.
+ked_observe() {
+  mosquitto_sub -h 127.0.0.1 -p "$BROKER_PORT" --cafile "$KED_DIR/pki/ca.crt" \
+    --cert "$KED_DIR/pki/n00000000.crt" --key "$KED_DIR/pki/n00000000.key" \
+    -i observer -t "$1" -F '%t %x' >"$KED_DIR/observed" 2>&1 &
+  KED_PIDS+=("$!")
+}
+
 ks_log_count() { grep -c -- "$1" "$KED_DIR/logs/ks.log" || true; }
 
 # node_start NAME: starts (again) the node's daemon; sets NODE_PID[NAME].

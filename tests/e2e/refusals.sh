@@ -12,10 +12,7 @@ ked_init
 ked_broker_up
 ked_ks_up
 # An observer sees every frame (hex) from now on.
-mosquitto_sub -h 127.0.0.1 -p "$BROKER_PORT" --cafile "$KED_DIR/pki/ca.crt" \
-  --cert "$KED_DIR/pki/n00000000.crt" --key "$KED_DIR/pki/n00000000.key" \
-  -i observer -t 'kgr/#' -F '%t %x' >"$KED_DIR/observed" 2>&1 &
-KED_PIDS+=("$!")
+ked_observe 'kgr/#'
 ked_node_add alpha
 ked_node_add bravo alpha
 ked_node_add charlie

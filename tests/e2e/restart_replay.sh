@@ -12,10 +12,7 @@ ked_init
 ked_broker_up
 ked_ks_up
 # The observer (tests only: may read and write everything) records frames.
-mosquitto_sub -h 127.0.0.1 -p "$BROKER_PORT" --cafile "$KED_DIR/pki/ca.crt" \
-  --cert "$KED_DIR/pki/n00000000.crt" --key "$KED_DIR/pki/n00000000.key" \
-  -i observer -t 'kgr/#' -F '%t %x' >"$KED_DIR/observed" 2>&1 &
-KED_PIDS+=("$!")
+ked_observe 'kgr/#'
 ked_pair alpha bravo
 
 received() { grep -c "bytes of data from ${NODE_ID[alpha]}" "$KED_DIR/logs/bravo.log" || true; }
