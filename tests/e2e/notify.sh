@@ -61,8 +61,8 @@ say "ks: WATCHDOG=1 every ~200 ms ($((w1 - w0)) in 1 s), none while stopped"
 kill -HUP "$KS_PID"
 wait_for ks RELOADING=1 1
 wait_for ks '^READY=1' 2
-grep -n 'RELOADING=1\|READY=1' "$KED_DIR/ks.notify" | tail -2 | grep -q 'RELOADING' &&
-  die "ks: no READY=1 after RELOADING=1"
+grep 'RELOADING=1\|READY=1' "$KED_DIR/ks.notify" | tail -2 | tr '\n' ' ' |
+  grep -q '^RELOADING=1 READY=1|STATUS=serving' || die "ks: no READY=1 after RELOADING=1"
 say "ks: SIGHUP: RELOADING=1 then READY=1"
 
 NOTIFY_SOCKET=$KED_DIR/alpha.sock ked_node_add alpha
