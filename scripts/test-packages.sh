@@ -15,7 +15,7 @@ build=${BUILD_DIR:-build}
 pkgs=(kgr-ks kgr-node kgr-ac)
 die() { printf 'test-packages: FAIL: %s\n' "$*" >&2; exit 1; }
 say() { printf 'test-packages: %s\n' "$*"; }
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+installed() { [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) == 'install ok installed' ]]; }
 
 [[ $(id -u) -eq 0 ]] || die "run as root (dpkg -i)"
 [[ -f $build/CMakeCache.txt ]] || die "no build in $build (scripts/build.sh first)"
@@ -42,7 +42,7 @@ say "built $(cd "$out" && ls ./*.deb | tr '\n' ' ')"
 # 2. What each package holds and needs.
 contents() { dpkg-deb -c "${deb[$1]}" | awk '{print $6}' | sed 's|^\./|/|'; }
 expect_file() {  # expect_file PKG PATH
-  contents "$1" | grep -qx "$2" || die "$1 lacks $2"
+  grep -qx "$2" <<<"$(contents "$1")" || die "$1 lacks $2"
 }
 for p in kgr-ks kgr-node; do
   role=${p#kgr-}
@@ -53,9 +53,12 @@ for p in kgr-ks kgr-node; do
   for d in adduser tpm-udev libtss2-tcti-device0 libsystemd0 libssl3 libtss2-esys; do
     grep -q "$d" <<<"$depends" || die "$p: Depends lacks $d (got: $depends)"
   done
-  dpkg-deb -I "${deb[$p]}" | grep -q 'postinst' || die "$p has no postinst"
-  dpkg-deb --ctrl-tarfile "${deb[$p]}" | tar -xO ./conffiles 2>/dev/null |
-    grep -qx "/etc/kgr/$role.json" || die "$p: /etc/kgr/$role.json is not a conffile"
+  control=$(dpkg-deb --ctrl-tarfile "${deb[$p]}" | tar -t)
+  for f in ./postinst ./prerm ./postrm ./conffiles; do
+    grep -qx "$f" <<<"$control" || die "$p has no $f"
+  done
+  grep -qx "/etc/kgr/$role.json" <<<"$(dpkg-deb --ctrl-tarfile "${deb[$p]}" | tar -xO ./conffiles)" ||
+    die "$p: /etc/kgr/$role.json is not a conffile"
 done
 expect_file kgr-ks /usr/share/kgr/broker-config/render.sh
 expect_file kgr-ac /usr/bin/kgr-ac
@@ -68,7 +71,7 @@ dpkg -i "${deb[@]}" >"$out/dpkg.log" 2>&1 || { cat "$out/dpkg.log"; die "dpkg -i
 for p in "${pkgs[@]}"; do installed "$p" || die "$p not installed"; done
 for u in kgr-ks kgr-node; do
   id "$u" >/dev/null 2>&1 || die "postinst made no user $u"
-  id -nG "$u" | tr ' ' '\n' | grep -qx tss || die "$u is not in group tss"
+  grep -qw tss <<<"$(id -nG "$u")" || die "$u is not in group tss"
   [[ $(stat -c '%U %a' "/var/lib/$u") == "$u 700" ]] ||
     die "/var/lib/$u is $(stat -c '%U %a' "/var/lib/$u"), not $u 700"
 done
@@ -119,7 +122,7 @@ files=$(for p in "${pkgs[@]}"; do dpkg -L "$p"; done | sort -u)
 dpkg --purge "${pkgs[@]}" >"$out/purge.log" 2>&1 || { cat "$out/purge.log"; die "dpkg --purge failed"; }
 for p in "${pkgs[@]}"; do
   ! installed "$p" || die "$p still installed after purge"
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'config-files' &&
+  [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true) != *config-files* ]] ||
     die "$p left config files"
 done
 left=$(while read -r f; do [[ -f $f ]] && echo "$f"; done <<<"$files" || true)
