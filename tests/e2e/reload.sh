@@ -66,6 +66,7 @@ bad_reload ks "$KS_PID" "$ks_conf" '' 'not a JSON object'
 rm -f "$ks_conf"
 hup ks "$KS_PID" "reload refused, the running settings stay: .*cannot read config file $ks_conf"
 key_once
+# shellcheck disable=SC2046
 "$KS_BIN" status $(ks_args) --json >/dev/null || die "kgr-ks status after refused reloads"
 # The settings it had stay: still debug.
 before=$(ks_log_count "confirmed and forgotten")
