@@ -77,7 +77,9 @@ for u in kgr-ks kgr-node; do
 done
 say "installed; users kgr-ks and kgr-node (group tss), /var/lib/kgr-* 0700"
 
-# 4. The units.
+# 4. The units. systemd-analyze verify needs no running systemd (PID 1 here
+#    may be anything); it does check that ExecStart's binary exists, hence
+#    after the install.
 for u in kgr-ks kgr-node; do
   if ! systemd-analyze verify "/lib/systemd/system/$u.service" >"$out/verify-$u.log" 2>&1; then
     cat "$out/verify-$u.log"
