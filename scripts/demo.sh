@@ -5,6 +5,8 @@
 # three nodes through the AC, registers them, establishes session keys for
 # two pairs, exchanges data, renews a key, exchanges data again, and stops
 # everything it started. Ends with "demo: OK ..." or exits non-zero.
+# KGR_SKIP_SETUP=1 skips the setup and build; KGR_BIN_DIR=/usr/bin runs it
+# against the installed packages' kgr-ks, kgr-ac and kgr-node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ ${KGR_SKIP_SETUP:-0} != 1 ]]; then

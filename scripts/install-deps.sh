@@ -12,6 +12,7 @@ packages=(
   libtss2-dev tpm2-tools swtpm swtpm-tools
   mosquitto mosquitto-clients nlohmann-json3-dev libspdlog-dev
   libgtest-dev libgmock-dev procps iproute2 binutils xxd python3
+  libsystemd-dev systemd file adduser tpm-udev dpkg-dev
 )
 missing=()
 for p in "${packages[@]}"; do

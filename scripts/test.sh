@@ -2,7 +2,8 @@
 # Sets up a fresh Debian 12 machine (as root) and runs every test of kgr:
 # unit, integration (real swtpm, real TLS Mosquitto), end-to-end, the
 # libFuzzer targets for a bounded time each, the whole suite under
-# ASan+UBSan, then ctest (its summary line is the last thing printed).
+# ASan+UBSan, the Debian packages (scripts/test-packages.sh), then ctest
+# (its summary line is the last thing printed).
 # KGR_SKIP_FUZZ=1, KGR_SKIP_ASAN=1 leave a step out. KGR_ARM64=1 adds the
 # arm64 cross-build with its unit and integration tests under qemu-user
 # (scripts/test-arm64.sh): opt-in until it fits CI's 30 minutes (it adds
@@ -26,5 +27,7 @@ fi
 if [[ "${KGR_ARM64:-0}" == 1 ]]; then
   bash scripts/test-arm64.sh
 fi
+# The Debian packages: built, installed, units verified, demo, purged.
+bash scripts/test-packages.sh
 cd build
 ctest --output-on-failure -j2 --timeout 600

@@ -9,8 +9,11 @@
 #include <utility>
 
 #include "daemon/counter_saver.h"
+#include "daemon/journal_log.h"
 #include "daemon/ks_backup.h"
 #include "daemon/ks_state.h"
+#include "daemon/reload.h"
+#include "daemon/service_notifier.h"
 #include "daemon/wiring.h"
 #include "kgr/cli.h"
 #include "kgr/clock.h"
@@ -115,12 +118,50 @@ class KsService {
   const KeyServer& ks() const { return *ks_; }
   size_t nodes() const { return stores_.nodes->size(); }
 
+  // READY=1 to systemd (Type=notify), once serving or after a reload.
+  void NotifyReady() {
+    notifier_.Ready("serving, n_id " + FormatNodeId(ks_->n_id()) + ", " +
+                    std::to_string(nodes()) + " nodes");
+  }
+
+  // SIGHUP, on the loop: the config read again and what can change at
+  // runtime applied (log_level, gen_key_ttl_ms, max_pending,
+  // node_frames_per_s, node_burst); a bad config is refused whole.
+  void Reload() {
+    notifier_.Reloading();
+    StatusOr<KsOptions> n = ReloadOptions<KsOptions>();
+    if (!n.ok()) {
+      LogReloadRefused("ks", n.status());
+    } else {
+      SetLogLevel(n->daemon.log_level);
+      ks_->SetLimits(n->key_server);
+      const KeyServerOptions& k = n->key_server;
+      spdlog::info(
+          "ks: reloaded: log_level={} gen_key_ttl_ms={} max_pending={} "
+          "node_frames_per_s={} node_burst={}",
+          n->daemon.log_level, k.gen_key_ttl_ms, k.max_pending,
+          k.node_frames_per_s, k.node_burst);
+      std::vector<std::string> restart =
+          RestartOnlyChanges(o_.daemon, n->daemon);
+      if (n->topic_prefix != o_.topic_prefix) restart.push_back("topic_prefix");
+      if (n->backup.dir != o_.backup.dir ||
+          n->backup.recovery_public_file != o_.backup.recovery_public_file ||
+          n->backup.interval_s != o_.backup.interval_s ||
+          n->backup.keep != o_.backup.keep) {
+        restart.push_back("backup_*");
+      }
+      LogRestartOnly("ks", restart);
+    }
+    NotifyReady();
+  }
+
   // Runs the loop until a signal stops it: every second the KS's Tick,
   // the frame counter saved, the inbox's drops logged.
   void Serve() {
     uint64_t last_purge = 0;
     loop_.Run([&] {
       uint64_t now = SystemClock()->NowMonotonicMillis();
+      notifier_.Tick(now);
       if (now - last_purge < 1000) return;
       ks_->Tick();
       backups_->Tick(*stores_.nodes, ks_->stats().node_desc_changes);
@@ -135,6 +176,7 @@ class KsService {
 
   // A clean stop: the replay counters and the frame counter persisted.
   void Stop() {
+    notifier_.Stopping();
     control_->Stop();
     Status f = ks_->FlushCounters();
     if (f.ok()) f = counter_.Save(ks_->last_counter());
@@ -150,9 +192,9 @@ class KsService {
   void Execute(const nlohmann::json& req,
                const ControlServer::Respond& respond) {
     if (req.value("cmd", "") == "status") {
-      nlohmann::json j = KsStatusJson(ks_.get(), *stores_.nodes,
-                                      *stores_.gen_keys, ks_->n_id(),
-                                      tpm_->counters());
+      nlohmann::json j =
+          KsStatusJson(ks_.get(), *stores_.nodes, *stores_.gen_keys,
+                       ks_->n_id(), tpm_->counters());
       j["backup"] = backups_->StatusJson(ks_->stats().node_desc_changes);
       respond(j);
     } else if (req.value("cmd", "") == "backup") {
@@ -179,6 +221,7 @@ class KsService {
   std::unique_ptr<KeyServerInbox> inbox_;
   std::unique_ptr<KsBackups> backups_;
   std::unique_ptr<ControlServer> control_;
+  ServiceNotifier notifier_;
 };
 
 }  // namespace
@@ -186,9 +229,10 @@ class KsService {
 Status KsRun(const KsOptions& o) {
   PhaseTimer phase;
   EventLoop loop;
-  StopLoopOnSignals(loop);
-  KsService svc(o, loop);
+  KsService svc(o, loop);  // starts no thread
+  StopLoopOnSignals(loop, [&svc] { svc.Reload(); });
   KGR_ASSIGN_OR_RETURN(OwnData own, svc.OpenTpmAndOwnData());
+  SetJournalNodeField(FormatNodeId(own.identity.n_id));
   const double tpm_ms = phase.Next();
   KGR_RETURN_IF_ERROR(svc.OpenStores(own));
   const double stores_ms = phase.Next();
@@ -200,6 +244,7 @@ Status KsRun(const KsOptions& o) {
   std::printf("kgr-ks ready: n_id=%s nodes=%zu\n",
               FormatNodeId(svc.ks().n_id()).c_str(), svc.nodes());
   std::fflush(stdout);
+  svc.NotifyReady();
   spdlog::info(
       "ks: start-up: TPM {:.1f} ms, stores {:.1f} ms, certificates and "
       "MQTT client {:.1f} ms, connect and subscribe {:.1f} ms, control "

@@ -7,7 +7,9 @@
 #include <cstdio>
 #include <utility>
 
+#include "daemon/journal_log.h"
 #include "daemon/node_control.h"
+#include "daemon/reload.h"
 #include "daemon/wiring.h"
 #include "kgr/cli.h"
 #include "kgr/topic.h"
@@ -26,6 +28,7 @@ StatusOr<std::unique_ptr<NodeService>> NodeService::Open(const NodeOptions& o) {
   KGR_ASSIGN_OR_RETURN(OwnData own,
                        OpenOwnData(o.daemon, Role::kNode, x->lock_, x->tpm_));
   KGR_RETURN_IF_ERROR(MixTpmEntropy(*x->tpm_));
+  SetJournalNodeField(FormatNodeId(own.identity.n_id));
   KGR_ASSIGN_OR_RETURN(
       x->ses_,
       SesKeysStore::Open(*DefaultFileSystem(), o.daemon.state_dir + "/ses_keys",
@@ -68,6 +71,29 @@ void NodeService::SaveCounterIfChanged() {
   if (client_) counter_.SaveIfChanged(client_->last_counter());
 }
 
+void NodeService::NotifyReady() {
+  notifier_.Ready("serving, n_id " + FormatNodeId(client_->n_id()));
+}
+
+void NodeService::Reload(const NodeOptions& running) {
+  notifier_.Reloading();
+  StatusOr<NodeOptions> n = ReloadOptions<NodeOptions>();
+  if (!n.ok()) {
+    LogReloadRefused("node", n.status());
+  } else {
+    SetLogLevel(n->daemon.log_level);
+    client_->SetPolicy(n->client);
+    const KeyPolicy& p = n->client.policy;
+    spdlog::info(
+        "node: reloaded: log_level={} timeout_ms={} policy.max_age_s={} "
+        "policy.max_frames={} policy.max_bytes={} policy.pairs={}",
+        n->daemon.log_level, n->client.request_timeout_ms, p.max_age_ms / 1000,
+        p.max_frames, p.max_bytes, n->client.pair_policy.size());
+    LogRestartOnly("node", RestartOnlyChanges(running.daemon, n->daemon));
+  }
+  NotifyReady();
+}
+
 void NodeService::Execute(const nlohmann::json& req,
                           ControlServer::Respond respond) {
   ExecuteNodeCommand(*client_, *tpm_, *SystemClock(), req, std::move(respond));
@@ -75,14 +101,15 @@ void NodeService::Execute(const nlohmann::json& req,
 
 namespace {
 
-// SIGTERM and SIGINT blocked in this thread and every thread started from
-// now on (the transport's), so that they reach StopLoopOnSignals' sigwait
+// SIGTERM, SIGINT and SIGHUP blocked in this thread and every thread started
+// from now on (the transport's), so that they reach StopLoopOnSignals' sigwait
 // and the daemon stops cleanly instead of dying with the default action.
 void BlockStopSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
@@ -98,9 +125,9 @@ SecretBytes AcknowledgeData(uint32_t peer, const SecretBytes& data) {
 Status NodeRun(const NodeOptions& o) {
   BlockStopSignals();
   KGR_ASSIGN_OR_RETURN(auto svc, NodeService::Open(o));
-  StopLoopOnSignals(svc->loop());
-  svc->client().SetDataHandler(AcknowledgeData);
   NodeService* self = svc.get();
+  StopLoopOnSignals(svc->loop(), [self, &o] { self->Reload(o); });
+  svc->client().SetDataHandler(AcknowledgeData);
   KGR_ASSIGN_OR_RETURN(
       auto control,
       ServeControl(
@@ -115,15 +142,18 @@ Status NodeRun(const NodeOptions& o) {
   std::printf("kgr-node ready: n_id=%s\n",
               FormatNodeId(svc->client().n_id()).c_str());
   std::fflush(stdout);
+  svc->NotifyReady();
   uint64_t last_save = 0;
   svc->loop().Run([&] {
     svc->client().Tick();
     uint64_t now = SystemClock()->NowMonotonicMillis();
+    svc->notifier().Tick(now);
     if (now - last_save >= 1000) {
       svc->SaveCounterIfChanged();
       last_save = now;
     }
   });
+  svc->notifier().Stopping();
   control->Stop();
   spdlog::info("node: stopped");
   return OkStatus();

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "daemon/counter_saver.h"
+#include "daemon/service_notifier.h"
 #include "kgr/control.h"
 #include "kgr/event_loop.h"
 #include "kgr/node_client.h"
@@ -35,8 +36,17 @@ class NodeService {
   // Runs one control command on the loop's thread (node_control.h).
   void Execute(const nlohmann::json& req, ControlServer::Respond respond);
 
+  // READY=1 to systemd (Type=notify): serving, or serving again after a
+  // reload.
+  void NotifyReady();
+  // SIGHUP, on the loop: the config read again and what can change at
+  // runtime applied (log_level, timeout_ms, policy.*); a bad config is
+  // refused whole. `running`: the options the daemon started with.
+  void Reload(const NodeOptions& running);
+
   EventLoop& loop() { return loop_; }
   NodeClient& client() { return *client_; }
+  ServiceNotifier& notifier() { return notifier_; }
 
  private:
   explicit NodeService(const NodeOptions& o);
@@ -48,6 +58,7 @@ class NodeService {
   std::unique_ptr<SesKeysStore> ses_;
   std::unique_ptr<Transport> transport_;
   std::unique_ptr<NodeClient> client_;
+  ServiceNotifier notifier_;
 };
 
 // <state_dir>/tls/<name>: the broker files `kgr-node init` installs.

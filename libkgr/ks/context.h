@@ -29,7 +29,8 @@ struct Context {
           NodeDescStore& nodes, GenKeysStore& gen_keys, const CmsEndpoint* cms,
           Clock& clock, KeyServerOptions options);
 
-  // Fixed at construction: identity, stores, transport, clock, policy.
+  // Fixed at construction: identity, stores, transport, clock; the options
+  // too but for the limits KeyServer::SetLimits changes (a reload).
   const OwnData own;
   const Bytes kedk_public;
   Transport& transport;
@@ -37,7 +38,7 @@ struct Context {
   GenKeysStore& gen_keys;
   const CmsEndpoint* cms;  // null: no AC channel
   Clock& clock;
-  const KeyServerOptions options;
+  KeyServerOptions options;
   const std::string register_topic, topic1, ac_topic;  // TOPIC0, TOPIC1
 
   FrameCounter counter;  // every frame the KS sends

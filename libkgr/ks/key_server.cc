@@ -128,4 +128,15 @@ Status KeyServer::RequestRotation(uint32_t n_id) {
   return ks::RequestRotation(*ctx_, n_id);
 }
 
+void KeyServer::SetLimits(const KeyServerOptions& limits) {
+  ks::Context& ctx = *ctx_;
+  ctx.options.gen_key_ttl_ms = limits.gen_key_ttl_ms;
+  ctx.options.max_pending = limits.max_pending;
+  ctx.options.node_frames_per_s = limits.node_frames_per_s;
+  ctx.options.node_burst = limits.node_burst;
+  ctx.node_limiter = RateLimiter(limits.node_frames_per_s, limits.node_burst);
+  ctx.registration_limiter =
+      RateLimiter(limits.node_frames_per_s, limits.node_burst);
+}
+
 }  // namespace kgr

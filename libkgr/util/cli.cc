@@ -1,10 +1,10 @@
 #include "kgr/cli.h"
 
 #include <signal.h>
-#include <stdlib.h>
-#include <sys/stat.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <fstream>
@@ -54,17 +54,25 @@ void SetupLogging(const std::string& level) {
   spdlog::set_level(spdlog::level::from_str(level.empty() ? "info" : level));
 }
 
-void StopLoopOnSignals(EventLoop& loop) {
+void StopLoopOnSignals(EventLoop& loop, std::function<void()> on_hangup) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  if (on_hangup) sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  std::thread([set, &loop] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    spdlog::info("signal {}: stopping", sig);
-    loop.Stop();
+  std::thread([set, &loop, on_hangup = std::move(on_hangup)] {
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&set, &sig) != 0) continue;
+      if (sig == SIGHUP) {
+        if (!loop.Post(on_hangup)) spdlog::warn("SIGHUP: loop busy, ignored");
+        continue;
+      }
+      spdlog::info("signal {}: stopping", sig);
+      loop.Stop();
+      return;
+    }
   }).detach();
 }
 
@@ -91,8 +99,10 @@ Status SplitHostPort(const std::string& address, std::string* host, int* port) {
   return OkStatus();
 }
 
-StatusOr<std::unique_ptr<StagedFile>> StagedFile::Stage(
-    FileSystem& fs, const std::string& path, int mode, size_t reserve) {
+StatusOr<std::unique_ptr<StagedFile>> StagedFile::Stage(FileSystem& fs,
+                                                        const std::string& path,
+                                                        int mode,
+                                                        size_t reserve) {
   struct stat st;
   if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
     return InvalidArgumentError(path + " is a directory");

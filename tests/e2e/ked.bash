@@ -4,14 +4,18 @@
 #
 # Use: source tests/e2e/ked.bash; ked_init; ked_broker_up; ked_ks_up;
 #      ked_node_add NAME [PEER_NAME...]; ...; (trap runs ked_down)
-# Needs KGR_BUILD (build dir with the executables).
+# Needs KGR_BUILD (build dir with the executables), or KGR_BIN_DIR: one
+# directory with kgr-ks, kgr-ac and kgr-node (e.g. /usr/bin: the installed
+# packages, scripts/test-packages.sh).
 
 set -euo pipefail
 KGR_SRC=${KGR_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 KGR_BUILD=${KGR_BINARY_DIR:-$KGR_SRC/build}
-KS_BIN=$KGR_BUILD/ks-node/kgr-ks
-AC_BIN=$KGR_BUILD/ac-node/kgr-ac
-NODE_BIN=$KGR_BUILD/n-node/kgr-node
+KS_BIN=${KGR_BIN_DIR:+$KGR_BIN_DIR/kgr-ks}
+AC_BIN=${KGR_BIN_DIR:+$KGR_BIN_DIR/kgr-ac}
+NODE_BIN=${KGR_BIN_DIR:+$KGR_BIN_DIR/kgr-node}
+: "${KS_BIN:=$KGR_BUILD/ks-node/kgr-ks}" "${AC_BIN:=$KGR_BUILD/ac-node/kgr-ac}"
+: "${NODE_BIN:=$KGR_BUILD/n-node/kgr-node}"
 declare -a KED_PIDS=()
 declare -A NODE_ID=() NODE_TCTI=()
 # NODE_ARGS[NAME]: extra flags for that node's daemon (e.g. --mqtt-client paho).
@@ -73,7 +77,7 @@ ked_down() {
 
 ked_init() {
   [[ -x $KS_BIN && -x $AC_BIN && -x $NODE_BIN ]] ||
-    die "build the executables first (looked in $KGR_BUILD)"
+    die "build the executables first (looked in ${KGR_BIN_DIR:-$KGR_BUILD})"
   KED_DIR=$(mktemp -d /tmp/kgr-ked-XXXXXX)
   chmod 0755 "$KED_DIR"   # the broker (user mosquitto) reads its files here
   trap ked_down EXIT

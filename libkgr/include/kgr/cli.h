@@ -5,6 +5,7 @@
 #define KGR_CLI_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -188,8 +189,11 @@ StatusOr<nlohmann::json> LoadJsonConfig(const std::string& path);
 void SetupLogging(const std::string& level);
 
 // SIGTERM and SIGINT stop `loop` (handled on a dedicated thread with
-// sigwait; call before starting any other thread).
-void StopLoopOnSignals(EventLoop& loop);
+// sigwait; call before starting any other thread, or block them and
+// SIGHUP in every thread first). With `on_hangup`, each SIGHUP runs it on
+// `loop` (a daemon's reload); without, SIGHUP keeps its default action.
+void StopLoopOnSignals(EventLoop& loop,
+                       std::function<void()> on_hangup = nullptr);
 
 // Splits "host:port"; INVALID_ARGUMENT if malformed (empty host or one with
 // spaces or control characters, port not 1..65535).

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <set>
 #include <span>
 #include <string>
@@ -36,20 +37,48 @@ struct DaemonOptions {
   std::string tcti;       // resolved (ResolveTcti); "none": software store
   bool pcr_policy = false;
   uint64_t journal_prealloc_kb = 256;
+  std::string log_level = "info";  // debug, info, warn, error
   BrokerOptions broker;
 };
 
 // From the shared settings rows of cli.h (broker, mqtt_client, mqtt_qos,
 // tls.*); a row the program does not have leaves its field empty.
 StatusOr<BrokerOptions> BrokerOptionsFrom(const CommandLine& c);
-// The above and state_dir, tcti, pcr_policy, journal_prealloc_kb. An empty
+// The above and state_dir, tcti, pcr_policy, journal_prealloc_kb, log_level.
+// An empty
 // state directory is the caller's to refuse.
 StatusOr<DaemonOptions> DaemonOptionsFrom(const CommandLine& c);
+
+// Logging of a kgr executable at `level`: to the systemd journal with
+// structured fields (PRIORITY, SYSLOG_IDENTIFIER=<program>, KGR_ROLE,
+// KGR_NODE once known) when stderr is the journal's stream (JOURNAL_STREAM),
+// else SetupLogging's lines on stderr.
+void SetupDaemonLogging(std::string_view program, const std::string& level);
+// Changes the level of the logging set up above (a SIGHUP's reload).
+void SetLogLevel(const std::string& level);
+
+// A daemon's SIGHUP reload: the options of the same flags and config file,
+// read again (ProgramMain sets it before it runs a command; unset: the
+// daemon was not started by ProgramMain and does not reload).
+template <typename Options>
+std::function<StatusOr<Options>()>& OptionsReloader() {
+  static std::function<StatusOr<Options>()> reload;
+  return reload;
+}
+
+template <typename T>
+struct StatusOrValue;
+template <typename T>
+struct StatusOrValue<StatusOr<T>> {
+  using type = T;
+};
 
 // The main() of a kgr executable: ParseOrExplain (--help, one line for a
 // bad flag or config value), then `load(flags)` -> StatusOr<Options> (an
 // error: "<program>: <why>" on stderr, kExitUsage), logging at log_level,
-// then `run(flags, options)` -> Status, whose error is printed as
+// (SetupDaemonLogging), OptionsReloader<Options>() set to parse argv and
+// the config file again and `load` them, then `run(flags, options)` ->
+// Status, whose error is printed as
 // "<program> <command>: <status>". Returns the exit code (ExitCodeFor).
 template <typename Load, typename Run>
 int ProgramMain(std::string_view program, std::string_view usage, int argc,
@@ -66,7 +95,13 @@ int ProgramMain(std::string_view program, std::string_view usage, int argc,
                  options.status().message().c_str());
     return kExitUsage;
   }
-  SetupLogging(flags->Str("log_level"));
+  SetupDaemonLogging(program, flags->Str("log_level"));
+  using Options = typename StatusOrValue<decltype(options)>::type;
+  OptionsReloader<Options>() = [=]() -> StatusOr<Options> {
+    auto again = ParseCommandLine(argc, argv, specs);
+    if (!again.ok()) return again.status();
+    return load(*again);
+  };
   Status st = run(*flags, *options);
   if (!st.ok()) {
     std::fprintf(stderr, "%.*s %s: %s\n", name_len, program.data(),

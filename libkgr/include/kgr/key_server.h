@@ -169,6 +169,11 @@ class KeyServer {
   // runs the ephemeral X25519 exchange (nksk_rot_req / nksk_rot_ans).
   Status RequestRotation(uint32_t n_id);
 
+  // A reload's new limits: gen_key_ttl_ms, max_pending, node_frames_per_s
+  // and node_burst of `limits` replace the current ones (the per-node
+  // buckets start full again); its other fields are ignored.
+  void SetLimits(const KeyServerOptions& limits);
+
  private:
   std::unique_ptr<ks::Context> ctx_;  // libkgr/ks/context.h
 };

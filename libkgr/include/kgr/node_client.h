@@ -141,6 +141,14 @@ class NodeClient {
   void Send(uint32_t peer, SecretBytes data, ReplyCallback done,
             uint64_t timeout_ms = 0);
   void SetDataHandler(DataHandler handler) { handler_ = std::move(handler); }
+  // A reload's new key lifetime policy (policy, pair_policy) and request
+  // deadline (request_timeout_ms) of `o`; its other fields are ignored.
+  // Requests already under way keep their deadline.
+  void SetPolicy(const NodeClientOptions& o) {
+    options_.policy = o.policy;
+    options_.pair_policy = o.pair_policy;
+    options_.request_timeout_ms = o.request_timeout_ms;
+  }
   // Rotates NKSK/NKSKsign with the KS by an ephemeral X25519 exchange under
   // the current NKSK (forward secrecy: a later leak of the old NKSK does not
   // expose the new one). The new pair goes to NV: one NV write.
