@@ -198,8 +198,7 @@ TEST_F(SoftwareTpmTest, RemoveKeysAndCapabilities) {
   }
   auto tpm = Open();
   ASSERT_NE(tpm, nullptr);
-  EXPECT_EQ(tpm->KedkPublic().status().code(),
-            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(tpm->KedkPublic().status().code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(tpm->Capabilities()->kgr_persistent, 0);
 }
 
