@@ -26,6 +26,12 @@ commands:
            a backup encrypted to --backup-recovery-public (docs/operations.md)
   restore --backup FILE --recovery-key FILE
            restore a backup onto this TPM and a new --state-dir
+  doctor   ask the TPM what it implements and has room for; say whether it
+           can run kgr and what is missing (exit 1 if it cannot)
+  wipe [--yes]
+           decommission: erase kgr's NV indices and keys in the TPM and its
+           files in the state directory (every registration with them),
+           after typing "wipe" (or --yes)
 
 flags (each overrides the JSON config file's key in brackets):
   --config FILE        JSON config file
@@ -53,7 +59,9 @@ flags (each overrides the JSON config file's key in brackets):
                        journal's end (default 256; 0: none), so that a
                        commit's fdatasync writes data, not file metadata
   --pcr-policy         [pcr_policy] bind reads of the NV secrets to the
-                       current PCR 0-7 values (measured boot); set at init
+                       current PCR 0-7 values; set at init; refused
+                       while PCRs 0-7 are all zero (nothing measured,
+                       e.g. a Raspberry Pi: docs/tpm.md)
   --backup-dir DIR     [backup_dir] write a backup there after every change
                        of node_desc a restore must not lose
   --backup-recovery-public FILE
@@ -63,6 +71,7 @@ flags (each overrides the JSON config file's key in brackets):
   --backup-keep N      [backup_keep] newest backups kept in the dir (20)
   --log-level L        [log_level] debug, info, warn, error
   --json               status: print JSON
+  --yes                wipe: do not ask (needed without a terminal)
   --help
 
 exit codes: 0 ok, 1 failed, 2 usage or config error, 3 broker/TPM/daemon
@@ -127,12 +136,15 @@ constexpr SettingSpec kSpecs[] = {
     kPcrPolicySetting,
     kLogLevelSetting,
     kJsonSetting,
+    {.flag = "yes", .key = {}, .kind = SettingKind::kBool},
     {.flag = "node", .key = {}, .kind = SettingKind::kNodeId},
 };
 
 Status RunCommand(const CommandLine& f, const KsOptions& o) {
   if (f.command == "init") return KsInit(o);
   if (f.command == "run") return KsRun(o);
+  if (f.command == "doctor") return TpmDoctor(o.daemon, /*key_server=*/true);
+  if (f.command == "wipe") return Wipe(o.daemon, f.Bool("yes"));
   if (f.command == "status") return KsStatus(o, f.Bool("json"));
   if (f.command == "backup") return KsBackupNow(o, f.Str("out"));
   if (f.command == "recovery-key") {  // offline: no state, no TPM
@@ -150,8 +162,7 @@ Status RunCommand(const CommandLine& f, const KsOptions& o) {
 
 int main(int argc, char** argv) {
   return kgr::ProgramMain("kgr-ks", kgr::kUsage, argc, argv, kgr::kSpecs,
-                          {"init", "run", "status", "rotate", "backup", "restore",
-                           "recovery-key"},
-                          kgr::KsOptionsFrom,
-                          kgr::RunCommand);
+                          {"init", "run", "status", "rotate", "backup",
+                           "restore", "recovery-key", "doctor", "wipe"},
+                          kgr::KsOptionsFrom, kgr::RunCommand);
 }

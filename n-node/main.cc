@@ -32,6 +32,13 @@ commands:
                             SIGTERM
   status                    pairs with key version and age (no key
                             material), registration, NV writes
+  doctor                    ask the TPM what it implements and has room for;
+                            say whether it can run kgr and what is missing
+                            (exit 1 if it cannot)
+  wipe [--yes]              decommission: erase kgr's NV indices and keys in
+                            the TPM and its files in the state directory,
+                            after typing "wipe" (or --yes); then init works
+                            again on this device
 
 Commands other than init and run go to the running daemon (control socket in
 the state directory) when there is one, else run in this process.
@@ -59,9 +66,12 @@ flags (each overrides the JSON config file's key in brackets):
                        so that a commit's fdatasync writes data, not file
                        metadata
   --pcr-policy         [pcr_policy] bind reads of the NV secrets to the
-                       current PCR 0-7 values (measured boot); set at init
+                       current PCR 0-7 values; set at init; refused
+                       while PCRs 0-7 are all zero (nothing measured,
+                       e.g. a Raspberry Pi: docs/tpm.md)
   --log-level L        [log_level]
   --json               status: print JSON
+  --yes                wipe: do not ask (needed without a terminal)
   --help
 
 exit codes: 0 ok, 1 failed, 2 usage or config error, 3 broker, KS, peer,
@@ -97,6 +107,7 @@ constexpr SettingSpec kSpecs[] = {
     kPcrPolicySetting,
     kLogLevelSetting,
     kJsonSetting,
+    {.flag = "yes", .key = {}, .kind = SettingKind::kBool},
     {.flag = "credentials", .key = {}},
     {.flag = "file", .key = {}},
     {.flag = "peer", .key = {}, .kind = SettingKind::kNodeId},
@@ -127,6 +138,8 @@ Status RunCommand(const CommandLine& f, const NodeOptions& o) {
     return NodeInit(o, f.Str("credentials"));
   }
   if (f.command == "run") return NodeRun(o);
+  if (f.command == "doctor") return TpmDoctor(o.daemon, /*key_server=*/false);
+  if (f.command == "wipe") return Wipe(o.daemon, f.Bool("yes"));
   NodeCommand c;
   c.name = f.command;
   c.json = f.Bool("json");
@@ -140,8 +153,9 @@ Status RunCommand(const CommandLine& f, const NodeOptions& o) {
 }  // namespace kgr
 
 int main(int argc, char** argv) {
-  return kgr::ProgramMain("kgr-node", kgr::kUsage, argc, argv, kgr::kSpecs,
-                          {"init", "run", "register", "peers", "request-key",
-                           "renew", "send", "status", "rotate"},
-                          kgr::LoadOptions, kgr::RunCommand);
+  return kgr::ProgramMain(
+      "kgr-node", kgr::kUsage, argc, argv, kgr::kSpecs,
+      {"init", "run", "register", "peers", "request-key", "renew", "send",
+       "status", "rotate", "doctor", "wipe"},
+      kgr::LoadOptions, kgr::RunCommand);
 }

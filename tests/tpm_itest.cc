@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "daemon/doctor.h"
 #include "gtest/gtest.h"
 #include "harness/net.h"
 #include "harness/swtpm.h"
@@ -299,6 +300,8 @@ TEST_F(TpmItest, GetRandomLoopsOverChunks) {
 }
 
 TEST_F(TpmItest, PcrPolicyBindsReadsToPcrs) {
+  // Something measured into PCRs 0-7, as a measuring firmware would.
+  ASSERT_EQ(Tool("tpm2_pcrextend 0:sha256=" + std::string(64, 'b')), 0);
   Open(/*pcr_policy=*/true);
   ASSERT_TRUE(tpm_->EnsureTrustStructure(false).ok());
   Status s = tpm_->NvWrite(NvSlot::kNodeKeys, Pattern(64, 6));
@@ -319,6 +322,89 @@ TEST_F(TpmItest, PcrPolicyBindsReadsToPcrs) {
   // Writes need only the authValue; erase needs only the owner.
   EXPECT_TRUE(tpm_->NvWrite(NvSlot::kNodeKeys, Pattern(64, 7)).ok());
   EXPECT_TRUE(tpm_->NvErase(NvSlot::kNodeKeys).ok());
+}
+
+// swtpm, like a Raspberry Pi's firmware, measures nothing into PCRs 0-7: a
+// policy on them would hold for any boot, so it is refused before anything
+// is made (no key, no index, no auth file).
+TEST_F(TpmItest, PcrPolicyIsRefusedWhileBootPcrsAreZero) {
+  Open(/*pcr_policy=*/true);
+  Status s = tpm_->EnsureTrustStructure(false);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("PCRs 0-7 (sha256) are all zero"),
+            std::string::npos)
+      << s.ToString();
+  s = tpm_->NvWrite(NvSlot::kIdentity, Pattern(10, 1));
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  struct stat st;
+  EXPECT_NE(::stat((root_ + "/kgr/" + layout::kNvAuthFile).c_str(), &st), 0);
+  Open(/*pcr_policy=*/false);
+  auto caps = tpm_->Capabilities();
+  ASSERT_TRUE(caps.ok()) << caps.status().ToString();
+  EXPECT_EQ(caps->kgr_persistent, 0);
+  EXPECT_EQ(caps->kgr_nv_slots, 0);
+  EXPECT_EQ(caps->boot_pcrs_zero, std::optional<bool>(true));
+}
+
+TEST_F(TpmItest, CapabilitiesOfSwtpmSayItCanRunKgr) {
+  Open();
+  auto caps = tpm_->Capabilities();
+  ASSERT_TRUE(caps.ok()) << caps.status().ToString();
+  EXPECT_EQ(caps->manufacturer, "IBM");
+  EXPECT_TRUE(caps->algorithms.count(tpm_ids::kAlgEcc));
+  EXPECT_TRUE(caps->ecc_curves.count(tpm_ids::kCurveNistP256));
+  EXPECT_TRUE(caps->commands.count(tpm_ids::kCcNvDefineSpace));
+  EXPECT_TRUE(caps->commands.count(tpm_ids::kCcEncryptDecrypt));
+  EXPECT_GE(caps->nv_buffer_max, kNvIndexBytes);
+  EXPECT_GE(caps->persistent_avail, 3u);
+  EXPECT_EQ(caps->nv_indices, 0u);
+  EXPECT_FALSE(caps->owner_auth_set);
+  EXPECT_TRUE(caps->owner_hierarchy_enabled);
+  EXPECT_FALSE(caps->in_lockout);
+  EXPECT_EQ(caps->max_auth_fail, 3u);  // tpm2_getcap properties-variable
+  const DoctorReport report = DiagnoseTpm(*caps, /*key_server=*/true);
+  EXPECT_TRUE(report.CanRunKgr()) << report.Text();
+
+  ASSERT_TRUE(tpm_->EnsureTrustStructure(true).ok());
+  ASSERT_TRUE(tpm_->NvWrite(NvSlot::kNtag, Pattern(32, 2)).ok());
+  auto after = tpm_->Capabilities();
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  EXPECT_EQ(after->kgr_persistent, 3);
+  EXPECT_EQ(after->kgr_nv_slots, 1);
+  EXPECT_EQ(after->nv_indices, 1u);
+  EXPECT_EQ(after->nv_bytes_defined, kNvIndexBytes);
+  // An estimate: the NV index took room too.
+  EXPECT_LE(after->persistent_avail, caps->persistent_avail - 3);
+}
+
+// The executable, as an operator runs it: exit 0 and the verdict.
+TEST_F(TpmItest, DoctorCommandAgainstSwtpm) {
+  const std::string bin = std::string(KGR_BINARY_DIR) + "/n-node/kgr-node";
+  const std::string out = ToolOutput(bin + " doctor --tcti '" + swtpm_->tcti() +
+                                     "' --state-dir '" + root_ + "/kgr'");
+  EXPECT_NE(out.find("ok       ECC curve NIST P-256"), std::string::npos)
+      << out;
+  EXPECT_NE(out.find("verdict: this TPM can run kgr"), std::string::npos)
+      << out;
+}
+
+TEST_F(TpmItest, RemoveKeysEvictsAnkAndKedkOnly) {
+  Open();
+  ASSERT_TRUE(tpm_->EnsureTrustStructure(true).ok());
+  ASSERT_TRUE(tpm_->RemoveKeys().ok());
+  ASSERT_TRUE(tpm_->RemoveKeys().ok());  // absent is OK
+  const std::string handles = ToolOutput("tpm2_getcap handles-persistent");
+  EXPECT_NE(handles.find(CapHex(layout::kSrkHandle)), std::string::npos);
+  EXPECT_EQ(handles.find(CapHex(layout::kAnkHandle)), std::string::npos)
+      << handles;
+  EXPECT_EQ(handles.find(CapHex(layout::kKedkHandle)), std::string::npos);
+  // A key that is not kgr's kind at a kgr handle is left in place.
+  ASSERT_EQ(Tool("tpm2_createprimary -C o -G rsa2048 -c " + root_ +
+                 "/p.ctx && tpm2_evictcontrol -C o -c " + root_ + "/p.ctx " +
+                 Hex32(layout::kAnkHandle)),
+            0);
+  Open();
+  EXPECT_EQ(tpm_->RemoveKeys().code(), StatusCode::kFailedPrecondition);
 }
 
 TEST_F(TpmItest, StoppedTpmIsUnavailable) {

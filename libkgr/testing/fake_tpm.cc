@@ -1,9 +1,11 @@
 #include "testing/fake_tpm.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
 #include "kgr/crypto.h"
+#include "tpm/tpm_layout.h"
 
 namespace kgr::testing {
 namespace {
@@ -93,6 +95,28 @@ Status FakeTpm::NvErase(NvSlot slot) {
   if (auto s = Take(state_->fail_next_nv_erase)) return *s;
   state_->slots[static_cast<size_t>(slot)].reset();
   return OkStatus();
+}
+
+Status FakeTpm::RemoveKeys() {
+  ++state_->counters.tpm_commands;
+  state_->has_structure = false;
+  state_->kedk_public.clear();
+  return OkStatus();
+}
+
+StatusOr<TpmCapabilities> FakeTpm::Capabilities() {
+  ++state_->counters.tpm_commands;
+  TpmCapabilities caps = state_->capabilities;
+  for (const auto& slot : state_->slots) {
+    if (!slot) continue;
+    ++caps.kgr_nv_slots;
+    ++caps.nv_indices;
+    caps.nv_bytes_defined += tpm_layout::kNvIndexSize;
+  }
+  caps.kgr_persistent = (state_->has_structure ? 2 : 0) + (has_kedk() ? 1 : 0);
+  caps.persistent_avail -=
+      std::min<uint32_t>(caps.persistent_avail, caps.kgr_persistent);
+  return caps;
 }
 
 bool FakeTpm::HasSlot(NvSlot slot) const {

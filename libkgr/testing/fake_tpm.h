@@ -23,6 +23,15 @@
 
 namespace kgr::testing {
 
+// What the fake reports from Capabilities() (docs/tpm.md, "doctor").
+enum class FakeTpmProfile {
+  kSwtpm,       // what swtpm 0.7 (IBM's reference code) reports
+  kSlb9670,     // an Infineon SLB 9670 per its data sheet
+  kWithoutP256  // swtpm-like, but without the NIST P-256 curve
+};
+// The static part of a profile: no kgr slot or key counted yet.
+TpmCapabilities FakeTpmProfileCapabilities(FakeTpmProfile profile);
+
 class FakeTpm : public Tpm {
  public:
   // What a TPM would keep across restarts, plus the test knobs.
@@ -45,6 +54,11 @@ class FakeTpm : public Tpm {
     std::optional<Status> fail_all_nv_writes;
     // Source of GetRandom bytes; default: OpenSSL's DRBG.
     std::function<SecretBytes(size_t)> random;
+    // What Capabilities() reports, before kgr's own slots and keys are
+    // added to it (each slot: one index of tpm_layout::kNvIndexSize
+    // bytes; each key: one persistent handle fewer available).
+    TpmCapabilities capabilities =
+        FakeTpmProfileCapabilities(FakeTpmProfile::kSwtpm);
   };
 
   FakeTpm() : FakeTpm(std::make_shared<State>()) {}
@@ -57,6 +71,8 @@ class FakeTpm : public Tpm {
   Status NvWrite(NvSlot slot, std::span<const uint8_t> data) override;
   StatusOr<SecretBytes> NvRead(NvSlot slot) override;
   Status NvErase(NvSlot slot) override;
+  Status RemoveKeys() override;
+  StatusOr<TpmCapabilities> Capabilities() override;
   TpmCounters counters() const override { return state_->counters; }
   std::string_view kind() const override { return "fake"; }
 
@@ -70,6 +86,9 @@ class FakeTpm : public Tpm {
   }
   void FailNextKedkPublic(Status s) {
     state_->fail_next_kedk_public = std::move(s);
+  }
+  void UseProfile(FakeTpmProfile profile) {
+    state_->capabilities = FakeTpmProfileCapabilities(profile);
   }
   void FailAllNvWrites(std::optional<Status> s) {
     state_->fail_all_nv_writes = std::move(s);

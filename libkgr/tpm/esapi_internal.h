@@ -8,7 +8,9 @@
 #include <tss2/tss2_esys.h>
 #include <tss2/tss2_tctildr.h>
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -129,6 +131,8 @@ class EsapiTpm final : public Tpm {
   Status NvWrite(NvSlot slot, std::span<const uint8_t> data) override;
   StatusOr<SecretBytes> NvRead(NvSlot slot) override;
   Status NvErase(NvSlot slot) override;
+  Status RemoveKeys() override;
+  StatusOr<TpmCapabilities> Capabilities() override;
   TpmCounters counters() const override { return counters_; }
   std::string_view kind() const override { return "esapi"; }
 
@@ -153,6 +157,21 @@ class EsapiTpm final : public Tpm {
   }
 
   StatusOr<bool> HandleExists(uint32_t handle);
+  // Pages through GetCapability(cap) from `first` while the TPM has more
+  // and `take` (given each page, returning the next property) moves on
+  // and stays <= `last`.
+  Status ForEachCapability(
+      TPM2_CAP cap, uint32_t first, uint32_t last,
+      const std::function<uint32_t(const TPMU_CAPABILITIES&)>& take);
+  Status ReadCapabilityLists(TpmCapabilities& caps);
+  Status ReadCapabilityProperties(TpmCapabilities& caps);
+  StatusOr<uint32_t> NvIndexSize(uint32_t handle);
+  // sha256 PCRs 0-7 all zero; empty without a sha256 bank.
+  StatusOr<std::optional<bool>> BootPcrsZero();
+  // Evicts the persistent object at `handle` if it is kgr's `name` key
+  // made from `tmpl`.
+  Status EvictIfOurs(uint32_t handle, const TPM2B_PUBLIC& tmpl,
+                     std::string_view name);
   StatusOr<ScopedTr> OpenHandle(uint32_t handle);
   StatusOr<EsysPtr<TPM2B_PUBLIC>> ReadPublic(ESYS_TR tr);
   StatusOr<ESYS_TR> Srk();
@@ -161,6 +180,9 @@ class EsapiTpm final : public Tpm {
   StatusOr<ScopedTr> StartSession(TPM2_SE type, bool salted);
   Status SetSessionAttributes(ESYS_TR session, TPMA_SESSION attributes);
   Status ApplyPcrPolicy(ESYS_TR policy_session);
+  // With options.pcr_policy: FAILED_PRECONDITION while PCRs 0-7 are all
+  // zero (nothing measured: the policy would protect nothing).
+  Status CheckPcrPolicyUsable();
   StatusOr<EsysPtr<TPM2B_DIGEST>> ReadPolicyDigest();
   StatusOr<SecretBytes> LoadNvAuth();
   StatusOr<SecretBytes> LoadOrCreateNvAuth();

@@ -62,6 +62,14 @@ TPM2B_PUBLIC KedkTemplate() {
   return EccTemplate(TPMA_OBJECT_DECRYPT, NullSym(), TPM2_ALG_ECDH);
 }
 
+// Whether a persistent object is of the kind kgr makes from `tmpl`.
+bool MatchesTemplate(const TPMT_PUBLIC& got, const TPM2B_PUBLIC& tmpl) {
+  const TPMT_PUBLIC& want = tmpl.publicArea;
+  return got.type == want.type &&
+         got.objectAttributes == want.objectAttributes &&
+         got.parameters.eccDetail.curveID == want.parameters.eccDetail.curveID;
+}
+
 }  // namespace
 
 StatusOr<ESYS_TR> EsapiTpm::Srk() {
@@ -118,11 +126,7 @@ Status EsapiTpm::EnsureChild(uint32_t handle, const TPM2B_PUBLIC& tmpl,
     // Reuse, after checking it is the kind of key we would have made.
     KGR_ASSIGN_OR_RETURN(ScopedTr obj, OpenHandle(handle));
     KGR_ASSIGN_OR_RETURN(EsysPtr<TPM2B_PUBLIC> pub, ReadPublic(obj.get()));
-    const TPMT_PUBLIC& want = tmpl.publicArea;
-    const TPMT_PUBLIC& got = pub->publicArea;
-    if (got.type != want.type ||
-        got.objectAttributes != want.objectAttributes ||
-        got.parameters.eccDetail.curveID != want.parameters.eccDetail.curveID) {
+    if (!MatchesTemplate(pub->publicArea, tmpl)) {
       return FailedPreconditionError("persistent handle " + HandleHex(handle) +
                                      " holds an object that is "
                                      "not kgr's " +
@@ -168,6 +172,7 @@ Status EsapiTpm::EnsureChild(uint32_t handle, const TPM2B_PUBLIC& tmpl,
 }
 
 Status EsapiTpm::EnsureTrustStructure(bool with_kedk) {
+  KGR_RETURN_IF_ERROR(CheckPcrPolicyUsable());
   KGR_ASSIGN_OR_RETURN(ESYS_TR srk, Srk());
   (void)srk;
   KGR_RETURN_IF_ERROR(EnsureChild(layout::kAnkHandle, AnkTemplate(), "ANK"));
@@ -176,6 +181,30 @@ Status EsapiTpm::EnsureTrustStructure(bool with_kedk) {
         EnsureChild(layout::kKedkHandle, KedkTemplate(), "KEDK"));
   }
   return OkStatus();
+}
+
+Status EsapiTpm::EvictIfOurs(uint32_t handle, const TPM2B_PUBLIC& tmpl,
+                             std::string_view name) {
+  KGR_ASSIGN_OR_RETURN(bool exists, HandleExists(handle));
+  if (!exists) return OkStatus();
+  KGR_ASSIGN_OR_RETURN(ScopedTr obj, OpenHandle(handle));
+  KGR_ASSIGN_OR_RETURN(EsysPtr<TPM2B_PUBLIC> pub, ReadPublic(obj.get()));
+  if (!MatchesTemplate(pub->publicArea, tmpl)) {
+    return FailedPreconditionError("persistent handle " + HandleHex(handle) +
+                                   " holds an object that is not kgr's " +
+                                   std::string(name) + "; left in place");
+  }
+  ESYS_TR none = ESYS_TR_NONE;
+  return Cmd(
+      "EvictControl(" + std::string(name) + " at " + HandleHex(handle) +
+          ", evict)",
+      Esys_EvictControl(ctx(), ESYS_TR_RH_OWNER, obj.get(), ESYS_TR_PASSWORD,
+                        ESYS_TR_NONE, ESYS_TR_NONE, handle, &none));
+}
+
+Status EsapiTpm::RemoveKeys() {
+  KGR_RETURN_IF_ERROR(EvictIfOurs(layout::kKedkHandle, KedkTemplate(), "KEDK"));
+  return EvictIfOurs(layout::kAnkHandle, AnkTemplate(), "ANK");
 }
 
 StatusOr<Bytes> EsapiTpm::KedkPublic() {

@@ -38,6 +38,23 @@ Status EsapiTpm::ApplyPcrPolicy(ESYS_TR policy_session) {
                                   ESYS_TR_NONE, ESYS_TR_NONE));
 }
 
+Status EsapiTpm::CheckPcrPolicyUsable() {
+  if (!options_.pcr_policy) return OkStatus();
+  KGR_ASSIGN_OR_RETURN(std::optional<bool> zero, BootPcrsZero());
+  if (!zero.has_value()) {
+    return FailedPreconditionError(
+        "pcr_policy: this TPM has no sha256 PCR bank; turn pcr_policy off");
+  }
+  if (*zero) {
+    return FailedPreconditionError(
+        "pcr_policy: PCRs 0-7 (sha256) are all zero: this platform's "
+        "firmware measures nothing into them (a Raspberry Pi's does not), so "
+        "a PCR policy would protect nothing; turn pcr_policy off "
+        "(docs/tpm.md)");
+  }
+  return OkStatus();
+}
+
 StatusOr<EsysPtr<TPM2B_DIGEST>> EsapiTpm::ReadPolicyDigest() {
   KGR_ASSIGN_OR_RETURN(ScopedTr trial, StartSession(TPM2_SE_TRIAL, false));
   KGR_RETURN_IF_ERROR(ApplyPcrPolicy(trial.get()));
@@ -159,6 +176,9 @@ Status EsapiTpm::NvWrite(NvSlot slot, std::span<const uint8_t> data) {
     }
     KGR_ASSIGN_OR_RETURN(auth, std::move(loaded));
   } else {
+    // Before anything is made: no auth file, no index for a policy that
+    // would protect nothing.
+    KGR_RETURN_IF_ERROR(CheckPcrPolicyUsable());
     KGR_ASSIGN_OR_RETURN(auth, LoadOrCreateNvAuth());
   }
   KGR_ASSIGN_OR_RETURN(ScopedTr session, StartSession(TPM2_SE_HMAC, true));

@@ -171,6 +171,25 @@ class SoftwareTpm final : public Tpm {
     return Commit(std::move(next));
   }
 
+  Status RemoveKeys() override {
+    if (!state_.structure && state_.kedk_public.empty()) return OkStatus();
+    State next = state_.Clone();
+    next.structure = false;
+    next.kedk_public.clear();
+    return Commit(std::move(next));
+  }
+
+  // No TPM: nothing to ask; doctor says so.
+  StatusOr<TpmCapabilities> Capabilities() override {
+    TpmCapabilities caps;
+    caps.is_tpm = false;
+    caps.manufacturer = "none";
+    for (const auto& slot : state_.slots) caps.kgr_nv_slots += slot ? 1 : 0;
+    caps.kgr_persistent =
+        (state_.structure ? 2 : 0) + (state_.kedk_public.empty() ? 0 : 1);
+    return caps;
+  }
+
   TpmCounters counters() const override { return counters_; }
   std::string_view kind() const override { return "software"; }
 

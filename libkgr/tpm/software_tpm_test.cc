@@ -180,5 +180,27 @@ TEST_F(SoftwareTpmTest, GetRandom) {
   EXPECT_FALSE(a->Equals(*b));
 }
 
+// Decommissioning: RemoveKeys forgets the trust structure and the KEDK,
+// durably; Capabilities says there is no TPM and counts what kgr holds.
+TEST_F(SoftwareTpmTest, RemoveKeysAndCapabilities) {
+  {
+    auto tpm = Open();
+    ASSERT_NE(tpm, nullptr);
+    ASSERT_TRUE(tpm->EnsureTrustStructure(/*with_kedk=*/true).ok());
+    ASSERT_TRUE(tpm->NvWrite(NvSlot::kNtag, Pattern(32, 1)).ok());
+    auto caps = tpm->Capabilities();
+    ASSERT_TRUE(caps.ok());
+    EXPECT_FALSE(caps->is_tpm);
+    EXPECT_EQ(caps->kgr_persistent, 3);
+    EXPECT_EQ(caps->kgr_nv_slots, 1);
+    ASSERT_TRUE(tpm->RemoveKeys().ok());
+    ASSERT_TRUE(tpm->RemoveKeys().ok());
+  }
+  auto tpm = Open();
+  ASSERT_NE(tpm, nullptr);
+  EXPECT_EQ(tpm->KedkPublic().status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(tpm->Capabilities()->kgr_persistent, 0);
+}
+
 }  // namespace
 }  // namespace kgr

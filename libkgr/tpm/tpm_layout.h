@@ -27,6 +27,7 @@ inline constexpr uint32_t kNvBaseHandle = 0x01004B00;
 // Every index holds: length (u16, big-endian) || data || zero padding.
 inline constexpr size_t kNvLengthPrefix = 2;
 inline constexpr size_t kNvIndexSize = kNvLengthPrefix + kNvSlotMaxSize;
+static_assert(kNvIndexSize == kNvIndexBytes);
 
 inline constexpr uint32_t NvHandle(NvSlot slot) {
   return kNvBaseHandle + static_cast<uint32_t>(slot);

@@ -73,6 +73,18 @@ struct StatusOrValue<StatusOr<T>> {
   using type = T;
 };
 
+// `doctor`: asks the TPM named by o.tcti what it implements and has room
+// for, prints in plain words whether it can run kgr (as the Key Server when
+// `key_server`, else as an N node) and what is missing; INTERNAL naming
+// what is missing if it cannot (docs/tpm.md).
+Status TpmDoctor(const DaemonOptions& o, bool key_server);
+
+// `wipe`: decommissioning. Asks for the typed word "wipe" on a terminal
+// (without one, INVALID_ARGUMENT unless `yes`), then erases kgr's NV
+// indices, evicts its ANK and KEDK (the SRK stays: docs/tpm.md) and removes
+// kgr's files from o.state_dir. Refuses while a daemon holds the directory.
+Status Wipe(const DaemonOptions& o, bool yes);
+
 // The main() of a kgr executable: ParseOrExplain (--help, one line for a
 // bad flag or config value), then `load(flags)` -> StatusOr<Options> (an
 // error: "<program>: <why>" on stderr, kExitUsage), logging at log_level,

@@ -13,6 +13,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <set>
 #include <span>
 #include <string>
 
@@ -34,12 +36,74 @@ enum class NvSlot : uint8_t {
 inline constexpr int kNvSlotCount = 4;
 // Largest blob any slot holds (bytes). Slots are defined with this size.
 inline constexpr size_t kNvSlotMaxSize = 256;
+// Size of every NV index kgr defines: u16 length prefix || data || padding.
+// Each NV_Write and NV_Read moves exactly this many bytes.
+inline constexpr size_t kNvIndexBytes = 2 + kNvSlotMaxSize;
 
 std::string_view NvSlotName(NvSlot slot);
 
 struct TpmCounters {
   uint64_t nv_writes = 0;     // NV_Write/NV_DefineSpace since process start
   uint64_t tpm_commands = 0;  // every command sent to the TPM
+};
+
+// TPM 2.0 identifiers (TPM 2.0 Part 2 tables 9, 12 and 11) kgr depends
+// on; esapi_capabilities.cc checks them against tss2's definitions.
+namespace tpm_ids {
+inline constexpr uint16_t kAlgAes = 0x0006;
+inline constexpr uint16_t kAlgSha256 = 0x000B;
+inline constexpr uint16_t kAlgEcdsa = 0x0018;
+inline constexpr uint16_t kAlgEcdh = 0x0019;
+inline constexpr uint16_t kAlgEcc = 0x0023;
+inline constexpr uint16_t kAlgCfb = 0x0043;
+inline constexpr uint16_t kCurveNistP256 = 0x0003;
+inline constexpr uint32_t kCcNvUndefineSpace = 0x0122;
+inline constexpr uint32_t kCcEvictControl = 0x0120;
+inline constexpr uint32_t kCcNvDefineSpace = 0x012A;
+inline constexpr uint32_t kCcCreatePrimary = 0x0131;
+inline constexpr uint32_t kCcNvWrite = 0x0137;
+inline constexpr uint32_t kCcCreate = 0x0153;
+inline constexpr uint32_t kCcLoad = 0x0157;
+inline constexpr uint32_t kCcEncryptDecrypt = 0x0164;
+inline constexpr uint32_t kCcFlushContext = 0x0165;
+inline constexpr uint32_t kCcNvRead = 0x014E;
+inline constexpr uint32_t kCcPolicyPcr = 0x017F;
+inline constexpr uint32_t kCcNvReadPublic = 0x0169;
+inline constexpr uint32_t kCcReadPublic = 0x0173;
+inline constexpr uint32_t kCcStartAuthSession = 0x0176;
+inline constexpr uint32_t kCcGetCapability = 0x017A;
+inline constexpr uint32_t kCcGetRandom = 0x017B;
+inline constexpr uint32_t kCcPcrRead = 0x017E;
+inline constexpr uint32_t kCcPolicyAuthValue = 0x016B;
+inline constexpr uint32_t kCcPolicyGetDigest = 0x0189;
+inline constexpr uint32_t kCcEncryptDecrypt2 = 0x0193;
+}  // namespace tpm_ids
+
+// What a TPM reports about itself (TPM2_GetCapability), for `doctor`.
+struct TpmCapabilities {
+  std::string manufacturer;  // TPM_PT_MANUFACTURER as text, e.g. "IBM", "IFX"
+  std::string firmware;      // TPM_PT_FIRMWARE_VERSION_1 as "major.minor"
+  std::set<uint16_t> algorithms;  // TPM_ALG_IDs implemented
+  std::set<uint16_t> ecc_curves;  // TPM_ECC_CURVEs implemented
+  std::set<uint32_t> commands;    // TPM_CCs implemented
+  uint32_t nv_buffer_max = 0;     // TPM_PT_NV_BUFFER_MAX: bytes per NV_Write
+  uint32_t nv_index_max = 0;      // TPM_PT_NV_INDEX_MAX: largest index
+  uint32_t nv_indices = 0;        // TPM_PT_HR_NV_INDEX: indices defined
+  // Their data sizes added up. TPM 2.0 has no property for free NV bytes:
+  // doctor estimates it from the data sheet of a TPM it recognizes.
+  uint32_t nv_bytes_defined = 0;
+  uint32_t persistent_avail = 0;        // TPM_PT_HR_PERSISTENT_AVAIL
+  int kgr_nv_slots = 0;                 // kgr's NV indices already defined
+  int kgr_persistent = 0;               // of SRK, ANK, KEDK already persistent
+  bool owner_auth_set = false;          // TPMA_PERMANENT ownerAuthSet
+  bool owner_hierarchy_enabled = true;  // TPMA_STARTUP_CLEAR shEnable
+  bool in_lockout = false;              // TPMA_PERMANENT inLockout
+  uint32_t lockout_counter = 0;         // TPM_PT_LOCKOUT_COUNTER
+  uint32_t max_auth_fail = 0;           // TPM_PT_MAX_AUTH_FAIL
+  // sha256 PCRs 0-7 all zero (nothing measured into them); empty if the
+  // bank is not there or no PCRs exist (software store).
+  std::optional<bool> boot_pcrs_zero;
+  bool is_tpm = true;  // false: the software store (no TPM at all)
 };
 
 class Tpm {
@@ -67,6 +131,14 @@ class Tpm {
   virtual StatusOr<SecretBytes> NvRead(NvSlot slot) = 0;
   // Undefines the slot's index (for decommissioning). OK if absent.
   virtual Status NvErase(NvSlot slot) = 0;
+  // Evicts kgr's persistent keys (ANK, KEDK) for decommissioning; the SRK
+  // stays (the TCG handle may be shared, and it is re-derived from the
+  // owner seed). OK if absent. Refuses (FAILED_PRECONDITION) an object at a
+  // kgr handle that is not kgr's kind of key.
+  virtual Status RemoveKeys() = 0;
+
+  // What the TPM implements and has room for. Reads only.
+  virtual StatusOr<TpmCapabilities> Capabilities() = 0;
 
   virtual TpmCounters counters() const = 0;
   // "esapi", "software" or "fake".
