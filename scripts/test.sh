@@ -1,33 +1,62 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 machine (as root) and runs every test of kgr:
-# unit, integration (real swtpm, real TLS Mosquitto), end-to-end, the
-# libFuzzer targets for a bounded time each, the whole suite under
-# ASan+UBSan, the Debian packages (scripts/test-packages.sh), then ctest
-# (its summary line is the last thing printed).
-# KGR_SKIP_FUZZ=1, KGR_SKIP_ASAN=1 leave a step out. KGR_ARM64=1 adds the
-# arm64 cross-build with its unit and integration tests under qemu-user
-# (scripts/test-arm64.sh): opt-in until it fits CI's 30 minutes (it adds
-# about 11 minutes on 2 cores; issue 22).
+# unit, integration (real swtpm, real TLS Mosquitto), end-to-end; then one
+# clang build with ASan+UBSan and libFuzzer instrumentation, whose fuzzers run
+# for a bounded time each and whose test suite runs again under the
+# sanitizers; the Debian packages (scripts/test-packages.sh: built, installed,
+# units verified, the demo on the installed binaries, purged); then the arm64
+# cross-build with its unit and integration tests under qemu-user
+# (scripts/test-arm64.sh). The native suite's ctest summary is
+# printed again as the last line. KGR_SKIP_FUZZ=1 (fuzzers), KGR_SKIP_ASAN=1
+# (the sanitizer suite; with both set the clang build is skipped) and
+# KGR_SKIP_ARM64=1 leave a step out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+start=$SECONDS
+step() { echo "test.sh: $1 ($((SECONDS - start)) s since start)"; }
+arm64=1
+[[ "${KGR_SKIP_ARM64:-0}" == 1 ]] && arm64=0
 bash scripts/install-deps.sh
-BUILD_DIR=build bash scripts/build.sh -DCMAKE_BUILD_TYPE=RelWithDebInfo
-if [[ "${KGR_SKIP_FUZZ:-0}" != 1 ]]; then
-  CC=clang CXX=clang++ BUILD_DIR=build-fuzz BUILD_TARGET=fuzzers bash scripts/build.sh \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKGR_FUZZ=ON -DKGR_TESTS=ON
-  bash tests/fuzz/run.sh build-fuzz "${KGR_FUZZ_SECONDS:-10}"
+if ((arm64)); then bash scripts/install-deps-arm64.sh; fi
+step "dependencies installed"
+
+# Line tables only (-g1, -gline-tables-only): enough for backtraces and
+# sanitizer reports, and full -g costs about 40% more compile time.
+BUILD_DIR=build bash scripts/build.sh -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
+  -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG"
+step "native build done"
+summary=$(mktemp /tmp/kgr-ctest-XXXXXX)
+status=0
+(cd build && ctest --output-on-failure -j2 --timeout 600) 2>&1 | tee "$summary" || status=1
+step "native ctest done"
+
+if [[ "${KGR_SKIP_FUZZ:-0}" != 1 || "${KGR_SKIP_ASAN:-0}" != 1 ]]; then
+  # One clang build serves both: every target with ASan+UBSan (no recovery),
+  # the fuzzers with libFuzzer on top.
+  CC=clang CXX=clang++ BUILD_DIR=build-san bash scripts/build.sh \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKGR_FUZZ=ON -DKGR_SANITIZE=ON -DKGR_TESTS=ON \
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only -DNDEBUG" \
+    -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only -DNDEBUG"
+  step "sanitizer build done"
+  if [[ "${KGR_SKIP_FUZZ:-0}" != 1 ]]; then
+    bash tests/fuzz/run.sh build-san "${KGR_FUZZ_SECONDS:-10}"
+    step "fuzzers done"
+  fi
+  if [[ "${KGR_SKIP_ASAN:-0}" != 1 ]]; then
+    (cd build-san &&
+     LSAN_OPTIONS="suppressions=$PWD/../tests/lsan.supp:print_suppressions=0" \
+       ctest --output-on-failure -j2 --timeout 900 -LE bench)
+    step "sanitizer ctest done"
+  fi
 fi
-if [[ "${KGR_SKIP_ASAN:-0}" != 1 ]]; then
-  # The whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
-  BUILD_DIR=build-asan bash scripts/build.sh -DCMAKE_BUILD_TYPE=Debug -DKGR_SANITIZE=ON
-  (cd build-asan &&
-   LSAN_OPTIONS="suppressions=$PWD/../tests/lsan.supp:print_suppressions=0" \
-     ctest --output-on-failure -j2 --timeout 900 -LE bench)
-fi
-if [[ "${KGR_ARM64:-0}" == 1 ]]; then
+bash scripts/test-packages.sh || status=1
+step "packages done"
+if ((arm64)); then
   bash scripts/test-arm64.sh
+  step "arm64 step done"
 fi
-# The Debian packages: built, installed, units verified, demo, purged.
-bash scripts/test-packages.sh
-cd build
-ctest --output-on-failure -j2 --timeout 600
+# The native suite's result, last (the README's promise).
+echo "test.sh: native suite: $(grep -E 'tests passed|tests failed' "$summary" | tail -1)"
+rm -f "$summary"
+exit $status

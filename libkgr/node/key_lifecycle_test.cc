@@ -80,7 +80,8 @@ TEST_F(ProceduresTest, PolicyRenewsByAge) {
   EXPECT_EQ(a->ses->Get(b->n_id)->key_version, 1u);
   clock_.AdvanceMillis(25'000);  // past 0.8 ± 0.1 of the limit
   // b uses the new key once it sees a frame under it (the Send below).
-  RunUntil([&] { return a->ses->Get(b->n_id)->key_version >= 2; }, 50);
+  RunUntil([&, a = a, b = b] { return a->ses->Get(b->n_id)->key_version >= 2; },
+           50);
   EXPECT_GE(a->ses->Get(b->n_id)->key_version, 2u);
   EXPECT_TRUE(Send(*a, *b, "fresh").ok());
 }
@@ -154,15 +155,18 @@ TEST_F(ProceduresTest, NkskRotationGivesForwardSecrecyWithOneNvWrite) {
   auto blob = DecodeKsKeys(a->tpm.NvRead(NvSlot::kKsKeys)->span());
   ASSERT_TRUE(blob.ok());
   EXPECT_EQ(blob->version, old_blob->version + 1);
-  EXPECT_FALSE(blob->nksk.RawEncKeyBytes().Equals(old_blob->nksk.RawEncKeyBytes()));
-  EXPECT_FALSE(blob->nksk.RawMacKeyBytes().Equals(old_blob->nksk.RawMacKeyBytes()));
+  EXPECT_FALSE(
+      blob->nksk.RawEncKeyBytes().Equals(old_blob->nksk.RawEncKeyBytes()));
+  EXPECT_FALSE(
+      blob->nksk.RawMacKeyBytes().Equals(old_blob->nksk.RawMacKeyBytes()));
   EXPECT_TRUE(nodes_->Get(a->n_id)->prev_nksk.valid());
   // The node uses the new pair: the KS completes the rotation, and nothing
   // the KS sends from now on opens with the old pair.
   broker_.ClearPublished();
   ASSERT_TRUE(RequestKey(*a, *b).ok());
   EXPECT_FALSE(nodes_->Get(a->n_id)->prev_nksk.valid());
-  EXPECT_TRUE(nodes_->Get(a->n_id)->nksk.RawEncKeyBytes().Equals(blob->nksk.RawEncKeyBytes()));
+  EXPECT_TRUE(nodes_->Get(a->n_id)->nksk.RawEncKeyBytes().Equals(
+      blob->nksk.RawEncKeyBytes()));
   int checked = 0;
   for (const auto& m : broker_.published()) {
     if (m.topic.find(NodeIdentity(a->n_id)) == std::string::npos) continue;
@@ -193,13 +197,14 @@ TEST_F(ProceduresTest, KsAsksForRotationAndALostAnswerIsRecovered) {
   ASSERT_TRUE(broker_.PumpOne());  // nksk_rot_sig -> b; b sends nksk_rot_req
   ASSERT_TRUE(broker_.PumpOne());  // the KS answers...
   broker_.DropQueuedFor(b->transport->name());  // ...and the answer is lost
-  RunUntil([&] {
+  RunUntil([&, b = b] {
     return DecodeKsKeys(b->tpm.NvRead(NvSlot::kKsKeys)->span())->version == 2;
   });
   auto blob = DecodeKsKeys(b->tpm.NvRead(NvSlot::kKsKeys)->span());
   EXPECT_EQ(blob->version, 2u);
   ASSERT_TRUE(RequestKey(*b, *a).ok());
-  EXPECT_TRUE(nodes_->Get(b->n_id)->nksk.RawEncKeyBytes().Equals(blob->nksk.RawEncKeyBytes()));
+  EXPECT_TRUE(nodes_->Get(b->n_id)->nksk.RawEncKeyBytes().Equals(
+      blob->nksk.RawEncKeyBytes()));
   EXPECT_EQ(nodes_->Get(b->n_id)->nksk_version, 2u);
 }
 

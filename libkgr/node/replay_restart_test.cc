@@ -121,7 +121,7 @@ TEST_F(ReplayRestartTest, ThePolicyLimitHoldsAcrossRestarts) {
   node_options_.policy.jitter = 0;
   auto [a, b] = Pair();
   // Clean restarts after every third frame: exactly the limit is sent.
-  auto send_until_refused = [&](Stop how) {
+  auto send_until_refused = [&, a = a, b = b](Stop how) {
     int sent = 0;
     for (int i = 0; i < 20; ++i) {
       Status st = Send(*a, *b, "d").status();
