@@ -22,6 +22,7 @@ StatusOr<DaemonOptions> DaemonOptionsFrom(const CommandLine& c) {
   d.tcti = ResolveTcti(c.Str("tcti"));
   d.pcr_policy = c.Bool("pcr_policy");
   d.journal_prealloc_kb = c.Int("journal_prealloc_kb");
+  d.metrics_listen = c.Str("metrics_listen");
   KGR_ASSIGN_OR_RETURN(d.broker, BrokerOptionsFrom(c));
   return d;
 }
