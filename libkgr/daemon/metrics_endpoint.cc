@@ -5,8 +5,6 @@
 #include <chrono>
 #include <future>
 
-#include "kgr/clock.h"
-
 namespace kgr {
 namespace {
 
@@ -23,10 +21,10 @@ const char* StateLabel(NodeState s) {
   }
 }
 
-void CountNodeStates(const NodeDescStore& nodes, NodeStateCount& c) {
-  uint64_t now = SystemClock()->NowMonotonicMillis();
-  if (c.counted_at_ms != 0 && now - c.counted_at_ms < 60'000) return;
-  c = NodeStateCount{.counted_at_ms = now == 0 ? 1 : now};
+void CountNodeStates(const NodeDescStore& nodes, uint64_t changes,
+                     NodeStateCount& c) {
+  if (c.counted && c.changes == changes) return;
+  c = NodeStateCount{.counted = true, .changes = changes};
   nodes.ForEach([&](const NodeDesc& d) {
     if (d.state == NodeState::kAuthorized) ++c.authorized;
     if (d.state == NodeState::kRegistered) ++c.registered;
@@ -92,8 +90,8 @@ void AppendKsMetrics(const KeyServer& ks, const NodeDescStore& nodes,
   out.Family("kgr_ks_requests_refused_total", Type::kCounter,
              "Key requests the KS refused with KS_ERROR, by code.");
   static constexpr const char* kCodes[kKsErrorCodes] = {
-      "", "pair_not_allowed", "peer_unknown", "busy", "internal",
-      "stale_request"};
+      "",     "pair_not_allowed", "peer_unknown",
+      "busy", "internal",         "stale_request"};
   for (size_t i = 1; i < kKsErrorCodes; ++i) {
     out.Sample("kgr_ks_requests_refused_total", s.refusals[i],
                {{"code", kCodes[i]}});
@@ -116,9 +114,8 @@ void AppendKsMetrics(const KeyServer& ks, const NodeDescStore& nodes,
             "max_pending).",
             gen_keys.size());
   out.Gauge("kgr_ks_max_pending", "The max_pending setting.", o.max_pending);
-  CountNodeStates(nodes, states);
-  out.Family("kgr_ks_nodes", Type::kGauge,
-             "node_desc entries by state (counted at most once a minute).");
+  CountNodeStates(nodes, s.node_desc_changes, states);
+  out.Family("kgr_ks_nodes", Type::kGauge, "node_desc entries by state.");
   for (NodeState st :
        {NodeState::kAuthorized, NodeState::kRegistered, NodeState::kRevoked}) {
     uint64_t n = st == NodeState::kAuthorized   ? states.authorized

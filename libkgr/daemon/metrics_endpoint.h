@@ -35,10 +35,11 @@ struct KsDaemonCounters {
 };
 
 // The KS's metrics. node_desc states are counted by decrypting every
-// record: that count is refreshed at most once a minute (`node_states`
-// keeps it between scrapes).
+// record: `node_states` keeps the count between scrapes, and it is made
+// again only after node_desc changed (KeyServerStats::node_desc_changes).
 struct NodeStateCount {
-  uint64_t counted_at_ms = 0;
+  bool counted = false;
+  uint64_t changes = 0;
   uint64_t authorized = 0, registered = 0, revoked = 0;
 };
 void AppendKsMetrics(const KeyServer& ks, const NodeDescStore& nodes,
