@@ -37,7 +37,7 @@ void HandleRotation(Context& ctx, const FrameHeader& h, const NodeDesc& node,
   if (!ks_key.ok()) return;
   auto shared = X25519SharedSecret(ks_key->private_key, req.node_public);
   if (!shared.ok())
-    return Drop(ctx, &h, DropReason::kBadMac, shared.status().message());
+    return Drop(ctx, &h, DropReason::kMalformed, shared.status().message());
   uint32_t version = under_prev ? node.nksk_version : node.nksk_version + 1;
   auto keys = RotationKeys(*shared, node.n_id, version, req.node_public,
                            ks_key->public_key);
