@@ -54,7 +54,11 @@ std::string FormatMetricValue(double value) {
     std::snprintf(buf, sizeof buf, "%.0f", value);
     return buf;
   }
-  auto r = std::to_chars(buf, buf + sizeof buf, value);
+  // Bucket bounds read as written (0.0001, not 1e-04).
+  auto r = std::fabs(value) >= 1e-6
+               ? std::to_chars(buf, buf + sizeof buf, value,
+                               std::chars_format::fixed)
+               : std::to_chars(buf, buf + sizeof buf, value);
   return std::string(buf, r.ptr);
 }
 

@@ -88,6 +88,9 @@ TEST(MetricsTextTest, FormatsSpecialValues) {
   EXPECT_EQ(FormatMetricValue(0), "0");
   EXPECT_EQ(FormatMetricValue(18446744073709.0), "18446744073709");
   EXPECT_EQ(FormatMetricValue(0.25), "0.25");
+  EXPECT_EQ(FormatMetricValue(0.0001), "0.0001");
+  EXPECT_EQ(FormatMetricValue(0.00025), "0.00025");
+  EXPECT_EQ(FormatMetricValue(1e-9), "1e-09");
   EXPECT_EQ(FormatMetricValue(1.0 / 0.0), "+Inf");
   EXPECT_EQ(FormatMetricValue(-1.0 / 0.0), "-Inf");
   EXPECT_EQ(FormatMetricValue(0.0 / 0.0), "NaN");
