@@ -1,6 +1,7 @@
 // kgr-ks: the Key Server daemon and its operator commands (the work is in
 // libkgr/daemon/: ks_daemon.h).
 #include "kgr/cli.h"
+#include "kgr/metrics_http.h"
 #include "kgr/ks_daemon.h"
 #include "kgr/topic.h"
 
@@ -54,6 +55,10 @@ flags (each overrides the JSON config file's key in brackets):
   --node-burst N       [node_burst] the bucket's size (default 2 x the rate)
   --max-pending N      [max_pending] unconfirmed session keys at once; more
                        requests get "busy" (default 100000)
+  --metrics-listen HOST:PORT
+                       [metrics_listen] run: serve Prometheus metrics on
+                       http://HOST:PORT/metrics (off unless set; use a
+                       loopback address, e.g. 127.0.0.1:9464; docs/metrics.md)
   --journal-prealloc-kb N
                        [journal_prealloc_kb] zeros kept ahead of each store
                        journal's end (default 256; 0: none), so that a
@@ -114,6 +119,7 @@ constexpr SettingSpec kSpecs[] = {
      .min = 1,
      .max = 100'000'000},
     kJournalPreallocSetting,
+    kMetricsListenSetting,
     {.flag = "backup-dir", .key = "backup_dir"},
     {.flag = "backup-recovery-public", .key = "backup_recovery_public"},
     {.flag = "backup-interval-s",

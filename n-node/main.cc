@@ -1,6 +1,7 @@
 // kgr-node: an N node of a Key Exchange Domain (the work is in
 // libkgr/daemon/: node_daemon.h).
 #include "kgr/cli.h"
+#include "kgr/metrics_http.h"
 #include "kgr/node_daemon.h"
 
 namespace kgr {
@@ -60,6 +61,10 @@ flags (each overrides the JSON config file's key in brackets):
                        Per pair, in the config file only:
                        "policy": {"pairs": {"<peer N_ID>": {"max_frames": N,
                                   "max_bytes": N, "max_age_s": N}}}
+  --metrics-listen HOST:PORT
+                       [metrics_listen] run: serve Prometheus metrics on
+                       http://HOST:PORT/metrics (off unless set; use a
+                       loopback address, e.g. 127.0.0.1:9464; docs/metrics.md)
   --journal-prealloc-kb N
                        [journal_prealloc_kb] zeros kept ahead of the ses_keys
                        journal's end (default 256, at most 4096; 0: none),
@@ -104,6 +109,7 @@ constexpr SettingSpec kSpecs[] = {
      .max = kMaxNumberSetting},
     {.flag = {}, .key = "policy.pairs", .kind = SettingKind::kObject},
     kJournalPreallocSetting,
+    kMetricsListenSetting,
     kPcrPolicySetting,
     kLogLevelSetting,
     kJsonSetting,

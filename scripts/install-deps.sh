@@ -11,7 +11,7 @@ packages=(
   libssl-dev openssl libpaho-mqttpp-dev libpaho-mqtt-dev libmosquitto-dev
   libtss2-dev tpm2-tools swtpm swtpm-tools
   mosquitto mosquitto-clients nlohmann-json3-dev libspdlog-dev
-  libgtest-dev libgmock-dev procps iproute2 binutils xxd python3
+  libgtest-dev libgmock-dev procps iproute2 binutils xxd python3 curl
   libsystemd-dev systemd file adduser tpm-udev dpkg-dev
 )
 missing=()

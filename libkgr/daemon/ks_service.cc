@@ -12,6 +12,7 @@
 #include "daemon/journal_log.h"
 #include "daemon/ks_backup.h"
 #include "daemon/ks_state.h"
+#include "daemon/metrics_endpoint.h"
 #include "daemon/reload.h"
 #include "daemon/service_notifier.h"
 #include "daemon/wiring.h"
@@ -115,6 +116,14 @@ class KsService {
     return OkStatus();
   }
 
+  // The Prometheus endpoint, if o.daemon.metrics_listen is set.
+  Status StartMetrics() {
+    KGR_ASSIGN_OR_RETURN(metrics_,
+                         ServeMetrics(o_.daemon.metrics_listen, loop_,
+                                      [this] { return MetricsTextOnLoop(); }));
+    return OkStatus();
+  }
+
   const KeyServer& ks() const { return *ks_; }
   size_t nodes() const { return stores_.nodes->size(); }
 
@@ -168,6 +177,7 @@ class KsService {
       last_purge = now;
       counter_.SaveIfChanged(ks_->last_counter());
       if (uint64_t d = inbox_->TakeDropped()) {
+        counters_.inbox_dropped += d;
         spdlog::warn("ks: queue full: {} messages dropped in the last second",
                      d);
       }
@@ -177,6 +187,7 @@ class KsService {
   // A clean stop: the replay counters and the frame counter persisted.
   void Stop() {
     notifier_.Stopping();
+    if (metrics_) metrics_->Stop();
     control_->Stop();
     Status f = ks_->FlushCounters();
     if (f.ok()) f = counter_.Save(ks_->last_counter());
@@ -188,6 +199,15 @@ class KsService {
   }
 
  private:
+  std::string MetricsTextOnLoop() {
+    MetricsText m;
+    counters_.loop_dropped = loop_.dropped();
+    AppendKsMetrics(*ks_, *stores_.nodes, *stores_.gen_keys, o_.key_server,
+                    counters_, node_states_, m);
+    AppendProcessMetrics(tpm_->counters(), m);
+    return m.text();
+  }
+
   // A control command (`kgr-ks status`, `kgr-ks rotate`), on the loop.
   void Execute(const nlohmann::json& req,
                const ControlServer::Respond& respond) {
@@ -222,6 +242,9 @@ class KsService {
   std::unique_ptr<KsBackups> backups_;
   std::unique_ptr<ControlServer> control_;
   ServiceNotifier notifier_;
+  KsDaemonCounters counters_;
+  NodeStateCount node_states_;
+  std::unique_ptr<MetricsServer> metrics_;
 };
 
 }  // namespace
@@ -241,6 +264,7 @@ Status KsRun(const KsOptions& o) {
   KGR_RETURN_IF_ERROR(svc.Connect());
   const double connect_ms = phase.Next();
   KGR_RETURN_IF_ERROR(svc.StartControl());
+  KGR_RETURN_IF_ERROR(svc.StartMetrics());
   std::printf("kgr-ks ready: n_id=%s nodes=%zu\n",
               FormatNodeId(svc.ks().n_id()).c_str(), svc.nodes());
   std::fflush(stdout);

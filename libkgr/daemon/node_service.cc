@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "daemon/journal_log.h"
+#include "daemon/metrics_endpoint.h"
 #include "daemon/node_control.h"
 #include "daemon/reload.h"
 #include "daemon/wiring.h"
@@ -136,6 +137,13 @@ Status NodeRun(const NodeOptions& o) {
             self->Execute(req, std::move(respond));
           },
           {{"ok", false}, {"code", "UNAVAILABLE"}, {"error", "busy"}}));
+  KGR_ASSIGN_OR_RETURN(
+      auto metrics, ServeMetrics(o.daemon.metrics_listen, svc->loop(), [self] {
+        MetricsText m;
+        AppendNodeMetrics(self->client(), m);
+        AppendProcessMetrics(self->tpm_counters(), m);
+        return m.text();
+      }));
   // Until registered, for as long as the daemon runs (a KS that is away
   // when the node starts only delays it).
   svc->client().KeepRegistering();
@@ -154,6 +162,7 @@ Status NodeRun(const NodeOptions& o) {
     }
   });
   svc->notifier().Stopping();
+  if (metrics) metrics->Stop();
   control->Stop();
   spdlog::info("node: stopped");
   return OkStatus();

@@ -47,6 +47,7 @@ class NodeService {
   EventLoop& loop() { return loop_; }
   NodeClient& client() { return *client_; }
   ServiceNotifier& notifier() { return notifier_; }
+  TpmCounters tpm_counters() const { return tpm_->counters(); }
 
  private:
   explicit NodeService(const NodeOptions& o);

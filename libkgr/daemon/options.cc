@@ -23,6 +23,7 @@ StatusOr<DaemonOptions> DaemonOptionsFrom(const CommandLine& c) {
   d.pcr_policy = c.Bool("pcr_policy");
   d.journal_prealloc_kb = c.Int("journal_prealloc_kb");
   d.log_level = c.Str("log_level");
+  d.metrics_listen = c.Str("metrics_listen");
   KGR_ASSIGN_OR_RETURN(d.broker, BrokerOptionsFrom(c));
   return d;
 }

@@ -5,16 +5,17 @@
 
 #include "kgr/cli.h"
 #include "kgr/daemon.h"
+#include "kgr/metrics_http.h"
 #include "kgr/tpm.h"
 
 namespace kgr {
 namespace {
 
 constexpr SettingSpec kSpecs[] = {
-    kStateDirSetting,   kTctiSetting,    kBrokerSetting,
-    kMqttClientSetting, kMqttQosSetting, kTlsCaSetting,
-    kTlsCertSetting,    kTlsKeySetting,  kJournalPreallocSetting,
-    kPcrPolicySetting,
+    kStateDirSetting,   kTctiSetting,          kBrokerSetting,
+    kMqttClientSetting, kMqttQosSetting,       kTlsCaSetting,
+    kTlsCertSetting,    kTlsKeySetting,        kJournalPreallocSetting,
+    kPcrPolicySetting,  kMetricsListenSetting,
 };
 
 StatusOr<CommandLine> Parse(std::vector<const char*> args) {
@@ -47,6 +48,19 @@ TEST(DaemonOptionsTest, EveryFieldFromItsFlag) {
   EXPECT_EQ(o->broker.ca_file, "ca.pem");
   EXPECT_EQ(o->broker.cert_file, "c.pem");
   EXPECT_EQ(o->broker.key_file, "k.pem");
+}
+
+TEST(DaemonOptionsTest, MetricsListenOffUnlessSet) {
+  auto off = Parse({"run"});
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(DaemonOptionsFrom(*off)->metrics_listen, "");
+  auto on = Parse({"run", "--metrics-listen", "127.0.0.1:9464"});
+  ASSERT_TRUE(on.ok()) << on.status().ToString();
+  EXPECT_EQ(DaemonOptionsFrom(*on)->metrics_listen, "127.0.0.1:9464");
+  auto bad = Parse({"run", "--metrics-listen", "9464"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("metrics"), std::string::npos)
+      << bad.status().message();
 }
 
 TEST(DaemonOptionsTest, Defaults) {

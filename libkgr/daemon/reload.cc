@@ -23,6 +23,7 @@ std::vector<std::string> RestartOnlyChanges(const DaemonOptions& running,
   check(running.pcr_policy == loaded.pcr_policy, "pcr_policy");
   check(running.journal_prealloc_kb == loaded.journal_prealloc_kb,
         "journal_prealloc_kb");
+  check(running.metrics_listen == loaded.metrics_listen, "metrics_listen");
   return keys;
 }
 

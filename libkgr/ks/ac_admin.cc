@@ -86,7 +86,7 @@ bool AnswerAc(Context& ctx, const FrameHeader& h, std::span<const uint8_t> body,
     case FrameType::kAcAuthorizeReq: {
       auto req = AcAuthorizeReq::Parse(body);
       if (!req.ok()) {
-        Drop(ctx, &h, req.status().message());
+        Drop(ctx, &h, DropReason::kMalformed, req.status().message());
         return false;
       }
       AcAuthorizeAns ans;
@@ -103,7 +103,7 @@ bool AnswerAc(Context& ctx, const FrameHeader& h, std::span<const uint8_t> body,
     case FrameType::kAcPeersReq: {
       auto req = AcPeersReq::Parse(body);
       if (!req.ok()) {
-        Drop(ctx, &h, req.status().message());
+        Drop(ctx, &h, DropReason::kMalformed, req.status().message());
         return false;
       }
       Status st = SetPeers(ctx, *req);
@@ -120,7 +120,7 @@ bool AnswerAc(Context& ctx, const FrameHeader& h, std::span<const uint8_t> body,
     case FrameType::kAcRevokeReq: {
       auto req = AcRevokeReq::Parse(body);
       if (!req.ok()) {
-        Drop(ctx, &h, req.status().message());
+        Drop(ctx, &h, DropReason::kMalformed, req.status().message());
         return false;
       }
       int notified = 0;
@@ -135,7 +135,7 @@ bool AnswerAc(Context& ctx, const FrameHeader& h, std::span<const uint8_t> body,
     case FrameType::kAcListReq: {
       auto req = AcListReq::Parse(body);
       if (!req.ok()) {
-        Drop(ctx, &h, "bad ac_list_req");
+        Drop(ctx, &h, DropReason::kMalformed, "bad ac_list_req");
         return false;
       }
       ListNodes(ctx, req->after).EncodeTo(reply_body);
@@ -143,7 +143,7 @@ bool AnswerAc(Context& ctx, const FrameHeader& h, std::span<const uint8_t> body,
       return true;
     }
     default:
-      Drop(ctx, &h, "not an AC request");
+      Drop(ctx, &h, DropReason::kUnexpected, "not an AC request");
       return false;
   }
 }
@@ -175,26 +175,29 @@ void SendAcReply(Context& ctx, const FrameHeader& h, FrameType reply_type,
 void HandleAc(Context& ctx, const Bytes& message) {
   auto opened = ctx.cms->DecryptAndVerify(message);
   if (!opened.ok())
-    return Drop(ctx, nullptr, "AC message: " + opened.status().message());
+    return Drop(ctx, nullptr, DropReason::kBadMac,
+                "AC message: " + opened.status().message());
   const CmsPeer& peer = opened->second;
   if (peer.organizational_unit != "kgr-ac") {
     return Drop(
-        ctx, nullptr,
+        ctx, nullptr, DropReason::kBadMac,
         "AC message signed by a non-AC certificate (" + peer.common_name + ")");
   }
   FrameHeader h;
   auto body = DecodeClearFrame(opened->first.span(), &h);
-  if (!body.ok()) return Drop(ctx, nullptr, body.status().message());
+  if (!body.ok())
+    return Drop(ctx, nullptr, DropReason::kMalformed, body.status().message());
   if (h.sender != kAcSender)
-    return Drop(ctx, &h, "AC frame with a sender N_ID");
+    return Drop(ctx, &h, DropReason::kUnexpected,
+                "AC frame with a sender N_ID");
   if (!ctx.ac_window.IsFresh(h.counter))
-    return Drop(ctx, &h, "replayed counter");
+    return Drop(ctx, &h, DropReason::kReplay, "replayed counter");
   // Durable before anything is done: a restart never accepts it again.
-  if (ctx.options.persist_ac_counter &&
-      h.counter > ctx.ac_window.highest()) {
+  if (ctx.options.persist_ac_counter && h.counter > ctx.ac_window.highest()) {
     Status saved = ctx.options.persist_ac_counter(h.counter);
     if (!saved.ok()) {
-      return Drop(ctx, &h, "AC replay floor not saved: " + saved.message());
+      return Drop(ctx, &h, DropReason::kInternal,
+                  "AC replay floor not saved: " + saved.message());
     }
   }
   ctx.ac_window.Accept(h.counter);

@@ -1,15 +1,33 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <iterator>
 
 #include "kgr/key_server.h"
 #include "ks/context.h"
 #include "ks/internal.h"
 
+namespace kgr {
+
+const char* DropReasonName(DropReason reason) {
+  static constexpr const char* kNames[] = {
+      "malformed",      "oversized", "unexpected",         "unknown_node",
+      "not_registered", "revoked",   "already_registered", "stale_key_version",
+      "replay",         "bad_mac",   "rate_limited",       "no_pending_key",
+      "mismatch",       "internal"};
+  static_assert(std::size(kNames) == static_cast<size_t>(DropReason::kCount));
+  size_t i = static_cast<size_t>(reason);
+  return i < std::size(kNames) ? kNames[i] : "unknown";
+}
+
+}  // namespace kgr
+
 namespace kgr::ks {
 
-void Drop(Context& ctx, const FrameHeader* h, std::string_view reason) {
+void Drop(Context& ctx, const FrameHeader* h, DropReason why,
+          std::string_view reason) {
   ++ctx.stats.dropped_frames;
+  ++ctx.stats.drops[static_cast<size_t>(why)];
   // At most 20 drop lines a second, so a flood cannot flood the log.
   uint64_t second = ctx.clock.NowMonotonicMillis() / 1000;
   if (second != ctx.log_second) {
@@ -36,7 +54,7 @@ void Drop(Context& ctx, const FrameHeader* h, std::string_view reason) {
 
 bool Admit(Context& ctx, const FrameHeader& h) {
   if (!ctx.nodes.Contains(h.sender)) {
-    Drop(ctx, &h, "unknown N_ID");
+    Drop(ctx, &h, DropReason::kUnknownNode, "unknown N_ID");
     return false;
   }
   return true;
@@ -52,7 +70,7 @@ bool Charge(Context& ctx, const FrameHeader& h, RateLimiter& limiter,
     return true;
   }
   ++ctx.stats.rate_limited;
-  Drop(ctx, &h, "rate limit");
+  Drop(ctx, &h, DropReason::kRateLimited, "rate limit");
   return false;
 }
 
@@ -66,31 +84,35 @@ ReplayWindow& WindowFor(Context& ctx, const NodeDesc& n) {
 
 void HandleTopic1(Context& ctx, const Bytes& frame) {
   auto peek = PeekFrameHeader(frame);
-  if (!peek.ok()) return Drop(ctx, nullptr, peek.status().message());
+  if (!peek.ok())
+    return Drop(ctx, nullptr, DropReason::kMalformed, peek.status().message());
   const FrameHeader& h = *peek;
   if (h.type != FrameType::kNnskKeyReq && h.type != FrameType::kNnskNotAns &&
       h.type != FrameType::kNnskConfAns && h.type != FrameType::kNkskRotReq) {
-    return Drop(ctx, &h, "unexpected type on TOPIC1");
+    return Drop(ctx, &h, DropReason::kUnexpected, "unexpected type on TOPIC1");
   }
   if (!Admit(ctx, h)) return;
   auto found = FindNode(ctx, h.sender);
-  if (!found.ok()) return Drop(ctx, &h, "unknown N_ID");
+  if (!found.ok())
+    return Drop(ctx, &h, DropReason::kUnknownNode, "unknown N_ID");
   NodeRef node = *std::move(found);
   if (node->state != NodeState::kRegistered) {
-    return Drop(ctx, &h, "node not registered");
+    return Drop(ctx, &h, DropReason::kNotRegistered, "node not registered");
   }
   // The current NKSK, or during a rotation the previous one.
   bool under_prev =
       node->prev_nksk.valid() && h.key_version + 1 == node->nksk_version;
   if (h.key_version != node->nksk_version && !under_prev) {
-    return Drop(ctx, &h, "stale NKSK version");
+    return Drop(ctx, &h, DropReason::kStaleKeyVersion, "stale NKSK version");
   }
   ReplayWindow& window = WindowFor(ctx, *node);
-  if (!window.IsFresh(h.counter)) return Drop(ctx, &h, "replayed counter");
+  if (!window.IsFresh(h.counter))
+    return Drop(ctx, &h, DropReason::kReplay, "replayed counter");
   FrameHeader opened;
   auto plain =
       OpenFrame(frame, under_prev ? node->prev_nksk : node->nksk, &opened);
-  if (!plain.ok()) return Drop(ctx, &h, plain.status().message());
+  if (!plain.ok())
+    return Drop(ctx, &h, DropReason::kBadMac, plain.status().message());
   // Charged only once the MAC proved the sender: frames carrying another
   // node's N_ID cost that node nothing.
   if (!Charge(ctx, h, ctx.node_limiter)) return;
@@ -102,22 +124,26 @@ void HandleTopic1(Context& ctx, const Bytes& frame) {
   switch (h.type) {
     case FrameType::kNkskRotReq: {
       auto req = NkskRotReq::Parse(plain->span());
-      if (!req.ok()) return Drop(ctx, &h, req.status().message());
+      if (!req.ok())
+        return Drop(ctx, &h, DropReason::kMalformed, req.status().message());
       return HandleRotation(ctx, h, *node, under_prev, *req);
     }
     case FrameType::kNnskKeyReq: {
       auto req = NnskKeyReq::Parse(plain->span());
-      if (!req.ok()) return Drop(ctx, &h, req.status().message());
+      if (!req.ok())
+        return Drop(ctx, &h, DropReason::kMalformed, req.status().message());
       return HandleKeyReq(ctx, h, node, *req);
     }
     case FrameType::kNnskNotAns: {
       auto ans = NnskNotAns::Parse(plain->span());
-      if (!ans.ok()) return Drop(ctx, &h, ans.status().message());
+      if (!ans.ok())
+        return Drop(ctx, &h, DropReason::kMalformed, ans.status().message());
       return HandleNotAns(ctx, h, *node, *ans);
     }
     default: {
       auto ans = NnskConfAns::Parse(plain->span());
-      if (!ans.ok()) return Drop(ctx, &h, ans.status().message());
+      if (!ans.ok())
+        return Drop(ctx, &h, DropReason::kMalformed, ans.status().message());
       return HandleConfAns(ctx, h, *node, *ans);
     }
   }
@@ -150,8 +176,8 @@ Status FlushCounters(Context& ctx) {
     updated.nksk_unused = false;
     batch.push_back(std::move(updated));
   }
-  Status st = batch.empty() ? OkStatus()
-                           : PutNodes(ctx, batch, /*counters_only=*/true);
+  Status st =
+      batch.empty() ? OkStatus() : PutNodes(ctx, batch, /*counters_only=*/true);
   if (st.ok()) ctx.dirty_counters.clear();
   return st;
 }

@@ -83,7 +83,8 @@ struct Context {
 
 // ---- admission.cc ----
 // Counts, and logs (at most 20 lines a second), a dropped frame.
-void Drop(Context& ctx, const FrameHeader* h, std::string_view reason);
+void Drop(Context& ctx, const FrameHeader* h, DropReason why,
+          std::string_view detail);
 // Cheap check before any crypto: a known sender.
 bool Admit(Context& ctx, const FrameHeader& h);
 // After the frame's MAC verified: spends a token of the sender's bucket in

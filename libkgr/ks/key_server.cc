@@ -36,18 +36,19 @@ namespace {
 void Dispatch(Context& ctx, const std::string& topic, const Bytes& payload) {
   if (topic == ctx.register_topic || topic == ctx.topic1) {
     if (payload.size() > kMaxFrameToKs) {
-      return Drop(ctx, nullptr, "oversized frame");
+      return Drop(ctx, nullptr, DropReason::kOversized, "oversized frame");
     }
     if (topic == ctx.topic1) return HandleTopic1(ctx, payload);
     HandleRegistration(ctx, payload);
   } else if (topic == ctx.ac_topic) {
     if (!ctx.ac_limiter.Allow(0, ctx.clock.NowMonotonicMillis())) {
       ++ctx.stats.rate_limited;
-      return Drop(ctx, nullptr, "AC channel rate limit");
+      return Drop(ctx, nullptr, DropReason::kRateLimited,
+                  "AC channel rate limit");
     }
     HandleAc(ctx, payload);
   } else {
-    Drop(ctx, nullptr, "unexpected topic");
+    Drop(ctx, nullptr, DropReason::kUnexpected, "unexpected topic");
   }
 }
 

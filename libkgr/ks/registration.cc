@@ -12,14 +12,17 @@ namespace kgr::ks {
 
 void HandleRegistration(Context& ctx, const Bytes& frame) {
   auto peek = PeekFrameHeader(frame);
-  if (!peek.ok()) return Drop(ctx, nullptr, peek.status().message());
+  if (!peek.ok())
+    return Drop(ctx, nullptr, DropReason::kMalformed, peek.status().message());
   const FrameHeader& h = *peek;
   if (h.type != FrameType::kNkskKeyReq)
-    return Drop(ctx, &h, "not nksk_key_req");
+    return Drop(ctx, &h, DropReason::kUnexpected, "not nksk_key_req");
   if (!Admit(ctx, h)) return;
   auto node = GetNode(ctx, h.sender);
-  if (!node.ok()) return Drop(ctx, &h, "unknown N_ID");
-  if (node->state == NodeState::kRevoked) return Drop(ctx, &h, "node revoked");
+  if (!node.ok())
+    return Drop(ctx, &h, DropReason::kUnknownNode, "unknown N_ID");
+  if (node->state == NodeState::kRevoked)
+    return Drop(ctx, &h, DropReason::kRevoked, "node revoked");
   // A repetition of the registration that succeeded (the answer was lost,
   // or the node died before storing its keys): answered with the same keys
   // as long as the node has not used them (then it holds them). Any other
@@ -28,17 +31,21 @@ void HandleRegistration(Context& ctx, const Bytes& frame) {
                 h.request_id == RegistrationRequestId(node->ntag) &&
                 node->nksk_unused && !Contains(ctx.dirty_counters, node->n_id);
   if (node->state == NodeState::kRegistered && !repeat) {
-    return Drop(ctx, &h, "NTAG already used (node registered)");
+    return Drop(ctx, &h, DropReason::kAlreadyRegistered,
+                "NTAG already used (node registered)");
   }
   ReplayWindow& window = WindowFor(ctx, *node);
-  if (!window.IsFresh(h.counter)) return Drop(ctx, &h, "replayed counter");
+  if (!window.IsFresh(h.counter))
+    return Drop(ctx, &h, DropReason::kReplay, "replayed counter");
   auto keys = RegistrationKeys(node->ntag, node->n_id, FrameType::kNkskKeyReq);
-  if (!keys.ok()) return Drop(ctx, &h, keys.status().message());
+  if (!keys.ok())
+    return Drop(ctx, &h, DropReason::kInternal, keys.status().message());
   FrameHeader opened;
   auto req = OpenBody<NkskKeyReq>(frame, *keys, &opened);
-  if (!req.ok()) return Drop(ctx, &h, req.status().message());
+  if (!req.ok())
+    return Drop(ctx, &h, DropReason::kMalformed, req.status().message());
   if (req->n_id != node->n_id || !req->ntag.Equals(node->ntag)) {
-    return Drop(ctx, &h, "NTAG does not match");
+    return Drop(ctx, &h, DropReason::kBadMac, "NTAG does not match");
   }
   // Charged only now: frames carrying this N_ID that do not prove its NTAG
   // cost the node nothing, and TOPIC1 traffic has its own budget.
@@ -46,14 +53,16 @@ void HandleRegistration(Context& ctx, const Bytes& frame) {
     return;
   window.Accept(h.counter);
   if (repeat) {
-    if (node->topic2 != req->topic2) return Drop(ctx, &h, "TOPIC2 changed");
+    if (node->topic2 != req->topic2)
+      return Drop(ctx, &h, DropReason::kMismatch, "TOPIC2 changed");
     spdlog::info("ks: node {} asked again for its registration: same keys",
                  FormatNodeId(h.sender));
     return SendRegistrationAnswer(ctx, *node, h.request_id);
   }
 
   auto nksk = SymmetricKeys::Generate();
-  if (!nksk.ok()) return Drop(ctx, &h, nksk.status().message());
+  if (!nksk.ok())
+    return Drop(ctx, &h, DropReason::kInternal, nksk.status().message());
   NodeDesc updated = node->Clone();
   updated.state = NodeState::kRegistered;
   updated.nksk = std::move(*nksk);

@@ -31,11 +31,13 @@ void HandleRotation(Context& ctx, const FrameHeader& h, const NodeDesc& node,
   // which must never replace the pair a later answer gave the node.
   uint64_t& floor = ctx.request_floors[node.n_id];
   floor = std::max(floor, node.request_floor);
-  if (h.request_id <= floor) return Drop(ctx, &h, "stale rotation request");
+  if (h.request_id <= floor)
+    return Drop(ctx, &h, DropReason::kReplay, "stale rotation request");
   auto ks_key = GenerateX25519();
   if (!ks_key.ok()) return;
   auto shared = X25519SharedSecret(ks_key->private_key, req.node_public);
-  if (!shared.ok()) return Drop(ctx, &h, shared.status().message());
+  if (!shared.ok())
+    return Drop(ctx, &h, DropReason::kMalformed, shared.status().message());
   uint32_t version = under_prev ? node.nksk_version : node.nksk_version + 1;
   auto keys = RotationKeys(*shared, node.n_id, version, req.node_public,
                            ks_key->public_key);

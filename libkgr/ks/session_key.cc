@@ -1,6 +1,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "kgr/key_server.h"
 #include "ks/context.h"
@@ -19,7 +20,13 @@ void CommitStaged(Context& ctx) {
     st = batch.Put(s.key);
     if (!st.ok()) break;
   }
-  if (st.ok()) st = ctx.gen_keys.Apply(std::move(batch));
+  if (st.ok()) {
+    auto start = std::chrono::steady_clock::now();
+    st = ctx.gen_keys.Apply(std::move(batch));
+    ctx.stats.commit_seconds.Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count());
+  }
   for (Context::Staged& s : ctx.staged) {
     if (!st.ok()) {
       spdlog::error("ks: gen_keys not stored: {}", st.ToString());
@@ -50,6 +57,7 @@ void CommitStaged(Context& ctx) {
 void SendError(Context& ctx, const FrameHeader& h, const NodeDesc& n,
                KsErrorCode code) {
   ++ctx.stats.refused_requests;
+  ++ctx.stats.refusals[static_cast<size_t>(code) % kKsErrorCodes];
   spdlog::warn("ks: refused {} from {} (request {:016x}): {}",
                FrameTypeName(h.type), FormatNodeId(h.sender), h.request_id,
                KsErrorCodeName(code));
@@ -142,13 +150,16 @@ void HandleNotAns(Context& ctx, const FrameHeader& h, const NodeDesc& n2,
                   const NnskNotAns& ans) {
   auto g = ctx.gen_keys.Get(h.request_id);
   if (!g.ok() || g->tombstone()) {
-    return Drop(ctx, &h, "no pending key for this request");
+    return Drop(ctx, &h, DropReason::kNoPendingKey,
+                "no pending key for this request");
   }
   if (g->n_id2 != n2.n_id || ans.n_id2 != n2.n_id || ans.n_id1 != g->n_id1) {
-    return Drop(ctx, &h, "nnsk_not_ans does not match the pending key");
+    return Drop(ctx, &h, DropReason::kMismatch,
+                "nnsk_not_ans does not match the pending key");
   }
   auto n1 = FindNode(ctx, g->n_id1);
-  if (!n1.ok()) return Drop(ctx, &h, "requester vanished");
+  if (!n1.ok())
+    return Drop(ctx, &h, DropReason::kNoPendingKey, "requester vanished");
   if (g->step == 2) {
     GenKey updated = g->Clone();
     updated.step = 5;
@@ -173,7 +184,8 @@ void HandleConfAns(Context& ctx, const FrameHeader& h, const NodeDesc& n1,
   // Already confirmed: duplicates are harmless.
   if (!g.ok() || g->tombstone()) return;
   if (g->n_id1 != n1.n_id || ans.n_id2 != g->n_id2 || g->step != 5) {
-    return Drop(ctx, &h, "nnsk_conf_ans does not match the pending key");
+    return Drop(ctx, &h, DropReason::kMismatch,
+                "nnsk_conf_ans does not match the pending key");
   }
   // Step 7: the KS forgets the key but not the request id (a tombstone,
   // dropped by Tick once the node's persisted floor covers it). Not
@@ -182,6 +194,9 @@ void HandleConfAns(Context& ctx, const FrameHeader& h, const NodeDesc& n1,
   // turns it into a tombstone later.
   ctx.gen_keys.PutUnsynced(Tombstone(*g));
   ++ctx.stats.keys_confirmed;
+  uint64_t now_ms = ctx.clock.NowUnixMillis();
+  ctx.stats.establishment_seconds.Observe(
+      now_ms > g->ctime_unix_ms ? (now_ms - g->ctime_unix_ms) / 1000.0 : 0.0);
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("ks: key {:016x} for {} -> {} confirmed and forgotten",
                   h.request_id, FormatNodeId(g->n_id1), FormatNodeId(g->n_id2));

@@ -22,6 +22,7 @@ void NodeClient::Send(uint32_t peer, SecretBytes data, ReplyCallback done,
   auto [it, inserted] = pending_.emplace(*id, std::move(p));
   Status st = Transmit(*id, it->second);
   if (!st.ok()) return Finish(*id, st);
+  ++stats_.data_sent;
 }
 
 void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
@@ -83,6 +84,7 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
   if (h.type == FrameType::kNodeDataAns) {
     auto ans = NodeDataAns::Parse(plain->span());
     if (!ans.ok()) return Log("dropped", &h, ans.status().message());
+    ++stats_.data_received;
     DataRequest* d = Find<DataRequest>(h.request_id);
     if (d == nullptr || d->peer != peer) return;  // a late duplicate answer
     ReplyCallback reply = std::move(d->reply);
@@ -93,6 +95,7 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
   auto req = NodeDataReq::Parse(plain->span());
   if (!req.ok()) return Log("dropped", &h, req.status().message());
   if (req->n_id2 != n_id()) return Log("dropped", &h, "not addressed to us");
+  ++stats_.data_received;
   SecretBytes reply = handler_ ? handler_(peer, req->data) : SecretBytes();
   ReplyData(peer, *rec, h, std::move(reply));
 }

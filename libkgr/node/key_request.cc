@@ -123,6 +123,13 @@ void NodeClient::OnConfReq(const FrameHeader& h, const NnskConfReq& req) {
   Status st = ses_.Put(updated);
   if (!st.ok()) return Finish(h.request_id, st.Annotate("ses_keys"));
   pairs_[req.n_id2].previous_until_ms = 0;  // until the peer uses the new one
+  ++stats_.keys_established;
+  if (p.renewal) ++stats_.renewals;
+  const Pending& started = pending_.at(h.request_id);  // Schedule()
+  const uint64_t begun = started.deadline_ms - started.timeout_ms;
+  const uint64_t now = clock_.NowMonotonicMillis();
+  stats_.key_request_seconds.Observe(now > begun ? (now - begun) / 1000.0
+                                                 : 0.0);
   st = SendToKs(h.request_id, h.flags, NnskConfAns{req.n_id2});
   if (!st.ok()) Log("nnsk_conf_ans not sent", &h, st.message());
   if (spdlog::should_log(spdlog::level::info)) {  // per key: skip the text
@@ -210,6 +217,7 @@ void NodeClient::OnNotReq(const FrameHeader& h, const NnskNotReq& req) {
   }
   Status st = ses_.Put(updated);
   if (!st.ok()) return Log("ses_keys update failed", &h, st.message());
+  ++stats_.keys_received;
   RefreshRoutes(req.n_id1, &updated);
   if (spdlog::should_log(spdlog::level::info)) {
     spdlog::info("node {}: session key v{} with {} received",

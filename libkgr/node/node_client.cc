@@ -50,6 +50,7 @@ std::string NodeClient::PeerTopic(uint32_t peer, const TopicId& id) const {
 
 void NodeClient::Log(std::string_view what, const FrameHeader* h,
                      std::string_view why) {
+  if (what.starts_with("dropped")) ++stats_.frames_dropped;
   if (h != nullptr) {
     spdlog::warn("node {}: {} {} from {} (request {:016x}): {}",
                  FormatNodeId(n_id()), what, FrameTypeName(h->type),
@@ -125,6 +126,7 @@ void NodeClient::Finish(uint64_t request_id, Status status) {
   Pending p = std::move(it->second);
   pending_.erase(it);
   if (auto* k = std::get_if<KeyRequest>(&p.request)) {
+    if (!status.ok()) ++stats_.key_request_failures;
     auto rec = ses_.Get(k->peer);
     RefreshRoutes(k->peer, rec.ok() ? &*rec : nullptr);
     if (k->done) k->done(status);

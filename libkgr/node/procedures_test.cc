@@ -110,12 +110,24 @@ TEST_F(ProceduresTest, SessionKeyAllSevenStepsThenDataBothWays) {
   // Step 7: the KS forgot the key.
   EXPECT_EQ(LiveKeys(), 0u);
   EXPECT_EQ(ks_->stats().keys_confirmed, 1u);
+  // The metrics of an establishment (docs/metrics.md).
+  EXPECT_EQ(ks_->stats().establishment_seconds.Take().count(), 1u);
+  EXPECT_EQ(ks_->stats().commit_seconds.Take().count(), 1u);
+  EXPECT_EQ(a->client->stats().keys_established, 1u);
+  EXPECT_EQ(a->client->stats().renewals, 0u);
+  EXPECT_EQ(a->client->stats().key_request_seconds.Take().count(), 1u);
+  EXPECT_EQ(b->client->stats().keys_received, 1u);
+  EXPECT_EQ(b->client->stats().keys_established, 0u);
   auto r = Send(*a, *b, "hello bravo!");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(*r, "ack:hello bravo!");
   r = Send(*b, *a, "hi");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(*r, "ack:hi");
+  // Each sent a request and a reply, and accepted the other's two.
+  EXPECT_EQ(a->client->stats().data_sent, 2u);
+  EXPECT_EQ(a->client->stats().data_received, 2u);
+  EXPECT_EQ(b->client->stats().data_sent, 2u);
 }
 
 TEST_F(ProceduresTest, NoPerKeyTpmOrNvWork) {
@@ -182,6 +194,10 @@ TEST_F(ProceduresTest, PairNotAllowedIsRefusedWithAClearError) {
   Status st = RequestKey(a, b);
   EXPECT_EQ(st.code(), StatusCode::kPermissionDenied) << st.ToString();
   EXPECT_EQ(LiveKeys(), 0u);
+  EXPECT_EQ(
+      ks_->stats().refusals[static_cast<size_t>(KsErrorCode::kPairNotAllowed)],
+      1u);
+  EXPECT_EQ(a.client->stats().key_request_failures, 1u);
   // A peer outside the node's own list is refused locally.
   st = RequestKey(b, a);
   EXPECT_EQ(st.code(), StatusCode::kPermissionDenied);
@@ -232,7 +248,8 @@ TEST_F(ProceduresTest, TamperedFramesAreDroppedWithoutStateChange) {
   }
   broker_.Pump();
   auto after_a = a->ses->Get(b->n_id);
-  EXPECT_TRUE(after_a->nnsk.RawEncKeyBytes().Equals(before_a->nnsk.RawEncKeyBytes()));
+  EXPECT_TRUE(
+      after_a->nnsk.RawEncKeyBytes().Equals(before_a->nnsk.RawEncKeyBytes()));
   EXPECT_EQ(after_a->key_version, before_a->key_version);
   EXPECT_EQ(LiveKeys(), 0u);
   EXPECT_EQ(ks_->stats().keys_issued, 1u);
@@ -255,7 +272,8 @@ TEST_F(ProceduresTest, ReplayedNotificationAfterRestartCannotRollBackTheKey) {
   }
   auto after = b->ses->Get(a->n_id);
   EXPECT_EQ(after->key_version, current->key_version);
-  EXPECT_TRUE(after->nnsk.RawEncKeyBytes().Equals(current->nnsk.RawEncKeyBytes()));
+  EXPECT_TRUE(
+      after->nnsk.RawEncKeyBytes().Equals(current->nnsk.RawEncKeyBytes()));
 }
 
 TEST_F(ProceduresTest, KsReplayCountersSurviveARestart) {
@@ -321,6 +339,14 @@ TEST_F(ProceduresTest, AFloodingNodeIsRateLimitedAndOthersAreServed) {
   // Garbage and oversized frames are dropped before any lookup.
   ks_->HandleMessage(ks_->topic1(), Bytes(3, 0));
   ks_->HandleMessage(RegisterTopic("kgr"), Bytes(kMaxFrameToKs + 1, 1));
+  const auto& drops = ks_->stats().drops;
+  EXPECT_EQ(drops[static_cast<size_t>(DropReason::kRateLimited)],
+            ks_->stats().rate_limited);
+  EXPECT_EQ(drops[static_cast<size_t>(DropReason::kMalformed)], 1u);
+  EXPECT_EQ(drops[static_cast<size_t>(DropReason::kOversized)], 1u);
+  uint64_t by_reason = 0;
+  for (uint64_t n : drops) by_reason += n;
+  EXPECT_EQ(by_reason, ks_->stats().dropped_frames);
   // a and b are served all the same.
   EXPECT_TRUE(RequestKey(*a, *b).ok());
 }

@@ -132,7 +132,8 @@ void NodeClient::ReplyData(uint32_t peer, const SesKey& rec,
   Status counted = CountUse(peer, reply_size);
   if (!counted.ok()) return Log("no reply", &h, counted.message());
   Status st = transport_.Publish(PeerTopic(peer, *rec.topic4), *sealed);
-  if (!st.ok()) Log("node_data_ans not sent", &h, st.message());
+  if (!st.ok()) return Log("node_data_ans not sent", &h, st.message());
+  ++stats_.data_sent;
 }
 
 }  // namespace kgr

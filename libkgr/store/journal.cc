@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <optional>
 #include <string>
 #include <utility>
@@ -227,6 +228,11 @@ Bytes RecordFileImpl::Preallocation() const {
       std::min(options_.journal_preallocate_bytes, kMaxCommitGroupBytes), 0);
 }
 
+Histogram& StoreFsyncSeconds() {
+  static Histogram fsyncs;
+  return fsyncs;
+}
+
 Status RecordFileImpl::WriteJournal(std::span<const uint8_t> buf, bool sync) {
   const uint64_t at = journal_bytes_;
   KGR_RETURN_IF_ERROR(journal_->WriteAt(at, buf));
@@ -245,7 +251,14 @@ Status RecordFileImpl::WriteJournal(std::span<const uint8_t> buf, bool sync) {
       }
     }
   }
-  if (sync) KGR_RETURN_IF_ERROR(journal_->Sync());
+  if (sync) {
+    auto start = std::chrono::steady_clock::now();
+    Status synced = journal_->Sync();
+    StoreFsyncSeconds().Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count());
+    KGR_RETURN_IF_ERROR(synced);
+  }
   journal_bytes_ = at + buf.size();
   return OkStatus();
 }

@@ -38,14 +38,17 @@ struct DaemonOptions {
   bool pcr_policy = false;
   uint64_t journal_prealloc_kb = 256;
   std::string log_level = "info";  // debug, info, warn, error
+  // `run`: the Prometheus endpoint's host:port (docs/metrics.md); empty:
+  // none.
+  std::string metrics_listen;
   BrokerOptions broker;
 };
 
 // From the shared settings rows of cli.h (broker, mqtt_client, mqtt_qos,
 // tls.*); a row the program does not have leaves its field empty.
 StatusOr<BrokerOptions> BrokerOptionsFrom(const CommandLine& c);
-// The above and state_dir, tcti, pcr_policy, journal_prealloc_kb, log_level.
-// An empty
+// The above and state_dir, tcti, pcr_policy, journal_prealloc_kb, log_level,
+// metrics_listen. An empty
 // state directory is the caller's to refuse.
 StatusOr<DaemonOptions> DaemonOptionsFrom(const CommandLine& c);
 

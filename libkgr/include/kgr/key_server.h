@@ -38,6 +38,7 @@
 #include "kgr/cms.h"
 #include "kgr/event_loop.h"
 #include "kgr/frame.h"
+#include "kgr/metrics.h"
 #include "kgr/own_data.h"
 #include "kgr/rate_limiter.h"
 #include "kgr/store.h"
@@ -90,6 +91,30 @@ struct KeyServerOptions {
 // Largest frame a node sends to the KS (nksk_key_req is 161 bytes).
 inline constexpr size_t kMaxFrameToKs = 512;
 
+// Why the KS dropped a frame (KeyServerStats::drops, the metric
+// kgr_ks_frames_dropped_total{reason}; docs/metrics.md). The log line says
+// more.
+enum class DropReason : uint8_t {
+  kMalformed,          // header or body does not parse
+  kOversized,          // larger than kMaxFrameToKs
+  kUnexpected,         // a frame type or topic the KS does not take there
+  kUnknownNode,        // sender N_ID not in node_desc
+  kNotRegistered,      // TOPIC1 frame from a node not registered
+  kRevoked,            // from a revoked node
+  kAlreadyRegistered,  // registration with an NTAG already used
+  kStaleKeyVersion,    // NKSK version neither current nor previous
+  kReplay,             // counter or request id already seen
+  kBadMac,             // MAC, decryption, NTAG or CMS check failed
+  kRateLimited,        // the sender's (or the AC channel's) bucket is empty
+  kNoPendingKey,       // an answer for a key the KS does not hold
+  kMismatch,           // an answer that does not match the pending key
+  kInternal,           // the KS could not do its part (CSPRNG, disk)
+  kCount
+};
+const char* DropReasonName(DropReason reason);
+// KS_ERROR codes (KsErrorCode 1..5) by index; 0 unused.
+inline constexpr size_t kKsErrorCodes = 6;
+
 struct KeyServerStats {
   uint64_t registrations = 0;
   uint64_t keys_issued = 0;
@@ -103,6 +128,14 @@ struct KeyServerStats {
   // (authorizations, registrations, rotations, revocations, peer lists):
   // a backup written before the last one lacks something.
   uint64_t node_desc_changes = 0;
+  // dropped_frames by reason; refused_requests by KS_ERROR code.
+  uint64_t drops[static_cast<size_t>(DropReason::kCount)] = {};
+  uint64_t refusals[kKsErrorCodes] = {};
+  // Session key establishment, nnsk_key_req to nnsk_conf_ans (ms
+  // resolution: the gen_keys record's ctime), and the gen_keys group
+  // commit (records written and synced) before keys go out.
+  Histogram establishment_seconds;
+  Histogram commit_seconds;
 };
 
 namespace ks {

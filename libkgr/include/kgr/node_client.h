@@ -24,6 +24,7 @@
 #include "kgr/clock.h"
 #include "kgr/credentials.h"
 #include "kgr/frame.h"
+#include "kgr/metrics.h"
 #include "kgr/own_data.h"
 #include "kgr/store.h"
 #include "kgr/tpm.h"
@@ -101,6 +102,20 @@ struct PairInfo {  // for status output: no key material
   double used = 0;  // largest fraction of a policy limit used (0: none)
 };
 
+// What the client did since it started (the node's metrics,
+// docs/metrics.md). Read on the client's thread.
+struct NodeClientStats {
+  uint64_t keys_established = 0;      // as requester: step 6 done
+  uint64_t keys_received = 0;         // as the peer: a new key stored (step 4)
+  uint64_t renewals = 0;              // keys_established that renewed a pair
+  uint64_t key_request_failures = 0;  // key requests ended with an error
+  uint64_t data_sent = 0;      // data requests and replies sent (not retries)
+  uint64_t data_received = 0;  // data requests and replies accepted
+  uint64_t frames_dropped = 0;
+  // A key request from RequestKey() to step 6 (its own ses_keys written).
+  Histogram key_request_seconds;
+};
+
 class NodeClient {
  public:
   // References must outlive the client. `own` must be loaded from the TPM.
@@ -156,6 +171,7 @@ class NodeClient {
 
   std::vector<PairInfo> Pairs() const;
   size_t pending_requests() const { return pending_.size(); }
+  const NodeClientStats& stats() const { return stats_; }
 
  private:
   // Session key generation or renewal (4.7, 4.9), as the requester.
@@ -331,6 +347,7 @@ class NodeClient {
   std::unordered_map<uint32_t, PairState> pairs_;
   std::unordered_map<std::string, uint32_t> topic_to_peer_;
   bool stopped_ = false;  // Shutdown() was called
+  NodeClientStats stats_;
 };
 
 // N init (4.4): local trust structure (SRK, ANK), N_ID and NTAG from the

@@ -54,6 +54,7 @@
 
 #include "kgr/bytes.h"
 #include "kgr/filesystem.h"
+#include "kgr/metrics.h"
 #include "kgr/records.h"
 #include "kgr/status.h"
 
@@ -291,6 +292,10 @@ extern template class TypedStore<SesKey>;
 using NodeDescStore = TypedStore<NodeDesc>;  // KS: node_desc
 using GenKeysStore = TypedStore<GenKey>;     // KS: gen_keys
 using SesKeysStore = TypedStore<SesKey>;     // node: ses_keys
+
+// Every journal fdatasync of this process's stores, in seconds (the metric
+// kgr_store_fsync_seconds). Thread-safe (Histogram).
+Histogram& StoreFsyncSeconds();
 
 }  // namespace kgr
 
