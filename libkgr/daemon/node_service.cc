@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <utility>
 
+#include "daemon/app_router.h"
 #include "daemon/node_control.h"
 #include "daemon/wiring.h"
 #include "kgr/cli.h"
@@ -86,20 +87,21 @@ void BlockStopSignals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-SecretBytes AcknowledgeData(uint32_t peer, const SecretBytes& data) {
-  spdlog::info("node: {} bytes of data from {}", data.size(),
-               FormatNodeId(peer));
-  std::string ack = "ack " + std::to_string(data.size()) + " bytes";
-  return SecretBytes(AsBytes(ack));
-}
-
 }  // namespace
 
 Status NodeRun(const NodeOptions& o) {
   BlockStopSignals();
   KGR_ASSIGN_OR_RETURN(auto svc, NodeService::Open(o));
   StopLoopOnSignals(svc->loop());
-  svc->client().SetDataHandler(AcknowledgeData);
+  AppApiOptions api_options;
+  api_options.server.path = o.api.socket.empty()
+                                ? o.daemon.state_dir + "/app.sock"
+                                : o.api.socket;
+  api_options.server.group = o.api.group;
+  api_options.server.queue_messages = o.api.queue_messages;
+  api_options.users = o.api.users;
+  KGR_ASSIGN_OR_RETURN(auto api,
+                       AppApi::Start(api_options, svc->client(), svc->loop()));
   NodeService* self = svc.get();
   KGR_ASSIGN_OR_RETURN(
       auto control,
@@ -116,15 +118,21 @@ Status NodeRun(const NodeOptions& o) {
               FormatNodeId(svc->client().n_id()).c_str());
   std::fflush(stdout);
   uint64_t last_save = 0;
+  uint64_t last_api_tick = 0;
   svc->loop().Run([&] {
     svc->client().Tick();
     uint64_t now = SystemClock()->NowMonotonicMillis();
+    if (now - last_api_tick >= 500) {
+      api->Tick(now);
+      last_api_tick = now;
+    }
     if (now - last_save >= 1000) {
       svc->SaveCounterIfChanged();
       last_save = now;
     }
   });
   control->Stop();
+  api.reset();
   spdlog::info("node: stopped");
   return OkStatus();
 }
