@@ -78,8 +78,8 @@ TEST(AppWire, Base64RoundTripsEveryLength) {
 }
 
 TEST(AppWire, BadBase64IsRefused) {
-  for (const char* bad : {"Zm9vYg=", "Zm9v!g==", "Zg=a", "=Zm9", "Zm9vY===",
-                          "Z===", "Zm 9"}) {
+  for (const char* bad :
+       {"Zm9vYg=", "Zm9v!g==", "Zg=a", "=Zm9", "Zm9vY===", "Z===", "Zm 9"}) {
     auto r = Base64Decode(bad);
     EXPECT_FALSE(r.ok()) << bad;
     if (!r.ok()) {
@@ -89,8 +89,8 @@ TEST(AppWire, BadBase64IsRefused) {
 }
 
 TEST(AppWire, FieldsNameWhatIsWrong) {
-  nlohmann::json m = {{"peer", "0000000g"}, {"n", -1}, {"data", "?a?="},
-                      {"s", 5}};
+  nlohmann::json m = {
+      {"peer", "0000000g"}, {"n", -1}, {"data", "?a?="}, {"s", 5}};
   EXPECT_EQ(AppPeerField(m, "peer").status().message(),
             "field 'peer' is not an N_ID (8 hex digits)");
   EXPECT_EQ(AppPeerField({{"peer", "1234567"}}, "peer").status().message(),
@@ -110,8 +110,7 @@ TEST(AppWire, FieldsNameWhatIsWrong) {
   Bytes max(kAppMaxData, 'y');
   EXPECT_TRUE(AppDataField({{"data", Base64Encode(max)}}, "data").ok());
   // The largest message fits a frame with room for the other fields.
-  EXPECT_LT(EncodeAppFrame({{"data", Base64Encode(max)}}).size(),
-            kAppMaxFrame);
+  EXPECT_LT(EncodeAppFrame({{"data", Base64Encode(max)}}).size(), kAppMaxFrame);
 }
 
 TEST(AppWire, EnvelopeRoundTripsAndRawDataIsNotOne) {

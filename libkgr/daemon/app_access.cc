@@ -55,8 +55,8 @@ StatusOr<AppAccess> ParseAppAccess(const nlohmann::json& users,
     for (const auto& p : peers) {
       auto peer = AppPeerField({{"peer", p}}, "peer");
       if (!peer.ok()) {
-        return InvalidArgumentError(where + "not an N_ID (8 hex digits): " +
-                                    p.dump());
+        return InvalidArgumentError(where +
+                                    "not an N_ID (8 hex digits): " + p.dump());
       }
       set.insert(*peer);
     }

@@ -32,8 +32,7 @@ int AppRouter::Deliver(uint32_t peer, const nlohmann::json& event) {
 }
 
 void AppRouter::Answer(uint32_t peer, uint64_t request_id, Bytes answer) {
-  Status st =
-      client_.AnswerData(peer, request_id, SecretBytes(Bytes(answer)));
+  Status st = client_.AnswerData(peer, request_id, SecretBytes(Bytes(answer)));
   if (!st.ok()) {
     spdlog::warn("api: answer to {} not sent: {}", FormatNodeId(peer),
                  st.ToString());
@@ -88,12 +87,12 @@ void AppRouter::OnData(const DataDelivery& from, SecretBytes data) {
   }
   int took = Deliver(from.peer, event);
   bool anyone = false;
-  for (const auto& [conn, app] : apps_) anyone = anyone || Listens(app, from.peer);
+  for (const auto& [conn, app] : apps_)
+    anyone = anyone || Listens(app, from.peer);
   if (took == 0) {
-    return Answer(from.peer, from.request_id,
-                  WrapAppAnswer(anyone ? AppAnswer::kBusy
-                                       : AppAnswer::kNoReceiver,
-                                {}));
+    return Answer(
+        from.peer, from.request_id,
+        WrapAppAnswer(anyone ? AppAnswer::kBusy : AppAnswer::kNoReceiver, {}));
   }
   if (!request) {
     return Answer(from.peer, from.request_id,
@@ -111,10 +110,10 @@ void AppRouter::AnswerOp(uint64_t conn, App& app, const nlohmann::json& m) {
   if (!data.ok()) return Fail(conn, id, data.status());
   auto it = tokens_.find(*token);
   if (it == tokens_.end()) {
-    return Fail(conn, id,
-                NotFoundError("no request with token " +
-                              std::to_string(*token) +
-                              " waits for an answer (answered or expired)"));
+    return Fail(
+        conn, id,
+        NotFoundError("no request with token " + std::to_string(*token) +
+                      " waits for an answer (answered or expired)"));
   }
   SeenKey key = it->second;
   if (!Listens(app, key.first)) {
@@ -162,6 +161,15 @@ void AppRouter::ForgetOld(uint64_t now_ms) {
 
 void AppRouter::Tick(uint64_t now_ms) {
   now_ms_ = now_ms;
+  for (auto& [peer, q] : out_) {
+    if (q.retry.has_value() && q.retry_at_ms <= now_ms) {
+      Outgoing msg = std::move(*q.retry);
+      q.retry.reset();
+      Transmit(peer, std::move(msg));
+    }
+  }
+  if (now_ms - last_slow_tick_ms_ < 500) return;
+  last_slow_tick_ms_ = now_ms;
   ForgetOld(now_ms);
   KeyEvents();
 }

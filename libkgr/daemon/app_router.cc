@@ -75,8 +75,8 @@ void AppRouter::Request(uint64_t conn, const nlohmann::json& m) {
 
 void AppRouter::Hello(uint64_t conn, App& app, const nlohmann::json& m) {
   auto version = AppUintField(m, "version", std::nullopt);
-  if (!version.ok()) return Fail(conn, m.value("id", nlohmann::json()),
-                                 version.status());
+  if (!version.ok())
+    return Fail(conn, m.value("id", nlohmann::json()), version.status());
   if (*version != kAppApiVersion) {
     Fail(conn, m["id"],
          FailedPreconditionError("API version " + std::to_string(*version) +
@@ -122,11 +122,13 @@ void AppRouter::SendOp(uint64_t conn, App& app, const nlohmann::json& m) {
                                        " messages already wait for peer " +
                                        FormatNodeId(*peer)));
   }
-  q.waiting.push_back(Outgoing{.conn = conn,
-                               .id = id,
-                               .request = request != m.end() && *request,
-                               .data = std::move(*data),
-                               .timeout_ms = *timeout});
+  q.waiting.push_back(
+      Outgoing{.conn = conn,
+               .id = id,
+               .request = request != m.end() && *request,
+               .data = std::move(*data),
+               .timeout_ms = *timeout,
+               .give_up_ms = now_ms_ + (*timeout ? *timeout : 10'000)});
   Pump(*peer);
 }
 
@@ -155,27 +157,41 @@ void AppRouter::Transmit(uint32_t peer, Outgoing msg) {
       timeout);
 }
 
-void AppRouter::Sent(uint32_t peer, Outgoing msg,
-                     StatusOr<SecretBytes> answer) {
-  if (!answer.ok() &&
-      answer.status().code() == StatusCode::kFailedPrecondition &&
-      !msg.key_requested) {
-    // No key with the peer yet: get one, then send (once).
+bool AppRouter::TryAgain(uint32_t peer, Outgoing& msg, const Status& why) {
+  StatusCode c = why.code();
+  if ((c != StatusCode::kFailedPrecondition && c != StatusCode::kAborted &&
+       c != StatusCode::kResourceExhausted) ||
+      now_ms_ >= msg.give_up_ms) {
+    return false;
+  }
+  if (c == StatusCode::kFailedPrecondition && !msg.key_requested) {
+    // No key with the peer yet: ask for one, then send.
     msg.key_requested = true;
+    uint64_t timeout = msg.timeout_ms;
     client_.RequestKey(
         peer, false,
         [this, peer, msg = std::move(msg)](Status st) mutable {
-          if (!st.ok()) return Sent(peer, std::move(msg), st);
-          Transmit(peer, std::move(msg));
+          if (st.ok()) return Transmit(peer, std::move(msg));
+          if (!TryAgain(peer, msg, st)) Sent(peer, std::move(msg), st);
         },
-        msg.timeout_ms);
-    return;
+        timeout);
+    return true;
   }
+  PeerQueue& q = out_[peer];
+  q.retry = std::move(msg);
+  q.retry_at_ms = now_ms_ + 200;
+  return true;
+}
+
+void AppRouter::Sent(uint32_t peer, Outgoing msg,
+                     StatusOr<SecretBytes> answer) {
+  if (!answer.ok() && TryAgain(peer, msg, answer.status())) return;
   out_[peer].in_flight = false;
   std::string who = "node " + FormatNodeId(peer);
   if (!answer.ok()) {
     Fail(msg.conn, msg.id, answer.status());
-  } else if (auto e = UnwrapApp(Bytes(answer->span().begin(), answer->span().end()));
+  } else if (auto e =
+                 UnwrapApp(Bytes(answer->span().begin(), answer->span().end()));
              !e.has_value()) {
     Fail(msg.conn, msg.id,
          InternalError(who + " answered without the API's envelope"));
@@ -209,11 +225,11 @@ void AppRouter::SubscribeOp(uint64_t conn, App& app, const nlohmann::json& m) {
       auto peer = AppPeerField({{"peers", p}}, "peers");
       if (!peer.ok()) return Fail(conn, id, peer.status());
       if (!access_.Allows(app.uid, *peer)) {
-        return Fail(conn, id,
-                    PermissionDeniedError("uid " + std::to_string(app.uid) +
-                                          " may not use peer " +
-                                          FormatNodeId(*peer) +
-                                          " (api.users)"));
+        return Fail(
+            conn, id,
+            PermissionDeniedError("uid " + std::to_string(app.uid) +
+                                  " may not use peer " + FormatNodeId(*peer) +
+                                  " (api.users)"));
       }
       peers->insert(*peer);
     }
@@ -244,8 +260,9 @@ void AppRouter::StatusOp(uint64_t conn, App& app, const nlohmann::json& m) {
 StatusOr<std::unique_ptr<AppApi>> AppApi::Start(const AppApiOptions& o,
                                                 NodeClient& client,
                                                 EventLoop& loop) {
-  KGR_ASSIGN_OR_RETURN(AppAccess access,
-                       ParseAppAccess(o.users, static_cast<uint32_t>(geteuid())));
+  KGR_ASSIGN_OR_RETURN(
+      AppAccess access,
+      ParseAppAccess(o.users, static_cast<uint32_t>(geteuid())));
   std::unique_ptr<AppApi> api(new AppApi());
   api->client_ = &client;
   AppApi* self = api.get();
@@ -261,18 +278,17 @@ StatusOr<std::unique_ptr<AppApi>> AppApi::Start(const AppApiOptions& o,
       .request =
           [self, post](uint64_t conn, nlohmann::json m) {
             nlohmann::json id = m.value("id", nlohmann::json());
-            if (!post([self, conn, m = std::move(m)] {
-                  self->router_->Request(conn, m);
-                }, 256)) {
+            if (!post([self, conn,
+                       m = std::move(m)] { self->router_->Request(conn, m); },
+                      256)) {
               AppServer* server = self->server_ready_.load();
               if (server == nullptr) return;
-              server->Send(
-                  conn,
-                  {{"id", id},
-                   {"ok", false},
-                   {"code", "UNAVAILABLE"},
-                   {"error", "the daemon is busy: try again"}},
-                  false);
+              server->Send(conn,
+                           {{"id", id},
+                            {"ok", false},
+                            {"code", "UNAVAILABLE"},
+                            {"error", "the daemon is busy: try again"}},
+                           false);
             }
           },
       .closed =

@@ -49,7 +49,8 @@ class AppRouter {
   void Opened(uint64_t conn, uint32_t uid);
   void Request(uint64_t conn, const nlohmann::json& request);
   void Closed(uint64_t conn);
-  // Key renewal events, expiry of remembered requests. About every 500 ms.
+  // Messages tried again; key renewal events, expiry of remembered requests
+  // (every 500 ms). Every loop tick.
   void Tick(uint64_t now_ms);
 
  private:
@@ -66,12 +67,16 @@ class AppRouter {
     bool request = false;
     Bytes data;
     uint64_t timeout_ms = 0;
+    uint64_t give_up_ms = 0;  // no more tries for want of a key after it
     bool key_requested = false;
   };
   struct PeerQueue {
     std::deque<Outgoing> waiting;
     bool in_flight = false;
     bool pumping = false;
+    // The message in flight waits to be tried again at retry_at_ms.
+    std::optional<Outgoing> retry;
+    uint64_t retry_at_ms = 0;
   };
   // A request from a peer seen lately (its retransmissions carry the same
   // request id): answered (the answer kept), or waiting for an application.
@@ -94,6 +99,10 @@ class AppRouter {
   void Pump(uint32_t peer);
   void Transmit(uint32_t peer, Outgoing msg);
   void Sent(uint32_t peer, Outgoing msg, StatusOr<SecretBytes> answer);
+  // Nothing was published for `msg` (no key yet, a key request crossed, a
+  // renewal needed): asks for a key once, else tries again shortly. False
+  // if its time is up.
+  bool TryAgain(uint32_t peer, Outgoing& msg, const Status& why);
 
   // Receiving (app_delivery.cc).
   void OnData(const DataDelivery& from, SecretBytes data);
@@ -117,6 +126,7 @@ class AppRouter {
   uint64_t next_token_ = 1;
   std::map<uint32_t, uint32_t> key_versions_;  // for key_renewed events
   uint64_t now_ms_ = 0;
+  uint64_t last_slow_tick_ms_ = 0;
 };
 
 // The application API of `kgr-node run`: socket, I/O thread and router.

@@ -51,7 +51,7 @@ Status AppServer::Listen() {
     gid = g->gr_gid;
   }
   std::memcpy(addr.sun_path, options_.path.data(), options_.path.size());
-  struct stat st{};
+  struct stat st {};
   if (lstat(options_.path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
     unlink(options_.path.c_str());
   }
@@ -67,8 +67,7 @@ Status AppServer::Listen() {
   if (!options_.group.empty() &&
       (chown(options_.path.c_str(), static_cast<uid_t>(-1), gid) != 0 ||
        chmod(options_.path.c_str(), 0660) != 0)) {
-    return PermissionDeniedError(
-        Errno(("group of " + options_.path).c_str()));
+    return PermissionDeniedError(Errno(("group of " + options_.path).c_str()));
   }
   if (listen(listen_fd_, 64) != 0) return InternalError(Errno("listen"));
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -108,8 +107,7 @@ void AppServer::Queue(Conn& c, std::string bytes, bool event) {
   c.out.push_back(Out{std::move(bytes), event});
 }
 
-bool AppServer::Send(uint64_t conn, const nlohmann::json& message,
-                     bool event) {
+bool AppServer::Send(uint64_t conn, const nlohmann::json& message, bool event) {
   std::string bytes = EncodeAppFrame(message);
   std::lock_guard lock(mu_);
   auto it = conns_.find(conn);
@@ -203,7 +201,8 @@ void AppServer::Loop() {
 
 void AppServer::Accept() {
   for (;;) {
-    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd =
+        accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
     ucred cred{};
     socklen_t len = sizeof(cred);
@@ -245,9 +244,10 @@ bool AppServer::ReadFrom(uint64_t id, int fd) {
   for (auto& r : requests) callbacks_.request(id, std::move(r));
   if (!bad.ok()) {
     // The stream cannot be resynchronised: say why, then close.
-    Send(id,
-         {{"ok", false}, {"code", "INVALID_ARGUMENT"}, {"error", bad.message()}},
-         false);
+    Send(
+        id,
+        {{"ok", false}, {"code", "INVALID_ARGUMENT"}, {"error", bad.message()}},
+        false);
     CloseAfterWrite(id);
   }
   return true;

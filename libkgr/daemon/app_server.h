@@ -68,8 +68,8 @@ class AppServer {
     size_t out_offset = 0;  // of out.front() already written
     size_t out_bytes = 0;
     size_t out_events = 0;
-    uint64_t dropped = 0;          // in all
-    uint64_t dropped_unsaid = 0;   // not yet told in a "dropped" event
+    uint64_t dropped = 0;         // in all
+    uint64_t dropped_unsaid = 0;  // not yet told in a "dropped" event
     bool closing = false;
   };
   explicit AppServer(AppServerOptions options, Callbacks callbacks)

@@ -94,9 +94,8 @@ Status NodeRun(const NodeOptions& o) {
   KGR_ASSIGN_OR_RETURN(auto svc, NodeService::Open(o));
   StopLoopOnSignals(svc->loop());
   AppApiOptions api_options;
-  api_options.server.path = o.api.socket.empty()
-                                ? o.daemon.state_dir + "/app.sock"
-                                : o.api.socket;
+  api_options.server.path =
+      o.api.socket.empty() ? o.daemon.state_dir + "/app.sock" : o.api.socket;
   api_options.server.group = o.api.group;
   api_options.server.queue_messages = o.api.queue_messages;
   api_options.users = o.api.users;
@@ -118,14 +117,10 @@ Status NodeRun(const NodeOptions& o) {
               FormatNodeId(svc->client().n_id()).c_str());
   std::fflush(stdout);
   uint64_t last_save = 0;
-  uint64_t last_api_tick = 0;
   svc->loop().Run([&] {
     svc->client().Tick();
     uint64_t now = SystemClock()->NowMonotonicMillis();
-    if (now - last_api_tick >= 500) {
-      api->Tick(now);
-      last_api_tick = now;
-    }
+    api->Tick(now);
     if (now - last_save >= 1000) {
       svc->SaveCounterIfChanged();
       last_save = now;
