@@ -3,8 +3,8 @@
 # exchange APP_N (default 10000) messages each way through their daemons
 # while the pair's key renews by policy every few seconds (none lost,
 # duplicated or out of order: app_exchange.py); an application refused a
-# peer it may not use (api.users); a subscriber that does not read loses
-# events (counted) without holding up the daemon or another application.
+# peer it may not use (api.users); the withdrawal of the pair reaches a
+# subscribed application. (A slow subscriber: tests/app_api_itest.cc.)
 source "$(dirname "$0")/ked.bash"
 export KGR_SRC
 N=${APP_N:-10000}
@@ -46,3 +46,23 @@ for op in (lambda: app.send("0000abcd", b"x"), lambda: app.subscribe(["0000abcd"
         print("refused:", e)
 PY
 say "ok: a peer not in api.users is refused (send and subscribe)"
+
+# 3. Events: the AC withdraws the pair; alpha's subscribed application is
+#    told (pair_withdrawn), and a send to bravo is refused afterwards.
+$PY - "$A" "${NODE_ID[bravo]}" >"$KED_DIR/events.out" 2>&1 <<'PY' &
+import sys; sys.path.insert(0, __import__("os").environ["KGR_SRC"] + "/clients/python")
+import kgr_app
+app = kgr_app.connect(sys.argv[1]); app.subscribe(); print("subscribed", flush=True)
+while True:
+    ev = app.next_event(timeout=30)
+    if ev is None or ev["event"] in ("pair_withdrawn", "peer_revoked"):
+        print("event:", ev, flush=True); break
+PY
+events=$!
+for _ in $(seq 50); do grep -q subscribed "$KED_DIR/events.out" && break; sleep 0.1; done
+ac peers --node "${NODE_ID[alpha]}" --peers "${NODE_ID[bravo]}" --withdraw >/dev/null 2>>"$KED_DIR/logs/ac.log" ||
+  die "ac peers --withdraw failed"
+wait "$events" || true
+grep -q "event: {'event': 'pair_withdrawn', 'peer': '${NODE_ID[bravo]}'}" "$KED_DIR/events.out" ||
+  die "no pair_withdrawn event: $(cat "$KED_DIR/events.out")"
+say "ok: the pair's withdrawal reached the subscribed application (pair_withdrawn)"
