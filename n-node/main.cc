@@ -28,9 +28,9 @@ commands:
                             X25519 under the current NKSK; one NV write)
   run                       daemon: registers if needed (asking again,
                             at most a minute apart, until the KS answers),
-                            answers key notifications and data, serves the
-                            commands above on its control socket, until
-                            SIGTERM
+                            answers key notifications, serves the commands
+                            above on its control socket and applications on
+                            the API socket (docs/api.md), until SIGTERM
   status                    pairs with key version and age (no key
                             material), registration, NV writes
   doctor                    ask the TPM what it implements and has room for;
@@ -65,6 +65,16 @@ flags (each overrides the JSON config file's key in brackets):
                        [metrics_listen] run: serve Prometheus metrics on
                        http://HOST:PORT/metrics (off unless set; use a
                        loopback address, e.g. 127.0.0.1:9464; docs/metrics.md)
+  --api-socket PATH    [api.socket] the application API's socket (default
+                       <state_dir>/app.sock; docs/api.md)
+  --api-group G        [api.group] the socket's group (mode 0660); default:
+                       none (mode 0600, the daemon's user only)
+  --api-queue N        [api.queue] messages and events queued per
+                       application at most (default 1024); beyond, they
+                       are dropped and counted. Which local users may use
+                       which peers, in the config file only:
+                       "api": {"users": {"<user or uid>": ["<N_ID>", ...]
+                               or "*"}} (unlisted: the daemon's user, all)
   --journal-prealloc-kb N
                        [journal_prealloc_kb] zeros kept ahead of the ses_keys
                        journal's end (default 256, at most 4096; 0: none),
@@ -108,6 +118,15 @@ constexpr SettingSpec kSpecs[] = {
      .fallback = "0",
      .max = kMaxNumberSetting},
     {.flag = {}, .key = "policy.pairs", .kind = SettingKind::kObject},
+    {.flag = "api-socket", .key = "api.socket"},
+    {.flag = "api-group", .key = "api.group"},
+    {.flag = {}, .key = "api.users", .kind = SettingKind::kObject},
+    {.flag = "api-queue",
+     .key = "api.queue",
+     .kind = SettingKind::kInteger,
+     .fallback = "1024",
+     .min = 1,
+     .max = 1 << 20},
     kJournalPreallocSetting,
     kMetricsListenSetting,
     kPcrPolicySetting,
@@ -130,6 +149,10 @@ StatusOr<NodeOptions> LoadOptions(const CommandLine& c) {
   n.policy.max_bytes = c.Int("policy.max_bytes");
   KGR_ASSIGN_OR_RETURN(n.pair_policy,
                        ParsePairPolicy(c.Object("policy.pairs"), n.policy));
+  o.api.socket = c.Str("api.socket");
+  o.api.group = c.Str("api.group");
+  o.api.users = c.Object("api.users");
+  o.api.queue_messages = c.Int("api.queue");
   if (o.daemon.state_dir.empty()) {
     return InvalidArgumentError("no state directory: --state-dir or state_dir");
   }

@@ -62,6 +62,19 @@ key alpha bravo renew; renewals=$((renewals + 1))
 send alpha bravo "after renew"
 send bravo alpha "also after"
 
+# The example application: a sensor on alpha sends 5 readings to a
+# collector on bravo, through the daemons' application API (docs/api.md).
+/usr/bin/python3 "$KGR_SRC/examples/collector.py" --socket "$KED_DIR/node-bravo/app.sock" \
+  --count 5 >"$KED_DIR/collector.out" 2>&1 &
+collector=$!
+for _ in $(seq 50); do grep -q listening "$KED_DIR/collector.out" && break; sleep 0.1; done
+/usr/bin/python3 "$KGR_SRC/examples/sensor.py" --socket "$KED_DIR/node-alpha/app.sock" \
+  --collector "${NODE_ID[bravo]}" --interval 0.2 --count 5 >/dev/null ||
+  die "the example sensor failed"
+wait "$collector" || die "the example collector failed"
+grep '^reading' "$KED_DIR/collector.out" | sed 's/^/app: /' | while read -r l; do say "$l"; done
+[[ $(grep -c '^reading' "$KED_DIR/collector.out") == 5 ]] || die "the collector missed readings"
+
 # Refusal: charlie may not pair with alpha.
 if node charlie request-key --peer "${NODE_ID[alpha]}" >/dev/null 2>&1; then
   die "charlie got a key for a pair the AC did not allow"

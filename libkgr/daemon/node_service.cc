@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <utility>
 
+#include "daemon/app_router.h"
 #include "daemon/journal_log.h"
 #include "daemon/metrics_endpoint.h"
 #include "daemon/node_control.h"
@@ -90,7 +91,17 @@ void NodeService::Reload(const NodeOptions& running) {
         "policy.max_frames={} policy.max_bytes={} policy.pairs={}",
         n->daemon.log_level, n->client.request_timeout_ms, p.max_age_ms / 1000,
         p.max_frames, p.max_bytes, n->client.pair_policy.size());
-    LogRestartOnly("node", RestartOnlyChanges(running.daemon, n->daemon));
+    std::vector<std::string> restart_only =
+        RestartOnlyChanges(running.daemon, n->daemon);
+    // The application API's socket and access rules are read at start.
+    const NodeOptions::Api &was = running.api, &now = n->api;
+    if (was.socket != now.socket) restart_only.push_back("api.socket");
+    if (was.group != now.group) restart_only.push_back("api.group");
+    if (was.users != now.users) restart_only.push_back("api.users");
+    if (was.queue_messages != now.queue_messages) {
+      restart_only.push_back("api.queue");
+    }
+    LogRestartOnly("node", restart_only);
   }
   NotifyReady();
 }
@@ -114,21 +125,21 @@ void BlockStopSignals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-SecretBytes AcknowledgeData(uint32_t peer, const SecretBytes& data) {
-  spdlog::info("node: {} bytes of data from {}", data.size(),
-               FormatNodeId(peer));
-  std::string ack = "ack " + std::to_string(data.size()) + " bytes";
-  return SecretBytes(AsBytes(ack));
-}
-
 }  // namespace
 
 Status NodeRun(const NodeOptions& o) {
   BlockStopSignals();
   KGR_ASSIGN_OR_RETURN(auto svc, NodeService::Open(o));
+  AppApiOptions api_options;
+  api_options.server.path =
+      o.api.socket.empty() ? o.daemon.state_dir + "/app.sock" : o.api.socket;
+  api_options.server.group = o.api.group;
+  api_options.server.queue_messages = o.api.queue_messages;
+  api_options.users = o.api.users;
+  KGR_ASSIGN_OR_RETURN(auto api,
+                       AppApi::Start(api_options, svc->client(), svc->loop()));
   NodeService* self = svc.get();
   StopLoopOnSignals(svc->loop(), [self, &o] { self->Reload(o); });
-  svc->client().SetDataHandler(AcknowledgeData);
   KGR_ASSIGN_OR_RETURN(
       auto control,
       ServeControl(
@@ -156,6 +167,7 @@ Status NodeRun(const NodeOptions& o) {
     svc->client().Tick();
     uint64_t now = SystemClock()->NowMonotonicMillis();
     svc->notifier().Tick(now);
+    api->Tick(now);
     if (now - last_save >= 1000) {
       svc->SaveCounterIfChanged();
       last_save = now;
@@ -164,6 +176,7 @@ Status NodeRun(const NodeOptions& o) {
   svc->notifier().Stopping();
   if (metrics) metrics->Stop();
   control->Stop();
+  api.reset();
   spdlog::info("node: stopped");
   return OkStatus();
 }

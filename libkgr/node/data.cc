@@ -96,8 +96,25 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
   if (!req.ok()) return Log("dropped", &h, req.status().message());
   if (req->n_id2 != n_id()) return Log("dropped", &h, "not addressed to us");
   ++stats_.data_received;
+  if (async_handler_) {
+    DataDelivery from{.peer = peer,
+                      .key_version = h.key_version,
+                      .counter = h.counter,
+                      .request_id = h.request_id};
+    return async_handler_(from, std::move(req->data));
+  }
   SecretBytes reply = handler_ ? handler_(peer, req->data) : SecretBytes();
   ReplyData(peer, *rec, h, std::move(reply));
+}
+
+Status NodeClient::AnswerData(uint32_t peer, uint64_t request_id,
+                              SecretBytes reply) {
+  KGR_ASSIGN_OR_RETURN(SesKey rec, ses_.Get(peer));
+  FrameHeader h;
+  h.sender = peer;
+  h.request_id = request_id;
+  ReplyData(peer, rec, h, std::move(reply));
+  return OkStatus();
 }
 
 const SymmetricKeys* NodeClient::ReceiveKey(const FrameHeader& h,

@@ -30,6 +30,11 @@ void NodeClient::OnPairRevoked(const FrameHeader& h, const PairRevoked& m) {
       FormatNodeId(n_id()), FormatNodeId(m.peer),
       m.reason == RevokeReason::kPeerRevoked ? "peer revoked"
                                              : "pair withdrawn");
+  if (pair_end_handler_) {
+    pair_end_handler_(m.peer, m.reason == RevokeReason::kPeerRevoked
+                                  ? PairEnd::kPeerRevoked
+                                  : PairEnd::kWithdrawn);
+  }
 }
 
 }  // namespace kgr

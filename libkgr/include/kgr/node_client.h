@@ -89,6 +89,19 @@ struct NodeClientOptions {
 // (may be empty).
 using DataHandler =
     std::function<SecretBytes(uint32_t peer, const SecretBytes& data)>;
+// Or, for a daemon whose applications answer later (AnswerData): what a
+// data request came with, and its bytes; no reply is sent by itself.
+struct DataDelivery {
+  uint32_t peer = 0;
+  uint32_t key_version = 0;  // of the key that opened the frame
+  uint64_t counter = 0;      // the frame's counter
+  uint64_t request_id = 0;   // the same for the sender's retransmissions
+};
+using AsyncDataHandler =
+    std::function<void(const DataDelivery& from, SecretBytes data)>;
+// The KS withdrew the pair or revoked the peer (the pair's keys are wiped).
+enum class PairEnd { kWithdrawn, kPeerRevoked };
+using PairEndHandler = std::function<void(uint32_t peer, PairEnd why)>;
 using DoneCallback = std::function<void(Status)>;
 using ReplyCallback = std::function<void(StatusOr<SecretBytes>)>;
 
@@ -163,6 +176,17 @@ class NodeClient {
     options_.policy = o.policy;
     options_.pair_policy = o.pair_policy;
     options_.request_timeout_ms = o.request_timeout_ms;
+  }
+  // Replaces the DataHandler: requests are answered by AnswerData.
+  void SetAsyncDataHandler(AsyncDataHandler handler) {
+    async_handler_ = std::move(handler);
+  }
+  // Answers the data request `request_id` from `peer` under the pair's
+  // current key (any number of times: a retransmitted request gets the same
+  // answer again). NOT_FOUND if the pair has no key.
+  Status AnswerData(uint32_t peer, uint64_t request_id, SecretBytes reply);
+  void SetPairEndHandler(PairEndHandler handler) {
+    pair_end_handler_ = std::move(handler);
   }
   // Rotates NKSK/NKSKsign with the KS by an ephemeral X25519 exchange under
   // the current NKSK (forward secrecy: a later leak of the old NKSK does not
@@ -342,6 +366,8 @@ class NodeClient {
   FrameCounter counter_;
   ReplayWindow ks_window_;
   DataHandler handler_;
+  AsyncDataHandler async_handler_;
+  PairEndHandler pair_end_handler_;
   std::map<uint64_t, Pending> pending_;
   Registration registration_;
   std::unordered_map<uint32_t, PairState> pairs_;

@@ -21,6 +21,15 @@ struct NodeOptions {
   // request_timeout_ms (also the deadline of one command), policy,
   // pair_policy; the counter floor is read from <state_dir>/counter.
   NodeClientOptions client;
+  // The application API (docs/api.md): its socket (empty:
+  // <state_dir>/app.sock), the socket's group (empty: mode 0600, else 0660
+  // with that group), api.users, and the events queued per application.
+  struct Api {
+    std::string socket;
+    std::string group;
+    nlohmann::json users;
+    size_t queue_messages = 1024;
+  } api;
 };
 
 // The config key policy.pairs: {"<peer N_ID>": {"max_frames": N,
