@@ -61,6 +61,13 @@ flags (each overrides the JSON config file's key in brackets):
   --backup-interval-s N
                        [backup_interval_s] at most one backup per N s (10)
   --backup-keep N      [backup_keep] newest backups kept in the dir (20)
+  --node-ca FILE       [node_ca.cert_file] issuing CA (an intermediate the AC
+                       delegated, provisioning/make-intermediate.sh) that
+                       signs node certificate renewals (cert_renew_req)
+  --node-ca-key FILE   [node_ca.key_file] its private key
+  --node-cert-seconds N
+                       [node_cert_seconds] renewed certificate lifetime
+                       (default 604800, 7 days)
   --log-level L        [log_level] debug, info, warn, error
   --json               status: print JSON
   --help
@@ -113,6 +120,14 @@ constexpr SettingSpec kSpecs[] = {
      .fallback = "10",
      .min = 1,
      .max = 86'400},
+    {.flag = "node-ca", .key = "node_ca.cert_file"},
+    {.flag = "node-ca-key", .key = "node_ca.key_file"},
+    {.flag = "node-cert-seconds",
+     .key = "node_cert_seconds",
+     .kind = SettingKind::kInteger,
+     .fallback = "604800",
+     .min = 60,
+     .max = 3153600000},
     {.flag = "backup-keep",
      .key = "backup_keep",
      .kind = SettingKind::kInteger,
@@ -149,9 +164,8 @@ Status RunCommand(const CommandLine& f, const KsOptions& o) {
 }  // namespace kgr
 
 int main(int argc, char** argv) {
-  return kgr::ProgramMain("kgr-ks", kgr::kUsage, argc, argv, kgr::kSpecs,
-                          {"init", "run", "status", "rotate", "backup", "restore",
-                           "recovery-key"},
-                          kgr::KsOptionsFrom,
-                          kgr::RunCommand);
+  return kgr::ProgramMain(
+      "kgr-ks", kgr::kUsage, argc, argv, kgr::kSpecs,
+      {"init", "run", "status", "rotate", "backup", "restore", "recovery-key"},
+      kgr::KsOptionsFrom, kgr::RunCommand);
 }

@@ -60,6 +60,10 @@ flags (each overrides the JSON config file's key in brackets):
                        metadata
   --pcr-policy         [pcr_policy] bind reads of the NV secrets to the
                        current PCR 0-7 values (measured boot); set at init
+  --cert-renew-at-percent N
+                       [cert_renew_at_percent] run: renew the broker
+                       certificate through the KS once N% of its validity
+                       passed (default 67; 0: never)
   --log-level L        [log_level]
   --json               status: print JSON
   --help
@@ -95,6 +99,11 @@ constexpr SettingSpec kSpecs[] = {
     {.flag = {}, .key = "policy.pairs", .kind = SettingKind::kObject},
     kJournalPreallocSetting,
     kPcrPolicySetting,
+    {.flag = "cert-renew-at-percent",
+     .key = "cert_renew_at_percent",
+     .kind = SettingKind::kInteger,
+     .fallback = "67",
+     .max = 99},
     kLogLevelSetting,
     kJsonSetting,
     {.flag = "credentials", .key = {}},
@@ -108,6 +117,7 @@ StatusOr<NodeOptions> LoadOptions(const CommandLine& c) {
   KGR_ASSIGN_OR_RETURN(o.daemon, DaemonOptionsFrom(c));
   NodeClientOptions& n = o.client;
   n.request_timeout_ms = c.Int("timeout_ms");
+  o.cert_renew_at_percent = static_cast<int>(c.Int("cert_renew_at_percent"));
   n.policy.max_age_ms = 1000 * c.Int("policy.max_age_s");
   n.policy.max_frames = c.Int("policy.max_frames");
   n.policy.max_bytes = c.Int("policy.max_bytes");

@@ -69,6 +69,10 @@ bool IsP256(EVP_PKEY* key) {
          std::string_view(group, len) == "prime256v1";
 }
 
+// notBefore this far back: a node whose clock is a little behind accepts
+// its new certificate (the renewal point is a share of the whole validity).
+constexpr long kBackdateSeconds = 60;
+
 }  // namespace
 
 std::string NodeCommonName(uint32_t n_id) {
@@ -161,7 +165,7 @@ StatusOr<std::string> CertificateAuthority::SignNodeCsr(
       cert && bn &&
       BN_to_ASN1_INTEGER(bn.get(), X509_get_serialNumber(cert.get())) &&
       X509_set_version(cert.get(), 2) == 1 &&
-      X509_gmtime_adj(X509_getm_notBefore(cert.get()), -300) &&
+      X509_gmtime_adj(X509_getm_notBefore(cert.get()), -kBackdateSeconds) &&
       X509_gmtime_adj(X509_getm_notAfter(cert.get()),
                       static_cast<long>(seconds)) &&
       X509_set_subject_name(cert.get(), X509_REQ_get_subject_name(req.get())) ==

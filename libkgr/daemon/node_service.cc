@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <utility>
 
+#include "daemon/node_cert_renewal.h"
 #include "daemon/node_control.h"
 #include "daemon/wiring.h"
 #include "kgr/cli.h"
@@ -32,6 +33,8 @@ StatusOr<std::unique_ptr<NodeService>> NodeService::Open(const NodeOptions& o) {
                          own.nk, own.identity.n_id, StoreOptionsFor(o.daemon)));
   BrokerOptions b = o.daemon.broker;
   if (b.address.empty()) b.address = own.identity.broker_address;
+  // A renewal a crash interrupted is finished before the files are read.
+  KGR_RETURN_IF_ERROR(RecoverNodeTlsFiles(o.daemon.state_dir + "/tls"));
   b.ca_file = NodeTlsPath(o, "ca.pem");
   b.cert_file = NodeTlsPath(o, "cert.pem");
   b.key_file = NodeTlsPath(o, "key.pem");
@@ -115,12 +118,16 @@ Status NodeRun(const NodeOptions& o) {
   std::printf("kgr-node ready: n_id=%s\n",
               FormatNodeId(svc->client().n_id()).c_str());
   std::fflush(stdout);
+  NodeCertRenewal renewal(o.daemon.state_dir + "/tls", o.cert_renew_at_percent,
+                          svc->client(), svc->transport());
   uint64_t last_save = 0;
   svc->loop().Run([&] {
     svc->client().Tick();
     uint64_t now = SystemClock()->NowMonotonicMillis();
     if (now - last_save >= 1000) {
       svc->SaveCounterIfChanged();
+      renewal.Tick(
+          static_cast<int64_t>(SystemClock()->NowUnixMicros() / 1000000), now);
       last_save = now;
     }
   });

@@ -37,6 +37,7 @@ class NodeService {
 
   EventLoop& loop() { return loop_; }
   NodeClient& client() { return *client_; }
+  Transport& transport() { return *transport_; }
 
  private:
   explicit NodeService(const NodeOptions& o);

@@ -69,7 +69,8 @@ void HandleTopic1(Context& ctx, const Bytes& frame) {
   if (!peek.ok()) return Drop(ctx, nullptr, peek.status().message());
   const FrameHeader& h = *peek;
   if (h.type != FrameType::kNnskKeyReq && h.type != FrameType::kNnskNotAns &&
-      h.type != FrameType::kNnskConfAns && h.type != FrameType::kNkskRotReq) {
+      h.type != FrameType::kNnskConfAns && h.type != FrameType::kNkskRotReq &&
+      h.type != FrameType::kCertRenewReq) {
     return Drop(ctx, &h, "unexpected type on TOPIC1");
   }
   if (!Admit(ctx, h)) return;
@@ -104,6 +105,11 @@ void HandleTopic1(Context& ctx, const Bytes& frame) {
       auto req = NkskRotReq::Parse(plain->span());
       if (!req.ok()) return Drop(ctx, &h, req.status().message());
       return HandleRotation(ctx, h, *node, under_prev, *req);
+    }
+    case FrameType::kCertRenewReq: {
+      auto req = CertRenewReq::Parse(plain->span());
+      if (!req.ok()) return Drop(ctx, &h, req.status().message());
+      return HandleCertRenewal(ctx, h, *node, *req);
     }
     case FrameType::kNnskKeyReq: {
       auto req = NnskKeyReq::Parse(plain->span());
@@ -150,8 +156,8 @@ Status FlushCounters(Context& ctx) {
     updated.nksk_unused = false;
     batch.push_back(std::move(updated));
   }
-  Status st = batch.empty() ? OkStatus()
-                           : PutNodes(ctx, batch, /*counters_only=*/true);
+  Status st =
+      batch.empty() ? OkStatus() : PutNodes(ctx, batch, /*counters_only=*/true);
   if (st.ok()) ctx.dirty_counters.clear();
   return st;
 }

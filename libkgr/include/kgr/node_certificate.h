@@ -32,10 +32,10 @@ class CertificateAuthority {
                                              const std::string& key_file);
 
   // Signs a node certificate for `n_id` on the public key of a CSR (DER),
-  // valid from 5 minutes ago for `seconds`. Refused (PERMISSION_DENIED) if
-  // the CSR's signature does not verify, its subject is not exactly the
-  // node's own (a node asking for another identity), or its key is not EC
-  // P-256. Returns the PEM chain: the new certificate, then the CA's.
+  // valid from a minute ago until `seconds` from now. Refused
+  // (PERMISSION_DENIED) if the CSR's signature does not verify, its subject is
+  // not exactly the node's own (a node asking for another identity), or its key
+  // is not EC P-256. Returns the PEM chain: the new certificate, then the CA's.
   StatusOr<std::string> SignNodeCsr(uint32_t n_id,
                                     std::span<const uint8_t> csr_der,
                                     int64_t seconds) const;

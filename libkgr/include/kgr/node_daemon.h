@@ -21,6 +21,10 @@ struct NodeOptions {
   // request_timeout_ms (also the deadline of one command), policy,
   // pair_policy; the counter floor is read from <state_dir>/counter.
   NodeClientOptions client;
+  // The broker certificate is renewed over the KGR channel once this share
+  // of its validity (notBefore..notAfter) has passed (cert_renew_at_percent;
+  // 0: never). docs/operations.md, "Certificate renewal".
+  int cert_renew_at_percent = 67;
 };
 
 // The config key policy.pairs: {"<peer N_ID>": {"max_frames": N,
