@@ -29,8 +29,9 @@ commands:
            revoke a node for good: the KS refuses it from now on and tells
            each of its peers to wipe their pair; it can come back only as a
            new node (new authorization). With --crl, the node's broker
-           certificate (from --issued-dir) is added to the CRL too: after a
-           SIGHUP the broker refuses the identity
+           certificate (from --issued-dir) is added to the CRL too; with
+           --crl-hook the hook makes the broker re-read it and the node's
+           open broker connection is cut (else: SIGHUP the broker by hand)
 
 flags (each overrides the JSON config file's key in brackets):
   --config FILE        JSON config file
@@ -42,12 +43,18 @@ flags (each overrides the JSON config file's key in brackets):
   --key FILE           [tls.key_file] AC private key (PEM)
   --ks-cert FILE       [ks_cert_file] the KS certificate (requests are
                        encrypted to it)
-  --ca-key FILE        [ca_key_file] CA private key, to issue node
-                       certificates (authorize)
+  --ca-key FILE        [ca_key_file] issuing CA's private key, to issue node
+                       certificates (authorize) and sign the CRL
+  --issuing-ca FILE    [issuing_ca_file] issuing CA certificate chain (an
+                       intermediate, provisioning/make-intermediate.sh);
+                       default: the root in --ca (its key then online)
   --cert-days N        [cert_days] node certificate lifetime (default 365)
+  --cert-seconds N     [cert_seconds] the same in seconds (overrides)
   --issued-dir DIR     [issued_dir] keep a copy of every node certificate
                        issued (authorize), to revoke it later
-  --crl FILE           [crl_file] the broker's certificate revocation list
+  --crl FILE           [crl_file] the issuing CA's certificate revocation list
+  --crl-hook CMD       [crl_hook] run (sh -c, KGR_CRL_FILE set) after the CRL
+                       changed, e.g. broker-config/reload-crl.sh
   --topic-prefix P     [topic_prefix] default "kgr"
   --timeout-ms N       [timeout_ms] wait for the KS (default 10000)
   --log-level L        [log_level]
@@ -74,8 +81,16 @@ constexpr SettingSpec kSpecs[] = {
      .fallback = "365",
      .min = 1,
      .max = 36500},
+    {.flag = "cert-seconds",
+     .key = "cert_seconds",
+     .kind = SettingKind::kInteger,
+     .fallback = "0",
+     .min = 0,
+     .max = 3153600000},
+    {.flag = "issuing-ca", .key = "issuing_ca_file"},
     {.flag = "issued-dir", .key = "issued_dir"},
     {.flag = "crl", .key = "crl_file"},
+    {.flag = "crl-hook", .key = "crl_hook"},
     {.flag = "topic-prefix",
      .key = "topic_prefix",
      .fallback = kDefaultTopicPrefix,
@@ -96,6 +111,9 @@ StatusOr<AcOptions> LoadOptions(const CommandLine& c) {
   o.ca_key_file = c.Str("ca_key_file");
   o.issued_dir = c.Str("issued_dir");
   o.crl_file = c.Str("crl_file");
+  o.crl_hook = c.Str("crl_hook");
+  o.issuing_ca_file = c.Str("issuing_ca_file");
+  o.cert_seconds = static_cast<int64_t>(c.Int("cert_seconds"));
   o.topic_prefix = c.Str("topic_prefix");
   o.cert_days = static_cast<int>(c.Int("cert_days"));
   o.timeout_ms = static_cast<int>(c.Int("timeout_ms"));

@@ -1,8 +1,8 @@
 // kgr-ks: the Key Server daemon and its operator commands (the work is in
 // libkgr/daemon/: ks_daemon.h).
 #include "kgr/cli.h"
-#include "kgr/metrics_http.h"
 #include "kgr/ks_daemon.h"
+#include "kgr/metrics_http.h"
 #include "kgr/topic.h"
 
 namespace kgr {
@@ -74,6 +74,13 @@ flags (each overrides the JSON config file's key in brackets):
   --backup-interval-s N
                        [backup_interval_s] at most one backup per N s (10)
   --backup-keep N      [backup_keep] newest backups kept in the dir (20)
+  --node-ca FILE       [node_ca.cert_file] issuing CA (an intermediate the AC
+                       delegated, provisioning/make-intermediate.sh) that
+                       signs node certificate renewals (cert_renew_req)
+  --node-ca-key FILE   [node_ca.key_file] its private key
+  --node-cert-seconds N
+                       [node_cert_seconds] renewed certificate lifetime
+                       (default 604800, 7 days)
   --log-level L        [log_level] debug, info, warn, error
   --json               status: print JSON
   --yes                wipe: do not ask (needed without a terminal)
@@ -128,6 +135,14 @@ constexpr SettingSpec kSpecs[] = {
      .fallback = "10",
      .min = 1,
      .max = 86'400},
+    {.flag = "node-ca", .key = "node_ca.cert_file"},
+    {.flag = "node-ca-key", .key = "node_ca.key_file"},
+    {.flag = "node-cert-seconds",
+     .key = "node_cert_seconds",
+     .kind = SettingKind::kInteger,
+     .fallback = "604800",
+     .min = 60,
+     .max = 3153600000},
     {.flag = "backup-keep",
      .key = "backup_keep",
      .kind = SettingKind::kInteger,

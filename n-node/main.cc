@@ -84,6 +84,10 @@ flags (each overrides the JSON config file's key in brackets):
                        current PCR 0-7 values; set at init; refused
                        while PCRs 0-7 are all zero (nothing measured,
                        e.g. a Raspberry Pi: docs/tpm.md)
+  --cert-renew-at-percent N
+                       [cert_renew_at_percent] run: renew the broker
+                       certificate through the KS once N% of its validity
+                       passed (default 67; 0: never)
   --log-level L        [log_level]
   --json               status: print JSON
   --yes                wipe: do not ask (needed without a terminal)
@@ -130,6 +134,11 @@ constexpr SettingSpec kSpecs[] = {
     kJournalPreallocSetting,
     kMetricsListenSetting,
     kPcrPolicySetting,
+    {.flag = "cert-renew-at-percent",
+     .key = "cert_renew_at_percent",
+     .kind = SettingKind::kInteger,
+     .fallback = "67",
+     .max = 99},
     kLogLevelSetting,
     kJsonSetting,
     {.flag = "yes", .key = {}, .kind = SettingKind::kBool},
@@ -144,6 +153,7 @@ StatusOr<NodeOptions> LoadOptions(const CommandLine& c) {
   KGR_ASSIGN_OR_RETURN(o.daemon, DaemonOptionsFrom(c));
   NodeClientOptions& n = o.client;
   n.request_timeout_ms = c.Int("timeout_ms");
+  o.cert_renew_at_percent = static_cast<int>(c.Int("cert_renew_at_percent"));
   n.policy.max_age_ms = 1000 * c.Int("policy.max_age_s");
   n.policy.max_frames = c.Int("policy.max_frames");
   n.policy.max_bytes = c.Int("policy.max_bytes");

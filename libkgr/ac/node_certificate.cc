@@ -1,4 +1,6 @@
-// Issues a node's broker client certificate with the KED CA (OpenSSL 3).
+// The CA's revocation list and a node's first broker certificate (OpenSSL 3).
+#include "kgr/node_certificate.h"
+
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -24,19 +26,9 @@ using CrlPtr = std::unique_ptr<X509_CRL, Deleter<X509_CRL, X509_CRL_free>>;
 using RevokedPtr =
     std::unique_ptr<X509_REVOKED, Deleter<X509_REVOKED, X509_REVOKED_free>>;
 using TimePtr = std::unique_ptr<ASN1_TIME, Deleter<ASN1_TIME, ASN1_TIME_free>>;
-using ExtPtr = std::unique_ptr<X509_EXTENSION,
-                               Deleter<X509_EXTENSION, X509_EXTENSION_free>>;
 
 void FileClose(FILE* f) { std::fclose(f); }
 using FilePtr = std::unique_ptr<FILE, Deleter<FILE, FileClose>>;
-
-bool AddExt(X509* cert, X509* issuer, int nid, const char* value) {
-  X509V3_CTX ctx;
-  X509V3_set_ctx_nodb(&ctx);
-  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
-  ExtPtr ext(X509V3_EXT_conf_nid(nullptr, &ctx, nid, value));
-  return ext && X509_add_ext(cert, ext.get(), -1) == 1;
-}
 
 StatusOr<X509Ptr> ReadCert(const std::string& path) {
   FilePtr f(std::fopen(path.c_str(), "r"));
@@ -124,66 +116,15 @@ Status UpdateCrl(const std::string& ca_cert_file,
 
 StatusOr<IssuedCertificate> IssueNodeCertificate(
     const std::string& ca_cert_file, const std::string& ca_key_file,
-    uint32_t n_id, int days) {
-  FilePtr cf(std::fopen(ca_cert_file.c_str(), "r"));
-  if (!cf) return NotFoundError("cannot read CA certificate " + ca_cert_file);
-  X509Ptr ca(PEM_read_X509(cf.get(), nullptr, nullptr, nullptr));
-  FilePtr kf(std::fopen(ca_key_file.c_str(), "r"));
-  if (!kf) return NotFoundError("cannot read CA key " + ca_key_file);
-  KeyPtr ca_key(PEM_read_PrivateKey(kf.get(), nullptr, nullptr, nullptr));
-  if (!ca || !ca_key) return InvalidArgumentError("bad CA certificate or key");
-  if (X509_check_private_key(ca.get(), ca_key.get()) != 1) {
-    return InvalidArgumentError("CA key does not match the CA certificate");
-  }
-  KeyPtr key(EVP_EC_gen("P-256"));
-  X509Ptr cert(X509_new());
-  if (!key || !cert) return InternalError("key generation failed");
-  uint8_t serial[16];
-  KGR_RETURN_IF_ERROR(RandomBytes(serial));
-  serial[0] &= 0x7f;
-  BIGNUM* bn = BN_bin2bn(serial, sizeof serial, nullptr);
-  std::string cn = "n" + FormatNodeId(n_id);
-  X509_NAME* name = X509_get_subject_name(cert.get());
-  bool ok =
-      bn && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert.get())) &&
-      X509_set_version(cert.get(), 2) == 1 &&
-      X509_gmtime_adj(X509_getm_notBefore(cert.get()), -300) &&
-      X509_gmtime_adj(X509_getm_notAfter(cert.get()),
-                      static_cast<long>(days) * 86400) &&
-      X509_NAME_add_entry_by_txt(
-          name, "OU", MBSTRING_ASC,
-          reinterpret_cast<const unsigned char*>("kgr-node"), -1, -1, 0) == 1 &&
-      X509_NAME_add_entry_by_txt(
-          name, "CN", MBSTRING_ASC,
-          reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0) == 1 &&
-      X509_set_issuer_name(cert.get(), X509_get_subject_name(ca.get())) == 1 &&
-      X509_set_pubkey(cert.get(), key.get()) == 1 &&
-      AddExt(cert.get(), ca.get(), NID_basic_constraints,
-             "critical,CA:FALSE") &&
-      AddExt(cert.get(), ca.get(), NID_key_usage,
-             "critical,digitalSignature") &&
-      AddExt(cert.get(), ca.get(), NID_ext_key_usage, "clientAuth") &&
-      AddExt(cert.get(), ca.get(), NID_subject_key_identifier, "hash") &&
-      AddExt(cert.get(), ca.get(), NID_authority_key_identifier, "keyid") &&
-      X509_sign(cert.get(), ca_key.get(), EVP_sha256()) > 0;
-  BN_free(bn);
-  if (!ok) return InternalError("issuing the node certificate failed");
-
+    uint32_t n_id, int64_t seconds) {
+  KGR_ASSIGN_OR_RETURN(CertificateAuthority ca,
+                       CertificateAuthority::Load(ca_cert_file, ca_key_file));
+  // The same path as a node's renewal: a new key, a CSR, the CA signs it.
+  KGR_ASSIGN_OR_RETURN(NodeCsr csr, MakeNodeCsr(n_id));
   IssuedCertificate out;
-  BioPtr cb(BIO_new(BIO_s_mem()));
-  BioPtr kb(BIO_new(BIO_s_mem()));
-  if (!cb || !kb || PEM_write_bio_X509(cb.get(), cert.get()) != 1 ||
-      PEM_write_bio_PrivateKey(kb.get(), key.get(), nullptr, nullptr, 0,
-                               nullptr, nullptr) != 1) {
-    return InternalError("PEM encoding failed");
-  }
-  char* data = nullptr;
-  long n = BIO_get_mem_data(cb.get(), &data);
-  out.cert_pem.assign(data, static_cast<size_t>(n));
-  n = BIO_get_mem_data(kb.get(), &data);
-  out.key_pem = SecretBytes(
-      std::span<const uint8_t>(reinterpret_cast<uint8_t*>(data), n));
-  OPENSSL_cleanse(data, static_cast<size_t>(n));
+  KGR_ASSIGN_OR_RETURN(out.cert_pem,
+                       ca.SignNodeCsr(n_id, csr.csr_der, seconds));
+  out.key_pem = std::move(csr.key_pem);
   return out;
 }
 

@@ -209,6 +209,8 @@ std::string_view KsErrorCodeName(KsErrorCode code) {
       return "key server internal error";
     case KsErrorCode::kStaleRequest:
       return "stale request id";
+    case KsErrorCode::kCertificateRefused:
+      return "certificate request refused";
   }
   return "unknown";
 }
@@ -226,7 +228,7 @@ StatusOr<KsError> KsError::Parse(std::span<const uint8_t> in) {
   r.U8(&code);
   KGR_RETURN_IF_ERROR(r.Done("ks_error"));
   if (!IsKnownFrameType(type)) return Malformed("ks_error: unknown type");
-  if (code < 1 || code > 5) return Malformed("ks_error: unknown code");
+  if (code < 1 || code > 6) return Malformed("ks_error: unknown code");
   m.refused_type = static_cast<FrameType>(type);
   m.code = static_cast<KsErrorCode>(code);
   return m;
@@ -284,6 +286,32 @@ StatusOr<NkskRotSig> NkskRotSig::Parse(std::span<const uint8_t> in) {
   BodyReader r(in);
   KGR_RETURN_IF_ERROR(r.Done("nksk_rot_sig"));
   return NkskRotSig{};
+}
+
+void CertRenewReq::EncodeTo(Bytes* out) const { ByteWriter(out).Raw(csr_der); }
+StatusOr<CertRenewReq> CertRenewReq::Parse(std::span<const uint8_t> in) {
+  BodyReader r(in);
+  SecretBytes csr;
+  r.Rest(kMaxCsrSize, &csr);
+  if (csr.empty()) r.Fail();
+  KGR_RETURN_IF_ERROR(r.Done("cert_renew_req"));
+  CertRenewReq m;
+  m.csr_der.assign(csr.span().begin(), csr.span().end());
+  return m;
+}
+
+void CertRenewAns::EncodeTo(Bytes* out) const {
+  ByteWriter(out).Raw(AsBytes(chain_pem));
+}
+StatusOr<CertRenewAns> CertRenewAns::Parse(std::span<const uint8_t> in) {
+  BodyReader r(in);
+  SecretBytes chain;
+  r.Rest(kMaxCertChainSize, &chain);
+  if (chain.empty()) r.Fail();
+  KGR_RETURN_IF_ERROR(r.Done("cert_renew_ans"));
+  CertRenewAns m;
+  m.chain_pem.assign(chain.span().begin(), chain.span().end());
+  return m;
 }
 
 void AcRevokeReq::EncodeTo(Bytes* out) const { ByteWriter(out).U32(n_id); }

@@ -102,6 +102,10 @@ std::string_view FrameTypeName(FrameType type) {
       return "nksk_rot_ans";
     case FrameType::kNkskRotSig:
       return "nksk_rot_sig";
+    case FrameType::kCertRenewReq:
+      return "cert_renew_req";
+    case FrameType::kCertRenewAns:
+      return "cert_renew_ans";
     case FrameType::kNodeDataReq:
       return "node_data_req";
     case FrameType::kNodeDataAns:
@@ -127,7 +131,7 @@ std::string_view FrameTypeName(FrameType type) {
 }
 
 bool IsKnownFrameType(uint8_t t) {
-  return (t >= 0x01 && t <= 0x0D) || t == 0x10 || t == 0x11 ||
+  return (t >= 0x01 && t <= 0x0F) || t == 0x10 || t == 0x11 ||
          (t >= 0x20 && t <= 0x27);
 }
 

@@ -52,6 +52,8 @@ std::vector<Bytes> AllSealedFrames(const SymmetricKeys& k) {
   add(NkskRotReq{Bytes(32, 7)});
   add(NkskRotAns{Bytes(32, 9), 2});
   add(NkskRotSig{});
+  add(CertRenewReq{Bytes(300, 0x30)});
+  add(CertRenewAns{"-----BEGIN CERTIFICATE-----\n..."});
   add(NodeDataReq{8, SecretBytes(AsBytes("hello world!"))});
   add(NodeDataAns{8, SecretBytes(AsBytes("ok"))});
   return out;
@@ -291,6 +293,47 @@ TEST(Topic, NamesAndPrefixes) {
   EXPECT_FALSE(ValidateTopicPrefix("/kgr").ok());
   EXPECT_FALSE(ValidateTopicPrefix("kgr//a").ok());
   EXPECT_FALSE(ValidateTopicPrefix("").ok());
+}
+
+}  // namespace
+}  // namespace kgr
+
+namespace kgr {
+namespace {
+
+TEST(CertRenewBodies, RoundTripAndBounds) {
+  Bytes body;
+  CertRenewReq{Bytes(kMaxCsrSize, 0x30)}.EncodeTo(&body);
+  auto req = CertRenewReq::Parse(body);
+  ASSERT_TRUE(req.ok());
+  EXPECT_EQ(req->csr_der, Bytes(kMaxCsrSize, 0x30));
+  body.push_back(0);  // one byte over the bound
+  EXPECT_NE(CertRenewReq::Parse(body).status().message().find("bound"),
+            std::string::npos);
+  EXPECT_FALSE(CertRenewReq::Parse({}).ok());  // an empty CSR
+
+  std::string chain(kMaxCertChainSize, 'A');
+  body.clear();
+  CertRenewAns{chain}.EncodeTo(&body);
+  auto ans = CertRenewAns::Parse(body);
+  ASSERT_TRUE(ans.ok());
+  EXPECT_EQ(ans->chain_pem, chain);
+  body.push_back('A');
+  EXPECT_FALSE(CertRenewAns::Parse(body).ok());
+  EXPECT_FALSE(CertRenewAns::Parse({}).ok());
+}
+
+TEST(CertRenewBodies, KsErrorCarriesTheCertificateRefusal) {
+  Bytes body;
+  KsError{FrameType::kCertRenewReq, KsErrorCode::kCertificateRefused}.EncodeTo(
+      &body);
+  EXPECT_EQ(body, (Bytes{0x0E, 6}));
+  auto e = KsError::Parse(body);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->refused_type, FrameType::kCertRenewReq);
+  EXPECT_EQ(e->code, KsErrorCode::kCertificateRefused);
+  EXPECT_EQ(FrameTypeName(FrameType::kCertRenewAns), "cert_renew_ans");
+  EXPECT_FALSE(KsError::Parse(Bytes{0x0E, 7}).ok());
 }
 
 }  // namespace

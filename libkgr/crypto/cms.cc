@@ -411,8 +411,7 @@ StatusOr<std::pair<SecretBytes, CmsPeer>> CmsEndpoint::DecryptAndVerify(
   return std::make_pair(Drain(content.get()), std::move(peer));
 }
 
-StatusOr<Bytes> CmsEndpoint::SignDetached(
-    std::span<const uint8_t> data) const {
+StatusOr<Bytes> CmsEndpoint::SignDetached(std::span<const uint8_t> data) const {
   MdCtxPtr ctx(EVP_MD_CTX_new());
   size_t n = 0;
   if (!ctx ||

@@ -23,8 +23,9 @@ SecretBytes Drain(BIO* b) {
   char* data = nullptr;
   long n = BIO_get_mem_data(b, &data);
   SecretBytes out;
-  if (n > 0) out.Append({reinterpret_cast<const uint8_t*>(data),
-                         static_cast<size_t>(n)});
+  if (n > 0)
+    out.Append(
+        {reinterpret_cast<const uint8_t*>(data), static_cast<size_t>(n)});
   return out;
 }
 
@@ -79,9 +80,9 @@ StatusOr<Bytes> ParseRecoveryPublicKey(std::span<const uint8_t> pem,
 StatusOr<SecretBytes> ParseRecoveryPrivateKey(std::span<const uint8_t> pem,
                                               const std::string& what) {
   BioPtr b = MemBuf(pem);
-  KeyPtr key(b ? PEM_read_bio_PrivateKey(b.get(), nullptr, NoPassphrase,
-                                         nullptr)
-               : nullptr);
+  KeyPtr key(
+      b ? PEM_read_bio_PrivateKey(b.get(), nullptr, NoPassphrase, nullptr)
+        : nullptr);
   if (!key || EVP_PKEY_get_id(key.get()) != EVP_PKEY_X25519) {
     return NotX25519(what, "private key (unencrypted)");
   }

@@ -41,8 +41,8 @@ Status FinishAuthorize(const AcOptions& o, AcSession& session,
                        const AcAuthorizeAns& ans, const std::string& ca_pem,
                        StagedFile& out) {
   KGR_ASSIGN_OR_RETURN(IssuedCertificate cert,
-                       IssueNodeCertificate(o.broker.ca_file, o.ca_key_file,
-                                            ans.n_id, o.cert_days));
+                       IssueNodeCertificate(o.IssuingCaFile(), o.ca_key_file,
+                                            ans.n_id, o.CertSeconds()));
   Credentials c;
   c.n_id = ans.n_id;
   c.ntag = ans.ntag.Clone();
@@ -74,7 +74,7 @@ Status AcAuthorize(const AcOptions& o, const AcArgs& a) {
   KGR_ASSIGN_OR_RETURN(std::string ca_pem, ReadText(o.broker.ca_file));
   // A throwaway certificate: the CA files and --cert-days work.
   KGR_RETURN_IF_ERROR(
-      IssueNodeCertificate(o.broker.ca_file, o.ca_key_file, 0, o.cert_days)
+      IssueNodeCertificate(o.IssuingCaFile(), o.ca_key_file, 0, o.CertSeconds())
           .status());
   FileSystem& fs = *DefaultFileSystem();
   std::unique_ptr<StagedFile> probe;

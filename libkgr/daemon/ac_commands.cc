@@ -1,4 +1,5 @@
-// kgr-ac peers, revoke, crl and list (authorize: ac_authorize.cc).
+// kgr-ac peers, crl and list (authorize: ac_authorize.cc, revoke:
+// ac_revoke.cc).
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -71,41 +72,14 @@ Status AcPeers(const AcOptions& o, const AcArgs& a) {
   return OkStatus();
 }
 
-Status AcRevoke(const AcOptions& o, const AcArgs& a) {
-  if (!a.node) return InvalidArgumentError("revoke needs --node ID");
-  const uint32_t node = *a.node;
-  std::string cert = o.issued_dir + "/n" + FormatNodeId(node) + ".crt";
-  if (!o.crl_file.empty() &&
-      (o.issued_dir.empty() || !DefaultFileSystem()->Exists(cert))) {
-    return NotFoundError(
-        "no issued certificate of the node in --issued-dir for --crl; "
-        "nothing revoked");
-  }
-  KGR_ASSIGN_OR_RETURN(auto session, AcSession::Open(o));
-  auto result = session->Call<StatusOr<AcRevokeAns>>(
-      [node](AcClient& client, auto done) { client.Revoke(node, done); });
-  if (!result.ok()) return result.status();
-  std::printf("revoked %s; %u peer(s) told to wipe their pair\n",
-              FormatNodeId(node).c_str(), result->peers_notified);
-  if (o.crl_file.empty()) {
-    std::printf("no --crl: the broker still accepts the node's certificate\n");
-    return OkStatus();
-  }
-  KGR_RETURN_IF_ERROR(UpdateCrl(o.broker.ca_file, o.ca_key_file, o.crl_file,
-                                cert, o.cert_days));
-  std::printf("certificate added to %s: send SIGHUP to the broker to apply\n",
-              o.crl_file.c_str());
-  return OkStatus();
-}
-
 Status AcCrl(const AcOptions& o) {
   if (o.crl_file.empty() || o.ca_key_file.empty()) {
     return InvalidArgumentError("crl needs --crl FILE and --ca-key");
   }
   KGR_RETURN_IF_ERROR(
-      UpdateCrl(o.broker.ca_file, o.ca_key_file, o.crl_file, "", o.cert_days));
+      UpdateCrl(o.IssuingCaFile(), o.ca_key_file, o.crl_file, "", o.cert_days));
   std::printf("wrote %s\n", o.crl_file.c_str());
-  return OkStatus();
+  return RunCrlHook(o);
 }
 
 Status AcList(const AcOptions& o, bool as_json) {

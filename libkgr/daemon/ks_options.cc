@@ -1,6 +1,7 @@
 // kgr-ks's settings rows -> KsOptions.
 #include "kgr/cli.h"
 #include "kgr/ks_daemon.h"
+#include "kgr/node_certificate.h"
 
 namespace kgr {
 
@@ -26,6 +27,18 @@ StatusOr<KsOptions> KsOptionsFrom(const CommandLine& c) {
     return c.Invalid("backup_dir",
                      "needs a recovery public key (--backup-recovery-public "
                      "or backup_recovery_public)");
+  }
+  const std::string ca_cert = c.Str("node_ca.cert_file");
+  const std::string ca_key = c.Str("node_ca.key_file");
+  if (ca_cert.empty() != ca_key.empty()) {
+    return c.Invalid(ca_cert.empty() ? "node_ca.cert_file" : "node_ca.key_file",
+                     "node_ca needs both cert_file and key_file");
+  }
+  k.node_cert_seconds = static_cast<int64_t>(c.Int("node_cert_seconds"));
+  if (!ca_cert.empty() && c.command == "run") {
+    auto ca = CertificateAuthority::Load(ca_cert, ca_key);
+    if (!ca.ok()) return c.Invalid("node_ca.cert_file", ca.status().message());
+    k.node_ca = *std::move(ca);
   }
   if (o.daemon.state_dir.empty() && c.command != "recovery-key") {
     return InvalidArgumentError("no state directory: --state-dir or state_dir");

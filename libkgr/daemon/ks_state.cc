@@ -82,6 +82,7 @@ nlohmann::json KsStatusJson(const KeyServer* ks, const NodeDescStore& nodes,
                         {"keys_confirmed", s.keys_confirmed},
                         {"keys_purged", s.keys_purged},
                         {"refused_requests", s.refused_requests},
+                        {"certificates_issued", s.certificates_issued},
                         {"dropped_frames", s.dropped_frames},
                         {"authorizations", s.authorizations},
                         {"rate_limited", s.rate_limited}};

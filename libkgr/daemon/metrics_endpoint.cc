@@ -90,8 +90,8 @@ void AppendKsMetrics(const KeyServer& ks, const NodeDescStore& nodes,
   out.Family("kgr_ks_requests_refused_total", Type::kCounter,
              "Key requests the KS refused with KS_ERROR, by code.");
   static constexpr const char* kCodes[kKsErrorCodes] = {
-      "",     "pair_not_allowed", "peer_unknown",
-      "busy", "internal",         "stale_request"};
+      "",         "pair_not_allowed", "peer_unknown",       "busy",
+      "internal", "stale_request",    "certificate_refused"};
   for (size_t i = 1; i < kKsErrorCodes; ++i) {
     out.Sample("kgr_ks_requests_refused_total", s.refusals[i],
                {{"code", kCodes[i]}});

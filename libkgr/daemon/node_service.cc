@@ -10,6 +10,7 @@
 #include "daemon/app_router.h"
 #include "daemon/journal_log.h"
 #include "daemon/metrics_endpoint.h"
+#include "daemon/node_cert_renewal.h"
 #include "daemon/node_control.h"
 #include "daemon/reload.h"
 #include "daemon/wiring.h"
@@ -37,6 +38,8 @@ StatusOr<std::unique_ptr<NodeService>> NodeService::Open(const NodeOptions& o) {
                          own.nk, own.identity.n_id, StoreOptionsFor(o.daemon)));
   BrokerOptions b = o.daemon.broker;
   if (b.address.empty()) b.address = own.identity.broker_address;
+  // A renewal a crash interrupted is finished before the files are read.
+  KGR_RETURN_IF_ERROR(RecoverNodeTlsFiles(o.daemon.state_dir + "/tls"));
   b.ca_file = NodeTlsPath(o, "ca.pem");
   b.cert_file = NodeTlsPath(o, "cert.pem");
   b.key_file = NodeTlsPath(o, "key.pem");
@@ -101,6 +104,9 @@ void NodeService::Reload(const NodeOptions& running) {
     if (was.queue_messages != now.queue_messages) {
       restart_only.push_back("api.queue");
     }
+    if (running.cert_renew_at_percent != n->cert_renew_at_percent) {
+      restart_only.push_back("cert_renew_at_percent");
+    }
     LogRestartOnly("node", restart_only);
   }
   NotifyReady();
@@ -161,6 +167,8 @@ Status NodeRun(const NodeOptions& o) {
   std::printf("kgr-node ready: n_id=%s\n",
               FormatNodeId(svc->client().n_id()).c_str());
   std::fflush(stdout);
+  NodeCertRenewal renewal(o.daemon.state_dir + "/tls", o.cert_renew_at_percent,
+                          svc->client(), svc->transport());
   svc->NotifyReady();
   uint64_t last_save = 0;
   svc->loop().Run([&] {
@@ -170,6 +178,8 @@ Status NodeRun(const NodeOptions& o) {
     api->Tick(now);
     if (now - last_save >= 1000) {
       svc->SaveCounterIfChanged();
+      renewal.Tick(
+          static_cast<int64_t>(SystemClock()->NowUnixMicros() / 1000000), now);
       last_save = now;
     }
   });

@@ -48,6 +48,7 @@ class NodeService {
   NodeClient& client() { return *client_; }
   ServiceNotifier& notifier() { return notifier_; }
   TpmCounters tpm_counters() const { return tpm_->counters(); }
+  Transport& transport() { return *transport_; }
 
  private:
   explicit NodeService(const NodeOptions& o);

@@ -88,7 +88,8 @@ void HandleTopic1(Context& ctx, const Bytes& frame) {
     return Drop(ctx, nullptr, DropReason::kMalformed, peek.status().message());
   const FrameHeader& h = *peek;
   if (h.type != FrameType::kNnskKeyReq && h.type != FrameType::kNnskNotAns &&
-      h.type != FrameType::kNnskConfAns && h.type != FrameType::kNkskRotReq) {
+      h.type != FrameType::kNnskConfAns && h.type != FrameType::kNkskRotReq &&
+      h.type != FrameType::kCertRenewReq) {
     return Drop(ctx, &h, DropReason::kUnexpected, "unexpected type on TOPIC1");
   }
   if (!Admit(ctx, h)) return;
@@ -127,6 +128,12 @@ void HandleTopic1(Context& ctx, const Bytes& frame) {
       if (!req.ok())
         return Drop(ctx, &h, DropReason::kMalformed, req.status().message());
       return HandleRotation(ctx, h, *node, under_prev, *req);
+    }
+    case FrameType::kCertRenewReq: {
+      auto req = CertRenewReq::Parse(plain->span());
+      if (!req.ok())
+        return Drop(ctx, &h, DropReason::kMalformed, req.status().message());
+      return HandleCertRenewal(ctx, h, *node, *req);
     }
     case FrameType::kNnskKeyReq: {
       auto req = NnskKeyReq::Parse(plain->span());

@@ -79,6 +79,14 @@ struct Context {
     uint32_t version = 0;
   };
   std::unordered_map<uint32_t, Rotation> rotations;
+  // Certificate renewal (cert_renewal.cc): the last certificate signed per
+  // node, so that a retransmitted request gets the same one.
+  struct CertRenewal {
+    uint64_t request_id = 0;
+    Bytes csr_der;
+    std::string chain_pem;
+  };
+  std::unordered_map<uint32_t, CertRenewal> cert_renewals;
 };
 
 // ---- admission.cc ----
@@ -142,6 +150,10 @@ Status RequestRotation(Context& ctx, uint32_t n_id);
 // The node sent a frame under its new NKSK: the previous pair is dropped
 // (node_desc written) and the rotation forgotten. Returns the node's entry.
 NodeRef CompleteRotation(Context& ctx, NodeRef node);
+
+// ---- cert_renewal.cc ----
+void HandleCertRenewal(Context& ctx, const FrameHeader& h, const NodeDesc& node,
+                       const CertRenewReq& req);
 
 // ---- revocation.cc (4.6 withdrawal, revocation) ----
 Status SetPeers(Context& ctx, const AcPeersReq& req);

@@ -299,6 +299,17 @@ Status MosquittoTransport::Disconnect() {
   return OkStatus();
 }
 
+Status MosquittoTransport::Reconnect() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (state_ != State::kUp) return OkStatus();
+  // The network thread sees the socket fail and takes the lost-connection
+  // path (HandleDown): back-off from reconnect_min_s, then a new TLS
+  // handshake, for which libmosquitto loads cert_file and key_file again.
+  const int sock = mosquitto_socket(mosq_);
+  if (sock >= 0) ::shutdown(sock, SHUT_RDWR);
+  return OkStatus();
+}
+
 StatusOr<std::unique_ptr<Transport>> NewMosquittoTransport(
     const MqttOptions& options) {
   auto transport = std::make_unique<MosquittoTransport>(options);

@@ -57,6 +57,7 @@ class MosquittoTransport final : public Transport {
   Status Publish(const std::string& topic,
                  std::span<const uint8_t> payload) override;
   Status Disconnect() override;
+  Status Reconnect() override;
 
  private:
   enum class State { kIdle, kConnecting, kUp, kReconnecting };

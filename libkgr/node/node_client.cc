@@ -22,6 +22,8 @@ Status KsRefusal(const KsError& err) {
       return InternalError(why);
     case KsErrorCode::kStaleRequest:
       return UnavailableError(why);
+    case KsErrorCode::kCertificateRefused:
+      return PermissionDeniedError(why);
   }
   return InternalError(why);
 }
@@ -84,6 +86,9 @@ Status NodeClient::Transmit(uint64_t request_id, Pending& p) {
   if (const auto* r = std::get_if<RotationRequest>(&p.request)) {
     return SendToKs(request_id, 0, NkskRotReq{r->ephemeral.public_key});
   }
+  if (const auto* c = std::get_if<CertRequest>(&p.request)) {
+    return SendToKs(request_id, 0, CertRenewReq{c->csr_der});
+  }
   const DataRequest& d = std::get<DataRequest>(p.request);
   auto rec = ses_.Get(d.peer);
   if (!rec.ok() || !rec->nnsk.valid() || !rec->topic4.has_value()) {
@@ -134,6 +139,10 @@ void NodeClient::Finish(uint64_t request_id, Status status) {
     if (d->reply) d->reply(status);
   } else if (auto* r = std::get_if<RotationRequest>(&p.request)) {
     if (r->done) r->done(status);
+  } else if (auto* c = std::get_if<CertRequest>(&p.request)) {
+    // Success comes through OnCertAns with the chain.
+    if (c->done)
+      c->done(status.ok() ? InternalError("no certificate") : status);
   }
 }
 
@@ -270,6 +279,11 @@ void NodeClient::HandleFromKs(const Bytes& frame) {
       auto m = NkskRotAns::Parse(plain->span());
       if (!m.ok()) return Log("dropped", &h, m.status().message());
       return OnRotAns(h, *m);
+    }
+    case FrameType::kCertRenewAns: {
+      auto m = CertRenewAns::Parse(plain->span());
+      if (!m.ok()) return Log("dropped", &h, m.status().message());
+      return OnCertAns(h, std::move(*m));
     }
     case FrameType::kNkskRotSig: {
       spdlog::info("node {}: the key server asks for an NKSK rotation",

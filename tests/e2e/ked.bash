@@ -24,6 +24,9 @@ declare -A NODE_ARGS=()
 # uses (--mqtt-qos); unset: the executables' default. ctest runs the fault
 # tests a second time with 0 (e2e_qos0_*).
 KED_QOS_ARGS=()
+# The AC's issuing CA and CRL (ked_init; KED_INTERMEDIATE=1 switches to an
+# intermediate and a CRL hook).
+KED_AC_CA_ARGS=()
 case ${KGR_E2E_QOS:-} in
   "") ;;
   0 | 1) KED_QOS_ARGS=(--mqtt-qos "$KGR_E2E_QOS") ;;
@@ -90,6 +93,28 @@ ked_init() {
   done
   bash "$KGR_SRC/provisioning/issue-cert.sh" "$KED_DIR/pki" broker broker >/dev/null
   chmod 0644 "$KED_DIR/pki/broker.crt"
+  if [[ ${KED_INTERMEDIATE:-0} == 1 ]]; then
+    # Root (its key unused from here on) + issuing intermediates: the AC's
+    # for authorize and its CRL, the KS's for renewals. The broker's CRL
+    # file holds one CRL per issuer (broker-config/reload-crl.sh).
+    local int
+    for int in kgr-ac-ca kgr-ks-ca; do
+      bash "$KGR_SRC/provisioning/make-intermediate.sh" "$KED_DIR/pki" \
+        "$KED_DIR/pki/int" "$int" >/dev/null
+    done
+    chmod 0755 "$KED_DIR/pki/int"
+    cat "$KED_DIR/pki/ca.crl" "$KED_DIR/pki/int/kgr-ac-ca.crl" \
+      "$KED_DIR/pki/int/kgr-ks-ca.crl" >"$KED_DIR/pki/crl.pem"
+    chmod 0644 "$KED_DIR/pki/crl.pem"
+    KED_AC_CA_ARGS=(--issuing-ca "$KED_DIR/pki/int/kgr-ac-ca.crt"
+      --ca-key "$KED_DIR/pki/int/kgr-ac-ca.key" --crl "$KED_DIR/pki/int/kgr-ac-ca.crl"
+      --crl-hook "bash $KGR_SRC/broker-config/reload-crl.sh --out $KED_DIR/pki/crl.pem \
+--pid-file $KED_DIR/broker/pid $KED_DIR/pki/ca.crl $KED_DIR/pki/int/kgr-ac-ca.crl \
+$KED_DIR/pki/int/kgr-ks-ca.crl")
+    say "ked: root CA, intermediates kgr-ac-ca and kgr-ks-ca, certificates for ks, ac, broker in $KED_DIR/pki"
+    return 0
+  fi
+  KED_AC_CA_ARGS=(--ca-key "$KED_DIR/pki/ca.key" --crl "$KED_DIR/pki/crl.pem")
   "$AC_BIN" crl --ca "$KED_DIR/pki/ca.crt" --ca-key "$KED_DIR/pki/ca.key" \
     --crl "$KED_DIR/pki/crl.pem" >/dev/null
   say "ked: CA and certificates for ks, ac, broker in $KED_DIR/pki"
@@ -140,8 +165,8 @@ ks_args() {
 ac() {  # ac COMMAND [args]: runs kgr-ac with the KED's settings
   "$AC_BIN" "$@" --broker "$BROKER" --ca "$KED_DIR/pki/ca.crt" \
     --cert "$KED_DIR/pki/ac.crt" --key "$KED_DIR/pki/ac.key" \
-    --ks-cert "$KED_DIR/pki/ks.crt" --ca-key "$KED_DIR/pki/ca.key" \
-    --issued-dir "$KED_DIR/pki/issued" --crl "$KED_DIR/pki/crl.pem" "${KED_QOS_ARGS[@]}"
+    --ks-cert "$KED_DIR/pki/ks.crt" --issued-dir "$KED_DIR/pki/issued" \
+    "${KED_AC_CA_ARGS[@]}" "${KED_QOS_ARGS[@]}"
 }
 
 ked_ks_up() {
@@ -245,6 +270,7 @@ broker_start() {
     >>"$KED_DIR/logs/mosquitto.out" 2>&1 &
   BROKER_PID=$!
   KED_PIDS+=("$BROKER_PID")
+  echo "$BROKER_PID" >"$KED_DIR/broker/pid"   # for the CRL hook
   wait_port "$BROKER_PORT" || die "mosquitto did not start"
 }
 

@@ -50,6 +50,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ParseAs<kgr::NkskRotReq>(in);
   ParseAs<kgr::NkskRotAns>(in);
   ParseAs<kgr::NkskRotSig>(in);
+  ParseAs<kgr::CertRenewReq>(in);
+  ParseAs<kgr::CertRenewAns>(in);
   ParseAs<kgr::AcRevokeReq>(in);
   ParseAs<kgr::AcRevokeAns>(in);
   ParseAs<kgr::NodeDataReq>(in);

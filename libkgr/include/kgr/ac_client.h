@@ -73,7 +73,7 @@ class AcClient {
 };
 
 // A node's broker client certificate: CN "n<8 hex>", OU kgr-node,
-// clientAuth, EC P-256, signed by the KED CA.
+// clientAuth, EC P-256, signed by the KED CA or an intermediate of it.
 struct IssuedCertificate {
   std::string cert_pem;
   SecretBytes key_pem;
@@ -87,9 +87,11 @@ Status UpdateCrl(const std::string& ca_cert_file,
                  const std::string& ca_key_file, const std::string& crl_file,
                  const std::string& revoke_cert_file, int days);
 
+// Signed by the issuing CA in `ca_cert_file` (an intermediate's certificate
+// chain, or the root itself); `cert_pem` is the chain below the root.
 StatusOr<IssuedCertificate> IssueNodeCertificate(
     const std::string& ca_cert_file, const std::string& ca_key_file,
-    uint32_t n_id, int days);
+    uint32_t n_id, int64_t seconds);
 
 }  // namespace kgr
 

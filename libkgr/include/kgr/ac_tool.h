@@ -17,7 +17,21 @@ namespace kgr {
 struct AcOptions {
   BrokerOptions broker;  // ca/cert/key: the AC's TLS and CMS files
   std::string ks_cert_file, ca_key_file, topic_prefix, issued_dir, crl_file;
+  // The CA that signs node certificates and the CRL: an intermediate below
+  // the root (its certificate chain; ca_key_file is its key). Empty: the
+  // root in broker.ca_file signs (its key must then be online).
+  std::string issuing_ca_file;
+  // Run (sh -c) after the CRL changed, with KGR_CRL_FILE set: makes the
+  // broker re-read it (broker-config/reload-crl.sh). With it, revoke also
+  // cuts the node's open broker connection, cut_delay_ms after the hook.
+  std::string crl_hook;
+  int cut_delay_ms = 300;
   int cert_days = 365;
+  int64_t cert_seconds = 0;  // node certificate lifetime; 0: cert_days
+  std::string IssuingCaFile() const;
+  int64_t CertSeconds() const {
+    return cert_seconds > 0 ? cert_seconds : int64_t{cert_days} * 86400;
+  }
   int timeout_ms = 10000;  // waiting for the KS
 };
 
@@ -36,10 +50,13 @@ Status AcAuthorize(const AcOptions& o, const AcArgs& a);
 // `peers --node ID --peers ... [--withdraw] [--out FILE]`: with --out, a
 // failure after the KS changed the list puts it back.
 Status AcPeers(const AcOptions& o, const AcArgs& a);
-// `revoke --node ID`, with --crl also the node's broker certificate.
+// `revoke --node ID`, with --crl also the node's broker certificate; with
+// crl_hook the broker re-reads the CRL and the node's connection is cut.
 Status AcRevoke(const AcOptions& o, const AcArgs& a);
-// `crl`: writes (or refreshes) the CA's revocation list.
+// `crl`: writes (or refreshes) the CA's revocation list, runs crl_hook.
 Status AcCrl(const AcOptions& o);
+// Runs o.crl_hook if set; UNAVAILABLE if it fails.
+Status RunCrlHook(const AcOptions& o);
 // `list [--json]`: the nodes the KS knows.
 Status AcList(const AcOptions& o, bool as_json);
 

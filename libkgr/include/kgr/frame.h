@@ -61,6 +61,9 @@ enum class FrameType : uint8_t {
   kNkskRotReq = 0x0B,  // N  -> KS on TOPIC1
   kNkskRotAns = 0x0C,  // KS -> N  on TOPIC2
   kNkskRotSig = 0x0D,  // KS -> N  on TOPIC2: the KS asks the node to rotate
+  // Renewal of the node's broker certificate, under the current NKSK.
+  kCertRenewReq = 0x0E,  // N  -> KS on TOPIC1: a CSR for the node's own name
+  kCertRenewAns = 0x0F,  // KS -> N  on TOPIC2: the signed certificate chain
   // Data exchange (4.8). Keys: NNSK of the pair.
   kNodeDataReq = 0x10,  // N1 -> N2 on TOPIC4 (subscribed by N2)
   kNodeDataAns = 0x11,  // N2 -> N1 on TOPIC3 (subscribed by N1)
@@ -242,6 +245,9 @@ enum class KsErrorCode : uint8_t {
   // nnsk_key_req: the request id is at or below the node's floor (every
   // such request is finished); the node asks again under a new id.
   kStaleRequest = 5,
+  // cert_renew_req: the KS signs no certificates (no node CA configured) or
+  // refused the CSR (not the node's own subject, bad signature or key).
+  kCertificateRefused = 6,
 };
 std::string_view KsErrorCodeName(KsErrorCode code);
 
@@ -286,6 +292,27 @@ struct NkskRotSig {
   static constexpr FrameType kType = FrameType::kNkskRotSig;
   void EncodeTo(Bytes* out) const;
   static StatusOr<NkskRotSig> Parse(std::span<const uint8_t> in);
+};
+
+// Bounds of the certificate renewal bodies. A P-256 CSR for the node's
+// subject is about 240 bytes; the KS reads frames of at most 512 bytes
+// (kMaxFrameToKs), so a CSR is at most 512 - kFrameOverhead.
+inline constexpr size_t kMaxCsrSize = 512 - kFrameOverhead;
+inline constexpr size_t kMaxCertChainSize = 16384;
+
+struct CertRenewReq {
+  static constexpr FrameType kType = FrameType::kCertRenewReq;
+  Bytes csr_der;  // PKCS#10, DER, 1..kMaxCsrSize bytes
+  void EncodeTo(Bytes* out) const;
+  static StatusOr<CertRenewReq> Parse(std::span<const uint8_t> in);
+};
+
+struct CertRenewAns {
+  static constexpr FrameType kType = FrameType::kCertRenewAns;
+  std::string chain_pem;  // the new certificate, then its issuers below
+                          // the root; 1..kMaxCertChainSize bytes
+  void EncodeTo(Bytes* out) const;
+  static StatusOr<CertRenewAns> Parse(std::span<const uint8_t> in);
 };
 
 // The rotated NKSK/NKSKsign:

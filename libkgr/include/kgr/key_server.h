@@ -28,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -39,6 +40,7 @@
 #include "kgr/event_loop.h"
 #include "kgr/frame.h"
 #include "kgr/metrics.h"
+#include "kgr/node_certificate.h"
 #include "kgr/own_data.h"
 #include "kgr/rate_limiter.h"
 #include "kgr/store.h"
@@ -86,6 +88,11 @@ struct KeyServerOptions {
   // below the broker's max_packet_size (64 KiB) with the CMS envelope, and
   // above the largest entry (a node with kMaxPeers peers, 16 KiB).
   size_t ac_list_page_bytes = 32 << 10;
+  // Signs node broker certificates on cert_renew_req (docs/broker.md,
+  // "Renewal"): an issuing CA the AC delegated (pathlen 0, short-lived).
+  // None: every certificate request is refused.
+  std::optional<CertificateAuthority> node_ca;
+  int64_t node_cert_seconds = 7 * 86400;
 };
 
 // Largest frame a node sends to the KS (nksk_key_req is 161 bytes).
@@ -112,8 +119,9 @@ enum class DropReason : uint8_t {
   kCount
 };
 const char* DropReasonName(DropReason reason);
-// KS_ERROR codes (KsErrorCode 1..5) by index; 0 unused.
-inline constexpr size_t kKsErrorCodes = 6;
+// KS_ERROR codes (KsErrorCode 1..6) by index; 0 unused.
+inline constexpr size_t kKsErrorCodes =
+    static_cast<size_t>(KsErrorCode::kCertificateRefused) + 1;
 
 struct KeyServerStats {
   uint64_t registrations = 0;
@@ -124,6 +132,7 @@ struct KeyServerStats {
   uint64_t refused_requests = 0;
   uint64_t authorizations = 0;
   uint64_t rate_limited = 0;
+  uint64_t certificates_issued = 0;  // cert_renew_req signed
   // node_desc writes other than replay counters and request floors
   // (authorizations, registrations, rotations, revocations, peer lists):
   // a backup written before the last one lacks something.

@@ -104,6 +104,8 @@ enum class PairEnd { kWithdrawn, kPeerRevoked };
 using PairEndHandler = std::function<void(uint32_t peer, PairEnd why)>;
 using DoneCallback = std::function<void(Status)>;
 using ReplyCallback = std::function<void(StatusOr<SecretBytes>)>;
+// The PEM chain of a new broker certificate (CertRenewAns).
+using CertCallback = std::function<void(StatusOr<std::string>)>;
 
 struct PairInfo {  // for status output: no key material
   uint32_t peer = 0;
@@ -192,6 +194,12 @@ class NodeClient {
   // the current NKSK (forward secrecy: a later leak of the old NKSK does not
   // expose the new one). The new pair goes to NV: one NV write.
   void RotateNksk(DoneCallback done, uint64_t timeout_ms = 0);
+  // Sends a CSR for a new broker certificate (DER, kMaxCsrSize at most) to
+  // the KS under the NKSK; calls back with the signed chain (PEM, not yet
+  // checked against the key: the caller holds it) or the KS's refusal
+  // (PERMISSION_DENIED). One at a time (ABORTED otherwise).
+  void RequestCertificate(Bytes csr_der, CertCallback done,
+                          uint64_t timeout_ms = 0);
 
   std::vector<PairInfo> Pairs() const;
   size_t pending_requests() const { return pending_.size(); }
@@ -221,9 +229,14 @@ class NodeClient {
     X25519KeyPair ephemeral;  // ours, the same for retransmissions
     DoneCallback done;
   };
+  // A broker certificate renewal.
+  struct CertRequest {
+    Bytes csr_der;  // the same for retransmissions
+    CertCallback done;
+  };
   // A request under way: what it is, and its retransmission schedule.
   struct Pending {
-    std::variant<KeyRequest, DataRequest, RotationRequest> request;
+    std::variant<KeyRequest, DataRequest, RotationRequest, CertRequest> request;
     uint64_t deadline_ms = 0;
     uint64_t next_retry_ms = 0;
     uint64_t backoff_ms = 0;
@@ -314,6 +327,7 @@ class NodeClient {
   void PrepareNksk();
   void OnPairRevoked(const FrameHeader& h, const PairRevoked& m);
   void OnRotAns(const FrameHeader& h, const NkskRotAns& m);
+  void OnCertAns(const FrameHeader& h, CertRenewAns m);
   void Finish(uint64_t request_id, Status status);
   // A key slot of a ses_keys entry: the current key, or the other slot
   // while it holds the previous key.

@@ -30,6 +30,10 @@ struct NodeOptions {
     nlohmann::json users;
     size_t queue_messages = 1024;
   } api;
+  // The broker certificate is renewed over the KGR channel once this share
+  // of its validity (notBefore..notAfter) has passed (cert_renew_at_percent;
+  // 0: never). docs/operations.md, "Certificate renewal".
+  int cert_renew_at_percent = 67;
 };
 
 // The config key policy.pairs: {"<peer N_ID>": {"max_frames": N,

@@ -37,6 +37,13 @@ class Transport {
   virtual Status Publish(const std::string& topic,
                          std::span<const uint8_t> payload) = 0;
   virtual Status Disconnect() = 0;
+  // Drops the connection so that it is made again at once, reading the
+  // client certificate and key files anew (after a renewal). Held topics
+  // and queued messages are kept as for any lost connection. OK if not
+  // connected (the next connect reads the files anyway).
+  virtual Status Reconnect() {
+    return FailedPreconditionError("this transport cannot reconnect on demand");
+  }
 };
 
 }  // namespace kgr
