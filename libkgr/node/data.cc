@@ -81,8 +81,13 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
     ps.previous_until_ms =
         clock_.NowUnixMillis() + options_.previous_key_grace_ms;
   }
+  DeliverData(peer, *rec, h, *plain);
+}
+
+void NodeClient::DeliverData(uint32_t peer, const SesKey& rec,
+                             const FrameHeader& h, const SecretBytes& plain) {
   if (h.type == FrameType::kNodeDataAns) {
-    auto ans = NodeDataAns::Parse(plain->span());
+    auto ans = NodeDataAns::Parse(plain.span());
     if (!ans.ok()) return Log("dropped", &h, ans.status().message());
     ++stats_.data_received;
     DataRequest* d = Find<DataRequest>(h.request_id);
@@ -92,7 +97,7 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
     if (reply) reply(std::move(ans->data));
     return;
   }
-  auto req = NodeDataReq::Parse(plain->span());
+  auto req = NodeDataReq::Parse(plain.span());
   if (!req.ok()) return Log("dropped", &h, req.status().message());
   if (req->n_id2 != n_id()) return Log("dropped", &h, "not addressed to us");
   ++stats_.data_received;
@@ -104,7 +109,7 @@ void NodeClient::HandleData(uint32_t peer, const Bytes& frame) {
     return async_handler_(from, std::move(req->data));
   }
   SecretBytes reply = handler_ ? handler_(peer, req->data) : SecretBytes();
-  ReplyData(peer, *rec, h, std::move(reply));
+  ReplyData(peer, rec, h, std::move(reply));
 }
 
 Status NodeClient::AnswerData(uint32_t peer, uint64_t request_id,

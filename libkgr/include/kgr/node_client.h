@@ -309,6 +309,10 @@ class NodeClient {
   Status SendToKs(uint64_t request_id, uint8_t flags, const Body& body);
   void HandleFromKs(const Bytes& frame);
   void HandleData(uint32_t peer, const Bytes& frame);
+  // An opened and accepted data frame: an answer completes its Send(), a
+  // request goes to the (async) data handler.
+  void DeliverData(uint32_t peer, const SesKey& rec, const FrameHeader& h,
+                   const SecretBytes& plain);
   // The key of `rec` that opens a frame under `h.key_version`: the current
   // one once confirmed, the next one, or the previous one in its grace
   // period. nullptr, with `*why`, for none.
