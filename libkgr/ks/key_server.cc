@@ -40,7 +40,7 @@ void Dispatch(Context& ctx, const std::string& topic, const Bytes& payload) {
     }
     if (topic == ctx.topic1) return HandleTopic1(ctx, payload);
     HandleRegistration(ctx, payload);
-  } else if (topic == ctx.ac_topic) {
+  } else if (topic == ctx.ac_topic && ctx.cms != nullptr) {
     if (!ctx.ac_limiter.Allow(0, ctx.clock.NowMonotonicMillis())) {
       ++ctx.stats.rate_limited;
       return Drop(ctx, nullptr, DropReason::kRateLimited,
