@@ -19,8 +19,8 @@ namespace {
 using openssl::BioPtr;
 using openssl::Free;
 using openssl::KeyPtr;
+using openssl::ReqPtr;
 using openssl::X509Ptr;
-using ReqPtr = std::unique_ptr<X509_REQ, Free<X509_REQ, X509_REQ_free>>;
 using ExtPtr =
     std::unique_ptr<X509_EXTENSION, Free<X509_EXTENSION, X509_EXTENSION_free>>;
 using BnPtr = std::unique_ptr<BIGNUM, Free<BIGNUM, BN_free>>;

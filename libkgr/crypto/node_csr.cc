@@ -15,8 +15,8 @@ namespace {
 using openssl::BioPtr;
 using openssl::Free;
 using openssl::KeyPtr;
+using openssl::ReqPtr;
 using openssl::X509Ptr;
-using ReqPtr = std::unique_ptr<X509_REQ, Free<X509_REQ, X509_REQ_free>>;
 
 bool AddName(X509_NAME* name, const char* field, const std::string& value) {
   return X509_NAME_add_entry_by_txt(

@@ -19,6 +19,7 @@ struct Free {
 using X509Ptr = std::unique_ptr<X509, Free<X509, X509_free>>;
 using KeyPtr = std::unique_ptr<EVP_PKEY, Free<EVP_PKEY, EVP_PKEY_free>>;
 using BioPtr = std::unique_ptr<BIO, Free<BIO, BIO_free_all>>;
+using ReqPtr = std::unique_ptr<X509_REQ, Free<X509_REQ, X509_REQ_free>>;
 
 }  // namespace kgr::openssl
 

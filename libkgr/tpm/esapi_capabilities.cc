@@ -123,14 +123,7 @@ Status EsapiTpm::ForEachCapability(
 
 StatusOr<uint32_t> EsapiTpm::NvIndexSize(uint32_t handle) {
   KGR_ASSIGN_OR_RETURN(ScopedTr nv, OpenHandle(handle));
-  TPM2B_NV_PUBLIC* pub_raw = nullptr;
-  TPM2B_NAME* name = nullptr;
-  Status s = Cmd("NV_ReadPublic",
-                 Esys_NV_ReadPublic(ctx(), nv.get(), ESYS_TR_NONE, ESYS_TR_NONE,
-                                    ESYS_TR_NONE, &pub_raw, &name));
-  EsysPtr<TPM2B_NV_PUBLIC> pub(pub_raw);
-  Esys_Free(name);
-  if (!s.ok()) return s;
+  KGR_ASSIGN_OR_RETURN(EsysPtr<TPM2B_NV_PUBLIC> pub, ReadNvPublic(nv.get()));
   return pub->nvPublic.dataSize;
 }
 

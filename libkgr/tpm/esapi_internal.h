@@ -174,6 +174,8 @@ class EsapiTpm final : public Tpm {
                      std::string_view name);
   StatusOr<ScopedTr> OpenHandle(uint32_t handle);
   StatusOr<EsysPtr<TPM2B_PUBLIC>> ReadPublic(ESYS_TR tr);
+  // TPM2_NV_ReadPublic of the opened NV index `nv`.
+  StatusOr<EsysPtr<TPM2B_NV_PUBLIC>> ReadNvPublic(ESYS_TR nv);
   StatusOr<ESYS_TR> Srk();
   Status EnsureChild(uint32_t handle, const TPM2B_PUBLIC& tmpl,
                      std::string_view name);

@@ -95,17 +95,22 @@ StatusOr<SecretBytes> EsapiTpm::LoadOrCreateNvAuth() {
   return auth;
 }
 
-StatusOr<ScopedTr> EsapiTpm::OpenNvIndex(NvSlot slot, bool any_policy) {
-  const uint32_t handle = layout::NvHandle(slot);
-  KGR_ASSIGN_OR_RETURN(ScopedTr nv, OpenHandle(handle));
+StatusOr<EsysPtr<TPM2B_NV_PUBLIC>> EsapiTpm::ReadNvPublic(ESYS_TR nv) {
   TPM2B_NV_PUBLIC* pub_raw = nullptr;
   TPM2B_NAME* name = nullptr;
   Status s = Cmd("NV_ReadPublic",
-                 Esys_NV_ReadPublic(ctx(), nv.get(), ESYS_TR_NONE, ESYS_TR_NONE,
+                 Esys_NV_ReadPublic(ctx(), nv, ESYS_TR_NONE, ESYS_TR_NONE,
                                     ESYS_TR_NONE, &pub_raw, &name));
   EsysPtr<TPM2B_NV_PUBLIC> pub(pub_raw);
   Esys_Free(name);
   if (!s.ok()) return s;
+  return pub;
+}
+
+StatusOr<ScopedTr> EsapiTpm::OpenNvIndex(NvSlot slot, bool any_policy) {
+  const uint32_t handle = layout::NvHandle(slot);
+  KGR_ASSIGN_OR_RETURN(ScopedTr nv, OpenHandle(handle));
+  KGR_ASSIGN_OR_RETURN(EsysPtr<TPM2B_NV_PUBLIC> pub, ReadNvPublic(nv.get()));
   const TPMA_NV attrs = pub->nvPublic.attributes & ~kNvRuntimeBits;
   if (pub->nvPublic.dataSize != layout::kNvIndexSize ||
       (attrs != kNvAttributes && attrs != kNvPolicyAttributes)) {
