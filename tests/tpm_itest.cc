@@ -379,7 +379,11 @@ TEST_F(TpmItest, CapabilitiesOfSwtpmSayItCanRunKgr) {
 
 // The executable, as an operator runs it: exit 0 and the verdict.
 TEST_F(TpmItest, DoctorCommandAgainstSwtpm) {
-  const std::string bin = std::string(KGR_BINARY_DIR) + "/n-node/kgr-node";
+  // Under qemu-user (the arm64 cross-build) the arm64 executable runs
+  // through the same emulator as this test.
+  const std::string wrapper = KGR_EXEC_WRAPPER;
+  const std::string bin = (wrapper.empty() ? "" : wrapper + " ") +
+                          KGR_BINARY_DIR + "/n-node/kgr-node";
   const std::string out = ToolOutput(bin + " doctor --tcti '" + swtpm_->tcti() +
                                      "' --state-dir '" + root_ + "/kgr'");
   EXPECT_NE(out.find("ok       ECC curve NIST P-256"), std::string::npos)
