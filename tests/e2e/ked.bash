@@ -236,6 +236,16 @@ mqtt_as() {
 # ked_observe FILTER: (tests, KED_OBSERVER=1) the observer identity
 # records every message matching FILTER as "topic hex" lines in
 # $KED_DIR/observed from now on.
+# ked_try_connect CN CERT KEY: a probe MQTT connection with that client
+# certificate; prints mosquitto_sub's exit code (27: connected, then timed
+# out waiting for a message; anything else but 0: refused).
+ked_try_connect() {
+  set +e
+  timeout 5 mosquitto_sub -h 127.0.0.1 -p "$BROKER_PORT" --cafile "$KED_DIR/pki/ca.crt" \
+    --cert "$2" --key "$3" -i "$1-probe" -t "kgr/$1/probe" -C 1 -W 1 >/dev/null 2>&1
+  echo $?; set -e
+}
+
 ked_observe() {
   mosquitto_sub -h 127.0.0.1 -p "$BROKER_PORT" --cafile "$KED_DIR/pki/ca.crt" \
     --cert "$KED_DIR/pki/n00000000.crt" --key "$KED_DIR/pki/n00000000.key" \

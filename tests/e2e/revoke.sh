@@ -39,15 +39,9 @@ say "ok: alpha revoked: bravo wiped the pair, alpha's data and key requests are 
 [[ $out == *"added to"* ]] || die "revoke did not update the CRL: $out"
 kill -HUP "$BROKER_PID"; sleep 0.5
 cn="n${NODE_ID[alpha]}"
-try_connect() {  # try_connect CN CERT KEY: 27 = connected and timed out waiting
-  set +e
-  timeout 5 mosquitto_sub -h 127.0.0.1 -p "$BROKER_PORT" --cafile "$KED_DIR/pki/ca.crt" \
-    --cert "$2" --key "$3" -i "$1-probe" -t "kgr/$1/probe" -C 1 -W 1 >/dev/null 2>&1
-  echo $?; set -e
-}
-rc=$(try_connect "$cn" "$KED_DIR/node-alpha/tls/cert.pem" "$KED_DIR/node-alpha/tls/key.pem")
+rc=$(ked_try_connect "$cn" "$KED_DIR/node-alpha/tls/cert.pem" "$KED_DIR/node-alpha/tls/key.pem")
 [[ $rc != 27 && $rc != 0 ]] || die "the broker still accepts the revoked identity (rc $rc)"
-rc=$(try_connect "n${NODE_ID[bravo]}" "$KED_DIR/node-bravo/tls/cert.pem" "$KED_DIR/node-bravo/tls/key.pem")
+rc=$(ked_try_connect "n${NODE_ID[bravo]}" "$KED_DIR/node-bravo/tls/cert.pem" "$KED_DIR/node-bravo/tls/key.pem")
 [[ $rc == 27 ]] || die "the broker refuses a valid identity after the CRL update (rc $rc)"
 say "ok: after SIGHUP the broker refuses alpha's certificate (others still connect)"
 node bravo send --peer "${NODE_ID[charlie]}" --data "others unaffected" | grep -q "ack 17 bytes" ||

@@ -52,15 +52,9 @@ connected_after=$(awk -v c="u'$cn_a'" '/Reloading config/ {r=1} r && index($0, c
 [[ $connected_after == 0 ]] || die "alpha connected again after the reload ($connected_after)"
 say "ok: alpha's open connection was cut and its reconnects refused ($refused TLS handshakes), no SIGHUP by hand"
 
-try_connect() {  # try_connect CN CERT KEY: 27 = connected and timed out waiting
-  set +e
-  timeout 5 mosquitto_sub -h 127.0.0.1 -p "$BROKER_PORT" --cafile "$KED_DIR/pki/ca.crt" \
-    --cert "$2" --key "$3" -i "$1-probe" -t "kgr/$1/probe" -C 1 -W 1 >/dev/null 2>&1
-  echo $?; set -e
-}
-rc=$(try_connect "$cn_a" "$KED_DIR/node-alpha/tls/cert.pem" "$KED_DIR/node-alpha/tls/key.pem")
+rc=$(ked_try_connect "$cn_a" "$KED_DIR/node-alpha/tls/cert.pem" "$KED_DIR/node-alpha/tls/key.pem")
 [[ $rc != 27 && $rc != 0 ]] || die "the broker accepts the revoked identity (rc $rc)"
-rc=$(try_connect "$cn_b" "$KED_DIR/node-bravo/tls/cert.pem" "$KED_DIR/node-bravo/tls/key.pem")
+rc=$(ked_try_connect "$cn_b" "$KED_DIR/node-bravo/tls/cert.pem" "$KED_DIR/node-bravo/tls/key.pem")
 [[ $rc == 27 ]] || die "the broker refuses bravo after the CRL update (rc $rc)"
 node bravo status --json >/dev/null || die "bravo's control socket is gone"
 say "ok: a new connection with alpha's certificate is refused; bravo still connects"
