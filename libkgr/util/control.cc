@@ -1,5 +1,6 @@
 #include "kgr/control.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/file.h>
@@ -12,6 +13,8 @@
 #include <chrono>
 #include <cstring>
 #include <mutex>
+#include <string>
+#include <string_view>
 
 namespace kgr {
 namespace {
@@ -163,13 +166,42 @@ StatusOr<std::unique_ptr<DirLock>> DirLock::Acquire(const std::string& path) {
 
 StatusOr<std::unique_ptr<DirLock>> DirLock::ForStateDir(
     const std::string& dir) {
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+  const bool created = ::mkdir(dir.c_str(), 0700) == 0;
+  if (!created && errno != EEXIST) {
     return InternalError("cannot create " + dir + ": " + strerror(errno));
   }
-  return Acquire(dir + "/lock");
+  auto lock = Acquire(dir + "/lock");
+  if (!lock.ok()) {
+    if (created) ::rmdir(dir.c_str());
+    return lock.status();
+  }
+  if (created) (*lock)->created_dir_ = dir;
+  return lock;
 }
 
+namespace {
+
+// True if `dir` holds no entry but "lock".
+bool HoldsOnlyTheLock(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return false;
+  bool only_lock = true;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string_view name = e->d_name;
+    if (name != "." && name != ".." && name != "lock") only_lock = false;
+  }
+  ::closedir(d);
+  return only_lock;
+}
+
+}  // namespace
+
 DirLock::~DirLock() {
+  // Still holding the lock: no other kgr process is inside the directory.
+  if (fd_ >= 0 && !created_dir_.empty() && HoldsOnlyTheLock(created_dir_)) {
+    ::unlink((created_dir_ + "/lock").c_str());
+    ::rmdir(created_dir_.c_str());
+  }
   if (fd_ >= 0) ::close(fd_);
 }
 

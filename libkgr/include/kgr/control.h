@@ -55,12 +55,16 @@ class DirLock {
  public:
   static StatusOr<std::unique_ptr<DirLock>> Acquire(const std::string& path);
   // Creates the state directory `dir` (mode 0700) if missing and locks
-  // `dir`/lock: one kgr process per state directory.
+  // `dir`/lock: one kgr process per state directory. If this call created
+  // `dir` and nothing but the lock is in it when the lock is released (the
+  // command failed before writing anything), the lock file and `dir` are
+  // removed: a failed command leaves no directory behind.
   static StatusOr<std::unique_ptr<DirLock>> ForStateDir(const std::string& dir);
   ~DirLock();
 
  private:
   int fd_ = -1;
+  std::string created_dir_;  // set by ForStateDir if it made the directory
 };
 
 }  // namespace kgr
