@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "kgr/key_server.h"
+#include "ks/node_crl.h"
 
 namespace kgr::ks {
 
@@ -87,6 +88,8 @@ struct Context {
     std::string chain_pem;
   };
   std::unordered_map<uint32_t, CertRenewal> cert_renewals;
+  // The node CA's issued serials and CRL (node_crl.cc).
+  NodeCrlState node_crl;
 };
 
 // ---- admission.cc ----

@@ -14,7 +14,7 @@ source "$src/tests/e2e/ked.bash"
 
 ked_init
 KED_AC_CA_ARGS+=(--cert-seconds 90)
-KS_EXTRA_ARGS="--node-ca $KED_DIR/pki/int/kgr-ks-ca.crt --node-ca-key $KED_DIR/pki/int/kgr-ks-ca.key --node-cert-seconds 90"
+KS_EXTRA_ARGS="--node-cert-seconds 90"  # node CA: KED_KS_CA_ARGS (ked.bash)
 ked_broker_up
 ked_ks_up
 ked_pair alpha bravo
