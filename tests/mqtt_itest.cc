@@ -62,7 +62,8 @@ bool NoDelay(int fd) {
 }
 
 TEST_P(MqttITest, ExchangeBothWaysAndRegisterTopic) {
-  Inbox ks_in, node_in;
+  Inbox& ks_in = NewInbox();
+  Inbox& node_in = NewInbox();
   Transport* ks = Connect("ks", &ks_in);
   Transport* node = Connect("n0a1b2c3d", &node_in);
   ASSERT_NE(ks, nullptr);
@@ -88,7 +89,8 @@ TEST_P(MqttITest, ExchangeBothWaysAndRegisterTopic) {
 }
 
 TEST_P(MqttITest, PublishIsNeverRetained) {
-  Inbox ks_in, node_in;
+  Inbox& ks_in = NewInbox();
+  Inbox& node_in = NewInbox();
   Transport* ks = Connect("ks", &ks_in);
   Transport* node = Connect("n0a1b2c3d", &node_in);
   ASSERT_NE(ks, nullptr);
@@ -111,7 +113,9 @@ TEST_P(MqttITest, PublishIsNeverRetained) {
 }
 
 TEST_P(MqttITest, NoIdentityReadsAnotherIdentitysTopics) {
-  Inbox ks_in, n1_in, n2_in;
+  Inbox& ks_in = NewInbox();
+  Inbox& n1_in = NewInbox();
+  Inbox& n2_in = NewInbox();
   Transport* ks = Connect("ks", &ks_in);
   Transport* n1 = Connect("n11111111", &n1_in);  // the eavesdropper
   Transport* n2 = Connect("n22222222", &n2_in);
@@ -193,7 +197,8 @@ TEST_P(MqttITest, CertificateFromAnotherCaCannotConnect) {
 }
 
 TEST_P(MqttITest, ReconnectAndResubscribeAfterBrokerRestart) {
-  Inbox ks_in, node_in;
+  Inbox& ks_in = NewInbox();
+  Inbox& node_in = NewInbox();
   Transport* ks = Connect("ks", &ks_in);
   Transport* node = Connect("n0a1b2c3d", &node_in);
   ASSERT_NE(ks, nullptr);
@@ -235,7 +240,8 @@ TEST_P(MqttITest, ReconnectAndResubscribeAfterBrokerRestart) {
 // The broker is away for longer than the first retry: the transports keep
 // retrying (with back-off) and come back, twice in a row.
 TEST_P(MqttITest, ReconnectAfterOutagesLongerThanTheFirstRetry) {
-  Inbox ks_in, node_in;
+  Inbox& ks_in = NewInbox();
+  Inbox& node_in = NewInbox();
   Transport* ks = Connect("ks", &ks_in);
   Transport* node = Connect("n0a1b2c3d", &node_in);
   ASSERT_NE(ks, nullptr);
@@ -264,7 +270,8 @@ TEST_P(MqttITest, ReconnectAfterOutagesLongerThanTheFirstRetry) {
 }
 
 TEST_P(MqttITest, TcpNoDelayIsSetOnClientSockets) {
-  Inbox a_in, b_in;
+  Inbox& a_in = NewInbox();
+  Inbox& b_in = NewInbox();
   Transport* a = Connect("ks", &a_in);
   Transport* b = Connect("n0a1b2c3d", &b_in);
   ASSERT_NE(a, nullptr);
@@ -316,7 +323,8 @@ TEST_P(MqttITest, ReconnectReadsTheRenewedCertificateFiles) {
   ASSERT_TRUE(opts.ok());
   opts->cert_file = cert;
   opts->key_file = key;
-  Inbox ks_in, node_in;
+  Inbox& ks_in = NewInbox();
+  Inbox& node_in = NewInbox();
   Transport* ks = Connect("ks", &ks_in);
   Transport* node = ConnectWith(*opts, &node_in);
   ASSERT_NE(ks, nullptr);
@@ -381,7 +389,7 @@ TEST_P(MqttITest, SocketDescriptorAboveFdSetSize) {
   opts->connect_timeout_ms = 5000;
   auto t = NewMqttTransport(*opts);
   ASSERT_TRUE(t.ok()) << t.status().ToString();
-  Inbox in;
+  Inbox& in = NewInbox();
   (*t)->SetHandler(in.Handler());
   const auto start = Clock::now();
   Status st = (*t)->Connect();
