@@ -81,6 +81,11 @@ flags (each overrides the JSON config file's key in brackets):
   --node-cert-seconds N
                        [node_cert_seconds] renewed certificate lifetime
                        (default 604800, 7 days)
+  --node-crl FILE      [node_ca.crl_file] run: write the node CA's CRL there
+                       (the certificates it signed for revoked nodes) at
+                       start, on each revocation and daily
+  --node-crl-hook CMD  [node_ca.crl_hook] run after each write, with
+                       KGR_CRL_FILE set (broker-config/reload-crl.sh)
   --log-level L        [log_level] debug, info, warn, error
   --json               status: print JSON
   --yes                wipe: do not ask (needed without a terminal)
@@ -137,6 +142,8 @@ constexpr SettingSpec kSpecs[] = {
      .max = 86'400},
     {.flag = "node-ca", .key = "node_ca.cert_file"},
     {.flag = "node-ca-key", .key = "node_ca.key_file"},
+    {.flag = "node-crl", .key = "node_ca.crl_file"},
+    {.flag = "node-crl-hook", .key = "node_ca.crl_hook"},
     {.flag = "node-cert-seconds",
      .key = "node_cert_seconds",
      .kind = SettingKind::kInteger,

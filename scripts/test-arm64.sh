@@ -10,9 +10,18 @@
 # not run here. Nor are the kgr-sim runs (label sim): under qemu a seed takes
 # over 20 times as long (sim_seeds ran past 300 s; 13 s natively), and the
 # native build runs the same code. MqttITest.ReconnectAfterOutages...
-# /mosquitto crashed once in two runs under qemu (SIGSEGV after the second
-# reconnect with the libmosquitto client; the x86 steps still run it): left
-# out here until it is understood (issue 22), not fixed.
+# /mosquitto is left out here, for qemu-user's speed: under qemu one of the
+# two clients sometimes needs longer than a round's 15 s deadline to be
+# back after the broker restarts (seen: 16 s, its reconnect attempts
+# failing and backing off; 3 of 13 runs failed so; the TLS handshakes run
+# emulated), so the round fails by timeout. The SIGSEGV that followed was
+# the test's own bug,
+# not the transport's (gdb-multiarch on qemu's gdbstub: Inbox's handler on
+# the kgr-mqtt thread, MosquittoTransport::OnMessage, delivering a late
+# message into an Inbox on the ended test body's stack; the fixture
+# stopped the transports only in TearDown). tests/mqtt_fixture.h now owns
+# the Inboxes (NewInbox), so a late message can no longer crash a test;
+# natively (also under ASan) the test passes, and the x86 steps run it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Usage: test-arm64.sh [build|test] (default: both). test.sh runs `build`

@@ -90,6 +90,16 @@ class MqttBrokerTest : public ::testing::Test {
     if (!HasFailure()) harness::RemoveTree(dir_);
   }
 
+  // An Inbox that outlives every transport of the test (they are destroyed
+  // first): a message a transport's thread delivers late, after the test
+  // body ended, never reaches a dead Inbox. (Inboxes on the test body's
+  // stack did, when TearDown stopped the transports afterwards: a SIGSEGV
+  // in Inbox's handler, seen under qemu-user, where such late deliveries
+  // are common.)
+  Inbox& NewInbox() {
+    return *inboxes_.emplace_back(std::make_unique<Inbox>());
+  }
+
   // The broker's options for `cn`, with the client library and QoS under
   // test.
   StatusOr<MqttOptions> Options(const std::string& cn) {
@@ -122,6 +132,7 @@ class MqttBrokerTest : public ::testing::Test {
 
   std::string dir_;
   std::unique_ptr<Mosquitto> broker_;
+  std::vector<std::unique_ptr<Inbox>> inboxes_;  // destroyed after:
   std::vector<std::unique_ptr<Transport>> transports_;
 };
 

@@ -35,7 +35,8 @@ class MqttQos0ITest : public MqttITest {
 };
 
 TEST_P(MqttQos0ITest, FramesFlowBothWays) {
-  Inbox ks_in, node_in;
+  Inbox& ks_in = NewInbox();
+  Inbox& node_in = NewInbox();
   Transport* ks = Subscribed("ks", &ks_in);
   Transport* node = Subscribed("n0a1b2c3d", &node_in);
   ASSERT_NE(ks, nullptr);
@@ -59,7 +60,9 @@ class MqttSessionITest
 };
 
 TEST_P(MqttSessionITest, PersistentSessionQueuesWhileAway) {
-  Inbox ks_in, node_in, node_in2;
+  Inbox& ks_in = NewInbox();
+  Inbox& node_in = NewInbox();
+  Inbox& node_in2 = NewInbox();
   Transport* ks = Connect("ks", &ks_in);
   ASSERT_NE(ks, nullptr);
   ASSERT_TRUE(ks->Subscribe("kgr/ks/in").ok());
@@ -96,7 +99,8 @@ INSTANTIATE_TEST_SUITE_P(
 // "reconnecting (QoS 0 dropped)" instead of being retransmitted): it is
 // held and sent after the reconnect, as at QoS 1.
 TEST_P(MqttQos0ITest, PublishWhileTheBrokerIsAwayIsNotAnError) {
-  Inbox ks_in, node_in;
+  Inbox& ks_in = NewInbox();
+  Inbox& node_in = NewInbox();
   Transport* ks = Subscribed("ks", &ks_in);
   Transport* node = Subscribed("n0a1b2c3d", &node_in);
   ASSERT_NE(ks, nullptr);

@@ -24,6 +24,12 @@ using openssl::X509Ptr;
 using ExtPtr =
     std::unique_ptr<X509_EXTENSION, Free<X509_EXTENSION, X509_EXTENSION_free>>;
 using BnPtr = std::unique_ptr<BIGNUM, Free<BIGNUM, BN_free>>;
+using CrlPtr = std::unique_ptr<X509_CRL, Free<X509_CRL, X509_CRL_free>>;
+using RevokedPtr =
+    std::unique_ptr<X509_REVOKED, Free<X509_REVOKED, X509_REVOKED_free>>;
+using TimePtr = std::unique_ptr<ASN1_TIME, Free<ASN1_TIME, ASN1_TIME_free>>;
+using IntPtr =
+    std::unique_ptr<ASN1_INTEGER, Free<ASN1_INTEGER, ASN1_INTEGER_free>>;
 
 bool AddExt(X509* cert, X509* issuer, int nid, const char* value) {
   X509V3_CTX ctx;
@@ -69,6 +75,56 @@ bool IsP256(EVP_PKEY* key) {
          std::string_view(group, len) == "prime256v1";
 }
 
+// A serial as `openssl x509 -serial` prints it (CertificateInfo::serial_hex).
+StatusOr<IntPtr> SerialFromHex(const std::string& hex) {
+  const bool is_hex =
+      !hex.empty() && hex.size() <= 40 &&
+      hex.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos;
+  BIGNUM* raw = nullptr;
+  if (!is_hex || BN_hex2bn(&raw, hex.c_str()) != static_cast<int>(hex.size())) {
+    BN_free(raw);
+    return InvalidArgumentError("serial '" + hex + "' is not hex");
+  }
+  BnPtr bn(raw);
+  IntPtr serial(BN_to_ASN1_INTEGER(bn.get(), nullptr));
+  if (!serial) return InternalError("serial conversion failed");
+  return serial;
+}
+
+bool AddCrlEntry(X509_CRL* crl, ASN1_INTEGER* serial, time_t when) {
+  TimePtr date(ASN1_TIME_set(nullptr, when));
+  RevokedPtr entry(X509_REVOKED_new());
+  if (!date || !entry ||
+      X509_REVOKED_set_serialNumber(entry.get(), serial) != 1 ||
+      X509_REVOKED_set_revocationDate(entry.get(), date.get()) != 1 ||
+      X509_CRL_add0_revoked(crl, entry.get()) != 1) {
+    return false;
+  }
+  entry.release();  // owned by the CRL now
+  return true;
+}
+
+// The CRL number and the issuer's key identifier (RFC 5280 5.2.1, 5.2.3).
+bool AddCrlExtensions(X509_CRL* crl, X509* issuer, uint64_t number) {
+  IntPtr n(ASN1_INTEGER_new());
+  if (!n || ASN1_INTEGER_set_uint64(n.get(), number) != 1 ||
+      X509_CRL_add1_ext_i2d(crl, NID_crl_number, n.get(), 0, 0) != 1) {
+    return false;
+  }
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, issuer, nullptr, nullptr, crl, 0);
+  ExtPtr aki(X509V3_EXT_conf_nid(nullptr, &ctx, NID_authority_key_identifier,
+                                 "keyid"));
+  return aki && X509_CRL_add_ext(crl, aki.get(), -1) == 1;
+}
+
+std::string MemText(BIO* bio) {
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio, &data);
+  return std::string(data, static_cast<size_t>(n));
+}
+
 // notBefore this far back: a node whose clock is a little behind accepts
 // its new certificate (the renewal point is a share of the whole validity).
 constexpr long kBackdateSeconds = 60;
@@ -99,12 +155,10 @@ StatusOr<CertificateAuthority> CertificateAuthority::Load(
     // A self-signed root is the broker's trust anchor, never sent.
     if (X509_check_issued(c, c) != X509_V_OK) {
       BioPtr out(BIO_new(BIO_s_mem()));
-      char* data = nullptr;
       if (!out || PEM_write_bio_X509(out.get(), c) != 1) {
         return InternalError("PEM encoding failed");
       }
-      long n = BIO_get_mem_data(out.get(), &data);
-      impl->chain_pem.append(data, static_cast<size_t>(n));
+      impl->chain_pem += MemText(out.get());
     }
     if (!impl->cert) impl->cert = std::move(owned);
   }
@@ -183,9 +237,39 @@ StatusOr<std::string> CertificateAuthority::SignNodeCsr(
   if (!out || PEM_write_bio_X509(out.get(), cert.get()) != 1) {
     return InternalError("PEM encoding failed");
   }
-  char* data = nullptr;
-  long n = BIO_get_mem_data(out.get(), &data);
-  return std::string(data, static_cast<size_t>(n)) + impl_->chain_pem;
+  return MemText(out.get()) + impl_->chain_pem;
+}
+
+StatusOr<std::string> CertificateAuthority::SignCrl(
+    std::span<const Revoked> revoked, int64_t valid_seconds,
+    uint64_t crl_number) const {
+  X509* ca = impl_->cert.get();
+  CrlPtr crl(X509_CRL_new());
+  TimePtr now(X509_gmtime_adj(nullptr, 0));
+  TimePtr next(X509_gmtime_adj(nullptr, static_cast<long>(valid_seconds)));
+  if (!crl || !now || !next || X509_CRL_set_version(crl.get(), 1) != 1 ||
+      X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(ca)) != 1 ||
+      X509_CRL_set1_lastUpdate(crl.get(), now.get()) != 1 ||
+      X509_CRL_set1_nextUpdate(crl.get(), next.get()) != 1) {
+    return InternalError("CRL setup failed");
+  }
+  for (const Revoked& r : revoked) {
+    KGR_ASSIGN_OR_RETURN(IntPtr serial, SerialFromHex(r.serial_hex));
+    if (!AddCrlEntry(crl.get(), serial.get(),
+                     static_cast<time_t>(r.revoked_at))) {
+      return InternalError("CRL entry failed");
+    }
+  }
+  if (!AddCrlExtensions(crl.get(), ca, crl_number) ||
+      X509_CRL_sort(crl.get()) != 1 ||
+      X509_CRL_sign(crl.get(), impl_->key.get(), EVP_sha256()) <= 0) {
+    return InternalError("CRL signing failed");
+  }
+  BioPtr out(BIO_new(BIO_s_mem()));
+  if (!out || PEM_write_bio_X509_CRL(out.get(), crl.get()) != 1) {
+    return InternalError("CRL encoding failed");
+  }
+  return MemText(out.get());
 }
 
 }  // namespace kgr

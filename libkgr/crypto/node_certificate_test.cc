@@ -152,3 +152,47 @@ TEST_F(NodeCertificateTest, LoadRefusesANonCaAndAKeyOfAnotherCertificate) {
 
 }  // namespace
 }  // namespace kgr
+
+namespace kgr {
+namespace {
+
+// The CRL the KS publishes for its node CA: `openssl verify -crl_check`
+// refuses the listed certificate and accepts another one of the same CA,
+// also with the CRL of a second CA (the root's) in the same file, as the
+// broker's crlfile holds them.
+TEST_F(NodeCertificateTest, CrlRevokesTheListedSerialsOnly) {
+  CertificateAuthority ca = Intermediate();
+  auto sign = [&](const std::string& name) {
+    auto csr = MakeNodeCsr(0x01020304);
+    EXPECT_TRUE(csr.ok());
+    auto chain = ca.SignNodeCsr(0x01020304, csr->csr_der, 3600);
+    EXPECT_TRUE(chain.ok());
+    Write(name, *chain);
+    return ReadCertificateInfo(*chain)->serial_hex;
+  };
+  const std::string revoked = sign("revoked.pem");
+  sign("kept.pem");
+  const CertificateAuthority::Revoked list[] = {{revoked, 1'700'000'000}};
+  auto crl = ca.SignCrl(list, 86400, 7);
+  ASSERT_TRUE(crl.ok()) << crl.status().ToString();
+  std::ifstream root_crl(Path("root/ca.crl"));
+  std::string both((std::istreambuf_iterator<char>(root_crl)), {});
+  Write("crls.pem", both + *crl);
+  auto verify = [&](const std::string& leaf) {
+    return Shell("openssl verify -crl_check -CRLfile " + Path("crls.pem") +
+                 " -CAfile " + Path("root/ca.crt") + " -untrusted " +
+                 Path(leaf) + " " + Path(leaf) + " >/dev/null 2>&1");
+  };
+  EXPECT_NE(verify("revoked.pem"), 0);
+  EXPECT_EQ(verify("kept.pem"), 0);
+  Write("ks.crl", *crl);
+  EXPECT_EQ(Shell("openssl crl -in " + Path("ks.crl") +
+                  " -noout -crlnumber | grep -qx 'crlNumber=0x07'"),
+            0);
+  const CertificateAuthority::Revoked bad[] = {{"12XZ", 0}};
+  EXPECT_EQ(ca.SignCrl(bad, 86400, 8).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace kgr

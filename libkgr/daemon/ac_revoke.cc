@@ -2,14 +2,12 @@
 // certificate goes into the CRL, the crl_hook makes the broker re-read it,
 // and the node's open MQTT connection is cut (docs/operations.md,
 // "Revoke a node").
-#include <sys/wait.h>
-
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <thread>
 
 #include "daemon/ac_session.h"
+#include "daemon/crl_hook.h"
 #include "daemon/wiring.h"
 #include "kgr/cli.h"
 #include "kgr/credentials.h"
@@ -43,16 +41,7 @@ Status RunCrlHook(const AcOptions& o) {
   if (o.crl_hook.empty()) return OkStatus();
   // The hook sees the CRL's path in KGR_CRL_FILE (e.g. copies it to the
   // broker and sends the broker SIGHUP: broker-config/reload-crl.sh).
-  if (setenv("KGR_CRL_FILE", o.crl_file.c_str(), 1) != 0) {
-    return InternalError("setenv");
-  }
-  int rc = std::system(o.crl_hook.c_str());
-  if (rc == -1 || !WIFEXITED(rc) || WEXITSTATUS(rc) != 0) {
-    return UnavailableError("crl_hook '" + o.crl_hook + "' failed (status " +
-                            std::to_string(rc) +
-                            "): the broker may still accept the certificate");
-  }
-  return OkStatus();
+  return RunCrlHookCommand(o.crl_hook, o.crl_file);
 }
 
 Status AcRevoke(const AcOptions& o, const AcArgs& a) {

@@ -1,9 +1,34 @@
 // kgr-ks's settings rows -> KsOptions.
+#include "daemon/crl_hook.h"
 #include "kgr/cli.h"
 #include "kgr/ks_daemon.h"
 #include "kgr/node_certificate.h"
 
 namespace kgr {
+namespace {
+
+// node_ca's CRL (docs/operations.md, "Revoke a node"): the serials it
+// signs are recorded in the state directory; the CRL file and its hook.
+Status NodeCrlOptionsFrom(const CommandLine& c, KsOptions& o) {
+  KeyServerOptions& k = o.key_server;
+  k.node_crl_file = c.Str("node_ca.crl_file");
+  const std::string hook = c.Str("node_ca.crl_hook");
+  if (!k.node_crl_file.empty() && c.Str("node_ca.cert_file").empty()) {
+    return c.Invalid("node_ca.crl_file", "needs node_ca (--node-ca)");
+  }
+  if (!hook.empty() && k.node_crl_file.empty()) {
+    return c.Invalid("node_ca.crl_hook", "needs node_ca.crl_file (--node-crl)");
+  }
+  if (!hook.empty()) {
+    k.node_crl_written = [hook](const std::string& crl_file) {
+      return RunCrlHookCommand(hook, crl_file);
+    };
+  }
+  k.node_certs_file = o.daemon.state_dir + "/node_certs";
+  return OkStatus();
+}
+
+}  // namespace
 
 StatusOr<KsOptions> KsOptionsFrom(const CommandLine& c) {
   KsOptions o;
@@ -43,6 +68,7 @@ StatusOr<KsOptions> KsOptionsFrom(const CommandLine& c) {
   if (o.daemon.state_dir.empty() && c.command != "recovery-key") {
     return InvalidArgumentError("no state directory: --state-dir or state_dir");
   }
+  KGR_RETURN_IF_ERROR(NodeCrlOptionsFrom(c, o));
   return o;
 }
 

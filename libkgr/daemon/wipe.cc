@@ -24,7 +24,8 @@ constexpr char kConfirmWord[] = "wipe";
 // one) of what kgr keeps in a state directory. Nothing else is removed.
 constexpr const char* kKgrEntries[] = {
     "ses_keys", "node_desc",    "gen_keys", "ac_counter", "counter",
-    "tls",      "control.sock", "lock",     "nv-auth",    "software-tpm.bin"};
+    "tls",      "control.sock", "lock",     "nv-auth",    "software-tpm.bin",
+    "node_certs"};
 
 bool IsKgrEntry(const std::string& name) {
   for (const char* prefix : kKgrEntries) {

@@ -39,9 +39,20 @@ void HandleCertRenewal(Context& ctx, const FrameHeader& h, const NodeDesc& node,
                  FormatNodeId(node.n_id), chain.status().message());
     return SendError(ctx, h, node, KsErrorCode::kCertificateRefused);
   }
+  // Recorded (synced) before it goes out, so that a revocation of the node
+  // can list it in the node CRL (node_crl.cc).
   auto info = ReadCertificateInfo(*chain);
+  Status recorded = info.ok() ? RecordIssuedCertificate(ctx, node.n_id, *info)
+                              : info.status();
+  if (!recorded.ok()) {
+    spdlog::error(
+        "ks: node {}: certificate not recorded, so not sent (it could not "
+        "be revoked): {}",
+        FormatNodeId(node.n_id), recorded.ToString());
+    return SendError(ctx, h, node, KsErrorCode::kCertificateRefused);
+  }
   spdlog::info("ks: node {} gets a new broker certificate (serial {}, {} s)",
-               FormatNodeId(node.n_id), info.ok() ? info->serial_hex : "?",
+               FormatNodeId(node.n_id), info->serial_hex,
                ctx.options.node_cert_seconds);
   ++ctx.stats.certificates_issued;
   ctx.cert_renewals[node.n_id] = {h.request_id, req.csr_der, *chain};

@@ -6,7 +6,8 @@
 // node_cache.cc (node_desc reads and writes), registration.cc (seed 4.5),
 // session_key.cc (4.7 steps 1-7; a renewal, 4.9, is the same procedure
 // with kFlagRenewal), rotation.cc (NKSK rotation), revocation.cc (pairs
-// allowed/withdrawn, node revoked), ac_admin.cc (the AC channel: 4.3, 4.6).
+// allowed/withdrawn, node revoked), ac_admin.cc (the AC channel: 4.3, 4.6),
+// cert_renewal.cc and node_crl.cc (broker certificates and their CRL).
 // Thread safety: none (the KeyServer's event loop).
 #ifndef KGR_KS_CONTEXT_H_
 #define KGR_KS_CONTEXT_H_
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "kgr/key_server.h"
+#include "ks/node_crl.h"
 
 namespace kgr::ks {
 
@@ -87,6 +89,8 @@ struct Context {
     std::string chain_pem;
   };
   std::unordered_map<uint32_t, CertRenewal> cert_renewals;
+  // The node CA's issued serials and CRL (node_crl.cc).
+  NodeCrlState node_crl;
 };
 
 // ---- admission.cc ----

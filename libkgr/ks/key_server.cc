@@ -95,6 +95,7 @@ void KeyServer::Tick() {
     spdlog::error("ks: replay counters not persisted: {}", st.ToString());
   }
   ks::PurgeGenKeys(*ctx_);
+  ks::RefreshNodeCrl(*ctx_);
 }
 
 Status KeyServer::FlushCounters() { return ks::FlushCounters(*ctx_); }

@@ -56,11 +56,29 @@ bool NotifyPairRevoked(Context& ctx, uint32_t node, uint32_t peer,
   return true;
 }
 
+namespace {
+
+// The node CA's CRL with the node's KS-renewed certificates in it, before
+// the AC hears that the node is revoked (it cuts the node's connection
+// next). Asked again (the AC's revoke repeated), it is published again.
+Status PublishCrlAfterRevocation(Context& ctx, uint32_t n_id) {
+  Status st = PublishNodeCrl(ctx);
+  if (st.ok()) return st;
+  spdlog::error("ks: node {} revoked, but the node CRL was not published: {}",
+                FormatNodeId(n_id), st.ToString());
+  return UnavailableError("node revoked, node CRL not published: " +
+                          st.message());
+}
+
+}  // namespace
+
 Status RevokeNode(Context& ctx, uint32_t n_id, int* notified) {
   *notified = 0;
   auto node = GetNode(ctx, n_id);
   if (!node.ok()) return NotFoundError("unknown node");
-  if (node->state == NodeState::kRevoked) return OkStatus();
+  if (node->state == NodeState::kRevoked) {
+    return PublishCrlAfterRevocation(ctx, n_id);
+  }
   // Its peers first lose it from their allowed lists...
   std::vector<NodeDesc> batch;
   for (uint32_t p : node->allowed_peers) {
@@ -90,7 +108,7 @@ Status RevokeNode(Context& ctx, uint32_t n_id, int* notified) {
   }
   spdlog::warn("ks: node {} revoked; {} pending keys dropped, {} peers told",
                FormatNodeId(n_id), pending.size(), *notified);
-  return OkStatus();
+  return PublishCrlAfterRevocation(ctx, n_id);
 }
 
 }  // namespace kgr::ks

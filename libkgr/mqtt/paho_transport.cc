@@ -4,12 +4,14 @@
 // runs OnConnected / OnConnectionLost / OnMessage. `mu_` guards the
 // connection state, the pending connect token and the topic set. Callbacks
 // never wait for a token (the SUBACK would arrive on the very thread that
-// waits).
+// waits). Paho's exceptions never leave this file: each call into Paho
+// catches them and returns a Status.
 #include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <set>
+#include <shared_mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -60,6 +62,7 @@ class PahoTransport final : public Transport {
   Status Publish(const std::string& topic,
                  std::span<const uint8_t> payload) override;
   Status Disconnect() override;
+  Status Reconnect() override;
 
  private:
   enum class State { kIdle, kConnecting, kUp, kReconnecting };
@@ -87,7 +90,12 @@ class PahoTransport final : public Transport {
   mqtt::connect_options connect_options_;
   ResubscribeListener resubscribe_listener_;
 
-  std::mutex connect_mu_;  // held for the whole of Connect()
+  std::mutex connect_mu_;  // held for the whole of Connect() and Reconnect()
+  // Held exclusively while Reconnect() or Disconnect() takes the connection
+  // down and (Reconnect) asks Paho for a new one, shared by Publish(): Paho
+  // refuses a publish between an explicit disconnect and the next connect
+  // (its send-while-disconnected buffer is for lost connections only).
+  std::shared_mutex down_mu_;
   std::mutex mu_;
   std::condition_variable state_cv_;
   State state_ = State::kIdle;
@@ -362,6 +370,7 @@ Status PahoTransport::Publish(const std::string& topic,
   }
   static const uint8_t kEmpty = 0;
   const void* data = payload.empty() ? &kEmpty : payload.data();
+  std::shared_lock<std::shared_mutex> not_down(down_mu_);
   try {
     // Never retained: a frame is for whoever is subscribed now.
     client_->publish(topic, data, payload.size(), options_.qos,
@@ -373,6 +382,7 @@ Status PahoTransport::Publish(const std::string& topic,
 }
 
 Status PahoTransport::Disconnect() {
+  std::unique_lock<std::shared_mutex> down(down_mu_);
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (state_ == State::kIdle || !client_) return OkStatus();
@@ -391,6 +401,45 @@ Status PahoTransport::Disconnect() {
     if (e.get_return_code() == MQTTASYNC_DISCONNECTED) return OkStatus();
     return FromException(MqttOp::kDisconnect, e);
   }
+  return OkStatus();
+}
+
+Status PahoTransport::Reconnect() {
+  std::lock_guard<std::mutex> connect_lock(connect_mu_);
+  std::unique_lock<std::shared_mutex> down(down_mu_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state_ != State::kUp) return OkStatus();
+    // As for a lost connection: topics are held and subscribed again once
+    // the new session is up (OnConnected), publishes are buffered.
+    state_ = State::kReconnecting;
+    resubscribe_ = true;
+  }
+  try {
+    // A clean DISCONNECT (in-flight QoS 1 messages get the grace period),
+    // then a new connect: Paho makes a new TLS context for it, reading the
+    // client certificate and key files again. If that connect fails, Paho's
+    // automatic reconnect keeps trying with back-off, as after any loss.
+    mqtt::token_ptr tok =
+        client_->disconnect(std::chrono::milliseconds(kDisconnectGraceMs));
+    if (!tok->wait_for(Timeout() +
+                       std::chrono::milliseconds(kDisconnectGraceMs))) {
+      spdlog::warn("mqtt: reconnect: no clean disconnect, connecting anyway");
+    }
+  } catch (const mqtt::exception& e) {
+    spdlog::warn("mqtt: reconnect: {}",
+                 FromException(MqttOp::kDisconnect, e).ToString());
+  }
+  try {
+    client_->connect(connect_options_);
+  } catch (const mqtt::exception& e) {
+    std::lock_guard<std::mutex> lock(mu_);
+    state_ = State::kIdle;
+    return FromException(MqttOp::kConnect, e).Annotate("reconnect");
+  }
+  spdlog::info(
+      "mqtt: reconnecting with the client certificate files read "
+      "again");
   return OkStatus();
 }
 

@@ -6,7 +6,8 @@
 # issuing CA the AC delegated (kgr-ks-ca, pathlen 0), alpha installs cert
 # and key and reconnects with them. Keys keep flowing throughout; once the
 # first certificate has expired, a broker restart makes alpha connect anew,
-# which only the renewed certificate can do.
+# which only the renewed certificate can do. bravo does the same with the
+# Paho client (--mqtt-client paho), whose Reconnect makes a new TLS context.
 set -euo pipefail
 src=${KGR_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 export TSS2_LOG=all+none KED_TRACE=1 KED_INTERMEDIATE=1
@@ -14,7 +15,8 @@ source "$src/tests/e2e/ked.bash"
 
 ked_init
 KED_AC_CA_ARGS+=(--cert-seconds 90)
-KS_EXTRA_ARGS="--node-ca $KED_DIR/pki/int/kgr-ks-ca.crt --node-ca-key $KED_DIR/pki/int/kgr-ks-ca.key --node-cert-seconds 90"
+KS_EXTRA_ARGS="--node-cert-seconds 90"  # node CA: KED_KS_CA_ARGS (ked.bash)
+NODE_ARGS[bravo]="--mqtt-client paho"
 ked_broker_up
 ked_ks_up
 ked_pair alpha bravo
@@ -53,6 +55,26 @@ grep -q "installed broker certificate serial $serial1" "$KED_DIR/logs/alpha.log"
 [[ ${NODE_PID[alpha]} == "$pid0" ]] && kill -0 "$pid0" || die "alpha's process was restarted"
 say "ok: alpha renewed by itself: $serial0 -> $serial1 (KS intermediate), same process"
 keys_flow "after renewal"
+# bravo (Paho) renewed too, and reconnected with the new files at once: the
+# broker saw it connect again before its first certificate expired.
+bravo_tls=$KED_DIR/node-bravo/tls
+for _ in $(seq 60); do
+  grep -q "installed broker certificate serial" "$KED_DIR/logs/bravo.log" && break
+  sleep 1
+done
+grep -q "installed broker certificate serial" "$KED_DIR/logs/bravo.log" ||
+  die "bravo (paho) did not renew its certificate"
+grep -q "reconnecting with the client certificate files read again" "$KED_DIR/logs/bravo.log" ||
+  die "bravo's paho transport did not reconnect after the renewal"
+for _ in $(seq 50); do
+  (($(grep -c "u'n${NODE_ID[bravo]}'" "$KED_DIR/broker/mosquitto.log") >= 2)) && break
+  sleep 0.2
+done
+(($(grep -c "u'n${NODE_ID[bravo]}'" "$KED_DIR/broker/mosquitto.log") >= 2)) ||
+  die "the broker did not see bravo (paho) connect again after its renewal"
+[[ $(openssl x509 -in "$bravo_tls/cert.pem" -noout -issuer) == *kgr-ks-ca* ]] ||
+  die "bravo's renewed certificate is not the KS intermediate's"
+say "ok: bravo (paho) renewed and reconnected with the new certificate, same process"
 
 # Until the first certificate has expired, then the broker makes everyone
 # connect anew: alpha can only do so with the renewed one.

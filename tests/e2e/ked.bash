@@ -25,8 +25,9 @@ declare -A NODE_ARGS=()
 # tests a second time with 0 (e2e_qos0_*).
 KED_QOS_ARGS=()
 # The AC's issuing CA and CRL (ked_init; KED_INTERMEDIATE=1 switches to an
-# intermediate and a CRL hook).
-KED_AC_CA_ARGS=()
+# intermediate and a CRL hook). With KED_INTERMEDIATE=1, KED_KS_CA_ARGS give
+# kgr-ks run its node CA (renewals), its CRL and the same hook.
+KED_AC_CA_ARGS=() KED_KS_CA_ARGS=()
 case ${KGR_E2E_QOS:-} in
   "") ;;
   0 | 1) KED_QOS_ARGS=(--mqtt-qos "$KGR_E2E_QOS") ;;
@@ -106,11 +107,15 @@ ked_init() {
     cat "$KED_DIR/pki/ca.crl" "$KED_DIR/pki/int/kgr-ac-ca.crl" \
       "$KED_DIR/pki/int/kgr-ks-ca.crl" >"$KED_DIR/pki/crl.pem"
     chmod 0644 "$KED_DIR/pki/crl.pem"
+    local hook="bash $KGR_SRC/broker-config/reload-crl.sh --out $KED_DIR/pki/crl.pem \
+--pid-file $KED_DIR/broker/pid $KED_DIR/pki/ca.crl $KED_DIR/pki/int/kgr-ac-ca.crl \
+$KED_DIR/pki/int/kgr-ks-ca.crl"
     KED_AC_CA_ARGS=(--issuing-ca "$KED_DIR/pki/int/kgr-ac-ca.crt"
       --ca-key "$KED_DIR/pki/int/kgr-ac-ca.key" --crl "$KED_DIR/pki/int/kgr-ac-ca.crl"
-      --crl-hook "bash $KGR_SRC/broker-config/reload-crl.sh --out $KED_DIR/pki/crl.pem \
---pid-file $KED_DIR/broker/pid $KED_DIR/pki/ca.crl $KED_DIR/pki/int/kgr-ac-ca.crl \
-$KED_DIR/pki/int/kgr-ks-ca.crl")
+      --crl-hook "$hook")
+    KED_KS_CA_ARGS=(--node-ca "$KED_DIR/pki/int/kgr-ks-ca.crt"
+      --node-ca-key "$KED_DIR/pki/int/kgr-ks-ca.key"
+      --node-crl "$KED_DIR/pki/int/kgr-ks-ca.crl" --node-crl-hook "$hook")
     say "ked: root CA, intermediates kgr-ac-ca and kgr-ks-ca, certificates for ks, ac, broker in $KED_DIR/pki"
     return 0
   fi
@@ -182,7 +187,7 @@ ks_start() {
   local mark
   mark=$(grep -c "kgr-ks ready" "$KED_DIR/logs/ks.log" || true)
   # shellcheck disable=SC2046
-  "$KS_BIN" run $(ks_args) ${KS_EXTRA_ARGS:-} >>"$KED_DIR/logs/ks.log" 2>&1 &
+  "$KS_BIN" run $(ks_args) "${KED_KS_CA_ARGS[@]}" ${KS_EXTRA_ARGS:-} >>"$KED_DIR/logs/ks.log" 2>&1 &
   KS_PID=$!
   KED_PIDS+=("$KS_PID")
   for _ in $(seq 200); do

@@ -36,6 +36,24 @@ def ids(b, o):
 def h32(b, o): return "%08x" % struct.unpack_from(">I", b, o)[0]
 def u32(b, o): return struct.unpack_from(">I", b, o)[0]
 
+def openssl(args, data):
+    return subprocess.run(["openssl"] + args, input=data, capture_output=True,
+                          check=True).stdout.decode()
+
+def check_csr(der):
+    """cert_renew_req: a PKCS#10 (DER) whose signature verifies, for
+    O=kgr/OU=kgr-node/CN=n<8 hex> (section 11), 1..433 bytes."""
+    assert 1 <= len(der) <= 433, "csr size"
+    subject = openssl(["req", "-inform", "DER", "-noout", "-verify", "-subject",
+                       "-nameopt", "compat"], der)
+    assert "/O=kgr/OU=kgr-node/CN=n" in subject, subject
+
+def check_chain(pem):
+    """cert_renew_ans: PEM certificates, the first for a node's CN."""
+    assert 1 <= len(pem) <= 16384, "chain size"
+    subject = openssl(["x509", "-noout", "-subject", "-nameopt", "compat"], pem)
+    assert "/O=kgr/OU=kgr-node/CN=n" in subject, subject
+
 def parse_body(t, b):
     """Body grammars of docs/protocol.md section 2 and 4."""
     f = {}
@@ -52,6 +70,8 @@ def parse_body(t, b):
     elif t == 0x0B: f = dict(node_public=b[0:32].hex()); end = 32
     elif t == 0x0C: f = dict(ks_public=b[0:32].hex(), version=u32(b, 32)); end = 36
     elif t == 0x0D: f = {}; end = 0
+    elif t == 0x0E: f = dict(csr=b.hex()); end = len(b); check_csr(b)
+    elif t == 0x0F: f = dict(chain=b.decode("ascii")); end = len(b); check_chain(b)
     elif t in (0x10, 0x11): f = dict(n_id2=h32(b, 0), data=b[4:].hex()); end = len(b)
     elif t == 0x20: p, end = ids(b, 0); f = dict(peers=p)
     elif t == 0x21:

@@ -53,6 +53,30 @@ std::string Hex32(uint32_t v) {
   return b;
 }
 
+// Broker certificate renewal (docs/protocol.md section 11): a real CSR of
+// node 0a0b0c0d (P-256, made once with openssl; ECDSA signatures are not
+// deterministic) and the certificate an issuing CA signed on it.
+constexpr char kCsrHex[] =
+    "3081ef3081970201003035310c300a060355040a0c036b67723111300f060355"
+    "040b0c086b67722d6e6f64653112301006035504030c096e3061306230633064"
+    "3059301306072a8648ce3d020106082a8648ce3d03010703420004354003988d"
+    "2f2714e2ded030b070a72f90b85995f09eed2a2693ddefcfc982088258095f8d"
+    "2b449f7d6b4a37938821b160da3e1e8a28487b714f7efa6efb8863a000300a06"
+    "082a8648ce3d04030203470030440220397ca6be66c25c72274ce83e910bb2c9"
+    "9aa6e5b5b436458d1a584f33777d17a902206400138f4e9e72390d84bb2c91bd"
+    "f119f42a52d6bc764471725f65524a0902a7";
+constexpr char kChainPem[] =
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBYDCCAQUCEAEjRWeJq83vASNFZ4mrze8wCgYIKoZIzj0EAwIwMzEMMAoGA1UE\n"
+    "CgwDa2dyMQ8wDQYDVQQLDAZrZ3ItY2ExEjAQBgNVBAMMCWtnci1rcy1jYTAeFw0y\n"
+    "NjEyMDYyMzM4MzRaFw0yNjEyMTMyMzM4MzRaMDUxDDAKBgNVBAoMA2tncjERMA8G\n"
+    "A1UECwwIa2dyLW5vZGUxEjAQBgNVBAMMCW4wYTBiMGMwZDBZMBMGByqGSM49AgEG\n"
+    "CCqGSM49AwEHA0IABDVAA5iNLycU4t7QMLBwpy+QuFmV8J7tKiaT3e/PyYIIglgJ\n"
+    "X40rRJ99a0o3k4ghsWDaPh6KKEh7cU9++m77iGMwCgYIKoZIzj0EAwIDSQAwRgIh\n"
+    "AOADhtuvglQUGNH0+36hbnTA16EAE2Y43vDtmbTc1k2zAiEA5BXWDoZvcv49J/wx\n"
+    "kvO+3nPdSLXJWUqjYi4VGFLb4kk=\n"
+    "-----END CERTIFICATE-----\n";
+
 ordered_json HeaderJson(const FrameHeader& h) {
   return {{"type", static_cast<int>(h.type)},
           {"flags", h.flags},
@@ -205,6 +229,16 @@ ordered_json Build() {
                          {{"ks_public", Hex(ks_pub)}, {"version", 2}}));
   frames.push_back(Frame("nksk_rot_sig", from_ks, NkskRotSig{}, nksk1,
                          FixedIv(0x8c), ordered_json::object()));
+  Bytes csr;
+  if (!FromHex(kCsrHex, &csr)) std::exit(1);
+  frames.push_back(Frame("cert_renew_req", h, CertRenewReq{csr}, nksk1,
+                         FixedIv(0x8d), {{"csr", Hex(csr)}}));
+  frames.push_back(Frame("cert_renew_ans", from_ks, CertRenewAns{kChainPem},
+                         nksk1, FixedIv(0x8e), {{"chain", kChainPem}}));
+  frames.push_back(
+      Frame("ks_error (certificate refused)", from_ks,
+            KsError{FrameType::kCertRenewReq, KsErrorCode::kCertificateRefused},
+            nksk1, FixedIv(0x8f), {{"refused_type", 14}, {"code", 6}}));
   frames.push_back(Frame(
       "node_data_req", h, NodeDataReq{n2, SecretBytes(AsBytes("hello bravo!"))},
       nnsk, FixedIv(0x90),

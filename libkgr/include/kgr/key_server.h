@@ -93,6 +93,18 @@ struct KeyServerOptions {
   // None: every certificate request is refused.
   std::optional<CertificateAuthority> node_ca;
   int64_t node_cert_seconds = 7 * 86400;
+  // Revocation of what node_ca signed (docs/operations.md, "Revoke a
+  // node"). Each certificate's serial is appended to `node_certs_file` and
+  // synced before it goes out ("": not recorded). With `node_crl_file`, the
+  // KS writes node_ca's CRL there (atomically, PEM, 0644), listing every
+  // serial it issued to a node now revoked: at start, on each
+  // ac_revoke_req and daily; then it calls `node_crl_written` with the
+  // path (the daemon runs node_ca.crl_hook), before answering the AC.
+  // `node_files` null: the POSIX file system.
+  std::string node_certs_file;
+  std::string node_crl_file;
+  std::function<Status(const std::string& crl_file)> node_crl_written;
+  FileSystem* node_files = nullptr;
 };
 
 // Largest frame a node sends to the KS (nksk_key_req is 161 bytes).

@@ -43,6 +43,19 @@ class CertificateAuthority {
   // The PEM certificates of `cert_file` (the chain a leaf is sent with).
   const std::string& chain_pem() const;
 
+  // A certificate this CA revokes: its serial (hex, as CertificateInfo) and
+  // when it was revoked (seconds since 1970).
+  struct Revoked {
+    std::string serial_hex;
+    int64_t revoked_at = 0;
+  };
+  // This CA's CRL (PEM, v2) listing `revoked`: thisUpdate now, nextUpdate
+  // `valid_seconds` later, a CRL number of `crl_number`. INVALID_ARGUMENT
+  // for a serial that is not hex.
+  StatusOr<std::string> SignCrl(std::span<const Revoked> revoked,
+                                int64_t valid_seconds,
+                                uint64_t crl_number) const;
+
  private:
   struct Impl;
   std::shared_ptr<const Impl> impl_;
