@@ -39,11 +39,12 @@ StatusOr<KsStores> OpenKsStores(const DaemonOptions& o, const OwnData& own) {
       st.gen_keys,
       GenKeysStore::Open(*DefaultFileSystem(), o.state_dir + "/gen_keys",
                          own.nk, own.identity.n_id, so));
+  st.state = FileKsState(*st.nodes, *st.gen_keys);
   return st;
 }
 
-nlohmann::json KsStatusJson(const KeyServer* ks, const NodeDescStore& nodes,
-                            const GenKeysStore& gen_keys, uint32_t n_id,
+nlohmann::json KsStatusJson(const KeyServer* ks, const NodeDescTable& nodes,
+                            const GenKeysTable& gen_keys, uint32_t n_id,
                             const TpmCounters& tpm) {
   nlohmann::json j;
   j["ks_n_id"] = FormatNodeId(n_id);
