@@ -63,7 +63,7 @@ class KsService {
   }
 
   Status OpenStores(const OwnData& own) {
-    KGR_ASSIGN_OR_RETURN(stores_, OpenKsStores(o_.daemon, own));
+    KGR_ASSIGN_OR_RETURN(stores_, OpenKsState(o_, own));
     return OkStatus();
   }
 
@@ -173,7 +173,9 @@ class KsService {
       notifier_.Tick(now);
       if (now - last_purge < 1000) return;
       ks_->Tick();
-      backups_->Tick(*stores_.nodes, ks_->stats().node_desc_changes);
+      if (stores_.nodes) {  // the files (no backups of an etcd state yet)
+        backups_->Tick(*stores_.nodes, ks_->stats().node_desc_changes);
+      }
       last_purge = now;
       counter_.SaveIfChanged(ks_->last_counter());
       if (uint64_t d = inbox_->TakeDropped()) {
@@ -217,7 +219,7 @@ class KsService {
                                       tpm_->counters());
       j["backup"] = backups_->StatusJson(ks_->stats().node_desc_changes);
       respond(j);
-    } else if (req.value("cmd", "") == "backup") {
+    } else if (req.value("cmd", "") == "backup" && stores_.nodes) {
       respond(backups_->OnDemand(req, *stores_.nodes));
     } else if (req.value("cmd", "") == "rotate") {
       auto id = ParseNodeId(req.value("node", ""));

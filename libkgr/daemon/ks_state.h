@@ -10,6 +10,7 @@
 
 #include "kgr/daemon.h"
 #include "kgr/key_server.h"
+#include "kgr/ks_daemon.h"
 #include "kgr/ks_state.h"
 #include "kgr/own_data.h"
 #include "kgr/store.h"
@@ -32,6 +33,11 @@ std::string AcCounterPath(const std::string& state_dir);
 
 // Opens <state_dir>/node_desc and <state_dir>/gen_keys under the KS's NK.
 StatusOr<KsStores> OpenKsStores(const DaemonOptions& o, const OwnData& own);
+
+// The KS's state for `kgr-ks run` and `status`: on etcd with
+// o.state_url (the domain key from <state_dir>/domain_key, made with a new
+// state), else OpenKsStores.
+StatusOr<KsStores> OpenKsState(const KsOptions& o, const OwnData& own);
 
 // The status as JSON: nodes, pending keys, corrupt records, TPM counters,
 // and with a running `ks` its counters since start.
