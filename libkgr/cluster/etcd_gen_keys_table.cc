@@ -3,6 +3,7 @@
 // (Flush), each compared with the revision this instance last saw.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "cluster/etcd_tables.h"
@@ -11,6 +12,8 @@ namespace kgr {
 namespace {
 
 constexpr int kMaxCreateAttempts = 4;
+// etcd refuses a txn with more operations per list (--max-txn-ops, 128).
+constexpr size_t kMaxTxnOps = 128;
 
 }  // namespace
 
@@ -57,6 +60,14 @@ StatusOr<GenKey> EtcdGenKeysTable::Get(uint64_t request_id) const {
 
 Status EtcdGenKeysTable::Create(const std::vector<const GenKey*>& keys,
                                 std::vector<GenKey>* existing) {
+  if (keys.size() > kMaxTxnOps) {  // one txn per chunk
+    for (size_t at = 0; at < keys.size(); at += kMaxTxnOps) {
+      size_t end = std::min(keys.size(), at + kMaxTxnOps);
+      KGR_RETURN_IF_ERROR(
+          Create({keys.begin() + at, keys.begin() + end}, existing));
+    }
+    return OkStatus();
+  }
   std::vector<const GenKey*> remaining = keys;
   for (int attempt = 0; attempt < kMaxCreateAttempts; ++attempt) {
     if (remaining.empty()) return OkStatus();
@@ -134,7 +145,13 @@ void EtcdGenKeysTable::FlushPending() const {
   std::vector<Pending> ops;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    ops.swap(pending_);
+    if (pending_.size() <= kMaxTxnOps) {
+      ops.swap(pending_);
+    } else {
+      ops.assign(std::make_move_iterator(pending_.begin()),
+                 std::make_move_iterator(pending_.begin() + kMaxTxnOps));
+      pending_.erase(pending_.begin(), pending_.begin() + kMaxTxnOps);
+    }
   }
   if (ops.empty()) return;
   std::vector<EtcdCompare> compares;
@@ -160,14 +177,23 @@ void EtcdGenKeysTable::FlushPending() const {
     for (const Pending& p : ops) known_.erase(p.id);
     return;
   }
-  if (!r->succeeded) return ApplyEach(ops);
-  std::lock_guard<std::mutex> lock(mu_);
-  for (const Pending& p : ops) {
-    auto it = known_.find(p.id);
-    if (it != known_.end() && p.put.has_value()) {
-      it->second.mod_revision = r->revision;
+  if (!r->succeeded) {
+    ApplyEach(ops);
+  } else {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const Pending& p : ops) {
+      auto it = known_.find(p.id);
+      if (it != known_.end() && p.put.has_value()) {
+        it->second.mod_revision = r->revision;
+      }
     }
   }
+  bool more;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    more = !pending_.empty();
+  }
+  if (more) FlushPending();
 }
 
 // One txn per update after a batch failed: a record another instance

@@ -10,6 +10,7 @@ namespace kgr {
 namespace {
 
 constexpr int kMaxWriteAttempts = 8;
+constexpr size_t kMaxTxnOps = 128;  // etcd's --max-txn-ops
 
 // The N_ID at the end of "<prefix>/node_desc/<8 hex>".
 std::optional<uint32_t> NodeIdOf(const std::string& key) {
@@ -124,6 +125,16 @@ bool EtcdNodeDescTable::Contains(uint32_t n_id) const {
 
 Status EtcdNodeDescTable::PutAll(const std::vector<NodeDesc>& batch) {
   if (batch.empty()) return OkStatus();
+  if (batch.size() > kMaxTxnOps) {  // atomic per chunk of 128 records
+    for (size_t at = 0; at < batch.size(); at += kMaxTxnOps) {
+      std::vector<NodeDesc> chunk;
+      for (size_t i = at; i < std::min(batch.size(), at + kMaxTxnOps); ++i) {
+        chunk.push_back(batch[i].Clone());
+      }
+      KGR_RETURN_IF_ERROR(PutAll(chunk));
+    }
+    return OkStatus();
+  }
   std::vector<NodeDesc> mine;
   mine.reserve(batch.size());
   for (const NodeDesc& d : batch) mine.push_back(d.Clone());
