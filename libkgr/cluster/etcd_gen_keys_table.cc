@@ -35,6 +35,9 @@ StatusOr<GenKey> EtcdGenKeysTable::Remember(const EtcdKeyValue& kv) const {
     return DataLossError("gen_keys record " + kv.key + ": verification failed");
   }
   std::lock_guard<std::mutex> lock(mu_);
+  if (dirty_.count(g->request_id) != 0) {  // this instance's write is newer
+    return known_[g->request_id].key.Clone();
+  }
   Known& k = known_[g->request_id];
   if (k.mod_revision <= kv.mod_revision) k = {g->Clone(), kv.mod_revision};
   return g;
@@ -124,6 +127,7 @@ void EtcdGenKeysTable::PutUnsynced(const GenKey& g) {
     }
   }
   pending_.push_back({g.request_id, g.Clone(), k.mod_revision});
+  dirty_.insert(g.request_id);
   k.key = g.Clone();
 }
 
@@ -138,22 +142,67 @@ void EtcdGenKeysTable::DeleteUnsynced(uint64_t request_id) {
       return;
     }
   }
-  if (rev != 0) pending_.push_back({request_id, std::nullopt, rev});
+  if (rev != 0) {
+    pending_.push_back({request_id, std::nullopt, rev});
+    dirty_.insert(request_id);
+  }
 }
 
-void EtcdGenKeysTable::FlushPending() const {
-  std::vector<Pending> ops;
+EtcdGenKeysTable::EtcdGenKeysTable(EtcdClient& client, EtcdClient& writer,
+                                   const RecordCodec& codec, std::string prefix)
+    : client_(client),
+      writer_client_(writer),
+      codec_(codec),
+      prefix_(std::move(prefix)) {
+  writer_ = std::thread([this] { WriterLoop(); });
+}
+
+void EtcdGenKeysTable::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (pending_.size() <= kMaxTxnOps) {
-      ops.swap(pending_);
-    } else {
-      ops.assign(std::make_move_iterator(pending_.begin()),
-                 std::make_move_iterator(pending_.begin() + kMaxTxnOps));
-      pending_.erase(pending_.begin(), pending_.begin() + kMaxTxnOps);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+}
+
+void EtcdGenKeysTable::Flush() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!pending_.empty()) cv_.notify_all();
+}
+
+void EtcdGenKeysTable::WriterLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    cv_.wait(lock, [this] { return stop_ || !pending_.empty(); });
+    if (pending_.empty()) return;  // stopping, nothing left
+    std::vector<Pending> ops;
+    size_t n = std::min(pending_.size(), kMaxTxnOps);
+    ops.assign(std::make_move_iterator(pending_.begin()),
+               std::make_move_iterator(pending_.begin() + n));
+    pending_.erase(pending_.begin(), pending_.begin() + n);
+    // The revision to compare with is the latest this instance knows when
+    // the op is sent (an earlier write of the same id may have just landed).
+    for (Pending& p : ops) {
+      auto it = known_.find(p.id);
+      if (p.put.has_value() && it != known_.end()) {
+        p.expected_revision = it->second.mod_revision;
+      }
+    }
+    lock.unlock();
+    std::vector<uint64_t> ids;
+    for (const Pending& p : ops) ids.push_back(p.id);
+    Write(std::move(ops));
+    lock.lock();
+    for (uint64_t id : ids) {
+      bool waiting = false;
+      for (const Pending& p : pending_) waiting = waiting || p.id == id;
+      if (!waiting) dirty_.erase(id);
     }
   }
-  if (ops.empty()) return;
+}
+
+void EtcdGenKeysTable::Write(std::vector<Pending> ops) {
   std::vector<EtcdCompare> compares;
   std::vector<EtcdOp> writes;
   for (const Pending& p : ops) {
@@ -168,7 +217,7 @@ void EtcdGenKeysTable::FlushPending() const {
       writes.push_back(EtcdOp::Delete(std::move(key)));
     }
   }
-  auto r = client_.Txn(compares, writes, {});
+  auto r = writer_client_.Txn(compares, writes, {});
   if (!r.ok()) {
     // The protocol repeats these steps; the records stay as they were.
     spdlog::warn("etcd: {} gen_keys updates not written: {}", ops.size(),
@@ -177,28 +226,19 @@ void EtcdGenKeysTable::FlushPending() const {
     for (const Pending& p : ops) known_.erase(p.id);
     return;
   }
-  if (!r->succeeded) {
-    ApplyEach(ops);
-  } else {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const Pending& p : ops) {
-      auto it = known_.find(p.id);
-      if (it != known_.end() && p.put.has_value()) {
-        it->second.mod_revision = r->revision;
-      }
+  if (!r->succeeded) return ApplyEach(ops);
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const Pending& p : ops) {
+    auto it = known_.find(p.id);
+    if (it != known_.end() && p.put.has_value()) {
+      it->second.mod_revision = r->revision;
     }
   }
-  bool more;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    more = !pending_.empty();
-  }
-  if (more) FlushPending();
 }
 
 // One txn per update after a batch failed: a record another instance
 // changed meanwhile keeps its value, and is read again when needed.
-void EtcdGenKeysTable::ApplyEach(const std::vector<Pending>& ops) const {
+void EtcdGenKeysTable::ApplyEach(const std::vector<Pending>& ops) {
   for (const Pending& p : ops) {
     std::string key = GenKeyKey(prefix_, p.id);
     EtcdCompare c{key, EtcdCompare::Target::kMod, EtcdCompare::Result::kEqual,
@@ -209,7 +249,7 @@ void EtcdGenKeysTable::ApplyEach(const std::vector<Pending>& ops) const {
       if (!sealed.ok()) continue;
       op = EtcdOp::Put(key, *std::move(sealed));
     }
-    auto r = client_.Txn({c}, {op}, {});
+    auto r = writer_client_.Txn({c}, {op}, {});
     std::lock_guard<std::mutex> lock(mu_);
     auto it = known_.find(p.id);
     if (r.ok() && r->succeeded) {
@@ -227,7 +267,6 @@ size_t EtcdGenKeysTable::size() const {
 
 void EtcdGenKeysTable::ForEach(
     const std::function<void(const GenKey&)>& fn) const {
-  FlushPending();
   const std::string from = prefix_ + "/gen_keys/";
   auto r = client_.Range(from, EtcdPrefixEnd(from));
   if (!r.ok()) {

@@ -47,14 +47,16 @@ class EtcdState final : public EtcdKsState {
  public:
   EtcdState(const EtcdStateOptions& o, DomainKey key,
             std::unique_ptr<EtcdClient> client,
-            std::unique_ptr<EtcdClient> poller)
+            std::unique_ptr<EtcdClient> poller,
+            std::unique_ptr<EtcdClient> writer)
       : options_(o),
         key_(std::move(key)),
         codec_(key_.keys, key_.domain_id),
         client_(std::move(client)),
         poller_(std::move(poller)),
+        writer_(std::move(writer)),
         nodes_(*client_, codec_, o.prefix),
-        gen_keys_(*client_, codec_, o.prefix) {}
+        gen_keys_(*client_, *writer_, codec_, o.prefix) {}
 
   ~EtcdState() override {
     {
@@ -63,7 +65,7 @@ class EtcdState final : public EtcdKsState {
     }
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
-    gen_keys_.Flush();
+    gen_keys_.Stop();  // sends what waits
   }
 
   Status Start() {
@@ -76,7 +78,7 @@ class EtcdState final : public EtcdKsState {
   NodeDescTable& nodes() override { return nodes_; }
   GenKeysTable& gen_keys() override { return gen_keys_; }
   uint64_t failovers() const override {
-    return client_->failovers() + poller_->failovers();
+    return client_->failovers() + poller_->failovers() + writer_->failovers();
   }
 
  private:
@@ -100,6 +102,7 @@ class EtcdState final : public EtcdKsState {
   const RecordCodec codec_;
   std::unique_ptr<EtcdClient> client_;  // the KS's calls
   std::unique_ptr<EtcdClient> poller_;  // the polling thread's
+  std::unique_ptr<EtcdClient> writer_;  // gen_keys' writer thread's
   EtcdNodeDescTable nodes_;
   EtcdGenKeysTable gen_keys_;
   std::mutex mu_;
@@ -118,10 +121,12 @@ StatusOr<std::unique_ptr<EtcdKsState>> EtcdKsState::Open(
   if (!key.keys.valid()) return InvalidArgumentError("etcd state: no key");
   KGR_ASSIGN_OR_RETURN(auto client, EtcdClient::Create(options.etcd));
   KGR_ASSIGN_OR_RETURN(auto poller, EtcdClient::Create(options.etcd));
+  KGR_ASSIGN_OR_RETURN(auto writer, EtcdClient::Create(options.etcd));
   DomainKey prepared = key.Clone();
   KGR_RETURN_IF_ERROR(prepared.keys.Prepare());
-  auto state = std::make_unique<EtcdState>(
-      options, std::move(prepared), std::move(client), std::move(poller));
+  auto state = std::make_unique<EtcdState>(options, std::move(prepared),
+                                           std::move(client), std::move(poller),
+                                           std::move(writer));
   KGR_RETURN_IF_ERROR(state->Start());
   return std::unique_ptr<EtcdKsState>(std::move(state));
 }

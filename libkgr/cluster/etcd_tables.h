@@ -2,10 +2,13 @@
 #ifndef KGR_CLUSTER_ETCD_TABLES_H_
 #define KGR_CLUSTER_ETCD_TABLES_H_
 
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cluster/etcd_client.h"
@@ -64,12 +67,15 @@ class EtcdNodeDescTable final : public NodeDescTable {
 };
 
 // gen_keys: the records this instance created or read, and its unsynced
-// writes until Flush.
+// writes, which a writer thread of its own sends (with `writer`, its
+// client) once Flush is called: the caller's loop does not wait for them.
 class EtcdGenKeysTable final : public GenKeysTable {
  public:
-  EtcdGenKeysTable(EtcdClient& client, const RecordCodec& codec,
-                   std::string prefix)
-      : client_(client), codec_(codec), prefix_(std::move(prefix)) {}
+  EtcdGenKeysTable(EtcdClient& client, EtcdClient& writer,
+                   const RecordCodec& codec, std::string prefix);
+  // Sends what waits, then stops the writer thread (before the clients go).
+  void Stop();
+  ~EtcdGenKeysTable() override { Stop(); }
 
   StatusOr<GenKey> Get(uint64_t request_id) const override;
   StatusOr<GenKey> Peek(uint64_t request_id) const override;
@@ -77,7 +83,7 @@ class EtcdGenKeysTable final : public GenKeysTable {
                 std::vector<GenKey>* existing) override;
   void PutUnsynced(const GenKey& g) override;
   void DeleteUnsynced(uint64_t request_id) override;
-  void Flush() override { FlushPending(); }
+  void Flush() override;
   size_t size() const override;
   void ForEach(const std::function<void(const GenKey&)>& fn) const override;
   std::vector<CorruptRecord> corrupt_records() const override;
@@ -92,16 +98,23 @@ class EtcdGenKeysTable final : public GenKeysTable {
     std::optional<GenKey> put;  // nullopt: delete
     int64_t expected_revision = 0;
   };
-  void FlushPending() const;
-  void ApplyEach(const std::vector<Pending>& ops) const;
+  void WriterLoop();
+  // On the writer thread: one txn for `ops`, else one per op.
+  void Write(std::vector<Pending> ops);
+  void ApplyEach(const std::vector<Pending>& ops);
   StatusOr<GenKey> Remember(const EtcdKeyValue& kv) const;
 
   EtcdClient& client_;
+  EtcdClient& writer_client_;
   const RecordCodec& codec_;
   const std::string prefix_;
   mutable std::mutex mu_;
   mutable std::map<uint64_t, Known> known_;
-  mutable std::vector<Pending> pending_;
+  std::vector<Pending> pending_;
+  std::set<uint64_t> dirty_;  // ids waiting in pending_ or being written
+  bool stop_ = false;
+  std::condition_variable cv_;
+  std::thread writer_;
   mutable std::vector<CorruptRecord> corrupt_;
 };
 
