@@ -226,5 +226,48 @@ TEST_F(EtcdTest, NothingInEtcdIsReadableWithoutTheDomainKey) {
   EXPECT_FALSE(wrong.Decode<GenKey>(sealed->kvs[0].value).ok());
 }
 
+// Loopback figures for docs/cluster.md (printed, never asserted): one
+// create-only txn of one key, one client waiting for each; then 4 clients.
+TEST_F(EtcdTest, TxnLatencyAndThroughputOnLoopback) {
+  StartEtcd(1);
+  constexpr int kTxns = 200;
+  auto one_txn = [](EtcdClient& c, const std::string& key) {
+    EtcdCompare absent{key, EtcdCompare::Target::kCreate,
+                       EtcdCompare::Result::kEqual, 0};
+    auto r = c.Txn({absent}, {EtcdOp::Put(key, Bytes(150, 7))}, {});
+    return r.ok() && r->succeeded;
+  };
+  auto c = Client();
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < kTxns; ++i) {
+    ASSERT_TRUE(one_txn(*c, "/lat/" + std::to_string(i)));
+  }
+  double serial_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+          .count();
+  constexpr int kThreads = 4;
+  std::atomic<int> ok{0};
+  t0 = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto mine = EtcdClient::Create(etcd_->ClientOptions());
+      for (int i = 0; i < kTxns; ++i) {
+        ok += one_txn(**mine,
+                      "/thr/" + std::to_string(t) + "/" + std::to_string(i));
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  double parallel_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+          .count();
+  EXPECT_EQ(ok, kThreads * kTxns);
+  std::printf(
+      "etcd txn on loopback: %.2f ms each (1 client, %d txns), %.0f txns/s "
+      "with %d clients\n",
+      1000 * serial_s / kTxns, kTxns, kThreads * kTxns / parallel_s, kThreads);
+}
+
 }  // namespace
 }  // namespace kgr
