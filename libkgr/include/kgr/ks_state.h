@@ -42,7 +42,8 @@ class NodeDescTable {
   // merged, not overwritten blindly: the write wins, but its replay floors
   // (last_counter, request_floor) never go below the stored ones.
   virtual Status Put(const NodeDesc& d) = 0;
-  // All of `batch` atomically (one fdatasync; one etcd txn).
+  // All of `batch` atomically (one fdatasync; one etcd txn per 128
+  // records, etcd's --max-txn-ops).
   virtual Status PutAll(const std::vector<NodeDesc>& batch) = 0;
   // Ascending.
   virtual std::vector<uint32_t> List() const = 0;
