@@ -29,6 +29,7 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <future>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -41,11 +42,13 @@
 
 #include "bench/counting_fs.h"
 #include "bench/tap_transport.h"
+#include "harness/etcd.h"
 #include "harness/mosquitto.h"
 #include "harness/net.h"
 #include "harness/swtpm.h"
 #include "kgr/cli.h"
 #include "kgr/clock.h"
+#include "kgr/cluster.h"
 #include "kgr/credentials.h"
 #include "kgr/event_loop.h"
 #include "kgr/frame.h"
@@ -96,6 +99,10 @@ usage: kgr-bench [flags]
   --no-bare             skip the bare baseline
   --rounds R            (real, bare) pairs run back to back; the headline
                         rates and ratio are their medians              [5]
+  --etcd                then the same rounds with the KS state on etcd
+                        (a 1-member etcd the bench starts under --ks-dir):
+                        "etcd" in the output, with the ratio to the files
+  --state URL           the same on this etcd instead (etcd://h:p/prefix)
   --log-level L         spdlog level for the library                  [warn]
   --keep                keep the temporary directories
   --help
@@ -124,6 +131,8 @@ struct Args {
   bool bare = true;
   int rounds = 5;
   std::string log_level = "warn";
+  bool etcd = false;
+  std::string state;
   bool keep = false;
   std::string command_line;
 };
@@ -147,12 +156,13 @@ bool ParseArgs(int argc, char** argv, Args* a, std::string* error) {
   for (int i = 1; i < argc; ++i) {
     std::string f = argv[i];
     static const std::set<std::string> kBool = {
-        "--renew", "--swtpm", "--no-bare", "--keep", "--help"};
+        "--renew", "--swtpm", "--no-bare", "--keep", "--etcd", "--help"};
     if (kBool.count(f)) {
       if (f == "--renew") a->renew = true;
       if (f == "--swtpm") a->swtpm = true;
       if (f == "--no-bare") a->bare = false;
       if (f == "--keep") a->keep = true;
+      if (f == "--etcd") a->etcd = true;
       if (f == "--help") {
         std::fputs(kUsage, stdout);
         std::exit(0);
@@ -206,7 +216,10 @@ bool ParseArgs(int argc, char** argv, Args* a, std::string* error) {
       ok = num(v, &a->scale_nodes);
     else if (f == "--ks-binary")
       a->ks_binary = v;
-    else if (f == "--log-level")
+    else if (f == "--state") {
+      a->state = v;
+      ok = IsEtcdStateUrl(v);
+    } else if (f == "--log-level")
       a->log_level = v;
     else {
       *error = "unknown flag " + f;
@@ -594,6 +607,11 @@ class Bench {
   Status RunReal(uint64_t count, double duration_s, bool renewal, bool measured,
                  Json* out);
   Status RunBare(uint64_t count, double duration_s, Json* out);
+  // The KS again, on the same loop and transport, with its state on etcd
+  // (node_desc copied there, the frame counter continued).
+  Status SwitchKsToEtcd(Json* setup);
+  // Warm-up and --rounds measured runs on the current KS.
+  StatusOr<Json> RunStateRounds();
   // PID of the broker this bench started; -1 with --broker.
   int BrokerPid() const;
   double BrokerCpu() const;
@@ -613,6 +631,10 @@ class Bench {
   std::unique_ptr<CountingFileSystem> ks_fs_, node_fs_;
   std::unique_ptr<NodeDescStore> nodes_store_;
   std::unique_ptr<GenKeysStore> gen_store_;
+  std::unique_ptr<KsState> file_state_;
+  std::unique_ptr<harness::Etcd> etcd_;
+  std::unique_ptr<KsState> etcd_state_;
+  KsState* state_ = nullptr;  // what the KS runs on
   TapTransport* ks_tap_ = nullptr;
   std::unique_ptr<Transport> ks_transport_;
   std::unique_ptr<KeyServer> ks_;
@@ -879,9 +901,11 @@ Status Bench::StartKs() {
   KeyServerOptions ko;
   ko.node_frames_per_s = a_.node_frames_per_s;  // 0: no limit
   ko.node_burst = 2 * a_.node_frames_per_s;
+  file_state_ = FileKsState(*nodes_store_, *gen_store_);
+  state_ = file_state_.get();
   ks_ = std::make_unique<KeyServer>(std::move(own), std::move(kedk),
-                                    *ks_transport_, *nodes_store_, *gen_store_,
-                                    nullptr, *SystemClock(), ko);
+                                    *ks_transport_, *state_, nullptr,
+                                    *SystemClock(), ko);
   ks_topic1_ = ks_->topic1();
   // As kgr-ks does: batches of messages, one fdatasync per batch.
   ks_inbox_ = std::make_unique<KeyServerInbox>(*ks_, ks_loop_.loop);
@@ -1140,7 +1164,7 @@ Status Bench::RunReal(uint64_t count, double duration_s, bool renewal,
   double timeout = (duration_s > 0 ? duration_s : 0) + 60 + count / 50.0;
   bool finished = d.Run(timeout);
   // The KS loop may still be finishing the last conf_ans: let it drain.
-  WaitFor([&] { return gen_store_->size() == 0; }, 5);
+  WaitFor([&] { return state_->gen_keys().size() == 0; }, 5);
   Snapshot after = snap();
   if (!finished) return DeadlineExceededError("establishments did not finish");
   if (!measured) return OkStatus();
@@ -1173,7 +1197,7 @@ Status Bench::RunReal(uint64_t count, double duration_s, bool renewal,
        Round((after.ks_tpm.tpm_commands - before.ks_tpm.tpm_commands) * per)},
       {"tpm_commands_at_start", before.ks_tpm.tpm_commands},
       {"nv_writes_at_start", before.ks_tpm.nv_writes},
-      {"node_desc_records", nodes_store_->size()},
+      {"node_desc_records", state_->nodes().size()},
   };
   j["nodes_side"] = {
       {"cpu_s_loop_threads", Round(node_cpu)},
@@ -1397,6 +1421,16 @@ StatusOr<Json> Bench::Run() {
     result["bare"] = nullptr;
     result["ratio"] = nullptr;
   }
+  if (a_.etcd || !a_.state.empty()) {
+    Json etcd_setup;
+    KGR_RETURN_IF_ERROR(SwitchKsToEtcd(&etcd_setup));
+    KGR_ASSIGN_OR_RETURN(Json on_etcd, RunStateRounds());
+    on_etcd["setup"] = etcd_setup;
+    double files = result["establishments_per_s"].get<double>();
+    double etcd = on_etcd["establishments_per_s"].get<double>();
+    on_etcd["ratio_to_files"] = Round(files > 0 ? etcd / files : 0);
+    result["etcd"] = on_etcd;
+  }
   result["process_peak_rss_kb"] = StatusKb("self", "VmHWM");
   Json threads;
   for (auto& [name, cpu] : CpuByThreadName()) threads[name] = Round(cpu);
@@ -1411,6 +1445,81 @@ StatusOr<Json> Bench::Run() {
       "the KS runs in this process; see process_peak_rss_kb (KS + all nodes) "
       "and scale.cold_start.rss_kb (kgr-ks alone)";
   return result;
+}
+
+Status Bench::SwitchKsToEtcd(Json* setup) {
+  auto t0 = SteadyClock::now();
+  EtcdStateOptions so;
+  if (a_.etcd) {
+    const std::string dir = MakeDirUnder(a_.ks_dir, "etcd");
+    if (dir.empty()) return InternalError("cannot create the etcd dir");
+    etcd_ = std::make_unique<harness::Etcd>(dir, 1);
+    KGR_RETURN_IF_ERROR(etcd_->Start());
+    so.etcd = etcd_->ClientOptions();
+    so.prefix = "/kgr-bench";
+    (*setup)["etcd_data_dir_fs"] = FsType(dir);
+  } else {
+    KGR_ASSIGN_OR_RETURN(EtcdStateUrl url, ParseEtcdStateUrl(a_.state));
+    so.etcd.endpoints = url.endpoints;
+    so.prefix = url.prefix;
+  }
+  (*setup)["etcd_start_s"] = Round(SecondsSince(t0));
+  t0 = SteadyClock::now();
+  KGR_ASSIGN_OR_RETURN(OwnData own, LoadOwnData(*ks_tpm_));
+  KGR_ASSIGN_OR_RETURN(Bytes kedk, ks_tpm_->KedkPublic());
+  KGR_ASSIGN_OR_RETURN(DomainKey key, NewDomainKey(own.identity.n_id));
+  KGR_ASSIGN_OR_RETURN(etcd_state_, EtcdKsState::Open(so, key));
+  // On the KS loop: no frame is in flight between rounds.
+  std::promise<Status> switched;
+  ks_loop_.loop.Post([&] {
+    Status st = ks_->FlushCounters();
+    std::vector<NodeDesc> all;
+    nodes_store_->ForEach([&](const NodeDesc& d) { all.push_back(d.Clone()); });
+    if (st.ok()) st = etcd_state_->nodes().PutAll(all);
+    if (st.ok()) {
+      KeyServerOptions ko;
+      ko.node_frames_per_s = a_.node_frames_per_s;
+      ko.node_burst = 2 * a_.node_frames_per_s;
+      ko.counter_floor = ks_->last_counter();
+      ks_inbox_.reset();
+      ks_ = std::make_unique<KeyServer>(std::move(own), std::move(kedk),
+                                        *ks_transport_, *etcd_state_, nullptr,
+                                        *SystemClock(), ko);
+      ks_inbox_ = std::make_unique<KeyServerInbox>(*ks_, ks_loop_.loop);
+      state_ = etcd_state_.get();
+    }
+    switched.set_value(st);
+  });
+  KGR_RETURN_IF_ERROR(switched.get_future().get());
+  (*setup)["switch_s"] = Round(SecondsSince(t0));
+  return OkStatus();
+}
+
+StatusOr<Json> Bench::RunStateRounds() {
+  uint64_t warm = a_.warmup;
+  if (a_.renew) warm = std::max<uint64_t>(warm, nodes_.size() / 2);
+  if (warm > 0) KGR_RETURN_IF_ERROR(RunReal(warm, 0, false, false, nullptr));
+  Json rounds = Json::array();
+  std::vector<std::pair<double, size_t>> rates;
+  for (int r = 0; r < a_.rounds; ++r) {
+    Json one;
+    KGR_RETURN_IF_ERROR(RunReal(a_.count, a_.duration_s, a_.renew, true, &one));
+    rates.emplace_back(one["establishments_per_s"].get<double>(), r);
+    rounds.push_back(
+        {{"establishments_per_s", one["establishments_per_s"]},
+         {"errors", one["errors"]},
+         {"latency_ms", one["latency_ms"]},
+         {"cpu_us_per_establishment_ks_loop",
+          one["ks"]["cpu_us_per_establishment_loop_thread"]},
+         {"messages_per_establishment", one["messages_per_establishment"]}});
+  }
+  std::sort(rates.begin(), rates.end());
+  const Json& median = rounds[rates[rates.size() / 2].second];
+  Json out;
+  out["rounds"] = rounds;
+  out["establishments_per_s"] = median["establishments_per_s"];
+  out["latency_ms"] = median["latency_ms"];
+  return out;
 }
 
 void Bench::Teardown() {
@@ -1436,6 +1545,9 @@ void Bench::Teardown() {
   nodes_.clear();
   ks_.reset();
   ks_transport_.reset();
+  etcd_state_.reset();
+  etcd_.reset();
+  file_state_.reset();
   gen_store_.reset();
   nodes_store_.reset();
   ks_tpm_.reset();

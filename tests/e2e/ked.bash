@@ -333,3 +333,60 @@ wait_registered() {  # wait_registered NAME
   done
   die "node $1 did not register"
 }
+
+# ked_etcd_up [MEMBERS]: (issue 23) a 1- or 3-member etcd on free loopback
+# ports, data under $KED_DIR/etcd, logs in $KED_DIR/logs/etcd-m<i>.log,
+# stopped by PID with the rest; sets ETCD_ENDPOINTS (host:port,...).
+declare -a ETCD_PIDS=() ETCD_CLIENT_PORTS=() ETCD_PEER_PORTS=()
+ked_etcd_up() {
+  local n=${1:-1} i p
+  for ((i = 0; i < n; i++)); do
+    ETCD_CLIENT_PORTS+=("$(free_port)")
+    ETCD_PEER_PORTS+=("$(free_port)")
+  done
+  ETCD_CLUSTER=
+  for ((i = 0; i < n; i++)); do
+    ETCD_CLUSTER+="${ETCD_CLUSTER:+,}m$i=http://127.0.0.1:${ETCD_PEER_PORTS[$i]}"
+  done
+  for ((i = 0; i < n; i++)); do etcd_start "$i"; done
+  ETCD_ENDPOINTS=
+  for p in "${ETCD_CLIENT_PORTS[@]}"; do
+    ETCD_ENDPOINTS+="${ETCD_ENDPOINTS:+,}127.0.0.1:$p"
+  done
+  for ((i = 0; i < n; i++)); do etcd_wait "$i"; done
+  say "ked: etcd ($n member(s)) at $ETCD_ENDPOINTS"
+}
+
+# etcd_start I: starts member I (again, on its ports and data).
+etcd_start() {
+  local i=$1 c=http://127.0.0.1:${ETCD_CLIENT_PORTS[$1]}
+  local peer=http://127.0.0.1:${ETCD_PEER_PORTS[$1]}
+  /usr/bin/etcd --name "m$i" --data-dir "$KED_DIR/etcd/m$i" \
+    --listen-client-urls "$c" --advertise-client-urls "$c" \
+    --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
+    --initial-cluster "$ETCD_CLUSTER" --initial-cluster-state new \
+    --heartbeat-interval 50 --election-timeout 500 --log-level warn \
+    >>"$KED_DIR/logs/etcd-m$i.log" 2>&1 &
+  ETCD_PIDS[$i]=$!
+  KED_PIDS+=("$!")
+}
+
+# etcd_wait I: until member I answers a linearizable read (20 s).
+etcd_wait() {
+  local url=http://127.0.0.1:${ETCD_CLIENT_PORTS[$1]}/v3/kv/range
+  for _ in $(seq 400); do
+    curl -sf -m 1 -X POST "$url" -d '{"key":"eA=="}' 2>/dev/null | grep -q header && return 0
+    sleep 0.05
+  done
+  die "etcd member $1 not healthy: $(tail -3 "$KED_DIR/logs/etcd-m$1.log")"
+}
+
+# etcd_count PREFIX: how many keys etcd holds under PREFIX.
+etcd_count() {
+  local from end
+  from=$(printf '%s' "$1" | base64 -w0)
+  end=$(printf '%s' "${1%?}$(printf '%s' "${1: -1}" | tr '/' '0')" | base64 -w0)
+  curl -sf -X POST "http://127.0.0.1:${ETCD_CLIENT_PORTS[0]}/v3/kv/range" \
+    -d "{\"key\":\"$from\",\"range_end\":\"$end\",\"count_only\":true}" |
+    /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin).get("count", "0"))'
+}
