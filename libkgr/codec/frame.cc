@@ -110,6 +110,8 @@ std::string_view FrameTypeName(FrameType type) {
       return "node_data_req";
     case FrameType::kNodeDataAns:
       return "node_data_ans";
+    case FrameType::kGroupData:
+      return "group_data";
     case FrameType::kAcAuthorizeReq:
       return "ac_authorize_req";
     case FrameType::kAcAuthorizeAns:
@@ -132,6 +134,7 @@ std::string_view FrameTypeName(FrameType type) {
 
 bool IsKnownFrameType(uint8_t t) {
   return (t >= 0x01 && t <= 0x0F) || t == 0x10 || t == 0x11 ||
+         t == 0x14 ||
          (t >= 0x20 && t <= 0x27);
 }
 

@@ -67,6 +67,9 @@ enum class FrameType : uint8_t {
   // Data exchange (4.8). Keys: NNSK of the pair.
   kNodeDataReq = 0x10,  // N1 -> N2 on TOPIC4 (subscribed by N2)
   kNodeDataAns = 0x11,  // N2 -> N1 on TOPIC3 (subscribed by N1)
+  // Group data (kgr/group_frame.h): a member to every member, on the
+  // group's data topic. Keys: derived from the group key.
+  kGroupData = 0x14,
   // AC <-> KS (4.3, 4.6), clear frames inside CMS.
   kAcAuthorizeReq = 0x20,
   kAcAuthorizeAns = 0x21,
