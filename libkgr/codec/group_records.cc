@@ -1,5 +1,5 @@
 // The grp_keys record of a node (GroupRecord; format: docs/storage.md
-// section 1.6): its Ed25519 key pair, each group's keys, each member's
+// section 1.5): its Ed25519 key pair, each group's keys, each member's
 // public key and receive floor. The envelope is records.cc's.
 #include <limits>
 

@@ -157,6 +157,48 @@ def check_record(v):
     assert s == len(sec), "trailing secret bytes"
     assert got == f, (v["name"], got, f)
 
+def ed25519_verify(pub, msg, sig):
+    """Ed25519 (RFC 8032) through the openssl CLI (raw key in SPKI DER)."""
+    import os, tempfile
+    spki = bytes.fromhex("302a300506032b6570032100") + pub
+    with tempfile.TemporaryDirectory() as d:
+        for name, b in (("pub.der", spki), ("msg", msg), ("sig", sig)):
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(b)
+        r = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin",
+                            "-keyform", "DER", "-inkey", os.path.join(d, "pub.der"),
+                            "-rawin", "-in", os.path.join(d, "msg"),
+                            "-sigfile", os.path.join(d, "sig")],
+                           capture_output=True)
+        return r.returncode == 0
+
+def check_group_data(v):
+    """docs/protocol.md section 12: K from the group key, the tag, the body,
+    and in mode 1 the Ed25519 signature over the signed bytes."""
+    frame = bytes.fromhex(v["frame"])
+    hdr, iv, blen = parse_header(frame)
+    assert hdr["type"] == 0x14 and hdr["flags"] == 0
+    assert len(frame) == 47 + blen + 32, "length"
+    for k, x in v["header"].items():
+        assert hdr[k] == x, (k, hdr[k], x)
+    gid = bytes.fromhex(v["group_id"])
+    okm = hkdf(bytes.fromhex(v["group_key"]), b"kgr/v1 group data",
+               gid + struct.pack(">I", hdr["key_version"]), 64)
+    assert okm.hex() == v["enc_key"] + v["mac_key"], "group data keys"
+    tag = hmac.new(okm[32:], frame[:-32], hashlib.sha256).digest()
+    assert hmac.compare_digest(tag, frame[-32:]), "tag"
+    body = aes_ctr(okm[:32], iv, frame[47:-32])
+    assert body[:4] == gid and body[4] == v["mode"], "group id, mode"
+    data = body[5 + (64 if v["mode"] == 1 else 0):]
+    assert data.hex() == v["data"], "data"
+    if v["mode"] == 1:
+        signed = (b"kgr/v1 group_data" + bytes([1, 0x14, 0]) +
+                  frame[3:27] + gid + bytes([1]) + data)
+        assert signed.hex() == v["signed"], "signed bytes"
+        assert body[5:69].hex() == v["signature"], "signature in body"
+        assert ed25519_verify(bytes.fromhex(v["ed25519_public"]), signed,
+                              body[5:69]), "Ed25519 signature"
+
 def main(path):
     vec = json.load(open(path))
     n = 0
@@ -167,6 +209,8 @@ def main(path):
         check_clear(v); n += 1
     for v in vec["records"]:
         check_record(v); n += 1
+    for v in vec.get("group_data", []):
+        check_group_data(v); n += 1
     print("check_vectors: %d vectors checked independently" % n)
 
 if __name__ == "__main__":
