@@ -1,5 +1,5 @@
 // Group data messages (0x14): body codec, key derivation, signing and
-// opening (format: kgr/group_frame.h, docs/protocol.md section 12).
+// opening (format: kgr/group_frame.h, docs/protocol.md section 13).
 #include <cstdio>
 #include <string_view>
 
@@ -9,7 +9,6 @@ namespace kgr {
 namespace {
 
 constexpr std::string_view kSignLabel = "kgr/v1 group_data";
-constexpr std::string_view kKeySalt = "kgr/v1 group data";
 
 Status Malformed(std::string_view why) {
   return InvalidArgumentError("group_data: " + std::string(why));
@@ -54,16 +53,6 @@ StatusOr<GroupData> GroupData::Parse(std::span<const uint8_t> in) {
   return g;
 }
 
-StatusOr<SymmetricKeys> GroupDataKeys(const SecretBytes& group_key,
-                                      uint32_t group_id, uint32_t key_version) {
-  if (group_key.size() < 16) return InvalidArgumentError("group key too short");
-  Bytes info;
-  ByteWriter w(&info);
-  w.U32(group_id);
-  w.U32(key_version);
-  return DeriveKeys(group_key.span(), AsBytes(kKeySalt), info);
-}
-
 Bytes GroupSignedBytes(const FrameHeader& h, uint32_t group_id, GroupMode mode,
                        std::span<const uint8_t> data) {
   Bytes out;
@@ -103,9 +92,7 @@ StatusOr<Bytes> SealGroupData(const FrameHeader& header, uint32_t group_id,
       return InvalidArgumentError("group_data: sender_auth needs a key");
     }
     const Bytes to_sign = GroupSignedBytes(header, group_id, mode, data);
-    KGR_ASSIGN_OR_RETURN(Ed25519Signature sig,
-                         Ed25519Sign(*signing_key, {to_sign}));
-    body.signature.assign(sig.begin(), sig.end());
+    KGR_ASSIGN_OR_RETURN(body.signature, Ed25519Sign(*signing_key, {to_sign}));
   }
   Bytes plain;
   body.EncodeTo(&plain);
@@ -129,7 +116,8 @@ StatusOr<GroupData> OpenGroupData(std::span<const uint8_t> frame,
   if (mode == GroupMode::kSenderAuth) {
     const Bytes to_sign =
         GroupSignedBytes(*header, group_id, mode, body.data.span());
-    KGR_RETURN_IF_ERROR(Ed25519Verify(sender_public, {to_sign}, body.signature));
+    KGR_RETURN_IF_ERROR(
+        Ed25519Verify(sender_public, {to_sign}, body.signature));
   }
   return body;
 }

@@ -75,11 +75,11 @@ TEST_F(GroupDataTest, ModeAndGroupMustMatch) {
                 .status()
                 .code(),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(OpenGroupData(plain, keys_, kGroup + 1, GroupMode::kGroupKey, {},
-                          &h)
-                .status()
-                .code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      OpenGroupData(plain, keys_, kGroup + 1, GroupMode::kGroupKey, {}, &h)
+          .status()
+          .code(),
+      StatusCode::kInvalidArgument);
 }
 
 TEST_F(GroupDataTest, KeysDependOnGroupAndVersion) {
@@ -128,28 +128,6 @@ TEST(GroupDataParse, RefusesBadBodies) {
   Bytes big(5 + kMaxGroupDataSize + 1, 0);
   big[3] = 1;
   EXPECT_FALSE(GroupData::Parse(big).ok());
-}
-
-TEST(Ed25519, Rfc8032TestVector1) {
-  // RFC 8032 section 7.1, TEST 1 (empty message).
-  Bytes seed, pub, sig;
-  ASSERT_TRUE(FromHex(
-      "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
-      &seed));
-  ASSERT_TRUE(FromHex(
-      "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
-      &pub));
-  ASSERT_TRUE(FromHex(
-      "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
-      "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
-      &sig));
-  SecretBytes priv(seed);
-  EXPECT_EQ(Ed25519PublicKey(priv).value(), pub);
-  Ed25519Signature s = Ed25519Sign(priv, {}).value();
-  EXPECT_EQ(Bytes(s.begin(), s.end()), sig);
-  EXPECT_TRUE(Ed25519Verify(pub, {}, sig).ok());
-  sig[0] ^= 1;
-  EXPECT_FALSE(Ed25519Verify(pub, {}, sig).ok());
 }
 
 }  // namespace

@@ -45,7 +45,8 @@ TEST_F(GroupRecordTest, MemberAndSigningKeyRoundTrip) {
   m.member = 7;
   m.rx_counter = 42;
   m.public_key = Bytes(32, 0xab);
-  GroupRecord back = codec_.Decode<GroupRecord>(codec_.Encode(m).value()).value();
+  GroupRecord back =
+      codec_.Decode<GroupRecord>(codec_.Encode(m).value()).value();
   EXPECT_EQ(back.kind(), GroupRecord::Kind::kMember);
   EXPECT_EQ(back.rx_counter, 42u);
   EXPECT_EQ(back.public_key, m.public_key);

@@ -29,9 +29,9 @@ Status NodeClient::SendGroup(uint32_t group_id, const SecretBytes& data) {
   h.key_version = g.record.key_version;
   h.counter = counter_.Next(clock_.NowUnixMicros());
   h.request_id = request_id;
-  KGR_ASSIGN_OR_RETURN(Bytes frame, SealGroupData(h, group_id, mode,
-                                                  data.span(), g.keys,
-                                                  signing));
+  KGR_ASSIGN_OR_RETURN(
+      Bytes frame,
+      SealGroupData(h, group_id, mode, data.span(), g.keys, signing));
   KGR_RETURN_IF_ERROR(transport_.Publish(g.topic, frame));
   ++stats_.group_sent;
   return OkStatus();
@@ -82,8 +82,8 @@ void NodeClient::HandleGroupData(uint32_t group_id, const Bytes& frame) {
   if (!m.window.IsFresh(h.counter)) return Log("dropped", &h, "replayed");
   const GroupMode mode = static_cast<GroupMode>(g.record.mode);
   FrameHeader opened;
-  auto body = OpenGroupData(frame, *keys, group_id, mode, m.public_key,
-                            &opened);
+  auto body =
+      OpenGroupData(frame, *keys, group_id, mode, m.public_key, &opened);
   if (!body.ok()) return Log("dropped", &h, body.status().message());
   if (h.counter > m.rx_floor) {
     Status st = ReserveGroupRx(group_id, h.sender, m, h.counter);

@@ -10,6 +10,47 @@
 
 namespace kgr {
 
+namespace {
+
+// Replaces `members` (a map of N_ID to the client's member state) by the
+// membership `list`, adding to `batch` the member records that are new or
+// changed and the deletions of those gone. `members` is unchanged on error.
+template <typename MemberMap>
+Status StageMembers(uint32_t group_id, const std::vector<GroupMemberKey>& list,
+                    MemberMap& members, GroupStore::Batch& batch) {
+  for (const GroupMemberKey& m : list) {
+    if (m.n_id == 0) return InvalidArgumentError("group member 0");
+    if (!m.public_key.empty() && m.public_key.size() != kEd25519PublicSize) {
+      return InvalidArgumentError("group member " + FormatNodeId(m.n_id) +
+                                  ": an Ed25519 public key is 32 bytes");
+    }
+  }
+  MemberMap next;
+  for (const GroupMemberKey& m : list) {
+    typename MemberMap::mapped_type ms;
+    auto old = members.find(m.n_id);
+    if (old != members.end()) ms = std::move(old->second);
+    const bool changed = old == members.end() || ms.public_key != m.public_key;
+    ms.public_key = m.public_key;
+    if (changed) {
+      GroupRecord mr;
+      mr.group_id = group_id;
+      mr.member = m.n_id;
+      mr.public_key = m.public_key;
+      mr.rx_counter = ms.rx_floor;
+      KGR_RETURN_IF_ERROR(batch.Put(mr));
+    }
+    next.emplace(m.n_id, std::move(ms));
+  }
+  for (const auto& [n, ms] : members) {
+    if (!next.contains(n)) batch.Delete((uint64_t{group_id} << 32) | n);
+  }
+  members = std::move(next);
+  return OkStatus();
+}
+
+}  // namespace
+
 std::string NodeClient::GroupTopic(uint32_t group_id) const {
   return GroupDataTopic(own_.identity.topic_prefix, group_id);
 }
@@ -25,8 +66,10 @@ Status NodeClient::LoadGroups() {
       g.topic = GroupTopic(r.group_id);
       if (!r.group_key.empty()) {
         auto k = GroupDataKeys(r.group_key, r.group_id, r.key_version);
-        if (!k.ok()) st = k.status();
-        else g.keys = std::move(k).value();
+        if (!k.ok())
+          st = k.status();
+        else
+          g.keys = std::move(k).value();
       }
       if (!r.prev_group_key.empty()) {
         auto k = GroupDataKeys(r.prev_group_key, r.group_id, r.prev_version);
@@ -70,19 +113,17 @@ Status NodeClient::OnGroupKeys(GroupKeyUpdate u) {
   rec.member = 0;
   const uint32_t old_version = rec.key_version;
   if (!is_new && u.key_version < old_version) {
-    return FailedPreconditionError("group " + std::to_string(u.group_id) +
-                                   ": key version " +
-                                   std::to_string(u.key_version) +
-                                   " is older than the one held");
+    return FailedPreconditionError(
+        "group " + std::to_string(u.group_id) + ": key version " +
+        std::to_string(u.key_version) + " is older than the one held");
   }
   const bool newer = is_new || u.key_version > old_version;
   if (!newer && !rec.group_key.Equals(u.group_key)) {
     return FailedPreconditionError("group " + std::to_string(u.group_id) +
                                    ": another key under the same version");
   }
-  KGR_ASSIGN_OR_RETURN(
-      SymmetricKeys keys,
-      GroupDataKeys(u.group_key, u.group_id, u.key_version));
+  KGR_ASSIGN_OR_RETURN(SymmetricKeys keys,
+                       GroupDataKeys(u.group_key, u.group_id, u.key_version));
   if (newer && !is_new && !rec.group_key.empty()) {
     rec.prev_group_key = std::move(rec.group_key);
     rec.prev_version = old_version;
@@ -99,28 +140,11 @@ Status NodeClient::OnGroupKeys(GroupKeyUpdate u) {
   std::map<uint32_t, GroupMemberState> members;
   if (!is_new) members = std::move(it->second.members);
   if (u.members.has_value()) {
-    std::map<uint32_t, GroupMemberState> next;
-    for (const GroupMemberKey& m : *u.members) {
-      if (m.n_id == 0) return InvalidArgumentError("group member 0");
-      GroupMemberState ms;
-      auto old = members.find(m.n_id);
-      if (old != members.end()) ms = std::move(old->second);
-      const bool changed = old == members.end() || ms.public_key != m.public_key;
-      ms.public_key = m.public_key;
-      if (changed) {
-        GroupRecord mr;
-        mr.group_id = u.group_id;
-        mr.member = m.n_id;
-        mr.public_key = m.public_key;
-        mr.rx_counter = ms.rx_floor;
-        KGR_RETURN_IF_ERROR(batch.Put(mr));
-      }
-      next.emplace(m.n_id, std::move(ms));
+    Status staged = StageMembers(u.group_id, *u.members, members, batch);
+    if (!staged.ok()) {
+      if (!is_new) it->second.members = std::move(members);
+      return staged;
     }
-    for (const auto& [n, ms] : members) {
-      if (!next.contains(n)) batch.Delete((uint64_t{u.group_id} << 32) | n);
-    }
-    members = std::move(next);
   }
   Status st = groups_store_->Apply(std::move(batch));
   if (!st.ok()) {

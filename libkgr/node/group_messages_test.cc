@@ -34,15 +34,15 @@ class GroupMessagesTest : public KedFixture {
     ASSERT_TRUE(ses.ok() && grp.ok());
     n.ses = std::move(*ses);
     groups_[n.n_id] = std::move(*grp);
-    n.client = std::make_unique<NodeClient>(std::move(*own), n.tpm,
-                                            *n.transport, *n.ses, clock_,
-                                            node_options_);
+    n.client = std::make_unique<NodeClient>(
+        std::move(*own), n.tpm, *n.transport, *n.ses, clock_, node_options_);
     n.client->SetGroupStore(groups_[n.n_id].get());
-    n.client->SetGroupMessageHandler([this, id = n.n_id](const GroupMessage& m) {
-      got_[id].push_back(
-          std::to_string(m.sender) + ":" +
-          std::string(m.data.span().begin(), m.data.span().end()));
-    });
+    n.client->SetGroupMessageHandler(
+        [this, id = n.n_id](const GroupMessage& m) {
+          got_[id].push_back(
+              std::to_string(m.sender) + ":" +
+              std::string(m.data.span().begin(), m.data.span().end()));
+        });
     ASSERT_TRUE(n.client->Start().ok());
   }
   static SecretBytes Key(uint8_t b) {
@@ -124,8 +124,10 @@ TEST_F(GroupMessagesTest, EveryOtherMemberGetsEachMessageOnce) {
   RekeyAll(1, {&a, &b, &c});
   SendText(a, "one");
   SendText(b, "two");
-  EXPECT_EQ(got_[a.n_id], std::vector<std::string>{std::to_string(b.n_id) + ":two"});
-  EXPECT_EQ(got_[b.n_id], std::vector<std::string>{std::to_string(a.n_id) + ":one"});
+  EXPECT_EQ(got_[a.n_id],
+            std::vector<std::string>{std::to_string(b.n_id) + ":two"});
+  EXPECT_EQ(got_[b.n_id],
+            std::vector<std::string>{std::to_string(a.n_id) + ":one"});
   EXPECT_EQ(got_[c.n_id].size(), 2u);
   ASSERT_EQ(a.client->Groups().size(), 1u);
   EXPECT_EQ(a.client->Groups()[0].key_version, 1u);
@@ -204,7 +206,7 @@ TEST_F(GroupMessagesTest, ARemovedMemberNeitherReadsNorIsHeard) {
   SendText(a, "secret");
   EXPECT_TRUE(got_[c.n_id].empty());  // c holds no version 2
   EXPECT_EQ(got_[b.n_id].size(), 1u);
-  SendText(c, "still here");  // under version 1, within the overlap
+  SendText(c, "still here");           // under version 1, within the overlap
   EXPECT_EQ(got_[b.n_id].size(), 1u);  // c is no member any more
   // Even a frame c forges as a under the old key fails after the overlap.
   RunFor(31'000, 1000);

@@ -16,8 +16,9 @@ StatusOr<const Ed25519KeyPair*> NodeClient::SigningKey() {
   }
   StatusOr<GroupRecord> stored = groups_store_->Get(0);
   if (stored.ok()) {
-    KGR_ASSIGN_OR_RETURN(Bytes pub, Ed25519PublicKey(stored->private_key));
-    if (pub != stored->public_key) {
+    KGR_ASSIGN_OR_RETURN(Ed25519KeyPair check,
+                         Ed25519FromSeed(stored->private_key.span()));
+    if (check.public_key != stored->public_key) {
       return DataLossError("grp_keys: the signing key's halves differ");
     }
     signing_key_ = Ed25519KeyPair{std::move(stored->private_key),

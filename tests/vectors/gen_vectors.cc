@@ -13,6 +13,7 @@
 #include "kgr/group_frame.h"
 #include "kgr/records.h"
 #include "testing/crypto_testing.h"
+#include "vectors/group_vectors.h"
 
 namespace kgr {
 namespace {
@@ -86,7 +87,7 @@ ordered_json Frame(const std::string& name, FrameHeader h, const Body& body,
           {"frame", Hex(*frame)}};
 }
 
-// group_data (0x14, docs/protocol.md section 12): one frame per mode, with
+// group_data (0x14, docs/protocol.md section 13): one frame per mode, with
 // the group key, the derived K and (mode 1) the Ed25519 key and signature.
 ordered_json GroupDataVectors() {
   ordered_json out = ordered_json::array();
@@ -123,11 +124,10 @@ ordered_json GroupDataVectors() {
                       {"data", Hex(data)}};
     if (mode == GroupMode::kSenderAuth) {
       v["ed25519_private"] = Hex(signer.span());
-      v["ed25519_public"] = Hex(*Ed25519PublicKey(signer));
+      v["ed25519_public"] = Hex(Ed25519FromSeed(signer.span())->public_key);
       Bytes to_sign = GroupSignedBytes(h, group, mode, data);
       v["signed"] = Hex(to_sign);
-      Ed25519Signature sig = *Ed25519Sign(signer, {to_sign});
-      v["signature"] = Hex(sig);
+      v["signature"] = Hex(*Ed25519Sign(signer, {to_sign}));
     }
     v["frame"] = Hex(*frame);
     out.push_back(std::move(v));
@@ -400,6 +400,7 @@ ordered_json Build() {
                         return EncodeRecord(k, nk, n1);
                       }))}});
   out["records"] = records;
+  out["group_rekey"] = GroupRekeyVectors();
   out["group_data"] = GroupDataVectors();
   return out;
 }

@@ -1,4 +1,4 @@
-// Group data messages (frame type 0x14, docs/protocol.md section 12): a
+// Group data messages (frame type 0x14, docs/protocol.md section 13): a
 // member publishes on the group's data topic under keys derived from the
 // group key; the header's sender is its N_ID, key_version the group key's
 // version, counter its own frame counter (receivers keep a replay window
@@ -18,8 +18,10 @@
 //   signed    = "kgr/v1 group_data" || version:u8 type:u8 flags:u8
 //               sender:u32 key_version:u32 counter:u64 request_id:u64 ||
 //               group_id:u32 mode:u8 || data
-//   keys      = HKDF-SHA256(ikm = group key, salt = "kgr/v1 group data",
-//                           info = group_id:u32 || key_version:u32, L = 64)
+//   keys      = GroupDataKeys (kgr/group_rekey.h): HKDF-SHA256(ikm = the
+//               group key, i.e. the key tree's root secret of epoch
+//               key_version, salt = "kgr/v1 group data",
+//               info = group_id:u32 || key_version:u32, L = 64)
 //
 // Thread-safe (no shared state).
 #ifndef KGR_GROUP_FRAME_H_
@@ -34,6 +36,7 @@
 #include "kgr/crypto.h"
 #include "kgr/ed25519.h"
 #include "kgr/frame.h"
+#include "kgr/group_rekey.h"  // GroupDataKeys
 #include "kgr/secret.h"
 #include "kgr/status.h"
 
@@ -65,10 +68,6 @@ struct GroupData {
   // within kMaxGroupDataSize.
   static StatusOr<GroupData> Parse(std::span<const uint8_t> in);
 };
-
-// The data keys of version `key_version` of group `group_id`'s key.
-StatusOr<SymmetricKeys> GroupDataKeys(const SecretBytes& group_key,
-                                      uint32_t group_id, uint32_t key_version);
 
 // The bytes an Ed25519 signature of a group message covers (`signed` above).
 Bytes GroupSignedBytes(const FrameHeader& header, uint32_t group_id,

@@ -90,7 +90,7 @@ struct NodeClientOptions {
   uint64_t group_overlap_ms = 30'000;
 };
 
-// ---- Groups (docs/protocol.md section 12) ----
+// ---- Groups (docs/protocol.md section 13) ----
 // A member of a group and the Ed25519 public key the KS distributed for it
 // (empty: none; then its messages in a sender_auth group are refused).
 struct GroupMemberKey {
