@@ -31,6 +31,12 @@ commands:
                             answers key notifications, serves the commands
                             above on its control socket and applications on
                             the API socket (docs/api.md), until SIGTERM
+  group-list [--json]       the groups this node is in: mode, key version,
+                            members (no key material)
+  group-send --group ID --data S
+                            publish S to the group under its key (signed
+                            with the node's Ed25519 key in a sender_auth
+                            group); applications receive through the API
   status                    pairs with key version and age (no key
                             material), registration, NV writes
   doctor                    ask the TPM what it implements and has room for;
@@ -145,6 +151,7 @@ constexpr SettingSpec kSpecs[] = {
     {.flag = "credentials", .key = {}},
     {.flag = "file", .key = {}},
     {.flag = "peer", .key = {}, .kind = SettingKind::kNodeId},
+    {.flag = "group", .key = {}, .kind = SettingKind::kNodeId},
     {.flag = "data", .key = {}, .max = 65536},
 };
 
@@ -185,6 +192,7 @@ Status RunCommand(const CommandLine& f, const NodeOptions& o) {
   if (f.Has("file")) c.peers_file = f.Str("file");
   if (f.Has("peer")) c.peer = f.Id("peer");
   if (f.Has("data")) c.data = f.Str("data");
+  if (f.Has("group")) c.group = f.Id("group");
   return RunNodeCommand(o, c);
 }
 
@@ -195,6 +203,6 @@ int main(int argc, char** argv) {
   return kgr::ProgramMain(
       "kgr-node", kgr::kUsage, argc, argv, kgr::kSpecs,
       {"init", "run", "register", "peers", "request-key", "renew", "send",
-       "status", "rotate", "doctor", "wipe"},
+       "status", "rotate", "doctor", "wipe", "group-list", "group-send"},
       kgr::LoadOptions, kgr::RunCommand);
 }

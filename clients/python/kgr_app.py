@@ -68,6 +68,18 @@ class Connection:
             req["peers"] = list(peers)
         self._call(req)
 
+    def group_send(self, group, data):
+        """Publishes `data` to `group` (8 hex digits) under its group key."""
+        self._call({"op": "group_send", "group": group, "data": _b64(data)})
+
+    def group_subscribe(self, groups=None):
+        """Receive group_message and group_key_ready events (of `groups`;
+        None: every group this user may use). Returns the groups held."""
+        req = {"op": "group_subscribe"}
+        if groups is not None:
+            req["groups"] = list(groups)
+        return self._call(req).get("groups", [])
+
     def answer(self, token, data):
         """Answers the request delivered with `token`."""
         self._call({"op": "answer", "token": token, "data": _b64(data)})
@@ -153,6 +165,6 @@ def _b64(data):
 
 
 def _decoded(m):
-    if m.get("event") == "message":
+    if m.get("event") in ("message", "group_message"):
         m["data"] = base64.b64decode(m["data"])
     return m

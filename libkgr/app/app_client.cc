@@ -36,12 +36,19 @@ StatusOr<AppEvent> ToEvent(const nlohmann::json& m) {
   if (m.contains("peer")) {
     KGR_ASSIGN_OR_RETURN(e.peer, AppPeerField(m, "peer"));
   }
+  if (m.contains("group")) {
+    KGR_ASSIGN_OR_RETURN(e.group, AppPeerField(m, "group"));
+  }
+  if (m.contains("sender")) {
+    KGR_ASSIGN_OR_RETURN(e.peer, AppPeerField(m, "sender"));
+  }
+  e.sender_verified = m.value("sender_verified", false);
   e.key_version = m.value("key_version", 0u);
   e.counter = m.value("counter", uint64_t{0});
   e.request = m.value("request", false);
   e.token = m.value("token", uint64_t{0});
   e.count = m.value("count", uint64_t{0});
-  if (e.type == "message") {
+  if (e.type == "message" || e.type == "group_message") {
     auto data = Base64Decode(m.value("data", ""));
     if (!data.ok()) return data.status();
     e.data = std::move(*data);
@@ -143,6 +150,22 @@ Status AppClient::Subscribe(const std::vector<uint32_t>& peers) {
   if (!peers.empty()) {
     req["peers"] = nlohmann::json::array();
     for (uint32_t p : peers) req["peers"].push_back(Hex8(p));
+  }
+  return Call(req).status();
+}
+
+Status AppClient::GroupSend(uint32_t group, const Bytes& data) {
+  return Call({{"op", "group_send"},
+               {"group", Hex8(group)},
+               {"data", Base64Encode(data)}})
+      .status();
+}
+
+Status AppClient::GroupSubscribe(const std::vector<uint32_t>& groups) {
+  nlohmann::json req = {{"op", "group_subscribe"}};
+  if (!groups.empty()) {
+    req["groups"] = nlohmann::json::array();
+    for (uint32_t g : groups) req["groups"].push_back(Hex8(g));
   }
   return Call(req).status();
 }

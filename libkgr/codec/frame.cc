@@ -110,6 +110,10 @@ std::string_view FrameTypeName(FrameType type) {
       return "node_data_req";
     case FrameType::kNodeDataAns:
       return "node_data_ans";
+    case FrameType::kGroupRekey:
+      return "group_rekey";
+    case FrameType::kGroupData:
+      return "group_data";
     case FrameType::kAcAuthorizeReq:
       return "ac_authorize_req";
     case FrameType::kAcAuthorizeAns:
@@ -131,13 +135,15 @@ std::string_view FrameTypeName(FrameType type) {
 }
 
 bool IsKnownFrameType(uint8_t t) {
-  return (t >= 0x01 && t <= 0x0F) || t == 0x10 || t == 0x11 ||
+  return (t >= 0x01 && t <= 0x0F) || t == 0x10 || t == 0x11 || t == 0x12 ||
+         t == 0x14 ||
          (t >= 0x20 && t <= 0x27);
 }
 
 StatusOr<FrameHeader> PeekFrameHeader(std::span<const uint8_t> frame) {
   KGR_ASSIGN_OR_RETURN(FrameHeader h, ParseHeader(frame, kTagSize));
   if (IsAcFrameType(h.type)) return Malformed("AC frame outside CMS");
+  if (h.type == FrameType::kGroupRekey) return Malformed("not a sealed frame");
   return h;
 }
 
@@ -146,6 +152,9 @@ StatusOr<Bytes> SealFrame(FrameHeader header, std::span<const uint8_t> body,
   KGR_RETURN_IF_ERROR(CheckHeaderForSeal(header, body.size()));
   if (IsAcFrameType(header.type)) {
     return InvalidArgumentError("AC frames are sent as clear frames in CMS");
+  }
+  if (header.type == FrameType::kGroupRekey) {
+    return InvalidArgumentError("group_rekey frames are signed, not sealed");
   }
   header.iv = Iv{};  // EtmSeal fills it in
   header.body_len = static_cast<uint32_t>(body.size());
@@ -167,7 +176,7 @@ StatusOr<SecretBytes> OpenFrame(std::span<const uint8_t> frame,
 StatusOr<Bytes> EncodeClearFrame(FrameHeader header,
                                  std::span<const uint8_t> body) {
   KGR_RETURN_IF_ERROR(CheckHeaderForSeal(header, body.size()));
-  if (!IsAcFrameType(header.type)) {
+  if (!IsAcFrameType(header.type) && header.type != FrameType::kGroupRekey) {
     return InvalidArgumentError("only AC frames travel as clear frames");
   }
   header.iv = Iv{};
@@ -181,7 +190,9 @@ StatusOr<Bytes> EncodeClearFrame(FrameHeader header,
 StatusOr<std::span<const uint8_t>> DecodeClearFrame(
     std::span<const uint8_t> frame, FrameHeader* header) {
   KGR_ASSIGN_OR_RETURN(*header, ParseHeader(frame, 0));
-  if (!IsAcFrameType(header->type)) return Malformed("not an AC frame");
+  if (!IsAcFrameType(header->type) && header->type != FrameType::kGroupRekey) {
+    return Malformed("not an AC frame");
+  }
   if (header->iv != Iv{}) return Malformed("clear frame with an IV");
   return frame.subspan(kFrameHeaderSize);
 }

@@ -1,6 +1,8 @@
 // Record envelope and the three record codecs (format: docs/storage.md).
 #include "kgr/records.h"
 
+#include "codec/record_envelope.h"
+
 #include <limits>
 #include <utility>
 
@@ -26,7 +28,7 @@ constexpr uint8_t kFlagOtherTopicB = 0x20;
 
 Status VerificationFailed() { return DataLossError(kVerificationFailed); }
 
-bool KnownType(uint8_t t) { return t >= 1 && t <= 3; }
+bool KnownType(uint8_t t) { return (t >= 1 && t <= 3) || t == 6; }
 
 // "KGR-REC1" || owner || SHA-256("KGR-NK-CHECK" || NK): bound by every tag
 // but not stored. The NK check makes a record unreadable under a wrong NK
@@ -98,6 +100,10 @@ StatusOr<Envelope> ParseEnvelope(std::span<const uint8_t> record,
   return e;
 }
 
+}  // namespace
+
+namespace records_internal {
+
 StatusOr<Bytes> Seal(RecordType type, uint64_t key,
                      std::span<const uint8_t> clear,
                      std::span<const uint8_t> secret, const RecordKeys& keys,
@@ -129,12 +135,6 @@ StatusOr<Bytes> Seal(RecordType type, uint64_t key,
   return out;
 }
 
-struct Opened {
-  uint64_t key = 0;
-  std::span<const uint8_t> clear;  // into the caller's record
-  SecretBytes secret;
-};
-
 StatusOr<Opened> Open(std::span<const uint8_t> record, RecordType type,
                       const RecordKeys& keys,
                       std::span<const uint8_t> context) {
@@ -158,6 +158,14 @@ StatusOr<Opened> Open(std::span<const uint8_t> record, RecordType type,
   o.secret = std::move(pt).value();
   return o;
 }
+
+}  // namespace records_internal
+
+namespace {
+
+using records_internal::Open;
+using records_internal::Opened;
+using records_internal::Seal;
 
 // Helpers for the secret part (a SecretBytes being built).
 void PutU32(SecretBytes* s, uint32_t v) {
@@ -219,6 +227,8 @@ std::string_view RecordTypeName(RecordType type) {
       return "gen_keys";
     case RecordType::kSesKey:
       return "ses_keys";
+    case RecordType::kGrpKeys:
+      return "grp_keys";
   }
   return "unknown";
 }

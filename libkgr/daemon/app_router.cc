@@ -29,6 +29,10 @@ AppRouter::AppRouter(NodeClient& client, AppServer& server, AppAccess access)
       });
   client_.SetPairEndHandler(
       [this](uint32_t peer, PairEnd why) { OnPairEnd(peer, why); });
+  client_.SetGroupMessageHandler(
+      [this](const GroupMessage& m) { OnGroupMessage(m); });
+  client_.SetGroupKeyHandler(
+      [this](uint32_t group, uint32_t v) { OnGroupKey(group, v); });
   for (const PairInfo& p : client_.Pairs()) {
     if (p.has_key) key_versions_[p.peer] = p.key_version;
   }
@@ -70,6 +74,8 @@ void AppRouter::Request(uint64_t conn, const nlohmann::json& m) {
   if (op == "subscribe") return SubscribeOp(conn, app, m);
   if (op == "answer") return AnswerOp(conn, app, m);
   if (op == "status") return StatusOp(conn, app, m);
+  if (op == "group_send") return GroupSendOp(conn, app, m);
+  if (op == "group_subscribe") return GroupSubscribeOp(conn, app, m);
   Fail(conn, id, InvalidArgumentError("unknown op '" + op + "'"));
 }
 

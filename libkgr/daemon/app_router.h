@@ -59,6 +59,8 @@ class AppRouter {
     bool hello = false;
     bool subscribed = false;
     std::optional<std::set<uint32_t>> peers;  // subscribe's filter
+    bool group_subscribed = false;
+    std::optional<std::set<uint32_t>> groups;  // group_subscribe's filter
   };
   // A message an application asked to send, waiting for its turn.
   struct Outgoing {
@@ -94,6 +96,14 @@ class AppRouter {
   void SubscribeOp(uint64_t conn, App& app, const nlohmann::json& m);
   void AnswerOp(uint64_t conn, App& app, const nlohmann::json& m);
   void StatusOp(uint64_t conn, App& app, const nlohmann::json& m);
+  // Groups (app_groups.cc).
+  void GroupSendOp(uint64_t conn, App& app, const nlohmann::json& m);
+  void GroupSubscribeOp(uint64_t conn, App& app, const nlohmann::json& m);
+  void OnGroupMessage(const GroupMessage& m);
+  void OnGroupKey(uint32_t group_id, uint32_t key_version);
+  // Sends `event` to every application subscribed to `group` that may use
+  // it.
+  void DeliverGroup(uint32_t group, const nlohmann::json& event);
   void Fail(uint64_t conn, const nlohmann::json& id, const Status& st);
   // Sends the next waiting message to `peer` if none is in flight.
   void Pump(uint32_t peer);

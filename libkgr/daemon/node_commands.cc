@@ -66,9 +66,13 @@ StatusOr<nlohmann::json> BuildRequest(const NodeOptions& o,
     if (!c.peer) return InvalidArgumentError(c.name + " needs --peer ID");
     req["peer"] = FormatNodeId(*c.peer);
   }
-  if (c.name == "send") {
-    if (!c.data) return InvalidArgumentError("send needs --data");
+  if (c.name == "send" || c.name == "group-send") {
+    if (!c.data) return InvalidArgumentError(c.name + " needs --data");
     req["data"] = *c.data;
+  }
+  if (c.name == "group-send") {
+    if (!c.group) return InvalidArgumentError("group-send needs --group ID");
+    req["group"] = FormatNodeId(*c.group);
   }
   return req;
 }
@@ -92,10 +96,17 @@ void PrintNodeStatus(const nlohmann::json& r) {
 void Print(const NodeCommand& c, const nlohmann::json& r) {
   if (c.name == "send") {
     std::printf("reply: %s\n", r.value("reply", "").c_str());
-  } else if (c.name == "status" && c.json) {
+  } else if ((c.name == "status" || c.name == "group-list") && c.json) {
     std::cout << r.dump(2) << "\n";
   } else if (c.name == "status") {
     PrintNodeStatus(r);
+  } else if (c.name == "group-list") {
+    for (const auto& g : r["groups"]) {
+      std::cout << "group " << g["group"].get<std::string>() << "  "
+                << g["mode"].get<std::string>() << "  key v"
+                << g["key_version"] << "  members " << g["members"].size()
+                << "\n";
+    }
   } else {
     std::printf("%s: ok\n", c.name.c_str());
   }

@@ -49,6 +49,31 @@ Status LoadPeers(NodeClient& client, const nlohmann::json& req) {
   return client.LoadPeers(ids);
 }
 
+nlohmann::json GroupListAnswer(const NodeClient& client) {
+  nlohmann::json groups = nlohmann::json::array();
+  for (const GroupInfo& g : client.Groups()) {
+    nlohmann::json members = nlohmann::json::array();
+    for (uint32_t m : g.members) members.push_back(FormatNodeId(m));
+    groups.push_back({{"group", FormatNodeId(g.group_id)},
+                      {"mode", std::string(GroupModeName(g.mode))},
+                      {"key_version", g.key_version},
+                      {"previous_version", g.prev_version},
+                      {"members", members}});
+  }
+  return {{"ok", true}, {"groups", groups}};
+}
+
+// group-send: publishes the request's data to the group under its key.
+Status GroupSend(NodeClient& client, const nlohmann::json& req) {
+  auto group = ParseNodeId(req.value("group", ""));
+  if (!group.ok()) {
+    return InvalidArgumentError("group: need 8 hex digits, got '" +
+                                req.value("group", "") + "'");
+  }
+  return client.SendGroup(*group,
+                          SecretBytes(AsBytes(req.value("data", ""))));
+}
+
 }  // namespace
 
 nlohmann::json FailureAnswer(const Status& st) {
@@ -102,6 +127,10 @@ void ExecuteNodeCommand(NodeClient& client, const Tpm& tpm, Clock& clock,
         timeout);
   } else if (cmd == "status") {
     respond(StatusAnswer(client, tpm, clock));
+  } else if (cmd == "group-list") {
+    respond(GroupListAnswer(client));
+  } else if (cmd == "group-send") {
+    done(GroupSend(client, req));
   } else {
     fail(InvalidArgumentError("unknown command '" + cmd + "'"));
   }

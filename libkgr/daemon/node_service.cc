@@ -36,6 +36,11 @@ StatusOr<std::unique_ptr<NodeService>> NodeService::Open(const NodeOptions& o) {
       x->ses_,
       SesKeysStore::Open(*DefaultFileSystem(), o.daemon.state_dir + "/ses_keys",
                          own.nk, own.identity.n_id, StoreOptionsFor(o.daemon)));
+  // The node's group state (docs/storage.md section 1.5), sealed with NK.
+  KGR_ASSIGN_OR_RETURN(
+      x->groups_,
+      GroupStore::Open(*DefaultFileSystem(), o.daemon.state_dir + "/grp_keys",
+                       own.nk, own.identity.n_id, StoreOptionsFor(o.daemon)));
   BrokerOptions b = o.daemon.broker;
   if (b.address.empty()) b.address = own.identity.broker_address;
   // A renewal a crash interrupted is finished before the files are read.
@@ -49,6 +54,7 @@ StatusOr<std::unique_ptr<NodeService>> NodeService::Open(const NodeOptions& o) {
   KGR_ASSIGN_OR_RETURN(no.counter_floor, x->counter_.LoadFloor());
   x->client_ = std::make_unique<NodeClient>(
       std::move(own), *x->tpm_, *x->transport_, *x->ses_, *SystemClock(), no);
+  x->client_->SetGroupStore(x->groups_.get());
   NodeService* self = x.get();
   x->transport_->SetHandler([self](const std::string& t, Bytes p) {
     if (!self->loop_.Post([self, t, p = std::move(p)] {

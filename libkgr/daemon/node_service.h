@@ -58,6 +58,7 @@ class NodeService {
   std::unique_ptr<DirLock> lock_;
   std::unique_ptr<Tpm> tpm_;
   std::unique_ptr<SesKeysStore> ses_;
+  std::unique_ptr<GroupStore> groups_;  // grp_keys
   std::unique_ptr<Transport> transport_;
   std::unique_ptr<NodeClient> client_;
   ServiceNotifier notifier_;

@@ -70,6 +70,7 @@ Status NodeClient::Start() {
   KGR_RETURN_IF_ERROR(transport_.Subscribe(own_.identity.topic_prefix + "/" +
                                            NodeIdentity(n_id()) + "/#"));
   ses_.ForEach([&](const SesKey& k) { RefreshRoutes(k.n_id, &k); });
+  KGR_RETURN_IF_ERROR(LoadGroups());
   spdlog::info("node {}: ready ({}registered, {} peers)", FormatNodeId(n_id()),
                registered() ? "" : "not ", ses_.size());
   return OkStatus();
@@ -150,6 +151,7 @@ void NodeClient::Tick() {
   uint64_t now = clock_.NowMonotonicMillis();
   TickRegistration(now);
   RenewByPolicy();
+  if (groups_store_ != nullptr) ExpireGroupKeys();
   std::vector<uint64_t> expired;
   for (auto& [id, p] : pending_) {
     if (now >= p.deadline_ms) {
@@ -225,6 +227,10 @@ void NodeClient::HandleMessage(const std::string& topic, const Bytes& payload) {
   if (topic == topic2_) return HandleFromKs(payload);
   auto it = topic_to_peer_.find(topic);
   if (it != topic_to_peer_.end()) return HandleData(it->second, payload);
+  auto git = topic_to_group_.find(topic);
+  if (git != topic_to_group_.end()) {
+    return HandleGroupData(git->second, payload);
+  }
   Log("dropped message", nullptr, "unexpected topic");
 }
 

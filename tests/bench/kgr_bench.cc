@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "bench/counting_fs.h"
+#include "bench/group_bench.h"
 #include "bench/tap_transport.h"
 #include "harness/etcd.h"
 #include "harness/mosquitto.h"
@@ -105,6 +106,7 @@ usage: kgr-bench [flags]
   --state URL           the same on this etcd instead (etcd://h:p/prefix)
   --log-level L         spdlog level for the library                  [warn]
   --keep                keep the temporary directories
+  --groups              group rekeying instead (kgr-bench --groups --help)
   --help
 )";
 
@@ -1566,6 +1568,9 @@ void Bench::Teardown() {
 }
 
 int Main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--groups") return RunGroupBench(argc, argv);
+  }
   Args a;
   std::string error;
   if (!ParseArgs(argc, argv, &a, &error)) {

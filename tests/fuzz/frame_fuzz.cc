@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "kgr/frame.h"
+#include "kgr/group_frame.h"
 
 namespace {
 
@@ -62,5 +63,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ParseAs<kgr::AcPeersAns>(in);
   ParseAs<kgr::AcListReq>(in);
   ParseAs<kgr::AcListAns>(in);
+  // group_data (0x14): the body parser, and the whole decoder in both modes
+  // (a fixed public key: the signature check runs on every opened frame).
+  ParseAs<kgr::GroupData>(in);
+  static const kgr::Bytes kPublic(kgr::kEd25519PublicSize, 0x42);
+  for (auto mode : {kgr::GroupMode::kGroupKey, kgr::GroupMode::kSenderAuth}) {
+    auto g = kgr::OpenGroupData(in, FuzzKeys(), 1, mode, kPublic, &header);
+    (void)g;
+  }
   return 0;
 }

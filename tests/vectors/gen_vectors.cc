@@ -10,8 +10,10 @@
 #include <string>
 
 #include "kgr/frame.h"
+#include "kgr/group_frame.h"
 #include "kgr/records.h"
 #include "testing/crypto_testing.h"
+#include "vectors/group_vectors.h"
 
 namespace kgr {
 namespace {
@@ -107,6 +109,54 @@ ordered_json Frame(const std::string& name, FrameHeader h, const Body& body,
           {"fields", std::move(fields)},
           {"body", Hex(plain)},
           {"frame", Hex(*frame)}};
+}
+
+// group_data (0x14, docs/protocol.md section 13): one frame per mode, with
+// the group key, the derived K and (mode 1) the Ed25519 key and signature.
+ordered_json GroupDataVectors() {
+  ordered_json out = ordered_json::array();
+  const uint32_t group = 0x00c0ffee;
+  const SecretBytes group_key = Pattern(0xc0, kGroupKeySize);
+  const SecretBytes signer = Pattern(0xe0, kEd25519PrivateSize);
+  for (GroupMode mode : {GroupMode::kGroupKey, GroupMode::kSenderAuth}) {
+    FrameHeader h;
+    h.type = FrameType::kGroupData;
+    h.sender = 0x0a0b0c0d;
+    h.key_version = 4;
+    h.counter = 1700000000000009;
+    h.request_id = 0x1122334455667788;
+    SymmetricKeys keys = *GroupDataKeys(group_key, group, h.key_version);
+    const Bytes data = {'t', 'e', 'm', 'p', ' ', '2', '1'};
+    const Iv iv = FixedIv(0xd0);
+    auto frame = WithIv(iv, [&] {
+      return SealGroupData(h, group, mode, data, keys, &signer);
+    });
+    if (!frame.ok()) {
+      std::fprintf(stderr, "group_data: %s\n",
+                   frame.status().ToString().c_str());
+      std::exit(1);
+    }
+    ordered_json v = {{"name", std::string("group_data_") +
+                                   std::string(GroupModeName(mode))},
+                      {"group_id", Hex32(group)},
+                      {"mode", static_cast<int>(mode)},
+                      {"group_key", Hex(group_key.span())},
+                      {"enc_key", Hex(keys.RawEncKeyBytes().span())},
+                      {"mac_key", Hex(keys.RawMacKeyBytes().span())},
+                      {"header", HeaderJson(h)},
+                      {"iv", Hex(iv)},
+                      {"data", Hex(data)}};
+    if (mode == GroupMode::kSenderAuth) {
+      v["ed25519_private"] = Hex(signer.span());
+      v["ed25519_public"] = Hex(Ed25519FromSeed(signer.span())->public_key);
+      Bytes to_sign = GroupSignedBytes(h, group, mode, data);
+      v["signed"] = Hex(to_sign);
+      v["signature"] = Hex(*Ed25519Sign(signer, {to_sign}));
+    }
+    v["frame"] = Hex(*frame);
+    out.push_back(std::move(v));
+  }
+  return out;
 }
 
 ordered_json Build() {
@@ -384,6 +434,8 @@ ordered_json Build() {
                         return EncodeRecord(k, nk, n1);
                       }))}});
   out["records"] = records;
+  out["group_rekey"] = GroupRekeyVectors();
+  out["group_data"] = GroupDataVectors();
   return out;
 }
 

@@ -37,6 +37,9 @@ struct AppEvent {
   bool request = false;  // message: answer it with Answer(token, ...)
   uint64_t token = 0;
   uint64_t count = 0;  // dropped: how many since the last such event
+  // group_message, group_key_ready: the group (peer: the sender).
+  uint32_t group = 0;
+  bool sender_verified = false;  // group_message in a sender_auth group
 };
 
 class AppClient {
@@ -55,6 +58,11 @@ class AppClient {
   // Messages and events from `peers` (empty: every peer this user may use).
   Status Subscribe(const std::vector<uint32_t>& peers = {});
   Status Answer(uint64_t token, const Bytes& data);
+  // Publishes `data` to a group this node is in (docs/api.md "Groups").
+  Status GroupSend(uint32_t group, const Bytes& data);
+  // Receive group_message and group_key_ready events (of `groups`; empty:
+  // every group this user may use).
+  Status GroupSubscribe(const std::vector<uint32_t>& groups = {});
   StatusOr<nlohmann::json> GetStatus();
   // The next event; DEADLINE_EXCEEDED after `timeout_ms` (-1: wait).
   StatusOr<AppEvent> NextEvent(int timeout_ms);

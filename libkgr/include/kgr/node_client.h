@@ -23,7 +23,9 @@
 
 #include "kgr/clock.h"
 #include "kgr/credentials.h"
+#include "kgr/ed25519.h"
 #include "kgr/frame.h"
+#include "kgr/group_frame.h"
 #include "kgr/metrics.h"
 #include "kgr/own_data.h"
 #include "kgr/store.h"
@@ -83,6 +85,49 @@ struct NodeClientOptions {
   uint64_t counter_floor = 0;
   KeyPolicy policy;                           // for every pair...
   std::map<uint32_t, KeyPolicy> pair_policy;  // ...unless overridden here
+  // After a group rekey the previous group key is still accepted this long
+  // (messages sent just before the rekey, members that apply it late).
+  uint64_t group_overlap_ms = 30'000;
+};
+
+// ---- Groups (docs/protocol.md section 13) ----
+// A member of a group and the Ed25519 public key the KS distributed for it
+// (empty: none; then its messages in a sender_auth group are refused).
+struct GroupMemberKey {
+  uint32_t n_id = 0;
+  Bytes public_key;
+};
+// What a group rekey, join or catch-up hands the node (OnGroupKeys).
+struct GroupKeyUpdate {
+  uint32_t group_id = 0;
+  GroupMode mode = GroupMode::kGroupKey;
+  uint32_t key_version = 0;
+  SecretBytes group_key;  // kGroupKeySize bytes
+  // The node's keys on its path in the group's key hierarchy (opaque,
+  // stored as they are); empty: unchanged.
+  SecretBytes path_keys;
+  // The whole membership; nullopt: unchanged.
+  std::optional<std::vector<GroupMemberKey>> members;
+};
+// One accepted group message.
+struct GroupMessage {
+  uint32_t group_id = 0;
+  uint32_t sender = 0;
+  uint32_t key_version = 0;
+  uint64_t counter = 0;
+  GroupMode mode = GroupMode::kGroupKey;  // kSenderAuth: signature verified
+  SecretBytes data;
+};
+using GroupMessageHandler = std::function<void(const GroupMessage&)>;
+// A group's new key is in place (after OnGroupKeys changed the version).
+using GroupKeyHandler =
+    std::function<void(uint32_t group_id, uint32_t key_version)>;
+struct GroupInfo {  // for status output: no key material
+  uint32_t group_id = 0;
+  GroupMode mode = GroupMode::kGroupKey;
+  uint32_t key_version = 0;
+  uint32_t prev_version = 0;  // 0: no previous key accepted now
+  std::vector<uint32_t> members;
 };
 
 // What an application's data handler returns: the reply to send back
@@ -126,6 +171,9 @@ struct NodeClientStats {
   uint64_t key_request_failures = 0;  // key requests ended with an error
   uint64_t data_sent = 0;      // data requests and replies sent (not retries)
   uint64_t data_received = 0;  // data requests and replies accepted
+  uint64_t group_sent = 0;      // group messages published
+  uint64_t group_received = 0;  // group messages accepted
+  uint64_t group_rekeys = 0;    // new group key versions taken
   uint64_t frames_dropped = 0;
   // A key request from RequestKey() to step 6 (its own ses_keys written).
   Histogram key_request_seconds;
@@ -202,6 +250,35 @@ class NodeClient {
                           uint64_t timeout_ms = 0);
 
   std::vector<PairInfo> Pairs() const;
+
+  // ---- Groups (node/group_*.cc) ----
+  // The node's group state (grp_keys), opened by the caller with NK; set
+  // before Start(), which loads it and subscribes every group's data
+  // topic. Without it the node is in no group (FAILED_PRECONDITION).
+  void SetGroupStore(GroupStore* store) { groups_store_ = store; }
+  // Takes a group's new key (and membership, path keys) from a rekey, a
+  // join or a catch-up: a newer version makes the current key the previous
+  // one, accepted for group_overlap_ms; the same version updates the rest;
+  // an older one is refused (FAILED_PRECONDITION). One synced write of
+  // grp_keys, no TPM command. Subscribes a new group's data topic.
+  Status OnGroupKeys(GroupKeyUpdate update);
+  // The node left or was removed from the group: its keys and windows are
+  // wiped, the data topic unsubscribed.
+  Status LeaveGroup(uint32_t group_id);
+  // Publishes `data` to the group under its current key (signed in a
+  // sender_auth group). NOT_FOUND for a group the node has no key for.
+  Status SendGroup(uint32_t group_id, const SecretBytes& data);
+  void SetGroupMessageHandler(GroupMessageHandler handler) {
+    group_handler_ = std::move(handler);
+  }
+  void SetGroupKeyHandler(GroupKeyHandler handler) {
+    group_key_handler_ = std::move(handler);
+  }
+  // The node's Ed25519 public key, for the KS (the pair is created and
+  // stored sealed in grp_keys on first need; the TPM takes no part).
+  StatusOr<Bytes> SigningPublicKey();
+  std::vector<GroupInfo> Groups() const;
+
   size_t pending_requests() const { return pending_.size(); }
   const NodeClientStats& stats() const { return stats_; }
 
@@ -373,6 +450,39 @@ class NodeClient {
   std::string MyTopic(const TopicId& id) const;
   std::string PeerTopic(uint32_t peer, const TopicId& id) const;
   void Log(std::string_view what, const FrameHeader* h, std::string_view why);
+
+  // ---- Groups ----
+  struct GroupMemberState {
+    Bytes public_key;
+    ReplayWindow window;  // restored from the durable floor
+    uint64_t rx_floor = 0;
+  };
+  struct GroupState {
+    GroupRecord record;  // as stored (kind kGroup)
+    SymmetricKeys keys;       // data keys of record.key_version
+    SymmetricKeys prev_keys;  // of record.prev_version, while accepted
+    std::map<uint32_t, GroupMemberState> members;
+    std::string topic;
+  };
+  Status LoadGroups();
+  void HandleGroupData(uint32_t group_id, const Bytes& frame);
+  // The data keys that open a frame of version `v` now, or nullptr.
+  const SymmetricKeys* GroupReceiveKey(GroupState& g, uint32_t v);
+  // Raises a member's durable floor above `counter` (synced: about once a
+  // second per member while it sends).
+  Status ReserveGroupRx(uint32_t group_id, uint32_t member,
+                      GroupMemberState& m, uint64_t counter);
+  // Drops previous group keys past their overlap.
+  void ExpireGroupKeys();
+  StatusOr<const Ed25519KeyPair*> SigningKey();
+  std::string GroupTopic(uint32_t group_id) const;
+
+  GroupStore* groups_store_ = nullptr;
+  std::map<uint32_t, GroupState> groups_;
+  std::unordered_map<std::string, uint32_t> topic_to_group_;
+  std::optional<Ed25519KeyPair> signing_key_;
+  GroupMessageHandler group_handler_;
+  GroupKeyHandler group_key_handler_;
 
   OwnData own_;
   const std::string topic2_;  // MyTopic(own_.identity.own_topic)

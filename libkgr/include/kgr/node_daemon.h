@@ -55,7 +55,8 @@ struct NodeCommand {
   std::string name;
   std::optional<std::string> peers_file;  // peers --file
   std::optional<uint32_t> peer;           // --peer
-  std::optional<std::string> data;        // send --data
+  std::optional<std::string> data;        // send, group-send --data
+  std::optional<uint32_t> group;          // group-send --group
   bool json = false;                      // status --json
 };
 // Runs `command` in the daemon if one listens on the state directory's

@@ -44,8 +44,10 @@ enum class RecordType : uint8_t {
   kNodeDesc = 1,  // KS file node_desc, key N_ID
   kGenKey = 2,    // KS file gen_keys, key request id
   kSesKey = 3,    // node file ses_keys, key peer N_ID
+  // node file grp_keys (GroupRecord), key group_id:u32 << 32 | member:u32
+  kGrpKeys = 6,
 };
-// "node_desc", "gen_keys", "ses_keys" (or "unknown").
+// "node_desc", "gen_keys", "ses_keys", "grp_keys" (or "unknown").
 std::string_view RecordTypeName(RecordType type);
 
 // NK (enc) and NKsign (mac) of the node that owns the file.
@@ -212,6 +214,57 @@ struct SesKey {
   SesKey Clone() const { return records_internal::CloneFields(*this); }
 };
 
+// One record of a node's file grp_keys: the node's group state. Its key
+// says what it holds:
+//  * 0 (group 0, member 0): the node's own Ed25519 key pair (kSigningKey);
+//  * group G, member 0: group G's keys and mode (kGroup);
+//  * group G, member M: member M of group G: its Ed25519 public key and the
+//    receive floor of its messages (kMember).
+inline constexpr size_t kGroupKeySize = 32;
+inline constexpr size_t kMaxGroupPathBytes = 4096;
+struct GroupRecord {
+  using Key = uint64_t;
+  static constexpr RecordType kType = RecordType::kGrpKeys;
+  enum class Kind : uint8_t { kSigningKey = 1, kGroup = 2, kMember = 3 };
+
+  uint32_t group_id = 0;
+  uint32_t member = 0;
+  // kGroup. Clear (authenticated).
+  uint8_t mode = 0;          // GroupMode (kgr/group_frame.h)
+  uint32_t key_version = 0;  // of group_key (0: none yet)
+  uint32_t prev_version = 0;  // of prev_group_key (0: none)
+  // The previous key is accepted until then (wall clock).
+  uint64_t prev_until_unix_ms = 0;
+  // Secret (encrypted with NK).
+  SecretBytes group_key;       // kGroupKeySize bytes or empty
+  SecretBytes prev_group_key;  // kGroupKeySize bytes or empty
+  // The member's keys on its path in the group's key hierarchy, as the
+  // hierarchy encodes them (opaque here; at most kMaxGroupPathBytes).
+  SecretBytes path_keys;
+  // kMember and kSigningKey. Clear: the Ed25519 public key (32 bytes; empty
+  // for a member whose key the KS did not send).
+  Bytes public_key;
+  // kMember. Clear: every counter accepted from the member in this group
+  // is at or below it (reserved ahead, like SesKey::rx_counter).
+  uint64_t rx_counter = 0;
+  // kSigningKey. Secret: the Ed25519 private key (32 bytes).
+  SecretBytes private_key;
+
+  Key key() const { return (uint64_t{group_id} << 32) | member; }
+  Kind kind() const {
+    return group_id == 0 ? Kind::kSigningKey
+                         : (member == 0 ? Kind::kGroup : Kind::kMember);
+  }
+  template <typename Self>
+  static auto Fields(Self& g) {
+    return std::tie(g.group_id, g.member, g.mode, g.key_version,
+                    g.prev_version, g.prev_until_unix_ms, g.group_key,
+                    g.prev_group_key, g.path_keys, g.public_key, g.rx_counter,
+                    g.private_key);
+  }
+  GroupRecord Clone() const { return records_internal::CloneFields(*this); }
+};
+
 // Seals `record` for the file of node `owner_n_id` with a random IV.
 StatusOr<Bytes> EncodeRecord(const NodeDesc& record, const RecordKeys& keys,
                              uint32_t owner_n_id);
@@ -257,6 +310,7 @@ class RecordCodec {
   StatusOr<Bytes> Encode(const NodeDesc& record) const;
   StatusOr<Bytes> Encode(const GenKey& record) const;
   StatusOr<Bytes> Encode(const SesKey& record) const;
+  StatusOr<Bytes> Encode(const GroupRecord& record) const;  // group_records.cc
   // DecodeRecord<R>(record, keys, owner_n_id); R is NodeDesc, GenKey or
   // SesKey.
   template <typename R>
@@ -277,6 +331,9 @@ StatusOr<GenKey> RecordCodec::Decode<GenKey>(
     std::span<const uint8_t> record) const;
 template <>
 StatusOr<SesKey> RecordCodec::Decode<SesKey>(
+    std::span<const uint8_t> record) const;
+template <>
+StatusOr<GroupRecord> RecordCodec::Decode<GroupRecord>(
     std::span<const uint8_t> record) const;
 
 // The key a record claims, WITHOUT verification (for reporting corrupt
