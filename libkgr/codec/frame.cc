@@ -1,4 +1,5 @@
 #include "kgr/frame.h"
+#include "kgr/group_frames.h"
 
 #include <openssl/crypto.h>
 
@@ -126,13 +127,15 @@ std::string_view FrameTypeName(FrameType type) {
       return "ac_revoke_req";
     case FrameType::kAcRevokeAns:
       return "ac_revoke_ans";
+    default:
+      return GroupFrameTypeName(type);  // group_bodies.cc
   }
   return "unknown";
 }
 
 bool IsKnownFrameType(uint8_t t) {
   return (t >= 0x01 && t <= 0x0F) || t == 0x10 || t == 0x11 ||
-         (t >= 0x20 && t <= 0x27);
+         (t >= 0x20 && t <= 0x27) || IsGroupAdminFrameType(t);
 }
 
 StatusOr<FrameHeader> PeekFrameHeader(std::span<const uint8_t> frame) {

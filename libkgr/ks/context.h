@@ -23,6 +23,7 @@
 namespace kgr::ks {
 
 using NodeRef = std::shared_ptr<const NodeDesc>;
+struct GroupState;  // group_state.h
 
 struct Context {
   Context(OwnData own, Bytes kedk_public, Transport& transport,
@@ -87,6 +88,8 @@ struct Context {
     std::string chain_pem;
   };
   std::unordered_map<uint32_t, CertRenewal> cert_renewals;
+  // Groups (group_state.h): batches of joins and leaves; null until used.
+  std::shared_ptr<GroupState> groups;
 };
 
 // ---- admission.cc ----

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "ks/context.h"
+#include "ks/group_state.h"
 
 namespace kgr {
 namespace ks {
@@ -87,6 +88,7 @@ void KeyServer::HandleMessage(const std::string& topic, const Bytes& payload) {
 void KeyServer::HandleMessages(std::span<const Message> messages) {
   for (const Message& m : messages) ks::Dispatch(*ctx_, m.topic, m.payload);
   ks::CommitStaged(*ctx_);
+  ks::RunGroupRekeys(*ctx_);  // batches whose window closed
 }
 
 void KeyServer::Tick() {
@@ -95,6 +97,7 @@ void KeyServer::Tick() {
     spdlog::error("ks: replay counters not persisted: {}", st.ToString());
   }
   ks::PurgeGenKeys(*ctx_);
+  ks::RunGroupRekeys(*ctx_);  // batch windows, lifetime policy
 }
 
 Status KeyServer::FlushCounters() { return ks::FlushCounters(*ctx_); }

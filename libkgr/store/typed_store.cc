@@ -260,5 +260,6 @@ void TypedStore<R>::ForEach(const std::function<void(const R&)>& fn) const {
 template class TypedStore<NodeDesc>;
 template class TypedStore<GenKey>;
 template class TypedStore<SesKey>;
+template class TypedStore<GroupDesc>;
 
 }  // namespace kgr

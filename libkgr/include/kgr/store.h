@@ -288,10 +288,12 @@ inline constexpr size_t kMaxPendingRecords = 64;
 extern template class TypedStore<NodeDesc>;
 extern template class TypedStore<GenKey>;
 extern template class TypedStore<SesKey>;
+extern template class TypedStore<GroupDesc>;
 
 using NodeDescStore = TypedStore<NodeDesc>;  // KS: node_desc
 using GenKeysStore = TypedStore<GenKey>;     // KS: gen_keys
 using SesKeysStore = TypedStore<SesKey>;     // node: ses_keys
+using GroupStore = TypedStore<GroupDesc>;    // KS: groups
 
 // Every journal fdatasync of this process's stores, in seconds (the metric
 // kgr_store_fsync_seconds). Thread-safe (Histogram).
