@@ -167,7 +167,8 @@ void AcClient::Revoke(uint32_t n_id,
 }
 
 void AcClient::GroupCreate(
-    AcGroupCreateReq req, std::function<void(StatusOr<AcGroupCreateAns>)> done) {
+    AcGroupCreateReq req,
+    std::function<void(StatusOr<AcGroupCreateAns>)> done) {
   Ask<AcGroupCreateAns>(req, "group creation", std::move(done));
 }
 
@@ -184,8 +185,7 @@ void AcClient::GroupDelete(
                         std::move(done));
 }
 
-void AcClient::GroupList(
-    std::function<void(StatusOr<AcGroupListAns>)> done) {
+void AcClient::GroupList(std::function<void(StatusOr<AcGroupListAns>)> done) {
   GroupListFrom(0, std::make_shared<AcGroupListAns>(), std::move(done));
 }
 

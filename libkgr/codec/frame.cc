@@ -1,9 +1,10 @@
 #include "kgr/frame.h"
-#include "kgr/group_frames.h"
 
 #include <openssl/crypto.h>
 
 #include <algorithm>
+
+#include "kgr/group_frames.h"
 
 namespace kgr {
 namespace {
@@ -111,6 +112,8 @@ std::string_view FrameTypeName(FrameType type) {
       return "node_data_req";
     case FrameType::kNodeDataAns:
       return "node_data_ans";
+    case FrameType::kGroupRekey:
+      return "group_rekey";
     case FrameType::kAcAuthorizeReq:
       return "ac_authorize_req";
     case FrameType::kAcAuthorizeAns:
@@ -134,13 +137,14 @@ std::string_view FrameTypeName(FrameType type) {
 }
 
 bool IsKnownFrameType(uint8_t t) {
-  return (t >= 0x01 && t <= 0x0F) || t == 0x10 || t == 0x11 ||
+  return (t >= 0x01 && t <= 0x0F) || t == 0x10 || t == 0x11 || t == 0x12 ||
          (t >= 0x20 && t <= 0x27) || IsGroupAdminFrameType(t);
 }
 
 StatusOr<FrameHeader> PeekFrameHeader(std::span<const uint8_t> frame) {
   KGR_ASSIGN_OR_RETURN(FrameHeader h, ParseHeader(frame, kTagSize));
   if (IsAcFrameType(h.type)) return Malformed("AC frame outside CMS");
+  if (h.type == FrameType::kGroupRekey) return Malformed("not a sealed frame");
   return h;
 }
 
@@ -149,6 +153,9 @@ StatusOr<Bytes> SealFrame(FrameHeader header, std::span<const uint8_t> body,
   KGR_RETURN_IF_ERROR(CheckHeaderForSeal(header, body.size()));
   if (IsAcFrameType(header.type)) {
     return InvalidArgumentError("AC frames are sent as clear frames in CMS");
+  }
+  if (header.type == FrameType::kGroupRekey) {
+    return InvalidArgumentError("group_rekey frames are signed, not sealed");
   }
   header.iv = Iv{};  // EtmSeal fills it in
   header.body_len = static_cast<uint32_t>(body.size());
@@ -170,7 +177,7 @@ StatusOr<SecretBytes> OpenFrame(std::span<const uint8_t> frame,
 StatusOr<Bytes> EncodeClearFrame(FrameHeader header,
                                  std::span<const uint8_t> body) {
   KGR_RETURN_IF_ERROR(CheckHeaderForSeal(header, body.size()));
-  if (!IsAcFrameType(header.type)) {
+  if (!IsAcFrameType(header.type) && header.type != FrameType::kGroupRekey) {
     return InvalidArgumentError("only AC frames travel as clear frames");
   }
   header.iv = Iv{};
@@ -184,7 +191,9 @@ StatusOr<Bytes> EncodeClearFrame(FrameHeader header,
 StatusOr<std::span<const uint8_t>> DecodeClearFrame(
     std::span<const uint8_t> frame, FrameHeader* header) {
   KGR_ASSIGN_OR_RETURN(*header, ParseHeader(frame, 0));
-  if (!IsAcFrameType(header->type)) return Malformed("not an AC frame");
+  if (!IsAcFrameType(header->type) && header->type != FrameType::kGroupRekey) {
+    return Malformed("not an AC frame");
+  }
   if (header->iv != Iv{}) return Malformed("clear frame with an IV");
   return frame.subspan(kFrameHeaderSize);
 }

@@ -75,9 +75,7 @@ void WriteIds(ByteWriter& w, const std::vector<uint32_t>& ids) {
   for (uint32_t id : ids) w.U32(id);
 }
 bool ValidMode(uint8_t m) { return m == 1 || m == 2; }
-bool ValidName(const std::string& name) {
-  return ValidateGroupName(name).ok();
-}
+bool ValidName(const std::string& name) { return ValidateGroupName(name).ok(); }
 
 }  // namespace
 
@@ -210,8 +208,7 @@ StatusOr<AcGroupCreateReq> AcGroupCreateReq::Parse(
   r.Ids(kMaxGroupMembers, &m.members);
   KGR_RETURN_IF_ERROR(r.Done("ac_group_create_req"));
   if (!ValidName(m.name)) return Malformed("ac_group_create_req", "bad name");
-  if (!ValidMode(mode))
-    return Malformed("ac_group_create_req", "unknown mode");
+  if (!ValidMode(mode)) return Malformed("ac_group_create_req", "unknown mode");
   m.mode = static_cast<GroupMode>(mode);
   return m;
 }

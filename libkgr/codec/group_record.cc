@@ -85,9 +85,8 @@ bool DecodeGroupParts(uint64_t key, std::span<const uint8_t> clear,
   if (!s.U8(&flags) || flags != 0 || !s.View(kTopicIdSize, &rekey) ||
       !s.View(kTopicIdSize, &data) || !s.U8(&sign_len) ||
       (sign_len != 0 && sign_len != 32) || !s.Secret(sign_len, &g->sign_key) ||
-      !s.U16(&tree_len) ||
-      tree_len > kMaxGroupTreeState || !s.Secret(tree_len, &g->tree) ||
-      !s.done()) {
+      !s.U16(&tree_len) || tree_len > kMaxGroupTreeState ||
+      !s.Secret(tree_len, &g->tree) || !s.done()) {
     return false;
   }
   std::copy(rekey.begin(), rekey.end(), g->rekey_topic.begin());

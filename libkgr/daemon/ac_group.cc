@@ -64,8 +64,8 @@ Status Change(AcSession& session, const AcArgs& a, bool add) {
       [&](AcClient& c, auto done) { c.GroupMembers(req, done); });
   if (!ans.ok()) return ans.status();
   std::printf("%s %zu member(s) %s group %s (key version %u)\n",
-              add ? "added" : "removed", a.members->size(),
-              add ? "to" : "from", name.c_str(), ans->key_version);
+              add ? "added" : "removed", a.members->size(), add ? "to" : "from",
+              name.c_str(), ans->key_version);
   return OkStatus();
 }
 

@@ -23,8 +23,9 @@ constexpr char kConfirmWord[] = "wipe";
 // Names (and name prefixes: stores add suffixes, atomic writes a temporary
 // one) of what kgr keeps in a state directory. Nothing else is removed.
 constexpr const char* kKgrEntries[] = {
-    "ses_keys", "node_desc",    "gen_keys", "groups", "ac_counter", "counter",
-    "tls",      "control.sock", "lock",     "nv-auth",    "software-tpm.bin"};
+    "ses_keys",        "node_desc", "gen_keys",     "groups", "ac_counter",
+    "counter",         "tls",       "control.sock", "lock",   "nv-auth",
+    "software-tpm.bin"};
 
 bool IsKgrEntry(const std::string& name) {
   for (const char* prefix : kKgrEntries) {

@@ -90,7 +90,8 @@ void HandleTopic1(Context& ctx, const Bytes& frame) {
   const FrameHeader& h = *peek;
   if (h.type != FrameType::kNnskKeyReq && h.type != FrameType::kNnskNotAns &&
       h.type != FrameType::kNnskConfAns && h.type != FrameType::kNkskRotReq &&
-      h.type != FrameType::kCertRenewReq && h.type != FrameType::kGroupSyncReq) {
+      h.type != FrameType::kCertRenewReq &&
+      h.type != FrameType::kGroupSyncReq) {
     return Drop(ctx, &h, DropReason::kUnexpected, "unexpected type on TOPIC1");
   }
   if (!Admit(ctx, h)) return;

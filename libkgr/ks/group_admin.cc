@@ -169,7 +169,8 @@ AcGroupDeleteAns DeleteGroup(Context& ctx, const AcGroupDeleteReq& req) {
   Status st = ctx.options.groups->Delete(found->group_id);
   if (!st.ok()) return Refuse<AcGroupDeleteAns>(st);
   Groups(ctx).batches.erase(found->group_id);
-  for (const GroupMember& m : found->members) SendGroupGone(ctx, *found, m.n_id);
+  for (const GroupMember& m : found->members)
+    SendGroupGone(ctx, *found, m.n_id);
   spdlog::info("ks: group '{}' ({}) deleted", found->name,
                FormatNodeId(found->group_id));
   AcGroupDeleteAns ans;
@@ -191,7 +192,7 @@ AcGroupListAns ListGroups(Context& ctx, uint32_t after) {
        it != ids.end(); ++it) {
     auto g = (*store)->Get(*it);
     if (!g.ok()) continue;
-    AcGroupListAns::Entry e{g->group_id, g->name,        g->mode,
+    AcGroupListAns::Entry e{g->group_id,   g->name,        g->mode,
                             g->lifetime_s, g->key_version, {}};
     for (const GroupMember& m : g->members) e.members.push_back(m.n_id);
     const size_t size = 20 + e.name.size() + 4 * e.members.size();
@@ -254,11 +255,10 @@ bool AnswerGroupAc(Context& ctx, const FrameHeader& h,
           ctx, h, body, reply_body, reply_type,
           [&](const AcGroupCreateReq& r) { return CreateGroup(ctx, r); });
     case FrameType::kAcGroupMembersReq:
-      return Answer<AcGroupMembersReq>(
-          ctx, h, body, reply_body, reply_type,
-          [&](const AcGroupMembersReq& r) {
-            return ChangeGroupMembers(ctx, r);
-          });
+      return Answer<AcGroupMembersReq>(ctx, h, body, reply_body, reply_type,
+                                       [&](const AcGroupMembersReq& r) {
+                                         return ChangeGroupMembers(ctx, r);
+                                       });
     case FrameType::kAcGroupListReq:
       return Answer<AcGroupListReq>(
           ctx, h, body, reply_body, reply_type,

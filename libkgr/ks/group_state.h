@@ -25,6 +25,9 @@ struct GroupState {
   // closes (monotonic ms). The joins and leaves themselves are the
   // difference between the record's members and the key tree's.
   std::map<uint32_t, uint64_t> batches;
+  // Per group: joiners whose group_join could not be sent (not registered
+  // yet), tried again once a second.
+  std::map<uint32_t, std::set<uint32_t>> unsent_joins;
   uint64_t next_policy_check_ms = 0;
 };
 

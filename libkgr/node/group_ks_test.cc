@@ -3,7 +3,9 @@
 // removing a node from every group; groups surviving a KS restart.
 #include <gtest/gtest.h>
 
+#include "group/member_keys.h"
 #include "kgr/group_frames.h"
+#include "kgr/group_rekey.h"
 #include "node/ked_fixture.h"
 
 namespace kgr::testing {
@@ -57,6 +59,51 @@ class GroupKsTest : public KedFixture {
       if (g.name == name) return g.members;
     }
     return {};
+  }
+
+  // The group_join / group_sync_ans frames the KS sent `n` (opened with its
+  // NKSK as the KS holds it), oldest first.
+  template <typename Body>
+  std::vector<Body> PathsTo(const KedNode& n) {
+    std::vector<Body> out;
+    auto d = nodes_->Get(n.n_id);
+    EXPECT_TRUE(d.ok());
+    if (!d.ok()) return out;
+    const std::string topic =
+        TopicName("kgr", NodeIdentity(n.n_id), *d->topic2);
+    for (const auto& m : broker_.published()) {
+      if (m.topic != topic) continue;
+      FrameHeader h;
+      auto body = OpenBody<Body>(m.payload, d->nksk, &h);
+      if (body.ok()) out.push_back(std::move(*body));
+    }
+    return out;
+  }
+  // Every group_rekey part published on the group's rekey topic.
+  std::vector<GroupRekeyPart> Rekeys(const GroupJoin& join) {
+    std::vector<GroupRekeyPart> out;
+    const std::string topic =
+        GroupTopicName("kgr", join.group_id, true, join.rekey_topic);
+    for (const auto& m : broker_.published()) {
+      if (m.topic != topic) continue;
+      FrameHeader h;
+      auto part = OpenGroupRekey(m.payload, join.ks_sign_public, &h);
+      EXPECT_TRUE(part.ok()) << part.status().ToString();
+      if (part.ok()) out.push_back(std::move(*part));
+    }
+    return out;
+  }
+  template <typename Body>
+  static group::GroupMemberKeys KeysOf(const Body& join) {
+    auto path = GroupPath::Parse(join.path.span());
+    EXPECT_TRUE(path.ok()) << path.status().ToString();
+    auto keys = group::GroupMemberKeys::FromPath(std::move(*path));
+    EXPECT_TRUE(keys.ok()) << keys.status().ToString();
+    return std::move(*keys);
+  }
+  static bool SameKeys(const SymmetricKeys& a, const SymmetricKeys& b) {
+    return a.RawEncKeyBytes().Equals(b.RawEncKeyBytes()) &&
+           a.RawMacKeyBytes().Equals(b.RawMacKeyBytes());
   }
 
   RecordKeys group_keys_;
@@ -183,6 +230,128 @@ TEST_F(GroupKsTest, WithoutAStoreEveryGroupRequestIsRefused) {
   auto r = Create("g", {});
   EXPECT_EQ(r.status, static_cast<uint8_t>(StatusCode::kFailedPrecondition));
   EXPECT_EQ(r.message, "this key server keeps no groups");
+}
+
+TEST_F(GroupKsTest, MembersGetTheirPathsAndTheSameGroupKey) {
+  KedNode& a = Registered();
+  KedNode& b = Registered();
+  auto created = Create("g", {a.n_id, b.n_id});
+  ASSERT_EQ(created.status, 0) << created.message;
+  auto ja = PathsTo<GroupJoin>(a), jb = PathsTo<GroupJoin>(b);
+  ASSERT_EQ(ja.size(), 1u);
+  ASSERT_EQ(jb.size(), 1u);
+  EXPECT_EQ(ja[0].group_id, created.group_id);
+  EXPECT_EQ(ja[0].key_version, created.key_version);
+  EXPECT_EQ(ja[0].members.size(), 2u);
+  EXPECT_EQ(ja[0].rekey_topic, jb[0].rekey_topic);
+  auto ka = KeysOf(ja[0]), kb = KeysOf(jb[0]);
+  EXPECT_EQ(ka.epoch(), created.key_version);
+  EXPECT_TRUE(SameKeys(ka.CurrentDataKeys(), kb.CurrentDataKeys()));
+  // The creation's rekey went out once, signed by the group's KS key.
+  EXPECT_EQ(Rekeys(ja[0]).size(), 1u);
+}
+
+TEST_F(GroupKsTest, ARemovedMemberCannotFollowTheNextRekey) {
+  KedNode& a = Registered();
+  KedNode& b = Registered();
+  KedNode& c = Registered();
+  ASSERT_EQ(Create("g", {a.n_id, b.n_id, c.n_id}).status, 0);
+  auto ka = KeysOf(PathsTo<GroupJoin>(a).at(0));
+  auto kc = KeysOf(PathsTo<GroupJoin>(c).at(0));
+  const GroupJoin join = std::move(PathsTo<GroupJoin>(a).at(0));
+  const size_t before = Rekeys(join).size();
+  ASSERT_EQ(Change("g", false, {c.n_id}).status, 0);
+  auto rekeys = Rekeys(join);
+  ASSERT_EQ(rekeys.size(), before + 1);  // one rekey message, published once
+  // About 2 log2(n) wraps, not one per member.
+  EXPECT_LE(rekeys.back().entries.size(), 8u);
+  auto applied = ka.Apply(rekeys.back(), 0);
+  ASSERT_TRUE(applied.ok());
+  EXPECT_EQ(*applied, group::RekeyOutcome::kApplied);
+  auto refused = kc.Apply(rekeys.back(), 0);
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(*refused, group::RekeyOutcome::kCannotOpen);
+  EXPECT_FALSE(SameKeys(ka.CurrentDataKeys(), kc.CurrentDataKeys()));
+  // And it was told to forget the group (a group_join without a path).
+  auto gone = PathsTo<GroupJoin>(c);
+  ASSERT_EQ(gone.size(), 2u);
+  EXPECT_TRUE(gone.back().path.empty());
+}
+
+TEST_F(GroupKsTest, AJoinerCannotReadEarlierEpochs) {
+  KedNode& a = Registered();
+  KedNode& b = Registered();
+  ASSERT_EQ(Create("g", {a.n_id}).status, 0);
+  auto ka = KeysOf(PathsTo<GroupJoin>(a).at(0));
+  ASSERT_EQ(Change("g", true, {b.n_id}).status, 0);
+  RunFor(1000);
+  auto jb = PathsTo<GroupJoin>(b);
+  ASSERT_EQ(jb.size(), 1u);
+  auto kb = KeysOf(jb[0]);
+  EXPECT_EQ(kb.epoch(), ka.epoch() + 1);
+  EXPECT_EQ(kb.DataKeysFor(ka.epoch(), 0), nullptr);
+  ASSERT_EQ(*ka.Apply(Rekeys(jb[0]).back(), 0), group::RekeyOutcome::kApplied);
+  EXPECT_TRUE(SameKeys(ka.CurrentDataKeys(), kb.CurrentDataKeys()));
+}
+
+// A member that missed rekeys asks for its path (group_sync_req on TOPIC1,
+// under its NKSK) and gets the current one, with its signing key recorded;
+// a non-member gets a group_sync_ans without a path.
+TEST_F(GroupKsTest, SyncGivesAMemberItsPathAndANonMemberNothing) {
+  KedNode& a = Registered();
+  KedNode& b = Registered();
+  KedNode& outsider = Registered();
+  auto created = Create("g", {a.n_id, b.n_id}, GroupMode::kSenderAuth);
+  ASSERT_EQ(created.status, 0);
+  ASSERT_EQ(Change("g", false, {b.n_id}).status, 0);
+  ASSERT_EQ(Change("g", true, {b.n_id}).status, 0);
+  RunFor(1000);
+  auto ask = [&](KedNode& n) {
+    auto d = nodes_->Get(n.n_id);
+    ASSERT_TRUE(d.ok());
+    GroupSyncReq req;
+    req.group_id = created.group_id;
+    req.sign_public.fill(0x5A);
+    FrameHeader h;
+    h.sender = n.n_id;
+    h.key_version = d->nksk_version;
+    h.counter = clock_.NowUnixMicros() + 1'000'000;
+    h.request_id = 77;
+    auto f = SealBody(h, req, d->nksk);
+    ASSERT_TRUE(f.ok());
+    ks_->HandleMessage(ks_->topic1(), *f);
+  };
+  ask(a);
+  ask(outsider);
+  auto sa = PathsTo<GroupSyncAns>(a);
+  ASSERT_EQ(sa.size(), 1u);
+  auto ka = KeysOf(sa[0]);
+  auto list = ks_->ListGroups(0);
+  EXPECT_EQ(ka.epoch(), list.groups.at(0).key_version);
+  auto so = PathsTo<GroupSyncAns>(outsider);
+  ASSERT_EQ(so.size(), 1u);
+  EXPECT_TRUE(so[0].path.empty());
+  // The member's Ed25519 key is now in the membership others receive.
+  auto g = groups_->Get(created.group_id);
+  ASSERT_TRUE(g.ok());
+  bool found = false;
+  for (const auto& m : g->members) {
+    if (m.n_id == a.n_id) found = m.sign_public[0] == 0x5A;
+  }
+  EXPECT_TRUE(found);
+}
+
+TEST_F(GroupKsTest, LifetimePolicyRenewsTheGroupKey) {
+  KedNode& a = Registered();
+  ASSERT_EQ(
+      ks_->CreateGroup(AcGroupCreateReq{"g", GroupMode::kGroupKey, 5, {a.n_id}})
+          .status,
+      0);
+  const uint32_t v0 = ks_->ListGroups(0).groups[0].key_version;
+  RunFor(3000);
+  EXPECT_EQ(ks_->ListGroups(0).groups[0].key_version, v0);
+  RunFor(4000);
+  EXPECT_EQ(ks_->ListGroups(0).groups[0].key_version, v0 + 1);
 }
 
 }  // namespace

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "bench/counting_fs.h"
+#include "bench/group_bench.h"
 #include "bench/tap_transport.h"
 #include "harness/mosquitto.h"
 #include "harness/net.h"
@@ -98,6 +99,7 @@ usage: kgr-bench [flags]
                         rates and ratio are their medians              [5]
   --log-level L         spdlog level for the library                  [warn]
   --keep                keep the temporary directories
+  --groups              group rekeying instead (kgr-bench --groups --help)
   --help
 )";
 
@@ -1454,6 +1456,9 @@ void Bench::Teardown() {
 }
 
 int Main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--groups") return RunGroupBench(argc, argv);
+  }
   Args a;
   std::string error;
   if (!ParseArgs(argc, argv, &a, &error)) {

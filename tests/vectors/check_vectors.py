@@ -157,6 +157,107 @@ def check_record(v):
     assert s == len(sec), "trailing secret bytes"
     assert got == f, (v["name"], got, f)
 
+# ---- group keys (docs/protocol.md section 12) ----
+
+def ed25519_verify(public, message, signature):
+    """Ed25519 with the openssl CLI (the key as a SubjectPublicKeyInfo)."""
+    import base64, os, tempfile
+    spki = bytes.fromhex("302a300506032b6570032100") + public
+    pem = b"-----BEGIN PUBLIC KEY-----\n" + base64.b64encode(spki) + \
+        b"\n-----END PUBLIC KEY-----\n"
+    with tempfile.TemporaryDirectory() as d:
+        for name, data in (("k.pem", pem), ("m", message), ("s", signature)):
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(data)
+        r = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey",
+                            os.path.join(d, "k.pem"), "-rawin", "-in",
+                            os.path.join(d, "m"), "-sigfile", os.path.join(d, "s")],
+                           capture_output=True)
+    return r.returncode == 0
+
+def group_kek(secret, group_id, level, position, version):
+    return hkdf(secret, b"kgr/v1 group kek",
+                struct.pack(">IBII", group_id, level, position, version), 64)
+
+def group_unwrap(kek, place, wrapped):
+    """place = (group_id, epoch, level, position, version, slot, child_version)"""
+    aad = b"kgr/v1 group wrap" + struct.pack(">IIBIIBI", *place)
+    iv, ct, tag = wrapped[:16], wrapped[16:48], wrapped[48:]
+    want = hmac.new(kek[32:], aad + iv + ct, hashlib.sha256).digest()
+    assert hmac.compare_digest(want, tag), "wrap tag"
+    return aes_ctr(kek[:32], iv, ct)
+
+def parse_group_path(b):
+    gid, epoch, depth, leaf = struct.unpack_from(">IIBI", b, 0); o = 13
+    keys = []
+    for _ in range(depth + 1):
+        keys.append(dict(version=u32(b, o), secret=b[o + 4:o + 36].hex())); o += 36
+    assert o == len(b), "group_path length"
+    return dict(group_id=gid, epoch=epoch, depth=depth, leaf_position=leaf, keys=keys)
+
+def check_group_rekey_frame(v):
+    frame = bytes.fromhex(v["frame"])
+    hdr, iv, blen = parse_header(frame)
+    assert hdr["type"] == 0x12 and iv == bytes(16), "rekey header"
+    assert len(frame) == 47 + blen + 64, "rekey length"
+    for k, x in v["header"].items():
+        assert hdr[k] == x, (k, hdr[k], x)
+    assert ed25519_verify(bytes.fromhex(v["ks_public"]),
+                          b"kgr/v1 group_rekey" + frame[:-64], frame[-64:]), "signature"
+    b = frame[47:-64]
+    gid, epoch, depth, part, parts, count = struct.unpack_from(">IIBHHH", b, 0); o = 15
+    entries = []
+    for _ in range(count):
+        level, pos, ver, slot = struct.unpack_from(">BIIB", b, o); o += 10
+        entries.append(dict(level=level, position=pos, version=ver, child_slot=slot,
+                            wrapped=b[o:o + 80].hex())); o += 80
+    assert o == len(b), "rekey trailing bytes"
+    assert dict(group_id=gid, epoch=epoch, depth=depth, part=part, parts=parts,
+                entries=entries) == v["fields"], "rekey fields"
+    # Member 1 applies it: walk up from its leaf, open what changed.
+    before = parse_group_path(bytes.fromhex(v["member_1_before"]["encoded"]))
+    after = parse_group_path(bytes.fromhex(v["member_1_after"]["encoded"]))
+    assert before == {k: x for k, x in v["member_1_before"].items() if k != "encoded"}
+    keys = [dict(k) for k in before["keys"]]
+    leaf = before["leaf_position"]
+    for level in range(1, depth + 1):
+        mine = [e for e in entries if e["level"] == level and
+                e["position"] == leaf >> (2 * level) and
+                e["child_slot"] == (leaf >> (2 * (level - 1))) % 4]
+        if not mine:
+            continue
+        e, child = mine[0], keys[level - 1]
+        kek = group_kek(bytes.fromhex(child["secret"]), gid, level - 1,
+                        leaf >> (2 * (level - 1)), child["version"])
+        place = (gid, epoch, level, e["position"], e["version"], e["child_slot"],
+                 child["version"])
+        keys[level] = dict(version=e["version"],
+                           secret=group_unwrap(kek, place, bytes.fromhex(e["wrapped"])).hex())
+    assert keys == after["keys"], "member 1's keys after the rekey"
+    data = hkdf(bytes.fromhex(keys[-1]["secret"]), b"kgr/v1 group data",
+                struct.pack(">II", gid, epoch), 64)
+    assert data.hex() == v["data_keys_after"], "group data keys"
+
+def check_group(g):
+    for d in g["derivations"]:
+        if d["name"] == "group_kek":
+            got = group_kek(bytes.fromhex(d["secret"]), d["group_id"], d["level"],
+                            d["position"], d["version"])
+        else:
+            got = hkdf(bytes.fromhex(d["root_secret"]), b"kgr/v1 group data",
+                       struct.pack(">II", d["group_id"], d["epoch"]), 64)
+        assert got.hex() == d["keys"], d["name"]
+    w = g["wrap"]
+    kek = group_kek(bytes.fromhex(w["child_secret"]), w["group_id"], w["level"] - 1,
+                    w["child_position"], w["child_version"])
+    wrapped = bytes.fromhex(w["wrapped"])
+    assert wrapped[:16].hex() == w["iv"]
+    place = (w["group_id"], w["epoch"], w["level"], w["position"], w["version"],
+             w["child_slot"], w["child_version"])
+    assert group_unwrap(kek, place, wrapped).hex() == w["secret"], "wrap"
+    check_group_rekey_frame(g["rekey"])
+    return len(g["derivations"]) + 2
+
 def main(path):
     vec = json.load(open(path))
     n = 0
@@ -167,6 +268,7 @@ def main(path):
         check_clear(v); n += 1
     for v in vec["records"]:
         check_record(v); n += 1
+    n += check_group(vec["group_rekey"])
     print("check_vectors: %d vectors checked independently" % n)
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@
 #include "kgr/frame.h"
 #include "kgr/records.h"
 #include "testing/crypto_testing.h"
+#include "vectors/group_vectors.h"
 
 namespace kgr {
 namespace {
@@ -350,6 +351,7 @@ ordered_json Build() {
                         return EncodeRecord(k, nk, n1);
                       }))}});
   out["records"] = records;
+  out["group_rekey"] = GroupRekeyVectors();
   return out;
 }
 

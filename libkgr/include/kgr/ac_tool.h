@@ -44,10 +44,10 @@ struct AcArgs {
   bool withdraw = false;
   bool json = false;
   // kgr-ac group ...
-  std::optional<std::string> group;                 // --name
-  std::optional<std::vector<uint32_t>> members;     // --members
-  std::string group_mode = "group-key";             // --mode
-  uint32_t rekey_every_s = 0;                       // --rekey-every-s
+  std::optional<std::string> group;              // --name
+  std::optional<std::vector<uint32_t>> members;  // --members
+  std::string group_mode = "group-key";          // --mode
+  uint32_t rekey_every_s = 0;                    // --rekey-every-s
 };
 
 // `authorize --out FILE [--peers ...]`: checks everything it can before

@@ -67,6 +67,9 @@ enum class FrameType : uint8_t {
   // Data exchange (4.8). Keys: NNSK of the pair.
   kNodeDataReq = 0x10,  // N1 -> N2 on TOPIC4 (subscribed by N2)
   kNodeDataAns = 0x11,  // N2 -> N1 on TOPIC3 (subscribed by N1)
+  // Group rekey (kgr/group_rekey.h): KS -> members on the group's rekey
+  // topic; a clear frame followed by the KS's Ed25519 signature.
+  kGroupRekey = 0x12,
   // AC <-> KS (4.3, 4.6), clear frames inside CMS.
   kAcAuthorizeReq = 0x20,
   kAcAuthorizeAns = 0x21,
@@ -130,7 +133,8 @@ StatusOr<Bytes> SealFrame(FrameHeader header, std::span<const uint8_t> body,
 StatusOr<SecretBytes> OpenFrame(std::span<const uint8_t> frame,
                                 const SymmetricKeys& keys, FrameHeader* header);
 
-// Clear frames (AC<->KS, inside CMS): header with a zero IV, then the body.
+// Clear frames (AC<->KS, inside CMS; group_rekey before its signature):
+// header with a zero IV, then the body.
 StatusOr<Bytes> EncodeClearFrame(FrameHeader header,
                                  std::span<const uint8_t> body);
 // Returns the body (a view into `frame`).

@@ -57,8 +57,8 @@ struct GroupPathBody {
   TopicId rekey_topic{};
   TopicId data_topic{};
   std::array<uint8_t, kEd25519PublicSize> ks_sign_public{};
-  SecretBytes path;                   // group_path, <= kMaxGroupPathSize
-  std::vector<GroupMember> members;   // <= kMaxGroupMembers
+  SecretBytes path;                  // group_path, <= kMaxGroupPathSize
+  std::vector<GroupMember> members;  // <= kMaxGroupMembers
   void EncodeTo(Bytes* out) const;
   static StatusOr<GroupPathBody> Parse(std::span<const uint8_t> in);
 };
@@ -85,7 +85,7 @@ struct AcGroupCreateReq {
   static constexpr FrameType kType = FrameType::kAcGroupCreateReq;
   std::string name;
   GroupMode mode = GroupMode::kGroupKey;
-  uint32_t lifetime_s = 0;  // 0: no periodic rekey
+  uint32_t lifetime_s = 0;        // 0: no periodic rekey
   std::vector<uint32_t> members;  // <= kMaxGroupMembers
   void EncodeTo(Bytes* out) const;
   static StatusOr<AcGroupCreateReq> Parse(std::span<const uint8_t> in);

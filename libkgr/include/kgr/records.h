@@ -23,12 +23,12 @@
 #ifndef KGR_RECORDS_H_
 #define KGR_RECORDS_H_
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
-#include <array>
 #include <optional>
-#include <string>
 #include <span>
+#include <string>
 #include <string_view>
 #include <tuple>
 #include <utility>
@@ -36,6 +36,7 @@
 
 #include "kgr/bytes.h"
 #include "kgr/crypto.h"
+#include "kgr/ed25519.h"
 #include "kgr/secret.h"
 #include "kgr/status.h"
 #include "kgr/topic.h"
@@ -43,9 +44,9 @@
 namespace kgr {
 
 enum class RecordType : uint8_t {
-  kNodeDesc = 1,  // KS file node_desc, key N_ID
-  kGenKey = 2,    // KS file gen_keys, key request id
-  kSesKey = 3,    // node file ses_keys, key peer N_ID
+  kNodeDesc = 1,   // KS file node_desc, key N_ID
+  kGenKey = 2,     // KS file gen_keys, key request id
+  kSesKey = 3,     // node file ses_keys, key peer N_ID
   kGroupDesc = 4,  // KS file groups, key group id (docs/storage.md 1.5)
 };
 // "node_desc", "gen_keys", "ses_keys" (or "unknown").
@@ -225,7 +226,6 @@ inline constexpr size_t kMaxGroupNameSize = 64;
 // state together stay well below it.
 inline constexpr size_t kMaxGroupMembers = 256;
 inline constexpr size_t kMaxGroupTreeState = 20 * 1024;
-inline constexpr size_t kEd25519PublicSize = 32;
 
 struct GroupMember {
   uint32_t n_id = 0;
@@ -244,8 +244,8 @@ struct GroupDesc {
   uint32_t group_id = 0;
   std::string name;  // 1..kMaxGroupNameSize of [A-Za-z0-9_.-]
   GroupMode mode = GroupMode::kGroupKey;
-  uint32_t lifetime_s = 0;  // rekey the root at least this often; 0: never
-  uint32_t key_version = 0;  // epoch of the group key, +1 per rekey
+  uint32_t lifetime_s = 0;       // rekey the root at least this often; 0: never
+  uint32_t key_version = 0;      // epoch of the group key, +1 per rekey
   uint64_t rekeyed_unix_ms = 0;  // when the group key last changed
   std::vector<GroupMember> members;  // ascending n_id, <= kMaxGroupMembers
   // Secret (encrypted with NK).
