@@ -50,7 +50,7 @@ class AcITest : public ::testing::Test {
                                   own->nk, ks_n_id_);
     gen_keys_ = *GenKeysStore::Open(*DefaultFileSystem(), dir_ + "/ks/gen_keys",
                                     own->nk, ks_n_id_);
-    groups_ = *GroupStore::Open(*DefaultFileSystem(), dir_ + "/ks/groups",
+    groups_ = *GroupDescStore::Open(*DefaultFileSystem(), dir_ + "/ks/groups",
                                 own->nk, ks_n_id_);
     ks_transport_ = Connect("ks", "ks");
     KeyServerOptions ko;
@@ -136,7 +136,7 @@ class AcITest : public ::testing::Test {
   uint32_t ks_n_id_ = 0;
   std::unique_ptr<NodeDescStore> nodes_;
   std::unique_ptr<GenKeysStore> gen_keys_;
-  std::unique_ptr<GroupStore> groups_;
+  std::unique_ptr<GroupDescStore> groups_;
   std::unique_ptr<Transport> ks_transport_, ac_transport_;
   std::unique_ptr<KeyServer> ks_;
   std::unique_ptr<AcClient> ac_;

@@ -74,7 +74,7 @@ void WriteIds(ByteWriter& w, const std::vector<uint32_t>& ids) {
   w.U16(static_cast<uint16_t>(ids.size()));
   for (uint32_t id : ids) w.U32(id);
 }
-bool ValidMode(uint8_t m) { return m == 1 || m == 2; }
+bool ValidMode(uint8_t m) { return m <= 1; }
 bool ValidName(const std::string& name) { return ValidateGroupName(name).ok(); }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// The group record's clear and secret parts (docs/storage.md 1.5); the
+// The group record's clear and secret parts (docs/storage.md 1.6); the
 // envelope is records.cc's.
 #include <algorithm>
 #include <limits>
@@ -61,8 +61,8 @@ bool DecodeGroupParts(uint64_t key, std::span<const uint8_t> clear,
   std::span<const uint8_t> name;
   if (!c.U8(&name_len) || !c.View(name_len, &name)) return false;
   g->name.assign(name.begin(), name.end());
-  if (!ValidateGroupName(g->name).ok() || !c.U8(&mode) || mode < 1 ||
-      mode > 2 || !c.U32(&g->lifetime_s) || !c.U32(&g->key_version) ||
+  if (!ValidateGroupName(g->name).ok() || !c.U8(&mode) || mode > 1 ||
+      !c.U32(&g->lifetime_s) || !c.U32(&g->key_version) ||
       !c.U64(&g->rekeyed_unix_ms) || !c.U16(&n) || n > kMaxGroupMembers ||
       c.remaining() != n * (4 + kEd25519PublicSize)) {
     return false;

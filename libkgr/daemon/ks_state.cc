@@ -40,7 +40,7 @@ StatusOr<KsStores> OpenKsStores(const DaemonOptions& o, const OwnData& own) {
       GenKeysStore::Open(*DefaultFileSystem(), o.state_dir + "/gen_keys",
                          own.nk, own.identity.n_id, so));
   KGR_ASSIGN_OR_RETURN(
-      st.groups, GroupStore::Open(*DefaultFileSystem(), o.state_dir + "/groups",
+      st.groups, GroupDescStore::Open(*DefaultFileSystem(), o.state_dir + "/groups",
                                   own.nk, own.identity.n_id, so));
   return st;
 }

@@ -19,7 +19,7 @@ namespace kgr {
 struct KsStores {
   std::unique_ptr<NodeDescStore> nodes;
   std::unique_ptr<GenKeysStore> gen_keys;
-  std::unique_ptr<GroupStore> groups;  // kgr-ac group
+  std::unique_ptr<GroupDescStore> groups;  // kgr-ac group
 };
 
 // <state_dir>/ac_counter: the highest AC request counter the KS accepted,

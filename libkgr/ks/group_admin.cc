@@ -52,7 +52,7 @@ void SortMembers(GroupDesc& g) {
             });
 }
 
-StatusOr<uint32_t> FreeGroupId(GroupStore& store) {
+StatusOr<uint32_t> FreeGroupId(GroupDescStore& store) {
   for (int attempt = 0; attempt < 16; ++attempt) {
     KGR_ASSIGN_OR_RETURN(uint32_t id, RandomU32());
     if (id != 0 && !store.Contains(id)) return id;
@@ -67,14 +67,14 @@ GroupState& Groups(Context& ctx) {
   return *ctx.groups;
 }
 
-StatusOr<GroupStore*> GroupStoreOf(Context& ctx) {
+StatusOr<GroupDescStore*> GroupStoreOf(Context& ctx) {
   if (ctx.options.groups == nullptr)
     return FailedPreconditionError("this key server keeps no groups");
   return ctx.options.groups;
 }
 
 StatusOr<GroupDesc> FindGroupByName(Context& ctx, std::string_view name) {
-  KGR_ASSIGN_OR_RETURN(GroupStore * store, GroupStoreOf(ctx));
+  KGR_ASSIGN_OR_RETURN(GroupDescStore * store, GroupStoreOf(ctx));
   std::optional<uint32_t> found;
   store->ForEach([&](const GroupDesc& g) {
     if (g.name == name) found = g.group_id;

@@ -67,7 +67,7 @@ bool SendPath(Context& ctx, const GroupDesc& g, const group::GroupKeyTree& tree,
 // `refresh` renews the group key): one commit, written (synced) before the
 // rekey is published once and each joiner gets its path.
 Status RekeyGroup(Context& ctx, uint32_t group_id, bool refresh) {
-  KGR_ASSIGN_OR_RETURN(GroupStore * store, GroupStoreOf(ctx));
+  KGR_ASSIGN_OR_RETURN(GroupDescStore * store, GroupStoreOf(ctx));
   KGR_ASSIGN_OR_RETURN(GroupDesc g, store->Get(group_id));
   KGR_ASSIGN_OR_RETURN(group::GroupKeyTree tree, LoadTree(g));
   std::set<uint32_t> want, joins;
@@ -123,7 +123,7 @@ void RekeyLogged(Context& ctx, uint32_t group_id, bool refresh) {
 
 // Groups whose key is older than their lifetime get a new one; joins that
 // could not be sent (the node was not registered yet) are sent again.
-void RunLifetimePolicy(Context& ctx, GroupStore& store) {
+void RunLifetimePolicy(Context& ctx, GroupDescStore& store) {
   const uint64_t now_ms = ctx.clock.NowUnixMillis();
   std::vector<uint32_t> due;
   store.ForEach([&](const GroupDesc& g) {

@@ -34,7 +34,7 @@ struct GroupState {
 // The context's group state (made on first use); NOT_FOUND-free.
 GroupState& Groups(Context& ctx);
 // FAILED_PRECONDITION if the KS runs without a groups store.
-StatusOr<GroupStore*> GroupStoreOf(Context& ctx);
+StatusOr<GroupDescStore*> GroupStoreOf(Context& ctx);
 StatusOr<GroupDesc> FindGroupByName(Context& ctx, std::string_view name);
 
 // ---- group_admin.cc: the AC's group requests (answers carry the reason) ----

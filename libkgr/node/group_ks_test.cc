@@ -26,7 +26,7 @@ class GroupKsTest : public KedFixture {
   void OpenGroups() {
     ks_options_.groups = nullptr;
     groups_.reset();
-    auto g = GroupStore::Open(fs_, "/ks/groups", group_keys_.Clone(), 7);
+    auto g = GroupDescStore::Open(fs_, "/ks/groups", group_keys_.Clone(), 7);
     ASSERT_TRUE(g.ok()) << g.status().ToString();
     groups_ = std::move(*g);
     ks_options_.groups = groups_.get();
@@ -107,7 +107,7 @@ class GroupKsTest : public KedFixture {
   }
 
   RecordKeys group_keys_;
-  std::unique_ptr<GroupStore> groups_;
+  std::unique_ptr<GroupDescStore> groups_;
 };
 
 TEST_F(GroupKsTest, CreateListDelete) {

@@ -96,7 +96,7 @@ struct KeyServerOptions {
   int64_t node_cert_seconds = 7 * 86400;
   // The groups store (kgr-ac group, docs/protocol.md section 12); null: the
   // KS refuses group requests. Must outlive the KeyServer.
-  GroupStore* groups = nullptr;
+  GroupDescStore* groups = nullptr;
   // Joins and leaves of a group within this window make one rekey.
   uint32_t group_batch_ms = 200;
 };

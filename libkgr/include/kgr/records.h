@@ -47,7 +47,7 @@ enum class RecordType : uint8_t {
   kNodeDesc = 1,   // KS file node_desc, key N_ID
   kGenKey = 2,     // KS file gen_keys, key request id
   kSesKey = 3,     // node file ses_keys, key peer N_ID
-  kGroupDesc = 4,  // KS file groups, key group id (docs/storage.md 1.5)
+  kGroupDesc = 4,  // KS file groups, key group id (docs/storage.md 1.6)
 };
 // "node_desc", "gen_keys", "ses_keys" (or "unknown").
 std::string_view RecordTypeName(RecordType type);
@@ -216,10 +216,10 @@ struct SesKey {
   SesKey Clone() const { return records_internal::CloneFields(*this); }
 };
 
-// ---- groups (KS file `groups`; kgr-ac group, docs/storage.md 1.5) ----
+// ---- groups (KS file `groups`; kgr-ac group, docs/storage.md 1.6) ----
 enum class GroupMode : uint8_t {
-  kGroupKey = 1,   // the group key alone: any member could forge another's
-  kSenderAuth = 2  // and each member signs with its own Ed25519 key
+  kGroupKey = 0,   // the group key alone: any member could forge another's
+  kSenderAuth = 1  // and each member signs with its own Ed25519 key
 };
 inline constexpr size_t kMaxGroupNameSize = 64;
 // One group is one record (<= kMaxRecordSize): members and the key tree's

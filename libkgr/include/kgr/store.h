@@ -293,7 +293,7 @@ extern template class TypedStore<GroupDesc>;
 using NodeDescStore = TypedStore<NodeDesc>;  // KS: node_desc
 using GenKeysStore = TypedStore<GenKey>;     // KS: gen_keys
 using SesKeysStore = TypedStore<SesKey>;     // node: ses_keys
-using GroupStore = TypedStore<GroupDesc>;    // KS: groups
+using GroupDescStore = TypedStore<GroupDesc>;    // KS: groups
 
 // Every journal fdatasync of this process's stores, in seconds (the metric
 // kgr_store_fsync_seconds). Thread-safe (Histogram).
