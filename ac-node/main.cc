@@ -1,5 +1,9 @@
 // kgr-ac: the Authorization Centre's operator commands (the work is in
 // libkgr/daemon/: ac_tool.h).
+#include <string>
+#include <string_view>
+#include <vector>
+
 #include "kgr/ac_tool.h"
 #include "kgr/cli.h"
 #include "kgr/topic.h"
@@ -24,6 +28,22 @@ commands:
            allow (or withdraw) pairs at the KS; with --out also write the
            node's signed peer list file for `kgr-node peers`
   list     the nodes the KS knows, their state and allowed peers
+  group create --name G [--members ID,ID...] [--mode group-key|sender-auth]
+           [--rekey-every-s N]
+           a new group at the KS (random id, rekey and data topics); its
+           members get their keys at once. --mode sender-auth: each member
+           also signs its messages with its own Ed25519 key (group-key: any
+           member could forge another's). --rekey-every-s: a new group key
+           at least this often (0: only on joins and leaves)
+  group add --name G --members ID,ID...
+           new members; joins within the KS's batch window make one rekey
+  group remove --name G --members ID,ID...
+           removes members at once (one rekey: they cannot read what the
+           group sends from now on)
+  group list
+           the groups, their mode, key version and members
+  group delete --name G
+           every member is told to forget the group
   crl      write (or refresh) the CA's revocation list --crl for the broker
   revoke --node ID
            revoke a node for good: the KS refuses it from now on and tells
@@ -58,7 +78,11 @@ flags (each overrides the JSON config file's key in brackets):
   --topic-prefix P     [topic_prefix] default "kgr"
   --timeout-ms N       [timeout_ms] wait for the KS (default 10000)
   --log-level L        [log_level]
-  --json               list: print JSON
+  --json               list, group list: print JSON
+  --name G             group: the group's name ([A-Za-z0-9_.-], <= 64)
+  --members ID,ID...   group: nodes (N_IDs)
+  --mode M             group create: group-key (default) or sender-auth
+  --rekey-every-s N    group create: lifetime of a group key (0: none)
   --help
 
 exit codes: 0 ok, 1 failed, 2 usage or config error, 3 broker or KS
@@ -102,6 +126,15 @@ constexpr SettingSpec kSpecs[] = {
     {.flag = "out", .key = {}},
     {.flag = "peers", .key = {}, .kind = SettingKind::kNodeIdList},
     {.flag = "node", .key = {}, .kind = SettingKind::kNodeId},
+    {.flag = "name", .key = {}},
+    {.flag = "members", .key = {}, .kind = SettingKind::kNodeIdList},
+    {.flag = "mode", .key = {}},
+    {.flag = "rekey-every-s",
+     .key = {},
+     .kind = SettingKind::kInteger,
+     .fallback = "0",
+     .min = 0,
+     .max = 4'000'000'000},
 };
 
 StatusOr<AcOptions> LoadOptions(const CommandLine& c) {
@@ -127,6 +160,12 @@ Status RunCommand(const CommandLine& f, const AcOptions& o) {
   if (f.Has("out")) a.out = f.Str("out");
   if (f.Has("peers")) a.peers = f.Ids("peers");
   if (f.Has("node")) a.node = f.Id("node");
+  if (f.Has("name")) a.group = f.Str("name");
+  if (f.Has("members")) a.members = f.Ids("members");
+  if (f.Has("mode")) a.group_mode = f.Str("mode");
+  a.rekey_every_s = static_cast<uint32_t>(f.Int("rekey-every-s"));
+  if (f.command.rfind("group-", 0) == 0)
+    return AcGroup(o, a, std::string_view(f.command).substr(6));
   if (f.command == "authorize") return AcAuthorize(o, a);
   if (f.command == "peers") return AcPeers(o, a);
   if (f.command == "crl") return AcCrl(o);
@@ -138,7 +177,18 @@ Status RunCommand(const CommandLine& f, const AcOptions& o) {
 }  // namespace kgr
 
 int main(int argc, char** argv) {
-  return kgr::ProgramMain("kgr-ac", kgr::kUsage, argc, argv, kgr::kSpecs,
-                          {"authorize", "peers", "list", "crl", "revoke"},
-                          kgr::LoadOptions, kgr::RunCommand);
+  // `group create` and the like are one command: "group-create".
+  std::vector<std::string> joined;
+  std::vector<char*> args(argv, argv + argc);
+  if (argc >= 3 && std::string_view(argv[1]) == "group" && argv[2][0] != '-') {
+    joined.push_back(std::string("group-") + argv[2]);
+    args.erase(args.begin() + 1, args.begin() + 3);
+    args.insert(args.begin() + 1, joined.back().data());
+  }
+  return kgr::ProgramMain(
+      "kgr-ac", kgr::kUsage, static_cast<int>(args.size()), args.data(),
+      kgr::kSpecs,
+      {"authorize", "peers", "list", "crl", "revoke", "group-create",
+       "group-add", "group-remove", "group-list", "group-delete"},
+      kgr::LoadOptions, kgr::RunCommand);
 }

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <string>
+#include <vector>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -48,10 +50,14 @@ class AcITest : public ::testing::Test {
                                   own->nk, ks_n_id_);
     gen_keys_ = *GenKeysStore::Open(*DefaultFileSystem(), dir_ + "/ks/gen_keys",
                                     own->nk, ks_n_id_);
+    groups_ = *GroupDescStore::Open(*DefaultFileSystem(), dir_ + "/ks/groups",
+                                own->nk, ks_n_id_);
     ks_transport_ = Connect("ks", "ks");
+    KeyServerOptions ko;
+    ko.groups = groups_.get();
     ks_ = std::make_unique<KeyServer>(
         std::move(*own), *ks_tpm_.KedkPublic(), *ks_transport_, *nodes_,
-        *gen_keys_, ks_cms_.get(), *SystemClock(), KeyServerOptions{});
+        *gen_keys_, ks_cms_.get(), *SystemClock(), ko);
     ks_transport_->SetHandler([this](const std::string& t, Bytes p) {
       ks_loop_.Post([this, t, p = std::move(p)] { ks_->HandleMessage(t, p); });
     });
@@ -102,6 +108,27 @@ class AcITest : public ::testing::Test {
     return std::move(*got);
   }
 
+  // Runs one AC request on its loop (this thread) until it answers.
+  template <typename T, typename Ask>
+  StatusOr<T> Call(Ask ask) {
+    std::optional<StatusOr<T>> got;
+    ask([&](StatusOr<T> r) { got = std::move(r); });
+    if (!ac_loop_.RunUntil([&] { return got.has_value(); }, nullptr, 30000)) {
+      return DeadlineExceededError("no answer");
+    }
+    return std::move(*got);
+  }
+  // Authorizes a node on the KS's loop.
+  uint32_t Authorize() {
+    std::promise<uint32_t> id;
+    ks_loop_.Post([&] {
+      AcAuthorizeAns ans;
+      Status st = ks_->AuthorizeNode(AcAuthorizeReq{}, &ans);
+      id.set_value(st.ok() ? ans.n_id : 0);
+    });
+    return id.get_future().get();
+  }
+
   std::string dir_;
   std::unique_ptr<harness::Mosquitto> broker_;
   std::unique_ptr<CmsEndpoint> ks_cms_, ac_cms_;
@@ -109,6 +136,7 @@ class AcITest : public ::testing::Test {
   uint32_t ks_n_id_ = 0;
   std::unique_ptr<NodeDescStore> nodes_;
   std::unique_ptr<GenKeysStore> gen_keys_;
+  std::unique_ptr<GroupDescStore> groups_;
   std::unique_ptr<Transport> ks_transport_, ac_transport_;
   std::unique_ptr<KeyServer> ks_;
   std::unique_ptr<AcClient> ac_;
@@ -174,6 +202,58 @@ TEST_F(AcITest, ListOfManyNodesComesInPagesBelowTheBrokersPacketLimit) {
   auto again = List();
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_EQ(again->nodes.size(), kNodes);
+}
+
+// kgr-ac group's requests over the CMS channel: each answer comes back, a
+// refusal with the KS's reason, and a refused request changes nothing.
+TEST_F(AcITest, GroupRequestsOverCms) {
+  const uint32_t a = Authorize(), b = Authorize();
+  ASSERT_NE(a, 0u);
+  ASSERT_NE(b, 0u);
+  auto created = Call<AcGroupCreateAns>([&](auto done) {
+    ac_->GroupCreate({"lights", GroupMode::kSenderAuth, 60, {a, b}}, done);
+  });
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  EXPECT_NE(created->group_id, 0u);
+  EXPECT_GE(created->key_version, 1u);
+
+  auto dup = Call<AcGroupCreateAns>([&](auto done) {
+    ac_->GroupCreate({"lights", GroupMode::kGroupKey, 0, {a}}, done);
+  });
+  EXPECT_EQ(dup.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(dup.status().message(),
+            "the key server refused the group creation: a group 'lights' "
+            "exists already");
+  auto stranger = Call<AcGroupMembersAns>([&](auto done) {
+    ac_->GroupMembers({"lights", 1, {0x0BADBAD0}}, done);
+  });
+  EXPECT_EQ(stranger.status().message(),
+            "the key server refused the group join: node 0badbad0 is not "
+            "authorized");
+
+  auto removed = Call<AcGroupMembersAns>(
+      [&](auto done) { ac_->GroupMembers({"lights", 0, {b}}, done); });
+  ASSERT_TRUE(removed.ok()) << removed.status().ToString();
+  EXPECT_GT(removed->key_version, created->key_version);
+
+  auto list =
+      Call<AcGroupListAns>([&](auto done) { ac_->GroupList(done); });
+  ASSERT_TRUE(list.ok()) << list.status().ToString();
+  ASSERT_EQ(list->groups.size(), 1u);
+  EXPECT_EQ(list->groups[0].name, "lights");
+  EXPECT_EQ(list->groups[0].mode, GroupMode::kSenderAuth);
+  EXPECT_EQ(list->groups[0].lifetime_s, 60u);
+  EXPECT_EQ(list->groups[0].members, std::vector<uint32_t>{a});
+
+  auto deleted = Call<AcGroupDeleteAns>(
+      [&](auto done) { ac_->GroupDelete("lights", done); });
+  ASSERT_TRUE(deleted.ok()) << deleted.status().ToString();
+  auto gone = Call<AcGroupDeleteAns>(
+      [&](auto done) { ac_->GroupDelete("lights", done); });
+  EXPECT_EQ(gone.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(gone.status().message(),
+            "the key server refused the group deletion: unknown group "
+            "'lights'");
 }
 
 }  // namespace

@@ -11,6 +11,19 @@ Status FromAnswerStatus(uint8_t code, std::string_view what) {
                 "the key server refused the " + std::string(what));
 }
 
+// A group answer's status, with the KS's reason when it gives one.
+template <typename Ans>
+Status FromGroupAnswer(const Ans& ans, std::string_view what) {
+  if constexpr (requires { ans.message; }) {
+    if (ans.status != 0 && !ans.message.empty()) {
+      return Status(static_cast<StatusCode>(ans.status),
+                    "the key server refused the " + std::string(what) + ": " +
+                        ans.message);
+    }
+  }
+  return FromAnswerStatus(ans.status, what);
+}
+
 }  // namespace
 
 AcClient::AcClient(Transport& transport, const CmsEndpoint& me,
@@ -86,7 +99,7 @@ void AcClient::Ask(const Req& req, const char* what,
          }
          auto ans = Ans::Parse(r->second.span());
          if (!ans.ok()) return done(ans.status());
-         Status st = FromAnswerStatus(ans->status, what);
+         Status st = FromGroupAnswer(*ans, what);
          if (!st.ok()) return done(st);
          done(std::move(*ans));
        });
@@ -151,6 +164,49 @@ void AcClient::ListPage(uint32_t after,
 void AcClient::Revoke(uint32_t n_id,
                       std::function<void(StatusOr<AcRevokeAns>)> done) {
   Ask<AcRevokeAns>(AcRevokeReq{n_id}, "revocation", std::move(done));
+}
+
+void AcClient::GroupCreate(
+    AcGroupCreateReq req,
+    std::function<void(StatusOr<AcGroupCreateAns>)> done) {
+  Ask<AcGroupCreateAns>(req, "group creation", std::move(done));
+}
+
+void AcClient::GroupMembers(
+    AcGroupMembersReq req,
+    std::function<void(StatusOr<AcGroupMembersAns>)> done) {
+  Ask<AcGroupMembersAns>(req, req.add ? "group join" : "group removal",
+                         std::move(done));
+}
+
+void AcClient::GroupDelete(
+    std::string name, std::function<void(StatusOr<AcGroupDeleteAns>)> done) {
+  Ask<AcGroupDeleteAns>(AcGroupDeleteReq{std::move(name)}, "group deletion",
+                        std::move(done));
+}
+
+void AcClient::GroupList(std::function<void(StatusOr<AcGroupListAns>)> done) {
+  GroupListFrom(0, std::make_shared<AcGroupListAns>(), std::move(done));
+}
+
+void AcClient::GroupListFrom(
+    uint32_t after, std::shared_ptr<AcGroupListAns> all,
+    std::function<void(StatusOr<AcGroupListAns>)> done) {
+  Ask<AcGroupListAns>(
+      AcGroupListReq{after}, "group list",
+      [this, after, all, done](StatusOr<AcGroupListAns> page) {
+        if (!page.ok()) return done(page.status());
+        for (auto& g : page->groups) {
+          if (g.group_id <= after) {
+            return done(DataLossError("group list page out of order"));
+          }
+          all->groups.push_back(std::move(g));
+        }
+        if (page->more && !all->groups.empty()) {
+          return GroupListFrom(all->groups.back().group_id, all, done);
+        }
+        done(std::move(*all));
+      });
 }
 
 }  // namespace kgr

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "kgr/group_frames.h"
+
 namespace kgr {
 namespace {
 
@@ -130,6 +132,8 @@ std::string_view FrameTypeName(FrameType type) {
       return "ac_revoke_req";
     case FrameType::kAcRevokeAns:
       return "ac_revoke_ans";
+    default:
+      return GroupFrameTypeName(type);  // group_bodies.cc
   }
   return "unknown";
 }
@@ -137,7 +141,7 @@ std::string_view FrameTypeName(FrameType type) {
 bool IsKnownFrameType(uint8_t t) {
   return (t >= 0x01 && t <= 0x0F) || t == 0x10 || t == 0x11 || t == 0x12 ||
          t == 0x14 ||
-         (t >= 0x20 && t <= 0x27);
+         (t >= 0x20 && t <= 0x27) || IsGroupAdminFrameType(t);
 }
 
 StatusOr<FrameHeader> PeekFrameHeader(std::span<const uint8_t> frame) {

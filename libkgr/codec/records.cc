@@ -1,4 +1,4 @@
-// Record envelope and the three record codecs (format: docs/storage.md).
+// Record envelope and the record codecs (format: docs/storage.md).
 #include "kgr/records.h"
 
 #include "codec/record_envelope.h"
@@ -28,7 +28,7 @@ constexpr uint8_t kFlagOtherTopicB = 0x20;
 
 Status VerificationFailed() { return DataLossError(kVerificationFailed); }
 
-bool KnownType(uint8_t t) { return (t >= 1 && t <= 3) || t == 6; }
+bool KnownType(uint8_t t) { return (t >= 1 && t <= 4) || t == 6; }
 
 // "KGR-REC1" || owner || SHA-256("KGR-NK-CHECK" || NK): bound by every tag
 // but not stored. The NK check makes a record unreadable under a wrong NK
@@ -229,6 +229,8 @@ std::string_view RecordTypeName(RecordType type) {
       return "ses_keys";
     case RecordType::kGrpKeys:
       return "grp_keys";
+    case RecordType::kGroupDesc:
+      return "groups";
   }
   return "unknown";
 }
@@ -454,6 +456,35 @@ StatusOr<SesKey> DecodeSesKey(std::span<const uint8_t> record,
   return k;
 }
 
+// ---- groups (the parts: group_record.cc) ----
+
+StatusOr<Bytes> Encode(const GroupDesc& g, const RecordKeys& keys,
+                       std::span<const uint8_t> context) {
+  KGR_RETURN_IF_ERROR(ValidateGroupName(g.name));
+  if (g.members.size() > kMaxGroupMembers)
+    return InvalidArgumentError("groups: too many members");
+  if (g.tree.size() > kMaxGroupTreeState)
+    return InvalidArgumentError("groups: key tree too large");
+  if (!g.sign_key.empty() && g.sign_key.size() != 32)
+    return InvalidArgumentError("groups: signing key must be 32 bytes");
+  Bytes clear;
+  SecretBytes secret;
+  EncodeGroupParts(g, &clear, &secret);
+  return Seal(RecordType::kGroupDesc, g.group_id, clear, secret.span(), keys,
+              context);
+}
+
+StatusOr<GroupDesc> DecodeGroupDesc(std::span<const uint8_t> record,
+                                    const RecordKeys& keys,
+                                    std::span<const uint8_t> context) {
+  KGR_ASSIGN_OR_RETURN(Opened o,
+                       Open(record, RecordType::kGroupDesc, keys, context));
+  GroupDesc g;
+  if (!DecodeGroupParts(o.key, o.clear, o.secret.span(), &g))
+    return Malformed();
+  return g;
+}
+
 }  // namespace
 
 // ---- public entry points ----
@@ -467,6 +498,10 @@ StatusOr<Bytes> EncodeRecord(const GenKey& r, const RecordKeys& keys,
   return RecordCodec(keys, owner_n_id).Encode(r);
 }
 StatusOr<Bytes> EncodeRecord(const SesKey& r, const RecordKeys& keys,
+                             uint32_t owner_n_id) {
+  return RecordCodec(keys, owner_n_id).Encode(r);
+}
+StatusOr<Bytes> EncodeRecord(const GroupDesc& r, const RecordKeys& keys,
                              uint32_t owner_n_id) {
   return RecordCodec(keys, owner_n_id).Encode(r);
 }
@@ -489,6 +524,12 @@ StatusOr<SesKey> DecodeRecord<SesKey>(std::span<const uint8_t> record,
                                       uint32_t owner_n_id) {
   return RecordCodec(keys, owner_n_id).Decode<SesKey>(record);
 }
+template <>
+StatusOr<GroupDesc> DecodeRecord<GroupDesc>(std::span<const uint8_t> record,
+                                            const RecordKeys& keys,
+                                            uint32_t owner_n_id) {
+  return RecordCodec(keys, owner_n_id).Decode<GroupDesc>(record);
+}
 
 StatusOr<uint64_t> VerifyRecord(std::span<const uint8_t> record,
                                 RecordType type, const RecordKeys& keys,
@@ -508,6 +549,9 @@ StatusOr<Bytes> RecordCodec::Encode(const GenKey& record) const {
 StatusOr<Bytes> RecordCodec::Encode(const SesKey& record) const {
   return kgr::Encode(record, keys_, context_);
 }
+StatusOr<Bytes> RecordCodec::Encode(const GroupDesc& record) const {
+  return kgr::Encode(record, keys_, context_);
+}
 
 template <>
 StatusOr<NodeDesc> RecordCodec::Decode<NodeDesc>(
@@ -523,6 +567,11 @@ template <>
 StatusOr<SesKey> RecordCodec::Decode<SesKey>(
     std::span<const uint8_t> record) const {
   return DecodeSesKey(record, keys_, context_);
+}
+template <>
+StatusOr<GroupDesc> RecordCodec::Decode<GroupDesc>(
+    std::span<const uint8_t> record) const {
+  return DecodeGroupDesc(record, keys_, context_);
 }
 
 StatusOr<uint64_t> RecordCodec::Verify(RecordType type,

@@ -79,6 +79,7 @@ class KsService {
     KGR_ASSIGN_OR_RETURN(transport_, OpenTransport(b, "ks"));
     KGR_ASSIGN_OR_RETURN(backups_, KsBackups::Create(o_, own));
     KeyServerOptions ko = o_.key_server;
+    ko.groups = stores_.groups.get();
     KGR_ASSIGN_OR_RETURN(ko.counter_floor, counter_.LoadFloor());
     const std::string ac_floor = AcCounterPath(o_.daemon.state_dir);
     KGR_ASSIGN_OR_RETURN(ko.ac_counter_floor,

@@ -41,6 +41,9 @@ StatusOr<KsStores> OpenKsStores(const DaemonOptions& o, const OwnData& own) {
       GenKeysStore::Open(*DefaultFileSystem(), o.state_dir + "/gen_keys",
                          own.nk, own.identity.n_id, so));
   st.state = FileKsState(*st.nodes, *st.gen_keys);
+  KGR_ASSIGN_OR_RETURN(
+      st.groups, GroupDescStore::Open(*DefaultFileSystem(), o.state_dir + "/groups",
+                                  own.nk, own.identity.n_id, so));
   return st;
 }
 

@@ -25,13 +25,14 @@ struct KsStores {
   std::unique_ptr<NodeDescStore> nodes;
   std::unique_ptr<GenKeysStore> gen_keys;
   std::unique_ptr<KsState> state;
+  std::unique_ptr<GroupDescStore> groups;  // kgr-ac group
 };
 
 // <state_dir>/ac_counter: the highest AC request counter the KS accepted,
 // written before it acts on the request (KeyServerOptions).
 std::string AcCounterPath(const std::string& state_dir);
 
-// Opens <state_dir>/node_desc and <state_dir>/gen_keys under the KS's NK.
+// Opens <state_dir>/node_desc, gen_keys and groups under the KS's NK.
 StatusOr<KsStores> OpenKsStores(const DaemonOptions& o, const OwnData& own);
 
 // The KS's state for `kgr-ks run` and `status`: on etcd with

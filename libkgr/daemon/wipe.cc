@@ -23,9 +23,9 @@ constexpr char kConfirmWord[] = "wipe";
 // Names (and name prefixes: stores add suffixes, atomic writes a temporary
 // one) of what kgr keeps in a state directory. Nothing else is removed.
 constexpr const char* kKgrEntries[] = {
-    "ses_keys", "node_desc",    "gen_keys", "ac_counter", "counter",
-    "tls",      "control.sock", "lock",     "nv-auth",    "software-tpm.bin",
-    "node_certs"};
+    "ses_keys", "grp_keys", "node_desc", "gen_keys", "groups", "domain_key",
+    "ac_counter", "counter", "tls", "control.sock", "lock", "nv-auth",
+    "software-tpm.bin", "node_certs"};
 
 bool IsKgrEntry(const std::string& name) {
   for (const char* prefix : kKgrEntries) {

@@ -4,6 +4,7 @@
 
 #include "kgr/key_server.h"
 #include "ks/context.h"
+#include "ks/group_state.h"
 #include "ks/internal.h"
 
 namespace kgr::ks {
@@ -143,6 +144,8 @@ bool AnswerAc(Context& ctx, const FrameHeader& h, std::span<const uint8_t> body,
       return true;
     }
     default:
+      if (IsGroupAdminFrameType(static_cast<uint8_t>(h.type)))  // groups
+        return AnswerGroupAc(ctx, h, body, reply_body, reply_type);
       Drop(ctx, &h, DropReason::kUnexpected, "not an AC request");
       return false;
   }

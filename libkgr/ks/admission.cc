@@ -5,6 +5,7 @@
 
 #include "kgr/key_server.h"
 #include "ks/context.h"
+#include "ks/group_state.h"
 #include "ks/internal.h"
 
 namespace kgr {
@@ -89,7 +90,8 @@ void HandleTopic1(Context& ctx, const Bytes& frame) {
   const FrameHeader& h = *peek;
   if (h.type != FrameType::kNnskKeyReq && h.type != FrameType::kNnskNotAns &&
       h.type != FrameType::kNnskConfAns && h.type != FrameType::kNkskRotReq &&
-      h.type != FrameType::kCertRenewReq) {
+      h.type != FrameType::kCertRenewReq &&
+      h.type != FrameType::kGroupSyncReq) {
     return Drop(ctx, &h, DropReason::kUnexpected, "unexpected type on TOPIC1");
   }
   if (!Admit(ctx, h)) return;
@@ -140,6 +142,12 @@ void HandleTopic1(Context& ctx, const Bytes& frame) {
       if (!req.ok())
         return Drop(ctx, &h, DropReason::kMalformed, req.status().message());
       return HandleKeyReq(ctx, h, node, *req);
+    }
+    case FrameType::kGroupSyncReq: {
+      auto req = GroupSyncReq::Parse(plain->span());
+      if (!req.ok())
+        return Drop(ctx, &h, DropReason::kMalformed, req.status().message());
+      return HandleGroupSync(ctx, h, *node, *req);
     }
     case FrameType::kNnskNotAns: {
       auto ans = NnskNotAns::Parse(plain->span());

@@ -26,6 +26,7 @@
 namespace kgr::ks {
 
 using NodeRef = std::shared_ptr<const NodeDesc>;
+struct GroupState;  // group_state.h
 
 struct Context {
   // `owned_state` (may be null) is kept alive with the context; `state` is
@@ -96,6 +97,8 @@ struct Context {
   std::unordered_map<uint32_t, CertRenewal> cert_renewals;
   // The node CA's issued serials and CRL (node_crl.cc).
   NodeCrlState node_crl;
+  // Groups (group_state.h): batches of joins and leaves; null until used.
+  std::shared_ptr<GroupState> groups;
 };
 
 // ---- admission.cc ----

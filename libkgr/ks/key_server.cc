@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "ks/context.h"
+#include "ks/group_state.h"
 
 namespace kgr {
 namespace ks {
@@ -100,6 +101,7 @@ void KeyServer::HandleMessages(std::span<const Message> messages) {
   ks::SyncNodeCache(*ctx_);
   for (const Message& m : messages) ks::Dispatch(*ctx_, m.topic, m.payload);
   ks::CommitStaged(*ctx_);
+  ks::RunGroupRekeys(*ctx_);  // batches whose window closed
 }
 
 void KeyServer::Tick() {
@@ -109,6 +111,7 @@ void KeyServer::Tick() {
   }
   ks::PurgeGenKeys(*ctx_);
   ks::RefreshNodeCrl(*ctx_);
+  ks::RunGroupRekeys(*ctx_);  // batch windows, lifetime policy
 }
 
 Status KeyServer::FlushCounters() { return ks::FlushCounters(*ctx_); }

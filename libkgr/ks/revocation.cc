@@ -4,6 +4,7 @@
 
 #include "kgr/key_server.h"
 #include "ks/context.h"
+#include "ks/group_state.h"
 #include "ks/internal.h"
 
 namespace kgr::ks {
@@ -106,8 +107,11 @@ Status RevokeNode(Context& ctx, uint32_t n_id, int* notified) {
     if (NotifyPairRevoked(ctx, p, n_id, RevokeReason::kPeerRevoked))
       ++*notified;
   }
-  spdlog::warn("ks: node {} revoked; {} pending keys dropped, {} peers told",
-               FormatNodeId(n_id), pending.size(), *notified);
+  const int groups = RemoveFromAllGroups(ctx, n_id);  // a rekey each
+  spdlog::warn(
+      "ks: node {} revoked; {} pending keys dropped, {} peers told, left {} "
+      "groups",
+      FormatNodeId(n_id), pending.size(), *notified, groups);
   return PublishCrlAfterRevocation(ctx, n_id);
 }
 

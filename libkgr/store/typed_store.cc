@@ -261,5 +261,6 @@ template class TypedStore<NodeDesc>;
 template class TypedStore<GenKey>;
 template class TypedStore<SesKey>;
 template class TypedStore<GroupRecord>;
+template class TypedStore<GroupDesc>;
 
 }  // namespace kgr

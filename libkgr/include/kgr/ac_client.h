@@ -16,6 +16,7 @@
 #include "kgr/clock.h"
 #include "kgr/cms.h"
 #include "kgr/frame.h"
+#include "kgr/group_frames.h"
 #include "kgr/transport.h"
 
 namespace kgr {
@@ -45,6 +46,17 @@ class AcClient {
   // Revokes a node; the answer says how many of its peers were told.
   void Revoke(uint32_t n_id, std::function<void(StatusOr<AcRevokeAns>)> done);
 
+  // Groups (kgr/group_frames.h). A refusal comes back as a Status with the
+  // KS's reason ("unknown group 'x'", "node 0000abcd is not authorized").
+  void GroupCreate(AcGroupCreateReq req,
+                   std::function<void(StatusOr<AcGroupCreateAns>)> done);
+  void GroupMembers(AcGroupMembersReq req,
+                    std::function<void(StatusOr<AcGroupMembersAns>)> done);
+  void GroupDelete(std::string name,
+                   std::function<void(StatusOr<AcGroupDeleteAns>)> done);
+  // Every group, ascending by id (page after page).
+  void GroupList(std::function<void(StatusOr<AcGroupListAns>)> done);
+
   size_t pending() const { return pending_.size(); }
 
  private:
@@ -61,6 +73,8 @@ class AcClient {
   // The pages after `after`, appended to `*all`.
   void ListFrom(uint32_t after, std::shared_ptr<AcListAns> all,
                 std::function<void(StatusOr<AcListAns>)> done);
+  void GroupListFrom(uint32_t after, std::shared_ptr<AcGroupListAns> all,
+                     std::function<void(StatusOr<AcGroupListAns>)> done);
 
   Transport& transport_;
   const CmsEndpoint& me_;

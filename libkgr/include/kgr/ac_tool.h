@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kgr/daemon.h"
@@ -42,6 +43,11 @@ struct AcArgs {
   std::optional<uint32_t> node;
   bool withdraw = false;
   bool json = false;
+  // kgr-ac group ...
+  std::optional<std::string> group;              // --name
+  std::optional<std::vector<uint32_t>> members;  // --members
+  std::string group_mode = "group-key";          // --mode
+  uint32_t rekey_every_s = 0;                    // --rekey-every-s
 };
 
 // `authorize --out FILE [--peers ...]`: checks everything it can before
@@ -59,6 +65,11 @@ Status AcCrl(const AcOptions& o);
 Status RunCrlHook(const AcOptions& o);
 // `list [--json]`: the nodes the KS knows.
 Status AcList(const AcOptions& o, bool as_json);
+// `group create|add|remove|list|delete` (`what`), daemon/ac_group.cc:
+// create --name G [--members ...] [--mode group-key|sender-auth]
+// [--rekey-every-s N]; add/remove --name G --members ...; delete --name G;
+// list [--json]. A refusal is one line with the KS's reason.
+Status AcGroup(const AcOptions& o, const AcArgs& a, std::string_view what);
 
 }  // namespace kgr
 

@@ -82,6 +82,19 @@ enum class FrameType : uint8_t {
   kAcListAns = 0x25,
   kAcRevokeReq = 0x26,
   kAcRevokeAns = 0x27,
+  // Groups, KS side (kgr/group_frames.h): unicast to one member under its
+  // NKSK, and the AC's group administration (clear frames inside CMS).
+  kGroupJoin = 0x13,     // KS -> N on TOPIC2: leaf and path keys, members
+  kGroupSyncReq = 0x15,  // N  -> KS on TOPIC1: send me my path again
+  kGroupSyncAns = 0x16,  // KS -> N on TOPIC2: the same body as group_join
+  kAcGroupCreateReq = 0x28,
+  kAcGroupCreateAns = 0x29,
+  kAcGroupMembersReq = 0x2A,
+  kAcGroupMembersAns = 0x2B,
+  kAcGroupListReq = 0x2C,
+  kAcGroupListAns = 0x2D,
+  kAcGroupDeleteReq = 0x2E,
+  kAcGroupDeleteAns = 0x2F,
 };
 
 std::string_view FrameTypeName(FrameType type);

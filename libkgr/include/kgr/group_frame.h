@@ -37,15 +37,14 @@
 #include "kgr/ed25519.h"
 #include "kgr/frame.h"
 #include "kgr/group_rekey.h"  // GroupDataKeys
+#include "kgr/records.h"      // GroupMode
 #include "kgr/secret.h"
 #include "kgr/status.h"
 
 namespace kgr {
 
-enum class GroupMode : uint8_t {
-  kGroupKey = 0,    // the group key alone: members can forge each other
-  kSenderAuth = 1,  // plus an Ed25519 signature by the sender
-};
+// GroupMode (kgr/records.h): kGroupKey, the group key alone (members can
+// forge each other); kSenderAuth, plus an Ed25519 signature by the sender.
 bool IsKnownGroupMode(uint8_t mode);
 std::string_view GroupModeName(GroupMode mode);  // "group_key", "sender_auth"
 

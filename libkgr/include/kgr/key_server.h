@@ -39,6 +39,7 @@
 #include "kgr/cms.h"
 #include "kgr/event_loop.h"
 #include "kgr/frame.h"
+#include "kgr/group_frames.h"
 #include "kgr/metrics.h"
 #include "kgr/node_certificate.h"
 #include "kgr/own_data.h"
@@ -105,6 +106,11 @@ struct KeyServerOptions {
   std::string node_crl_file;
   std::function<Status(const std::string& crl_file)> node_crl_written;
   FileSystem* node_files = nullptr;
+  // The groups store (kgr-ac group, docs/protocol.md section 14); null: the
+  // KS refuses group requests. Must outlive the KeyServer.
+  GroupDescStore* groups = nullptr;
+  // Joins and leaves of a group within this window make one rekey.
+  uint32_t group_batch_ms = 200;
 };
 
 // Largest frame a node sends to the KS (nksk_key_req is 161 bytes).
@@ -225,6 +231,13 @@ class KeyServer {
   // come back only through a new authorization (new N_ID and NTAG).
   // `notified` receives the number of peers told.
   Status RevokeNode(uint32_t n_id, int* notified);
+  // The AC's group requests (kgr-ac group; ks/group_admin.cc): the answer
+  // carries the status and, on a refusal, the reason.
+  AcGroupCreateAns CreateGroup(const AcGroupCreateReq& req);
+  AcGroupMembersAns ChangeGroupMembers(const AcGroupMembersReq& req);
+  AcGroupDeleteAns DeleteGroup(const AcGroupDeleteReq& req);
+  AcGroupListAns ListGroups(uint32_t after);
+
   // Asks a node to rotate its NKSK/NKSKsign (nksk_rot_sig); the node then
   // runs the ephemeral X25519 exchange (nksk_rot_req / nksk_rot_ans).
   Status RequestRotation(uint32_t n_id);

@@ -23,10 +23,12 @@
 #ifndef KGR_RECORDS_H_
 #define KGR_RECORDS_H_
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <tuple>
 #include <utility>
@@ -34,6 +36,7 @@
 
 #include "kgr/bytes.h"
 #include "kgr/crypto.h"
+#include "kgr/ed25519.h"
 #include "kgr/secret.h"
 #include "kgr/status.h"
 #include "kgr/topic.h"
@@ -41,9 +44,10 @@
 namespace kgr {
 
 enum class RecordType : uint8_t {
-  kNodeDesc = 1,  // KS file node_desc, key N_ID
-  kGenKey = 2,    // KS file gen_keys, key request id
-  kSesKey = 3,    // node file ses_keys, key peer N_ID
+  kNodeDesc = 1,   // KS file node_desc, key N_ID
+  kGenKey = 2,     // KS file gen_keys, key request id
+  kSesKey = 3,     // node file ses_keys, key peer N_ID
+  kGroupDesc = 4,  // KS file groups, key group id (docs/storage.md 1.6)
   // node file grp_keys (GroupRecord), key group_id:u32 << 32 | member:u32
   kGrpKeys = 6,
 };
@@ -265,12 +269,66 @@ struct GroupRecord {
   GroupRecord Clone() const { return records_internal::CloneFields(*this); }
 };
 
+// ---- groups (KS file `groups`; kgr-ac group, docs/storage.md 1.6) ----
+enum class GroupMode : uint8_t {
+  kGroupKey = 0,   // the group key alone: any member could forge another's
+  kSenderAuth = 1  // and each member signs with its own Ed25519 key
+};
+inline constexpr size_t kMaxGroupNameSize = 64;
+// One group is one record (<= kMaxRecordSize): members and the key tree's
+// state together stay well below it.
+inline constexpr size_t kMaxGroupMembers = 256;
+inline constexpr size_t kMaxGroupTreeState = 20 * 1024;
+
+struct GroupMember {
+  uint32_t n_id = 0;
+  // The member's Ed25519 public key (sender authentication), all zero until
+  // the node sent it (group_sync_req).
+  std::array<uint8_t, kEd25519PublicSize> sign_public{};
+  bool operator==(const GroupMember&) const = default;
+};
+
+// One group of the KS file `groups`.
+struct GroupDesc {
+  using Key = uint32_t;
+  static constexpr RecordType kType = RecordType::kGroupDesc;
+
+  // Clear (authenticated).
+  uint32_t group_id = 0;
+  std::string name;  // 1..kMaxGroupNameSize of [A-Za-z0-9_.-]
+  GroupMode mode = GroupMode::kGroupKey;
+  uint32_t lifetime_s = 0;       // rekey the root at least this often; 0: never
+  uint32_t key_version = 0;      // epoch of the group key, +1 per rekey
+  uint64_t rekeyed_unix_ms = 0;  // when the group key last changed
+  std::vector<GroupMember> members;  // ascending n_id, <= kMaxGroupMembers
+  // Secret (encrypted with NK).
+  TopicId rekey_topic{};  // the KS publishes group_rekey there
+  TopicId data_topic{};   // members publish group_data there
+  // The KS's Ed25519 key that signs this group's group_rekey frames (the
+  // 32-byte private seed; empty until the first rekey).
+  SecretBytes sign_key;
+  SecretBytes tree;  // the key tree serialized, <= kMaxGroupTreeState
+
+  Key key() const { return group_id; }
+  template <typename Self>
+  static auto Fields(Self& g) {
+    return std::tie(g.group_id, g.name, g.mode, g.lifetime_s, g.key_version,
+                    g.rekeyed_unix_ms, g.members, g.rekey_topic, g.data_topic,
+                    g.sign_key, g.tree);
+  }
+  GroupDesc Clone() const { return records_internal::CloneFields(*this); }
+};
+// INVALID_ARGUMENT naming what is wrong with a group name.
+Status ValidateGroupName(std::string_view name);
+
 // Seals `record` for the file of node `owner_n_id` with a random IV.
 StatusOr<Bytes> EncodeRecord(const NodeDesc& record, const RecordKeys& keys,
                              uint32_t owner_n_id);
 StatusOr<Bytes> EncodeRecord(const GenKey& record, const RecordKeys& keys,
                              uint32_t owner_n_id);
 StatusOr<Bytes> EncodeRecord(const SesKey& record, const RecordKeys& keys,
+                             uint32_t owner_n_id);
+StatusOr<Bytes> EncodeRecord(const GroupDesc& record, const RecordKeys& keys,
                              uint32_t owner_n_id);
 
 // Verifies and opens a record of type R::kType: DecodeRecord<NodeDesc>(...).
@@ -289,6 +347,10 @@ template <>
 StatusOr<SesKey> DecodeRecord<SesKey>(std::span<const uint8_t> record,
                                       const RecordKeys& keys,
                                       uint32_t owner_n_id);
+template <>
+StatusOr<GroupDesc> DecodeRecord<GroupDesc>(std::span<const uint8_t> record,
+                                            const RecordKeys& keys,
+                                            uint32_t owner_n_id);
 
 // Checks the envelope and the MAC of a record of `type` without decrypting;
 // returns its key (N_ID or request id).
@@ -311,6 +373,7 @@ class RecordCodec {
   StatusOr<Bytes> Encode(const GenKey& record) const;
   StatusOr<Bytes> Encode(const SesKey& record) const;
   StatusOr<Bytes> Encode(const GroupRecord& record) const;  // group_records.cc
+  StatusOr<Bytes> Encode(const GroupDesc& record) const;
   // DecodeRecord<R>(record, keys, owner_n_id); R is NodeDesc, GenKey or
   // SesKey.
   template <typename R>
@@ -335,6 +398,15 @@ StatusOr<SesKey> RecordCodec::Decode<SesKey>(
 template <>
 StatusOr<GroupRecord> RecordCodec::Decode<GroupRecord>(
     std::span<const uint8_t> record) const;
+StatusOr<GroupDesc> RecordCodec::Decode<GroupDesc>(
+    std::span<const uint8_t> record) const;
+
+// The clear and secret parts of a group record and back (codec/
+// group_record.cc; records.cc adds the envelope). Decode: false if the
+// authenticated content is inconsistent.
+void EncodeGroupParts(const GroupDesc& g, Bytes* clear, SecretBytes* secret);
+bool DecodeGroupParts(uint64_t key, std::span<const uint8_t> clear,
+                      std::span<const uint8_t> secret, GroupDesc* g);
 
 // The key a record claims, WITHOUT verification (for reporting corrupt
 // records only). nullopt if too short to hold one.

@@ -289,11 +289,13 @@ extern template class TypedStore<NodeDesc>;
 extern template class TypedStore<GenKey>;
 extern template class TypedStore<SesKey>;
 extern template class TypedStore<GroupRecord>;
+extern template class TypedStore<GroupDesc>;
 
 using NodeDescStore = TypedStore<NodeDesc>;  // KS: node_desc
 using GenKeysStore = TypedStore<GenKey>;     // KS: gen_keys
 using SesKeysStore = TypedStore<SesKey>;     // node: ses_keys
 using GroupStore = TypedStore<GroupRecord>;  // node: grp_keys
+using GroupDescStore = TypedStore<GroupDesc>;    // KS: groups
 
 // Every journal fdatasync of this process's stores, in seconds (the metric
 // kgr_store_fsync_seconds). Thread-safe (Histogram).
