@@ -14,7 +14,7 @@ namespace {
 constexpr size_t kFrameIvOffset = 1 + 1 + 1 + 4 + 4 + 8 + 8;
 static_assert(kFrameIvOffset + kIvSize + 4 == kFrameHeaderSize);
 
-Status Malformed(std::string_view what) {
+Status MalformedFrame(std::string_view what) {
   return InvalidArgumentError("malformed frame: " + std::string(what));
 }
 
@@ -43,7 +43,7 @@ Status CheckHeaderForSeal(const FrameHeader& h, size_t body_size) {
 
 // Parses a header and checks that `frame` is exactly header + body + tail.
 StatusOr<FrameHeader> ParseHeader(std::span<const uint8_t> frame, size_t tail) {
-  if (frame.size() < kFrameHeaderSize + tail) return Malformed("too short");
+  if (frame.size() < kFrameHeaderSize + tail) return MalformedFrame("too short");
   ByteReader r(frame);
   uint8_t version = 0, type = 0;
   FrameHeader h;
@@ -65,10 +65,10 @@ StatusOr<FrameHeader> ParseHeader(std::span<const uint8_t> frame, size_t tail) {
     return InvalidArgumentError("unknown frame type " + std::to_string(type));
   }
   h.type = static_cast<FrameType>(type);
-  if ((h.flags & ~kKnownFlags) != 0) return Malformed("unknown flags");
-  if (h.body_len > kMaxBodySize) return Malformed("body too large");
+  if ((h.flags & ~kKnownFlags) != 0) return MalformedFrame("unknown flags");
+  if (h.body_len > kMaxBodySize) return MalformedFrame("body too large");
   if (frame.size() != kFrameHeaderSize + h.body_len + tail) {
-    return Malformed("length does not match header");
+    return MalformedFrame("length does not match header");
   }
   std::copy(iv.begin(), iv.end(), h.iv.begin());
   return h;
@@ -146,8 +146,8 @@ bool IsKnownFrameType(uint8_t t) {
 
 StatusOr<FrameHeader> PeekFrameHeader(std::span<const uint8_t> frame) {
   KGR_ASSIGN_OR_RETURN(FrameHeader h, ParseHeader(frame, kTagSize));
-  if (IsAcFrameType(h.type)) return Malformed("AC frame outside CMS");
-  if (h.type == FrameType::kGroupRekey) return Malformed("not a sealed frame");
+  if (IsAcFrameType(h.type)) return MalformedFrame("AC frame outside CMS");
+  if (h.type == FrameType::kGroupRekey) return MalformedFrame("not a sealed frame");
   return h;
 }
 
@@ -195,9 +195,9 @@ StatusOr<std::span<const uint8_t>> DecodeClearFrame(
     std::span<const uint8_t> frame, FrameHeader* header) {
   KGR_ASSIGN_OR_RETURN(*header, ParseHeader(frame, 0));
   if (!IsAcFrameType(header->type) && header->type != FrameType::kGroupRekey) {
-    return Malformed("not an AC frame");
+    return MalformedFrame("not an AC frame");
   }
-  if (header->iv != Iv{}) return Malformed("clear frame with an IV");
+  if (header->iv != Iv{}) return MalformedFrame("clear frame with an IV");
   return frame.subspan(kFrameHeaderSize);
 }
 

@@ -109,11 +109,9 @@ StatusOr<SecretBytes> ReadFile(const std::string& path) {
   return s;
 }
 
-BioPtr MemBuf(std::span<const uint8_t> b) {
-  static const uint8_t kEmpty = 0;  // BIO_new_mem_buf refuses nullptr
-  return BioPtr(BIO_new_mem_buf(b.empty() ? &kEmpty : b.data(),
-                                static_cast<int>(b.size())));
-}
+using openssl::Drain;
+using openssl::MemBuf;
+using openssl::NoPassphrase;
 
 StatusOr<X509Ptr> LoadCert(const std::string& path) {
   KGR_ASSIGN_OR_RETURN(SecretBytes pem, ReadFile(path));
@@ -126,9 +124,6 @@ StatusOr<X509Ptr> LoadCert(const std::string& path) {
   }
   return c;
 }
-
-// Refuses to prompt for a passphrase (OpenSSL's default reads the terminal).
-int NoPassphrase(char*, int, int, void*) { return -1; }
 
 StatusOr<KeyPtr> LoadKey(const std::string& path) {
   KGR_ASSIGN_OR_RETURN(SecretBytes pem, ReadFile(path));
@@ -210,16 +205,6 @@ StatusOr<CmsPeer> PeerOf(X509* signer) {
   peer.organizational_unit = std::move(*ou);
   KGR_ASSIGN_OR_RETURN(peer.certificate_der, ToDer(signer));
   return peer;
-}
-
-// Moves the contents of a memory BIO into a SecretBytes (the BIO's copy is
-// wiped when the SecretBioPtr is freed).
-SecretBytes Drain(BIO* bio) {
-  char* data = nullptr;
-  long n = BIO_get_mem_data(bio, &data);
-  if (data == nullptr || n <= 0) return SecretBytes();
-  return SecretBytes(std::span<const uint8_t>(
-      reinterpret_cast<const uint8_t*>(data), static_cast<size_t>(n)));
 }
 
 }  // namespace

@@ -12,24 +12,9 @@ namespace {
 using openssl::BioPtr;
 using openssl::KeyPtr;
 
-BioPtr MemBuf(std::span<const uint8_t> b) {
-  static const uint8_t kEmpty = 0;  // BIO_new_mem_buf refuses nullptr
-  return BioPtr(BIO_new_mem_buf(b.empty() ? &kEmpty : b.data(),
-                                static_cast<int>(b.size())));
-}
-
-// Everything a memory BIO holds, as SecretBytes (it may hold a private key).
-SecretBytes Drain(BIO* b) {
-  char* data = nullptr;
-  long n = BIO_get_mem_data(b, &data);
-  SecretBytes out;
-  if (n > 0)
-    out.Append(
-        {reinterpret_cast<const uint8_t*>(data), static_cast<size_t>(n)});
-  return out;
-}
-
-int NoPassphrase(char*, int, int, void*) { return -1; }
+using openssl::Drain;
+using openssl::MemBuf;
+using openssl::NoPassphrase;
 
 Status NotX25519(const std::string& what, const char* kind) {
   ERR_clear_error();

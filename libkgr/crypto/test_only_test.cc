@@ -15,7 +15,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path SourceDir() {
+fs::path TestOnlySourceDir() {
   const char* src = std::getenv("KGR_SOURCE_DIR");
   return src != nullptr ? fs::path(src)
                         : fs::path(__FILE__).parent_path().parent_path() / "..";
@@ -38,7 +38,7 @@ bool IsTestCode(const fs::path& rel) {
 }
 
 TEST(TestOnly, ProductionSourcesNeverNameTheTestOnlyCryptoEntryPoints) {
-  const fs::path root = SourceDir();
+  const fs::path root = TestOnlySourceDir();
   ASSERT_TRUE(fs::exists(root / "libkgr/crypto/crypto.cc")) << root;
   // crypto/ itself: the hook behind FixedIvScope, and the friend that
   // lets the tests see a key pair's insides.

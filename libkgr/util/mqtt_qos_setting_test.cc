@@ -13,7 +13,7 @@
 namespace kgr {
 namespace {
 
-constexpr SettingSpec kSpecs[] = {kMqttClientSetting, kMqttQosSetting};
+constexpr SettingSpec kQosSpecs[] = {kMqttClientSetting, kMqttQosSetting};
 
 StatusOr<CommandLine> Parse(std::vector<std::string> args,
                             const std::string& config = "") {
@@ -28,7 +28,7 @@ StatusOr<CommandLine> Parse(std::vector<std::string> args,
   }
   std::vector<char*> argv{const_cast<char*>("prog")};
   for (auto& a : args) argv.push_back(a.data());
-  auto r = ParseCommandLine(static_cast<int>(argv.size()), argv.data(), kSpecs);
+  auto r = ParseCommandLine(static_cast<int>(argv.size()), argv.data(), kQosSpecs);
   if (!path.empty()) std::filesystem::remove(path);
   return r;
 }

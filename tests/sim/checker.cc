@@ -28,10 +28,6 @@ std::string KeyString(const SymmetricKeys& k) {
   return std::string(enc.begin(), enc.end());
 }
 
-std::pair<uint32_t, uint32_t> PairKey(uint32_t a, uint32_t b) {
-  return {std::min(a, b), std::max(a, b)};
-}
-
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;

@@ -21,10 +21,6 @@ StoreOptions SimStoreOptions() {
   return o;
 }
 
-std::pair<uint32_t, uint32_t> PairKey(uint32_t a, uint32_t b) {
-  return {std::min(a, b), std::max(a, b)};
-}
-
 // How a stop reads in the trace, and its coverage counter.
 struct StopNames {
   const char* note;

@@ -9,6 +9,7 @@
 #ifndef KGR_TESTS_SIM_WORLD_H_
 #define KGR_TESTS_SIM_WORLD_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -30,6 +31,11 @@
 namespace kgr::sim {
 
 class Checker;
+
+// A pair of nodes as a map key, in either order.
+inline std::pair<uint32_t, uint32_t> PairKey(uint32_t a, uint32_t b) {
+  return {std::min(a, b), std::max(a, b)};
+}
 
 // A machine's wall clock: the shared simulated time plus its own offset
 // (a clock jump moves it); monotonic time is the shared one.
