@@ -84,6 +84,7 @@ World::~World() {
     n->client.reset();
     n->ses.reset();
   }
+  for (auto& p : peers_) p->server.reset();
   ks_.server.reset();
 }
 
@@ -123,7 +124,37 @@ Status World::Init() {
   KGR_ASSIGN_OR_RETURN(ks_.kedk, ks_.tpm->KedkPublic());
   ks_.transport = net_.NewTransport(kKsName);
   KGR_RETURN_IF_ERROR(ks_.transport->Connect());
+  if (clustered()) {
+    KGR_ASSIGN_OR_RETURN(
+        shared_nodes_, NodeDescStore::Open(store_fs_, "/etcd/node_desc", own.nk,
+                                           ks_.n_id, SimStoreOptions()));
+    KGR_ASSIGN_OR_RETURN(shared_gen_keys_,
+                         GenKeysStore::Open(store_fs_, "/etcd/gen_keys", own.nk,
+                                            ks_.n_id, SimStoreOptions()));
+    for (int i = 1; i < options_.ks_instances; ++i) {
+      auto p = std::make_unique<SimKsPeer>(clock_);
+      p->lane = static_cast<uint8_t>(i);
+      p->name = "ks-" + std::to_string(i);
+      p->transport = net_.NewTransport(p->name);
+      KGR_RETURN_IF_ERROR(p->transport->Connect());
+      peers_.push_back(std::move(p));
+    }
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      KGR_RETURN_IF_ERROR(StartPeer(static_cast<int>(i)));
+    }
+  }
   return StartKs();
+}
+
+KeyServerOptions World::KsOptionsFor(uint8_t lane, uint64_t floor) const {
+  KeyServerOptions o = options_.ks;
+  o.counter_floor = floor;
+  if (clustered()) {
+    o.counter_lane = lane;
+    o.share_group = "ks";
+    o.node_cache_entries = 0;  // the instances share one store object
+  }
+  return o;
 }
 
 Status World::StartKs() {
@@ -132,17 +163,19 @@ Status World::StartKs() {
   const std::string dir = kKsDir;
   KGR_ASSIGN_OR_RETURN(uint64_t floor,
                        LoadCounterFloor(ks_.fs, dir + "/counter"));
-  KGR_ASSIGN_OR_RETURN(ks_.nodes,
-                       NodeDescStore::Open(ks_.fs, dir + "/node_desc", own.nk,
-                                           ks_.n_id, SimStoreOptions()));
-  KGR_ASSIGN_OR_RETURN(ks_.gen_keys,
-                       GenKeysStore::Open(ks_.fs, dir + "/gen_keys", own.nk,
-                                          ks_.n_id, SimStoreOptions()));
-  KeyServerOptions o = options_.ks;
-  o.counter_floor = floor;
+  if (!clustered()) {
+    KGR_ASSIGN_OR_RETURN(ks_.nodes,
+                         NodeDescStore::Open(ks_.fs, dir + "/node_desc", own.nk,
+                                             ks_.n_id, SimStoreOptions()));
+    KGR_ASSIGN_OR_RETURN(ks_.gen_keys,
+                         GenKeysStore::Open(ks_.fs, dir + "/gen_keys", own.nk,
+                                            ks_.n_id, SimStoreOptions()));
+  }
+  NodeDescStore& nodes = clustered() ? *shared_nodes_ : *ks_.nodes;
+  GenKeysStore& gen_keys = clustered() ? *shared_gen_keys_ : *ks_.gen_keys;
   ks_.server = std::make_unique<KeyServer>(
-      std::move(own), ks_.kedk, *ks_.transport, *ks_.nodes, *ks_.gen_keys,
-      nullptr, ks_.clock, o);
+      std::move(own), ks_.kedk, *ks_.transport, nodes, gen_keys, nullptr,
+      ks_.clock, KsOptionsFor(0, floor));
   ks_.inbox.clear();
   ks_.transport->SetHandler([this](const std::string& t, Bytes p) {
     ks_.inbox.push_back({t, std::move(p)});
@@ -167,11 +200,88 @@ void World::StopKs(Stop how) {
   }
   DieOn(ks_.fs, how);
   ks_.server.reset();
-  ks_.gen_keys.reset();
+  ks_.gen_keys.reset();  // null when clustered: the stores are shared
   ks_.nodes.reset();
   ks_.inbox.clear();
   AfterDeath(ks_.fs, how, rng_);
   ks_.up = false;
+}
+
+// ---- the other KS instances of a cluster ----
+
+Status World::StartPeer(int i) {
+  SimKsPeer& p = *peers_[i];
+  p.tpm = std::make_unique<testing::FakeTpm>(ks_.tpm_state);
+  KGR_ASSIGN_OR_RETURN(OwnData own, LoadOwnData(*p.tpm));
+  KGR_ASSIGN_OR_RETURN(
+      uint64_t floor, LoadCounterFloor(p.fs, std::string(kKsDir) + "/counter"));
+  p.server = std::make_unique<KeyServer>(
+      std::move(own), ks_.kedk, *p.transport, *shared_nodes_, *shared_gen_keys_,
+      nullptr, p.clock, KsOptionsFor(p.lane, floor));
+  p.inbox.clear();
+  SimKsPeer* raw = &p;
+  p.transport->SetHandler([raw](const std::string& t, Bytes b) {
+    raw->inbox.push_back({t, std::move(b)});
+  });
+  KGR_RETURN_IF_ERROR(p.server->Start());
+  p.up = true;
+  p.stalled = false;
+  p.saved_counter = 0;
+  net_.Revive(p.name);
+  Note(p.name + " started");
+  return OkStatus();
+}
+
+void World::StopPeer(int i, Stop how) {
+  SimKsPeer& p = *peers_[i];
+  if (!p.up) return;
+  Note(p.name + " " + NamesOf(how).note);
+  Count(std::string("fault.peer_") + NamesOf(how).counter);
+  net_.Kill(p.name);
+  if (how == Stop::kClean && !p.stalled) {
+    (void)p.server->FlushCounters();
+    (void)SaveCounter(p.fs, std::string(kKsDir) + "/counter",
+                      p.server->last_counter());
+  }
+  DieOn(p.fs, how);
+  p.server.reset();
+  p.inbox.clear();
+  AfterDeath(p.fs, how, rng_);
+  p.up = false;
+  p.stalled = false;
+}
+
+void World::StallPeer(int i, bool stalled) {
+  SimKsPeer& p = *peers_[i];
+  if (!p.up || p.stalled == stalled) return;
+  p.stalled = stalled;
+  if (stalled) Count("fault.peer_stall");
+  Note(p.name + (stalled ? " stalls (its connection stays up)"
+                         : " comes back from a stall"));
+}
+
+void World::TickPeers(uint64_t now) {
+  for (auto& p : peers_) {
+    if (!p->up || p->stalled || now - p->last_tick_ms < 1000) continue;
+    p->last_tick_ms = now;
+    p->server->Tick();
+    if (p->server->last_counter() != p->saved_counter &&
+        SaveCounter(p->fs, std::string(kKsDir) + "/counter",
+                    p->server->last_counter())
+            .ok()) {
+      p->saved_counter = p->server->last_counter();
+    }
+  }
+}
+
+void World::HandlePeerInboxes() {
+  for (auto& p : peers_) {
+    if (!p->up || p->stalled || p->inbox.empty()) continue;
+    std::vector<KeyServer::Message> batch = std::move(p->inbox);
+    p->inbox.clear();
+    Count("cluster.batches_at_other_instances");
+    p->server->HandleMessages(batch);
+  }
 }
 
 // ---- node processes ----
@@ -411,6 +521,7 @@ void World::TickAll() {
       ks_.saved_counter = ks_.server->last_counter();
     }
   }
+  TickPeers(now);
   for (auto& n : nodes_) {
     if (!n->up) continue;
     n->client->Tick();
@@ -446,6 +557,7 @@ void World::RunFor(uint64_t ms) {
       ks_.inbox.clear();
       ks_.server->HandleMessages(batch);
     }
+    HandlePeerInboxes();
     if (now >= next_tick_ms_) {
       TickAll();
       next_tick_ms_ = now + options_.tick_ms;
@@ -469,6 +581,13 @@ void World::Heal() {
     if (!st.ok()) checker_.Fail("processes_restart", "KS: " + st.ToString());
   }
   net_.SetLinkUp(kKsName, true);
+  for (size_t i = 0; i < peers_.size(); ++i) {
+    StallPeer(static_cast<int>(i), false);
+    if (!peers_[i]->up) {
+      Status st = StartPeer(static_cast<int>(i));
+      if (!st.ok()) checker_.Fail("processes_restart", st.ToString());
+    }
+  }
   for (auto& n : nodes_) {
     net_.SetLinkUp(n->name, true);
     if (!n->up) {
