@@ -37,6 +37,14 @@ commands:
 flags (each overrides the JSON config file's key in brackets):
   --config FILE        JSON config file
   --state-dir DIR      [state_dir] node_desc, gen_keys, NV auth, socket
+  --state etcd://HOST:PORT[,HOST:PORT...]/PREFIX
+                       [state] node_desc and gen_keys on etcd, sealed under
+                       the domain key (<state_dir>/domain_key, created
+                       with a new state); default: the files of state_dir
+                       (docs/cluster.md)
+  --etcd-ca FILE       [etcd.ca_file] CA of etcd's client URLs (https)
+  --etcd-cert FILE     [etcd.cert_file] client certificate for etcd
+  --etcd-key FILE      [etcd.key_file] its key
   --tcti TCTI          [tcti] TPM TCTI, e.g. swtpm:host=127.0.0.1,port=2321,
                        or "none" for the software store (no TPM: testing
                        only). Default: $KGR_TCTI, else device:/dev/tpmrm0
@@ -98,6 +106,10 @@ unavailable or timeout, 4 refused.
 // Every flag and config key (cli.h checks type and range).
 constexpr SettingSpec kSpecs[] = {
     kStateDirSetting,
+    {.flag = "state", .key = "state"},
+    {.flag = "etcd-ca", .key = "etcd.ca_file"},
+    {.flag = "etcd-cert", .key = "etcd.cert_file"},
+    {.flag = "etcd-key", .key = "etcd.key_file"},
     kTctiSetting,
     kBrokerSetting,
     kMqttClientSetting,

@@ -16,7 +16,7 @@ packages=(
   libssl-dev:arm64 libpaho-mqttpp-dev:arm64 libpaho-mqtt-dev:arm64
   libmosquitto-dev:arm64 libtss2-dev:arm64 libspdlog-dev:arm64
   libfmt-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64 libc6:arm64
-  libsystemd-dev:arm64
+  libsystemd-dev:arm64 libcurl4-openssl-dev:arm64
 )
 update=0
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then

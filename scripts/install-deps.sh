@@ -13,6 +13,7 @@ packages=(
   mosquitto mosquitto-clients nlohmann-json3-dev libspdlog-dev
   libgtest-dev libgmock-dev procps iproute2 binutils xxd python3 curl
   libsystemd-dev systemd file adduser tpm-udev dpkg-dev
+  libcurl4-openssl-dev etcd-server
 )
 missing=()
 for p in "${packages[@]}"; do

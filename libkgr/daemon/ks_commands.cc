@@ -70,9 +70,9 @@ Status KsStatus(const KsOptions& o, bool as_json) {
   KGR_ASSIGN_OR_RETURN(auto lock, DirLock::ForStateDir(o.daemon.state_dir));
   KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpmFor(o.daemon));
   KGR_ASSIGN_OR_RETURN(OwnData own, LoadOwnData(*tpm));
-  KGR_ASSIGN_OR_RETURN(KsStores st, OpenKsStores(o.daemon, own));
-  PrintStatus(KsStatusJson(nullptr, *st.nodes, *st.gen_keys, own.identity.n_id,
-                           tpm->counters()),
+  KGR_ASSIGN_OR_RETURN(KsStores st, OpenKsState(o, own));
+  PrintStatus(KsStatusJson(nullptr, st.state->nodes(), st.state->gen_keys(),
+                           own.identity.n_id, tpm->counters()),
               as_json);
   return OkStatus();
 }

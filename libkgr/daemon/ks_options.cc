@@ -1,5 +1,6 @@
 // kgr-ks's settings rows -> KsOptions.
 #include "kgr/cli.h"
+#include "kgr/cluster.h"
 #include "kgr/ks_daemon.h"
 #include "kgr/node_certificate.h"
 
@@ -33,6 +34,22 @@ StatusOr<KsOptions> KsOptionsFrom(const CommandLine& c) {
     return c.Invalid("backup_dir",
                      "needs a recovery public key (--backup-recovery-public "
                      "or backup_recovery_public)");
+  }
+  o.state_url = c.Str("state");
+  if (!o.state_url.empty()) {
+    auto url = ParseEtcdStateUrl(o.state_url);
+    if (!url.ok()) return c.Invalid("state", url.status().message());
+    if (!o.backup.dir.empty()) {
+      return c.Invalid("backup_dir", "not with a state on etcd (yet)");
+    }
+  }
+  o.etcd_ca_file = c.Str("etcd.ca_file");
+  o.etcd_cert_file = c.Str("etcd.cert_file");
+  o.etcd_key_file = c.Str("etcd.key_file");
+  if (o.etcd_cert_file.empty() != o.etcd_key_file.empty()) {
+    return c.Invalid(
+        o.etcd_cert_file.empty() ? "etcd.cert_file" : "etcd.key_file",
+        "an etcd client certificate needs both cert and key");
   }
   const std::string ca_cert = c.Str("node_ca.cert_file");
   const std::string ca_key = c.Str("node_ca.key_file");

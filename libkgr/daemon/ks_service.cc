@@ -63,13 +63,13 @@ class KsService {
   }
 
   Status OpenStores(const OwnData& own) {
-    KGR_ASSIGN_OR_RETURN(stores_, OpenKsStores(o_.daemon, own));
+    KGR_ASSIGN_OR_RETURN(stores_, OpenKsState(o_, own));
     return OkStatus();
   }
 
   // The certificates, the MQTT client, the KeyServer and its inbox.
   Status Build(OwnData own) {
-    for (const auto& bad : stores_.nodes->corrupt_records()) {
+    for (const auto& bad : stores_.state->nodes().corrupt_records()) {
       spdlog::error("ks: node_desc record {} is corrupt and ignored: {}",
                     bad.index, bad.status.message());
     }
@@ -91,9 +91,9 @@ class KsService {
     ko.persist_ac_counter = [ac_floor](uint64_t counter) {
       return SaveCounter(*DefaultFileSystem(), ac_floor, counter);
     };
-    ks_ = std::make_unique<KeyServer>(
-        std::move(own), std::move(kedk_), *transport_, *stores_.nodes,
-        *stores_.gen_keys, cms_.get(), *SystemClock(), ko);
+    ks_ = std::make_unique<KeyServer>(std::move(own), std::move(kedk_),
+                                      *transport_, *stores_.state, cms_.get(),
+                                      *SystemClock(), ko);
     // Bounded: a flood fills at most 16384 messages or 16 MiB, then is
     // dropped. Messages that arrive together are handled as one batch (one
     // fdatasync for all their new keys).
@@ -130,7 +130,7 @@ class KsService {
   }
 
   const KeyServer& ks() const { return *ks_; }
-  size_t nodes() const { return stores_.nodes->size(); }
+  size_t nodes() const { return stores_.state->nodes().size(); }
 
   // READY=1 to systemd (Type=notify), once serving or after a reload.
   void NotifyReady() {
@@ -178,7 +178,9 @@ class KsService {
       notifier_.Tick(now);
       if (now - last_purge < 1000) return;
       ks_->Tick();
-      backups_->Tick(*stores_.nodes, ks_->stats().node_desc_changes);
+      if (stores_.nodes) {  // the files (no backups of an etcd state yet)
+        backups_->Tick(*stores_.nodes, ks_->stats().node_desc_changes);
+      }
       last_purge = now;
       counter_.SaveIfChanged(ks_->last_counter());
       if (uint64_t d = inbox_->TakeDropped()) {
@@ -207,8 +209,8 @@ class KsService {
   std::string MetricsTextOnLoop() {
     MetricsText m;
     counters_.loop_dropped = loop_.dropped();
-    AppendKsMetrics(*ks_, *stores_.nodes, *stores_.gen_keys, o_.key_server,
-                    counters_, node_states_, m);
+    AppendKsMetrics(*ks_, stores_.state->nodes(), stores_.state->gen_keys(),
+                    o_.key_server, counters_, node_states_, m);
     AppendProcessMetrics(tpm_->counters(), m);
     return m.text();
   }
@@ -217,12 +219,12 @@ class KsService {
   void Execute(const nlohmann::json& req,
                const ControlServer::Respond& respond) {
     if (req.value("cmd", "") == "status") {
-      nlohmann::json j =
-          KsStatusJson(ks_.get(), *stores_.nodes, *stores_.gen_keys,
-                       ks_->n_id(), tpm_->counters());
+      nlohmann::json j = KsStatusJson(ks_.get(), stores_.state->nodes(),
+                                      stores_.state->gen_keys(), ks_->n_id(),
+                                      tpm_->counters());
       j["backup"] = backups_->StatusJson(ks_->stats().node_desc_changes);
       respond(j);
-    } else if (req.value("cmd", "") == "backup") {
+    } else if (req.value("cmd", "") == "backup" && stores_.nodes) {
       respond(backups_->OnDemand(req, *stores_.nodes));
     } else if (req.value("cmd", "") == "rotate") {
       auto id = ParseNodeId(req.value("node", ""));

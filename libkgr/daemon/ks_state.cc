@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "daemon/wiring.h"
+#include "kgr/cluster.h"
 #include "kgr/topic.h"
 
 namespace kgr {
@@ -39,11 +40,55 @@ StatusOr<KsStores> OpenKsStores(const DaemonOptions& o, const OwnData& own) {
       st.gen_keys,
       GenKeysStore::Open(*DefaultFileSystem(), o.state_dir + "/gen_keys",
                          own.nk, own.identity.n_id, so));
+  st.state = FileKsState(*st.nodes, *st.gen_keys);
   return st;
 }
 
-nlohmann::json KsStatusJson(const KeyServer* ks, const NodeDescStore& nodes,
-                            const GenKeysStore& gen_keys, uint32_t n_id,
+namespace {
+
+// The member's domain key; with none, a new one (domain id = this KS's
+// N_ID) if etcd holds no state at the prefix yet.
+StatusOr<std::unique_ptr<EtcdKsState>> OpenEtcdState(const KsOptions& o,
+                                                     const EtcdStateOptions& so,
+                                                     const OwnData& own) {
+  FileSystem& fs = *DefaultFileSystem();
+  const std::string path = DomainKeyPath(o.daemon.state_dir);
+  auto key = LoadDomainKey(fs, path, own.nk);
+  if (key.ok()) return EtcdKsState::Open(so, *key);
+  if (key.status().code() != StatusCode::kNotFound) return key.status();
+  KGR_ASSIGN_OR_RETURN(DomainKey fresh, NewDomainKey(own.identity.n_id));
+  // Kept before etcd names it, so that a crash cannot lose the key of a
+  // state etcd holds.
+  KGR_RETURN_IF_ERROR(SaveDomainKey(fs, path, fresh, own.nk));
+  auto state = EtcdKsState::Open(so, fresh);
+  if (!state.ok()) {
+    (void)fs.Remove(path);
+    if (state.status().code() == StatusCode::kFailedPrecondition) {
+      return FailedPreconditionError(
+          "etcd state " + so.prefix +
+          " exists and this member holds no domain key for it: join the "
+          "cluster through a member (kgr-ks cluster join)");
+    }
+  }
+  return state;
+}
+
+}  // namespace
+
+StatusOr<KsStores> OpenKsState(const KsOptions& o, const OwnData& own) {
+  if (o.state_url.empty()) return OpenKsStores(o.daemon, own);
+  KGR_ASSIGN_OR_RETURN(EtcdStateUrl url, ParseEtcdStateUrl(o.state_url));
+  EtcdStateOptions so;
+  so.etcd.endpoints = url.endpoints;
+  so.etcd.tls = {o.etcd_ca_file, o.etcd_cert_file, o.etcd_key_file};
+  so.prefix = url.prefix;
+  KsStores st;
+  KGR_ASSIGN_OR_RETURN(st.state, OpenEtcdState(o, so, own));
+  return st;
+}
+
+nlohmann::json KsStatusJson(const KeyServer* ks, const NodeDescTable& nodes,
+                            const GenKeysTable& gen_keys, uint32_t n_id,
                             const TpmCounters& tpm) {
   nlohmann::json j;
   j["ks_n_id"] = FormatNodeId(n_id);

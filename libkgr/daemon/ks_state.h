@@ -10,15 +10,21 @@
 
 #include "kgr/daemon.h"
 #include "kgr/key_server.h"
+#include "kgr/ks_daemon.h"
+#include "kgr/ks_state.h"
 #include "kgr/own_data.h"
 #include "kgr/store.h"
 #include "kgr/tpm.h"
 
 namespace kgr {
 
+// The KS's state: its record files (`nodes`, `gen_keys`), or etcd (both
+// null). `state` is what the KeyServer runs on: FileKsState over the two
+// stores, or the etcd backend.
 struct KsStores {
   std::unique_ptr<NodeDescStore> nodes;
   std::unique_ptr<GenKeysStore> gen_keys;
+  std::unique_ptr<KsState> state;
 };
 
 // <state_dir>/ac_counter: the highest AC request counter the KS accepted,
@@ -28,10 +34,15 @@ std::string AcCounterPath(const std::string& state_dir);
 // Opens <state_dir>/node_desc and <state_dir>/gen_keys under the KS's NK.
 StatusOr<KsStores> OpenKsStores(const DaemonOptions& o, const OwnData& own);
 
+// The KS's state for `kgr-ks run` and `status`: on etcd with
+// o.state_url (the domain key from <state_dir>/domain_key, made with a new
+// state), else OpenKsStores.
+StatusOr<KsStores> OpenKsState(const KsOptions& o, const OwnData& own);
+
 // The status as JSON: nodes, pending keys, corrupt records, TPM counters,
 // and with a running `ks` its counters since start.
-nlohmann::json KsStatusJson(const KeyServer* ks, const NodeDescStore& nodes,
-                            const GenKeysStore& gen_keys, uint32_t n_id,
+nlohmann::json KsStatusJson(const KeyServer* ks, const NodeDescTable& nodes,
+                            const GenKeysTable& gen_keys, uint32_t n_id,
                             const TpmCounters& tpm);
 
 }  // namespace kgr

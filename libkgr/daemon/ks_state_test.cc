@@ -9,7 +9,14 @@
 namespace kgr {
 namespace {
 
-class KsStateTest : public testing::MiniKed {};
+class KsStateTest : public testing::MiniKed {
+ protected:
+  nlohmann::json StatusOf(const KeyServer* ks, const TpmCounters& counters) {
+    std::unique_ptr<KsState> files = FileKsState(*nodes_, *gen_keys_);
+    return KsStatusJson(ks, files->nodes(), files->gen_keys(), ks_n_id_,
+                        counters);
+  }
+};
 
 TEST_F(KsStateTest, StatusJsonShowsNodesAndCounters) {
   AcAuthorizeAns first, second;
@@ -19,8 +26,7 @@ TEST_F(KsStateTest, StatusJsonShowsNodesAndCounters) {
   TpmCounters counters;
   counters.nv_writes = 3;
   counters.tpm_commands = 11;
-  nlohmann::json j =
-      KsStatusJson(ks_.get(), *nodes_, *gen_keys_, ks_n_id_, counters);
+  nlohmann::json j = StatusOf(ks_.get(), counters);
   EXPECT_EQ(j["ks_n_id"], FormatNodeId(ks_n_id_));
   ASSERT_EQ(j["nodes"].size(), 2u);
   for (const auto& n : j["nodes"]) {
@@ -39,15 +45,14 @@ TEST_F(KsStateTest, StatusJsonShowsNodesAndCounters) {
 
   // Without a running KS (kgr-ks status reading the files): no counters
   // since start.
-  nlohmann::json offline =
-      KsStatusJson(nullptr, *nodes_, *gen_keys_, ks_n_id_, counters);
+  nlohmann::json offline = StatusOf(nullptr, counters);
   EXPECT_FALSE(offline.contains("since_start"));
   EXPECT_EQ(offline["nodes"], j["nodes"]);
 }
 
 TEST_F(KsStateTest, PendingKeysAndRegisteredNodes) {
   Pair();  // two nodes registered, one key issued and confirmed
-  nlohmann::json j = KsStatusJson(ks_.get(), *nodes_, *gen_keys_, ks_n_id_, {});
+  nlohmann::json j = StatusOf(ks_.get(), {});
   for (const auto& n : j["nodes"]) EXPECT_EQ(n["state"], "registered");
   // Step 7 turned the key's record into a tombstone: nothing pending.
   EXPECT_EQ(j["pending_keys"].size(), 0u);

@@ -21,7 +21,7 @@ const char* StateLabel(NodeState s) {
   }
 }
 
-void CountNodeStates(const NodeDescStore& nodes, uint64_t changes,
+void CountNodeStates(const NodeDescTable& nodes, uint64_t changes,
                      NodeStateCount& c) {
   if (c.counted && c.changes == changes) return;
   c = NodeStateCount{.counted = true, .changes = changes};
@@ -57,8 +57,8 @@ StatusOr<std::unique_ptr<MetricsServer>> ServeMetrics(
   return server;
 }
 
-void AppendKsMetrics(const KeyServer& ks, const NodeDescStore& nodes,
-                     const GenKeysStore& gen_keys, const KeyServerOptions& o,
+void AppendKsMetrics(const KeyServer& ks, const NodeDescTable& nodes,
+                     const GenKeysTable& gen_keys, const KeyServerOptions& o,
                      const KsDaemonCounters& daemon, NodeStateCount& states,
                      MetricsText& out) {
   const KeyServerStats& s = ks.stats();

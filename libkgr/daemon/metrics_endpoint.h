@@ -12,6 +12,7 @@
 
 #include "kgr/event_loop.h"
 #include "kgr/key_server.h"
+#include "kgr/ks_state.h"
 #include "kgr/metrics.h"
 #include "kgr/metrics_http.h"
 #include "kgr/node_client.h"
@@ -42,8 +43,8 @@ struct NodeStateCount {
   uint64_t changes = 0;
   uint64_t authorized = 0, registered = 0, revoked = 0;
 };
-void AppendKsMetrics(const KeyServer& ks, const NodeDescStore& nodes,
-                     const GenKeysStore& gen_keys, const KeyServerOptions& o,
+void AppendKsMetrics(const KeyServer& ks, const NodeDescTable& nodes,
+                     const GenKeysTable& gen_keys, const KeyServerOptions& o,
                      const KsDaemonCounters& daemon, NodeStateCount& states,
                      MetricsText& out);
 

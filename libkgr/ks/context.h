@@ -19,23 +19,28 @@
 #include <vector>
 
 #include "kgr/key_server.h"
+#include "kgr/ks_state.h"
 
 namespace kgr::ks {
 
 using NodeRef = std::shared_ptr<const NodeDesc>;
 
 struct Context {
+  // `owned_state` (may be null) is kept alive with the context; `state` is
+  // it or one the caller keeps.
   Context(OwnData own, Bytes kedk_public, Transport& transport,
-          NodeDescStore& nodes, GenKeysStore& gen_keys, const CmsEndpoint* cms,
-          Clock& clock, KeyServerOptions options);
+          std::unique_ptr<KsState> owned_state, KsState& state,
+          const CmsEndpoint* cms, Clock& clock, KeyServerOptions options);
 
-  // Fixed at construction: identity, stores, transport, clock; the options
-  // too but for the limits KeyServer::SetLimits changes (a reload).
+  // Fixed at construction: identity, state (files or etcd: kgr/ks_state.h),
+  // transport, clock; the options too but for the limits
+  // KeyServer::SetLimits changes (a reload).
   const OwnData own;
   const Bytes kedk_public;
   Transport& transport;
-  NodeDescStore& nodes;  // read and written only through node_cache.cc
-  GenKeysStore& gen_keys;
+  const std::unique_ptr<KsState> owned_state;
+  NodeDescTable& nodes;  // read and written only through node_cache.cc
+  GenKeysTable& gen_keys;
   const CmsEndpoint* cms;  // null: no AC channel
   Clock& clock;
   KeyServerOptions options;
@@ -117,6 +122,9 @@ Status PutNode(Context& ctx, const NodeDesc& d);
 Status PutNodes(Context& ctx, const std::vector<NodeDesc>& batch,
                 bool counters_only = false);
 void CacheNode(Context& ctx, const NodeDesc& d);
+// Drops the cached entries of nodes another instance changed (etcd state;
+// nothing on the files). Called before each batch of frames.
+void SyncNodeCache(Context& ctx);
 // Caches `d` after a successful write of it, else forgets its entry.
 void AfterNodeWrite(Context& ctx, const NodeDesc& d, const Status& written);
 

@@ -8,14 +8,15 @@ namespace kgr {
 namespace ks {
 
 Context::Context(OwnData own_data, Bytes kedk, Transport& transport_ref,
-                 NodeDescStore& node_store, GenKeysStore& gen_keys_store,
+                 std::unique_ptr<KsState> owned, KsState& state,
                  const CmsEndpoint* cms_endpoint, Clock& clock_ref,
                  KeyServerOptions opts)
     : own(std::move(own_data)),
       kedk_public(std::move(kedk)),
       transport(transport_ref),
-      nodes(node_store),
-      gen_keys(gen_keys_store),
+      owned_state(std::move(owned)),
+      nodes(state.nodes()),
+      gen_keys(state.gen_keys()),
       cms(cms_endpoint),
       clock(clock_ref),
       options(opts),
@@ -66,9 +67,19 @@ void Dispatch(Context& ctx, const std::string& topic, const Bytes& payload) {
 KeyServer::KeyServer(OwnData own, Bytes kedk_public, Transport& transport,
                      NodeDescStore& nodes, GenKeysStore& gen_keys,
                      const CmsEndpoint* cms, Clock& clock,
+                     KeyServerOptions options) {
+  std::unique_ptr<KsState> files = FileKsState(nodes, gen_keys);
+  KsState& state = *files;
+  ctx_ = std::make_unique<ks::Context>(std::move(own), std::move(kedk_public),
+                                       transport, std::move(files), state, cms,
+                                       clock, options);
+}
+
+KeyServer::KeyServer(OwnData own, Bytes kedk_public, Transport& transport,
+                     KsState& state, const CmsEndpoint* cms, Clock& clock,
                      KeyServerOptions options)
     : ctx_(std::make_unique<ks::Context>(std::move(own), std::move(kedk_public),
-                                         transport, nodes, gen_keys, cms, clock,
+                                         transport, nullptr, state, cms, clock,
                                          options)) {}
 
 KeyServer::~KeyServer() = default;
@@ -92,11 +103,13 @@ Status KeyServer::Start() {
 }
 
 void KeyServer::HandleMessage(const std::string& topic, const Bytes& payload) {
+  ks::SyncNodeCache(*ctx_);
   ks::Dispatch(*ctx_, topic, payload);
   ks::CommitStaged(*ctx_);
 }
 
 void KeyServer::HandleMessages(std::span<const Message> messages) {
+  ks::SyncNodeCache(*ctx_);
   for (const Message& m : messages) ks::Dispatch(*ctx_, m.topic, m.payload);
   ks::CommitStaged(*ctx_);
 }

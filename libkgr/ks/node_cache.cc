@@ -61,6 +61,10 @@ Status PutNodes(Context& ctx, const std::vector<NodeDesc>& batch,
   return st;
 }
 
+void SyncNodeCache(Context& ctx) {
+  for (uint32_t n_id : ctx.nodes.TakeChanged()) ctx.node_cache.erase(n_id);
+}
+
 void AfterNodeWrite(Context& ctx, const NodeDesc& d, const Status& written) {
   if (written.ok()) {
     CacheNode(ctx, d);

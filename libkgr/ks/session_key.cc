@@ -11,26 +11,67 @@ namespace kgr::ks {
 
 // ---- session keys (4.7, 4.9) ----
 
+namespace {
+
+// A request id that has a record already (a retransmission, or another
+// instance created it first): the same key again while it lives, else
+// refused as stale.
+void AnswerExisting(Context& ctx, const FrameHeader& h, const NodeDesc& n1,
+                    const GenKey& existing) {
+  if (existing.n_id1 != n1.n_id || existing.tombstone()) {
+    return SendError(ctx, h, n1, KsErrorCode::kStaleRequest);
+  }
+  auto n2 = FindNode(ctx, existing.n_id2);
+  if (!n2.ok()) return;
+  Status st;
+  if (existing.step == 2) {
+    st = SendKeyAndNotification(ctx, existing, n1, **n2);
+  } else {
+    st = SendToNode(ctx, n1, h.request_id, h.flags,
+                    NnskKeyAns{existing.n_id1, existing.n_id2, existing.version,
+                               existing.nnsk.Clone()});
+    if (st.ok()) st = SendConfReq(ctx, existing, n1);
+  }
+  if (!st.ok()) spdlog::warn("ks: resend failed: {}", st.ToString());
+}
+
+// Step 2 for the staged keys: created together (one fdatasync, or one etcd
+// txn); the ids another instance created first come back in `existing`.
+Status CreateStaged(Context& ctx, std::vector<GenKey>* existing) {
+  std::vector<const GenKey*> keys;
+  keys.reserve(ctx.staged.size());
+  for (const Context::Staged& s : ctx.staged) keys.push_back(&s.key);
+  auto start = std::chrono::steady_clock::now();
+  Status st = ctx.gen_keys.Create(keys, existing);
+  ctx.stats.commit_seconds.Observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count());
+  return st;
+}
+
+const GenKey* FindById(const std::vector<GenKey>& keys, uint64_t id) {
+  for (const GenKey& g : keys) {
+    if (g.request_id == id) return &g;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 void CommitStaged(Context& ctx) {
+  ctx.gen_keys.Flush();  // the batch's unsynced steps (etcd)
   if (ctx.staged.empty()) return;
   // Step 2: the records are durable before any of their keys leaves the KS.
-  GenKeysStore::Batch batch = ctx.gen_keys.NewBatch();
-  Status st;
-  for (const Context::Staged& s : ctx.staged) {
-    st = batch.Put(s.key);
-    if (!st.ok()) break;
-  }
-  if (st.ok()) {
-    auto start = std::chrono::steady_clock::now();
-    st = ctx.gen_keys.Apply(std::move(batch));
-    ctx.stats.commit_seconds.Observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-            .count());
-  }
+  std::vector<GenKey> existing;
+  Status st = CreateStaged(ctx, &existing);
   for (Context::Staged& s : ctx.staged) {
     if (!st.ok()) {
       spdlog::error("ks: gen_keys not stored: {}", st.ToString());
       SendError(ctx, s.request, *s.n1, KsErrorCode::kInternal);
+      continue;
+    }
+    if (const GenKey* other = FindById(existing, s.key.request_id)) {
+      AnswerExisting(ctx, s.request, *s.n1, *other);
       continue;
     }
     // Its durable record answers this id from now on; the floor (persisted
@@ -83,26 +124,10 @@ void HandleKeyReq(Context& ctx, const FrameHeader& h, const NodeRef& n1,
   // purged (tombstone), or its record dropped under the node's floor, the
   // id is refused as stale and the node asks again under a new one (also
   // when another node's request holds the id).
-  auto existing = ctx.gen_keys.Get(h.request_id);
-  if (existing.ok()) {
-    if (existing->n_id1 != n1->n_id || existing->tombstone()) {
-      return SendError(ctx, h, *n1, KsErrorCode::kStaleRequest);
-    }
-    auto n2 = FindNode(ctx, existing->n_id2);
-    if (!n2.ok()) return;
-    if (existing->step == 2) {
-      Status st = SendKeyAndNotification(ctx, *existing, *n1, **n2);
-      if (!st.ok()) spdlog::warn("ks: resend failed: {}", st.ToString());
-    } else {
-      Status st =
-          SendToNode(ctx, *n1, h.request_id, h.flags,
-                     NnskKeyAns{existing->n_id1, existing->n_id2,
-                                existing->version, existing->nnsk.Clone()});
-      if (st.ok()) st = SendConfReq(ctx, *existing, *n1);
-      if (!st.ok()) spdlog::warn("ks: resend failed: {}", st.ToString());
-    }
-    return;
-  }
+  // Peek: what this instance holds; an id created elsewhere is found by
+  // Create at commit (one etcd round trip per batch, not per request).
+  auto existing = ctx.gen_keys.Peek(h.request_id);
+  if (existing.ok()) return AnswerExisting(ctx, h, *n1, *existing);
   for (const Context::Staged& s : ctx.staged) {
     if (s.key.request_id == h.request_id) return;  // answered at commit
   }

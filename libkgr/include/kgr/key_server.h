@@ -154,6 +154,8 @@ struct KeyServerStats {
   Histogram commit_seconds;
 };
 
+class KsState;  // kgr/ks_state.h
+
 namespace ks {
 struct Context;  // the state the procedures share (libkgr/ks/)
 }
@@ -166,6 +168,10 @@ class KeyServer {
   KeyServer(OwnData own, Bytes kedk_public, Transport& transport,
             NodeDescStore& nodes, GenKeysStore& gen_keys,
             const CmsEndpoint* cms, Clock& clock, KeyServerOptions options);
+  // The same on any state backend (kgr/ks_state.h: the files, or etcd).
+  KeyServer(OwnData own, Bytes kedk_public, Transport& transport,
+            KsState& state, const CmsEndpoint* cms, Clock& clock,
+            KeyServerOptions options);
   ~KeyServer();
   KeyServer(const KeyServer&) = delete;
   KeyServer& operator=(const KeyServer&) = delete;

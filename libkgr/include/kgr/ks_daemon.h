@@ -29,6 +29,10 @@ struct KsOptions {
   // gen_key_ttl_ms, node_frames_per_s, node_burst, max_pending; the counter
   // floor is read from <state_dir>/counter.
   KeyServerOptions key_server;
+  // --state etcd://host:port[,host:port]/prefix (config `state`): the KS
+  // state on etcd (docs/cluster.md); empty: the files of state_dir.
+  std::string state_url;
+  std::string etcd_ca_file, etcd_cert_file, etcd_key_file;  // etcd TLS
 };
 
 // From kgr-ks's settings rows (ks-node/main.cc): the shared daemon rows,

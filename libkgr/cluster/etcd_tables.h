@@ -1,0 +1,110 @@
+// Internal to libkgr/cluster/: the two etcd tables of EtcdKsState.
+#ifndef KGR_CLUSTER_ETCD_TABLES_H_
+#define KGR_CLUSTER_ETCD_TABLES_H_
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cluster/etcd_client.h"
+#include "kgr/ks_state.h"
+
+namespace kgr {
+
+std::string NodeDescKey(const std::string& prefix, uint32_t n_id);
+std::string GenKeyKey(const std::string& prefix, uint64_t request_id);
+
+// node_desc: every sealed record in memory (loaded by Load, kept current
+// by Poll on another thread and by this instance's writes).
+class EtcdNodeDescTable final : public NodeDescTable {
+ public:
+  EtcdNodeDescTable(EtcdClient& client, const RecordCodec& codec,
+                    std::string prefix)
+      : client_(client), codec_(codec), prefix_(std::move(prefix)) {}
+
+  Status Load();
+  // Reads the records changed since the last poll (with `poller`, the
+  // polling thread's client) and notes those another instance changed.
+  Status Poll(EtcdClient& poller);
+
+  StatusOr<NodeDesc> Get(uint32_t n_id) const override;
+  bool Contains(uint32_t n_id) const override;
+  Status Put(const NodeDesc& d) override {
+    std::vector<NodeDesc> one;
+    one.push_back(d.Clone());
+    return PutAll(one);
+  }
+  Status PutAll(const std::vector<NodeDesc>& batch) override;
+  std::vector<uint32_t> List() const override;
+  size_t size() const override;
+  void ForEach(const std::function<void(const NodeDesc&)>& fn) const override;
+  std::vector<CorruptRecord> corrupt_records() const override;
+  std::vector<uint32_t> TakeChanged() override;
+
+ private:
+  struct Entry {
+    Bytes sealed;
+    int64_t mod_revision = 0;
+  };
+  // Takes a record read from etcd (with mu_ held); false if it is older
+  // than the one held. A record that fails verification is reported.
+  bool TakeLocked(const EtcdKeyValue& kv) const;
+  StatusOr<NodeDesc> Decode(uint32_t n_id, const Bytes& sealed) const;
+
+  EtcdClient& client_;
+  const RecordCodec& codec_;
+  const std::string prefix_;
+  mutable std::mutex mu_;
+  mutable std::map<uint32_t, Entry> records_;
+  int64_t polled_revision_ = 0;
+  std::vector<uint32_t> changed_;
+  mutable std::vector<CorruptRecord> corrupt_;
+};
+
+// gen_keys: the records this instance created or read, and its unsynced
+// writes until Flush.
+class EtcdGenKeysTable final : public GenKeysTable {
+ public:
+  EtcdGenKeysTable(EtcdClient& client, const RecordCodec& codec,
+                   std::string prefix)
+      : client_(client), codec_(codec), prefix_(std::move(prefix)) {}
+
+  StatusOr<GenKey> Get(uint64_t request_id) const override;
+  StatusOr<GenKey> Peek(uint64_t request_id) const override;
+  Status Create(const std::vector<const GenKey*>& keys,
+                std::vector<GenKey>* existing) override;
+  void PutUnsynced(const GenKey& g) override;
+  void DeleteUnsynced(uint64_t request_id) override;
+  void Flush() override { FlushPending(); }
+  size_t size() const override;
+  void ForEach(const std::function<void(const GenKey&)>& fn) const override;
+  std::vector<CorruptRecord> corrupt_records() const override;
+
+ private:
+  struct Known {
+    GenKey key;
+    int64_t mod_revision = 0;  // 0: not in etcd yet (a pending put)
+  };
+  struct Pending {
+    uint64_t id = 0;
+    std::optional<GenKey> put;  // nullopt: delete
+    int64_t expected_revision = 0;
+  };
+  void FlushPending() const;
+  void ApplyEach(const std::vector<Pending>& ops) const;
+  StatusOr<GenKey> Remember(const EtcdKeyValue& kv) const;
+
+  EtcdClient& client_;
+  const RecordCodec& codec_;
+  const std::string prefix_;
+  mutable std::mutex mu_;
+  mutable std::map<uint64_t, Known> known_;
+  mutable std::vector<Pending> pending_;
+  mutable std::vector<CorruptRecord> corrupt_;
+};
+
+}  // namespace kgr
+
+#endif  // KGR_CLUSTER_ETCD_TABLES_H_

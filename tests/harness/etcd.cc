@@ -1,0 +1,163 @@
+#include "harness/etcd.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <thread>
+
+#include "cluster/etcd_client.h"
+#include "harness/net.h"
+
+extern char** environ;
+
+namespace kgr::harness {
+namespace {
+
+constexpr char kEtcd[] = "/usr/bin/etcd";
+constexpr int kStartTimeoutMs = 20000;
+
+std::string Url(int port) { return "http://127.0.0.1:" + std::to_string(port); }
+
+int SpawnLogged(const std::vector<std::string>& argv,
+                const std::string& log_file) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log_file.c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  std::vector<char*> args;
+  for (const std::string& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  int rc =
+      ::posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  return rc == 0 ? pid : -1;
+}
+
+}  // namespace
+
+Etcd::Etcd(std::string dir, int members)
+    : dir_(std::move(dir)), pids_(members, -1) {}
+
+Etcd::~Etcd() { Stop(); }
+
+std::vector<std::string> Etcd::endpoints() const {
+  std::vector<std::string> out;
+  for (int p : client_ports_) out.push_back("127.0.0.1:" + std::to_string(p));
+  return out;
+}
+
+std::string Etcd::StateUrl(const std::string& prefix) const {
+  std::string url = "etcd://";
+  for (const std::string& e : endpoints()) {
+    if (url.size() > 7) url += ",";
+    url += e;
+  }
+  return url + "/" + prefix;
+}
+
+EtcdOptions Etcd::ClientOptions() const {
+  EtcdOptions o;
+  o.endpoints = endpoints();
+  o.connect_timeout_ms = 300;
+  o.request_timeout_ms = 2000;
+  return o;
+}
+
+Status Etcd::StartMember(int i) {
+  std::string cluster;
+  for (int m = 0; m < members(); ++m) {
+    if (!cluster.empty()) cluster += ",";
+    cluster += "m" + std::to_string(m) + "=" + Url(peer_ports_[m]);
+  }
+  const std::string name = "m" + std::to_string(i);
+  std::vector<std::string> argv = {kEtcd,
+                                   "--name",
+                                   name,
+                                   "--data-dir",
+                                   dir_ + "/" + name,
+                                   "--listen-client-urls",
+                                   Url(client_ports_[i]),
+                                   "--advertise-client-urls",
+                                   Url(client_ports_[i]),
+                                   "--listen-peer-urls",
+                                   Url(peer_ports_[i]),
+                                   "--initial-advertise-peer-urls",
+                                   Url(peer_ports_[i]),
+                                   "--initial-cluster",
+                                   cluster,
+                                   "--initial-cluster-state",
+                                   "new",
+                                   "--initial-cluster-token",
+                                   "kgr-test",
+                                   "--heartbeat-interval",
+                                   "50",
+                                   "--election-timeout",
+                                   "500",
+                                   "--log-level",
+                                   "warn"};
+  pids_[i] = SpawnLogged(argv, dir_ + "/" + name + ".log");
+  if (pids_[i] < 0) return InternalError("cannot start " + std::string(kEtcd));
+  return OkStatus();
+}
+
+Status Etcd::WaitHealthy(const std::vector<std::string>& endpoints,
+                         int timeout_ms) {
+  EtcdOptions o = ClientOptions();
+  o.endpoints = endpoints;
+  o.request_timeout_ms = 1000;
+  KGR_ASSIGN_OR_RETURN(auto client, EtcdClient::Create(o));
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  Status last;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto r = client->Range("/kgr-harness-health");
+    if (r.ok()) return OkStatus();
+    last = r.status();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return UnavailableError("etcd not healthy (logs in " + dir_ +
+                          "): " + last.ToString());
+}
+
+Status Etcd::Start() {
+  if (client_ports_.empty()) {
+    for (int i = 0; i < members(); ++i) {
+      client_ports_.push_back(FreeLoopbackPort());
+      peer_ports_.push_back(FreeLoopbackPort());
+    }
+  }
+  for (int i = 0; i < members(); ++i) KGR_RETURN_IF_ERROR(StartMember(i));
+  for (const std::string& e : endpoints()) {
+    KGR_RETURN_IF_ERROR(WaitHealthy({e}, kStartTimeoutMs));
+  }
+  return OkStatus();
+}
+
+void Etcd::Kill(int i) {
+  if (pids_[i] <= 0) return;
+  ::kill(pids_[i], SIGKILL);
+  ::waitpid(pids_[i], nullptr, 0);
+  pids_[i] = -1;
+}
+
+Status Etcd::Restart(int i) {
+  Kill(i);
+  KGR_RETURN_IF_ERROR(StartMember(i));
+  return WaitHealthy({endpoints()[i]}, kStartTimeoutMs);
+}
+
+void Etcd::Stop() {
+  for (int& pid : pids_) {
+    if (pid > 0) StopProcess(pid);
+    pid = -1;
+  }
+}
+
+}  // namespace kgr::harness
