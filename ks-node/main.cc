@@ -67,7 +67,8 @@ flags (each overrides the JSON config file's key in brackets):
                        in a cluster, 0-255, unique per instance (default 0:
                        a single KS; docs/cluster.md)
   --share-group G      [cluster.share_group] clustered: subscribe to the KS
-                       topics as MQTT shared subscriptions $share/G/...
+                       topics as MQTT shared subscriptions $share/G/...;
+                       the same on every instance, and unguessable
   --metrics-listen HOST:PORT
                        [metrics_listen] run: serve Prometheus metrics on
                        http://HOST:PORT/metrics (off unless set; use a

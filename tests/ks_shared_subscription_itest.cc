@@ -77,27 +77,32 @@ TEST_P(SharedSubscriptionITest, FramesAreSpreadAndEachDeliveredOnce) {
   EXPECT_GT(in1.messages().size(), sent.size() / 4) << "not spread";
 }
 
-TEST_P(SharedSubscriptionITest, ANodeCannotJoinTheKsGroup) {
-  Inbox ks_inbox, thief_inbox;
+// Mosquitto 2.0.11's acl_file does not check SUBSCRIBE (docs/broker.md):
+// a node may subscribe to the KS's share. The read rule at delivery keeps
+// it from reading any frame; a frame the round robin hands to it is lost
+// (the node that sent it retransmits). Hence an unguessable group name
+// (docs/cluster.md); this test pins both halves of that behaviour.
+TEST_P(SharedSubscriptionITest, ANodeInTheGroupReadsNothing) {
+  Inbox ks_inbox, thief_inbox, node_inbox;
   Transport* ks = ConnectKs(0, &ks_inbox);
   ASSERT_TRUE(ks);
   ASSERT_TRUE(ks->Subscribe("$share/ks/" + RegisterTopic("kgr")).ok());
   Transport* thief = Connect("n0000000b", &thief_inbox);
   ASSERT_TRUE(thief);
-  // Refused at SUBSCRIBE or at delivery: either way it reads nothing.
   (void)thief->Subscribe("$share/ks/" + RegisterTopic("kgr"));
-  Inbox node_inbox;
   Transport* node = Connect("n0000000a", &node_inbox);
   ASSERT_TRUE(node);
-  for (int i = 0; i < 20; ++i) {
+  constexpr size_t kFrames = 20;
+  for (size_t i = 0; i < kFrames; ++i) {
     ASSERT_TRUE(node->Publish(RegisterTopic("kgr"), B(std::to_string(i))).ok());
   }
-  ASSERT_TRUE(WaitForTotal({&ks_inbox}, 20));
+  WaitForTotal({&ks_inbox}, kFrames);  // fewer arrive if the thief had turns
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  EXPECT_EQ(ks_inbox.messages().size(), 20u);
-  for (const auto& [topic, text] : thief_inbox.messages()) {
-    EXPECT_NE(topic, RegisterTopic("kgr")) << "a node read a registration";
-  }
+  EXPECT_GT(ks_inbox.messages().size(), 0u);
+  EXPECT_LE(ks_inbox.messages().size(), kFrames);
+  EXPECT_TRUE(thief_inbox.messages().empty()) << "a node read a registration";
+  std::printf("KS got %zu of %zu frames with a node in its share group\n",
+              ks_inbox.messages().size(), kFrames);
 }
 
 INSTANTIATE_TEST_SUITE_P(Clients, SharedSubscriptionITest, BothClients(),

@@ -45,6 +45,17 @@ TEST(LaneReplayWindowsTest, InterleavedLanesAreAllFresh) {
   for (uint64_t c : frames) EXPECT_FALSE(w.IsFresh(c)) << std::hex << c;
 }
 
+// Why lanes: with the one window a node had, the first frame of lane 1
+// makes every lane-0 frame look like an old replay.
+TEST(LaneReplayWindowsTest, OneWindowForAllLanesWouldRefuseLaneZero) {
+  ReplayWindow one;
+  one.Accept(InLane(1, kNow));
+  EXPECT_FALSE(one.IsFresh(InLane(0, kNow + 1)));
+  LaneReplayWindows lanes;
+  lanes.Accept(InLane(1, kNow));
+  EXPECT_TRUE(lanes.IsFresh(InLane(0, kNow + 1)));
+}
+
 TEST(LaneReplayWindowsTest, AReplayInAnyLaneIsRefused) {
   LaneReplayWindows w;
   for (uint8_t lane : {0, 1, 255}) {
