@@ -97,7 +97,7 @@ ksi_kill() {  # ksi_kill I: SIGKILL instance I
 # ked_cluster_up K: K instances of one KS on etcd (instance 0 first: it
 # creates the state and the domain key).
 ked_cluster_up() {
-  local k=$1 i
+  local k=$1 m  # not i: ked.bash's wait_port sets a global i
   KS_INSTANCES=$k
   mkdir -p "$KED_DIR/recovery"
   "$KS_BIN" recovery-key --out-private "$KED_DIR/recovery/key" \
@@ -110,14 +110,14 @@ ked_cluster_up() {
     --out "$KED_DIR/recovery/ks.kgrbak" >>"$KED_DIR/logs/ks0.log" 2>&1 || die "kgr-ks backup failed"
   ksi_start 0
   [[ -f $KED_DIR/ks0/domain_key ]] || die "instance 0 made no domain key"
-  for ((i = 1; i < k; i++)); do
-    swtpm_up "ks$i"
+  for ((m = 1; m < k; m++)); do
+    swtpm_up "ks$m"
     # shellcheck disable=SC2046
-    "$KS_BIN" restore $(ksi_args "$i") --backup "$KED_DIR/recovery/ks.kgrbak" \
-      --recovery-key "$KED_DIR/recovery/key" >>"$KED_DIR/logs/ks$i.log" 2>&1 ||
-      { tail -3 "$KED_DIR/logs/ks$i.log" >&2; die "kgr-ks restore of instance $i failed"; }
-    install -m 0600 "$KED_DIR/ks0/domain_key" "$KED_DIR/ks$i/domain_key"
-    ksi_start "$i"
+    "$KS_BIN" restore $(ksi_args "$m") --backup "$KED_DIR/recovery/ks.kgrbak" \
+      --recovery-key "$KED_DIR/recovery/key" >>"$KED_DIR/logs/ks$m.log" 2>&1 ||
+      { tail -3 "$KED_DIR/logs/ks$m.log" >&2; die "kgr-ks restore of instance $m failed"; }
+    install -m 0600 "$KED_DIR/ks0/domain_key" "$KED_DIR/ks$m/domain_key"
+    ksi_start "$m"
   done
   # ked.bash's node and AC helpers use the KS's certificate only.
   say "ked: $k kgr-ks instances of one KS on etcd, lanes 0-$((k - 1)), shared group $KSI_GROUP"
