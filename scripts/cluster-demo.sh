@@ -47,6 +47,11 @@ for i in 0 1 2; do
   ksi_kill "$i"
   renew alpha bravo
   renew delta charlie
+  # The renewing node sends first: its peer takes the new key into use.
+  # (The other way round right after a second renewal hits a node bug of
+  # main, not of the cluster: the peer's frame under the key before is
+  # dropped as "unexpected topic"; docs/cluster.md.)
+  send alpha bravo "new key"
   send bravo alpha "still here"
   ksi_start "$i"
   say "kgr-ks instance $i back"
@@ -58,5 +63,6 @@ send alpha bravo "etcd lost a member"
 etcd_member_start 1
 wait_port "${ETCD_CLIENT[1]}" || die "etcd m1 did not restart"
 renew charlie delta
+send charlie delta "etcd whole again"
 send delta charlie "bye"
 echo "cluster-demo: OK (3 KS instances, 3 etcd members, 4 nodes; every instance and one etcd member killed and restarted)"
