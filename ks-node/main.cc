@@ -63,6 +63,12 @@ flags (each overrides the JSON config file's key in brackets):
   --node-burst N       [node_burst] the bucket's size (default 2 x the rate)
   --max-pending N      [max_pending] unconfirmed session keys at once; more
                        requests get "busy" (default 100000)
+  --instance N         [cluster.instance] this instance's frame-counter lane
+                       in a cluster, 0-255, unique per instance (default 0:
+                       a single KS; docs/cluster.md)
+  --share-group G      [cluster.share_group] clustered: subscribe to the KS
+                       topics as MQTT shared subscriptions $share/G/...;
+                       the same on every instance, and unguessable
   --metrics-listen HOST:PORT
                        [metrics_listen] run: serve Prometheus metrics on
                        http://HOST:PORT/metrics (off unless set; use a
@@ -142,6 +148,12 @@ constexpr SettingSpec kSpecs[] = {
      .fallback = "100000",
      .min = 1,
      .max = 100'000'000},
+    {.flag = "instance",
+     .key = "cluster.instance",
+     .kind = SettingKind::kInteger,
+     .fallback = "0",
+     .max = 255},
+    {.flag = "share-group", .key = "cluster.share_group"},
     kJournalPreallocSetting,
     kMetricsListenSetting,
     {.flag = "backup-dir", .key = "backup_dir"},

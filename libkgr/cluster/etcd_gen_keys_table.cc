@@ -12,8 +12,6 @@ namespace kgr {
 namespace {
 
 constexpr int kMaxCreateAttempts = 4;
-// etcd refuses a txn with more operations per list (--max-txn-ops, 128).
-constexpr size_t kMaxTxnOps = 128;
 
 }  // namespace
 

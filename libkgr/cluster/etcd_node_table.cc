@@ -10,7 +10,6 @@ namespace kgr {
 namespace {
 
 constexpr int kMaxWriteAttempts = 8;
-constexpr size_t kMaxTxnOps = 128;  // etcd's --max-txn-ops
 
 // The N_ID at the end of "<prefix>/node_desc/<8 hex>".
 std::optional<uint32_t> NodeIdOf(const std::string& key) {

@@ -16,6 +16,9 @@
 
 namespace kgr {
 
+// etcd refuses a txn with more operations per list (--max-txn-ops, 128).
+inline constexpr size_t kMaxTxnOps = 128;
+
 std::string NodeDescKey(const std::string& prefix, uint32_t n_id);
 std::string GenKeyKey(const std::string& prefix, uint64_t request_id);
 

@@ -6,7 +6,7 @@
 namespace kgr {
 namespace {
 
-Status Malformed(std::string_view what, std::string_view why) {
+Status MalformedGroupBody(std::string_view what, std::string_view why) {
   return InvalidArgumentError("malformed frame: " + std::string(what) + ": " +
                               std::string(why));
 }
@@ -54,9 +54,9 @@ class Reader {
   }
   void Bound(bool within) { bounds_ = bounds_ && within; }
   Status Done(std::string_view what) const {
-    if (!bounds_) return Malformed(what, "field over its bound");
-    if (!ok_) return Malformed(what, "truncated body");
-    if (!r_.done()) return Malformed(what, "trailing bytes");
+    if (!bounds_) return MalformedGroupBody(what, "field over its bound");
+    if (!ok_) return MalformedGroupBody(what, "truncated body");
+    if (!r_.done()) return MalformedGroupBody(what, "trailing bytes");
     return OkStatus();
   }
 
@@ -70,7 +70,7 @@ void WriteStr(ByteWriter& w, std::string_view s) {
   w.U8(static_cast<uint8_t>(s.size()));
   w.Str(s);
 }
-void WriteIds(ByteWriter& w, const std::vector<uint32_t>& ids) {
+void WriteMemberIds(ByteWriter& w, const std::vector<uint32_t>& ids) {
   w.U16(static_cast<uint16_t>(ids.size()));
   for (uint32_t id : ids) w.U32(id);
 }
@@ -164,7 +164,7 @@ StatusOr<GroupPathBody<T>> GroupPathBody<T>::Parse(
     }
   }
   KGR_RETURN_IF_ERROR(r.Done(what));
-  if (!ValidMode(mode)) return Malformed(what, "unknown mode");
+  if (!ValidMode(mode)) return MalformedGroupBody(what, "unknown mode");
   m.mode = static_cast<GroupMode>(mode);
   return m;
 }
@@ -195,7 +195,7 @@ void AcGroupCreateReq::EncodeTo(Bytes* out) const {
   WriteStr(w, name);
   w.U8(static_cast<uint8_t>(mode));
   w.U32(lifetime_s);
-  WriteIds(w, members);
+  WriteMemberIds(w, members);
 }
 StatusOr<AcGroupCreateReq> AcGroupCreateReq::Parse(
     std::span<const uint8_t> in) {
@@ -207,8 +207,8 @@ StatusOr<AcGroupCreateReq> AcGroupCreateReq::Parse(
   r.U32(&m.lifetime_s);
   r.Ids(kMaxGroupMembers, &m.members);
   KGR_RETURN_IF_ERROR(r.Done("ac_group_create_req"));
-  if (!ValidName(m.name)) return Malformed("ac_group_create_req", "bad name");
-  if (!ValidMode(mode)) return Malformed("ac_group_create_req", "unknown mode");
+  if (!ValidName(m.name)) return MalformedGroupBody("ac_group_create_req", "bad name");
+  if (!ValidMode(mode)) return MalformedGroupBody("ac_group_create_req", "unknown mode");
   m.mode = static_cast<GroupMode>(mode);
   return m;
 }
@@ -217,7 +217,7 @@ void AcGroupMembersReq::EncodeTo(Bytes* out) const {
   ByteWriter w(out);
   WriteStr(w, name);
   w.U8(add);
-  WriteIds(w, members);
+  WriteMemberIds(w, members);
 }
 StatusOr<AcGroupMembersReq> AcGroupMembersReq::Parse(
     std::span<const uint8_t> in) {
@@ -227,9 +227,9 @@ StatusOr<AcGroupMembersReq> AcGroupMembersReq::Parse(
   r.U8(&m.add);
   r.Ids(kMaxGroupMembers, &m.members);
   KGR_RETURN_IF_ERROR(r.Done("ac_group_members_req"));
-  if (!ValidName(m.name)) return Malformed("ac_group_members_req", "bad name");
-  if (m.add > 1) return Malformed("ac_group_members_req", "add must be 0 or 1");
-  if (m.members.empty()) return Malformed("ac_group_members_req", "no member");
+  if (!ValidName(m.name)) return MalformedGroupBody("ac_group_members_req", "bad name");
+  if (m.add > 1) return MalformedGroupBody("ac_group_members_req", "add must be 0 or 1");
+  if (m.members.empty()) return MalformedGroupBody("ac_group_members_req", "no member");
   return m;
 }
 
@@ -243,7 +243,7 @@ StatusOr<AcGroupDeleteReq> AcGroupDeleteReq::Parse(
   Reader r(in);
   r.Str(kMaxGroupNameSize, &m.name);
   KGR_RETURN_IF_ERROR(r.Done("ac_group_delete_req"));
-  if (!ValidName(m.name)) return Malformed("ac_group_delete_req", "bad name");
+  if (!ValidName(m.name)) return MalformedGroupBody("ac_group_delete_req", "bad name");
   return m;
 }
 
@@ -291,7 +291,7 @@ void AcGroupListAns::EncodeTo(Bytes* out) const {
     w.U8(static_cast<uint8_t>(e.mode));
     w.U32(e.lifetime_s);
     w.U32(e.key_version);
-    WriteIds(w, e.members);
+    WriteMemberIds(w, e.members);
   }
 }
 StatusOr<AcGroupListAns> AcGroupListAns::Parse(std::span<const uint8_t> in) {

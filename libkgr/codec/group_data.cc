@@ -10,7 +10,7 @@ namespace {
 
 constexpr std::string_view kSignLabel = "kgr/v1 group_data";
 
-Status Malformed(std::string_view why) {
+Status MalformedGroupData(std::string_view why) {
   return InvalidArgumentError("group_data: " + std::string(why));
 }
 
@@ -40,16 +40,16 @@ StatusOr<GroupData> GroupData::Parse(std::span<const uint8_t> in) {
   ByteReader r(in);
   GroupData g;
   uint8_t mode = 0;
-  if (!r.U32(&g.group_id) || !r.U8(&mode)) return Malformed("truncated");
-  if (!IsKnownGroupMode(mode)) return Malformed("unknown mode");
+  if (!r.U32(&g.group_id) || !r.U8(&mode)) return MalformedGroupData("truncated");
+  if (!IsKnownGroupMode(mode)) return MalformedGroupData("unknown mode");
   g.mode = static_cast<GroupMode>(mode);
-  if (g.group_id == 0) return Malformed("group id 0");
+  if (g.group_id == 0) return MalformedGroupData("group id 0");
   if (g.mode == GroupMode::kSenderAuth &&
       !r.Raw(kEd25519SignatureSize, &g.signature)) {
-    return Malformed("truncated signature");
+    return MalformedGroupData("truncated signature");
   }
-  if (r.remaining() > kMaxGroupDataSize) return Malformed("data too large");
-  if (!r.Secret(r.remaining(), &g.data)) return Malformed("truncated");
+  if (r.remaining() > kMaxGroupDataSize) return MalformedGroupData("data too large");
+  if (!r.Secret(r.remaining(), &g.data)) return MalformedGroupData("truncated");
   return g;
 }
 
@@ -108,11 +108,11 @@ StatusOr<GroupData> OpenGroupData(std::span<const uint8_t> frame,
                                   FrameHeader* header) {
   KGR_ASSIGN_OR_RETURN(SecretBytes plain, OpenFrame(frame, keys, header));
   if (header->type != FrameType::kGroupData || header->flags != 0) {
-    return Malformed("not a group message");
+    return MalformedGroupData("not a group message");
   }
   KGR_ASSIGN_OR_RETURN(GroupData body, GroupData::Parse(plain.span()));
-  if (body.group_id != group_id) return Malformed("another group's message");
-  if (body.mode != mode) return Malformed("the group's mode differs");
+  if (body.group_id != group_id) return MalformedGroupData("another group's message");
+  if (body.mode != mode) return MalformedGroupData("the group's mode differs");
   if (mode == GroupMode::kSenderAuth) {
     const Bytes to_sign =
         GroupSignedBytes(*header, group_id, mode, body.data.span());

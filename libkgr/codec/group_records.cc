@@ -16,7 +16,7 @@ using records_internal::Seal;
 constexpr uint8_t kFlagGroupKey = 0x01;
 constexpr uint8_t kFlagPrevKey = 0x02;
 
-Status Malformed() { return DataLossError(kVerificationFailed); }
+Status CorruptGroupRecord() { return DataLossError(kVerificationFailed); }
 
 Status CheckGroup(const GroupRecord& g) {
   auto key_ok = [](const SecretBytes& k) {
@@ -130,7 +130,7 @@ StatusOr<GroupRecord> RecordCodec::Decode<GroupRecord>(
       break;
     }
   }
-  if (!ok || !c.done() || !s.done()) return Malformed();
+  if (!ok || !c.done() || !s.done()) return CorruptGroupRecord();
   return g;
 }
 

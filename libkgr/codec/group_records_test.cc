@@ -5,7 +5,7 @@
 namespace kgr {
 namespace {
 
-SecretBytes Pattern(uint8_t start, size_t n) {
+SecretBytes RecordPattern(uint8_t start, size_t n) {
   SecretBytes s(n);
   for (size_t i = 0; i < n; ++i) s.data()[i] = static_cast<uint8_t>(start + i);
   return s;
@@ -13,7 +13,7 @@ SecretBytes Pattern(uint8_t start, size_t n) {
 
 class GroupRecordTest : public ::testing::Test {
  protected:
-  RecordKeys keys_{Pattern(1, 32), Pattern(2, 32)};
+  RecordKeys keys_{RecordPattern(1, 32), RecordPattern(2, 32)};
   RecordCodec codec_{keys_, 0x0a0b0c0d};
 };
 
@@ -24,9 +24,9 @@ TEST_F(GroupRecordTest, GroupRoundTrip) {
   g.key_version = 9;
   g.prev_version = 8;
   g.prev_until_unix_ms = 1234;
-  g.group_key = Pattern(3, 32);
-  g.prev_group_key = Pattern(4, 32);
-  g.path_keys = Pattern(5, 100);
+  g.group_key = RecordPattern(3, 32);
+  g.prev_group_key = RecordPattern(4, 32);
+  g.path_keys = RecordPattern(5, 100);
   Bytes sealed = codec_.Encode(g).value();
   GroupRecord back = codec_.Decode<GroupRecord>(sealed).value();
   EXPECT_EQ(back.key(), uint64_t{5} << 32);
@@ -53,7 +53,7 @@ TEST_F(GroupRecordTest, MemberAndSigningKeyRoundTrip) {
 
   GroupRecord k;
   k.public_key = Bytes(32, 0xcd);
-  k.private_key = Pattern(9, 32);
+  k.private_key = RecordPattern(9, 32);
   back = codec_.Decode<GroupRecord>(codec_.Encode(k).value()).value();
   EXPECT_EQ(back.kind(), GroupRecord::Kind::kSigningKey);
   EXPECT_TRUE(back.private_key.Equals(k.private_key));
@@ -62,10 +62,10 @@ TEST_F(GroupRecordTest, MemberAndSigningKeyRoundTrip) {
 TEST_F(GroupRecordTest, RefusesBadFieldsAndOtherOwners) {
   GroupRecord g;
   g.group_id = 5;
-  g.group_key = Pattern(3, 31);
+  g.group_key = RecordPattern(3, 31);
   EXPECT_FALSE(codec_.Encode(g).ok());
-  g.group_key = Pattern(3, 32);
-  g.prev_group_key = Pattern(4, 32);  // without prev_version
+  g.group_key = RecordPattern(3, 32);
+  g.prev_group_key = RecordPattern(4, 32);  // without prev_version
   EXPECT_FALSE(codec_.Encode(g).ok());
   g.prev_version = 1;
   Bytes sealed = codec_.Encode(g).value();

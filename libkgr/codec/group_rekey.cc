@@ -13,7 +13,7 @@ constexpr char kSignatureLabel[] = "kgr/v1 group_rekey";
 constexpr char kWrapLabel[] = "kgr/v1 group wrap";
 constexpr uint8_t kPathVersionLimit = kMaxGroupTreeDepth;
 
-Status Malformed(std::string_view what) {
+Status MalformedRekey(std::string_view what) {
   return InvalidArgumentError("malformed group_rekey: " + std::string(what));
 }
 
@@ -27,10 +27,10 @@ auto EntryOrder(const RekeyEntry& e) {
 }
 
 Status CheckEntry(const RekeyEntry& e, uint8_t depth) {
-  if (e.level < 1 || e.level > depth) return Malformed("entry level");
-  if (e.child_slot >= kGroupTreeArity) return Malformed("entry child slot");
+  if (e.level < 1 || e.level > depth) return MalformedRekey("entry level");
+  if (e.child_slot >= kGroupTreeArity) return MalformedRekey("entry child slot");
   if (e.position >= NodesAtLevel(depth, e.level)) {
-    return Malformed("entry position outside the tree");
+    return MalformedRekey("entry position outside the tree");
   }
   return OkStatus();
 }
@@ -77,15 +77,15 @@ StatusOr<GroupRekeyPart> GroupRekeyPart::Parse(std::span<const uint8_t> in) {
   uint16_t count = 0;
   if (!r.U32(&p.group_id) || !r.U32(&p.epoch) || !r.U8(&p.depth) ||
       !r.U16(&p.part) || !r.U16(&p.parts) || !r.U16(&count)) {
-    return Malformed("truncated body");
+    return MalformedRekey("truncated body");
   }
-  if (p.depth < 1 || p.depth > kMaxGroupTreeDepth) return Malformed("depth");
+  if (p.depth < 1 || p.depth > kMaxGroupTreeDepth) return MalformedRekey("depth");
   if (p.parts == 0 || p.parts > kMaxRekeyParts || p.part >= p.parts) {
-    return Malformed("part number");
+    return MalformedRekey("part number");
   }
-  if (count > kMaxRekeyEntriesPerPart) return Malformed("too many entries");
+  if (count > kMaxRekeyEntriesPerPart) return MalformedRekey("too many entries");
   if (r.remaining() != size_t{count} * kRekeyEntrySize) {
-    return Malformed("length does not match the entry count");
+    return MalformedRekey("length does not match the entry count");
   }
   p.entries.resize(count);
   for (size_t i = 0; i < count; ++i) {
@@ -99,7 +99,7 @@ StatusOr<GroupRekeyPart> GroupRekeyPart::Parse(std::span<const uint8_t> in) {
     std::copy(wrapped.begin(), wrapped.end(), e.wrapped.begin());
     KGR_RETURN_IF_ERROR(CheckEntry(e, p.depth));
     if (i > 0 && !(EntryOrder(p.entries[i - 1]) < EntryOrder(e))) {
-      return Malformed("entries out of order");
+      return MalformedRekey("entries out of order");
     }
   }
   return p;
@@ -148,18 +148,18 @@ StatusOr<GroupRekeyPart> OpenGroupRekey(std::span<const uint8_t> frame,
                                         std::span<const uint8_t> ks_public,
                                         FrameHeader* header) {
   if (frame.size() < kFrameHeaderSize + kEd25519SignatureSize) {
-    return Malformed("too short");
+    return MalformedRekey("too short");
   }
   auto signed_part = frame.first(frame.size() - kEd25519SignatureSize);
   KGR_ASSIGN_OR_RETURN(auto body, DecodeClearFrame(signed_part, header));
-  if (header->type != FrameType::kGroupRekey) return Malformed("frame type");
-  if (header->flags != 0) return Malformed("flags");
+  if (header->type != FrameType::kGroupRekey) return MalformedRekey("frame type");
+  if (header->flags != 0) return MalformedRekey("flags");
   KGR_RETURN_IF_ERROR(Ed25519Verify(ks_public,
                                     {AsBytes(kSignatureLabel), signed_part},
                                     frame.last(kEd25519SignatureSize)));
   KGR_ASSIGN_OR_RETURN(GroupRekeyPart part, GroupRekeyPart::Parse(body));
   if (part.epoch != header->key_version) {
-    return Malformed("header key version is not the epoch");
+    return MalformedRekey("header key version is not the epoch");
   }
   return part;
 }

@@ -45,6 +45,12 @@ StatusOr<KsOptions> KsOptionsFrom(const CommandLine& c) {
   k.node_frames_per_s = static_cast<double>(rate);
   k.node_burst = static_cast<double>(burst);
   k.max_pending = c.Int("max_pending");
+  k.counter_lane = static_cast<uint8_t>(c.Int("cluster.instance"));
+  k.share_group = c.Str("cluster.share_group");
+  if (k.share_group.find_first_of("/+#$ ") != std::string::npos) {
+    return c.Invalid("cluster.share_group",
+                     "a group name has no '/', '+', '#', '$' or space");
+  }
   o.backup = {.dir = c.Str("backup_dir"),
               .recovery_public_file = c.Str("backup_recovery_public"),
               .interval_s = c.Int("backup_interval_s"),

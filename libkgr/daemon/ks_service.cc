@@ -76,7 +76,12 @@ class KsService {
     const BrokerOptions& b = o_.daemon.broker;
     KGR_ASSIGN_OR_RETURN(cms_,
                          CmsEndpoint::Load(b.ca_file, b.cert_file, b.key_file));
-    KGR_ASSIGN_OR_RETURN(transport_, OpenTransport(b, "ks"));
+    // Clustered, each instance needs its own MQTT session (client id); the
+    // broker's user name stays the certificate's CN "ks" for the ACL.
+    const KeyServerOptions& k = o_.key_server;
+    const std::string client_id =
+        k.share_group.empty() ? "ks" : "ks-" + std::to_string(k.counter_lane);
+    KGR_ASSIGN_OR_RETURN(transport_, OpenTransport(b, client_id));
     KGR_ASSIGN_OR_RETURN(backups_, KsBackups::Create(o_, own));
     KeyServerOptions ko = o_.key_server;
     ko.groups = stores_.groups.get();

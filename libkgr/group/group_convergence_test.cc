@@ -14,11 +14,11 @@
 namespace kgr::group {
 namespace {
 
-constexpr uint32_t kGroup = 77;
+constexpr uint32_t kConvergenceGroup = 77;
 
 struct World {
   explicit World(uint64_t seed)
-      : keys(seed), rng(seed), tree(kGroup, &keys), ks(*GenerateEd25519()) {}
+      : keys(seed), rng(seed), tree(kConvergenceGroup, &keys), ks(*GenerateEd25519()) {}
 
   SeededKeySource keys;
   std::mt19937_64 rng;

@@ -13,7 +13,7 @@
 namespace kgr::group {
 namespace {
 
-constexpr uint32_t kGroup = 5;
+constexpr uint32_t kSecrecyGroup = 5;
 
 // What an adversary knows: per node, the secrets it holds (any version).
 class Knowledge {
@@ -86,7 +86,7 @@ struct History {
 History RandomHistory(uint64_t seed, int epochs) {
   SeededKeySource keys(seed);
   std::mt19937_64 rng(seed);
-  GroupKeyTree tree(kGroup, &keys);
+  GroupKeyTree tree(kSecrecyGroup, &keys);
   History h;
   h.members.emplace_back();
   h.paths.emplace_back();

@@ -10,7 +10,7 @@
 namespace kgr::group {
 namespace {
 
-constexpr uint32_t kGroup = 42;
+constexpr uint32_t kMemberGroup = 42;
 
 // The rekey's parts as members get them: sealed, signed and opened again.
 std::vector<GroupRekeyPart> Publish(const GroupRekey& rekey) {
@@ -57,7 +57,7 @@ bool Holds(const GroupMemberKeys& m, const GroupKeyTree& tree) {
 
 TEST(GroupMemberKeysTest, MembersFollowALeaveAndTheLeaverCannot) {
   SeededKeySource keys(11);
-  GroupKeyTree tree(kGroup, &keys);
+  GroupKeyTree tree(kMemberGroup, &keys);
   for (uint32_t m = 1; m <= 100; ++m) ASSERT_TRUE(tree.StageJoin(m).ok());
   ASSERT_TRUE(tree.Commit().ok());
   std::map<uint32_t, GroupMemberKeys> members;
@@ -78,7 +78,7 @@ TEST(GroupMemberKeysTest, MembersFollowALeaveAndTheLeaverCannot) {
 
 TEST(GroupMemberKeysTest, DuplicatesGapsAndOtherGroups) {
   SeededKeySource keys(12);
-  GroupKeyTree tree(kGroup, &keys);
+  GroupKeyTree tree(kMemberGroup, &keys);
   for (uint32_t m = 1; m <= 9; ++m) ASSERT_TRUE(tree.StageJoin(m).ok());
   ASSERT_TRUE(tree.Commit().ok());
   GroupMemberKeys member = MemberOf(tree, 1);
@@ -92,13 +92,13 @@ TEST(GroupMemberKeysTest, DuplicatesGapsAndOtherGroups) {
   EXPECT_EQ(ApplyAll(member, second), RekeyOutcome::kApplied);
   EXPECT_TRUE(Holds(member, tree));
   GroupRekeyPart other = second[0];
-  other.group_id = kGroup + 1;
+  other.group_id = kMemberGroup + 1;
   EXPECT_FALSE(member.Apply(other, 0).ok());
 }
 
 TEST(GroupMemberKeysTest, PreviousKeyOnlyWithinTheOverlap) {
   SeededKeySource keys(13);
-  GroupKeyTree tree(kGroup, &keys);
+  GroupKeyTree tree(kMemberGroup, &keys);
   for (uint32_t m = 1; m <= 5; ++m) ASSERT_TRUE(tree.StageJoin(m).ok());
   ASSERT_TRUE(tree.Commit().ok());
   auto member = GroupMemberKeys::FromPath(*tree.PathOf(1), 1000);
@@ -120,7 +120,7 @@ TEST(GroupMemberKeysTest, PreviousKeyOnlyWithinTheOverlap) {
 
 TEST(GroupMemberKeysTest, ARekeyInManyPartsAppliesWhenAllAreIn) {
   SeededKeySource keys(14);
-  GroupKeyTree tree(kGroup, &keys);
+  GroupKeyTree tree(kMemberGroup, &keys);
   for (uint32_t m = 1; m <= 5000; ++m) ASSERT_TRUE(tree.StageJoin(m).ok());
   ASSERT_TRUE(tree.Commit().ok());
   GroupMemberKeys member = MemberOf(tree, 4000);
@@ -138,7 +138,7 @@ TEST(GroupMemberKeysTest, ARekeyInManyPartsAppliesWhenAllAreIn) {
 
 TEST(GroupMemberKeysTest, MembersFollowTheTreeWhenItGrows) {
   SeededKeySource keys(15);
-  GroupKeyTree tree(kGroup, &keys);
+  GroupKeyTree tree(kMemberGroup, &keys);
   for (uint32_t m = 1; m <= 4; ++m) ASSERT_TRUE(tree.StageJoin(m).ok());
   ASSERT_TRUE(tree.Commit().ok());
   GroupMemberKeys member = MemberOf(tree, 4);
@@ -150,7 +150,7 @@ TEST(GroupMemberKeysTest, MembersFollowTheTreeWhenItGrows) {
 
 TEST(GroupMemberKeysTest, ReplaceTakesANewerPathOnly) {
   SeededKeySource keys(16);
-  GroupKeyTree tree(kGroup, &keys);
+  GroupKeyTree tree(kMemberGroup, &keys);
   for (uint32_t m = 1; m <= 8; ++m) ASSERT_TRUE(tree.StageJoin(m).ok());
   ASSERT_TRUE(tree.Commit().ok());
   GroupMemberKeys member = MemberOf(tree, 5);

@@ -25,7 +25,7 @@ Context::Context(OwnData own_data, Bytes kedk, Transport& transport_ref,
       topic1(TopicName(own.identity.topic_prefix, kKsIdentity,
                        own.identity.own_topic)),
       ac_topic(AcRequestTopic(own.identity.topic_prefix)),
-      counter(opts.counter_floor),
+      counter(opts.counter_floor, opts.counter_lane),
       node_limiter(opts.node_frames_per_s, opts.node_burst),
       registration_limiter(opts.node_frames_per_s, opts.node_burst),
       registrations_limiter(opts.registrations_per_s, opts.registrations_burst),
@@ -33,6 +33,14 @@ Context::Context(OwnData own_data, Bytes kedk, Transport& transport_ref,
       ac_window(opts.ac_counter_floor) {}
 
 namespace {
+
+// The filter the KS subscribes to for `topic`: shared within `group` when
+// clustered (the broker delivers the message it receives under the plain
+// topic name, which Dispatch compares).
+std::string SharedFilter(const std::string& group, std::string topic) {
+  if (group.empty()) return topic;
+  return "$share/" + group + "/" + topic;
+}
 
 // Hands one message to the procedure its topic serves.
 void Dispatch(Context& ctx, const std::string& topic, const Bytes& payload) {
@@ -80,10 +88,14 @@ KeyServer::~KeyServer() = default;
 Status KeyServer::Start() {
   ks::Context& ctx = *ctx_;
   const std::string& prefix = ctx.own.identity.topic_prefix;
-  KGR_RETURN_IF_ERROR(ctx.transport.Subscribe(RegisterTopic(prefix)));
-  KGR_RETURN_IF_ERROR(ctx.transport.Subscribe(topic1()));
+  const std::string& group = ctx.options.share_group;
+  KGR_RETURN_IF_ERROR(
+      ctx.transport.Subscribe(ks::SharedFilter(group, RegisterTopic(prefix))));
+  KGR_RETURN_IF_ERROR(
+      ctx.transport.Subscribe(ks::SharedFilter(group, topic1())));
   if (ctx.cms != nullptr) {
-    KGR_RETURN_IF_ERROR(ctx.transport.Subscribe(AcRequestTopic(prefix)));
+    KGR_RETURN_IF_ERROR(ctx.transport.Subscribe(
+        ks::SharedFilter(group, AcRequestTopic(prefix))));
   }
   spdlog::info("ks {}: serving; {} nodes, {} pending keys",
                FormatNodeId(ctx.own.identity.n_id), ctx.nodes.size(),

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -66,6 +67,24 @@ struct Message {
   Bytes payload;
 };
 
+// "$share/<group>/<filter>" (MQTT 5 4.8.2; Mosquitto also for 3.1.1
+// clients): the group and the filter; nullopt for a plain filter.
+std::optional<std::pair<std::string, std::string>> SplitShared(
+    const std::string& f) {
+  constexpr std::string_view kShare = "$share/";
+  if (f.compare(0, kShare.size(), kShare) != 0) return std::nullopt;
+  size_t slash = f.find('/', kShare.size());
+  if (slash == std::string::npos) return std::nullopt;
+  return std::make_pair(f.substr(kShare.size(), slash - kShare.size()),
+                        f.substr(slash + 1));
+}
+
+// Whether subscription `f` (plain or shared) matches `topic`.
+bool SubscriptionMatches(const std::string& f, const std::string& topic) {
+  auto shared = SplitShared(f);
+  return TopicMatches(shared ? shared->second : f, topic);
+}
+
 }  // namespace
 
 struct FakeTransportRecord {
@@ -96,6 +115,7 @@ struct FakeBroker::State {
   int drop_next = 0;
   Acl acl;
   bool pumping = false;
+  std::map<std::string, size_t> share_turn;  // per shared group: round robin
 
   // Who gets `e` now; holds it for offline subscribers. Requires mu.
   std::vector<std::pair<Transport::Handler, Message>> Route(const Entry& e) {
@@ -112,14 +132,42 @@ struct FakeBroker::State {
       consider(e.target);
       return out;
     }
+    // A shared subscription's group gets the message once: the next of
+    // its members in turn that is connected (online ones first).
+    std::map<std::string, std::vector<std::shared_ptr<FakeTransportRecord>>>
+        groups;
     for (const auto& r : records) {
-      bool match = std::any_of(r->subscriptions.begin(), r->subscriptions.end(),
-                               [&](const std::string& f) {
-                                 return TopicMatches(f, e.message.topic);
-                               });
-      if (match) consider(r);
+      bool plain = false;
+      for (const std::string& f : r->subscriptions) {
+        auto shared = SplitShared(f);
+        if (!shared) {
+          plain = plain || TopicMatches(f, e.message.topic);
+        } else if (TopicMatches(shared->second, e.message.topic)) {
+          auto& members = groups[shared->first];
+          if (members.empty() || members.back() != r) members.push_back(r);
+        }
+      }
+      if (plain) consider(r);
+    }
+    for (auto& [group, members] : groups) {
+      if (auto pick = PickShared(group, members)) consider(pick);
     }
     return out;
+  }
+
+  std::shared_ptr<FakeTransportRecord> PickShared(
+      const std::string& group,
+      const std::vector<std::shared_ptr<FakeTransportRecord>>& members) {
+    size_t& turn = share_turn[group];
+    for (bool need_online : {true, false}) {
+      for (size_t i = 0; i < members.size(); ++i) {
+        const auto& r = members[(turn + i) % members.size()];
+        if (r->gone || !r->connected || (need_online && !r->online)) continue;
+        turn = (turn + i + 1) % members.size();
+        return r;
+      }
+    }
+    return nullptr;
   }
 
   static void Call(std::vector<std::pair<Transport::Handler, Message>> calls) {
@@ -226,7 +274,7 @@ size_t FakeBroker::DropQueuedFor(const std::string& name) {
   std::erase_if(state_->queue, [&](const State::Entry& e) {
     if (e.target) return e.target == who;
     for (const auto& f : who->subscriptions) {
-      if (TopicMatches(f, e.message.topic)) return true;
+      if (SubscriptionMatches(f, e.message.topic)) return true;
     }
     return false;
   });

@@ -21,6 +21,9 @@
 //   outage with a persistent session: its Publish calls are buffered and
 //   sent on SimulateReconnect(); messages for it are held and delivered
 //   after reconnect. Subscriptions are kept.
+// - Shared subscriptions "$share/<group>/<filter>": each message matching
+//   the filter goes to one member of the group, round robin over the
+//   connected members (online ones first), as Mosquitto spreads them.
 // - SetAcl(): subscriptions the ACL refuses fail with PERMISSION_DENIED.
 //
 // Thread-safe; handlers are never called with an internal lock held. The

@@ -17,7 +17,7 @@ namespace kgr::harness {
 namespace {
 
 constexpr char kEtcd[] = "/usr/bin/etcd";
-constexpr int kStartTimeoutMs = 20000;
+constexpr int kEtcdStartTimeoutMs = 20000;
 
 std::string Url(int port) { return "http://127.0.0.1:" + std::to_string(port); }
 
@@ -135,7 +135,7 @@ Status Etcd::Start() {
   }
   for (int i = 0; i < members(); ++i) KGR_RETURN_IF_ERROR(StartMember(i));
   for (const std::string& e : endpoints()) {
-    KGR_RETURN_IF_ERROR(WaitHealthy({e}, kStartTimeoutMs));
+    KGR_RETURN_IF_ERROR(WaitHealthy({e}, kEtcdStartTimeoutMs));
   }
   return OkStatus();
 }
@@ -150,7 +150,7 @@ void Etcd::Kill(int i) {
 Status Etcd::Restart(int i) {
   Kill(i);
   KGR_RETURN_IF_ERROR(StartMember(i));
-  return WaitHealthy({endpoints()[i]}, kStartTimeoutMs);
+  return WaitHealthy({endpoints()[i]}, kEtcdStartTimeoutMs);
 }
 
 void Etcd::Stop() {

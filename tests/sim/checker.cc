@@ -141,7 +141,10 @@ void Checker::OnPublish(const std::string& from, const std::string& topic,
     return Fail("no_secret_on_wire",
                 *what + " in clear in a frame from " + from + " on " + topic);
   }
-  if (from == kKsIdentity) OnKsFrame(topic, payload);
+  // The KS, or another instance of a clustered KS ("ks-<lane>").
+  if (from == kKsIdentity || from.starts_with(std::string(kKsIdentity) + "-")) {
+    OnKsFrame(topic, payload);
+  }
 }
 
 void Checker::OnKsFrame(const std::string& topic, const Bytes& payload) {
@@ -159,9 +162,9 @@ void Checker::OnKsFrame(const std::string& topic, const Bytes& payload) {
     if (!ans.ok()) return void(++undecryptable_);
     return AddKeys(ans->nksk, "NKSK of " + node->name);
   }
-  SimKs& ks = world_->ks();
-  if (ks.nodes == nullptr) return void(++undecryptable_);
-  auto d = ks.nodes->Get(node->n_id);
+  NodeDescStore* nodes = world_->node_store();
+  if (nodes == nullptr) return void(++undecryptable_);
+  auto d = nodes->Get(node->n_id);
   if (!d.ok()) return void(++undecryptable_);
   AddKeys(d->nksk, "NKSK of " + node->name);
   AddKeys(d->prev_nksk, "previous NKSK of " + node->name);
@@ -283,7 +286,7 @@ void Checker::CheckLiveness() {
   std::vector<SimNode*> live;
   for (auto& n : w.nodes()) {
     if (n->revoked) continue;
-    auto d = w.ks().nodes->Get(n->n_id);
+    auto d = w.node_store()->Get(n->n_id);
     bool ks_says = d.ok() && d->state == NodeState::kRegistered;
     if (!n->up || !n->client->registered()) {
       Fail("every_node_registers",
@@ -352,8 +355,7 @@ Status Checker::UsePair(SimNode& a, SimNode& b) {
       if (st.ok()) break;
       if (st.code() == StatusCode::kFailedPrecondition) {  // no key yet
         Status got = Wait([&](ResultSlot r) {
-          from->client->RequestKey(to->n_id, false,
-                                   [r](Status s) { *r = s; });
+          from->client->RequestKey(to->n_id, false, [r](Status s) { *r = s; });
         });
         if (!got.ok()) world_->RunFor(5'000);
       } else {

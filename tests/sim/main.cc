@@ -33,7 +33,7 @@ constexpr char kUsage[] = R"(usage: kgr-sim [flags]
   --faults LIST     comma-separated fault classes (drop, dup, delay,
                     reorder, kill, restart, power, ks-kill, ks-restart,
                     ks-power, ks-away, broker, offline, partition, session,
-                    clock), or a profile: all (default), none,
+                    clock, peer-kill, peer-stall), or a profile: all (default), none,
                     net (drop,dup,delay,reorder), ci (drop,dup,clock)
   --no-faults       same as --faults none
   --ops LIST        operation classes (default all): authorize, request,
@@ -41,6 +41,9 @@ constexpr char kUsage[] = R"(usage: kgr-sim [flags]
   --fault-rate X    scales how often faults happen (default 1)
   --heal-s N        simulated seconds of healing before the liveness
                     checks (default 600)
+  --ks-instances K  KS instances of a cluster over one simulated shared
+                    store (default 1: the single KS); with K > 1 the fault
+                    classes peer-kill and peer-stall act on instances 2..K
   --reg-backoff-cap-ms N  the node daemon's registration back-off cap
                     (default 60000)
   --trace N         events kept for a failing seed's trace (default 300)
@@ -140,6 +143,13 @@ bool ParseRunFlag(const std::string& a, Args& args, Flags* f) {
     double s = args.Number();
     c.heal_ms = static_cast<uint64_t>(s * 1000);
     v = std::to_string(s);
+  } else if (a == "--ks-instances") {
+    c.world.ks_instances = static_cast<int>(args.Number());
+    if (c.world.ks_instances < 1 || c.world.ks_instances > 5) {
+      std::fprintf(stderr, "kgr-sim: --ks-instances takes 1 to 5\n");
+      args.ok = false;
+    }
+    v = std::to_string(c.world.ks_instances);
   } else if (a == "--reg-backoff-cap-ms") {
     c.world.reg_backoff_cap_ms = static_cast<uint64_t>(args.Number());
     v = std::to_string(c.world.reg_backoff_cap_ms);

@@ -1,6 +1,8 @@
 #include "net.h"
 
 #include <deque>
+#include <optional>
+#include <string_view>
 
 #include "kgr/frame.h"
 #include "testing/fake_transport.h"  // TopicMatches
@@ -93,39 +95,76 @@ void SimNet::Enqueue(uint64_t at_ms, InFlight m) {
   queue_.emplace(std::make_pair(at_ms, seq_++), std::move(m));
 }
 
+namespace {
+
+// "$share/<group>/<filter>": the group and the filter; nullopt if plain.
+std::optional<std::pair<std::string, std::string>> SplitShare(
+    const std::string& f) {
+  constexpr std::string_view kShare = "$share/";
+  if (f.compare(0, kShare.size(), kShare) != 0) return std::nullopt;
+  size_t slash = f.find('/', kShare.size());
+  if (slash == std::string::npos) return std::nullopt;
+  return std::make_pair(f.substr(kShare.size(), slash - kShare.size()),
+                        f.substr(slash + 1));
+}
+
+}  // namespace
+
 void SimNet::Route(const std::string& from, const std::string& topic,
                    const Bytes& payload) {
   ++stats_.published;
   if (observer_) observer_(from, topic, payload);
   const uint64_t now = now_ms_();
+  // Shared subscriptions (clustered KS instances): each group gets the
+  // message once, at one member the PRNG picks among the reachable ones
+  // (else among all: it waits in that member's session).
+  std::map<std::string, std::vector<std::string>> groups;
   for (auto& [name, c] : clients_) {
     if (!c->connected) continue;
     bool match = false;
     for (const auto& f : c->subscriptions) {
-      if (testing::TopicMatches(f, topic)) match = true;
+      auto shared = SplitShare(f);
+      if (!shared) {
+        match = match || testing::TopicMatches(f, topic);
+      } else if (testing::TopicMatches(shared->second, topic)) {
+        auto& members = groups[shared->first];
+        if (members.empty() || members.back() != name) members.push_back(name);
+      }
     }
-    if (!match) continue;
-    if (rng_.Chance(faults.drop)) {
-      ++stats_.dropped;
-      trace_.Add(now, "net: drop " + Describe(from, name, payload));
-      continue;
+    if (match) Send(from, name, topic, payload, now);
+  }
+  for (auto& [group, members] : groups) {
+    std::vector<std::string> ready;
+    for (const std::string& m : members) {
+      if (clients_[m]->reachable(broker_up_)) ready.push_back(m);
     }
-    uint64_t at =
-        now + rng_.Range(faults.latency_min_ms, faults.latency_max_ms);
-    if (rng_.Chance(faults.delay)) {
-      ++stats_.delayed;
-      at += rng_.Range(0, faults.delay_max_ms);
-      trace_.Add(now, "net: delay until " + std::to_string(at) + " " +
-                          Describe(from, name, payload));
-    }
-    Enqueue(at, {from, name, topic, payload});
-    if (rng_.Chance(faults.dup)) {
-      ++stats_.duplicated;
-      uint64_t later = at + rng_.Range(0, faults.delay_max_ms);
-      trace_.Add(now, "net: duplicate at " + std::to_string(later) + " " +
-                          Describe(from, name, payload));
-      Enqueue(later, {from, name, topic, payload});
-    }
+    const auto& pool = ready.empty() ? members : ready;
+    Send(from, pool[rng_.Below(pool.size())], topic, payload, now);
+  }
+}
+
+void SimNet::Send(const std::string& from, const std::string& name,
+                  const std::string& topic, const Bytes& payload,
+                  uint64_t now) {
+  if (rng_.Chance(faults.drop)) {
+    ++stats_.dropped;
+    trace_.Add(now, "net: drop " + Describe(from, name, payload));
+    return;
+  }
+  uint64_t at = now + rng_.Range(faults.latency_min_ms, faults.latency_max_ms);
+  if (rng_.Chance(faults.delay)) {
+    ++stats_.delayed;
+    at += rng_.Range(0, faults.delay_max_ms);
+    trace_.Add(now, "net: delay until " + std::to_string(at) + " " +
+                        Describe(from, name, payload));
+  }
+  Enqueue(at, {from, name, topic, payload});
+  if (rng_.Chance(faults.dup)) {
+    ++stats_.duplicated;
+    uint64_t later = at + rng_.Range(0, faults.delay_max_ms);
+    trace_.Add(now, "net: duplicate at " + std::to_string(later) + " " +
+                        Describe(from, name, payload));
+    Enqueue(later, {from, name, topic, payload});
   }
 }
 

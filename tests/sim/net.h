@@ -4,7 +4,8 @@
 // per delivery; clients whose link goes down (their publishes are buffered
 // by their transport, messages for them held in their session); client
 // processes that die (their buffered publishes are gone); lost sessions;
-// and broker restarts (every message in flight is lost).
+// and broker restarts (every message in flight is lost). Shared
+// subscriptions ($share/<group>/<filter>) hand a message to one member.
 #ifndef KGR_TESTS_SIM_NET_H_
 #define KGR_TESTS_SIM_NET_H_
 
@@ -89,6 +90,9 @@ class SimNet {
     Bytes payload;
   };
   void Enqueue(uint64_t at_ms, InFlight m);
+  // One delivery to client `name`, under the message faults.
+  void Send(const std::string& from, const std::string& name,
+            const std::string& topic, const Bytes& payload, uint64_t now);
   // Link up, process alive and broker up: flush its outbox, release held.
   void Reconnect(Client& c);
   std::string Describe(const std::string& from, const std::string& to,

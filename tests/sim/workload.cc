@@ -129,6 +129,38 @@ class Schedule {
     });
   }
 
+  // The cluster's other KS instances (--ks-instances > 1).
+  int UpPeer() {
+    std::vector<int> v;
+    for (size_t i = 0; i < w_.ks_peers().size(); ++i)
+      if (w_.ks_peers()[i]->up) v.push_back(static_cast<int>(i));
+    return v.empty() ? -1 : v[rng_.Below(v.size())];
+  }
+  void PeerDown() {
+    int i = UpPeer();
+    if (i < 0) return;
+    const Stop how = rng_.Chance(0.5)   ? Stop::kKill
+                     : rng_.Chance(0.5) ? Stop::kClean
+                                        : Stop::kPowerLoss;
+    w_.StopPeer(i, how);
+    w_.At(w_.now_ms() + rng_.Range(100, 10'000),
+          "restart " + w_.ks_peers()[i]->name, [this, i] {
+            if (w_.ks_peers()[i]->up) return;
+            Status st = w_.StartPeer(i);
+            if (!st.ok()) c_.Fail("processes_restart", st.ToString());
+          });
+  }
+  // A member that hangs with its connection up: the broker keeps handing
+  // it frames, which it handles late when it comes back.
+  void PeerStall() {
+    int i = UpPeer();
+    if (i < 0) return;
+    w_.StallPeer(i, true);
+    w_.At(w_.now_ms() + rng_.Range(500, 30'000),
+          w_.ks_peers()[i]->name + " resumes",
+          [this, i] { w_.StallPeer(i, false); });
+  }
+
   void LinkDown(const std::string& name, uint64_t d) {
     w_.net().SetLinkUp(name, false);
     w_.At(w_.now_ms() + d, name + " back online",
@@ -242,6 +274,10 @@ class Schedule {
     fault("offline", 3, [this] { Offline(); });
     fault("partition", 1, [this] { Partition(); });
     fault("clock", 0.7, [this] { ClockJump(); });
+    if (!w_.ks_peers().empty()) {
+      fault("peer-kill", 1.5, [this] { PeerDown(); });
+      fault("peer-stall", 1.5, [this] { PeerStall(); });
+    }
     double total = 0;
     for (auto& x : c) total += x.weight;
     double r = rng_.Unit() * total;
@@ -318,9 +354,10 @@ const std::set<std::string>& AllOpClasses() {
 
 const std::set<std::string>& AllFaultClasses() {
   static const std::set<std::string> all = {
-      "drop",    "dup",       "delay",      "reorder",  "kill",    "restart",
-      "power",   "ks-kill",   "ks-restart", "ks-power", "ks-away", "broker",
-      "offline", "partition", "session",    "clock"};
+      "drop",    "dup",       "delay",     "reorder",    "kill",
+      "restart", "power",     "ks-kill",   "ks-restart", "ks-power",
+      "ks-away", "broker",    "offline",   "partition",  "session",
+      "clock",   "peer-kill", "peer-stall"};
   return all;
 }
 

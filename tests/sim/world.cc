@@ -6,12 +6,12 @@
 #include "kgr/counter_file.h"
 #include "kgr/credentials.h"
 #include "kgr/topic.h"
+#include "process_death.h"
 
 namespace kgr::sim {
 namespace {
 
 constexpr char kKsName[] = "ks";
-constexpr char kKsDir[] = "/var/lib/kgr/ks";
 constexpr char kNodeDir[] = "/var/lib/kgr/node";
 
 StoreOptions SimStoreOptions() {
@@ -80,6 +80,7 @@ World::~World() {
     n->client.reset();
     n->ses.reset();
   }
+  for (auto& p : peers_) p->server.reset();
   ks_.server.reset();
 }
 
@@ -119,7 +120,37 @@ Status World::Init() {
   KGR_ASSIGN_OR_RETURN(ks_.kedk, ks_.tpm->KedkPublic());
   ks_.transport = net_.NewTransport(kKsName);
   KGR_RETURN_IF_ERROR(ks_.transport->Connect());
+  if (clustered()) {
+    KGR_ASSIGN_OR_RETURN(
+        shared_nodes_, NodeDescStore::Open(store_fs_, "/etcd/node_desc", own.nk,
+                                           ks_.n_id, SimStoreOptions()));
+    KGR_ASSIGN_OR_RETURN(shared_gen_keys_,
+                         GenKeysStore::Open(store_fs_, "/etcd/gen_keys", own.nk,
+                                            ks_.n_id, SimStoreOptions()));
+    for (int i = 1; i < options_.ks_instances; ++i) {
+      auto p = std::make_unique<SimKsPeer>(clock_);
+      p->lane = static_cast<uint8_t>(i);
+      p->name = "ks-" + std::to_string(i);
+      p->transport = net_.NewTransport(p->name);
+      KGR_RETURN_IF_ERROR(p->transport->Connect());
+      peers_.push_back(std::move(p));
+    }
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      KGR_RETURN_IF_ERROR(StartPeer(static_cast<int>(i)));
+    }
+  }
   return StartKs();
+}
+
+KeyServerOptions World::KsOptionsFor(uint8_t lane, uint64_t floor) const {
+  KeyServerOptions o = options_.ks;
+  o.counter_floor = floor;
+  if (clustered()) {
+    o.counter_lane = lane;
+    o.share_group = "ks";
+    o.node_cache_entries = 0;  // the instances share one store object
+  }
+  return o;
 }
 
 Status World::StartKs() {
@@ -128,17 +159,19 @@ Status World::StartKs() {
   const std::string dir = kKsDir;
   KGR_ASSIGN_OR_RETURN(uint64_t floor,
                        LoadCounterFloor(ks_.fs, dir + "/counter"));
-  KGR_ASSIGN_OR_RETURN(ks_.nodes,
-                       NodeDescStore::Open(ks_.fs, dir + "/node_desc", own.nk,
-                                           ks_.n_id, SimStoreOptions()));
-  KGR_ASSIGN_OR_RETURN(ks_.gen_keys,
-                       GenKeysStore::Open(ks_.fs, dir + "/gen_keys", own.nk,
-                                          ks_.n_id, SimStoreOptions()));
-  KeyServerOptions o = options_.ks;
-  o.counter_floor = floor;
+  if (!clustered()) {
+    KGR_ASSIGN_OR_RETURN(ks_.nodes,
+                         NodeDescStore::Open(ks_.fs, dir + "/node_desc", own.nk,
+                                             ks_.n_id, SimStoreOptions()));
+    KGR_ASSIGN_OR_RETURN(ks_.gen_keys,
+                         GenKeysStore::Open(ks_.fs, dir + "/gen_keys", own.nk,
+                                            ks_.n_id, SimStoreOptions()));
+  }
+  NodeDescStore& nodes = clustered() ? *shared_nodes_ : *ks_.nodes;
+  GenKeysStore& gen_keys = clustered() ? *shared_gen_keys_ : *ks_.gen_keys;
   ks_.server = std::make_unique<KeyServer>(
-      std::move(own), ks_.kedk, *ks_.transport, *ks_.nodes, *ks_.gen_keys,
-      nullptr, ks_.clock, o);
+      std::move(own), ks_.kedk, *ks_.transport, nodes, gen_keys, nullptr,
+      ks_.clock, KsOptionsFor(0, floor));
   ks_.inbox.clear();
   ks_.transport->SetHandler([this](const std::string& t, Bytes p) {
     ks_.inbox.push_back({t, std::move(p)});
@@ -163,7 +196,7 @@ void World::StopKs(Stop how) {
   }
   DieOn(ks_.fs, how);
   ks_.server.reset();
-  ks_.gen_keys.reset();
+  ks_.gen_keys.reset();  // null when clustered: the stores are shared
   ks_.nodes.reset();
   ks_.inbox.clear();
   AfterDeath(ks_.fs, how, rng_);
@@ -407,6 +440,7 @@ void World::TickAll() {
       ks_.saved_counter = ks_.server->last_counter();
     }
   }
+  TickPeers(now);
   for (auto& n : nodes_) {
     if (!n->up) continue;
     n->client->Tick();
@@ -442,6 +476,7 @@ void World::RunFor(uint64_t ms) {
       ks_.inbox.clear();
       ks_.server->HandleMessages(batch);
     }
+    HandlePeerInboxes();
     if (now >= next_tick_ms_) {
       TickAll();
       next_tick_ms_ = now + options_.tick_ms;
@@ -465,6 +500,13 @@ void World::Heal() {
     if (!st.ok()) checker_.Fail("processes_restart", "KS: " + st.ToString());
   }
   net_.SetLinkUp(kKsName, true);
+  for (size_t i = 0; i < peers_.size(); ++i) {
+    StallPeer(static_cast<int>(i), false);
+    if (!peers_[i]->up) {
+      Status st = StartPeer(static_cast<int>(i));
+      if (!st.ok()) checker_.Fail("processes_restart", st.ToString());
+    }
+  }
   for (auto& n : nodes_) {
     net_.SetLinkUp(n->name, true);
     if (!n->up) {

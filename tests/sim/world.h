@@ -58,6 +58,11 @@ struct WorldOptions {
   uint64_t reg_backoff_cap_ms = 60'000;
   KeyServerOptions ks;
   NodeClientOptions node;
+  // KS instances (docs/cluster.md): 1 is the single KS. With more, the
+  // instances share one simulated store (etcd's stand-in: it survives
+  // every instance's death), each has its own lane and broker session,
+  // and the broker spreads TOPIC0/TOPIC1 over them (shared subscription).
+  int ks_instances = 1;
 };
 
 enum class Stop { kClean, kKill, kPowerLoss };
@@ -102,6 +107,21 @@ struct SimKs : SimMachine {
   std::vector<KeyServer::Message> inbox;  // delivered this instant
 };
 
+// Another instance of a clustered KS (lane >= 1): the KS's identity
+// (the primary's TPM state), its own process, counter file and broker
+// session, the shared stores. A stalled one (a process that hangs, its
+// connection up) gets frames from the broker and handles them when it
+// comes back.
+struct SimKsPeer : SimMachine {
+  using SimMachine::SimMachine;
+  uint8_t lane = 1;
+  std::string name;  // its broker session "ks-<lane>"
+  std::unique_ptr<KeyServer> server;
+  std::vector<KeyServer::Message> inbox;
+  bool stalled = false;
+  uint64_t last_tick_ms = 0;
+};
+
 class World {
  public:
   World(uint64_t seed, WorldOptions options, Trace& trace, Checker& checker);
@@ -116,6 +136,11 @@ class World {
   Rng& rng() { return rng_; }
   SimNet& net() { return net_; }
   SimKs& ks() { return ks_; }
+  // The KS's node_desc: the primary's, or the shared one of a cluster.
+  NodeDescStore* node_store() {
+    return shared_nodes_ ? shared_nodes_.get() : ks_.nodes.get();
+  }
+  std::vector<std::unique_ptr<SimKsPeer>>& ks_peers() { return peers_; }
   std::vector<std::unique_ptr<SimNode>>& nodes() { return nodes_; }
   SimNode* ByNid(uint32_t n_id);
   SimNode* ByName(const std::string& name);
@@ -139,6 +164,10 @@ class World {
   // ---- processes ----
   void StopKs(Stop how);
   Status StartKs();
+  // The cluster's other instances (index into ks_peers()).
+  void StopPeer(int i, Stop how);
+  Status StartPeer(int i);
+  void StallPeer(int i, bool stalled);
   void StopNode(int i, Stop how);
   Status StartNode(int i);
   // Runs `fn` at simulated time `at_ms` (a fault's end).
@@ -156,6 +185,10 @@ class World {
  private:
   void OnNodeMessage(SimNode& n, const std::string& topic, Bytes payload);
   void TickAll();
+  void TickPeers(uint64_t now);
+  void HandlePeerInboxes();
+  bool clustered() const { return options_.ks_instances > 1; }
+  KeyServerOptions KsOptionsFor(uint8_t lane, uint64_t floor) const;
   void DriveRegistration(SimNode& n);
   void ReloadPeers(SimNode& n);
   std::string Outcome(const Status& st) const;
@@ -168,6 +201,10 @@ class World {
   uint64_t start_mono_ms_;
   SimNet net_;
   SimKs ks_;
+  std::vector<std::unique_ptr<SimKsPeer>> peers_;
+  testing::FakeFileSystem store_fs_;  // the shared store's (never crashes)
+  std::unique_ptr<NodeDescStore> shared_nodes_;
+  std::unique_ptr<GenKeysStore> shared_gen_keys_;
   std::vector<std::unique_ptr<SimNode>> nodes_;
   std::set<std::pair<uint32_t, uint32_t>> withdrawn_;  // (low, high)
   std::multimap<uint64_t, std::pair<std::string, std::function<void()>>>

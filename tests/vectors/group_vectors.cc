@@ -24,9 +24,9 @@ SecretBytes Filled(uint8_t start, size_t n) {
   for (size_t i = 0; i < n; ++i) s.data()[i] = static_cast<uint8_t>(start + i);
   return s;
 }
-std::string Hex(std::span<const uint8_t> b) { return ToHex(b); }
-std::string HexKeys(const SymmetricKeys& k) {
-  return Hex(k.RawEncKeyBytes().span()) + Hex(k.RawMacKeyBytes().span());
+std::string GroupHex(std::span<const uint8_t> b) { return ToHex(b); }
+std::string GroupHexKeys(const SymmetricKeys& k) {
+  return GroupHex(k.RawEncKeyBytes().span()) + GroupHex(k.RawMacKeyBytes().span());
 }
 template <typename T>
 T Must(StatusOr<T> v, const char* what) {
@@ -41,14 +41,14 @@ T Must(StatusOr<T> v, const char* what) {
 ordered_json PathJson(const GroupPath& p) {
   ordered_json keys = ordered_json::array();
   for (const auto& k : p.keys) {
-    keys.push_back({{"version", k.version}, {"secret", Hex(k.secret.span())}});
+    keys.push_back({{"version", k.version}, {"secret", GroupHex(k.secret.span())}});
   }
   Bytes encoded;
   p.EncodeTo(&encoded);
   ordered_json j = {
       {"group_id", p.group_id}, {"epoch", p.epoch},
       {"depth", p.depth},       {"leaf_position", p.leaf_position},
-      {"keys", keys},           {"encoded", Hex(encoded)}};
+      {"keys", keys},           {"encoded", GroupHex(encoded)}};
   WipeVector(encoded);
   return j;
 }
@@ -58,17 +58,17 @@ ordered_json Derivations() {
   auto kek = Must(GroupNodeKek(secret, 7, 1, 3, 9), "kek");
   auto data = Must(GroupDataKeys(secret, 7, 12), "data keys");
   return {{{"name", "group_kek"},
-           {"secret", Hex(secret.span())},
+           {"secret", GroupHex(secret.span())},
            {"group_id", 7},
            {"level", 1},
            {"position", 3},
            {"version", 9},
-           {"keys", HexKeys(kek)}},
+           {"keys", GroupHexKeys(kek)}},
           {{"name", "group_data_keys"},
-           {"root_secret", Hex(secret.span())},
+           {"root_secret", GroupHex(secret.span())},
            {"group_id", 7},
            {"epoch", 12},
-           {"keys", HexKeys(data)}}};
+           {"keys", GroupHexKeys(data)}}};
 }
 
 ordered_json Wrap() {
@@ -80,7 +80,7 @@ ordered_json Wrap() {
   for (size_t i = 0; i < iv.size(); ++i) iv[i] = static_cast<uint8_t>(0xb0 + i);
   crypto_testing::FixedIvScope fixed(iv);
   auto wrapped = Must(WrapGroupSecret(kek, place, secret), "wrap");
-  return {{"child_secret", Hex(child.span())},
+  return {{"child_secret", GroupHex(child.span())},
           {"group_id", 7},
           {"epoch", 12},
           {"level", 1},
@@ -89,9 +89,9 @@ ordered_json Wrap() {
           {"child_slot", 1},
           {"child_position", 5},
           {"child_version", 2},
-          {"secret", Hex(secret.span())},
-          {"iv", Hex(iv)},
-          {"wrapped", Hex(wrapped)}};
+          {"secret", GroupHex(secret.span())},
+          {"iv", GroupHex(iv)},
+          {"wrapped", GroupHex(wrapped)}};
 }
 
 ordered_json Rekey() {
@@ -120,13 +120,13 @@ ordered_json Rekey() {
                        {"position", e.position},
                        {"version", e.version},
                        {"child_slot", e.child_slot},
-                       {"wrapped", Hex(e.wrapped)}});
+                       {"wrapped", GroupHex(e.wrapped)}});
   }
   GroupPath after = Must(tree.PathOf(1), "path");
   auto data = Must(tree.DataKeys(), "data keys");
   return {{"name", "group_rekey"},
-          {"ks_signing_seed", Hex(ks.private_key.span())},
-          {"ks_public", Hex(ks.public_key)},
+          {"ks_signing_seed", GroupHex(ks.private_key.span())},
+          {"ks_public", GroupHex(ks.public_key)},
           {"header",
            {{"type", 0x12},
             {"flags", 0},
@@ -141,10 +141,10 @@ ordered_json Rekey() {
             {"part", 0},
             {"parts", 1},
             {"entries", entries}}},
-          {"frame", Hex(frames.at(0))},
+          {"frame", GroupHex(frames.at(0))},
           {"member_1_before", PathJson(before)},
           {"member_1_after", PathJson(after)},
-          {"data_keys_after", HexKeys(data)}};
+          {"data_keys_after", GroupHexKeys(data)}};
 }
 
 }  // namespace

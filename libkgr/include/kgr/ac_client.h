@@ -15,6 +15,7 @@
 
 #include "kgr/clock.h"
 #include "kgr/cms.h"
+#include "kgr/counter_lanes.h"
 #include "kgr/frame.h"
 #include "kgr/group_frames.h"
 #include "kgr/transport.h"
@@ -82,7 +83,7 @@ class AcClient {
   Clock& clock_;
   std::string prefix_;
   FrameCounter counter_;
-  ReplayWindow ks_window_;
+  LaneReplayWindows ks_window_;  // one window per KS instance's lane
   std::map<uint64_t, Raw> pending_;
 };
 

@@ -166,18 +166,26 @@ SecretBytes ComputeNtag(uint32_t n_id, std::span<const uint8_t> kedk_public,
 // Per-sender frame counter: strictly increasing, and at least the current
 // time in microseconds, so a restarted sender never reuses a counter without
 // persisting one (as long as its clock does not step back past `floor`).
-// Not thread-safe.
+// A KS instance of a cluster sends in its own lane (kgr/counter_lanes.h):
+// the top 8 bits are the lane, the low 56 the sequence above. Lane 0 (every
+// node, the AC, a single KS) is the plain counter. Not thread-safe.
 class FrameCounter {
  public:
-  explicit FrameCounter(uint64_t floor = 0) : last_(floor) {}
+  static constexpr unsigned kLaneShift = 56;
+  static constexpr uint64_t kSequenceMask = (uint64_t{1} << kLaneShift) - 1;
+  explicit FrameCounter(uint64_t floor = 0, uint8_t lane = 0)
+      : lane_bits_(uint64_t{lane} << kLaneShift),
+        last_(floor & kSequenceMask) {}
   uint64_t Next(uint64_t now_us) {
+    now_us &= kSequenceMask;
     last_ = now_us > last_ ? now_us : last_ + 1;
-    return last_;
+    return lane_bits_ | last_;
   }
-  uint64_t last() const { return last_; }
+  uint64_t last() const { return lane_bits_ | last_; }
 
  private:
-  uint64_t last_;
+  uint64_t lane_bits_;
+  uint64_t last_;  // the sequence, below the lane
 };
 
 // ---- Bodies (plaintext of each frame type) ----

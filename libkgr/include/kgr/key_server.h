@@ -74,6 +74,13 @@ struct KeyServerOptions {
   // Every frame counter the KS sends is above this (the last counter of a
   // previous run, persisted by the daemon, plus a margin).
   uint64_t counter_floor = 0;
+  // The frame-counter lane of this instance (kgr/counter_lanes.h): 0 for a
+  // single KS; each instance of a cluster has its own (docs/cluster.md).
+  uint8_t counter_lane = 0;
+  // Clustered: the KS subscribes to TOPIC0, TOPIC1 and the AC topic as
+  // MQTT shared subscriptions "$share/<share_group>/<topic>", so the broker
+  // hands each frame to one instance of the group. Empty: plain ones.
+  std::string share_group;
   // AC requests with a counter at or below this are replays (the highest
   // accepted by a previous run). With `persist_ac_counter` set, the KS
   // calls it with each AC request's counter before it acts on the request

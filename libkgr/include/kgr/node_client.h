@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "kgr/clock.h"
+#include "kgr/counter_lanes.h"
 #include "kgr/credentials.h"
 #include "kgr/ed25519.h"
 #include "kgr/frame.h"
@@ -492,7 +493,7 @@ class NodeClient {
   Clock& clock_;
   NodeClientOptions options_;
   FrameCounter counter_;
-  ReplayWindow ks_window_;
+  LaneReplayWindows ks_window_;  // one window per KS instance's lane
   DataHandler handler_;
   AsyncDataHandler async_handler_;
   PairEndHandler pair_end_handler_;

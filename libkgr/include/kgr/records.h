@@ -398,6 +398,7 @@ StatusOr<SesKey> RecordCodec::Decode<SesKey>(
 template <>
 StatusOr<GroupRecord> RecordCodec::Decode<GroupRecord>(
     std::span<const uint8_t> record) const;
+template <>
 StatusOr<GroupDesc> RecordCodec::Decode<GroupDesc>(
     std::span<const uint8_t> record) const;
 
