@@ -260,3 +260,43 @@ TEST_F(ProceduresTest, ExpiredGenKeysArePurged) {
 
 }  // namespace
 }  // namespace kgr
+
+namespace kgr {
+namespace {
+
+// Found by the cluster e2e (and the etcd e2e): a renews twice with no data
+// of b under the first renewal's key in between. b moves to that key on
+// a's answer to b's data request, but a never sees b use it, so at the
+// second renewal a used to keep the key before it as the previous one and
+// drop the one b was on: b's next frame was refused ("unexpected topic")
+// until b renewed by itself.
+TEST_F(ProceduresTest, TwoRenewalsInARowKeepTheKeyThePeerMovedTo) {
+  auto [a, b] = Pair();
+  ASSERT_TRUE(RequestKey(*a, *b).ok());
+  ASSERT_TRUE(RequestKey(*a, *b, true).ok());  // v2
+  auto r = Send(*b, *a, "under v1, answered under v2");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(b->ses->Get(a->n_id)->key_version, 2u) << "b moved to v2";
+  ASSERT_TRUE(RequestKey(*a, *b, true).ok());  // v3
+  r = Send(*b, *a, "under v2");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  r = Send(*a, *b, "under v3");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(b->ses->Get(a->n_id)->key_version, 3u);
+}
+
+// The case the old rule was for: a renews twice without sending anything
+// under the first renewal's key, so b is still on v1 and a keeps v1.
+TEST_F(ProceduresTest, TwoRenewalsInARowWithoutDataKeepTheFirstKey) {
+  auto [a, b] = Pair();
+  ASSERT_TRUE(RequestKey(*a, *b).ok());
+  ASSERT_TRUE(RequestKey(*a, *b, true).ok());  // v2, b still on v1
+  ASSERT_TRUE(RequestKey(*a, *b, true).ok());  // v3
+  ASSERT_EQ(b->ses->Get(a->n_id)->key_version, 1u);
+  auto r = Send(*b, *a, "under v1");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(b->ses->Get(a->n_id)->key_version, 3u);
+}
+
+}  // namespace
+}  // namespace kgr

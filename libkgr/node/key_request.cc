@@ -98,9 +98,14 @@ void NodeClient::OnConfReq(const FrameHeader& h, const NnskConfReq& req) {
   // (the peer sends under it until it sees a frame under the new one).
   const KeyRequest& p = *key;
   SesKey updated = *std::move(rec);
-  if (updated.has_previous() && pairs_[req.n_id2].previous_until_ms == 0) {
-    // The peer has not used our current key yet: it still sends under the
-    // previous one, which stays.
+  // The peer moves to our current key on the first frame of ours under it.
+  // If we sent none since it became current (frames_sent counts from
+  // there) and the peer never used it, the peer is still on the previous
+  // key, which stays. Otherwise the peer may have moved (our data answer
+  // under it counts), so the current key becomes the previous one; a peer
+  // whose copy of that frame was lost converges by renewing.
+  if (updated.has_previous() && pairs_[req.n_id2].previous_until_ms == 0 &&
+      updated.frames_sent == 0) {
   } else if (updated.nnsk.valid() && updated.topic4.has_value()) {
     updated.other_version = updated.key_version;
     updated.other_nnsk = std::move(updated.nnsk);

@@ -21,43 +21,6 @@ StoreOptions SimStoreOptions() {
   return o;
 }
 
-// How a stop reads in the trace, and its coverage counter.
-struct StopNames {
-  const char* note;
-  const char* counter;
-};
-StopNames NamesOf(Stop how) {
-  switch (how) {
-    case Stop::kClean:
-      return {"clean stop", "restart"};
-    case Stop::kKill:
-      return {"kill", "kill"};
-    case Stop::kPowerLoss:
-      return {"power loss", "power_loss"};
-  }
-  return {"?", "?"};
-}
-
-// What a process's death does to its files: a kill loses what it held in
-// memory (the stores' unsynced records are never written), a power loss
-// also what the file system had not made durable.
-void DieOn(testing::FakeFileSystem& fs, Stop how) {
-  if (how == Stop::kClean) return;
-  fs.FailAfterMutations(0);  // nothing more reaches the files
-}
-
-void AfterDeath(testing::FakeFileSystem& fs, Stop how, Rng& rng) {
-  if (how == Stop::kClean) return;
-  fs.ClearFaults();
-  if (how == Stop::kPowerLoss) {
-    testing::FakeFileSystem::CrashOptions o;
-    if (rng.Chance(0.5)) o.random_seed = static_cast<uint32_t>(rng.Next());
-    o.garble_kept = rng.Chance(0.2);
-    o.keep_dir_changes = rng.Chance(0.5);
-    fs.Crash(o);
-  }
-}
-
 }  // namespace
 
 World::World(uint64_t seed, WorldOptions options, Trace& trace,
