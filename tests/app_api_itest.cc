@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <thread>
 
 #include "daemon/app_router.h"
 #include "harness/ked_itest.h"
@@ -146,13 +147,22 @@ TEST_F(AppApiITest, SlowSubscriberLosesCountedEventsAndHoldsUpNobody) {
     }
   });
   std::string pad(1000, 'p');
-  for (int i = 0; i < kMessages; ++i) {
+  Status failed;
+  for (int i = 0; i < kMessages && failed.ok(); ++i) {
     char num[9];
     std::snprintf(num, sizeof(num), "%08d", i);
     Status st = sender->Send(b_->n_id, B(num + pad));
-    ASSERT_TRUE(st.ok()) << i << ": " << st.ToString();
+    // docs/api.md: RESOURCE_EXHAUSTED is "send again later" (the fast
+    // application fell behind on a loaded machine).
+    for (int tries = 0;
+         st.code() == StatusCode::kResourceExhausted && tries < 2000; ++tries) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      st = sender->Send(b_->n_id, B(num + pad));
+    }
+    if (!st.ok()) failed = st.Annotate("message " + std::to_string(i));
   }
-  reader.join();
+  reader.join();  // before any ASSERT: a joinable thread must not be left
+  ASSERT_TRUE(failed.ok()) << failed.ToString();
   ASSERT_EQ(got.size(), size_t{kMessages});
   for (int i = 0; i < kMessages; ++i) ASSERT_EQ(got[i], i);
   // The slow one: at most its queue and what the socket buffers, and the
@@ -165,24 +175,32 @@ TEST_F(AppApiITest, SlowSubscriberLosesCountedEventsAndHoldsUpNobody) {
     if (e->type == "message") ++messages;
     if (e->type == "dropped") dropped += e->count;
   }
-  EXPECT_EQ(dropped, 0u) << "told before the next event";
   EXPECT_LT(messages, size_t{kMessages} / 10);
-  // The drops are told when the next message arrives.
+  // The drops are told before the next message the slow one gets (some may
+  // have been told above already, if deliveries were still arriving).
   ASSERT_TRUE(sender->Send(b_->n_id, B("00000000 after")).ok());
+  bool told = dropped > 0;
   for (;;) {
     auto e = slow->NextEvent(2000);
-    ASSERT_TRUE(e.ok()) << "no dropped event";
+    ASSERT_TRUE(e.ok()) << "no dropped event and no message after it";
     if (e->type == "dropped") {
       dropped += e->count;
-      std::printf("slow subscriber: %zu messages delivered, %llu dropped\n",
-                  messages, static_cast<unsigned long long>(dropped));
-      break;
+      told = true;
+    }
+    if (e->type == "message") {
+      ASSERT_TRUE(told) << "a message before the drops were told";
+      ++messages;
+      if (std::string(e->data.begin(), e->data.end()) == "00000000 after") {
+        break;
+      }
     }
   }
+  std::printf("slow subscriber: %zu messages delivered, %llu dropped\n",
+              messages, static_cast<unsigned long long>(dropped));
   // Every message was delivered or counted (and key events may be among
   // the dropped: key_ready, key_renewed).
-  EXPECT_GE(messages + dropped, size_t{kMessages});
-  EXPECT_LE(messages + dropped, size_t{kMessages} + 3);
+  EXPECT_GE(messages + dropped, size_t{kMessages} + 1);
+  EXPECT_LE(messages + dropped, size_t{kMessages} + 4);
 }
 
 struct Latencies {
