@@ -65,7 +65,15 @@ wait_port() {  # wait_port PORT [tries]
 }
 
 ked_down() {
-  local pid
+  local rc=$? pid log
+  # A failed test shows the end of every log, so a CI failure can be read.
+  if ((rc != 0)) && [[ -n ${KED_DIR:-} && -d $KED_DIR/logs ]]; then
+    for log in "$KED_DIR"/logs/*; do
+      [[ -s $log ]] || continue
+      printf '==== %s (last lines)\n' "${log##*/}" >&2
+      tail -n 15 "$log" >&2
+    done
+  fi
   for ((i = ${#KED_PIDS[@]} - 1; i >= 0; i--)); do
     pid=${KED_PIDS[$i]}
     kill -TERM "$pid" 2>/dev/null || true
