@@ -11,8 +11,6 @@
 #include "cluster/etcd_client.h"
 #include "harness/net.h"
 
-extern char** environ;
-
 namespace kgr::harness {
 namespace {
 
@@ -20,25 +18,6 @@ constexpr char kEtcd[] = "/usr/bin/etcd";
 constexpr int kEtcdStartTimeoutMs = 20000;
 
 std::string Url(int port) { return "http://127.0.0.1:" + std::to_string(port); }
-
-int SpawnLogged(const std::vector<std::string>& argv,
-                const std::string& log_file) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log_file.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  std::vector<char*> args;
-  for (const std::string& a : argv)
-    args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  int rc =
-      ::posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  return rc == 0 ? pid : -1;
-}
 
 }  // namespace
 

@@ -13,8 +13,6 @@
 
 #include "harness/net.h"
 
-extern char** environ;
-
 namespace kgr::harness {
 namespace {
 
@@ -29,26 +27,6 @@ std::string Tail(const std::string& path, size_t max_bytes = 2000) {
   return s.size() > max_bytes ? s.substr(s.size() - max_bytes) : s;
 }
 
-// Starts argv[0] with stdout and stderr appended to `log_file`; returns the
-// PID or -1.
-int Spawn(const std::vector<std::string>& argv, const std::string& log_file) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log_file.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  std::vector<char*> args;
-  for (const std::string& a : argv)
-    args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  int rc =
-      ::posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  return rc == 0 ? pid : -1;
-}
-
 }  // namespace
 
 Status RunProvisioning(const std::string& script,
@@ -58,7 +36,7 @@ Status RunProvisioning(const std::string& script,
       "/bin/bash", std::string(KGR_SOURCE_DIR) + "/provisioning/" + script};
   argv.insert(argv.end(), args.begin(), args.end());
   const std::string log = log_file.empty() ? "/dev/null" : log_file;
-  int pid = Spawn(argv, log);
+  int pid = SpawnLogged(argv, log);
   if (pid < 0) return InternalError("cannot start " + argv[1]);
   int status = 0;
   if (::waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
@@ -104,7 +82,7 @@ Status Mosquitto::Start() {
       "--cafile",   ca_file(),
       "--certfile", pki_dir() + "/broker.crt",
       "--keyfile",  pki_dir() + "/broker.key"};
-  int rpid = Spawn(render, dir_ + "/provisioning.log");
+  int rpid = SpawnLogged(render, dir_ + "/provisioning.log");
   int status = 0;
   if (rpid < 0 || ::waitpid(rpid, &status, 0) != rpid || !WIFEXITED(status) ||
       WEXITSTATUS(status) != 0) {
@@ -112,7 +90,8 @@ Status Mosquitto::Start() {
                          Tail(dir_ + "/provisioning.log"));
   }
 
-  pid_ = Spawn({kMosquitto, "-c", conf_dir + "/mosquitto.conf"}, log_file());
+  pid_ =
+      SpawnLogged({kMosquitto, "-c", conf_dir + "/mosquitto.conf"}, log_file());
   if (pid_ < 0) return InternalError("cannot start " + std::string(kMosquitto));
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::milliseconds(kStartTimeoutMs);

@@ -3,6 +3,7 @@
 #define KGR_TESTS_HARNESS_NET_H_
 
 #include <string>
+#include <vector>
 
 namespace kgr::harness {
 
@@ -18,6 +19,11 @@ bool WaitForPort(int port, int timeout_ms);
 // A fresh directory under $TMPDIR (or /tmp), removed by RemoveTree.
 std::string MakeTempDir(const std::string& tag);
 void RemoveTree(const std::string& path);
+
+// Starts argv[0] (a path) with stdin from /dev/null and stdout and stderr
+// appended to `log_file`; returns the PID, or -1 if it could not start.
+int SpawnLogged(const std::vector<std::string>& argv,
+                const std::string& log_file);
 
 // Sends SIGTERM to `pid`, waits up to `grace_ms`, then SIGKILL; reaps it.
 void StopProcess(int pid, int grace_ms = 3000);
