@@ -203,6 +203,60 @@ TEST_F(AppApiITest, SlowSubscriberLosesCountedEventsAndHoldsUpNobody) {
   EXPECT_LE(messages + dropped, size_t{kMessages} + 4);
 }
 
+// When no application has room, the message is refused ("send again
+// later") and must not count as dropped for anyone: the sender sends it
+// again. (Before, every refused attempt was counted as a drop for every
+// subscriber, so counts ran far above what was sent.)
+TEST_F(AppApiITest, RefusedMessagesAreNotCountedAsDropped) {
+  constexpr size_t kQueue = 16;
+  StartApis(kQueue);
+  auto sender = Connect(a_, "sender");
+  auto one = Connect(b_, "one");
+  auto two = Connect(b_, "two");
+  ASSERT_TRUE(sender && one && two);
+  ASSERT_TRUE(one->Subscribe().ok());
+  ASSERT_TRUE(two->Subscribe().ok());  // neither reads for now
+  std::string pad(1000, 'p');
+  size_t accepted = 0, refused = 0;
+  for (int i = 0; i < 300; ++i) {
+    Status st = sender->Send(b_->n_id, B(std::to_string(i) + pad));
+    if (st.ok())
+      ++accepted;
+    else if (st.code() == StatusCode::kResourceExhausted)
+      ++refused;
+    else
+      FAIL() << i << ": " << st.ToString();
+  }
+  ASSERT_GT(refused, 0u) << "both queues should have filled";
+  std::vector<size_t> messages(2, 0);
+  std::vector<uint64_t> dropped(2, 0);
+  auto read = [&](AppClient* app, size_t k, int timeout_ms, bool until_last) {
+    for (;;) {
+      auto e = app->NextEvent(timeout_ms);
+      if (!e.ok()) return !until_last;
+      if (e->type == "dropped") dropped[k] += e->count;
+      if (e->type != "message") continue;
+      ++messages[k];
+      if (until_last && std::string(e->data.begin(), e->data.end()) == "last")
+        return true;
+    }
+  };
+  ASSERT_TRUE(read(one.get(), 0, 500, false));
+  ASSERT_TRUE(read(two.get(), 1, 500, false));
+  // Drops are told with the next event: one more message.
+  ASSERT_TRUE(sender->Send(b_->n_id, B("last")).ok());
+  ++accepted;
+  ASSERT_TRUE(read(one.get(), 0, 5000, true)) << "no last message";
+  ASSERT_TRUE(read(two.get(), 1, 5000, true)) << "no last message";
+  for (size_t k = 0; k < 2; ++k) {
+    // Key events may be among the dropped (key_ready, key_renewed).
+    EXPECT_LE(messages[k] + dropped[k], accepted + 3)
+        << "app " << k << ": " << messages[k] << " messages, " << dropped[k]
+        << " dropped; " << accepted << " accepted, " << refused << " refused";
+    EXPECT_GE(messages[k], kQueue);
+  }
+}
+
 struct Latencies {
   std::vector<double> us;
   double seconds = 0;

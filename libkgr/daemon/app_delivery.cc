@@ -6,6 +6,7 @@
 #include <string>
 
 #include "daemon/app_router.h"
+#include "kgr/app_wire.h"
 #include "kgr/topic.h"
 
 namespace kgr {
@@ -29,6 +30,15 @@ int AppRouter::Deliver(uint32_t peer, const nlohmann::json& event) {
     if (Listens(app, peer) && server_.Send(conn, event, true)) ++took;
   }
   return took;
+}
+
+bool AppRouter::AnyoneHasRoom(uint32_t peer,
+                              const nlohmann::json& event) const {
+  const size_t bytes = EncodeAppFrame(event).size();
+  for (const auto& [conn, app] : apps_) {
+    if (Listens(app, peer) && server_.HasRoomForEvent(conn, bytes)) return true;
+  }
+  return false;
 }
 
 void AppRouter::Answer(uint32_t peer, uint64_t request_id, Bytes answer) {
@@ -85,7 +95,7 @@ void AppRouter::OnData(const DataDelivery& from, SecretBytes data) {
     event["request"] = true;
     event["token"] = token;
   }
-  int took = Deliver(from.peer, event);
+  int took = AnyoneHasRoom(from.peer, event) ? Deliver(from.peer, event) : 0;
   bool anyone = false;
   for (const auto& [conn, app] : apps_)
     anyone = anyone || Listens(app, from.peer);

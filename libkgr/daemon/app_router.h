@@ -120,6 +120,10 @@ class AppRouter {
   // Queues `event` for every subscribed application that may hear from
   // `peer`; how many took it.
   int Deliver(uint32_t peer, const nlohmann::json& event);
+  // Whether some application listening to `peer` has room for `event`. A
+  // message none can take is refused ("send again later") and counted as
+  // dropped by nobody: its sender sends it again.
+  bool AnyoneHasRoom(uint32_t peer, const nlohmann::json& event) const;
   void Answer(uint32_t peer, uint64_t request_id, Bytes answer);
   bool Listens(const App& app, uint32_t peer) const;
   void ForgetOld(uint64_t now_ms);

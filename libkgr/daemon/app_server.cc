@@ -150,6 +150,15 @@ void AppServer::CloseAfterWrite(uint64_t conn) {
   Wake();
 }
 
+bool AppServer::HasRoomForEvent(uint64_t conn, size_t frame_bytes) const {
+  std::lock_guard lock(mu_);
+  auto it = conns_.find(conn);
+  if (it == conns_.end() || it->second.closing) return false;
+  const Conn& c = it->second;
+  return c.out_events < options_.queue_messages &&
+         c.out_bytes + frame_bytes <= options_.queue_bytes;
+}
+
 uint64_t AppServer::Dropped(uint64_t conn) const {
   std::lock_guard lock(mu_);
   auto it = conns_.find(conn);

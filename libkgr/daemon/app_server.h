@@ -51,6 +51,9 @@ class AppServer {
   bool Send(uint64_t conn, const nlohmann::json& message, bool event);
   // Closes `conn` once what is queued for it is written.
   void CloseAfterWrite(uint64_t conn);
+  // Whether an event of `frame_bytes` (EncodeAppFrame) would be queued for
+  // `conn` now, not dropped. Thread-safe.
+  bool HasRoomForEvent(uint64_t conn, size_t frame_bytes) const;
   // Events dropped for `conn` so far (0 for an unknown one).
   uint64_t Dropped(uint64_t conn) const;
   uint64_t TotalDropped() const { return total_dropped_; }
