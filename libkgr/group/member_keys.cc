@@ -72,7 +72,7 @@ StatusOr<RekeyOutcome> GroupMemberKeys::Apply(const GroupRekeyPart& part,
   if (part.depth < path_.depth) return RekeyOutcome::kCannotOpen;
   if (!pending_ || pending_->epoch != part.epoch ||
       pending_->parts != part.parts || pending_->depth != part.depth) {
-    pending_.emplace();
+    pending_ = Pending{};
     pending_->epoch = part.epoch;
     pending_->depth = part.depth;
     pending_->parts = part.parts;
