@@ -220,7 +220,10 @@ TEST_F(EtcdTest, NothingInEtcdIsReadableWithoutTheDomainKey) {
     }
   }
   // Under another key the record does not open.
-  RecordCodec wrong(*SymmetricKeys::Generate(), 0x44);
+  // (RecordCodec keeps a reference to its keys: they must outlive it.)
+  auto other = SymmetricKeys::Generate();
+  ASSERT_TRUE(other.ok());
+  RecordCodec wrong(*other, 0x44);
   auto sealed = Client()->Range("/kgr/s/gen_keys/000000000000002a");
   ASSERT_EQ(sealed->kvs.size(), 1u);
   EXPECT_FALSE(wrong.Decode<GenKey>(sealed->kvs[0].value).ok());
