@@ -28,6 +28,16 @@ std::vector<std::string_view> Levels(std::string_view s) {
 
 }  // namespace
 
+std::optional<std::pair<std::string, std::string>> SplitSharedSubscription(
+    const std::string& f) {
+  constexpr std::string_view kShare = "$share/";
+  if (f.compare(0, kShare.size(), kShare) != 0) return std::nullopt;
+  size_t slash = f.find('/', kShare.size());
+  if (slash == std::string::npos) return std::nullopt;
+  return std::make_pair(f.substr(kShare.size(), slash - kShare.size()),
+                        f.substr(slash + 1));
+}
+
 bool TopicMatches(std::string_view filter, std::string_view topic) {
   // MQTT 4.7.2: wildcards at the first level do not match "$..." topics.
   if (!filter.empty() && (filter[0] == '+' || filter[0] == '#') &&
@@ -67,21 +77,9 @@ struct Message {
   Bytes payload;
 };
 
-// "$share/<group>/<filter>" (MQTT 5 4.8.2; Mosquitto also for 3.1.1
-// clients): the group and the filter; nullopt for a plain filter.
-std::optional<std::pair<std::string, std::string>> SplitShared(
-    const std::string& f) {
-  constexpr std::string_view kShare = "$share/";
-  if (f.compare(0, kShare.size(), kShare) != 0) return std::nullopt;
-  size_t slash = f.find('/', kShare.size());
-  if (slash == std::string::npos) return std::nullopt;
-  return std::make_pair(f.substr(kShare.size(), slash - kShare.size()),
-                        f.substr(slash + 1));
-}
-
 // Whether subscription `f` (plain or shared) matches `topic`.
 bool SubscriptionMatches(const std::string& f, const std::string& topic) {
-  auto shared = SplitShared(f);
+  auto shared = SplitSharedSubscription(f);
   return TopicMatches(shared ? shared->second : f, topic);
 }
 
@@ -139,7 +137,7 @@ struct FakeBroker::State {
     for (const auto& r : records) {
       bool plain = false;
       for (const std::string& f : r->subscriptions) {
-        auto shared = SplitShared(f);
+        auto shared = SplitSharedSubscription(f);
         if (!shared) {
           plain = plain || TopicMatches(f, e.message.topic);
         } else if (TopicMatches(shared->second, e.message.topic)) {

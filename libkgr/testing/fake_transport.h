@@ -34,8 +34,10 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "kgr/bytes.h"
@@ -46,6 +48,10 @@ namespace kgr::testing {
 
 // Whether MQTT topic filter `filter` matches topic name `topic`.
 bool TopicMatches(std::string_view filter, std::string_view topic);
+// "$share/<group>/<filter>" (MQTT 5 4.8.2; Mosquitto also for 3.1.1
+// clients): the group and the filter; nullopt for a plain filter.
+std::optional<std::pair<std::string, std::string>> SplitSharedSubscription(
+    const std::string& filter);
 
 struct PublishedMessage {
   std::string sender;  // the FakeTransport's name

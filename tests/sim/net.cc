@@ -5,7 +5,7 @@
 #include <string_view>
 
 #include "kgr/frame.h"
-#include "testing/fake_transport.h"  // TopicMatches
+#include "testing/fake_transport.h"  // TopicMatches, SplitSharedSubscription
 
 namespace kgr::sim {
 
@@ -95,20 +95,7 @@ void SimNet::Enqueue(uint64_t at_ms, InFlight m) {
   queue_.emplace(std::make_pair(at_ms, seq_++), std::move(m));
 }
 
-namespace {
-
-// "$share/<group>/<filter>": the group and the filter; nullopt if plain.
-std::optional<std::pair<std::string, std::string>> SplitShare(
-    const std::string& f) {
-  constexpr std::string_view kShare = "$share/";
-  if (f.compare(0, kShare.size(), kShare) != 0) return std::nullopt;
-  size_t slash = f.find('/', kShare.size());
-  if (slash == std::string::npos) return std::nullopt;
-  return std::make_pair(f.substr(kShare.size(), slash - kShare.size()),
-                        f.substr(slash + 1));
-}
-
-}  // namespace
+namespace {}  // namespace
 
 void SimNet::Route(const std::string& from, const std::string& topic,
                    const Bytes& payload) {
@@ -123,7 +110,7 @@ void SimNet::Route(const std::string& from, const std::string& topic,
     if (!c->connected) continue;
     bool match = false;
     for (const auto& f : c->subscriptions) {
-      auto shared = SplitShare(f);
+      auto shared = testing::SplitSharedSubscription(f);
       if (!shared) {
         match = match || testing::TopicMatches(f, topic);
       } else if (testing::TopicMatches(shared->second, topic)) {
