@@ -19,9 +19,13 @@
 
 #include "daemon/wiring.h"
 #include "group/member_keys.h"
+#include "kgr/control.h"
+#include "kgr/filesystem.h"
 #include "kgr/group_frame.h"
 #include "kgr/group_rekey.h"
 #include "kgr/records.h"
+#include "kgr/store.h"
+#include "kgr/topic.h"
 
 namespace kgr {
 namespace {
