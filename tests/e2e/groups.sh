@@ -8,7 +8,10 @@
 # join. Every message and rekey is captured off the broker by an observer
 # identity and read by kgr-group-reader with the member's own keys (through
 # its TPM), not through the broker's ACL. Each secrecy check has its
-# positive control: the same reader opens what the member may read.
+# positive control: the same reader opens what the member may read. The
+# test fails when the KS does not exclude a removed member (checked with a
+# KS whose rekey refreshes the root instead of removing the leaf: charlie's
+# copy follows both rekeys and opens both later messages).
 source "$(dirname "$0")/ked.bash"
 READER=${KGR_GROUP_READER:-$KGR_BUILD/tests/kgr-group-reader}
 [[ -x $READER ]] || die "build kgr-group-reader first ($READER)"
