@@ -1,6 +1,9 @@
 #include "bench/cluster_bench.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,7 +37,8 @@ size_t ReadyLines(const std::string& path, std::string* last_line) {
 double Round3(double x) { return std::round(x * 1000) / 1000; }
 
 Json LatencyMs(std::vector<double> v) {
-  if (v.empty()) return Json{{"p50", nullptr}, {"p99", nullptr}, {"max", nullptr}};
+  if (v.empty())
+    return Json{{"p50", nullptr}, {"p99", nullptr}, {"max", nullptr}};
   std::sort(v.begin(), v.end());
   auto at = [&](double q) {
     size_t i = static_cast<size_t>(q * (v.size() - 1) + 0.5);
@@ -76,9 +80,9 @@ Status KsProcess::Start(double timeout_s) {
     if (ReadyLines(log_file_, &last) > before) return OkStatus();
     int st = 0;
     bool exited = ::waitpid(pid_, &st, WNOHANG) == pid_;
-    double waited = std::chrono::duration<double>(
-                        std::chrono::steady_clock::now() - t0)
-                        .count();
+    double waited =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+            .count();
     if (exited || waited > timeout_s) {
       if (exited) pid_ = -1;
       Stop();
@@ -169,7 +173,8 @@ Status CopyTree(const std::string& from, const std::string& to) {
                         std::filesystem::copy_options::recursive |
                             std::filesystem::copy_options::copy_symlinks,
                         ec);
-  if (ec) return InternalError("copy " + from + " to " + to + ": " + ec.message());
+  if (ec)
+    return InternalError("copy " + from + " to " + to + ": " + ec.message());
   return OkStatus();
 }
 
@@ -189,6 +194,50 @@ bool ParseInstanceList(const std::string& s, int max, std::vector<int>* out) {
   std::sort(out->begin(), out->end());
   out->erase(std::unique(out->begin(), out->end()), out->end());
   return !out->empty();
+}
+
+std::map<std::string, double> EtcdCounters(const std::string& host_port) {
+  std::map<std::string, double> out;
+  const size_t colon = host_port.rfind(':');
+  if (colon == std::string::npos) return out;
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return out;
+  timeval tv{2, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port =
+      htons(static_cast<uint16_t>(std::atoi(host_port.c_str() + colon + 1)));
+  ::inet_pton(AF_INET, host_port.substr(0, colon).c_str(), &addr.sin_addr);
+  std::string body;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    const std::string get =
+        "GET /metrics HTTP/1.0\r\nHost: " + host_port + "\r\n\r\n";
+    if (::write(fd, get.data(), get.size()) ==
+        static_cast<ssize_t>(get.size())) {
+      char buf[16384];
+      ssize_t n;
+      while ((n = ::read(fd, buf, sizeof buf)) > 0) body.append(buf, n);
+    }
+  }
+  ::close(fd);
+  std::istringstream in(body);
+  std::string line;
+  const std::string handled = "grpc_server_handled_total{";
+  while (std::getline(in, line)) {
+    const size_t sp = line.rfind(' ');
+    if (sp == std::string::npos || line[0] == '#') continue;
+    const double v = std::atof(line.c_str() + sp + 1);
+    if (line.rfind("etcd_disk_wal_fsync_duration_seconds_count ", 0) == 0) {
+      out["wal_fsyncs"] += v;
+    } else if (line.rfind(handled, 0) == 0) {
+      const size_t m = line.find("grpc_method=\"");
+      if (m == std::string::npos) continue;
+      const size_t from = m + 13, to = line.find('"', from);
+      out[line.substr(from, to - from)] += v;
+    }
+  }
+  return out;
 }
 
 Json LoadAverage() {

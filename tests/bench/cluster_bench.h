@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -69,6 +70,12 @@ Status CopyTree(const std::string& from, const std::string& to);
 
 // "1,2,3" -> {1, 2, 3}, sorted, without repeats; each in 1..`max`.
 bool ParseInstanceList(const std::string& s, int max, std::vector<int>* out);
+
+// From etcd's /metrics at `host_port` (plain HTTP): the requests it served
+// by method ("Txn", "Range", ...: grpc_server_handled_total, which the JSON
+// gateway's requests go through) and its WAL fsyncs ("wal_fsyncs"). Empty
+// if it does not answer.
+std::map<std::string, double> EtcdCounters(const std::string& host_port);
 
 // The three figures of /proc/loadavg, for the record.
 nlohmann::json LoadAverage();

@@ -660,6 +660,7 @@ class Bench {
   Status MoveNodeDescToEtcd(Json* setup);
   Status StartInstances(size_t k);
   double InstancesCpu() const;
+  double EtcdCpu() const;  // of the etcd this bench started; 0 without
   uint64_t NodeMessages() const;
   // One run against the kgr-ks processes; `during` runs on its own thread
   // from the start of the run (the failover's kill).
@@ -1193,15 +1194,15 @@ Driver::Start Bench::Establish(bool renewal) {
     SimNode& req = nodes_[2 * pair];
     uint32_t peer = nodes_[2 * pair + 1].n_id;
     NodeClient* c = req.client.get();
-    node_loops_[req.loop]->loop.Post([c, peer, renewal,
-                                      done = std::move(done)] {
-      c->RequestKey(peer, renewal, [done](Status st) {
-        if (!st.ok()) {
-          spdlog::warn("bench: establishment failed: {}", st.ToString());
-        }
-        done(st.ok());
-      });
-    });
+    node_loops_[req.loop]->loop.Post(
+        [c, peer, renewal, done = std::move(done)] {
+          c->RequestKey(peer, renewal, [done](Status st) {
+            if (!st.ok()) {
+              spdlog::warn("bench: establishment failed: {}", st.ToString());
+            }
+            done(st.ok());
+          });
+        });
   };
 }
 
@@ -1224,8 +1225,7 @@ Status Bench::RunReal(uint64_t count, double duration_s, bool renewal,
     return s;
   };
   Snapshot before = snap();
-  Driver d(nodes_.size() / 2, a_.window, count, duration_s,
-           Establish(renewal));
+  Driver d(nodes_.size() / 2, a_.window, count, duration_s, Establish(renewal));
   double timeout = (duration_s > 0 ? duration_s : 0) + 60 + count / 50.0;
   bool finished = d.Run(timeout);
   // The KS loop may still be finishing the last conf_ans: let it drain.
@@ -1713,12 +1713,13 @@ Status Bench::MoveNodeDescToEtcd(Json* setup) {
   KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpm(to));
   KGR_ASSIGN_OR_RETURN(OwnData own, LoadOwnData(*tpm));
   KGR_ASSIGN_OR_RETURN(DomainKey key, NewDomainKey(own.identity.n_id));
-  KGR_RETURN_IF_ERROR(SaveDomainKey(*DefaultFileSystem(),
-                                    DomainKeyPath(ks_dir_), key, own.nk));
+  KGR_RETURN_IF_ERROR(
+      SaveDomainKey(*DefaultFileSystem(), DomainKeyPath(ks_dir_), key, own.nk));
   auto state = EtcdKsState::Open(so, key);
   if (!state.ok()) {
-    return state.status().Annotate("a new etcd state (--state: use a fresh "
-                                   "prefix)");
+    return state.status().Annotate(
+        "a new etcd state (--state: use a fresh "
+        "prefix)");
   }
   StoreOptions o;
   o.decoded_records = 0;
@@ -1758,6 +1759,11 @@ Status Bench::StartInstances(size_t k) {
   return OkStatus();
 }
 
+double Bench::EtcdCpu() const {
+  if (!etcd_) return 0;
+  return StatCpuSeconds("/proc/" + std::to_string(etcd_->pid(0)) + "/stat");
+}
+
 double Bench::InstancesCpu() const {
   double s = 0;
   for (const auto& p : ks_procs_) s += p->CpuSeconds();
@@ -1777,12 +1783,16 @@ Status Bench::RunExternal(uint64_t count, double duration_s,
                           std::vector<Span>* spans) {
   const uint64_t msgs0 = NodeMessages();
   const double ks_cpu0 = InstancesCpu(), broker0 = BrokerCpu();
-  const double proc0 = ProcessCpu();
-  Driver d(nodes_.size() / 2, a_.window, count, duration_s,
-           Establish(false));
+  const double proc0 = ProcessCpu(), etcd0 = EtcdCpu();
+  const std::string etcd_endpoint = etcd_ ? etcd_->endpoints()[0] : "";
+  std::map<std::string, double> etcd_ops0;
+  if (!etcd_endpoint.empty()) etcd_ops0 = EtcdCounters(etcd_endpoint);
+  Driver d(nodes_.size() / 2, a_.window, count, duration_s, Establish(false));
   std::thread side;
   if (during) side = std::thread(during);
-  bool finished = d.Run((duration_s > 0 ? duration_s : 0) + 60 + count / 50.0);
+  // Bounded by the duration when there is one (the failover's count is
+  // only a ceiling).
+  bool finished = d.Run(duration_s > 0 ? duration_s + 60 : 60 + count / 50.0);
   if (side.joinable()) side.join();
   if (!finished) return DeadlineExceededError("establishments did not finish");
   if (spans != nullptr) *spans = d.spans();
@@ -1802,7 +1812,17 @@ Status Bench::RunExternal(uint64_t count, double duration_s,
   j["cpu_us_per_establishment"] = {
       {"kgr_ks_processes", Round((InstancesCpu() - ks_cpu0) * per, 10)},
       {"bench_process", Round((ProcessCpu() - proc0) * per, 10)},
-      {"broker", Round((BrokerCpu() - broker0) * per, 10)}};
+      {"broker", Round((BrokerCpu() - broker0) * per, 10)},
+      {"etcd", Round((EtcdCpu() - etcd0) * per, 10)}};
+  // What etcd served per establishment (the bench's own etcd only).
+  if (!etcd_endpoint.empty() && n > 0) {
+    Json ops;
+    for (const auto& [name, v] : EtcdCounters(etcd_endpoint)) {
+      const double d = v - etcd_ops0[name];
+      if (d > 0) ops[name] = Round(d / n);
+    }
+    j["etcd_per_establishment"] = ops;
+  }
   return OkStatus();
 }
 
@@ -1843,7 +1863,7 @@ StatusOr<Json> Bench::RunFailover() {
   std::vector<Span> spans;
   const auto t0 = SteadyClock::now();
   KGR_RETURN_IF_ERROR(
-      RunExternal(UINT64_MAX / 2, a_.failover_s, kill, &run, &spans));
+      RunExternal(1'000'000'000, a_.failover_s, kill, &run, &spans));
   const double at = std::chrono::duration<double>(killed_at - t0).count();
   Json f = FailoverFigures(spans, at, kill_s);
   f["instances"] = ks_procs_.size();
@@ -1858,8 +1878,8 @@ Status Bench::RunCluster(Json* result) {
   KGR_ASSIGN_OR_RETURN(ks_mqtt_, ClientOptions("ks", "ks"));
   StopInProcessKs();
   // The baseline: one kgr-ks on its files, the same nodes.
-  ks_procs_.push_back(std::make_unique<KsProcess>(
-      KsRunArgv(ks_dir_, -1), root_ + "/kgr-ks-files.log"));
+  ks_procs_.push_back(std::make_unique<KsProcess>(KsRunArgv(ks_dir_, -1),
+                                                  root_ + "/kgr-ks-files.log"));
   KGR_RETURN_IF_ERROR(ks_procs_[0]->Start(60));
   KGR_ASSIGN_OR_RETURN(Json files, ExternalRounds());
   ks_procs_[0]->Stop();
