@@ -77,11 +77,14 @@ class KsService {
     KGR_ASSIGN_OR_RETURN(cms_,
                          CmsEndpoint::Load(b.ca_file, b.cert_file, b.key_file));
     // Clustered, each instance needs its own MQTT session (client id); the
-    // broker's user name stays the certificate's CN "ks" for the ACL.
+    // broker's user name stays the certificate's CN "ks" for the ACL. The
+    // session is clean: a killed instance must leave the shared group at
+    // once, not keep its turn in the round robin (docs/cluster.md).
     const KeyServerOptions& k = o_.key_server;
+    const bool clustered = !k.share_group.empty();
     const std::string client_id =
-        k.share_group.empty() ? "ks" : "ks-" + std::to_string(k.counter_lane);
-    KGR_ASSIGN_OR_RETURN(transport_, OpenTransport(b, client_id));
+        clustered ? "ks-" + std::to_string(k.counter_lane) : "ks";
+    KGR_ASSIGN_OR_RETURN(transport_, OpenTransport(b, client_id, clustered));
     KGR_ASSIGN_OR_RETURN(backups_, KsBackups::Create(o_, own));
     KeyServerOptions ko = o_.key_server;
     ko.groups = stores_.groups.get();

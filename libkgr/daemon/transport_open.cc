@@ -5,8 +5,9 @@
 
 namespace kgr {
 
-StatusOr<std::unique_ptr<Transport>> OpenTransport(
-    const BrokerOptions& b, const std::string& client_id) {
+StatusOr<std::unique_ptr<Transport>> OpenTransport(const BrokerOptions& b,
+                                                   const std::string& client_id,
+                                                   bool clean_session) {
   MqttOptions mo;
   KGR_RETURN_IF_ERROR(SplitHostPort(b.address, &mo.host, &mo.port));
   mo.ca_file = b.ca_file;
@@ -15,6 +16,7 @@ StatusOr<std::unique_ptr<Transport>> OpenTransport(
   mo.client_id = client_id;
   mo.client = b.client;
   mo.qos = b.qos;
+  mo.clean_session = clean_session;
   return NewMqttTransport(mo);
 }
 

@@ -36,8 +36,10 @@ StoreOptions StoreOptionsFor(const DaemonOptions& o);
 
 // An unconnected MQTT transport to b.address over b's client library, TLS
 // files and QoS, under the session id `client_id` (empty: a random one).
-StatusOr<std::unique_ptr<Transport>> OpenTransport(
-    const BrokerOptions& b, const std::string& client_id);
+// `clean_session`: see MqttOptions (a clustered KS instance).
+StatusOr<std::unique_ptr<Transport>> OpenTransport(const BrokerOptions& b,
+                                                   const std::string& client_id,
+                                                   bool clean_session = false);
 
 // <state_dir>/control.sock: where a daemon listens and its commands ask.
 std::string ControlSocketPath(const std::string& state_dir);

@@ -66,9 +66,9 @@ Status MosquittoTransport::Init() {
   const MqttOptions& o = options_;
   const std::string client_id =
       o.client_id.empty() ? RandomClientId() : o.client_id;
-  // Persistent session (clean_session=false): the broker queues QoS 1
-  // messages for us while we are briefly away.
-  mosq_ = mosquitto_new(client_id.c_str(), /*clean_session=*/false, this);
+  // Persistent session (clean_session=false) unless asked: the broker
+  // queues QoS 1 messages for us while we are briefly away.
+  mosq_ = mosquitto_new(client_id.c_str(), o.clean_session, this);
   if (mosq_ == nullptr) {
     return InternalError(std::string("mqtt: creating client: ") +
                          std::strerror(errno));

@@ -130,10 +130,10 @@ Status PahoTransport::Init() {
         std::make_unique<mqtt::async_client>(uri, client_id, create, nullptr);
 
     connect_options_.set_mqtt_version(MQTTVERSION_3_1_1);
-    // Persistent session: the broker queues QoS 1 messages for us while we
-    // are briefly away, and keeps our subscriptions (unless it restarted,
-    // hence the resubscription in OnConnected).
-    connect_options_.set_clean_session(false);
+    // Persistent session unless asked: the broker queues QoS 1 messages for
+    // us while we are briefly away, and keeps our subscriptions (unless it
+    // restarted, hence the resubscription in OnConnected).
+    connect_options_.set_clean_session(o.clean_session);
     connect_options_.set_keep_alive_interval(o.keepalive_s);
     connect_options_.set_connect_timeout((o.connect_timeout_ms + 999) / 1000);
     connect_options_.set_automatic_reconnect(o.reconnect_min_s,

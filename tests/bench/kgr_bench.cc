@@ -40,6 +40,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bench/cluster_bench.h"
 #include "bench/counting_fs.h"
 #include "bench/group_bench.h"
 #include "bench/tap_transport.h"
@@ -104,6 +105,12 @@ usage: kgr-bench [flags]
                         (a 1-member etcd the bench starts under --ks-dir):
                         "etcd" in the output, with the ratio to the files
   --state URL           the same on this etcd instead (etcd://h:p/prefix)
+  --ks-instances LIST   with --etcd or --state: real kgr-ks processes
+                        instead, a file-state KS then K instances on etcd
+                        for each K of LIST (e.g. 1,2,3; at most 8), then
+                        the failover run: "cluster" in the output
+  --failover-s S        failover run of the largest K (>= 2): S seconds of
+                        load, one instance SIGKILLed at S/3 (0: none)  [12]
   --log-level L         spdlog level for the library                  [warn]
   --keep                keep the temporary directories
   --groups              group rekeying instead (kgr-bench --groups --help)
@@ -135,6 +142,8 @@ struct Args {
   std::string log_level = "warn";
   bool etcd = false;
   std::string state;
+  std::vector<int> ks_instances;  // empty: the KS in this process
+  double failover_s = 12;
   bool keep = false;
   std::string command_line;
 };
@@ -221,7 +230,11 @@ bool ParseArgs(int argc, char** argv, Args* a, std::string* error) {
     else if (f == "--state") {
       a->state = v;
       ok = IsEtcdStateUrl(v);
-    } else if (f == "--log-level")
+    } else if (f == "--ks-instances")
+      ok = ParseInstanceList(v, 8, &a->ks_instances);
+    else if (f == "--failover-s")
+      ok = num(v, &a->failover_s);
+    else if (f == "--log-level")
       a->log_level = v;
     else {
       *error = "unknown flag " + f;
@@ -247,6 +260,21 @@ bool ParseArgs(int argc, char** argv, Args* a, std::string* error) {
   if (a->broker_cpu >= 0 && !a->broker.empty()) {
     *error = "--broker-cpu pins only a broker kgr-bench starts";
     return false;
+  }
+  if (!a->ks_instances.empty()) {
+    if (!a->etcd && a->state.empty()) {
+      *error = "--ks-instances needs --etcd or --state";
+      return false;
+    }
+    // The instances are copies of one KS state dir (its software TPM).
+    if (a->swtpm || a->tcti != "none") {
+      *error = "--ks-instances runs kgr-ks on --tcti none only";
+      return false;
+    }
+    if (!a->tls || (!a->broker.empty() && a->pki.empty())) {
+      *error = "--ks-instances needs TLS certificates for kgr-ks";
+      return false;
+    }
   }
   if (a->swtpm && a->tcti != "none") {
     *error = "--swtpm and --tcti are exclusive";
@@ -517,6 +545,11 @@ class Driver {
     std::lock_guard<std::mutex> l(mu_);
     return latencies_;
   }
+  // Every establishment's issue and completion, from the start of Run().
+  std::vector<Span> spans() {
+    std::lock_guard<std::mutex> l(mu_);
+    return spans_;
+  }
   uint64_t completed() const { return ok_; }
   uint64_t errors() const { return errors_; }
   double elapsed_s() const { return elapsed_s_; }
@@ -545,6 +578,8 @@ class Driver {
         ++errors_;
       }
       t_last_ = now;
+      spans_.push_back({std::chrono::duration<double>(t - t0_).count(),
+                        std::chrono::duration<double>(now - t0_).count(), ok});
       free_.push_back(pair);
       IssueLocked();
       if (in_flight_ == 0) cv_.notify_all();
@@ -563,6 +598,7 @@ class Driver {
   bool stopped_ = false;
   std::atomic<uint64_t> ok_{0}, errors_{0};
   std::vector<double> latencies_;
+  std::vector<Span> spans_;
   SteadyClock::time_point t0_, t_last_;
   double elapsed_s_ = 0;
 };
@@ -614,6 +650,25 @@ class Bench {
   Status SwitchKsToEtcd(Json* setup);
   // Warm-up and --rounds measured runs on the current KS.
   StatusOr<Json> RunStateRounds();
+  // What the Driver calls to start one establishment of a pair.
+  Driver::Start Establish(bool renewal);
+  // --ks-instances (docs/performance.md, "KS cluster on etcd"): real kgr-ks
+  // processes, a file-state one then K on etcd, then the failover run.
+  Status RunCluster(Json* result);
+  void StopInProcessKs();
+  std::vector<std::string> KsRunArgv(const std::string& dir, int instance);
+  Status MoveNodeDescToEtcd(Json* setup);
+  Status StartInstances(size_t k);
+  double InstancesCpu() const;
+  double EtcdCpu() const;  // of the etcd this bench started; 0 without
+  uint64_t NodeMessages() const;
+  // One run against the kgr-ks processes; `during` runs on its own thread
+  // from the start of the run (the failover's kill).
+  Status RunExternal(uint64_t count, double duration_s,
+                     const std::function<void()>& during, Json* out,
+                     std::vector<Span>* spans);
+  StatusOr<Json> ExternalRounds();
+  StatusOr<Json> RunFailover();
   // PID of the broker this bench started; -1 with --broker.
   int BrokerPid() const;
   double BrokerCpu() const;
@@ -636,6 +691,12 @@ class Bench {
   std::unique_ptr<KsState> file_state_;
   std::unique_ptr<harness::Etcd> etcd_;
   std::unique_ptr<KsState> etcd_state_;
+  // --ks-instances: the processes, their state dirs, the etcd state URL
+  // and the shared subscription group.
+  std::vector<std::unique_ptr<KsProcess>> ks_procs_;
+  std::vector<std::string> instance_dirs_;
+  std::string etcd_url_, share_group_;
+  MqttOptions ks_mqtt_;
   KsState* state_ = nullptr;  // what the KS runs on
   TapTransport* ks_tap_ = nullptr;
   std::unique_ptr<Transport> ks_transport_;
@@ -1128,6 +1189,23 @@ struct Snapshot : Bench::CpuSample {
   uint64_t messages = 0;  // published by the KS and the nodes
 };
 
+Driver::Start Bench::Establish(bool renewal) {
+  return [this, renewal](size_t pair, std::function<void(bool)> done) {
+    SimNode& req = nodes_[2 * pair];
+    uint32_t peer = nodes_[2 * pair + 1].n_id;
+    NodeClient* c = req.client.get();
+    node_loops_[req.loop]->loop.Post(
+        [c, peer, renewal, done = std::move(done)] {
+          c->RequestKey(peer, renewal, [done](Status st) {
+            if (!st.ok()) {
+              spdlog::warn("bench: establishment failed: {}", st.ToString());
+            }
+            done(st.ok());
+          });
+        });
+  };
+}
+
 Status Bench::RunReal(uint64_t count, double duration_s, bool renewal,
                       bool measured, Json* out) {
   auto snap = [&] {
@@ -1147,22 +1225,7 @@ Status Bench::RunReal(uint64_t count, double duration_s, bool renewal,
     return s;
   };
   Snapshot before = snap();
-  Driver d(nodes_.size() / 2, a_.window, count, duration_s,
-           [&](size_t pair, std::function<void(bool)> done) {
-             SimNode& req = nodes_[2 * pair];
-             uint32_t peer = nodes_[2 * pair + 1].n_id;
-             NodeClient* c = req.client.get();
-             node_loops_[req.loop]->loop.Post(
-                 [c, peer, renewal, done = std::move(done)] {
-                   c->RequestKey(peer, renewal, [done](Status st) {
-                     if (!st.ok()) {
-                       spdlog::warn("bench: establishment failed: {}",
-                                    st.ToString());
-                     }
-                     done(st.ok());
-                   });
-                 });
-           });
+  Driver d(nodes_.size() / 2, a_.window, count, duration_s, Establish(renewal));
   double timeout = (duration_s > 0 ? duration_s : 0) + 60 + count / 50.0;
   bool finished = d.Run(timeout);
   // The KS loop may still be finishing the last conf_ans: let it drain.
@@ -1343,6 +1406,11 @@ StatusOr<Json> Bench::Run() {
   if (a_.renew) warm = std::max<uint64_t>(warm, nodes_.size() / 2);
   if (warm > 0) {
     KGR_RETURN_IF_ERROR(RunReal(warm, 0, false, false, nullptr));
+  }
+  if (!a_.ks_instances.empty()) {
+    KGR_RETURN_IF_ERROR(RunCluster(&result));
+    result["process_peak_rss_kb"] = StatusKb("self", "VmHWM");
+    return result;
   }
   Json real;
   KGR_RETURN_IF_ERROR(RunReal(a_.count, a_.duration_s, a_.renew, true, &real));
@@ -1525,6 +1593,8 @@ StatusOr<Json> Bench::RunStateRounds() {
 }
 
 void Bench::Teardown() {
+  for (auto& p : ks_procs_) p->Stop();
+  ks_procs_.clear();
   if (loops_running_) {
     for (auto& l : node_loops_) l->loop.Stop();
     for (auto& l : node_loops_) {
@@ -1560,11 +1630,283 @@ void Bench::Teardown() {
     for (const std::string& d : {root_, ks_dir_, node_root_}) {
       if (!d.empty()) harness::RemoveTree(d);
     }
+    for (const std::string& d : instance_dirs_) {
+      if (d != ks_dir_) harness::RemoveTree(d);
+    }
   } else {
     std::fprintf(stderr, "kgr-bench: kept %s %s %s\n", root_.c_str(),
                  ks_dir_.c_str(), node_root_.c_str());
   }
   root_.clear();
+}
+
+// ---- --ks-instances: real kgr-ks processes ----
+
+// The in-process KS leaves: its loop stops, its MQTT session closes, its
+// files are closed; the nodes stay connected and registered.
+void Bench::StopInProcessKs() {
+  if (ks_loop_.thread.joinable()) {
+    ks_loop_.loop.Stop();
+    ks_loop_.thread.join();
+  }
+  if (ks_) (void)ks_->FlushCounters();
+  if (ks_transport_) (void)ks_transport_->Disconnect();
+  ks_inbox_.reset();
+  ks_.reset();
+  ks_transport_.reset();
+  ks_tap_ = nullptr;
+  state_ = nullptr;
+  file_state_.reset();
+  gen_store_.reset();
+  nodes_store_.reset();
+  ks_tpm_.reset();
+}
+
+// `kgr-ks run` on `dir`: on its files (instance < 0) or as that instance
+// of the cluster on etcd.
+std::vector<std::string> Bench::KsRunArgv(const std::string& dir,
+                                          int instance) {
+  std::vector<std::string> argv = {
+      a_.ks_binary,    "run",
+      "--state-dir",   dir,
+      "--tcti",        "none",
+      "--broker",      host_ + ":" + std::to_string(port_),
+      "--ca",          ks_mqtt_.ca_file,
+      "--cert",        ks_mqtt_.cert_file,
+      "--key",         ks_mqtt_.key_file,
+      "--mqtt-qos",    std::to_string(a_.qos),
+      "--mqtt-client", std::string(MqttClientName(a_.client)),
+      "--log-level",   a_.log_level};
+  if (instance >= 0) {
+    for (const std::string& s :
+         {std::string("--state"), etcd_url_, std::string("--instance"),
+          std::to_string(instance), std::string("--share-group"),
+          share_group_}) {
+      argv.push_back(s);
+    }
+  }
+  return argv;
+}
+
+// node_desc from the files (as the file-state kgr-ks left it) into a new
+// etcd state, and its domain key into the KS dir, sealed under the NK.
+Status Bench::MoveNodeDescToEtcd(Json* setup) {
+  auto t0 = SteadyClock::now();
+  EtcdStateOptions so;
+  if (a_.etcd) {
+    const std::string dir = MakeDirUnder(a_.ks_dir, "etcd");
+    if (dir.empty()) return InternalError("cannot create the etcd dir");
+    etcd_ = std::make_unique<harness::Etcd>(dir, 1);
+    KGR_RETURN_IF_ERROR(etcd_->Start());
+    etcd_url_ = etcd_->StateUrl("kgr-bench");
+    (*setup)["etcd_data_dir_fs"] = FsType(dir);
+  } else {
+    etcd_url_ = a_.state;
+  }
+  KGR_ASSIGN_OR_RETURN(EtcdStateUrl url, ParseEtcdStateUrl(etcd_url_));
+  so.etcd.endpoints = url.endpoints;
+  so.prefix = url.prefix;
+  (*setup)["etcd_start_s"] = Round(SecondsSince(t0));
+  TpmOptions to;
+  to.tcti = "none";
+  to.state_dir = ks_dir_;
+  KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpm(to));
+  KGR_ASSIGN_OR_RETURN(OwnData own, LoadOwnData(*tpm));
+  KGR_ASSIGN_OR_RETURN(DomainKey key, NewDomainKey(own.identity.n_id));
+  KGR_RETURN_IF_ERROR(
+      SaveDomainKey(*DefaultFileSystem(), DomainKeyPath(ks_dir_), key, own.nk));
+  auto state = EtcdKsState::Open(so, key);
+  if (!state.ok()) {
+    return state.status().Annotate(
+        "a new etcd state (--state: use a fresh "
+        "prefix)");
+  }
+  StoreOptions o;
+  o.decoded_records = 0;
+  KGR_ASSIGN_OR_RETURN(
+      auto store, NodeDescStore::Open(*ks_fs_, ks_dir_ + "/node_desc", own.nk,
+                                      own.identity.n_id, o));
+  std::vector<NodeDesc> all;
+  store->ForEach([&](const NodeDesc& d) { all.push_back(d.Clone()); });
+  KGR_RETURN_IF_ERROR((*state)->nodes().PutAll(all));
+  (*setup)["node_desc_records"] = all.size();
+  // Every further instance: a copy of this KS dir (same identity, NK,
+  // software TPM and domain key), its own counter lane.
+  instance_dirs_ = {ks_dir_};
+  for (int i = 1; i < a_.ks_instances.back(); ++i) {
+    instance_dirs_.push_back(ks_dir_ + "-" + std::to_string(i));
+    KGR_RETURN_IF_ERROR(CopyTree(ks_dir_, instance_dirs_.back()));
+  }
+  KGR_ASSIGN_OR_RETURN(uint32_t g, RandomU32());
+  share_group_ = "ks" + std::to_string(g);
+  (*setup)["switch_s"] = Round(SecondsSince(t0));
+  return OkStatus();
+}
+
+// Instances 0..k-1 running (those already up stay up).
+Status Bench::StartInstances(size_t k) {
+  while (ks_procs_.size() < k) {
+    const int i = static_cast<int>(ks_procs_.size());
+    ks_procs_.push_back(std::make_unique<KsProcess>(
+        KsRunArgv(instance_dirs_[i], i),
+        root_ + "/kgr-ks-" + std::to_string(i) + ".log"));
+  }
+  for (size_t i = 0; i < k; ++i) {
+    if (!ks_procs_[i]->running()) {
+      KGR_RETURN_IF_ERROR(ks_procs_[i]->Start(60));
+    }
+  }
+  return OkStatus();
+}
+
+double Bench::EtcdCpu() const {
+  if (!etcd_) return 0;
+  return StatCpuSeconds("/proc/" + std::to_string(etcd_->pid(0)) + "/stat");
+}
+
+double Bench::InstancesCpu() const {
+  double s = 0;
+  for (const auto& p : ks_procs_) s += p->CpuSeconds();
+  return s;
+}
+
+uint64_t Bench::NodeMessages() const {
+  uint64_t m = 0;
+  for (const auto& n : nodes_) {
+    for (int t = 0; t < 256; ++t) m += n.tap->published(t);
+  }
+  return m;
+}
+
+Status Bench::RunExternal(uint64_t count, double duration_s,
+                          const std::function<void()>& during, Json* out,
+                          std::vector<Span>* spans) {
+  const uint64_t msgs0 = NodeMessages();
+  const double ks_cpu0 = InstancesCpu(), broker0 = BrokerCpu();
+  const double proc0 = ProcessCpu(), etcd0 = EtcdCpu();
+  const std::string etcd_endpoint = etcd_ ? etcd_->endpoints()[0] : "";
+  std::map<std::string, double> etcd_ops0;
+  if (!etcd_endpoint.empty()) etcd_ops0 = EtcdCounters(etcd_endpoint);
+  Driver d(nodes_.size() / 2, a_.window, count, duration_s, Establish(false));
+  std::thread side;
+  if (during) side = std::thread(during);
+  // Bounded by the duration when there is one (the failover's count is
+  // only a ceiling).
+  bool finished = d.Run(duration_s > 0 ? duration_s + 60 : 60 + count / 50.0);
+  if (side.joinable()) side.join();
+  if (!finished) return DeadlineExceededError("establishments did not finish");
+  if (spans != nullptr) *spans = d.spans();
+  if (out == nullptr) return OkStatus();
+  const uint64_t n = d.completed();
+  const double per = n ? 1e6 / n : 0;
+  Json& j = *out;
+  j["establishments"] = n;
+  j["errors"] = d.errors();
+  j["elapsed_s"] = Round(d.elapsed_s());
+  j["establishments_per_s"] =
+      Round(d.elapsed_s() > 0 ? n / d.elapsed_s() : 0, 10);
+  j["latency_ms"] = Percentiles(d.latencies_ms());
+  // 3 (key_req, not_ans, conf_ans) unless the nodes sent again.
+  j["node_messages_per_establishment"] =
+      Round(n ? (NodeMessages() - msgs0) / static_cast<double>(n) : 0);
+  j["cpu_us_per_establishment"] = {
+      {"kgr_ks_processes", Round((InstancesCpu() - ks_cpu0) * per, 10)},
+      {"bench_process", Round((ProcessCpu() - proc0) * per, 10)},
+      {"broker", Round((BrokerCpu() - broker0) * per, 10)},
+      {"etcd", Round((EtcdCpu() - etcd0) * per, 10)}};
+  // What etcd served per establishment (the bench's own etcd only).
+  if (!etcd_endpoint.empty() && n > 0) {
+    Json ops;
+    for (const auto& [name, v] : EtcdCounters(etcd_endpoint)) {
+      const double d = v - etcd_ops0[name];
+      if (d > 0) ops[name] = Round(d / n);
+    }
+    j["etcd_per_establishment"] = ops;
+  }
+  return OkStatus();
+}
+
+StatusOr<Json> Bench::ExternalRounds() {
+  if (a_.warmup > 0) {
+    KGR_RETURN_IF_ERROR(RunExternal(a_.warmup, 0, nullptr, nullptr, nullptr));
+  }
+  Json rounds = Json::array();
+  std::vector<std::pair<double, size_t>> rates;
+  for (int r = 0; r < a_.rounds; ++r) {
+    Json one;
+    KGR_RETURN_IF_ERROR(
+        RunExternal(a_.count, a_.duration_s, nullptr, &one, nullptr));
+    rates.emplace_back(one["establishments_per_s"].get<double>(), r);
+    rounds.push_back(one);
+  }
+  std::sort(rates.begin(), rates.end());
+  const Json& median = rounds[rates[rates.size() / 2].second];
+  Json out;
+  out["establishments_per_s"] = median["establishments_per_s"];
+  out["latency_ms"] = median["latency_ms"];
+  out["rounds"] = rounds;
+  return out;
+}
+
+// Steady load on the running instances for --failover-s; instance 1 is
+// SIGKILLed at a third of it.
+StatusOr<Json> Bench::RunFailover() {
+  const double kill_s = a_.failover_s / 3;
+  const size_t victim = 1;
+  SteadyClock::time_point killed_at;
+  auto kill = [&] {
+    std::this_thread::sleep_for(std::chrono::duration<double>(kill_s));
+    killed_at = SteadyClock::now();
+    ks_procs_[victim]->Kill();
+  };
+  Json run;
+  std::vector<Span> spans;
+  const auto t0 = SteadyClock::now();
+  KGR_RETURN_IF_ERROR(
+      RunExternal(1'000'000'000, a_.failover_s, kill, &run, &spans));
+  const double at = std::chrono::duration<double>(killed_at - t0).count();
+  Json f = FailoverFigures(spans, at, kill_s);
+  f["instances"] = ks_procs_.size();
+  f["killed_instance"] = victim;
+  f["run"] = run;
+  return f;
+}
+
+Status Bench::RunCluster(Json* result) {
+  Json c;
+  c["load_average_start"] = LoadAverage();
+  KGR_ASSIGN_OR_RETURN(ks_mqtt_, ClientOptions("ks", "ks"));
+  StopInProcessKs();
+  // The baseline: one kgr-ks on its files, the same nodes.
+  ks_procs_.push_back(std::make_unique<KsProcess>(KsRunArgv(ks_dir_, -1),
+                                                  root_ + "/kgr-ks-files.log"));
+  KGR_RETURN_IF_ERROR(ks_procs_[0]->Start(60));
+  KGR_ASSIGN_OR_RETURN(Json files, ExternalRounds());
+  ks_procs_[0]->Stop();
+  ks_procs_.clear();
+  c["files"] = files;
+  const double files_rate = files["establishments_per_s"].get<double>();
+  Json setup;
+  KGR_RETURN_IF_ERROR(MoveNodeDescToEtcd(&setup));
+  c["etcd_setup"] = setup;
+  Json on_etcd = Json::array();
+  for (int k : a_.ks_instances) {
+    KGR_RETURN_IF_ERROR(StartInstances(k));
+    KGR_ASSIGN_OR_RETURN(Json r, ExternalRounds());
+    const double rate = r["establishments_per_s"].get<double>();
+    r["instances"] = k;
+    r["ratio_to_files"] = Round(files_rate > 0 ? rate / files_rate : 0);
+    on_etcd.push_back(r);
+  }
+  c["etcd"] = on_etcd;
+  c["failover"] = nullptr;
+  if (a_.failover_s > 0 && a_.ks_instances.back() >= 2) {
+    KGR_ASSIGN_OR_RETURN(c["failover"], RunFailover());
+  }
+  for (auto& p : ks_procs_) p->Stop();
+  c["load_average_end"] = LoadAverage();
+  (*result)["cluster"] = c;
+  return OkStatus();
 }
 
 int Main(int argc, char** argv) {

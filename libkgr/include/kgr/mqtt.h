@@ -58,6 +58,14 @@ struct MqttOptions {
   // in memory (sent after reconnect); beyond it Publish returns
   // RESOURCE_EXHAUSTED.
   int max_buffered_messages = 1000;
+  // true: a clean session, which the broker drops when the connection does
+  // (nothing is queued for us while away; subscriptions are made again on
+  // every connect as always). For a member of a shared subscription group
+  // (a clustered KS instance): Mosquitto 2.0 keeps an offline persistent
+  // member in the group's round robin and queues every K-th message for it,
+  // so a dead instance would swallow its share of the frames until it
+  // comes back (docs/cluster.md, "A killed instance").
+  bool clean_session = false;
 };
 
 // Validates `options` (INVALID_ARGUMENT, or NOT_FOUND for an unreadable
