@@ -90,9 +90,10 @@ Status KsBackupNow(const KsOptions& o, const std::string& out_file) {
   if (own.identity.role != Role::kKeyServer) {
     return FailedPreconditionError("this TPM holds an N node's identity");
   }
-  KGR_ASSIGN_OR_RETURN(KsStores st, OpenKsStores(o.daemon, own));
-  KGR_ASSIGN_OR_RETURN(nlohmann::json j,
-                       WriteBackupFile(own, *st.nodes, pub, out_file));
+  // On etcd: node_desc read from etcd and opened with the domain key.
+  KGR_ASSIGN_OR_RETURN(KsStores st, OpenKsState(o, own));
+  KGR_ASSIGN_OR_RETURN(nlohmann::json j, WriteBackupFile(own, st.state->nodes(),
+                                                         pub, out_file));
   return PrintWritten(j, out_file);
 }
 
@@ -125,8 +126,12 @@ Status KsRestore(const KsOptions& o, const std::string& backup_file,
   KGR_ASSIGN_OR_RETURN(auto lock, DirLock::ForStateDir(o.daemon.state_dir));
   KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpmFor(o.daemon));
   const uint64_t now_us = SystemClock()->NowUnixMicros();
-  KGR_RETURN_IF_ERROR(
-      RestoreKsBackup(*tpm, fs, *backup, o.daemon.state_dir, now_us));
+  if (o.state_url.empty()) {
+    KGR_RETURN_IF_ERROR(
+        RestoreKsBackup(*tpm, fs, *backup, o.daemon.state_dir, now_us));
+  } else {
+    KGR_RETURN_IF_ERROR(RestoreKsBackupToEtcd(o, *tpm, *backup, now_us));
+  }
   // No AC request from before the restore counts again either.
   const std::string ac_floor = AcCounterPath(o.daemon.state_dir);
   if (Status st = SaveCounter(fs, ac_floor, now_us); !st.ok()) {

@@ -27,8 +27,8 @@ StatusOr<SymmetricKeys> BackupKeys(const SecretBytes& shared,
 }
 
 // identity_len:u16 identity nk_enc:32 nk_mac:32 n:u32 (len:u32 record)*
-StatusOr<SecretBytes> EncodePayload(const OwnData& own,
-                                    const NodeDescStore& nodes) {
+template <typename Nodes>
+StatusOr<SecretBytes> EncodePayload(const OwnData& own, const Nodes& nodes) {
   Bytes head;
   ByteWriter w(&head);
   Bytes identity = EncodeIdentity(own.identity);
@@ -101,9 +101,9 @@ StatusOr<KsBackup> DecodePayload(std::span<const uint8_t> payload,
   return b;
 }
 
-}  // namespace
-
-StatusOr<Bytes> SealKsBackup(const OwnData& own, const NodeDescStore& nodes,
+// SealKsBackup over the files (NodeDescStore) or etcd (NodeDescTable).
+template <typename Nodes>
+StatusOr<Bytes> SealBackupOf(const OwnData& own, const Nodes& nodes,
                              std::span<const uint8_t> recovery_public,
                              uint64_t now_unix_ms) {
   if (own.identity.role != Role::kKeyServer || !own.nk.valid()) {
@@ -134,6 +134,20 @@ StatusOr<Bytes> SealKsBackup(const OwnData& own, const NodeDescStore& nodes,
   out.resize(out.size() + kIvSize);  // EtmSeal draws the IV into place
   KGR_RETURN_IF_ERROR(EtmSeal(keys, iv_at, payload.span(), &out));
   return out;
+}
+
+}  // namespace
+
+StatusOr<Bytes> SealKsBackup(const OwnData& own, const NodeDescStore& nodes,
+                             std::span<const uint8_t> recovery_public,
+                             uint64_t now_unix_ms) {
+  return SealBackupOf(own, nodes, recovery_public, now_unix_ms);
+}
+
+StatusOr<Bytes> SealKsBackup(const OwnData& own, const NodeDescTable& nodes,
+                             std::span<const uint8_t> recovery_public,
+                             uint64_t now_unix_ms) {
+  return SealBackupOf(own, nodes, recovery_public, now_unix_ms);
 }
 
 StatusOr<KsBackup> OpenKsBackup(std::span<const uint8_t> file,
@@ -173,6 +187,22 @@ StatusOr<KsBackup> OpenKsBackup(std::span<const uint8_t> file,
   return DecodePayload(payload.span(), created, n_id);
 }
 
+std::vector<NodeDesc> RestoredNodes(const KsBackup& backup,
+                                    uint64_t now_unix_us) {
+  // Nothing recorded before now may count again; request ids embed the
+  // node's counter shifted by 12 bits (node/session_keys.cc).
+  const uint64_t request_floor = (now_unix_us << 12) | 0xfff;
+  std::vector<NodeDesc> nodes;
+  nodes.reserve(backup.nodes.size());
+  for (const NodeDesc& n : backup.nodes) {
+    NodeDesc raised = n.Clone();
+    raised.last_counter = std::max(n.last_counter, now_unix_us);
+    raised.request_floor = std::max(n.request_floor, request_floor);
+    nodes.push_back(std::move(raised));
+  }
+  return nodes;
+}
+
 Status RestoreKsBackup(Tpm& tpm, FileSystem& fs, const KsBackup& backup,
                        const std::string& state_dir, uint64_t now_unix_us) {
   const std::string path = state_dir + "/node_desc";
@@ -191,17 +221,7 @@ Status RestoreKsBackup(Tpm& tpm, FileSystem& fs, const KsBackup& backup,
   if (existing.status().code() != StatusCode::kNotFound) {
     return existing.status();
   }
-  // Nothing recorded before now may count again; request ids embed the
-  // node's counter shifted by 12 bits (node/session_keys.cc).
-  const uint64_t request_floor = (now_unix_us << 12) | 0xfff;
-  std::vector<NodeDesc> nodes;
-  nodes.reserve(backup.nodes.size());
-  for (const NodeDesc& n : backup.nodes) {
-    NodeDesc raised = n.Clone();
-    raised.last_counter = std::max(n.last_counter, now_unix_us);
-    raised.request_floor = std::max(n.request_floor, request_floor);
-    nodes.push_back(std::move(raised));
-  }
+  std::vector<NodeDesc> nodes = RestoredNodes(backup, now_unix_us);
   const uint32_t owner = backup.own.identity.n_id;
   for (const std::string& f : {staged, staged + ".log"}) {
     if (fs.Exists(f)) KGR_RETURN_IF_ERROR(fs.Remove(f));

@@ -14,6 +14,7 @@
 #define KGR_CLUSTER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -80,6 +81,13 @@ struct EtcdStateOptions {
   EtcdOptions etcd;
   std::string prefix;
   int poll_ms = 200;
+  // Clustered (kgr-ks cluster init/join, kgr/cluster_membership.h): the
+  // domain keys this member holds in etcd now, newest first (two during a
+  // rotation). Called at open, replacing the key given to Open, and by the
+  // polling thread whenever <prefix>/cluster/epoch changes; on an error
+  // (NOT_FOUND: this member was removed) the state refuses every write
+  // until a later call succeeds. Unset: the one key given to Open.
+  std::function<StatusOr<std::vector<DomainKey>>()> fetch_keys;
 };
 
 class EtcdKsState : public KsState {
@@ -91,7 +99,15 @@ class EtcdKsState : public KsState {
       const EtcdStateOptions& options, const DomainKey& key);
   // The etcd requests that failed over to another endpoint, since open.
   virtual uint64_t failovers() const = 0;
+  // The domain key generations held, newest first (empty: writes stopped).
+  virtual std::vector<uint32_t> key_generations() const = 0;
 };
+
+// Whether etcd holds anything under options.prefix + "/" (a KS state).
+StatusOr<bool> EtcdKsStateProbe(const EtcdStateOptions& options);
+// Deletes everything under options.prefix + "/" (a failed restore's
+// leftovers; the recovery drill's "etcd lost").
+Status EtcdKsStateErase(const EtcdStateOptions& options);
 
 }  // namespace kgr
 
