@@ -8,6 +8,7 @@
 //   K := HKDF-SHA256(ikm = X25519(ephemeral, member), salt = ephemeral
 //        public || member public, info = "kgr/v1 domain key wrap" ||
 //        domain_id:u32 || generation:u32 || lane:u8)
+#include <algorithm>
 #include <array>
 #include <cstdio>
 

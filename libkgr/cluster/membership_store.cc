@@ -1,7 +1,9 @@
 // The ceremony's etcd keys and values (cluster/membership_store.h).
 #include "cluster/membership_store.h"
 
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 namespace kgr {
@@ -40,10 +42,13 @@ StatusOr<ClusterMember> DecodeMember(const EtcdKeyValue& kv) {
   if (j.contains("keys") && j["keys"].is_object()) {
     for (const auto& [gen, hex] : j["keys"].items()) {
       Bytes w;
-      if (!hex.is_string() || !FromHex(hex.get<std::string>(), &w)) {
+      char* end = nullptr;
+      const unsigned long g = std::strtoul(gen.c_str(), &end, 10);
+      if (gen.empty() || *end != '\0' || g == 0 || g > UINT32_MAX ||
+          !hex.is_string() || !FromHex(hex.get<std::string>(), &w)) {
         return DataLossError("etcd " + kv.key + ": bad wrapped key");
       }
-      m.wrapped[static_cast<uint32_t>(std::stoul(gen))] = std::move(w);
+      m.wrapped[static_cast<uint32_t>(g)] = std::move(w);
     }
   }
   return m;

@@ -5,6 +5,7 @@
 #include "daemon/ks_state.h"
 #include "kgr/cluster.h"
 #include "kgr/cluster_membership.h"
+#include "kgr/topic.h"
 
 namespace kgr {
 namespace {
