@@ -44,9 +44,8 @@ class ClusterMembershipTest : public ::testing::Test {
   // A member's KS state on etcd, following the cluster's epoch.
   std::unique_ptr<EtcdKsState> OpenState(const MemberAccess& m) {
     EtcdStateOptions o{etcd_->ClientOptions(), kPrefix, 50};
-    o.fetch_keys = [&m] { return MemberDomainKeys(m); };
-    DomainKey placeholder = *NewDomainKey(0);  // replaced by fetch_keys
-    auto s = EtcdKsState::Open(o, placeholder);
+    auto s = EtcdKsState::Open(
+        o, DomainKeySource([&m] { return MemberDomainKeys(m); }));
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return s.ok() ? *std::move(s) : nullptr;
   }
@@ -159,8 +158,9 @@ TEST_F(ClusterMembershipTest, JoinWithoutApprovalIsRefused) {
       << taken.status().ToString();
   // And a state that follows the cluster does not open with it.
   EtcdStateOptions o{etcd_->ClientOptions(), kPrefix, 50};
-  o.fetch_keys = [&m1] { return MemberDomainKeys(m1); };
-  EXPECT_FALSE(EtcdKsState::Open(o, forged).ok());
+  EXPECT_FALSE(EtcdKsState::Open(
+                   o, DomainKeySource([&m1] { return MemberDomainKeys(m1); }))
+                   .ok());
 }
 
 TEST_F(ClusterMembershipTest, RemovalRotatesOnlineAndLocksTheMemberOut) {

@@ -50,19 +50,15 @@ StatusOr<std::vector<DomainKey>> PreparedKeys(
   return keys;
 }
 
-StatusOr<std::vector<DomainKey>> PreparedKeys(const DomainKey& key) {
-  std::vector<DomainKey> one;
-  one.push_back(key.Clone());
-  return PreparedKeys(std::move(one));
-}
-
 class EtcdState final : public EtcdKsState {
  public:
-  EtcdState(const EtcdStateOptions& o, std::vector<DomainKey> keys,
+  EtcdState(const EtcdStateOptions& o, DomainKeySource fetch_keys,
+            std::vector<DomainKey> keys,
             std::unique_ptr<EtcdClient> client,
             std::unique_ptr<EtcdClient> poller,
             std::unique_ptr<EtcdClient> writer)
       : options_(o),
+        fetch_keys_(std::move(fetch_keys)),
         check_(DomainCheckValue(keys.front())),
         codec_(std::move(keys)),
         client_(std::move(client)),
@@ -82,7 +78,7 @@ class EtcdState final : public EtcdKsState {
   }
 
   Status Start() {
-    if (options_.fetch_keys) {
+    if (fetch_keys_) {
       KGR_ASSIGN_OR_RETURN(auto epoch,
                            client_->Range(EpochKey(options_.prefix)));
       if (!epoch.kvs.empty()) epoch_revision_ = epoch.kvs[0].mod_revision;
@@ -110,7 +106,7 @@ class EtcdState final : public EtcdKsState {
     while (!cv_.wait_for(lock, std::chrono::milliseconds(options_.poll_ms),
                          [this] { return stop_; })) {
       lock.unlock();
-      if (options_.fetch_keys) FollowEpoch();
+      if (fetch_keys_) FollowEpoch();
       Status st = nodes_.Poll(*poller_);
       if (!st.ok() && !failing) {
         spdlog::warn("etcd: node_desc changes not read: {}", st.ToString());
@@ -128,7 +124,7 @@ class EtcdState final : public EtcdKsState {
         epoch->kvs[0].mod_revision == epoch_revision_) {
       return;
     }
-    auto keys = PreparedKeys(options_.fetch_keys());
+    auto keys = PreparedKeys(fetch_keys_());
     if (!keys.ok()) {
       spdlog::error("etcd: the cluster's domain key changed and this member "
                     "cannot take it ({}): writes stopped",
@@ -145,6 +141,7 @@ class EtcdState final : public EtcdKsState {
   }
 
   const EtcdStateOptions options_;
+  const DomainKeySource fetch_keys_;  // empty: one key, never changed
   const Bytes check_;
   DomainCodec codec_;
   int64_t epoch_revision_ = 0;
@@ -161,26 +158,41 @@ class EtcdState final : public EtcdKsState {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<EtcdKsState>> EtcdKsState::Open(
-    const EtcdStateOptions& options, const DomainKey& key) {
+namespace {
+
+StatusOr<std::unique_ptr<EtcdKsState>> OpenWith(
+    const EtcdStateOptions& options, DomainKeySource fetch_keys,
+    StatusOr<std::vector<DomainKey>> first) {
   if (options.prefix.empty() || options.prefix[0] != '/') {
     return InvalidArgumentError("etcd state: prefix must start with '/'");
   }
-  if (!key.keys.valid()) return InvalidArgumentError("etcd state: no key");
-  std::vector<DomainKey> keys;
-  if (options.fetch_keys) {
-    KGR_ASSIGN_OR_RETURN(keys, PreparedKeys(options.fetch_keys()));
-  } else {
-    KGR_ASSIGN_OR_RETURN(keys, PreparedKeys(key));
-  }
+  KGR_ASSIGN_OR_RETURN(std::vector<DomainKey> keys,
+                       PreparedKeys(std::move(first)));
   KGR_ASSIGN_OR_RETURN(auto client, EtcdClient::Create(options.etcd));
   KGR_ASSIGN_OR_RETURN(auto poller, EtcdClient::Create(options.etcd));
   KGR_ASSIGN_OR_RETURN(auto writer, EtcdClient::Create(options.etcd));
-  auto state = std::make_unique<EtcdState>(options, std::move(keys),
-                                           std::move(client), std::move(poller),
-                                           std::move(writer));
+  auto state = std::make_unique<EtcdState>(
+      options, std::move(fetch_keys), std::move(keys), std::move(client),
+      std::move(poller), std::move(writer));
   KGR_RETURN_IF_ERROR(state->Start());
   return std::unique_ptr<EtcdKsState>(std::move(state));
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<EtcdKsState>> EtcdKsState::Open(
+    const EtcdStateOptions& options, const DomainKey& key) {
+  if (!key.keys.valid()) return InvalidArgumentError("etcd state: no key");
+  std::vector<DomainKey> one;
+  one.push_back(key.Clone());
+  return OpenWith(options, nullptr, std::move(one));
+}
+
+StatusOr<std::unique_ptr<EtcdKsState>> EtcdKsState::Open(
+    const EtcdStateOptions& options, DomainKeySource member_keys) {
+  if (!member_keys) return InvalidArgumentError("etcd state: no key source");
+  auto first = member_keys();
+  return OpenWith(options, std::move(member_keys), std::move(first));
 }
 
 StatusOr<bool> EtcdKsStateProbe(const EtcdStateOptions& options) {

@@ -17,8 +17,9 @@ Status RestoreInto(const KsOptions& o, const KsBackup& backup,
                        NewDomainKey(backup.own.identity.n_id));
   KGR_RETURN_IF_ERROR(InitCluster(me, key));
   KGR_ASSIGN_OR_RETURN(EtcdStateOptions so, EtcdStateOptionsFor(o));
-  so.fetch_keys = [&me] { return MemberDomainKeys(me); };
-  KGR_ASSIGN_OR_RETURN(auto state, EtcdKsState::Open(so, key));
+  KGR_ASSIGN_OR_RETURN(
+      auto state,
+      EtcdKsState::Open(so, DomainKeySource([&me] { return MemberDomainKeys(me); })));
   std::vector<NodeDesc> nodes = RestoredNodes(backup, now_unix_us);
   if (!nodes.empty()) KGR_RETURN_IF_ERROR(state->nodes().PutAll(nodes));
   return SaveDomainKey(*DefaultFileSystem(), DomainKeyPath(o.daemon.state_dir),

@@ -56,10 +56,6 @@ StatusOr<std::unique_ptr<EtcdKsState>> OpenEtcdState(const KsOptions& o,
                                                      const EtcdStateOptions& so,
                                                      const OwnData& own) {
   FileSystem& fs = *DefaultFileSystem();
-  if (so.fetch_keys) {  // a cluster member: the keys come from etcd
-    KGR_ASSIGN_OR_RETURN(DomainKey unused, NewDomainKey(own.identity.n_id));
-    return EtcdKsState::Open(so, unused);
-  }
   const std::string path = DomainKeyPath(o.daemon.state_dir);
   auto key = LoadDomainKey(fs, path, own.nk);
   if (key.ok()) return EtcdKsState::Open(so, *key);
@@ -116,7 +112,7 @@ StatusOr<KsStores> OpenKsState(const KsOptions& o, const OwnData& own) {
     // A member of a cluster: its keys come from etcd (wrapped to its member
     // key); the newest is kept in domain_key too.
     KGR_ASSIGN_OR_RETURN(st.member, LoadMemberAccess(o, own, false));
-    so.fetch_keys = [member = st.member, path = DomainKeyPath(o.daemon.state_dir),
+    DomainKeySource keys = [member = st.member, path = DomainKeyPath(o.daemon.state_dir),
                      nk = std::make_shared<SymmetricKeys>(own.nk.Clone())]() -> StatusOr<std::vector<DomainKey>> {
       KGR_ASSIGN_OR_RETURN(std::vector<DomainKey> keys,
                            MemberDomainKeys(*member));
@@ -124,6 +120,8 @@ StatusOr<KsStores> OpenKsState(const KsOptions& o, const OwnData& own) {
           SaveDomainKey(*DefaultFileSystem(), path, keys.front(), *nk));
       return keys;
     };
+    KGR_ASSIGN_OR_RETURN(st.state, EtcdKsState::Open(so, std::move(keys)));
+    return st;
   }
   KGR_ASSIGN_OR_RETURN(st.state, OpenEtcdState(o, so, own));
   return st;

@@ -77,17 +77,15 @@ Bytes DomainCheckValue(const DomainKey& key);
 // sealed node_desc records (loaded at open, then refreshed by a thread that
 // polls etcd every `poll_ms` for records changed by other instances) and
 // the gen_keys records it created or read.
+// Clustered (kgr-ks cluster init/join, kgr/cluster_membership.h): the
+// domain keys this member holds in etcd now, newest first (two during a
+// rotation): MemberDomainKeys.
+using DomainKeySource = std::function<StatusOr<std::vector<DomainKey>>()>;
+
 struct EtcdStateOptions {
   EtcdOptions etcd;
   std::string prefix;
   int poll_ms = 200;
-  // Clustered (kgr-ks cluster init/join, kgr/cluster_membership.h): the
-  // domain keys this member holds in etcd now, newest first (two during a
-  // rotation). Called at open, replacing the key given to Open, and by the
-  // polling thread whenever <prefix>/cluster/epoch changes; on an error
-  // (NOT_FOUND: this member was removed) the state refuses every write
-  // until a later call succeeds. Unset: the one key given to Open.
-  std::function<StatusOr<std::vector<DomainKey>>()> fetch_keys;
 };
 
 class EtcdKsState : public KsState {
@@ -97,6 +95,12 @@ class EtcdKsState : public KsState {
   // holds another domain or key generation.
   static StatusOr<std::unique_ptr<EtcdKsState>> Open(
       const EtcdStateOptions& options, const DomainKey& key);
+  // A cluster member's state: `member_keys` is called at open and by the
+  // polling thread whenever <prefix>/cluster/epoch changes; on an error
+  // (NOT_FOUND: this member was removed) the state refuses every write
+  // until a later call succeeds.
+  static StatusOr<std::unique_ptr<EtcdKsState>> Open(
+      const EtcdStateOptions& options, DomainKeySource member_keys);
   // The etcd requests that failed over to another endpoint, since open.
   virtual uint64_t failovers() const = 0;
   // The domain key generations held, newest first (empty: writes stopped).
