@@ -103,9 +103,9 @@ TEST_F(ClusterMembershipTest, JoinWithApprovalTransfersTheDomainKey) {
   for (const auto& kv : all->kvs) {
     std::string v(kv.value.begin(), kv.value.end());
     EXPECT_EQ(v.find(ToHex(enc)), std::string::npos) << kv.key;
-    EXPECT_EQ(std::search(kv.value.begin(), kv.value.end(), enc.begin(),
-                          enc.end()),
-              kv.value.end())
+    EXPECT_EQ(
+        std::search(kv.value.begin(), kv.value.end(), enc.begin(), enc.end()),
+        kv.value.end())
         << kv.key;
   }
 
@@ -137,8 +137,7 @@ TEST_F(ClusterMembershipTest, JoinWithoutApprovalIsRefused) {
 
   // A non-member cannot approve (it holds no key to give).
   ASSERT_TRUE(RequestJoin(m1).ok());
-  EXPECT_EQ(ApproveJoin(outsider, *fp).code(),
-            StatusCode::kPermissionDenied);
+  EXPECT_EQ(ApproveJoin(outsider, *fp).code(), StatusCode::kPermissionDenied);
   EXPECT_EQ(ApproveJoin(m0, "0000-0000").code(), StatusCode::kNotFound);
 
   // Someone with write access to etcd forges a member record for the
@@ -205,7 +204,8 @@ TEST_F(ClusterMembershipTest, RemovalRotatesOnlineAndLocksTheMemberOut) {
     EXPECT_TRUE(fresh->nodes().Get(id).ok()) << id;
     EXPECT_TRUE(s0->nodes().Get(id).ok()) << id;
   }
-  for (uint32_t id = 1; id <= 20; ++id) EXPECT_TRUE(fresh->nodes().Get(id).ok());
+  for (uint32_t id = 1; id <= 20; ++id)
+    EXPECT_TRUE(fresh->nodes().Get(id).ok());
 
   // The removed member: no key in etcd, its running state stops writing,
   // and its old key opens none of the raw records.

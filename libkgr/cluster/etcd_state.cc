@@ -53,8 +53,7 @@ StatusOr<std::vector<DomainKey>> PreparedKeys(
 class EtcdState final : public EtcdKsState {
  public:
   EtcdState(const EtcdStateOptions& o, DomainKeySource fetch_keys,
-            std::vector<DomainKey> keys,
-            std::unique_ptr<EtcdClient> client,
+            std::vector<DomainKey> keys, std::unique_ptr<EtcdClient> client,
             std::unique_ptr<EtcdClient> poller,
             std::unique_ptr<EtcdClient> writer)
       : options_(o),
@@ -126,9 +125,10 @@ class EtcdState final : public EtcdKsState {
     }
     auto keys = PreparedKeys(fetch_keys_());
     if (!keys.ok()) {
-      spdlog::error("etcd: the cluster's domain key changed and this member "
-                    "cannot take it ({}): writes stopped",
-                    keys.status().ToString());
+      spdlog::error(
+          "etcd: the cluster's domain key changed and this member "
+          "cannot take it ({}): writes stopped",
+          keys.status().ToString());
       codec_.StopWrites("this member holds no current domain key: " +
                         keys.status().message());
       epoch_revision_ = epoch->kvs[0].mod_revision;

@@ -78,18 +78,21 @@ StatusOr<X25519KeyPair> LoadMemberKey(FileSystem& fs, const std::string& path,
   }
   KGR_ASSIGN_OR_RETURN(Bytes file, fs.ReadFile(path));
   if (file.size() != kMemberFileSize ||
-      !std::equal(kMemberMagic.begin(), kMemberMagic.end(), file.begin()) || file[4] != 1) {
+      !std::equal(kMemberMagic.begin(), kMemberMagic.end(), file.begin()) ||
+      file[4] != 1) {
     return DataLossError(path + ": not a member key file (version 1)");
   }
   std::span<const uint8_t> all(file);
   auto plain = EtmOpen(member_nk, all.first(kMemberFileSize - 32), kMemberIvAt,
                        kMemberCiphertextAt, all.last(32));
   if (!plain.ok()) {
-    return DataLossError(path + ": verification failed (another member's "
-                                "file, or damaged)");
+    return DataLossError(path +
+                         ": verification failed (another member's "
+                         "file, or damaged)");
   }
   X25519KeyPair pair;
-  pair.public_key.assign(file.begin() + kMemberPublicAt, file.begin() + kMemberIvAt);
+  pair.public_key.assign(file.begin() + kMemberPublicAt,
+                         file.begin() + kMemberIvAt);
   pair.private_key = std::move(*plain);
   return pair;
 }
@@ -113,8 +116,8 @@ StatusOr<Bytes> WrapDomainKey(const DomainKey& key, uint8_t lane,
   KGR_ASSIGN_OR_RETURN(X25519KeyPair eph, GenerateX25519());
   KGR_ASSIGN_OR_RETURN(SecretBytes shared,
                        X25519SharedSecret(eph.private_key, member_public));
-  KGR_ASSIGN_OR_RETURN(
-      SymmetricKeys k, WrapKeys(shared.span(), eph.public_key, member_public,
+  KGR_ASSIGN_OR_RETURN(SymmetricKeys k,
+                       WrapKeys(shared.span(), eph.public_key, member_public,
                                 key.domain_id, key.generation, lane));
   Bytes out = eph.public_key;
   out.resize(kWrapCiphertextAt, 0);

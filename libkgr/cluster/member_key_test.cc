@@ -25,11 +25,11 @@ TEST(MemberKey, MadeOnceSealedUnderTheNkAndReadBack) {
   EXPECT_EQ(std::search(file.begin(), file.end(), priv.begin(), priv.end()),
             file.end());
   // Another NK (another machine's) or a flipped bit: refused.
-  EXPECT_EQ(LoadMemberKey(fs, "/s/member_key", *SymmetricKeys::Generate(),
-                          false)
-                .status()
-                .code(),
-            StatusCode::kDataLoss);
+  EXPECT_EQ(
+      LoadMemberKey(fs, "/s/member_key", *SymmetricKeys::Generate(), false)
+          .status()
+          .code(),
+      StatusCode::kDataLoss);
   file[10] ^= 1;
   ASSERT_TRUE(fs.WriteFileAtomic("/s/member_key", file, 0600).ok());
   EXPECT_EQ(LoadMemberKey(fs, "/s/member_key", nk, false).status().code(),

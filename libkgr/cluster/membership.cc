@@ -40,12 +40,12 @@ Status InitCluster(const MemberAccess& me, const DomainKey& key) {
   const Bytes check = DomainCheckValue(key);
   // Create-only: no cluster yet; <prefix>/domain absent or this very key
   // (a single-instance state made by `kgr-ks run` becomes the cluster's).
-  KGR_ASSIGN_OR_RETURN(ClusterSnapshot s, ReadClusterSnapshot(*client, me.prefix));
+  KGR_ASSIGN_OR_RETURN(ClusterSnapshot s,
+                       ReadClusterSnapshot(*client, me.prefix));
   if (s.epoch_mod_revision != 0) {
-    return FailedPreconditionError("cluster: " + me.prefix +
-                                   " already has a cluster (generation " +
-                                   std::to_string(s.view.generation) +
-                                   "): join it instead");
+    return FailedPreconditionError(
+        "cluster: " + me.prefix + " already has a cluster (generation " +
+        std::to_string(s.view.generation) + "): join it instead");
   }
   if (s.domain_mod_revision != 0 && s.domain_check != check) {
     return FailedPreconditionError(
@@ -59,27 +59,28 @@ Status InitCluster(const MemberAccess& me, const DomainKey& key) {
        EtcdCompare::Result::kEqual, s.domain_mod_revision}};
   KGR_ASSIGN_OR_RETURN(
       EtcdTxnResult r,
-      client->Txn(cmp,
-                  {EtcdOp::Put(EpochKey(me.prefix),
-                               EncodeEpoch(key.domain_id, key.generation,
-                                           key.generation)),
-                   EtcdOp::Put(MemberKeyName(me.prefix, me.lane),
-                               EncodeMember(m)),
-                   EtcdOp::Put(DomainCheckKey(me.prefix), check)},
-                  {}));
+      client->Txn(
+          cmp,
+          {EtcdOp::Put(
+               EpochKey(me.prefix),
+               EncodeEpoch(key.domain_id, key.generation, key.generation)),
+           EtcdOp::Put(MemberKeyName(me.prefix, me.lane), EncodeMember(m)),
+           EtcdOp::Put(DomainCheckKey(me.prefix), check)},
+          {}));
   if (!r.succeeded) {
-    return AbortedError("cluster: another init raced this one at " +
-                        me.prefix);
+    return AbortedError("cluster: another init raced this one at " + me.prefix);
   }
   return OkStatus();
 }
 
 StatusOr<std::string> RequestJoin(const MemberAccess& me) {
   KGR_ASSIGN_OR_RETURN(auto client, MemberClient(me));
-  KGR_ASSIGN_OR_RETURN(ClusterSnapshot s, ReadClusterSnapshot(*client, me.prefix));
+  KGR_ASSIGN_OR_RETURN(ClusterSnapshot s,
+                       ReadClusterSnapshot(*client, me.prefix));
   if (s.epoch_mod_revision == 0) {
-    return FailedPreconditionError("cluster: no cluster at " + me.prefix +
-                                   " (kgr-ks cluster init on the first member)");
+    return FailedPreconditionError(
+        "cluster: no cluster at " + me.prefix +
+        " (kgr-ks cluster init on the first member)");
   }
   if (const ClusterMember* m = s.Member(me.lane)) {
     if (m->public_key == me.key.public_key) {
@@ -151,17 +152,17 @@ Status ApproveJoin(const MemberAccess& approver,
   const std::string join_key = JoinKeyName(approver.prefix, fingerprint);
   KGR_ASSIGN_OR_RETURN(
       EtcdTxnResult r,
-      client->Txn({{EpochKey(approver.prefix), EtcdCompare::Target::kMod,
-                    EtcdCompare::Result::kEqual, s.epoch_mod_revision},
-                   {MemberKeyName(approver.prefix, req->lane),
-                    EtcdCompare::Target::kCreate, EtcdCompare::Result::kEqual,
-                    0},
-                   {join_key, EtcdCompare::Target::kCreate,
-                    EtcdCompare::Result::kNotEqual, 0}},
-                  {EtcdOp::Put(MemberKeyName(approver.prefix, req->lane),
-                               EncodeMember(joiner)),
-                   EtcdOp::Delete(join_key)},
-                  {}));
+      client->Txn(
+          {{EpochKey(approver.prefix), EtcdCompare::Target::kMod,
+            EtcdCompare::Result::kEqual, s.epoch_mod_revision},
+           {MemberKeyName(approver.prefix, req->lane),
+            EtcdCompare::Target::kCreate, EtcdCompare::Result::kEqual, 0},
+           {join_key, EtcdCompare::Target::kCreate,
+            EtcdCompare::Result::kNotEqual, 0}},
+          {EtcdOp::Put(MemberKeyName(approver.prefix, req->lane),
+                       EncodeMember(joiner)),
+           EtcdOp::Delete(join_key)},
+          {}));
   if (!r.succeeded) {
     return AbortedError(
         "cluster: the cluster changed during the approval (a rotation, or "
@@ -174,7 +175,8 @@ Status ApproveJoin(const MemberAccess& approver,
 
 StatusOr<std::vector<DomainKey>> MemberDomainKeys(const MemberAccess& me) {
   KGR_ASSIGN_OR_RETURN(auto client, MemberClient(me));
-  KGR_ASSIGN_OR_RETURN(ClusterSnapshot s, ReadClusterSnapshot(*client, me.prefix));
+  KGR_ASSIGN_OR_RETURN(ClusterSnapshot s,
+                       ReadClusterSnapshot(*client, me.prefix));
   if (s.epoch_mod_revision == 0) {
     return NotFoundError("cluster: no cluster at " + me.prefix);
   }

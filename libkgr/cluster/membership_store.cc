@@ -103,17 +103,17 @@ std::string DomainCheckKey(const std::string& prefix) {
 
 Bytes EncodeEpoch(uint32_t domain_id, uint32_t generation, uint32_t resealed) {
   return ClusterJsonBytes({{"domain_id", domain_id},
-                    {"generation", generation},
-                    {"resealed", resealed}});
+                           {"generation", generation},
+                           {"resealed", resealed}});
 }
 
 Bytes EncodeMember(const ClusterMember& m) {
   Json keys = Json::object();
   for (const auto& [gen, w] : m.wrapped) keys[std::to_string(gen)] = ToHex(w);
   return ClusterJsonBytes({{"lane", m.lane},
-                    {"name", m.name},
-                    {"public", ToHex(m.public_key)},
-                    {"keys", keys}});
+                           {"name", m.name},
+                           {"public", ToHex(m.public_key)},
+                           {"keys", keys}});
 }
 
 Bytes EncodeJoin(const JoinRequest& j) {
@@ -168,15 +168,15 @@ StatusOr<std::vector<DomainKey>> UnwrapMemberKeys(const ClusterSnapshot& s,
                            std::to_string(gen) + " for lane " +
                            std::to_string(m.lane));
     }
-    KGR_ASSIGN_OR_RETURN(DomainKey k, UnwrapDomainKey(it->second,
-                                                      s.view.domain_id, gen,
-                                                      m.lane, key));
+    KGR_ASSIGN_OR_RETURN(
+        DomainKey k,
+        UnwrapDomainKey(it->second, s.view.domain_id, gen, m.lane, key));
     out.push_back(std::move(k));
   }
   if (out.empty() || DomainCheckValue(out.front()) != s.domain_check) {
-    return DataLossError(
-        "cluster: the unwrapped domain key does not match " +
-        DomainCheckKey("<prefix>") + " (a forged member record?)");
+    return DataLossError("cluster: the unwrapped domain key does not match " +
+                         DomainCheckKey("<prefix>") +
+                         " (a forged member record?)");
   }
   return out;
 }

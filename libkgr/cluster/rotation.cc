@@ -59,12 +59,12 @@ StatusOr<size_t> ResealTable(EtcdClient& client, const std::string& base,
 
 StatusOr<size_t> ResealPass(EtcdClient& client, const std::string& prefix,
                             const DomainCodec& from, const DomainCodec& to) {
-  KGR_ASSIGN_OR_RETURN(
-      size_t nodes, ResealTable<NodeDesc>(client, prefix + "/node_desc/",
-                                          RecordType::kNodeDesc, from, to));
-  KGR_ASSIGN_OR_RETURN(
-      size_t keys, ResealTable<GenKey>(client, prefix + "/gen_keys/",
-                                       RecordType::kGenKey, from, to));
+  KGR_ASSIGN_OR_RETURN(size_t nodes,
+                       ResealTable<NodeDesc>(client, prefix + "/node_desc/",
+                                             RecordType::kNodeDesc, from, to));
+  KGR_ASSIGN_OR_RETURN(size_t keys,
+                       ResealTable<GenKey>(client, prefix + "/gen_keys/",
+                                           RecordType::kGenKey, from, to));
   return nodes + keys;
 }
 
@@ -72,18 +72,18 @@ StatusOr<size_t> ResealPass(EtcdClient& client, const std::string& prefix,
 Status Retire(EtcdClient& client, const std::string& prefix,
               uint32_t generation) {
   for (int attempt = 0; attempt < kRetireAttempts; ++attempt) {
-    KGR_ASSIGN_OR_RETURN(ClusterSnapshot s, ReadClusterSnapshot(client, prefix));
+    KGR_ASSIGN_OR_RETURN(ClusterSnapshot s,
+                         ReadClusterSnapshot(client, prefix));
     if (s.view.generation != generation) {
       return AbortedError("rotation: the epoch moved on to generation " +
                           std::to_string(s.view.generation));
     }
-    std::vector<EtcdCompare> cmp = {{EpochKey(prefix),
-                                     EtcdCompare::Target::kMod,
-                                     EtcdCompare::Result::kEqual,
-                                     s.epoch_mod_revision}};
-    std::vector<EtcdOp> ops = {EtcdOp::Put(
-        EpochKey(prefix), EncodeEpoch(s.view.domain_id, generation,
-                                      generation))};
+    std::vector<EtcdCompare> cmp = {
+        {EpochKey(prefix), EtcdCompare::Target::kMod,
+         EtcdCompare::Result::kEqual, s.epoch_mod_revision}};
+    std::vector<EtcdOp> ops = {
+        EtcdOp::Put(EpochKey(prefix),
+                    EncodeEpoch(s.view.domain_id, generation, generation))};
     for (ClusterMember& m : s.view.members) {
       const std::string name = MemberKeyName(prefix, m.lane);
       cmp.push_back({name, EtcdCompare::Target::kMod,
@@ -136,10 +136,10 @@ StatusOr<ClusterMember> MemberOf(const ClusterSnapshot& s, uint8_t lane) {
 
 }  // namespace
 
-StatusOr<RotationReport> FinishRotation(const MemberAccess& me,
-                                        int settle_ms) {
+StatusOr<RotationReport> FinishRotation(const MemberAccess& me, int settle_ms) {
   KGR_ASSIGN_OR_RETURN(auto client, EtcdClient::Create(me.etcd));
-  KGR_ASSIGN_OR_RETURN(ClusterSnapshot s, ReadClusterSnapshot(*client, me.prefix));
+  KGR_ASSIGN_OR_RETURN(ClusterSnapshot s,
+                       ReadClusterSnapshot(*client, me.prefix));
   KGR_ASSIGN_OR_RETURN(ClusterMember mine, MemberOf(s, me.lane));
   KGR_ASSIGN_OR_RETURN(std::vector<DomainKey> keys,
                        UnwrapMemberKeys(s, mine, me.key));
@@ -147,8 +147,8 @@ StatusOr<RotationReport> FinishRotation(const MemberAccess& me,
   return ResealAndRetire(*client, me.prefix, std::move(keys), settle_ms);
 }
 
-StatusOr<RotationReport> RemoveMember(const MemberAccess& remover,
-                                      uint8_t lane, int settle_ms) {
+StatusOr<RotationReport> RemoveMember(const MemberAccess& remover, uint8_t lane,
+                                      int settle_ms) {
   KGR_ASSIGN_OR_RETURN(auto client, EtcdClient::Create(remover.etcd));
   KGR_ASSIGN_OR_RETURN(ClusterSnapshot s,
                        ReadClusterSnapshot(*client, remover.prefix));
@@ -170,20 +170,18 @@ StatusOr<RotationReport> RemoveMember(const MemberAccess& remover,
   KGR_ASSIGN_OR_RETURN(DomainKey next, NewDomainKey(s.view.domain_id));
   next.generation = s.view.generation + 1;
   const std::string& prefix = remover.prefix;
-  std::vector<EtcdCompare> cmp = {{EpochKey(prefix),
-                                   EtcdCompare::Target::kMod,
+  std::vector<EtcdCompare> cmp = {{EpochKey(prefix), EtcdCompare::Target::kMod,
                                    EtcdCompare::Result::kEqual,
                                    s.epoch_mod_revision}};
   std::vector<EtcdOp> ops = {
       EtcdOp::Delete(MemberKeyName(prefix, lane)),
-      EtcdOp::Put(EpochKey(prefix), EncodeEpoch(s.view.domain_id,
-                                                next.generation,
-                                                s.view.generation)),
+      EtcdOp::Put(
+          EpochKey(prefix),
+          EncodeEpoch(s.view.domain_id, next.generation, s.view.generation)),
       EtcdOp::Put(DomainCheckKey(prefix), DomainCheckValue(next))};
   for (ClusterMember& m : s.view.members) {
     const std::string name = MemberKeyName(prefix, m.lane);
-    cmp.push_back({name, EtcdCompare::Target::kMod,
-                   EtcdCompare::Result::kEqual,
+    cmp.push_back({name, EtcdCompare::Target::kMod, EtcdCompare::Result::kEqual,
                    s.member_mod_revisions[m.lane]});
     if (m.lane == lane) continue;
     KGR_ASSIGN_OR_RETURN(m.wrapped[next.generation],

@@ -21,8 +21,8 @@ OwnData CloneOwnData(const OwnData& own) {
   c.nk = own.nk.Clone();
   c.ntag = own.ntag.Clone();
   if (own.ks.has_value()) {
-    c.ks = KsKeysBlob{own.ks->nksk.Clone(), own.ks->version,
-                      own.ks->ks_topic1, own.ks->ks_n_id};
+    c.ks = KsKeysBlob{own.ks->nksk.Clone(), own.ks->version, own.ks->ks_topic1,
+                      own.ks->ks_n_id};
   }
   return c;
 }
@@ -33,8 +33,9 @@ template <typename Nodes>
 StatusOr<nlohmann::json> WriteBackupOf(const OwnData& own, const Nodes& nodes,
                                        std::span<const uint8_t> recovery_public,
                                        const std::string& path) {
-  KGR_ASSIGN_OR_RETURN(Bytes file, SealKsBackup(own, nodes, recovery_public,
-                                                SystemClock()->NowUnixMillis()));
+  KGR_ASSIGN_OR_RETURN(Bytes file,
+                       SealKsBackup(own, nodes, recovery_public,
+                                    SystemClock()->NowUnixMillis()));
   KGR_RETURN_IF_ERROR(DefaultFileSystem()->WriteFileAtomic(path, file, 0600));
   return nlohmann::json{
       {"path", path}, {"nodes", nodes.size()}, {"bytes", file.size()}};
@@ -42,17 +43,15 @@ StatusOr<nlohmann::json> WriteBackupOf(const OwnData& own, const Nodes& nodes,
 
 }  // namespace
 
-StatusOr<nlohmann::json> WriteBackupFile(const OwnData& own,
-                                         const NodeDescStore& nodes,
-                                         std::span<const uint8_t> recovery_public,
-                                         const std::string& path) {
+StatusOr<nlohmann::json> WriteBackupFile(
+    const OwnData& own, const NodeDescStore& nodes,
+    std::span<const uint8_t> recovery_public, const std::string& path) {
   return WriteBackupOf(own, nodes, recovery_public, path);
 }
 
-StatusOr<nlohmann::json> WriteBackupFile(const OwnData& own,
-                                         const NodeDescTable& nodes,
-                                         std::span<const uint8_t> recovery_public,
-                                         const std::string& path) {
+StatusOr<nlohmann::json> WriteBackupFile(
+    const OwnData& own, const NodeDescTable& nodes,
+    std::span<const uint8_t> recovery_public, const std::string& path) {
   return WriteBackupOf(own, nodes, recovery_public, path);
 }
 

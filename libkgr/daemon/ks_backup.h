@@ -21,14 +21,12 @@ OwnData CloneOwnData(const OwnData& own);
 
 // Seals a backup of `own` and `nodes` to `recovery_public` and writes it
 // to `path` (atomically, 0600). {"path", "nodes", "bytes"}.
-StatusOr<nlohmann::json> WriteBackupFile(const OwnData& own,
-                                         const NodeDescStore& nodes,
-                                         std::span<const uint8_t> recovery_public,
-                                         const std::string& path);
-StatusOr<nlohmann::json> WriteBackupFile(const OwnData& own,
-                                         const NodeDescTable& nodes,
-                                         std::span<const uint8_t> recovery_public,
-                                         const std::string& path);
+StatusOr<nlohmann::json> WriteBackupFile(
+    const OwnData& own, const NodeDescStore& nodes,
+    std::span<const uint8_t> recovery_public, const std::string& path);
+StatusOr<nlohmann::json> WriteBackupFile(
+    const OwnData& own, const NodeDescTable& nodes,
+    std::span<const uint8_t> recovery_public, const std::string& path);
 
 // `kgr-ks restore --state etcd://...` (ks_restore_etcd.cc): `backup` onto
 // this TPM and into an empty etcd prefix, as the first member of a new

@@ -81,8 +81,8 @@ Status ClusterJoin(const KsOptions& o, const ClusterCommand& c) {
   auto keys = AwaitJoin(**me, c.wait_s * 1000);
   if (!keys.ok()) return Undo(made, keys.status());
   KGR_RETURN_IF_ERROR(SaveDomainKey(fs, key_path, keys->front(), l.own.nk));
-  std::printf("joined: lane %u holds domain key generation %u\n",
-              (*me)->lane, keys->front().generation);
+  std::printf("joined: lane %u holds domain key generation %u\n", (*me)->lane,
+              keys->front().generation);
   return OkStatus();
 }
 
@@ -118,8 +118,8 @@ void PrintCluster(const ClusterView& v, bool as_json) {
             << "\nmembers: " << v.members.size() << "\n";
   for (const auto& m : members) {
     std::cout << "  lane " << m["lane"] << "  " << m["name"].get<std::string>()
-              << "  " << m["fingerprint"].get<std::string>()
-              << "  generations " << m["generations"].dump() << "\n";
+              << "  " << m["fingerprint"].get<std::string>() << "  generations "
+              << m["generations"].dump() << "\n";
   }
   std::cout << "join requests: " << v.joins.size() << "\n";
   for (const auto& r : joins) {

@@ -12,9 +12,8 @@ nlohmann::json ClusterOpFailed(const Status& st) {
 
 nlohmann::json Rotated(const StatusOr<RotationReport>& r) {
   if (!r.ok()) return ClusterOpFailed(r.status());
-  return {{"ok", true},
-          {"generation", r->generation},
-          {"resealed", r->resealed}};
+  return {
+      {"ok", true}, {"generation", r->generation}, {"resealed", r->resealed}};
 }
 
 }  // namespace
@@ -31,12 +30,14 @@ nlohmann::json RunClusterOp(const MemberAccess& me,
   if (op == "remove") {
     const int lane = request.value("lane", -1);
     if (lane < 0 || lane > 255) {
-      return ClusterOpFailed(InvalidArgumentError("remove: --lane 0-255 needed"));
+      return ClusterOpFailed(
+          InvalidArgumentError("remove: --lane 0-255 needed"));
     }
     return Rotated(RemoveMember(me, static_cast<uint8_t>(lane), settle_ms));
   }
   if (op == "finish") return Rotated(FinishRotation(me, settle_ms));
-  return ClusterOpFailed(InvalidArgumentError("cluster: unknown operation '" + op + "'"));
+  return ClusterOpFailed(
+      InvalidArgumentError("cluster: unknown operation '" + op + "'"));
 }
 
 }  // namespace kgr

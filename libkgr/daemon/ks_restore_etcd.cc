@@ -13,13 +13,13 @@ namespace {
 // The new cluster: member key, domain key, init, every node written.
 Status RestoreInto(const KsOptions& o, const KsBackup& backup,
                    uint64_t now_unix_us, const MemberAccess& me) {
-  KGR_ASSIGN_OR_RETURN(DomainKey key,
-                       NewDomainKey(backup.own.identity.n_id));
+  KGR_ASSIGN_OR_RETURN(DomainKey key, NewDomainKey(backup.own.identity.n_id));
   KGR_RETURN_IF_ERROR(InitCluster(me, key));
   KGR_ASSIGN_OR_RETURN(EtcdStateOptions so, EtcdStateOptionsFor(o));
-  KGR_ASSIGN_OR_RETURN(
-      auto state,
-      EtcdKsState::Open(so, DomainKeySource([&me] { return MemberDomainKeys(me); })));
+  KGR_ASSIGN_OR_RETURN(auto state,
+                       EtcdKsState::Open(so, DomainKeySource([&me] {
+                                           return MemberDomainKeys(me);
+                                         })));
   std::vector<NodeDesc> nodes = RestoredNodes(backup, now_unix_us);
   if (!nodes.empty()) KGR_RETURN_IF_ERROR(state->nodes().PutAll(nodes));
   return SaveDomainKey(*DefaultFileSystem(), DomainKeyPath(o.daemon.state_dir),
@@ -47,8 +47,8 @@ Status RestoreKsBackupToEtcd(const KsOptions& o, Tpm& tpm,
     return existing.status();
   }
   FileSystem& fs = *DefaultFileSystem();
-  const std::vector<std::string> files = {
-      MemberKeyPath(o.daemon.state_dir), DomainKeyPath(o.daemon.state_dir)};
+  const std::vector<std::string> files = {MemberKeyPath(o.daemon.state_dir),
+                                          DomainKeyPath(o.daemon.state_dir)};
   for (const std::string& f : files) {
     if (fs.Exists(f)) {
       return FailedPreconditionError(

@@ -13,6 +13,7 @@
 #include "daemon/counter_saver.h"
 #include "daemon/journal_log.h"
 #include "daemon/ks_backup.h"
+#include "daemon/ks_cluster_ops.h"
 #include "daemon/ks_state.h"
 #include "daemon/metrics_endpoint.h"
 #include "daemon/reload.h"
@@ -21,7 +22,6 @@
 #include "kgr/cli.h"
 #include "kgr/clock.h"
 #include "kgr/cms.h"
-#include "daemon/ks_cluster_ops.h"
 #include "kgr/control.h"
 #include "kgr/counter_file.h"
 #include "kgr/credentials.h"
@@ -252,8 +252,9 @@ class KsService {
                       const ControlServer::Respond& respond) {
     if (!stores_.member) {
       respond({{"ok", false},
-               {"error", "this KS is not a cluster member (kgr-ks cluster "
-                         "init or join)"}});
+               {"error",
+                "this KS is not a cluster member (kgr-ks cluster "
+                "init or join)"}});
       return;
     }
     if (cluster_op_.joinable()) {

@@ -43,8 +43,9 @@ StatusOr<KsStores> OpenKsStores(const DaemonOptions& o, const OwnData& own) {
                          own.nk, own.identity.n_id, so));
   st.state = FileKsState(*st.nodes, *st.gen_keys);
   KGR_ASSIGN_OR_RETURN(
-      st.groups, GroupDescStore::Open(*DefaultFileSystem(), o.state_dir + "/groups",
-                                  own.nk, own.identity.n_id, so));
+      st.groups,
+      GroupDescStore::Open(*DefaultFileSystem(), o.state_dir + "/groups",
+                           own.nk, own.identity.n_id, so));
   return st;
 }
 
@@ -112,8 +113,10 @@ StatusOr<KsStores> OpenKsState(const KsOptions& o, const OwnData& own) {
     // A member of a cluster: its keys come from etcd (wrapped to its member
     // key); the newest is kept in domain_key too.
     KGR_ASSIGN_OR_RETURN(st.member, LoadMemberAccess(o, own, false));
-    DomainKeySource keys = [member = st.member, path = DomainKeyPath(o.daemon.state_dir),
-                     nk = std::make_shared<SymmetricKeys>(own.nk.Clone())]() -> StatusOr<std::vector<DomainKey>> {
+    DomainKeySource keys =
+        [member = st.member, path = DomainKeyPath(o.daemon.state_dir),
+         nk = std::make_shared<SymmetricKeys>(
+             own.nk.Clone())]() -> StatusOr<std::vector<DomainKey>> {
       KGR_ASSIGN_OR_RETURN(std::vector<DomainKey> keys,
                            MemberDomainKeys(*member));
       KGR_RETURN_IF_ERROR(

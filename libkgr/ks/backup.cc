@@ -1,9 +1,9 @@
 // Backup and restore of a key server. The file format is a grammar in
 // docs/operations.md ("Backup file"); this is its only implementation.
-#include "kgr/ks_backup.h"
-
 #include <algorithm>
 #include <array>
+
+#include "kgr/ks_backup.h"
 
 namespace kgr {
 namespace {
@@ -176,14 +176,13 @@ StatusOr<KsBackup> OpenKsBackup(std::span<const uint8_t> file,
                        X25519SharedSecret(recovery_private, kBasePoint));
   auto shared = X25519SharedSecret(recovery_private, eph_public);
   if (!shared.ok()) return UnauthenticatedError(kVerificationFailed);
-  KGR_ASSIGN_OR_RETURN(
-      SymmetricKeys keys,
-      BackupKeys(*shared, eph_public, recovery_public.span()));
+  KGR_ASSIGN_OR_RETURN(SymmetricKeys keys,
+                       BackupKeys(*shared, eph_public, recovery_public.span()));
   const size_t tag_at = file.size() - kTagSize;
   KGR_ASSIGN_OR_RETURN(
       SecretBytes payload,
-      EtmOpen(keys, file.subspan(0, tag_at), kHeaderSize - kIvSize,
-              kHeaderSize, file.subspan(tag_at)));
+      EtmOpen(keys, file.subspan(0, tag_at), kHeaderSize - kIvSize, kHeaderSize,
+              file.subspan(tag_at)));
   return DecodePayload(payload.span(), created, n_id);
 }
 
@@ -214,9 +213,8 @@ Status RestoreKsBackup(Tpm& tpm, FileSystem& fs, const KsBackup& backup,
   KGR_RETURN_IF_ERROR(tpm.EnsureTrustStructure(/*with_kedk=*/true));
   auto existing = LoadOwnData(tpm);
   if (existing.ok()) {
-    return FailedPreconditionError(
-        "this TPM already holds a kgr identity (" +
-        FormatNodeId(existing->identity.n_id) + ")");
+    return FailedPreconditionError("this TPM already holds a kgr identity (" +
+                                   FormatNodeId(existing->identity.n_id) + ")");
   }
   if (existing.status().code() != StatusCode::kNotFound) {
     return existing.status();
@@ -227,8 +225,8 @@ Status RestoreKsBackup(Tpm& tpm, FileSystem& fs, const KsBackup& backup,
     if (fs.Exists(f)) KGR_RETURN_IF_ERROR(fs.Remove(f));
   }
   Status st = [&]() -> Status {
-    KGR_ASSIGN_OR_RETURN(auto store, NodeDescStore::Open(fs, staged,
-                                                         backup.own.nk, owner));
+    KGR_ASSIGN_OR_RETURN(auto store,
+                         NodeDescStore::Open(fs, staged, backup.own.nk, owner));
     if (!nodes.empty()) KGR_RETURN_IF_ERROR(store->PutAll(nodes));
     KGR_RETURN_IF_ERROR(store->file().Compact());
     return OkStatus();

@@ -84,8 +84,7 @@ Status InitCluster(const MemberAccess& me, const DomainKey& key);
 StatusOr<std::string> RequestJoin(const MemberAccess& me);
 // Waits up to `wait_ms` for an approval; the domain keys the member holds
 // then (newest first), each checked. On a timeout the request is withdrawn.
-StatusOr<std::vector<DomainKey>> AwaitJoin(const MemberAccess& me,
-                                           int wait_ms);
+StatusOr<std::vector<DomainKey>> AwaitJoin(const MemberAccess& me, int wait_ms);
 // An existing member approves the join request with `fingerprint`.
 Status ApproveJoin(const MemberAccess& approver,
                    const std::string& fingerprint);
@@ -102,8 +101,8 @@ struct RotationReport {
   uint32_t generation = 0;
   size_t resealed = 0;
 };
-StatusOr<RotationReport> RemoveMember(const MemberAccess& remover,
-                                      uint8_t lane, int settle_ms = 2000);
+StatusOr<RotationReport> RemoveMember(const MemberAccess& remover, uint8_t lane,
+                                      int settle_ms = 2000);
 // Finishes a rotation a remover did not (crashed): re-seal and retire.
 StatusOr<RotationReport> FinishRotation(const MemberAccess& me,
                                         int settle_ms = 2000);
