@@ -51,7 +51,7 @@ one_line() {  # one_line WHAT PATTERN CMD...: fails with one line matching
 one_line "approve of an unknown fingerprint" "no join request" kc approve 0 --fingerprint 0000-1111
 one_line "removal of a lane that is no member" "not a member" kc remove 0 --lane 9 --settle-ms 0
 one_line "cluster without etcd" "needs --state" "$KS_BIN" cluster status --state-dir "$KED_DIR/ks0"
-one_line "unknown subcommand" "unknown subcommand" kc frobnicate 0
+one_line "unknown subcommand" "frobnicate" kc frobnicate 0
 [[ $(cstatus | field generation) == 1 ]] || die "bad input changed the cluster"
 
 # Instance 1 is removed while instance 0 serves: the rotation is online.
@@ -74,7 +74,7 @@ mkdir -p "$KED_DIR/drill"
   --backup-recovery-public "$KED_DIR/recovery/pub" --out "$KED_DIR/drill/cluster.kgrbak" |
   grep -q "2 nodes" || die "backup of the etcd state failed"
 ksi_kill 0
-pkill -KILL -f "tpmstate dir=$KED_DIR/tpm-ks0" || true
+for pid in $(pgrep -f "tpmstate dir=$KED_DIR/tpm-ks0 " || true); do kill -KILL "$pid"; done
 rm -rf "$KED_DIR/ks0" "$KED_DIR/tpm-ks0"
 b64() { printf '%s' "$1" | base64 -w0; }
 curl -sf -X POST "http://127.0.0.1:${ETCD_CLIENT[0]}/v3/kv/deleterange" \
