@@ -115,6 +115,16 @@ ksi_join() {
   wait "$pid" || { cat "$out" >&2; die "instance $m did not join"; }
 }
 
+# ksi_forget I: ends instance I's persistent MQTT session (client id ks-I)
+# after it is stopped for good (removed from the cluster): connecting once
+# with the same client id and a clean session discards it; otherwise the
+# broker keeps queueing a share of the KS frames for it (docs/cluster.md).
+ksi_forget() {
+  timeout 5 mosquitto_sub -h 127.0.0.1 -p "$BROKER_PORT" --cafile "$KED_DIR/pki/ca.crt" \
+    --cert "$KED_DIR/pki/ks.crt" --key "$KED_DIR/pki/ks.key" -i "ks-$1" \
+    -t "kgr/forget" -C 1 -W 1 >/dev/null 2>&1 || true
+}
+
 # ked_cluster_up K: K instances of one KS on etcd (instance 0 first: it
 # creates the state and the domain key).
 ked_cluster_up() {

@@ -63,6 +63,7 @@ grep -q "generation 2 in force" <<<"$out" || die "remove printed: $out"
 for _ in $(seq 50); do grep -q "writes stopped" "$KED_DIR/logs/ks1.log" && break; sleep 0.1; done
 grep -q "writes stopped" "$KED_DIR/logs/ks1.log" || die "the removed instance kept writing"
 ksi_kill 1  # the operator stops the removed machine
+ksi_forget 1  # and ends its broker session (else it keeps a share of the frames)
 renew_ok alpha bravo || die "no renewal after the rotation"
 send_ok alpha bravo "after rotation" || die "no data after the rotation"
 say "rotation: instance 1 removed, generation 2, the pair renews"
