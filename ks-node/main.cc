@@ -1,5 +1,8 @@
 // kgr-ks: the Key Server daemon and its operator commands (the work is in
 // libkgr/daemon/: ks_daemon.h).
+#include <string>
+#include <vector>
+
 #include "kgr/cli.h"
 #include "kgr/ks_daemon.h"
 #include "kgr/metrics_http.h"
@@ -27,6 +30,12 @@ commands:
            a backup encrypted to --backup-recovery-public (docs/operations.md)
   restore --backup FILE --recovery-key FILE
            restore a backup onto this TPM and a new --state-dir
+  cluster init | join | approve --fingerprint FP | remove --lane N | leave |
+          finish-rotation | status
+           the membership ceremony of a cluster on etcd (--state etcd://,
+           --instance: this member's lane; docs/cluster.md): init on the
+           first member, join on a new one (waits --wait-s for a member's
+           approve), remove/leave rotate the domain key online
   doctor   ask the TPM what it implements and has room for; say whether it
            can run kgr and what is missing (exit 1 if it cannot)
   wipe [--yes]
@@ -190,10 +199,37 @@ constexpr SettingSpec kSpecs[] = {
     kJsonSetting,
     {.flag = "yes", .key = {}, .kind = SettingKind::kBool},
     {.flag = "node", .key = {}, .kind = SettingKind::kNodeId},
+    {.flag = "fingerprint", .key = {}},
+    {.flag = "lane", .key = {}, .kind = SettingKind::kInteger, .max = 255},
+    {.flag = "wait-s",
+     .key = {},
+     .kind = SettingKind::kInteger,
+     .fallback = "300",
+     .min = 1,
+     .max = 86'400},
+    {.flag = "settle-ms",
+     .key = {},
+     .kind = SettingKind::kInteger,
+     .fallback = "2000",
+     .min = 0,
+     .max = 600'000},
 };
+
+// `cluster <sub>` arrives as the command "cluster-<sub>" (main()).
+Status RunCluster(const CommandLine& f, const KsOptions& o) {
+  ClusterCommand c;
+  c.sub = f.command.substr(8);
+  c.fingerprint = f.Str("fingerprint");
+  c.lane = f.Given("lane") ? static_cast<int>(f.Int("lane")) : -1;
+  c.wait_s = static_cast<int>(f.Int("wait-s"));
+  c.settle_ms = static_cast<int>(f.Int("settle-ms"));
+  c.as_json = f.Bool("json");
+  return KsCluster(o, c);
+}
 
 Status RunCommand(const CommandLine& f, const KsOptions& o) {
   if (f.command == "init") return KsInit(o);
+  if (f.command.rfind("cluster-", 0) == 0) return RunCluster(f, o);
   if (f.command == "run") return KsRun(o);
   if (f.command == "doctor") return TpmDoctor(o.daemon, /*key_server=*/true);
   if (f.command == "wipe") return Wipe(o.daemon, f.Bool("yes"));
@@ -213,8 +249,23 @@ Status RunCommand(const CommandLine& f, const KsOptions& o) {
 }  // namespace kgr
 
 int main(int argc, char** argv) {
-  return kgr::ProgramMain("kgr-ks", kgr::kUsage, argc, argv, kgr::kSpecs,
-                          {"init", "run", "status", "rotate", "backup",
-                           "restore", "recovery-key", "doctor", "wipe"},
-                          kgr::KsOptionsFrom, kgr::RunCommand);
+  // "cluster init" is one command, "cluster-init".
+  std::vector<std::string> args(argv, argv + argc);
+  for (size_t i = 1; i + 1 < args.size(); ++i) {
+    if (args[i] == "cluster" && args[i + 1].rfind("--", 0) != 0) {
+      args[i] += "-" + args[i + 1];
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+      break;
+    }
+  }
+  std::vector<char*> ptrs;
+  for (std::string& a : args) ptrs.push_back(a.data());
+  return kgr::ProgramMain(
+      "kgr-ks", kgr::kUsage, static_cast<int>(ptrs.size()), ptrs.data(),
+      kgr::kSpecs,
+      {"init", "run", "status", "rotate", "backup", "restore", "recovery-key",
+       "doctor", "wipe", "cluster-init", "cluster-join", "cluster-approve",
+       "cluster-remove", "cluster-leave", "cluster-finish-rotation",
+       "cluster-status"},
+      kgr::KsOptionsFrom, kgr::RunCommand);
 }

@@ -147,7 +147,7 @@ void EtcdGenKeysTable::DeleteUnsynced(uint64_t request_id) {
 }
 
 EtcdGenKeysTable::EtcdGenKeysTable(EtcdClient& client, EtcdClient& writer,
-                                   const RecordCodec& codec, std::string prefix)
+                                   const DomainCodec& codec, std::string prefix)
     : client_(client),
       writer_client_(writer),
       codec_(codec),

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "cluster/domain_codec.h"
 #include "cluster/etcd_client.h"
 #include "kgr/ks_state.h"
 
@@ -26,7 +27,7 @@ std::string GenKeyKey(const std::string& prefix, uint64_t request_id);
 // by Poll on another thread and by this instance's writes).
 class EtcdNodeDescTable final : public NodeDescTable {
  public:
-  EtcdNodeDescTable(EtcdClient& client, const RecordCodec& codec,
+  EtcdNodeDescTable(EtcdClient& client, const DomainCodec& codec,
                     std::string prefix)
       : client_(client), codec_(codec), prefix_(std::move(prefix)) {}
 
@@ -60,7 +61,7 @@ class EtcdNodeDescTable final : public NodeDescTable {
   StatusOr<NodeDesc> Decode(uint32_t n_id, const Bytes& sealed) const;
 
   EtcdClient& client_;
-  const RecordCodec& codec_;
+  const DomainCodec& codec_;
   const std::string prefix_;
   mutable std::mutex mu_;
   mutable std::map<uint32_t, Entry> records_;
@@ -75,7 +76,7 @@ class EtcdNodeDescTable final : public NodeDescTable {
 class EtcdGenKeysTable final : public GenKeysTable {
  public:
   EtcdGenKeysTable(EtcdClient& client, EtcdClient& writer,
-                   const RecordCodec& codec, std::string prefix);
+                   const DomainCodec& codec, std::string prefix);
   // Sends what waits, then stops the writer thread (before the clients go).
   void Stop();
   ~EtcdGenKeysTable() override { Stop(); }
@@ -109,7 +110,7 @@ class EtcdGenKeysTable final : public GenKeysTable {
 
   EtcdClient& client_;
   EtcdClient& writer_client_;
-  const RecordCodec& codec_;
+  const DomainCodec& codec_;
   const std::string prefix_;
   mutable std::mutex mu_;
   mutable std::map<uint64_t, Known> known_;

@@ -21,21 +21,38 @@ OwnData CloneOwnData(const OwnData& own) {
   c.nk = own.nk.Clone();
   c.ntag = own.ntag.Clone();
   if (own.ks.has_value()) {
-    c.ks = KsKeysBlob{own.ks->nksk.Clone(), own.ks->version,
-                      own.ks->ks_topic1, own.ks->ks_n_id};
+    c.ks = KsKeysBlob{own.ks->nksk.Clone(), own.ks->version, own.ks->ks_topic1,
+                      own.ks->ks_n_id};
   }
   return c;
 }
 
-StatusOr<nlohmann::json> WriteBackupFile(const OwnData& own,
-                                         const NodeDescStore& nodes,
-                                         std::span<const uint8_t> recovery_public,
-                                         const std::string& path) {
-  KGR_ASSIGN_OR_RETURN(Bytes file, SealKsBackup(own, nodes, recovery_public,
-                                                SystemClock()->NowUnixMillis()));
+namespace {
+
+template <typename Nodes>
+StatusOr<nlohmann::json> WriteBackupOf(const OwnData& own, const Nodes& nodes,
+                                       std::span<const uint8_t> recovery_public,
+                                       const std::string& path) {
+  KGR_ASSIGN_OR_RETURN(Bytes file,
+                       SealKsBackup(own, nodes, recovery_public,
+                                    SystemClock()->NowUnixMillis()));
   KGR_RETURN_IF_ERROR(DefaultFileSystem()->WriteFileAtomic(path, file, 0600));
   return nlohmann::json{
       {"path", path}, {"nodes", nodes.size()}, {"bytes", file.size()}};
+}
+
+}  // namespace
+
+StatusOr<nlohmann::json> WriteBackupFile(
+    const OwnData& own, const NodeDescStore& nodes,
+    std::span<const uint8_t> recovery_public, const std::string& path) {
+  return WriteBackupOf(own, nodes, recovery_public, path);
+}
+
+StatusOr<nlohmann::json> WriteBackupFile(
+    const OwnData& own, const NodeDescTable& nodes,
+    std::span<const uint8_t> recovery_public, const std::string& path) {
+  return WriteBackupOf(own, nodes, recovery_public, path);
 }
 
 StatusOr<std::unique_ptr<KsBackups>> KsBackups::Create(const KsOptions& o,
@@ -71,7 +88,7 @@ void KsBackups::Tick(const NodeDescStore& nodes, uint64_t node_desc_changes) {
 }
 
 nlohmann::json KsBackups::OnDemand(const nlohmann::json& request,
-                                   const NodeDescStore& nodes) {
+                                   const NodeDescTable& nodes) {
   const std::string pem = request.value("recovery_public_pem", "");
   auto pub = ParseRecoveryPublicKey(AsBytes(pem), "recovery public key");
   if (!pub.ok()) return {{"ok", false}, {"error", pub.status().ToString()}};

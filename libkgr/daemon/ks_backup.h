@@ -21,10 +21,20 @@ OwnData CloneOwnData(const OwnData& own);
 
 // Seals a backup of `own` and `nodes` to `recovery_public` and writes it
 // to `path` (atomically, 0600). {"path", "nodes", "bytes"}.
-StatusOr<nlohmann::json> WriteBackupFile(const OwnData& own,
-                                         const NodeDescStore& nodes,
-                                         std::span<const uint8_t> recovery_public,
-                                         const std::string& path);
+StatusOr<nlohmann::json> WriteBackupFile(
+    const OwnData& own, const NodeDescStore& nodes,
+    std::span<const uint8_t> recovery_public, const std::string& path);
+StatusOr<nlohmann::json> WriteBackupFile(
+    const OwnData& own, const NodeDescTable& nodes,
+    std::span<const uint8_t> recovery_public, const std::string& path);
+
+// `kgr-ks restore --state etcd://...` (ks_restore_etcd.cc): `backup` onto
+// this TPM and into an empty etcd prefix, as the first member of a new
+// cluster (a new domain key, `kgr-ks cluster init` done); the floors raised
+// as RestoreKsBackup does. On failure nothing is left behind: the prefix
+// emptied again, no member or domain key file, no NV write.
+Status RestoreKsBackupToEtcd(const KsOptions& o, Tpm& tpm,
+                             const KsBackup& backup, uint64_t now_unix_us);
 
 // The daemon's side: continuous backups (if o.backup.dir is set) and the
 // control command "backup". Lives on the KS's event loop.
@@ -39,8 +49,9 @@ class KsBackups {
   void Tick(const NodeDescStore& nodes, uint64_t node_desc_changes);
   // {"cmd": "backup", "recovery_public_pem": PEM}: writes a backup into the
   // state directory for the asking command to take. Its answer.
+  // `nodes`: the KS state's (files or etcd).
   nlohmann::json OnDemand(const nlohmann::json& request,
-                          const NodeDescStore& nodes);
+                          const NodeDescTable& nodes);
   // For `kgr-ks status`: {"dir", "last", "pending_changes", "error"}, or
   // null when continuous backups are off.
   nlohmann::json StatusJson(uint64_t node_desc_changes) const;

@@ -22,9 +22,9 @@ Status PrintWritten(const nlohmann::json& j, const std::string& out) {
 // to `out` (the daemon may not write anywhere else).
 Status BackupThroughDaemon(const KsOptions& o, const std::string& pem,
                            const std::string& out, bool* daemon_runs) {
-  auto r = ControlCall(ControlSocketPath(o.daemon.state_dir),
-                       {{"cmd", "backup"}, {"recovery_public_pem", pem}},
-                       60'000);
+  auto r =
+      ControlCall(ControlSocketPath(o.daemon.state_dir),
+                  {{"cmd", "backup"}, {"recovery_public_pem", pem}}, 60'000);
   *daemon_runs = r.ok();
   if (!r.ok()) return r.status();
   if (!r->value("ok", false)) {
@@ -33,8 +33,8 @@ Status BackupThroughDaemon(const KsOptions& o, const std::string& pem,
   FileSystem& fs = *DefaultFileSystem();
   const std::string written = r->value("path", "");
   auto bytes = fs.ReadFile(written);
-  Status st = bytes.ok() ? fs.WriteFileAtomic(out, *bytes, 0600)
-                         : bytes.status();
+  Status st =
+      bytes.ok() ? fs.WriteFileAtomic(out, *bytes, 0600) : bytes.status();
   (void)fs.Remove(written);
   KGR_RETURN_IF_ERROR(st);
   return PrintWritten(*r, out);
@@ -47,7 +47,8 @@ Status KsRecoveryKey(const std::string& private_file,
   FileSystem& fs = *DefaultFileSystem();
   for (const std::string& f : {private_file, public_file}) {
     if (f.empty()) {
-      return InvalidArgumentError("recovery-key needs --out-private and --out-public");
+      return InvalidArgumentError(
+          "recovery-key needs --out-private and --out-public");
     }
     if (fs.Exists(f)) return AlreadyExistsError(f + " exists: not overwritten");
   }
@@ -60,7 +61,8 @@ Status KsRecoveryKey(const std::string& private_file,
     return st;
   }
   std::printf(
-      "recovery key: %s (keep it offline) and %s (for backup_recovery_public)\n",
+      "recovery key: %s (keep it offline) and %s (for "
+      "backup_recovery_public)\n",
       private_file.c_str(), public_file.c_str());
   return OkStatus();
 }
@@ -69,7 +71,8 @@ Status KsBackupNow(const KsOptions& o, const std::string& out_file) {
   if (out_file.empty()) return InvalidArgumentError("backup needs --out FILE");
   if (o.backup.recovery_public_file.empty()) {
     return InvalidArgumentError(
-        "backup needs --backup-recovery-public FILE (or backup_recovery_public)");
+        "backup needs --backup-recovery-public FILE (or "
+        "backup_recovery_public)");
   }
   auto pem = DefaultFileSystem()->ReadFile(o.backup.recovery_public_file);
   if (!pem.ok()) {
@@ -77,11 +80,11 @@ Status KsBackupNow(const KsOptions& o, const std::string& out_file) {
                                 o.backup.recovery_public_file + ": " +
                                 pem.status().message());
   }
-  KGR_ASSIGN_OR_RETURN(Bytes pub, ParseRecoveryPublicKey(
-                                      *pem, o.backup.recovery_public_file));
+  KGR_ASSIGN_OR_RETURN(
+      Bytes pub, ParseRecoveryPublicKey(*pem, o.backup.recovery_public_file));
   bool daemon_runs = false;
-  Status online = BackupThroughDaemon(
-      o, std::string(pem->begin(), pem->end()), out_file, &daemon_runs);
+  Status online = BackupThroughDaemon(o, std::string(pem->begin(), pem->end()),
+                                      out_file, &daemon_runs);
   if (daemon_runs) return online;
   // No daemon: the stores and the TPM ourselves.
   KGR_ASSIGN_OR_RETURN(auto lock, DirLock::ForStateDir(o.daemon.state_dir));
@@ -90,9 +93,10 @@ Status KsBackupNow(const KsOptions& o, const std::string& out_file) {
   if (own.identity.role != Role::kKeyServer) {
     return FailedPreconditionError("this TPM holds an N node's identity");
   }
-  KGR_ASSIGN_OR_RETURN(KsStores st, OpenKsStores(o.daemon, own));
+  // On etcd: node_desc read from etcd and opened with the domain key.
+  KGR_ASSIGN_OR_RETURN(KsStores st, OpenKsState(o, own));
   KGR_ASSIGN_OR_RETURN(nlohmann::json j,
-                       WriteBackupFile(own, *st.nodes, pub, out_file));
+                       WriteBackupFile(own, st.state->nodes(), pub, out_file));
   return PrintWritten(j, out_file);
 }
 
@@ -125,8 +129,12 @@ Status KsRestore(const KsOptions& o, const std::string& backup_file,
   KGR_ASSIGN_OR_RETURN(auto lock, DirLock::ForStateDir(o.daemon.state_dir));
   KGR_ASSIGN_OR_RETURN(auto tpm, OpenTpmFor(o.daemon));
   const uint64_t now_us = SystemClock()->NowUnixMicros();
-  KGR_RETURN_IF_ERROR(
-      RestoreKsBackup(*tpm, fs, *backup, o.daemon.state_dir, now_us));
+  if (o.state_url.empty()) {
+    KGR_RETURN_IF_ERROR(
+        RestoreKsBackup(*tpm, fs, *backup, o.daemon.state_dir, now_us));
+  } else {
+    KGR_RETURN_IF_ERROR(RestoreKsBackupToEtcd(o, *tpm, *backup, now_us));
+  }
   // No AC request from before the restore counts again either.
   const std::string ac_floor = AcCounterPath(o.daemon.state_dir);
   if (Status st = SaveCounter(fs, ac_floor, now_us); !st.ok()) {

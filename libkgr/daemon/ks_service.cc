@@ -3,14 +3,17 @@
 // and the control socket, and runs them on one event loop until a signal.
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <thread>
 #include <utility>
 
 #include "daemon/counter_saver.h"
 #include "daemon/journal_log.h"
 #include "daemon/ks_backup.h"
+#include "daemon/ks_cluster_ops.h"
 #include "daemon/ks_state.h"
 #include "daemon/metrics_endpoint.h"
 #include "daemon/reload.h"
@@ -52,6 +55,9 @@ class KsService {
       : o_(o),
         loop_(loop),
         counter_(*DefaultFileSystem(), o.daemon.state_dir, "ks") {}
+  ~KsService() {
+    if (cluster_op_.joinable()) cluster_op_.join();
+  }
 
   // The state directory's lock, the TPM and the KS's own data in it.
   StatusOr<OwnData> OpenTpmAndOwnData() {
@@ -182,7 +188,7 @@ class KsService {
       notifier_.Tick(now);
       if (now - last_purge < 1000) return;
       ks_->Tick();
-      if (stores_.nodes) {  // the files (no backups of an etcd state yet)
+      if (stores_.nodes) {  // the files (on etcd: kgr-ks backup on demand)
         backups_->Tick(*stores_.nodes, ks_->stats().node_desc_changes);
       }
       last_purge = now;
@@ -200,6 +206,7 @@ class KsService {
     notifier_.Stopping();
     if (metrics_) metrics_->Stop();
     control_->Stop();
+    if (cluster_op_.joinable()) cluster_op_.join();
     Status f = ks_->FlushCounters();
     if (f.ok()) f = counter_.Save(ks_->last_counter());
     if (!f.ok()) {
@@ -228,8 +235,10 @@ class KsService {
                                       tpm_->counters());
       j["backup"] = backups_->StatusJson(ks_->stats().node_desc_changes);
       respond(j);
-    } else if (req.value("cmd", "") == "backup" && stores_.nodes) {
-      respond(backups_->OnDemand(req, *stores_.nodes));
+    } else if (req.value("cmd", "") == "backup") {
+      respond(backups_->OnDemand(req, stores_.state->nodes()));
+    } else if (req.value("cmd", "") == "cluster") {
+      StartClusterOp(req, respond);
     } else if (req.value("cmd", "") == "rotate") {
       auto id = ParseNodeId(req.value("node", ""));
       Status r = id.ok() ? ks_->RequestRotation(*id) : id.status();
@@ -239,8 +248,36 @@ class KsService {
     }
   }
 
+  // `kgr-ks cluster approve|remove|leave|finish-rotation` while this
+  // member runs (it holds the TPM and the state directory): on a thread of
+  // its own, since a rotation waits for the instances and re-seals.
+  void StartClusterOp(const nlohmann::json& req,
+                      const ControlServer::Respond& respond) {
+    if (!stores_.member) {
+      respond({{"ok", false},
+               {"error",
+                "this KS is not a cluster member (kgr-ks cluster "
+                "init or join)"}});
+      return;
+    }
+    if (cluster_op_.joinable()) {
+      if (cluster_busy_) {
+        respond({{"ok", false}, {"error", "another cluster step runs"}});
+        return;
+      }
+      cluster_op_.join();
+    }
+    cluster_busy_ = true;
+    cluster_op_ = std::thread([this, req, respond] {
+      respond(RunClusterOp(*stores_.member, req));
+      cluster_busy_ = false;
+    });
+  }
+
   const KsOptions& o_;
   EventLoop& loop_;
+  std::thread cluster_op_;
+  std::atomic<bool> cluster_busy_{false};
   CounterSaver counter_;
   std::unique_ptr<DirLock> lock_;
   std::unique_ptr<Tpm> tpm_;

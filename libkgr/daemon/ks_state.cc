@@ -4,6 +4,7 @@
 
 #include "daemon/wiring.h"
 #include "kgr/cluster.h"
+#include "kgr/cluster_membership.h"
 #include "kgr/topic.h"
 
 namespace kgr {
@@ -42,8 +43,9 @@ StatusOr<KsStores> OpenKsStores(const DaemonOptions& o, const OwnData& own) {
                          own.nk, own.identity.n_id, so));
   st.state = FileKsState(*st.nodes, *st.gen_keys);
   KGR_ASSIGN_OR_RETURN(
-      st.groups, GroupDescStore::Open(*DefaultFileSystem(), o.state_dir + "/groups",
-                                  own.nk, own.identity.n_id, so));
+      st.groups,
+      GroupDescStore::Open(*DefaultFileSystem(), o.state_dir + "/groups",
+                           own.nk, own.identity.n_id, so));
   return st;
 }
 
@@ -78,14 +80,52 @@ StatusOr<std::unique_ptr<EtcdKsState>> OpenEtcdState(const KsOptions& o,
 
 }  // namespace
 
-StatusOr<KsStores> OpenKsState(const KsOptions& o, const OwnData& own) {
-  if (o.state_url.empty()) return OpenKsStores(o.daemon, own);
+StatusOr<EtcdStateOptions> EtcdStateOptionsFor(const KsOptions& o) {
   KGR_ASSIGN_OR_RETURN(EtcdStateUrl url, ParseEtcdStateUrl(o.state_url));
   EtcdStateOptions so;
   so.etcd.endpoints = url.endpoints;
   so.etcd.tls = {o.etcd_ca_file, o.etcd_cert_file, o.etcd_key_file};
   so.prefix = url.prefix;
+  return so;
+}
+
+StatusOr<std::shared_ptr<MemberAccess>> LoadMemberAccess(const KsOptions& o,
+                                                         const OwnData& own,
+                                                         bool create) {
+  KGR_ASSIGN_OR_RETURN(EtcdStateOptions so, EtcdStateOptionsFor(o));
+  auto m = std::make_shared<MemberAccess>();
+  m->etcd = so.etcd;
+  m->prefix = so.prefix;
+  m->lane = o.key_server.counter_lane;
+  m->name = "ks-" + std::to_string(m->lane);
+  KGR_ASSIGN_OR_RETURN(
+      m->key, LoadMemberKey(*DefaultFileSystem(),
+                            MemberKeyPath(o.daemon.state_dir), own.nk, create));
+  return m;
+}
+
+StatusOr<KsStores> OpenKsState(const KsOptions& o, const OwnData& own) {
+  if (o.state_url.empty()) return OpenKsStores(o.daemon, own);
+  KGR_ASSIGN_OR_RETURN(EtcdStateOptions so, EtcdStateOptionsFor(o));
   KsStores st;
+  FileSystem& fs = *DefaultFileSystem();
+  if (fs.Exists(MemberKeyPath(o.daemon.state_dir))) {
+    // A member of a cluster: its keys come from etcd (wrapped to its member
+    // key); the newest is kept in domain_key too.
+    KGR_ASSIGN_OR_RETURN(st.member, LoadMemberAccess(o, own, false));
+    DomainKeySource keys =
+        [member = st.member, path = DomainKeyPath(o.daemon.state_dir),
+         nk = std::make_shared<SymmetricKeys>(
+             own.nk.Clone())]() -> StatusOr<std::vector<DomainKey>> {
+      KGR_ASSIGN_OR_RETURN(std::vector<DomainKey> keys,
+                           MemberDomainKeys(*member));
+      KGR_RETURN_IF_ERROR(
+          SaveDomainKey(*DefaultFileSystem(), path, keys.front(), *nk));
+      return keys;
+    };
+    KGR_ASSIGN_OR_RETURN(st.state, EtcdKsState::Open(so, std::move(keys)));
+    return st;
+  }
   KGR_ASSIGN_OR_RETURN(st.state, OpenEtcdState(o, so, own));
   return st;
 }

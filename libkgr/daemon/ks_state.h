@@ -8,6 +8,8 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "kgr/cluster.h"
+#include "kgr/cluster_membership.h"
 #include "kgr/daemon.h"
 #include "kgr/key_server.h"
 #include "kgr/ks_daemon.h"
@@ -26,6 +28,8 @@ struct KsStores {
   std::unique_ptr<GenKeysStore> gen_keys;
   std::unique_ptr<KsState> state;
   std::unique_ptr<GroupDescStore> groups;  // kgr-ac group
+  // On etcd, a member of a cluster (kgr-ks cluster init/join): who it is.
+  std::shared_ptr<MemberAccess> member;
 };
 
 // <state_dir>/ac_counter: the highest AC request counter the KS accepted,
@@ -39,6 +43,14 @@ StatusOr<KsStores> OpenKsStores(const DaemonOptions& o, const OwnData& own);
 // o.state_url (the domain key from <state_dir>/domain_key, made with a new
 // state), else OpenKsStores.
 StatusOr<KsStores> OpenKsState(const KsOptions& o, const OwnData& own);
+
+// Where the etcd state of o.state_url is.
+StatusOr<EtcdStateOptions> EtcdStateOptionsFor(const KsOptions& o);
+// This member's part in the ceremony: o's etcd, prefix and lane
+// (--instance), and <state_dir>/member_key (with `create`, made if absent).
+StatusOr<std::shared_ptr<MemberAccess>> LoadMemberAccess(const KsOptions& o,
+                                                         const OwnData& own,
+                                                         bool create);
 
 // The status as JSON: nodes, pending keys, corrupt records, TPM counters,
 // and with a running `ks` its counters since start.

@@ -1,9 +1,9 @@
 // Backup and restore of a key server. The file format is a grammar in
 // docs/operations.md ("Backup file"); this is its only implementation.
-#include "kgr/ks_backup.h"
-
 #include <algorithm>
 #include <array>
+
+#include "kgr/ks_backup.h"
 
 namespace kgr {
 namespace {
@@ -27,8 +27,8 @@ StatusOr<SymmetricKeys> BackupKeys(const SecretBytes& shared,
 }
 
 // identity_len:u16 identity nk_enc:32 nk_mac:32 n:u32 (len:u32 record)*
-StatusOr<SecretBytes> EncodePayload(const OwnData& own,
-                                    const NodeDescStore& nodes) {
+template <typename Nodes>
+StatusOr<SecretBytes> EncodePayload(const OwnData& own, const Nodes& nodes) {
   Bytes head;
   ByteWriter w(&head);
   Bytes identity = EncodeIdentity(own.identity);
@@ -101,9 +101,9 @@ StatusOr<KsBackup> DecodePayload(std::span<const uint8_t> payload,
   return b;
 }
 
-}  // namespace
-
-StatusOr<Bytes> SealKsBackup(const OwnData& own, const NodeDescStore& nodes,
+// SealKsBackup over the files (NodeDescStore) or etcd (NodeDescTable).
+template <typename Nodes>
+StatusOr<Bytes> SealBackupOf(const OwnData& own, const Nodes& nodes,
                              std::span<const uint8_t> recovery_public,
                              uint64_t now_unix_ms) {
   if (own.identity.role != Role::kKeyServer || !own.nk.valid()) {
@@ -136,6 +136,20 @@ StatusOr<Bytes> SealKsBackup(const OwnData& own, const NodeDescStore& nodes,
   return out;
 }
 
+}  // namespace
+
+StatusOr<Bytes> SealKsBackup(const OwnData& own, const NodeDescStore& nodes,
+                             std::span<const uint8_t> recovery_public,
+                             uint64_t now_unix_ms) {
+  return SealBackupOf(own, nodes, recovery_public, now_unix_ms);
+}
+
+StatusOr<Bytes> SealKsBackup(const OwnData& own, const NodeDescTable& nodes,
+                             std::span<const uint8_t> recovery_public,
+                             uint64_t now_unix_ms) {
+  return SealBackupOf(own, nodes, recovery_public, now_unix_ms);
+}
+
 StatusOr<KsBackup> OpenKsBackup(std::span<const uint8_t> file,
                                 const SecretBytes& recovery_private) {
   if (file.size() < kHeaderSize + kTagSize ||
@@ -162,15 +176,30 @@ StatusOr<KsBackup> OpenKsBackup(std::span<const uint8_t> file,
                        X25519SharedSecret(recovery_private, kBasePoint));
   auto shared = X25519SharedSecret(recovery_private, eph_public);
   if (!shared.ok()) return UnauthenticatedError(kVerificationFailed);
-  KGR_ASSIGN_OR_RETURN(
-      SymmetricKeys keys,
-      BackupKeys(*shared, eph_public, recovery_public.span()));
+  KGR_ASSIGN_OR_RETURN(SymmetricKeys keys,
+                       BackupKeys(*shared, eph_public, recovery_public.span()));
   const size_t tag_at = file.size() - kTagSize;
   KGR_ASSIGN_OR_RETURN(
       SecretBytes payload,
-      EtmOpen(keys, file.subspan(0, tag_at), kHeaderSize - kIvSize,
-              kHeaderSize, file.subspan(tag_at)));
+      EtmOpen(keys, file.subspan(0, tag_at), kHeaderSize - kIvSize, kHeaderSize,
+              file.subspan(tag_at)));
   return DecodePayload(payload.span(), created, n_id);
+}
+
+std::vector<NodeDesc> RestoredNodes(const KsBackup& backup,
+                                    uint64_t now_unix_us) {
+  // Nothing recorded before now may count again; request ids embed the
+  // node's counter shifted by 12 bits (node/session_keys.cc).
+  const uint64_t request_floor = (now_unix_us << 12) | 0xfff;
+  std::vector<NodeDesc> nodes;
+  nodes.reserve(backup.nodes.size());
+  for (const NodeDesc& n : backup.nodes) {
+    NodeDesc raised = n.Clone();
+    raised.last_counter = std::max(n.last_counter, now_unix_us);
+    raised.request_floor = std::max(n.request_floor, request_floor);
+    nodes.push_back(std::move(raised));
+  }
+  return nodes;
 }
 
 Status RestoreKsBackup(Tpm& tpm, FileSystem& fs, const KsBackup& backup,
@@ -184,31 +213,20 @@ Status RestoreKsBackup(Tpm& tpm, FileSystem& fs, const KsBackup& backup,
   KGR_RETURN_IF_ERROR(tpm.EnsureTrustStructure(/*with_kedk=*/true));
   auto existing = LoadOwnData(tpm);
   if (existing.ok()) {
-    return FailedPreconditionError(
-        "this TPM already holds a kgr identity (" +
-        FormatNodeId(existing->identity.n_id) + ")");
+    return FailedPreconditionError("this TPM already holds a kgr identity (" +
+                                   FormatNodeId(existing->identity.n_id) + ")");
   }
   if (existing.status().code() != StatusCode::kNotFound) {
     return existing.status();
   }
-  // Nothing recorded before now may count again; request ids embed the
-  // node's counter shifted by 12 bits (node/session_keys.cc).
-  const uint64_t request_floor = (now_unix_us << 12) | 0xfff;
-  std::vector<NodeDesc> nodes;
-  nodes.reserve(backup.nodes.size());
-  for (const NodeDesc& n : backup.nodes) {
-    NodeDesc raised = n.Clone();
-    raised.last_counter = std::max(n.last_counter, now_unix_us);
-    raised.request_floor = std::max(n.request_floor, request_floor);
-    nodes.push_back(std::move(raised));
-  }
+  std::vector<NodeDesc> nodes = RestoredNodes(backup, now_unix_us);
   const uint32_t owner = backup.own.identity.n_id;
   for (const std::string& f : {staged, staged + ".log"}) {
     if (fs.Exists(f)) KGR_RETURN_IF_ERROR(fs.Remove(f));
   }
   Status st = [&]() -> Status {
-    KGR_ASSIGN_OR_RETURN(auto store, NodeDescStore::Open(fs, staged,
-                                                         backup.own.nk, owner));
+    KGR_ASSIGN_OR_RETURN(auto store,
+                         NodeDescStore::Open(fs, staged, backup.own.nk, owner));
     if (!nodes.empty()) KGR_RETURN_IF_ERROR(store->PutAll(nodes));
     KGR_RETURN_IF_ERROR(store->file().Compact());
     return OkStatus();

@@ -4,9 +4,10 @@
 #
 # The instances are one KS identity: instance 0 is initialized, backed up
 # offline to a recovery key, and restored onto each further instance's own
-# swtpm; its domain key file (sealed under the KS's NK, which the restore
-# brings) is copied to them. This stands in for `kgr-ks cluster join`,
-# which is not built yet (docs/cluster.md, "Membership ceremony").
+# swtpm. The domain key goes through the membership ceremony
+# (docs/cluster.md): `kgr-ks cluster init` on instance 0, then each further
+# instance runs `kgr-ks cluster join` and instance 0's running daemon
+# approves the fingerprint it printed (ksi_join).
 
 declare -a ETCD_CLIENT=() ETCD_PEER=() ETCD_PID=()
 declare -a KSI_PID=() KSI_METRICS=()
@@ -94,6 +95,36 @@ ksi_kill() {  # ksi_kill I: SIGKILL instance I
   wait "${KSI_PID[$1]}" 2>/dev/null || true
 }
 
+# ksi_join M: instance M asks to join; instance 0 (running) approves.
+ksi_join() {
+  local m=$1 out=$KED_DIR/logs/join$1.out fp="" pid
+  # shellcheck disable=SC2046
+  "$KS_BIN" cluster join $(ksi_args "$m") --state "$ETCD_URL" --instance "$m" \
+    --wait-s 60 >"$out" 2>&1 &
+  pid=$!
+  for _ in $(seq 200); do
+    fp=$(sed -n 's/^join request for lane [0-9]*: fingerprint \([0-9a-f-]*\)$/\1/p' "$out")
+    [[ -n $fp ]] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  [[ -n $fp ]] || { cat "$out" >&2; die "instance $m made no join request"; }
+  # shellcheck disable=SC2046
+  "$KS_BIN" cluster approve $(ksi_args 0) --state "$ETCD_URL" --instance 0 \
+    --fingerprint "$fp" >>"$KED_DIR/logs/ks0.log" 2>&1 || die "approval of instance $m failed"
+  wait "$pid" || { cat "$out" >&2; die "instance $m did not join"; }
+}
+
+# ksi_forget I: ends instance I's persistent MQTT session (client id ks-I)
+# after it is stopped for good (removed from the cluster): connecting once
+# with the same client id and a clean session discards it; otherwise the
+# broker keeps queueing a share of the KS frames for it (docs/cluster.md).
+ksi_forget() {
+  timeout 5 mosquitto_sub -h 127.0.0.1 -p "$BROKER_PORT" --cafile "$KED_DIR/pki/ca.crt" \
+    --cert "$KED_DIR/pki/ks.crt" --key "$KED_DIR/pki/ks.key" -i "ks-$1" \
+    -t "kgr/forget" -C 1 -W 1 >/dev/null 2>&1 || true
+}
+
 # ked_cluster_up K: K instances of one KS on etcd (instance 0 first: it
 # creates the state and the domain key).
 ked_cluster_up() {
@@ -108,15 +139,17 @@ ked_cluster_up() {
   # shellcheck disable=SC2046
   "$KS_BIN" backup $(ksi_args 0) --backup-recovery-public "$KED_DIR/recovery/pub" \
     --out "$KED_DIR/recovery/ks.kgrbak" >>"$KED_DIR/logs/ks0.log" 2>&1 || die "kgr-ks backup failed"
+  # shellcheck disable=SC2046
+  "$KS_BIN" cluster init $(ksi_args 0) --state "$ETCD_URL" --instance 0 \
+    >>"$KED_DIR/logs/ks0.log" 2>&1 || die "kgr-ks cluster init failed"
   ksi_start 0
-  [[ -f $KED_DIR/ks0/domain_key ]] || die "instance 0 made no domain key"
   for ((m = 1; m < k; m++)); do
     swtpm_up "ks$m"
     # shellcheck disable=SC2046
     "$KS_BIN" restore $(ksi_args "$m") --backup "$KED_DIR/recovery/ks.kgrbak" \
       --recovery-key "$KED_DIR/recovery/key" >>"$KED_DIR/logs/ks$m.log" 2>&1 ||
       { tail -3 "$KED_DIR/logs/ks$m.log" >&2; die "kgr-ks restore of instance $m failed"; }
-    install -m 0600 "$KED_DIR/ks0/domain_key" "$KED_DIR/ks$m/domain_key"
+    ksi_join "$m"
     ksi_start "$m"
   done
   # ked.bash's node and AC helpers use the KS's certificate only.

@@ -14,6 +14,7 @@
 #define KGR_CLUSTER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -76,6 +77,11 @@ Bytes DomainCheckValue(const DomainKey& key);
 // sealed node_desc records (loaded at open, then refreshed by a thread that
 // polls etcd every `poll_ms` for records changed by other instances) and
 // the gen_keys records it created or read.
+// Clustered (kgr-ks cluster init/join, kgr/cluster_membership.h): the
+// domain keys this member holds in etcd now, newest first (two during a
+// rotation): MemberDomainKeys.
+using DomainKeySource = std::function<StatusOr<std::vector<DomainKey>>()>;
+
 struct EtcdStateOptions {
   EtcdOptions etcd;
   std::string prefix;
@@ -89,9 +95,23 @@ class EtcdKsState : public KsState {
   // holds another domain or key generation.
   static StatusOr<std::unique_ptr<EtcdKsState>> Open(
       const EtcdStateOptions& options, const DomainKey& key);
+  // A cluster member's state: `member_keys` is called at open and by the
+  // polling thread whenever <prefix>/cluster/epoch changes; on an error
+  // (NOT_FOUND: this member was removed) the state refuses every write
+  // until a later call succeeds.
+  static StatusOr<std::unique_ptr<EtcdKsState>> Open(
+      const EtcdStateOptions& options, DomainKeySource member_keys);
   // The etcd requests that failed over to another endpoint, since open.
   virtual uint64_t failovers() const = 0;
+  // The domain key generations held, newest first (empty: writes stopped).
+  virtual std::vector<uint32_t> key_generations() const = 0;
 };
+
+// Whether etcd holds anything under options.prefix + "/" (a KS state).
+StatusOr<bool> EtcdKsStateProbe(const EtcdStateOptions& options);
+// Deletes everything under options.prefix + "/" (a failed restore's
+// leftovers; the recovery drill's "etcd lost").
+Status EtcdKsStateErase(const EtcdStateOptions& options);
 
 }  // namespace kgr
 

@@ -15,6 +15,7 @@
 
 #include "kgr/crypto.h"
 #include "kgr/filesystem.h"
+#include "kgr/ks_state.h"
 #include "kgr/own_data.h"
 #include "kgr/records.h"
 #include "kgr/status.h"
@@ -53,6 +54,11 @@ inline constexpr size_t kMaxBackupSize = size_t{1} << 30;
 StatusOr<Bytes> SealKsBackup(const OwnData& own, const NodeDescStore& nodes,
                              std::span<const uint8_t> recovery_public,
                              uint64_t now_unix_ms);
+// The same from the KS state's node table (on etcd: read and opened with the
+// domain key, then sealed for the recovery key like the files).
+StatusOr<Bytes> SealKsBackup(const OwnData& own, const NodeDescTable& nodes,
+                             std::span<const uint8_t> recovery_public,
+                             uint64_t now_unix_ms);
 
 // Decrypts and checks a backup file: INVALID_ARGUMENT for a file that is not
 // a kgr backup (or of an unknown version), UNAUTHENTICATED "verification
@@ -69,6 +75,11 @@ StatusOr<KsBackup> OpenKsBackup(std::span<const uint8_t> file,
 // On failure nothing is left behind: no store, no NV write.
 Status RestoreKsBackup(Tpm& tpm, FileSystem& fs, const KsBackup& backup,
                        const std::string& state_dir, uint64_t now_unix_us);
+
+// The backup's node_desc records with the floors raised as above (a
+// restore into etcd writes these: ks_restore_etcd.cc).
+std::vector<NodeDesc> RestoredNodes(const KsBackup& backup,
+                                    uint64_t now_unix_us);
 
 }  // namespace kgr
 

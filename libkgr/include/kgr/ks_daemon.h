@@ -63,6 +63,20 @@ Status KsBackupNow(const KsOptions& o, const std::string& out_file);
 Status KsRestore(const KsOptions& o, const std::string& backup_file,
                  const std::string& recovery_key_file);
 
+// `cluster <sub>` (docs/cluster.md "Membership ceremony"), on etcd
+// (o.state_url): init, join, approve --fingerprint FP, remove --lane N,
+// leave (remove this member), finish-rotation, status. approve, remove,
+// leave and finish-rotation go to the running daemon if there is one.
+struct ClusterCommand {
+  std::string sub;
+  std::string fingerprint;  // approve
+  int lane = -1;            // remove
+  int wait_s = 300;         // join: how long to wait for the approval
+  int settle_ms = 2000;     // remove: the instances' time to take the key
+  bool as_json = false;     // status
+};
+Status KsCluster(const KsOptions& o, const ClusterCommand& c);
+
 }  // namespace kgr
 
 #endif  // KGR_KS_DAEMON_H_
