@@ -460,17 +460,28 @@ StatusOr<SesKey> DecodeSesKey(std::span<const uint8_t> record,
 
 StatusOr<Bytes> Encode(const GroupDesc& g, const RecordKeys& keys,
                        std::span<const uint8_t> context) {
-  KGR_RETURN_IF_ERROR(ValidateGroupName(g.name));
-  if (g.members.size() > kMaxGroupMembers)
-    return InvalidArgumentError("groups: too many members");
-  if (g.tree.size() > kMaxGroupTreeState)
-    return InvalidArgumentError("groups: key tree too large");
-  if (!g.sign_key.empty() && g.sign_key.size() != 32)
-    return InvalidArgumentError("groups: signing key must be 32 bytes");
+  if (g.group_id == 0) return InvalidArgumentError("groups: group id 0");
+  switch (g.kind) {
+    case GroupDesc::Kind::kHeader:
+      KGR_RETURN_IF_ERROR(ValidateGroupName(g.name));
+      if (g.pending.size() > kMaxGroupPending)
+        return InvalidArgumentError("groups: too many pending changes");
+      if (!g.sign_key.empty() && g.sign_key.size() != 32)
+        return InvalidArgumentError("groups: signing key must be 32 bytes");
+      break;
+    case GroupDesc::Kind::kTreePiece:
+      if (g.tree.empty() || g.tree.size() > kMaxGroupTreePiece)
+        return InvalidArgumentError("groups: bad key tree piece");
+      break;
+    case GroupDesc::Kind::kMemberPiece:
+      if (g.members.empty() || g.members.size() > kGroupMemberPieceSlots)
+        return InvalidArgumentError("groups: bad member piece");
+      break;
+  }
   Bytes clear;
   SecretBytes secret;
   EncodeGroupParts(g, &clear, &secret);
-  return Seal(RecordType::kGroupDesc, g.group_id, clear, secret.span(), keys,
+  return Seal(RecordType::kGroupDesc, g.key(), clear, secret.span(), keys,
               context);
 }
 

@@ -1,12 +1,17 @@
 // kgr-bench --groups (docs/performance.md "Group rekeying"): for each group
 // size, one leave and a batch of 1 % leaves, rekeyed
 //   * with the logical key hierarchy: GroupKeyTree::Commit, SealGroupRekey
-//     (Ed25519-signed parts), published once on the group's rekey topic
-//     through the in-process FakeBroker to every member, each of which
-//     opens (signature) and applies it (GroupMemberKeys);
+//     (Ed25519-signed parts), published once on the group's rekey topic;
+//     the broker's fan-out is a loop handing each published frame (one
+//     copy, as a broker keeps one) to every member, each of which opens
+//     (signature) and applies it (GroupMemberKeys);
 //   * naively: a fresh group key sealed under each remaining member's NKSK
 //     (one SealFrame per member, as the KS seals every unicast frame),
-//     handed to each member, which opens it.
+//     handed to each member, which opens it. The members' NKSKs come from
+//     a pool of kNkskPool keys (the cost of a seal does not depend on which
+//     key): 100,000 prepared key pairs alone would take hundreds of MB.
+// Memory: each member keeps only its own path (GroupMemberKeys); at 100,000
+// members the bench stays well under 1 GB (docs/performance.md).
 // KS CPU is the KS thread's CPU time for commit + seal (resp. all the
 // unicast seals); member CPU is per member (open + apply); "all members"
 // is the in-process wall time from the KS's first step until the last
@@ -29,7 +34,6 @@
 #include "group/member_keys.h"
 #include "kgr/frame.h"
 #include "kgr/group_rekey.h"
-#include "testing/fake_transport.h"
 
 namespace kgr::bench {
 namespace {
@@ -70,13 +74,14 @@ Json Summary(std::vector<double> v) {
           {"max_us", at(1.0)}};
 }
 
+constexpr size_t kNkskPool = 256;
+
 struct Member {
   uint32_t id = 0;
   std::optional<GroupMemberKeys> keys;
-  SymmetricKeys nksk;  // for the unicast baseline
   bool removed = false;
-  double cpu_ms = 0;
   bool holds_new = false;
+  double cpu_ms = 0;
 };
 
 struct Group {
@@ -84,10 +89,15 @@ struct Group {
   GroupKeyTree tree;
   std::vector<Member> members;  // index = id - 1
   Ed25519KeyPair ks_key;
+  std::vector<SymmetricKeys> nksk;  // member id's NKSK: nksk[id % kNkskPool]
+  const SymmetricKeys& NkskOf(const Member& m) const {
+    return nksk[m.id % nksk.size()];
+  }
 };
 
 StatusOr<Group> MakeGroup(uint32_t n, uint32_t group_id) {
-  Group g{group_id, GroupKeyTree(group_id, &group::SystemKeySource()), {}, {}};
+  Group g{
+      group_id, GroupKeyTree(group_id, &group::SystemKeySource()), {}, {}, {}};
   KGR_ASSIGN_OR_RETURN(g.ks_key, GenerateEd25519());
   for (uint32_t id = 1; id <= n; ++id) {
     KGR_RETURN_IF_ERROR(g.tree.StageJoin(id));
@@ -100,8 +110,11 @@ StatusOr<Group> MakeGroup(uint32_t n, uint32_t group_id) {
     KGR_ASSIGN_OR_RETURN(GroupPath path, g.tree.PathOf(id));
     KGR_ASSIGN_OR_RETURN(auto keys, GroupMemberKeys::FromPath(std::move(path)));
     m.keys.emplace(std::move(keys));
-    KGR_ASSIGN_OR_RETURN(m.nksk, SymmetricKeys::Generate());
-    KGR_RETURN_IF_ERROR(m.nksk.Prepare());
+  }
+  for (size_t i = 0; i < std::min<size_t>(n + 1, kNkskPool); ++i) {
+    KGR_ASSIGN_OR_RETURN(SymmetricKeys k, SymmetricKeys::Generate());
+    KGR_RETURN_IF_ERROR(k.Prepare());
+    g.nksk.push_back(std::move(k));
   }
   return g;
 }
@@ -117,31 +130,22 @@ std::vector<uint32_t> PickLeavers(const Group& g, size_t count,
   return ids;
 }
 
-// The LKH rekey of `leavers`, published through the FakeBroker.
-StatusOr<Json> LkhRekey(Group& g, const std::vector<uint32_t>& leavers) {
-  testing::FakeBroker broker;
-  const std::string topic = "kgr/g" + std::to_string(g.group_id) + "/rekey";
-  std::vector<std::unique_ptr<testing::FakeTransport>> transports;
-  transports.reserve(g.members.size());
-  for (Member& m : g.members) {
-    if (m.removed) continue;
-    auto t = broker.NewTransport("n" + std::to_string(m.id));
-    t->SetHandler([&g, &m](const std::string&, Bytes f) {
-      double start = ThreadCpuMs();
-      FrameHeader h;
-      auto part = OpenGroupRekey(f, g.ks_key.public_key, &h);
-      if (part.ok()) {
-        auto r = m.keys->Apply(*part, 0);
-        m.holds_new = r.ok() && *r == group::RekeyOutcome::kApplied;
-      }
-      m.cpu_ms += ThreadCpuMs() - start;
-    });
-    KGR_RETURN_IF_ERROR(t->Connect());
-    KGR_RETURN_IF_ERROR(t->Subscribe(topic));
-    transports.push_back(std::move(t));
+// A member receives one published rekey frame: opens (signature) and
+// applies it.
+void Receive(const Group& g, Member& m, const Bytes& frame) {
+  double start = ThreadCpuMs();
+  FrameHeader h;
+  auto part = OpenGroupRekey(frame, g.ks_key.public_key, &h);
+  if (part.ok()) {
+    auto r = m.keys->Apply(*part, 0);
+    if (r.ok() && *r == group::RekeyOutcome::kApplied) m.holds_new = true;
   }
-  auto ks = broker.NewTransport("ks");
-  KGR_RETURN_IF_ERROR(ks->Connect());
+  m.cpu_ms += ThreadCpuMs() - start;
+}
+
+// The LKH rekey of `leavers`, published once and handed to every member
+// that was in the group (the leavers too: they must not follow).
+StatusOr<Json> LkhRekey(Group& g, const std::vector<uint32_t>& leavers) {
   for (Member& m : g.members) m.cpu_ms = 0, m.holds_new = false;
 
   double wall0 = WallMs(), cpu0 = ThreadCpuMs();
@@ -155,9 +159,10 @@ StatusOr<Json> LkhRekey(Group& g, const std::vector<uint32_t>& leavers) {
   size_t bytes = 0;
   for (const Bytes& f : frames) {
     bytes += f.size();
-    KGR_RETURN_IF_ERROR(ks->Publish(topic, f));
+    for (Member& m : g.members) {
+      if (!m.removed) Receive(g, m, f);
+    }
   }
-  broker.Pump(frames.size());
   double all_ms = WallMs() - wall0;
 
   KGR_ASSIGN_OR_RETURN(SymmetricKeys data, g.tree.DataKeys());
@@ -204,7 +209,7 @@ StatusOr<Json> UnicastRekey(Group& g, uint32_t epoch) {
     h.sender = 1;
     h.key_version = 1;
     h.counter = ++counter;
-    KGR_ASSIGN_OR_RETURN(Bytes f, SealFrame(h, body, m.nksk));
+    KGR_ASSIGN_OR_RETURN(Bytes f, SealFrame(h, body, g.NkskOf(m)));
     frames.emplace_back(&m, std::move(f));
   }
   double ks_cpu = ThreadCpuMs() - cpu0;
@@ -215,7 +220,7 @@ StatusOr<Json> UnicastRekey(Group& g, uint32_t epoch) {
     bytes += f.size();
     double start = ThreadCpuMs();
     FrameHeader h;
-    auto opened = OpenFrame(f, m->nksk, &h);
+    auto opened = OpenFrame(f, g.NkskOf(*m), &h);
     if (!opened.ok()) return InternalError("unicast rekey did not open");
     cpu.push_back(ThreadCpuMs() - start);
   }
