@@ -1,10 +1,10 @@
 // Record envelope and the record codecs (format: docs/storage.md).
 #include "kgr/records.h"
 
-#include "codec/record_envelope.h"
-
 #include <limits>
 #include <utility>
+
+#include "codec/record_envelope.h"
 
 namespace kgr {
 namespace {
@@ -547,6 +547,15 @@ StatusOr<uint64_t> VerifyRecord(std::span<const uint8_t> record,
                                 uint32_t owner_n_id) {
   return RecordCodec(keys, owner_n_id).Verify(type, record);
 }
+
+namespace records_internal {
+StatusOr<Bytes> SealParts(RecordType type, uint64_t key,
+                          std::span<const uint8_t> clear,
+                          std::span<const uint8_t> secret,
+                          const RecordKeys& keys, uint32_t owner_n_id) {
+  return Seal(type, key, clear, secret, keys, MakeContext(keys, owner_n_id));
+}
+}  // namespace records_internal
 
 RecordCodec::RecordCodec(const RecordKeys& keys, uint32_t owner_n_id)
     : keys_(keys), context_(MakeContext(keys, owner_n_id)) {}

@@ -4,11 +4,13 @@
 // gave it at the creation and applying each rekey the KS published, ends
 // with the KS's group key; the leaver cannot follow; each leave rewrote a
 // few records of the `groups` file, not the group; the AC's list of the
-// members comes in several pages.
+// members comes in several pages. And the batch window: joins waiting in it
+// and the leaves of a removal make one rekey, one epoch step.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <map>
+#include <optional>
 
 #include "group/member_keys.h"
 #include "kgr/group_frames.h"
@@ -170,6 +172,87 @@ TEST_F(GroupKsScaleTest, TenThousandMembersLeaveRestartLeaveConverge) {
   EXPECT_EQ(listed.size(), size_t{kMembers - 2});
   EXPECT_GT(pages, 1);  // 40 KB of member ids do not fit one 32 KB page
   EXPECT_TRUE(std::is_sorted(listed.begin(), listed.end()));
+}
+
+// The batch window (kgr-ks --group-batch-ms): a join waits in it; a
+// removal of two members then applies the join and both leaves as ONE
+// rekey message (one epoch, published once) and one epoch step; every
+// member that stays or joins holds the new key, the two that left do not.
+TEST_F(GroupKsScaleTest, WaitingJoinsAndTwoLeavesMakeOneRekey) {
+  std::vector<KedNode*> n;
+  for (int i = 0; i < 4; ++i) {
+    n.push_back(&AddNode());
+    ASSERT_TRUE(Register(*n.back()).ok());
+  }
+  auto created = ks_->CreateGroup(AcGroupCreateReq{
+      "g", GroupMode::kGroupKey, 0, {n[0]->n_id, n[1]->n_id, n[2]->n_id}});
+  ASSERT_EQ(created.status, 0) << created.message;
+  const uint32_t v0 = created.key_version;
+  auto path_of = [&](KedNode& node) {
+    std::optional<GroupJoin> last;
+    auto d = nodes_->Get(node.n_id);
+    for (const auto& msg : broker_.published()) {
+      FrameHeader h;
+      auto body = OpenBody<GroupJoin>(msg.payload, d->nksk, &h);
+      if (body.ok()) last = std::move(*body);
+    }
+    return last;
+  };
+  auto join = path_of(*n[0]);
+  ASSERT_TRUE(join.has_value());
+  auto keys0 =
+      group::GroupMemberKeys::FromPath(*GroupPath::Parse(join->path.span()));
+  auto keys1 = group::GroupMemberKeys::FromPath(
+      *GroupPath::Parse(path_of(*n[1])->path.span()));
+  ASSERT_TRUE(keys0.ok() && keys1.ok());
+  const std::string topic =
+      GroupTopicName("kgr", created.group_id, true, join->rekey_topic);
+  size_t seen = 0;
+  NewRekeys(topic, join->ks_sign_public, &seen);
+
+  auto added = ks_->ChangeGroupMembers(AcGroupMembersReq{"g", 1, {n[3]->n_id}});
+  ASSERT_EQ(added.status, 0) << added.message;
+  EXPECT_EQ(added.key_version, v0);  // waits for the window
+  EXPECT_TRUE(NewRekeys(topic, join->ks_sign_public, &seen).empty());
+  auto left = ks_->ChangeGroupMembers(
+      AcGroupMembersReq{"g", 0, {n[1]->n_id, n[2]->n_id}});
+  ASSERT_EQ(left.status, 0) << left.message;
+  EXPECT_EQ(left.key_version, v0 + 1);  // one epoch step for all three
+  auto parts = NewRekeys(topic, join->ks_sign_public, &seen);
+  ASSERT_FALSE(parts.empty());
+  for (const auto& p : parts) EXPECT_EQ(p.epoch, v0 + 1);
+  RunFor(1000);  // the window passes: nothing more to rekey
+  EXPECT_TRUE(NewRekeys(topic, join->ks_sign_public, &seen).empty());
+
+  for (const auto& p : parts) {
+    ASSERT_TRUE(keys0->Apply(p, 0).ok());
+    ASSERT_TRUE(keys1->Apply(p, 0).ok());
+  }
+  auto joined = path_of(*n[3]);
+  ASSERT_TRUE(joined.has_value());
+  EXPECT_EQ(joined->key_version, v0 + 1);
+  auto keys3 =
+      group::GroupMemberKeys::FromPath(*GroupPath::Parse(joined->path.span()));
+  ASSERT_TRUE(keys3.ok());
+  EXPECT_EQ(keys0->epoch(), v0 + 1);
+  EXPECT_TRUE(keys0->CurrentDataKeys().Equals(keys3->CurrentDataKeys()));
+  EXPECT_FALSE(keys1->CurrentDataKeys().Equals(keys3->CurrentDataKeys()));
+  auto listed = ks_->ListGroups(0).groups.at(0).members;
+  EXPECT_EQ(listed.size(), 2u);
+}
+
+// With a window of 0 every request is its own rekey.
+TEST_F(GroupKsScaleTest, WithoutAWindowAJoinRekeysAtOnce) {
+  ks_options_.group_batch_ms = 0;
+  RestartKsWithGroups();
+  KedNode& a = AddNode();
+  KedNode& b = AddNode();
+  auto created = ks_->CreateGroup(
+      AcGroupCreateReq{"g", GroupMode::kGroupKey, 0, {a.n_id}});
+  ASSERT_EQ(created.status, 0) << created.message;
+  auto added = ks_->ChangeGroupMembers(AcGroupMembersReq{"g", 1, {b.n_id}});
+  ASSERT_EQ(added.status, 0) << added.message;
+  EXPECT_EQ(added.key_version, created.key_version + 1);
 }
 
 }  // namespace
