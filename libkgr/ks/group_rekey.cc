@@ -204,6 +204,7 @@ Status RekeyGroup(Context& ctx, LoadedGroup& g, std::vector<GroupChange> extra,
     if (st.ok() && refresh && g.tree.size() > 0) g.tree.StageRefresh();
     refresh = false;
     if (st.ok() && !g.tree.HasStaged()) {
+      if (next < changes.size()) continue;  // no-ops so far: go on
       if (g.header.pending.empty()) break;
       g.header.pending.clear();  // nothing left to do: only the header
       g.Changed();
