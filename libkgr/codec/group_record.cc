@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "codec/record_envelope.h"
 #include "kgr/records.h"
 
 namespace kgr {
@@ -115,6 +116,30 @@ bool DecodeMemberPiece(std::span<const uint8_t> clear,
 }
 
 }  // namespace
+
+namespace records_internal {
+Status CheckGroupParts(const GroupDesc& g) {
+  if (g.group_id == 0) return InvalidArgumentError("groups: group id 0");
+  switch (g.kind) {
+    case GroupDesc::Kind::kHeader:
+      KGR_RETURN_IF_ERROR(ValidateGroupName(g.name));
+      if (g.pending.size() > kMaxGroupPending)
+        return InvalidArgumentError("groups: too many pending changes");
+      if (!g.sign_key.empty() && g.sign_key.size() != 32)
+        return InvalidArgumentError("groups: signing key must be 32 bytes");
+      break;
+    case GroupDesc::Kind::kTreePiece:
+      if (g.tree.empty() || g.tree.size() > kMaxGroupTreePiece)
+        return InvalidArgumentError("groups: bad key tree piece");
+      break;
+    case GroupDesc::Kind::kMemberPiece:
+      if (g.members.empty() || g.members.size() > kGroupMemberPieceSlots)
+        return InvalidArgumentError("groups: bad member piece");
+      break;
+  }
+  return OkStatus();
+}
+}  // namespace records_internal
 
 void EncodeGroupParts(const GroupDesc& g, Bytes* clear, SecretBytes* secret) {
   switch (g.kind) {

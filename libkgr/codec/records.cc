@@ -159,6 +159,12 @@ StatusOr<Opened> Open(std::span<const uint8_t> record, RecordType type,
   return o;
 }
 
+StatusOr<Bytes> SealParts(RecordType type, uint64_t key,
+                          std::span<const uint8_t> clear,
+                          std::span<const uint8_t> secret,
+                          const RecordKeys& keys, uint32_t owner_n_id) {
+  return Seal(type, key, clear, secret, keys, MakeContext(keys, owner_n_id));
+}
 }  // namespace records_internal
 
 namespace {
@@ -460,24 +466,7 @@ StatusOr<SesKey> DecodeSesKey(std::span<const uint8_t> record,
 
 StatusOr<Bytes> Encode(const GroupDesc& g, const RecordKeys& keys,
                        std::span<const uint8_t> context) {
-  if (g.group_id == 0) return InvalidArgumentError("groups: group id 0");
-  switch (g.kind) {
-    case GroupDesc::Kind::kHeader:
-      KGR_RETURN_IF_ERROR(ValidateGroupName(g.name));
-      if (g.pending.size() > kMaxGroupPending)
-        return InvalidArgumentError("groups: too many pending changes");
-      if (!g.sign_key.empty() && g.sign_key.size() != 32)
-        return InvalidArgumentError("groups: signing key must be 32 bytes");
-      break;
-    case GroupDesc::Kind::kTreePiece:
-      if (g.tree.empty() || g.tree.size() > kMaxGroupTreePiece)
-        return InvalidArgumentError("groups: bad key tree piece");
-      break;
-    case GroupDesc::Kind::kMemberPiece:
-      if (g.members.empty() || g.members.size() > kGroupMemberPieceSlots)
-        return InvalidArgumentError("groups: bad member piece");
-      break;
-  }
+  KGR_RETURN_IF_ERROR(records_internal::CheckGroupParts(g));
   Bytes clear;
   SecretBytes secret;
   EncodeGroupParts(g, &clear, &secret);
@@ -547,15 +536,6 @@ StatusOr<uint64_t> VerifyRecord(std::span<const uint8_t> record,
                                 uint32_t owner_n_id) {
   return RecordCodec(keys, owner_n_id).Verify(type, record);
 }
-
-namespace records_internal {
-StatusOr<Bytes> SealParts(RecordType type, uint64_t key,
-                          std::span<const uint8_t> clear,
-                          std::span<const uint8_t> secret,
-                          const RecordKeys& keys, uint32_t owner_n_id) {
-  return Seal(type, key, clear, secret, keys, MakeContext(keys, owner_n_id));
-}
-}  // namespace records_internal
 
 RecordCodec::RecordCodec(const RecordKeys& keys, uint32_t owner_n_id)
     : keys_(keys), context_(MakeContext(keys, owner_n_id)) {}
