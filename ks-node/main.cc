@@ -72,6 +72,10 @@ flags (each overrides the JSON config file's key in brackets):
   --node-burst N       [node_burst] the bucket's size (default 2 x the rate)
   --max-pending N      [max_pending] unconfirmed session keys at once; more
                        requests get "busy" (default 100000)
+  --group-batch-ms N   [group_batch_ms] joins and leaves of a group arriving
+                       within N ms of the first make one rekey (default 200;
+                       0: each its own). Removals and revocations rekey at
+                       once, with the joins waiting in the window
   --instance N         [cluster.instance] this instance's frame-counter lane
                        in a cluster, 0-255, unique per instance (default 0:
                        a single KS; docs/cluster.md)
@@ -157,6 +161,11 @@ constexpr SettingSpec kSpecs[] = {
      .fallback = "100000",
      .min = 1,
      .max = 100'000'000},
+    {.flag = "group-batch-ms",
+     .key = "group_batch_ms",
+     .kind = SettingKind::kInteger,
+     .fallback = "200",
+     .max = 60'000},
     {.flag = "instance",
      .key = "cluster.instance",
      .kind = SettingKind::kInteger,

@@ -186,24 +186,41 @@ void AcClient::GroupDelete(
 }
 
 void AcClient::GroupList(std::function<void(StatusOr<AcGroupListAns>)> done) {
-  GroupListFrom(0, std::make_shared<AcGroupListAns>(), std::move(done));
+  GroupListFrom(AcGroupListReq{}, std::make_shared<AcGroupListAns>(),
+                std::move(done));
 }
 
 void AcClient::GroupListFrom(
-    uint32_t after, std::shared_ptr<AcGroupListAns> all,
+    AcGroupListReq from, std::shared_ptr<AcGroupListAns> all,
     std::function<void(StatusOr<AcGroupListAns>)> done) {
   Ask<AcGroupListAns>(
-      AcGroupListReq{after}, "group list",
-      [this, after, all, done](StatusOr<AcGroupListAns> page) {
+      from, "group list",
+      [this, from, all, done](StatusOr<AcGroupListAns> page) {
         if (!page.ok()) return done(page.status());
         for (auto& g : page->groups) {
-          if (g.group_id <= after) {
+          // The rest of a group whose members went on from the last page.
+          const bool rest = from.member_after != 0 && !all->groups.empty() &&
+                            g.group_id == from.after &&
+                            all->groups.back().group_id == from.after;
+          if (rest && !g.members.empty() &&
+              g.members.front() > from.member_after) {
+            auto& members = all->groups.back().members;
+            members.insert(members.end(), g.members.begin(), g.members.end());
+            continue;
+          }
+          if (g.group_id <= from.after) {
             return done(DataLossError("group list page out of order"));
           }
           all->groups.push_back(std::move(g));
         }
-        if (page->more && !all->groups.empty()) {
-          return GroupListFrom(all->groups.back().group_id, all, done);
+        if (page->more != 0 && !all->groups.empty()) {
+          AcGroupListReq next{all->groups.back().group_id, 0};
+          if (page->more == 2) {
+            if (all->groups.back().members.empty())
+              return done(DataLossError("group list page out of order"));
+            next.member_after = all->groups.back().members.back();
+          }
+          return GroupListFrom(next, all, done);
         }
         done(std::move(*all));
       });

@@ -46,6 +46,18 @@ class Reader {
     *n = c;
     return true;
   }
+  // u32 count, bounded like Count.
+  bool Count32(size_t max, size_t each, size_t* n) {
+    uint32_t c = 0;
+    U32(&c);
+    if (ok_ && c > max) bounds_ = false;
+    if (!ok_ || !bounds_ || r_.remaining() / each < c) {
+      ok_ = false;
+      return false;
+    }
+    *n = c;
+    return true;
+  }
   void Ids(size_t max, std::vector<uint32_t>* ids) {
     size_t n = 0;
     if (!Count(max, 4, &n)) return;
@@ -131,7 +143,7 @@ void GroupPathBody<T>::EncodeTo(Bytes* out) const {
   w.Raw(ks_sign_public);
   w.U16(static_cast<uint16_t>(path.size()));
   w.Raw(path.span());
-  w.U16(static_cast<uint16_t>(members.size()));
+  w.U32(static_cast<uint32_t>(members.size()));
   for (const GroupMember& m : members) {
     w.U32(m.n_id);
     w.Raw(m.sign_public);
@@ -156,7 +168,7 @@ StatusOr<GroupPathBody<T>> GroupPathBody<T>::Parse(
   r.Bound(path_len <= kMaxGroupPathSize);
   if (path_len <= kMaxGroupPathSize) r.Secret(path_len, &m.path);
   size_t n = 0;
-  if (r.Count(kMaxGroupMembers, 4 + kEd25519PublicSize, &n)) {
+  if (r.Count32(kMaxGroupMembers, 4 + kEd25519PublicSize, &n)) {
     m.members.resize(n);
     for (GroupMember& g : m.members) {
       r.U32(&g.n_id);
@@ -205,7 +217,7 @@ StatusOr<AcGroupCreateReq> AcGroupCreateReq::Parse(
   r.Str(kMaxGroupNameSize, &m.name);
   r.U8(&mode);
   r.U32(&m.lifetime_s);
-  r.Ids(kMaxGroupMembers, &m.members);
+  r.Ids(kMaxGroupRequestMembers, &m.members);
   KGR_RETURN_IF_ERROR(r.Done("ac_group_create_req"));
   if (!ValidName(m.name)) return MalformedGroupBody("ac_group_create_req", "bad name");
   if (!ValidMode(mode)) return MalformedGroupBody("ac_group_create_req", "unknown mode");
@@ -225,7 +237,7 @@ StatusOr<AcGroupMembersReq> AcGroupMembersReq::Parse(
   Reader r(in);
   r.Str(kMaxGroupNameSize, &m.name);
   r.U8(&m.add);
-  r.Ids(kMaxGroupMembers, &m.members);
+  r.Ids(kMaxGroupRequestMembers, &m.members);
   KGR_RETURN_IF_ERROR(r.Done("ac_group_members_req"));
   if (!ValidName(m.name)) return MalformedGroupBody("ac_group_members_req", "bad name");
   if (m.add > 1) return MalformedGroupBody("ac_group_members_req", "add must be 0 or 1");
@@ -271,11 +283,16 @@ template struct AcGroupAnsBody<FrameType::kAcGroupCreateAns>;
 template struct AcGroupAnsBody<FrameType::kAcGroupMembersAns>;
 template struct AcGroupAnsBody<FrameType::kAcGroupDeleteAns>;
 
-void AcGroupListReq::EncodeTo(Bytes* out) const { ByteWriter(out).U32(after); }
+void AcGroupListReq::EncodeTo(Bytes* out) const {
+  ByteWriter w(out);
+  w.U32(after);
+  w.U32(member_after);
+}
 StatusOr<AcGroupListReq> AcGroupListReq::Parse(std::span<const uint8_t> in) {
   AcGroupListReq m;
   Reader r(in);
   r.U32(&m.after);
+  r.U32(&m.member_after);
   KGR_RETURN_IF_ERROR(r.Done("ac_group_list_req"));
   return m;
 }
@@ -299,7 +316,7 @@ StatusOr<AcGroupListAns> AcGroupListAns::Parse(std::span<const uint8_t> in) {
   Reader r(in);
   r.U8(&m.status);
   r.U8(&m.more);
-  r.Bound(m.more <= 1);
+  r.Bound(m.more <= 2);
   size_t n = 0;
   // An entry takes at least 17 bytes: the count is bounded by the input.
   if (r.Count(0xFFFF, 17, &n)) {
@@ -313,7 +330,7 @@ StatusOr<AcGroupListAns> AcGroupListAns::Parse(std::span<const uint8_t> in) {
       e.mode = static_cast<GroupMode>(mode);
       r.U32(&e.lifetime_s);
       r.U32(&e.key_version);
-      r.Ids(kMaxGroupMembers, &e.members);
+      r.Ids(0xFFFF, &e.members);
     }
   }
   KGR_RETURN_IF_ERROR(r.Done("ac_group_list_ans"));

@@ -22,6 +22,15 @@ StatusOr<Bytes> Seal(RecordType type, uint64_t key,
                      std::span<const uint8_t> clear,
                      std::span<const uint8_t> secret, const RecordKeys& keys,
                      std::span<const uint8_t> context);
+// Seal with the context of node `owner_n_id`'s file (for fuzzers: any
+// content behind a valid MAC).
+StatusOr<Bytes> SealParts(RecordType type, uint64_t key,
+                          std::span<const uint8_t> clear,
+                          std::span<const uint8_t> secret,
+                          const RecordKeys& keys, uint32_t owner_n_id);
+// A groups record's fields within their bounds (codec/group_record.cc):
+// INVALID_ARGUMENT naming the one that is not.
+Status CheckGroupParts(const GroupDesc& g);
 // Verifies (DATA_LOSS "verification failed") and opens a record of `type`.
 StatusOr<Opened> Open(std::span<const uint8_t> record, RecordType type,
                       const RecordKeys& keys, std::span<const uint8_t> context);

@@ -1,10 +1,10 @@
 // Record envelope and the record codecs (format: docs/storage.md).
 #include "kgr/records.h"
 
-#include "codec/record_envelope.h"
-
 #include <limits>
 #include <utility>
+
+#include "codec/record_envelope.h"
 
 namespace kgr {
 namespace {
@@ -159,6 +159,12 @@ StatusOr<Opened> Open(std::span<const uint8_t> record, RecordType type,
   return o;
 }
 
+StatusOr<Bytes> SealParts(RecordType type, uint64_t key,
+                          std::span<const uint8_t> clear,
+                          std::span<const uint8_t> secret,
+                          const RecordKeys& keys, uint32_t owner_n_id) {
+  return Seal(type, key, clear, secret, keys, MakeContext(keys, owner_n_id));
+}
 }  // namespace records_internal
 
 namespace {
@@ -460,17 +466,11 @@ StatusOr<SesKey> DecodeSesKey(std::span<const uint8_t> record,
 
 StatusOr<Bytes> Encode(const GroupDesc& g, const RecordKeys& keys,
                        std::span<const uint8_t> context) {
-  KGR_RETURN_IF_ERROR(ValidateGroupName(g.name));
-  if (g.members.size() > kMaxGroupMembers)
-    return InvalidArgumentError("groups: too many members");
-  if (g.tree.size() > kMaxGroupTreeState)
-    return InvalidArgumentError("groups: key tree too large");
-  if (!g.sign_key.empty() && g.sign_key.size() != 32)
-    return InvalidArgumentError("groups: signing key must be 32 bytes");
+  KGR_RETURN_IF_ERROR(records_internal::CheckGroupParts(g));
   Bytes clear;
   SecretBytes secret;
   EncodeGroupParts(g, &clear, &secret);
-  return Seal(RecordType::kGroupDesc, g.group_id, clear, secret.span(), keys,
+  return Seal(RecordType::kGroupDesc, g.key(), clear, secret.span(), keys,
               context);
 }
 

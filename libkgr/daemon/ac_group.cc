@@ -1,4 +1,5 @@
 // kgr-ac group create | add | remove | list | delete.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -30,21 +31,48 @@ const char* ModeName(GroupMode m) {
   return m == GroupMode::kSenderAuth ? "sender-auth" : "group-key";
 }
 
+// `members` in requests of at most kMaxGroupRequestMembers each.
+std::vector<std::vector<uint32_t>> Split(const std::vector<uint32_t>& members) {
+  std::vector<std::vector<uint32_t>> out;
+  for (size_t i = 0; i < members.size(); i += kMaxGroupRequestMembers) {
+    const size_t end = std::min(members.size(), i + kMaxGroupRequestMembers);
+    out.emplace_back(members.begin() + i, members.begin() + end);
+  }
+  return out;
+}
+
+StatusOr<AcGroupMembersAns> ChangeMembers(AcSession& session,
+                                          const std::string& name, bool add,
+                                          std::vector<uint32_t> members) {
+  AcGroupMembersReq req{name, static_cast<uint8_t>(add ? 1 : 0),
+                        std::move(members)};
+  return session.Call<StatusOr<AcGroupMembersAns>>(
+      [&](AcClient& c, auto done) { c.GroupMembers(req, done); });
+}
+
 Status Create(AcSession& session, const AcArgs& a) {
   KGR_ASSIGN_OR_RETURN(std::string name, NameOf(a, "create"));
   KGR_ASSIGN_OR_RETURN(GroupMode mode, ModeOf(a));
-  AcGroupCreateReq req{name, mode, a.rekey_every_s,
-                       a.members.value_or(std::vector<uint32_t>{})};
-  if (req.members.size() > kMaxGroupMembers) {
+  const std::vector<uint32_t> all = a.members.value_or(std::vector<uint32_t>{});
+  if (all.size() > kMaxGroupMembers) {
     return InvalidArgumentError("--members: at most " +
                                 std::to_string(kMaxGroupMembers));
   }
+  auto parts = Split(all);
+  AcGroupCreateReq req{name, mode, a.rekey_every_s,
+                       parts.empty() ? std::vector<uint32_t>{} : parts[0]};
   auto ans = session.Call<StatusOr<AcGroupCreateAns>>(
       [&](AcClient& c, auto done) { c.GroupCreate(req, done); });
   if (!ans.ok()) return ans.status();
+  uint32_t version = ans->key_version;
+  for (size_t i = 1; i < parts.size(); ++i) {
+    auto more = ChangeMembers(session, name, true, std::move(parts[i]));
+    if (!more.ok()) return more.status();
+    version = more->key_version;
+  }
   std::printf("created group %s (id %s, %zu members, key version %u)\n",
-              name.c_str(), FormatNodeId(ans->group_id).c_str(),
-              req.members.size(), ans->key_version);
+              name.c_str(), FormatNodeId(ans->group_id).c_str(), all.size(),
+              version);
   return OkStatus();
 }
 
@@ -59,13 +87,15 @@ Status Change(AcSession& session, const AcArgs& a, bool add) {
     return InvalidArgumentError("--members: at most " +
                                 std::to_string(kMaxGroupMembers));
   }
-  AcGroupMembersReq req{name, static_cast<uint8_t>(add ? 1 : 0), *a.members};
-  auto ans = session.Call<StatusOr<AcGroupMembersAns>>(
-      [&](AcClient& c, auto done) { c.GroupMembers(req, done); });
-  if (!ans.ok()) return ans.status();
+  uint32_t version = 0;
+  for (auto& part : Split(*a.members)) {
+    auto ans = ChangeMembers(session, name, add, std::move(part));
+    if (!ans.ok()) return ans.status();
+    version = ans->key_version;
+  }
   std::printf("%s %zu member(s) %s group %s (key version %u)\n",
               add ? "added" : "removed", a.members->size(), add ? "to" : "from",
-              name.c_str(), ans->key_version);
+              name.c_str(), version);
   return OkStatus();
 }
 

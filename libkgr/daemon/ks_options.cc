@@ -45,6 +45,7 @@ StatusOr<KsOptions> KsOptionsFrom(const CommandLine& c) {
   k.node_frames_per_s = static_cast<double>(rate);
   k.node_burst = static_cast<double>(burst);
   k.max_pending = c.Int("max_pending");
+  k.group_batch_ms = static_cast<uint32_t>(c.Int("group_batch_ms"));
   k.counter_lane = static_cast<uint8_t>(c.Int("cluster.instance"));
   k.share_group = c.Str("cluster.share_group");
   if (k.share_group.find_first_of("/+#$ ") != std::string::npos) {

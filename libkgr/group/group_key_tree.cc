@@ -89,6 +89,16 @@ StatusOr<GroupRekey> GroupKeyTree::Commit() {
   rekey.depth = s_->depth;
   std::vector<uint32_t> dirty = std::move(s_->staged);
   s_->staged.clear();
+  std::vector<PieceId>& pieces = s_->changed_pieces;
+  pieces.clear();
+  auto note_pieces = [&](uint8_t level) {
+    for (uint32_t node : dirty) {
+      PieceId id{level, node / kGroupTreePieceNodes};
+      if (pieces.empty() || pieces.back() != id) pieces.push_back(id);
+    }
+  };
+  std::sort(dirty.begin(), dirty.end());
+  note_pieces(0);
   for (uint8_t level = 1; level <= s_->depth; ++level) {
     for (auto& p : dirty) p /= kGroupTreeArity;
     std::sort(dirty.begin(), dirty.end());
@@ -97,6 +107,7 @@ StatusOr<GroupRekey> GroupKeyTree::Commit() {
     for (uint32_t node : dirty) {
       KGR_RETURN_IF_ERROR(s_->Renew(level, node, rekey.epoch, &rekey.entries));
     }
+    note_pieces(level);
   }
   s_->refresh = false;
   s_->epoch = rekey.epoch;

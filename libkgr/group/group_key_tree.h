@@ -38,11 +38,13 @@
 #ifndef KGR_GROUP_GROUP_KEY_TREE_H_
 #define KGR_GROUP_GROUP_KEY_TREE_H_
 
+#include <compare>
 #include <cstdint>
 #include <memory>
 #include <set>
 #include <span>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "group/key_source.h"
@@ -51,6 +53,9 @@
 #include "kgr/status.h"
 
 namespace kgr::group {
+
+// Nodes per stored piece of a key tree (see GroupKeyTree::PieceId).
+inline constexpr uint32_t kGroupTreePieceNodes = 64;
 
 class GroupKeyTree {
  public:
@@ -100,6 +105,47 @@ class GroupKeyTree {
   StatusOr<SecretBytes> Serialize() const;
   static StatusOr<GroupKeyTree> Deserialize(std::span<const uint8_t> in,
                                             KeySource* keys);
+
+  // ---- Pieces: the state in small records (group_key_tree_pieces.cc) ----
+  // The KS stores a tree as its shape plus pieces of kGroupTreePieceNodes
+  // consecutive nodes of one level, so that a commit rewrites only the
+  // pieces it touched (one per level per changed path). A piece is
+  //   leaves (level 0): (member:u32 version:u32 secret:bytes[32]){k}
+  //   level >= 1:       (version:u32 secret:bytes[32]){k}
+  // for the k nodes of the level in its range (the last piece of a level
+  // may be short); the secret is all zero where no member is below. A
+  // piece that is not stored reads as all zero (never used).
+  struct PieceId {
+    uint8_t level = 0;
+    uint32_t piece = 0;
+    auto operator<=>(const PieceId&) const = default;
+  };
+  struct Shape {
+    uint32_t epoch = 0;
+    uint8_t depth = 1;
+    uint32_t slots = 0;  // leaf slots ever used
+  };
+  Shape shape() const;
+  // Every piece of the tree as it is now, in (level, piece) order.
+  std::vector<PieceId> AllPieces() const;
+  // The pieces the last Commit changed: every node it renewed or added
+  // (a growth of the depth keeps the names of the nodes below).
+  const std::vector<PieceId>& ChangedPieces() const;
+  // The pieces that the staged changes will change (to bound a commit).
+  std::vector<PieceId> StagedPieces() const;
+  // FAILED_PRECONDITION while staged, NOT_FOUND for no such piece.
+  StatusOr<SecretBytes> EncodePiece(PieceId id) const;
+  // The leaf slot of `member` (NOT_FOUND for a non-member).
+  StatusOr<uint32_t> PositionOf(uint32_t member) const;
+  // The member at leaf slot `position` (0: free).
+  uint32_t MemberAt(uint32_t position) const;
+  // A tree from its shape and stored pieces (absent pieces: zero).
+  // INVALID_ARGUMENT "malformed group tree: ..." for a bad piece or a
+  // member twice.
+  static StatusOr<GroupKeyTree> FromPieces(
+      uint32_t group_id, Shape shape,
+      const std::vector<std::pair<PieceId, SecretBytes>>& pieces,
+      KeySource* keys);
 
  private:
   struct State;

@@ -46,6 +46,8 @@ struct GroupKeyTree::State {
   uint32_t slots = 0;                 // leaf slots ever used
   std::vector<uint32_t> staged;       // leaf positions changed since commit
   bool refresh = false;
+  // The pieces the last commit changed (GroupKeyTree::ChangedPieces).
+  std::vector<GroupKeyTree::PieceId> changed_pieces;
 
   uint64_t Capacity() const;
   // Makes room for `n` leaf slots on every level.

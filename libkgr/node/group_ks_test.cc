@@ -332,7 +332,9 @@ TEST_F(GroupKsTest, SyncGivesAMemberItsPathAndANonMemberNothing) {
   ASSERT_EQ(so.size(), 1u);
   EXPECT_TRUE(so[0].path.empty());
   // The member's Ed25519 key is now in the membership others receive.
-  auto g = groups_->Get(created.group_id);
+  // (in the record of the key tree's first leaf slots, a's slot among them)
+  auto g = groups_->Get(GroupRecordKey(GroupDesc::Kind::kMemberPiece,
+                                       created.group_id));
   ASSERT_TRUE(g.ok());
   bool found = false;
   for (const auto& m : g->members) {

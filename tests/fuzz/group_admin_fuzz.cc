@@ -1,8 +1,9 @@
 // Fuzzes the KS side's group decoders (docs/protocol.md section 14): the
 // bodies of group_join/group_sync_ans, group_sync_req and the AC's
-// ac_group_* requests and answers, and the group record's parts
-// (docs/storage.md 1.5). Must never crash, leak, read out of bounds or
-// allocate without bound; whatever parses encodes back to the same bytes.
+// ac_group_* requests and answers, and the group records' parts
+// (docs/storage.md 1.6: header, key tree pieces, member pieces). Must never
+// crash, leak, read out of bounds or allocate without bound; whatever
+// parses encodes back to the same bytes.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -42,9 +43,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The record's parts: the first byte splits clear from secret.
   if (size > 0) {
     const size_t split = std::min<size_t>(data[0], size - 1);
-    kgr::GroupDesc g;
-    (void)kgr::DecodeGroupParts(0x01020304, in.subspan(1, split),
-                                in.subspan(1 + split), &g);
+    // Every kind of record (header, tree piece, member piece), the level
+    // and piece taken from the input too.
+    using Kind = kgr::GroupDesc::Kind;
+    const uint8_t level = size > 1 ? data[1] & 0x1F : 0;
+    for (uint64_t key :
+         {kgr::GroupRecordKey(Kind::kHeader, 0x01020304),
+          kgr::GroupRecordKey(Kind::kTreePiece, 0x01020304, level, 3),
+          kgr::GroupRecordKey(Kind::kMemberPiece, 0x01020304, 0, 7)}) {
+      kgr::GroupDesc g;
+      (void)kgr::DecodeGroupParts(key, in.subspan(1, split),
+                                  in.subspan(1 + split), &g);
+    }
   }
   return 0;
 }

@@ -1,9 +1,15 @@
-// Fuzzes the record decoders (node_desc, gen_keys, ses_keys) with fixed
-// NK/NKsign, the record-key peek, and the record file loader on an
-// in-memory file system (snapshot and journal from the input).
+// Fuzzes the record decoders (node_desc, gen_keys, ses_keys, groups,
+// grp_keys) with fixed NK/NKsign, the record-key peek, and the record file
+// loader on an in-memory file system (snapshot and journal from the input).
+// The group records also get the input sealed under the fixed keys (its
+// first byte splits clear from secret), so that their content decoders run
+// behind a valid MAC: a groups record of each kind (header, key tree piece,
+// member piece) and a grp_keys record of each kind.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
+#include "codec/record_envelope.h"
 #include "kgr/records.h"
 #include "kgr/store.h"
 #include "testing/fake_filesystem.h"
@@ -31,6 +37,33 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)kgr::DecodeRecord<kgr::SesKey>(in, Keys(), 7);
   (void)kgr::VerifyRecord(in, kgr::RecordType::kSesKey, Keys(), 7);
   (void)kgr::PeekRecordKey(in);
+  const kgr::RecordCodec codec(Keys(), 7);
+  (void)codec.Decode<kgr::GroupDesc>(in);
+  (void)codec.Decode<kgr::GroupRecord>(in);
+  if (size > 0) {
+    const size_t split = std::min<size_t>(data[0], size - 1);
+    const auto clear = in.subspan(1, split), secret = in.subspan(1 + split);
+    using Kind = kgr::GroupDesc::Kind;
+    const std::pair<kgr::RecordType, uint64_t> sealed[] = {
+        {kgr::RecordType::kGroupDesc, kgr::GroupRecordKey(Kind::kHeader, 9)},
+        {kgr::RecordType::kGroupDesc,
+         kgr::GroupRecordKey(Kind::kTreePiece, 9, 2, 5)},
+        {kgr::RecordType::kGroupDesc,
+         kgr::GroupRecordKey(Kind::kMemberPiece, 9, 0, 5)},
+        {kgr::RecordType::kGrpKeys, 0},
+        {kgr::RecordType::kGrpKeys, uint64_t{9} << 32},
+        {kgr::RecordType::kGrpKeys, uint64_t{9} << 32 | 11}};
+    for (const auto& [type, key] : sealed) {
+      auto record =
+          kgr::records_internal::SealParts(type, key, clear, secret, Keys(), 7);
+      if (!record.ok()) continue;
+      if (type == kgr::RecordType::kGroupDesc) {
+        (void)codec.Decode<kgr::GroupDesc>(*record);
+      } else {
+        (void)codec.Decode<kgr::GroupRecord>(*record);
+      }
+    }
+  }
   // The same bytes as a snapshot file, and as a journal.
   for (int as_journal = 0; as_journal < 2; ++as_journal) {
     kgr::testing::FakeFileSystem fs;

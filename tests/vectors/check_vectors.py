@@ -54,10 +54,65 @@ def check_chain(pem):
     subject = openssl(["x509", "-noout", "-subject", "-nameopt", "compat"], pem)
     assert "/O=kgr/OU=kgr-node/CN=n" in subject, subject
 
+def name8(b, o):
+    n = b[o]
+    return b[o + 1:o + 1 + n].decode("ascii"), o + 1 + n
+
+def parse_group_body(t, b):
+    """Group bodies of docs/protocol.md section 14 (0x13, 0x15, 0x16,
+    0x28..0x2F): (fields, end)."""
+    if t in (0x13, 0x16):
+        (plen,) = struct.unpack_from(">H", b, 61)
+        o = 63 + plen
+        (n,) = struct.unpack_from(">I", b, o); o += 4
+        members = []
+        for _ in range(n):
+            members.append(dict(n_id=h32(b, o), sign_public=b[o + 4:o + 36].hex()))
+            o += 36
+        return dict(group_id=h32(b, 0), key_version=u32(b, 4), mode=b[8],
+                    rekey_topic=b[9:19].hex(), data_topic=b[19:29].hex(),
+                    ks_sign_public=b[29:61].hex(), path=b[63:63 + plen].hex(),
+                    members=members), o
+    if t == 0x15:
+        return dict(group_id=h32(b, 0), have_version=u32(b, 4),
+                    sign_public=b[8:40].hex()), 40
+    if t == 0x28:
+        name, o = name8(b, 0)
+        p, end = ids(b, o + 5)
+        return dict(name=name, mode=b[o], lifetime_s=u32(b, o + 1), members=p), end
+    if t in (0x29, 0x2B, 0x2F):
+        msg, end = name8(b, 9)
+        return dict(status=b[0], group_id=h32(b, 1), key_version=u32(b, 5),
+                    message=msg), end
+    if t == 0x2A:
+        name, o = name8(b, 0)
+        p, end = ids(b, o + 1)
+        return dict(name=name, add=b[o], members=p), end
+    if t == 0x2C:
+        return dict(after=h32(b, 0), member_after=h32(b, 4)), 8
+    if t == 0x2D:
+        (n,) = struct.unpack_from(">H", b, 2)
+        o, groups = 4, []
+        for _ in range(n):
+            gid = h32(b, o)
+            name, o = name8(b, o + 4)
+            p, end = ids(b, o + 9)
+            groups.append(dict(group_id=gid, name=name, mode=b[o],
+                               lifetime_s=u32(b, o + 1), key_version=u32(b, o + 5),
+                               members=p))
+            o = end
+        return dict(status=b[0], more=b[1], groups=groups), o
+    if t == 0x2E:
+        name, end = name8(b, 0)
+        return dict(name=name), end
+    raise ValueError("type %d" % t)
+
 def parse_body(t, b):
     """Body grammars of docs/protocol.md section 2 and 4."""
     f = {}
-    if t == 0x01: f = dict(n_id=h32(b, 0), ntag=b[4:36].hex(), topic2=b[36:46].hex()); end = 46
+    if t in (0x13, 0x15, 0x16) or 0x28 <= t <= 0x2F:
+        f, end = parse_group_body(t, b)
+    elif t == 0x01: f = dict(n_id=h32(b, 0), ntag=b[4:36].hex(), topic2=b[36:46].hex()); end = 46
     elif t == 0x02: f = dict(nksk=b[0:64].hex(), topic1=b[64:74].hex()); end = 74
     elif t == 0x03: f = dict(n_id2=h32(b, 0), version=u32(b, 4), topic3=b[8:18].hex()); end = 18
     elif t == 0x04: f = dict(n_id1=h32(b, 0), n_id2=h32(b, 4), version=u32(b, 8), nnsk=b[12:76].hex()); end = 76

@@ -11,9 +11,11 @@
 
 #include "kgr/frame.h"
 #include "kgr/group_frame.h"
+#include "kgr/group_frames.h"
 #include "kgr/records.h"
 #include "testing/crypto_testing.h"
 #include "vectors/group_vectors.h"
+#include "vectors/hex.h"
 
 namespace kgr {
 namespace {
@@ -45,15 +47,9 @@ auto WithIv(const Iv& iv, F seal) {
   crypto_testing::FixedIvScope fixed(iv);
   return seal();
 }
-std::string Hex(std::span<const uint8_t> b) { return ToHex(b); }
-std::string HexKeys(const SymmetricKeys& k) {
-  return Hex(k.RawEncKeyBytes().span()) + Hex(k.RawMacKeyBytes().span());
-}
-std::string Hex32(uint32_t v) {
-  char b[9];
-  std::snprintf(b, sizeof b, "%08x", v);
-  return b;
-}
+using vectors::Hex;
+using vectors::Hex32;
+using vectors::HexKeys;
 
 // Broker certificate renewal (docs/protocol.md section 11): a real CSR of
 // node 0a0b0c0d (P-256, made once with openssl; ECDSA signatures are not
@@ -111,6 +107,129 @@ ordered_json Frame(const std::string& name, FrameHeader h, const Body& body,
           {"frame", Hex(*frame)}};
 }
 
+// group_join, group_sync_req, group_sync_ans (0x13, 0x15, 0x16; docs/
+// protocol.md section 14) under the member's NKSK.
+void AddGroupFrames(const FrameHeader& member, const FrameHeader& from_ks,
+                    const SymmetricKeys& nksk, ordered_json* frames) {
+  GroupJoin join;
+  join.group_id = 0x00c0ffee;
+  join.key_version = 3;
+  join.mode = GroupMode::kSenderAuth;
+  join.rekey_topic = T(0xa0);
+  join.data_topic = T(0xb0);
+  for (size_t i = 0; i < join.ks_sign_public.size(); ++i)
+    join.ks_sign_public[i] = static_cast<uint8_t>(0xd0 + i);
+  join.path = Pattern(0x01, 40);  // opaque here (section 12: group_path)
+  join.members = {{0x0a0b0c0d, {}}, {0x0e0f1011, {}}};
+  join.members[1].sign_public.fill(0x5a);
+  ordered_json members = ordered_json::array();
+  for (const GroupMember& m : join.members) {
+    members.push_back(
+        {{"n_id", Hex32(m.n_id)}, {"sign_public", Hex(m.sign_public)}});
+  }
+  ordered_json fields = {{"group_id", Hex32(join.group_id)},
+                         {"key_version", join.key_version},
+                         {"mode", 1},
+                         {"rekey_topic", Hex(join.rekey_topic)},
+                         {"data_topic", Hex(join.data_topic)},
+                         {"ks_sign_public", Hex(join.ks_sign_public)},
+                         {"path", Hex(join.path.span())},
+                         {"members", members}};
+  frames->push_back(
+      Frame("group_join", from_ks, join, nksk, FixedIv(0xa8), fields));
+  GroupSyncAns ans;
+  ans.group_id = join.group_id;
+  ans.key_version = join.key_version;
+  ans.mode = join.mode;
+  ans.rekey_topic = join.rekey_topic;
+  ans.data_topic = join.data_topic;
+  ans.ks_sign_public = join.ks_sign_public;
+  ans.path = join.path.Clone();
+  ans.members = join.members;
+  frames->push_back(
+      Frame("group_sync_ans", from_ks, ans, nksk, FixedIv(0xa9), fields));
+  GroupJoin gone;  // no path: the node is not (or no longer) a member
+  gone.group_id = join.group_id;
+  gone.key_version = 4;
+  frames->push_back(Frame("group_join (gone)", from_ks, gone, nksk,
+                          FixedIv(0xaa),
+                          {{"group_id", Hex32(gone.group_id)},
+                           {"key_version", 4},
+                           {"mode", 0},
+                           {"rekey_topic", Hex(gone.rekey_topic)},
+                           {"data_topic", Hex(gone.data_topic)},
+                           {"ks_sign_public", Hex(gone.ks_sign_public)},
+                           {"path", ""},
+                           {"members", ordered_json::array()}}));
+  GroupSyncReq req;
+  req.group_id = join.group_id;
+  req.have_version = 2;
+  req.sign_public.fill(0x5a);
+  frames->push_back(Frame("group_sync_req", member, req, nksk, FixedIv(0xab),
+                          {{"group_id", Hex32(req.group_id)},
+                           {"have_version", 2},
+                           {"sign_public", Hex(req.sign_public)}}));
+}
+
+// The AC's group frames (0x28..0x2F), clear inside CMS.
+template <typename AddClear>
+void AddGroupClearFrames(AddClear add) {
+  auto body = [](const auto& m) {
+    Bytes b;
+    m.EncodeTo(&b);
+    return b;
+  };
+  const uint32_t a = 0x0a0b0c0d, b = 0x0e0f1011, g = 0x00c0ffee;
+  add("ac_group_create_req", FrameType::kAcGroupCreateReq,
+      body(AcGroupCreateReq{
+          "hall-lights", GroupMode::kSenderAuth, 86400, {a, b}}),
+      {{"name", "hall-lights"},
+       {"mode", 1},
+       {"lifetime_s", 86400},
+       {"members", {Hex32(a), Hex32(b)}}});
+  add("ac_group_create_ans", FrameType::kAcGroupCreateAns,
+      body(AcGroupCreateAns{0, g, 1, ""}),
+      {{"status", 0},
+       {"group_id", Hex32(g)},
+       {"key_version", 1},
+       {"message", ""}});
+  add("ac_group_members_req", FrameType::kAcGroupMembersReq,
+      body(AcGroupMembersReq{"hall-lights", 0, {b}}),
+      {{"name", "hall-lights"}, {"add", 0}, {"members", {Hex32(b)}}});
+  const std::string refused = "node 0e0f1011 is not a member of 'hall-lights'";
+  add("ac_group_members_ans (refused)", FrameType::kAcGroupMembersAns,
+      body(AcGroupMembersAns{5, 0, 0, refused}),
+      {{"status", 5},
+       {"group_id", Hex32(0)},
+       {"key_version", 0},
+       {"message", refused}});
+  add("ac_group_list_req", FrameType::kAcGroupListReq,
+      body(AcGroupListReq{g, a}),
+      {{"after", Hex32(g)}, {"member_after", Hex32(a)}});
+  AcGroupListAns list;
+  list.more = 2;
+  list.groups.push_back(
+      {g, "hall-lights", GroupMode::kSenderAuth, 86400, 2, {b}});
+  add("ac_group_list_ans", FrameType::kAcGroupListAns, body(list),
+      {{"status", 0},
+       {"more", 2},
+       {"groups",
+        {{{"group_id", Hex32(g)},
+          {"name", "hall-lights"},
+          {"mode", 1},
+          {"lifetime_s", 86400},
+          {"key_version", 2},
+          {"members", {Hex32(b)}}}}}});
+  add("ac_group_delete_req", FrameType::kAcGroupDeleteReq,
+      body(AcGroupDeleteReq{"hall-lights"}), {{"name", "hall-lights"}});
+  add("ac_group_delete_ans", FrameType::kAcGroupDeleteAns,
+      body(AcGroupDeleteAns{0, g, 2, ""}),
+      {{"status", 0},
+       {"group_id", Hex32(g)},
+       {"key_version", 2},
+       {"message", ""}});
+}
+
 // group_data (0x14, docs/protocol.md section 13): one frame per mode, with
 // the group key, the derived K and (mode 1) the Ed25519 key and signature.
 ordered_json GroupDataVectors() {
@@ -128,24 +247,23 @@ ordered_json GroupDataVectors() {
     SymmetricKeys keys = *GroupDataKeys(group_key, group, h.key_version);
     const Bytes data = {'t', 'e', 'm', 'p', ' ', '2', '1'};
     const Iv iv = FixedIv(0xd0);
-    auto frame = WithIv(iv, [&] {
-      return SealGroupData(h, group, mode, data, keys, &signer);
-    });
+    auto frame = WithIv(
+        iv, [&] { return SealGroupData(h, group, mode, data, keys, &signer); });
     if (!frame.ok()) {
       std::fprintf(stderr, "group_data: %s\n",
                    frame.status().ToString().c_str());
       std::exit(1);
     }
-    ordered_json v = {{"name", std::string("group_data_") +
-                                   std::string(GroupModeName(mode))},
-                      {"group_id", Hex32(group)},
-                      {"mode", static_cast<int>(mode)},
-                      {"group_key", Hex(group_key.span())},
-                      {"enc_key", Hex(keys.RawEncKeyBytes().span())},
-                      {"mac_key", Hex(keys.RawMacKeyBytes().span())},
-                      {"header", HeaderJson(h)},
-                      {"iv", Hex(iv)},
-                      {"data", Hex(data)}};
+    ordered_json v = {
+        {"name", std::string("group_data_") + std::string(GroupModeName(mode))},
+        {"group_id", Hex32(group)},
+        {"mode", static_cast<int>(mode)},
+        {"group_key", Hex(group_key.span())},
+        {"enc_key", Hex(keys.RawEncKeyBytes().span())},
+        {"mac_key", Hex(keys.RawMacKeyBytes().span())},
+        {"header", HeaderJson(h)},
+        {"iv", Hex(iv)},
+        {"data", Hex(data)}};
     if (mode == GroupMode::kSenderAuth) {
       v["ed25519_private"] = Hex(signer.span());
       v["ed25519_public"] = Hex(Ed25519FromSeed(signer.span())->public_key);
@@ -296,6 +414,7 @@ ordered_json Build() {
   frames.push_back(Frame(
       "node_data_ans", n2h, NodeDataAns{n2, SecretBytes(AsBytes("ack"))}, nnsk,
       FixedIv(0xa0), {{"n_id2", Hex32(n2)}, {"data", Hex(AsBytes("ack"))}}));
+  AddGroupFrames(h, from_ks, nksk1, &frames);
   out["frames"] = frames;
 
   // AC clear frames (carried inside CMS).
@@ -340,6 +459,7 @@ ordered_json Build() {
   b.clear();
   AcRevokeReq{n2}.EncodeTo(&b);
   add_clear("ac_revoke_req", FrameType::kAcRevokeReq, b, {{"n_id", Hex32(n2)}});
+  AddGroupClearFrames(add_clear);
   out["clear_frames"] = clear;
 
   // Records.

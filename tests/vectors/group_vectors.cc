@@ -13,6 +13,7 @@
 #include "kgr/ed25519.h"
 #include "kgr/group_rekey.h"
 #include "testing/crypto_testing.h"
+#include "vectors/hex.h"
 
 namespace kgr {
 namespace {
@@ -23,10 +24,6 @@ SecretBytes Filled(uint8_t start, size_t n) {
   SecretBytes s(n);
   for (size_t i = 0; i < n; ++i) s.data()[i] = static_cast<uint8_t>(start + i);
   return s;
-}
-std::string GroupHex(std::span<const uint8_t> b) { return ToHex(b); }
-std::string GroupHexKeys(const SymmetricKeys& k) {
-  return GroupHex(k.RawEncKeyBytes().span()) + GroupHex(k.RawMacKeyBytes().span());
 }
 template <typename T>
 T Must(StatusOr<T> v, const char* what) {
@@ -41,14 +38,15 @@ T Must(StatusOr<T> v, const char* what) {
 ordered_json PathJson(const GroupPath& p) {
   ordered_json keys = ordered_json::array();
   for (const auto& k : p.keys) {
-    keys.push_back({{"version", k.version}, {"secret", GroupHex(k.secret.span())}});
+    keys.push_back(
+        {{"version", k.version}, {"secret", vectors::Hex(k.secret.span())}});
   }
   Bytes encoded;
   p.EncodeTo(&encoded);
   ordered_json j = {
       {"group_id", p.group_id}, {"epoch", p.epoch},
       {"depth", p.depth},       {"leaf_position", p.leaf_position},
-      {"keys", keys},           {"encoded", GroupHex(encoded)}};
+      {"keys", keys},           {"encoded", vectors::Hex(encoded)}};
   WipeVector(encoded);
   return j;
 }
@@ -58,17 +56,17 @@ ordered_json Derivations() {
   auto kek = Must(GroupNodeKek(secret, 7, 1, 3, 9), "kek");
   auto data = Must(GroupDataKeys(secret, 7, 12), "data keys");
   return {{{"name", "group_kek"},
-           {"secret", GroupHex(secret.span())},
+           {"secret", vectors::Hex(secret.span())},
            {"group_id", 7},
            {"level", 1},
            {"position", 3},
            {"version", 9},
-           {"keys", GroupHexKeys(kek)}},
+           {"keys", vectors::HexKeys(kek)}},
           {{"name", "group_data_keys"},
-           {"root_secret", GroupHex(secret.span())},
+           {"root_secret", vectors::Hex(secret.span())},
            {"group_id", 7},
            {"epoch", 12},
-           {"keys", GroupHexKeys(data)}}};
+           {"keys", vectors::HexKeys(data)}}};
 }
 
 ordered_json Wrap() {
@@ -80,7 +78,7 @@ ordered_json Wrap() {
   for (size_t i = 0; i < iv.size(); ++i) iv[i] = static_cast<uint8_t>(0xb0 + i);
   crypto_testing::FixedIvScope fixed(iv);
   auto wrapped = Must(WrapGroupSecret(kek, place, secret), "wrap");
-  return {{"child_secret", GroupHex(child.span())},
+  return {{"child_secret", vectors::Hex(child.span())},
           {"group_id", 7},
           {"epoch", 12},
           {"level", 1},
@@ -89,9 +87,9 @@ ordered_json Wrap() {
           {"child_slot", 1},
           {"child_position", 5},
           {"child_version", 2},
-          {"secret", GroupHex(secret.span())},
-          {"iv", GroupHex(iv)},
-          {"wrapped", GroupHex(wrapped)}};
+          {"secret", vectors::Hex(secret.span())},
+          {"iv", vectors::Hex(iv)},
+          {"wrapped", vectors::Hex(wrapped)}};
 }
 
 ordered_json Rekey() {
@@ -120,13 +118,13 @@ ordered_json Rekey() {
                        {"position", e.position},
                        {"version", e.version},
                        {"child_slot", e.child_slot},
-                       {"wrapped", GroupHex(e.wrapped)}});
+                       {"wrapped", vectors::Hex(e.wrapped)}});
   }
   GroupPath after = Must(tree.PathOf(1), "path");
   auto data = Must(tree.DataKeys(), "data keys");
   return {{"name", "group_rekey"},
-          {"ks_signing_seed", GroupHex(ks.private_key.span())},
-          {"ks_public", GroupHex(ks.public_key)},
+          {"ks_signing_seed", vectors::Hex(ks.private_key.span())},
+          {"ks_public", vectors::Hex(ks.public_key)},
           {"header",
            {{"type", 0x12},
             {"flags", 0},
@@ -141,10 +139,10 @@ ordered_json Rekey() {
             {"part", 0},
             {"parts", 1},
             {"entries", entries}}},
-          {"frame", GroupHex(frames.at(0))},
+          {"frame", vectors::Hex(frames.at(0))},
           {"member_1_before", PathJson(before)},
           {"member_1_after", PathJson(after)},
-          {"data_keys_after", GroupHexKeys(data)}};
+          {"data_keys_after", vectors::HexKeys(data)}};
 }
 
 }  // namespace

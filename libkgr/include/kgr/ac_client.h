@@ -74,7 +74,7 @@ class AcClient {
   // The pages after `after`, appended to `*all`.
   void ListFrom(uint32_t after, std::shared_ptr<AcListAns> all,
                 std::function<void(StatusOr<AcListAns>)> done);
-  void GroupListFrom(uint32_t after, std::shared_ptr<AcGroupListAns> all,
+  void GroupListFrom(AcGroupListReq from, std::shared_ptr<AcGroupListAns> all,
                      std::function<void(StatusOr<AcGroupListAns>)> done);
 
   Transport& transport_;

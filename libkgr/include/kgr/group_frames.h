@@ -35,6 +35,10 @@ std::string_view GroupFrameTypeName(FrameType type);
 std::string GroupTopicName(std::string_view prefix, uint32_t group_id,
                            bool rekey, const TopicId& id);
 
+// Members one ac_group_create_req or ac_group_members_req carries, at most
+// (kgr-ac splits a longer list into several requests).
+inline constexpr size_t kMaxGroupRequestMembers = 10000;
+
 // A member's path as group_join carries it (group_path of kgr/group_rekey.h),
 // at most this long.
 inline constexpr size_t kMaxGroupPathSize = 1024;
@@ -58,7 +62,7 @@ struct GroupPathBody {
   TopicId data_topic{};
   std::array<uint8_t, kEd25519PublicSize> ks_sign_public{};
   SecretBytes path;                  // group_path, <= kMaxGroupPathSize
-  std::vector<GroupMember> members;  // <= kMaxGroupMembers
+  std::vector<GroupMember> members;  // <= kMaxGroupMembers (u32 count)
   void EncodeTo(Bytes* out) const;
   static StatusOr<GroupPathBody> Parse(std::span<const uint8_t> in);
 };
@@ -86,7 +90,7 @@ struct AcGroupCreateReq {
   std::string name;
   GroupMode mode = GroupMode::kGroupKey;
   uint32_t lifetime_s = 0;        // 0: no periodic rekey
-  std::vector<uint32_t> members;  // <= kMaxGroupMembers
+  std::vector<uint32_t> members;  // <= kMaxGroupRequestMembers
   void EncodeTo(Bytes* out) const;
   static StatusOr<AcGroupCreateReq> Parse(std::span<const uint8_t> in);
 };
@@ -96,7 +100,7 @@ struct AcGroupMembersReq {
   static constexpr FrameType kType = FrameType::kAcGroupMembersReq;
   std::string name;
   uint8_t add = 1;
-  std::vector<uint32_t> members;  // 1..kMaxGroupMembers
+  std::vector<uint32_t> members;  // 1..kMaxGroupRequestMembers
   void EncodeTo(Bytes* out) const;
   static StatusOr<AcGroupMembersReq> Parse(std::span<const uint8_t> in);
 };
@@ -126,10 +130,13 @@ using AcGroupMembersAns = AcGroupAnsBody<FrameType::kAcGroupMembersAns>;
 using AcGroupDeleteAns = AcGroupAnsBody<FrameType::kAcGroupDeleteAns>;
 inline constexpr size_t kMaxAcGroupMessage = 200;
 
-// AC -> KS: the groups with an id above `after`, ascending.
+// AC -> KS: the groups with an id above `after`, ascending; with
+// `member_after` != 0, first the rest of group `after`: its members above
+// `member_after` (the answer's first entry), then the groups above it.
 struct AcGroupListReq {
   static constexpr FrameType kType = FrameType::kAcGroupListReq;
   uint32_t after = 0;
+  uint32_t member_after = 0;
   void EncodeTo(Bytes* out) const;
   static StatusOr<AcGroupListReq> Parse(std::span<const uint8_t> in);
 };
@@ -142,10 +149,12 @@ struct AcGroupListAns {
     GroupMode mode = GroupMode::kGroupKey;
     uint32_t lifetime_s = 0;
     uint32_t key_version = 0;
-    std::vector<uint32_t> members;
+    std::vector<uint32_t> members;  // ascending; a page of them (`more`)
   };
   uint8_t status = 0;
-  uint8_t more = 0;  // 1: groups follow the last entry (ask after it)
+  // 0: the end. 1: groups follow the last entry (ask after its id). 2: the
+  // last entry's members continue (ask after its id and its last member).
+  uint8_t more = 0;
   std::vector<Entry> groups;
   void EncodeTo(Bytes* out) const;
   static StatusOr<AcGroupListAns> Parse(std::span<const uint8_t> in);

@@ -243,7 +243,7 @@ class KeyServer {
   AcGroupCreateAns CreateGroup(const AcGroupCreateReq& req);
   AcGroupMembersAns ChangeGroupMembers(const AcGroupMembersReq& req);
   AcGroupDeleteAns DeleteGroup(const AcGroupDeleteReq& req);
-  AcGroupListAns ListGroups(uint32_t after);
+  AcGroupListAns ListGroups(uint32_t after, uint32_t member_after = 0);
 
   // Asks a node to rotate its NKSK/NKSKsign (nksk_rot_sig); the node then
   // runs the ephemeral X25519 exchange (nksk_rot_req / nksk_rot_ans).

@@ -280,10 +280,16 @@ enum class GroupMode : uint8_t {
   kSenderAuth = 1  // and each member signs with its own Ed25519 key
 };
 inline constexpr size_t kMaxGroupNameSize = 64;
-// One group is one record (<= kMaxRecordSize): members and the key tree's
-// state together stay well below it.
-inline constexpr size_t kMaxGroupMembers = 256;
-inline constexpr size_t kMaxGroupTreeState = 20 * 1024;
+// Members of one group, at most. A group is stored as several records
+// (GroupDesc::Kind), each well below kMaxRecordSize.
+inline constexpr size_t kMaxGroupMembers = 100000;
+// Joins and leaves waiting in a group's header for the batch window, at
+// most (a request that would pass it is applied at once).
+inline constexpr size_t kMaxGroupPending = 256;
+// Leaf slots per member piece; bytes of one key tree piece, at most
+// (GroupKeyTree::EncodePiece: 64 nodes of 40 bytes).
+inline constexpr size_t kGroupMemberPieceSlots = 64;
+inline constexpr size_t kMaxGroupTreePiece = 64 * 40;
 
 struct GroupMember {
   uint32_t n_id = 0;
@@ -293,36 +299,75 @@ struct GroupMember {
   bool operator==(const GroupMember&) const = default;
 };
 
-// One group of the KS file `groups`.
-struct GroupDesc {
-  using Key = uint32_t;
-  static constexpr RecordType kType = RecordType::kGroupDesc;
+// A join or leave the KS accepted and has not rekeyed yet.
+struct GroupChange {
+  uint32_t n_id = 0;
+  bool join = true;
+  std::array<uint8_t, kEd25519PublicSize> sign_public{};  // join: if sent
+  bool operator==(const GroupChange&) const = default;
+};
 
-  // Clear (authenticated).
+// One record of the KS file `groups` (docs/storage.md 1.6). A group is a
+// header and pieces, each its own record, so that a rekey rewrites only
+// the records it touched (a leave: the header, one tree piece per level
+// and one member piece). The key says which (GroupRecordKey):
+//   kHeader       the group: name, policy, version, topics, signing key,
+//                 the key tree's shape and the changes not rekeyed yet;
+//   kTreePiece    `level`, `piece`: GroupKeyTree::EncodePiece (secret);
+//   kMemberPiece  `piece`: per leaf slot of the key tree (kGroupMember-
+//                 PieceSlots of them), its member (n_id 0: free) and the
+//                 member's Ed25519 public key.
+struct GroupDesc {
+  using Key = uint64_t;
+  static constexpr RecordType kType = RecordType::kGroupDesc;
+  enum class Kind : uint8_t { kHeader = 0, kTreePiece = 1, kMemberPiece = 2 };
+
   uint32_t group_id = 0;
+  Kind kind = Kind::kHeader;
+  uint8_t level = 0;   // kTreePiece
+  uint16_t piece = 0;  // kTreePiece, kMemberPiece
+  // kHeader. Clear (authenticated).
   std::string name;  // 1..kMaxGroupNameSize of [A-Za-z0-9_.-]
   GroupMode mode = GroupMode::kGroupKey;
   uint32_t lifetime_s = 0;       // rekey the root at least this often; 0: never
   uint32_t key_version = 0;      // epoch of the group key, +1 per rekey
   uint64_t rekeyed_unix_ms = 0;  // when the group key last changed
-  std::vector<GroupMember> members;  // ascending n_id, <= kMaxGroupMembers
-  // Secret (encrypted with NK).
+  uint8_t tree_depth = 1;        // GroupKeyTree::Shape (epoch: key_version)
+  uint32_t tree_slots = 0;
+  uint32_t member_count = 0;           // members in the key tree
+  std::vector<GroupChange> pending;    // <= kMaxGroupPending
+  // kMemberPiece. Clear (authenticated). <= kGroupMemberPieceSlots.
+  std::vector<GroupMember> members;
+  // kHeader. Secret (encrypted with NK).
   TopicId rekey_topic{};  // the KS publishes group_rekey there
   TopicId data_topic{};   // members publish group_data there
   // The KS's Ed25519 key that signs this group's group_rekey frames (the
   // 32-byte private seed; empty until the first rekey).
   SecretBytes sign_key;
-  SecretBytes tree;  // the key tree serialized, <= kMaxGroupTreeState
+  // kTreePiece. Secret: <= kMaxGroupTreePiece.
+  SecretBytes tree;
 
-  Key key() const { return group_id; }
+  Key key() const;
   template <typename Self>
   static auto Fields(Self& g) {
-    return std::tie(g.group_id, g.name, g.mode, g.lifetime_s, g.key_version,
-                    g.rekeyed_unix_ms, g.members, g.rekey_topic, g.data_topic,
-                    g.sign_key, g.tree);
+    return std::tie(g.group_id, g.kind, g.level, g.piece, g.name, g.mode,
+                    g.lifetime_s, g.key_version, g.rekeyed_unix_ms,
+                    g.tree_depth, g.tree_slots, g.member_count, g.pending,
+                    g.members, g.rekey_topic, g.data_topic, g.sign_key,
+                    g.tree);
   }
   GroupDesc Clone() const { return records_internal::CloneFields(*this); }
 };
+// kind:u8 level:u8 piece:u16 group_id:u32, as one u64 (a header's key is
+// its group id).
+constexpr uint64_t GroupRecordKey(GroupDesc::Kind kind, uint32_t group_id,
+                                  uint8_t level = 0, uint16_t piece = 0) {
+  return uint64_t{static_cast<uint8_t>(kind)} << 56 | uint64_t{level} << 48 |
+         uint64_t{piece} << 32 | group_id;
+}
+inline GroupDesc::Key GroupDesc::key() const {
+  return GroupRecordKey(kind, group_id, level, piece);
+}
 // INVALID_ARGUMENT naming what is wrong with a group name.
 Status ValidateGroupName(std::string_view name);
 
