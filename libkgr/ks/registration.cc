@@ -63,16 +63,31 @@ void HandleRegistration(Context& ctx, const Bytes& frame) {
   auto nksk = SymmetricKeys::Generate();
   if (!nksk.ok())
     return Drop(ctx, &h, DropReason::kInternal, nksk.status().message());
-  NodeDesc updated = node->Clone();
-  updated.state = NodeState::kRegistered;
-  updated.nksk = std::move(*nksk);
-  updated.nksk_version = 1;
-  updated.topic2 = req->topic2;
-  updated.last_counter = window.highest();
-  updated.registered_unix_ms = ctx.clock.NowUnixMillis();
-  updated.nksk_unused = true;
-  // Step 2: node_desc is durable before the keys leave the KS.
-  Status st = PutNode(ctx, updated);
+  const uint64_t now_ms = ctx.clock.NowUnixMillis();
+  // Step 2: node_desc is durable before the keys leave the KS. Written
+  // over the record as stored: another instance may have changed it (its
+  // peers, say) since this one cached it, or registered the node itself.
+  std::vector<NodeDesc> written;
+  Status st = UpdateNodes(
+      ctx,
+      [&](NodeDescTxn& txn) -> Status {
+        KGR_ASSIGN_OR_RETURN(NodeDesc d, txn.Get(h.sender));
+        if (d.state != NodeState::kAuthorized || !d.ntag.Equals(node->ntag)) {
+          return AbortedError("registered or revoked meanwhile by another "
+                              "instance");
+        }
+        d.state = NodeState::kRegistered;
+        d.nksk = nksk->Clone();
+        d.nksk_version = 1;
+        d.topic2 = req->topic2;
+        d.last_counter = std::max(d.last_counter, window.highest());
+        d.registered_unix_ms = now_ms;
+        d.nksk_unused = true;
+        txn.Put(std::move(d));
+        return OkStatus();
+      },
+      &written);
+  if (st.ok() && written.size() != 1) st = InternalError("nothing written");
   if (!st.ok()) {
     spdlog::error("ks: registration of {} not stored: {}",
                   FormatNodeId(h.sender), st.ToString());
@@ -80,7 +95,7 @@ void HandleRegistration(Context& ctx, const Bytes& frame) {
   }
   ++ctx.stats.registrations;
   spdlog::info("ks: node {} registered", FormatNodeId(h.sender));
-  SendRegistrationAnswer(ctx, updated, h.request_id);
+  SendRegistrationAnswer(ctx, written[0], h.request_id);
 }
 
 void SendRegistrationAnswer(Context& ctx, const NodeDesc& node,
