@@ -329,8 +329,10 @@ TEST_F(EtcdTest, AcFloorIsSharedAndOnlyRises) {
   auto run = [&](KsState& s) {
     for (uint64_t c = 100; c < 140; ++c) {
       Status st = s.ac_floor()->Raise(c);
-      if (st.ok()) ++accepted;
-      else EXPECT_EQ(st.code(), StatusCode::kAlreadyExists) << st.ToString();
+      if (st.ok())
+        ++accepted;
+      else
+        EXPECT_EQ(st.code(), StatusCode::kAlreadyExists) << st.ToString();
     }
   };
   std::thread ta(run, std::ref(*a));

@@ -1,7 +1,8 @@
 // EtcdAcFloor: the AC channel's replay floor on etcd (kgr/ks_state.h
 // AcFloor), shared by the instances:
 //   <prefix>/ac_floor := counter:u64 (big endian)
-//                        HMAC(domain MAC key, "KGR-AC-FLOOR1" || prefix || counter)
+//                        HMAC(domain MAC key, "KGR-AC-FLOOR1" || prefix ||
+//                        counter)
 // The counter is no secret; the tag keeps an etcd writer from lowering it
 // (a rollback to an older value it once held is the records' limit too,
 // docs/cluster.md).
@@ -30,8 +31,8 @@ StatusOr<Bytes> EtcdAcFloor::Seal(uint64_t counter) const {
   for (int shift = 56; shift >= 0; shift -= 8) {
     out.push_back(static_cast<uint8_t>(counter >> shift));
   }
-  KGR_ASSIGN_OR_RETURN(auto tag, HmacSha256(keys_, {AsSpan(kLabel),
-                                                     AsSpan(prefix_), out}));
+  KGR_ASSIGN_OR_RETURN(
+      auto tag, HmacSha256(keys_, {AsSpan(kLabel), AsSpan(prefix_), out}));
   out.insert(out.end(), tag.begin(), tag.end());
   return out;
 }
@@ -42,8 +43,7 @@ StatusOr<uint64_t> EtcdAcFloor::Open(const Bytes& value) const {
   }
   std::span<const uint8_t> counter(value.data(), 8);
   std::span<const uint8_t> tag(value.data() + 8, 32);
-  if (!VerifyHmacSha256(keys_, {AsSpan(kLabel), AsSpan(prefix_), counter},
-                        tag)
+  if (!VerifyHmacSha256(keys_, {AsSpan(kLabel), AsSpan(prefix_), counter}, tag)
            .ok()) {
     return DataLossError("etcd " + AcFloorKey(prefix_) +
                          ": verification failed");
@@ -82,7 +82,8 @@ Status EtcdAcFloor::Raise(uint64_t counter) {
     if (r.succeeded) return OkStatus();
   }
   return AbortedError("AC floor: gave up after " +
-                      std::to_string(kMaxRaiseAttempts) + " conflicting writes");
+                      std::to_string(kMaxRaiseAttempts) +
+                      " conflicting writes");
 }
 
 }  // namespace kgr

@@ -139,7 +139,7 @@ struct EtcdClient::Impl {
   CURL* curl = nullptr;
   curl_slist* headers = nullptr;
   char error[CURL_ERROR_SIZE] = {};  // libcurl's detail of the last failure
-  size_t current = 0;  // endpoint index
+  size_t current = 0;                // endpoint index
   std::atomic<uint64_t> failovers{0};
 
   ~Impl() {

@@ -73,8 +73,9 @@ void HandleRegistration(Context& ctx, const Bytes& frame) {
       [&](NodeDescTxn& txn) -> Status {
         KGR_ASSIGN_OR_RETURN(NodeDesc d, txn.Get(h.sender));
         if (d.state != NodeState::kAuthorized || !d.ntag.Equals(node->ntag)) {
-          return AbortedError("registered or revoked meanwhile by another "
-                              "instance");
+          return AbortedError(
+              "registered or revoked meanwhile by another "
+              "instance");
         }
         d.state = NodeState::kRegistered;
         d.nksk = nksk->Clone();

@@ -31,9 +31,9 @@ Etcd::Etcd(std::string dir, int members, bool tls)
 Status Etcd::Provision() {
   const std::string pki = pki_dir(), log = dir_ + "/provisioning.log";
   KGR_RETURN_IF_ERROR(RunProvisioning("make-ca.sh", {pki}, log));
-  // Role broker: serverAuth, SAN IP:127.0.0.1 (what etcd's clients check).
+  // Role etcd: serverAuth and clientAuth, SAN IP:127.0.0.1.
   KGR_RETURN_IF_ERROR(
-      RunProvisioning("issue-cert.sh", {pki, "etcd", "broker"}, log));
+      RunProvisioning("issue-cert.sh", {pki, "etcd", "etcd"}, log));
   return RunProvisioning("issue-cert.sh", {pki, "ks", "ks"}, log);
 }
 
@@ -99,12 +99,10 @@ Status Etcd::StartMember(int i) {
                                    "--log-level",
                                    "warn"};
   if (tls_) {
-    for (const std::string& a :
-         {"--cert-file", pki_dir() + "/etcd.crt", "--key-file",
-          pki_dir() + "/etcd.key", "--trusted-ca-file", pki_dir() + "/ca.crt",
-          std::string("--client-cert-auth")}) {
-      argv.push_back(a);
-    }
+    const std::string pki = pki_dir();
+    argv.insert(argv.end(), {"--cert-file", pki + "/etcd.crt", "--key-file",
+                             pki + "/etcd.key", "--trusted-ca-file",
+                             pki + "/ca.crt", "--client-cert-auth"});
   }
   pids_[i] = SpawnLogged(argv, dir_ + "/" + name + ".log");
   if (pids_[i] < 0) return InternalError("cannot start " + std::string(kEtcd));
