@@ -10,6 +10,10 @@
 #   broker  the Mosquitto server             serverAuth,
 #           SAN IP:127.0.0.1,DNS:localhost (+ KGR_BROKER_SAN, e.g.
 #           "DNS:broker.example,IP:10.0.0.5")
+#   etcd    an etcd member's client URL (KS cluster, docs/cluster.md)
+#           serverAuth,clientAuth (etcd's JSON gateway dials the member's
+#           own gRPC port with it under --client-cert-auth), SAN as for
+#           broker (+ KGR_BROKER_SAN)
 # Without ROLE it is derived from CN: ks -> ks, ac -> ac, n<8hex> -> node.
 #
 # The CN becomes the MQTT user name (use_identity_as_username), so it is
@@ -23,7 +27,7 @@ set -euo pipefail
 
 die() { echo "issue-cert.sh: $*" >&2; exit 1; }
 
-[[ $# -ge 2 && $# -le 3 ]] || die "usage: issue-cert.sh DIR CN [ks|ac|node|broker]"
+[[ $# -ge 2 && $# -le 3 ]] || die "usage: issue-cert.sh DIR CN [ks|ac|node|broker|etcd]"
 dir=$1 cn=$2 role=${3:-}
 command -v openssl >/dev/null || die "openssl not found"
 days=${KGR_CERT_DAYS:-825}
@@ -46,7 +50,9 @@ case $role in
         eku=clientAuth ;;
   broker) [[ $cn != ks ]] || die "CN ks is reserved for role ks"
           eku=serverAuth ;;
-  *) die "unknown role '$role' (ks|ac|node|broker)" ;;
+  etcd) [[ $cn != ks ]] || die "CN ks is reserved for role ks"
+        eku=serverAuth,clientAuth ;;
+  *) die "unknown role '$role' (ks|ac|node|broker|etcd)" ;;
 esac
 
 ca_key=$dir/ca.key ca_crt=$dir/ca.crt
@@ -88,7 +94,7 @@ trap 'rm -rf -- "$tmp"' EXIT
   echo "extendedKeyUsage=$eku"
   echo "subjectKeyIdentifier=hash"
   echo "authorityKeyIdentifier=keyid"
-  if [[ $role == broker ]]; then
+  if [[ $role == broker || $role == etcd ]]; then
     san="IP:127.0.0.1,DNS:localhost"
     [[ -n ${KGR_BROKER_SAN:-} ]] && san="$san,$KGR_BROKER_SAN"
     echo "subjectAltName=$san"

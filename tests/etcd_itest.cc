@@ -2,6 +2,7 @@
 // loopback, tests/harness/etcd.h).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <set>
 #include <thread>
@@ -198,6 +199,153 @@ TEST_F(EtcdTest, NodeDescWritesMergeReplayFloorsAndOthersSeeChanges) {
   // a learned that another instance changed node 0x1234.
   std::vector<uint32_t> changed = a->nodes().TakeChanged();
   EXPECT_NE(std::find(changed.begin(), changed.end(), 0x1234u), changed.end());
+}
+
+// The lost update of e2e_cluster: instance b changes a record from a copy
+// older than a's change to another field. Update re-applies b's change to
+// the stored record, so both changes survive (a blind write of b's copy,
+// even one merging the replay floors, loses a's).
+TEST_F(EtcdTest, UpdatesFromAStaleCopyKeepTheOtherInstancesChange) {
+  StartEtcd(1);
+  DomainKey key = *NewDomainKey(0x35);
+  auto a = *EtcdKsState::Open(StateOptions("/kgr/u"), key);
+  EtcdStateOptions slow = StateOptions("/kgr/u");
+  slow.poll_ms = 60000;  // b never hears of a's writes by itself
+  auto b = *EtcdKsState::Open(slow, key);
+  auto add_peer = [](uint32_t n_id, uint32_t peer) {
+    return [=](NodeDescTxn& txn) -> Status {
+      KGR_ASSIGN_OR_RETURN(NodeDesc d, txn.Get(n_id));
+      d.allowed_peers.push_back(peer);
+      txn.Put(std::move(d));
+      return OkStatus();
+    };
+  };
+  NodeDesc d;
+  d.n_id = 0x77;
+  d.ntag = SecretBytes(32);
+  ASSERT_TRUE(a->nodes().Put(d).ok());
+  ASSERT_TRUE(b->nodes().Get(0x77).ok());  // b's copy: authorized
+  // a registers the node...
+  std::vector<NodeDesc> written;
+  Status st = a->nodes().Update(
+      [](NodeDescTxn& txn) -> Status {
+        KGR_ASSIGN_OR_RETURN(NodeDesc n, txn.Get(0x77));
+        n.state = NodeState::kRegistered;
+        n.nksk_version = 1;
+        txn.Put(std::move(n));
+        return OkStatus();
+      },
+      &written);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  ASSERT_EQ(written.size(), 1u);
+  // ...then b, from its older copy, allows a peer.
+  st = b->nodes().Update(add_peer(0x77, 9), &written);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  ASSERT_EQ(written.size(), 1u);
+  EXPECT_EQ(written[0].state, NodeState::kRegistered);
+  auto fresh = *EtcdKsState::Open(StateOptions("/kgr/u"), key);
+  auto stored = fresh->nodes().Get(0x77);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->state, NodeState::kRegistered) << "a's change was lost";
+  EXPECT_EQ(stored->nksk_version, 1u);
+  EXPECT_EQ(stored->allowed_peers, std::vector<uint32_t>{9});
+  // b learned that its copy was stale.
+  std::vector<uint32_t> changed = b->nodes().TakeChanged();
+  EXPECT_NE(std::find(changed.begin(), changed.end(), 0x77u), changed.end());
+
+  // Both at once, many times: every peer either adds is kept.
+  constexpr uint32_t kEach = 25;
+  auto run = [&](KsState& s, uint32_t first) {
+    for (uint32_t p = first; p < first + kEach; ++p) {
+      Status added = s.nodes().Update(add_peer(0x77, p));
+      ASSERT_TRUE(added.ok()) << added.ToString();
+    }
+  };
+  std::thread ta(run, std::ref(*a), 1000u);
+  std::thread tb(run, std::ref(*b), 2000u);
+  ta.join();
+  tb.join();
+  auto last = *EtcdKsState::Open(StateOptions("/kgr/u"), key);
+  stored = last->nodes().Get(0x77);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->allowed_peers.size(), 1 + 2 * kEach);
+  EXPECT_EQ(stored->state, NodeState::kRegistered);
+}
+
+// A change that refuses (a precondition the stored record no longer meets)
+// writes nothing; one that creates a record fails if another instance
+// created it first.
+TEST_F(EtcdTest, UpdateAbortsWithoutWritingAndCreatesOnlyOnce) {
+  StartEtcd(1);
+  DomainKey key = *NewDomainKey(0x36);
+  auto a = *EtcdKsState::Open(StateOptions("/kgr/c"), key);
+  EtcdStateOptions slow = StateOptions("/kgr/c");
+  slow.poll_ms = 60000;
+  auto b = *EtcdKsState::Open(slow, key);
+  auto create = [](uint32_t entry) {
+    return [=](NodeDescTxn& txn) -> Status {
+      if (txn.Get(0x55).ok()) return AbortedError("N_ID taken");
+      NodeDesc d;
+      d.n_id = 0x55;
+      d.entry_no = static_cast<uint16_t>(entry);
+      d.ntag = SecretBytes(32);
+      txn.Put(std::move(d));
+      return OkStatus();
+    };
+  };
+  ASSERT_TRUE(b->nodes().Get(0x55).status().code() == StatusCode::kNotFound);
+  ASSERT_TRUE(a->nodes().Update(create(1)).ok());
+  EXPECT_EQ(b->nodes().Update(create(2)).code(), StatusCode::kAborted);
+  EXPECT_EQ(b->nodes().Get(0x55)->entry_no, 1);
+  Status refused = a->nodes().Update([](NodeDescTxn& txn) -> Status {
+    KGR_ASSIGN_OR_RETURN(NodeDesc d, txn.Get(0x55));
+    d.entry_no = 3;
+    txn.Put(std::move(d));
+    return FailedPreconditionError("no");
+  });
+  EXPECT_EQ(refused.code(), StatusCode::kFailedPrecondition);
+  auto fresh = *EtcdKsState::Open(StateOptions("/kgr/c"), key);
+  EXPECT_EQ(fresh->nodes().Get(0x55)->entry_no, 1);
+}
+
+// The AC floor is one for all instances: a counter one instance accepted
+// is refused by the other, even one this other never saw; a value an etcd
+// writer forged does not verify.
+TEST_F(EtcdTest, AcFloorIsSharedAndOnlyRises) {
+  StartEtcd(1);
+  DomainKey key = *NewDomainKey(0x37);
+  auto a = *EtcdKsState::Open(StateOptions("/kgr/ac"), key);
+  auto b = *EtcdKsState::Open(StateOptions("/kgr/ac"), key);
+  ASSERT_NE(a->ac_floor(), nullptr);
+  EXPECT_EQ(*a->ac_floor()->Load(), 0u);
+  ASSERT_TRUE(a->ac_floor()->Raise(10).ok());
+  EXPECT_EQ(b->ac_floor()->Raise(5).code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(b->ac_floor()->Raise(10).code(), StatusCode::kAlreadyExists);
+  ASSERT_TRUE(b->ac_floor()->Raise(11).ok());
+  EXPECT_EQ(*a->ac_floor()->Load(), 11u);
+  EXPECT_EQ(a->ac_floor()->Raise(11).code(), StatusCode::kAlreadyExists);
+  // Racing raises: each counter accepted by exactly one instance.
+  std::atomic<int> accepted{0};
+  auto run = [&](KsState& s) {
+    for (uint64_t c = 100; c < 140; ++c) {
+      Status st = s.ac_floor()->Raise(c);
+      if (st.ok())
+        ++accepted;
+      else
+        EXPECT_EQ(st.code(), StatusCode::kAlreadyExists) << st.ToString();
+    }
+  };
+  std::thread ta(run, std::ref(*a));
+  std::thread tb(run, std::ref(*b));
+  ta.join();
+  tb.join();
+  EXPECT_LE(accepted.load(), 40);
+  EXPECT_EQ(*b->ac_floor()->Load(), 139u);
+  // A lowered value written straight into etcd is refused.
+  Bytes forged(40, 0);
+  ASSERT_TRUE(Client()->Put("/kgr/ac/ac_floor", forged).ok());
+  EXPECT_EQ(a->ac_floor()->Load().status().code(), StatusCode::kDataLoss);
+  EXPECT_FALSE(a->ac_floor()->Raise(200).ok());
 }
 
 TEST_F(EtcdTest, NothingInEtcdIsReadableWithoutTheDomainKey) {

@@ -138,7 +138,8 @@ struct EtcdClient::Impl {
   mutable std::mutex mu;
   CURL* curl = nullptr;
   curl_slist* headers = nullptr;
-  size_t current = 0;  // endpoint index
+  char error[CURL_ERROR_SIZE] = {};  // libcurl's detail of the last failure
+  size_t current = 0;                // endpoint index
   std::atomic<uint64_t> failovers{0};
 
   ~Impl() {
@@ -160,6 +161,7 @@ struct EtcdClient::Impl {
     curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE,
                      static_cast<long>(body.size()));
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer);
+    error[0] = '\0';
     CURLcode rc = curl_easy_perform(curl);
     if (rc == CURLE_OPERATION_TIMEDOUT) {
       return DeadlineExceededError("etcd " + options.endpoints[i] + ": " +
@@ -167,7 +169,7 @@ struct EtcdClient::Impl {
     }
     if (rc != CURLE_OK) {
       return UnavailableError("etcd " + options.endpoints[i] + ": " +
-                              curl_easy_strerror(rc));
+                              TransferError(rc));
     }
     long http = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &http);
@@ -188,6 +190,30 @@ struct EtcdClient::Impl {
       return InvalidArgumentError(what);
     }
     return j;
+  }
+
+  // libcurl's detail, and for a TLS failure which option to check: the
+  // server's certificate (--etcd-ca) or this client's (--etcd-cert/-key).
+  std::string TransferError(CURLcode rc) const {
+    std::string what = error[0] != '\0' ? error : curl_easy_strerror(rc);
+    while (!what.empty() && what.back() == '\n') what.pop_back();
+    switch (rc) {
+      case CURLE_PEER_FAILED_VERIFICATION:
+        return "TLS: etcd's certificate is not trusted (" + what +
+               "; check --etcd-ca)";
+      case CURLE_SSL_CERTPROBLEM:
+      case CURLE_SSL_CACERT_BADFILE:
+        return "TLS: " + what + " (check --etcd-ca, --etcd-cert, --etcd-key)";
+      case CURLE_SSL_CONNECT_ERROR:
+      case CURLE_RECV_ERROR:
+      case CURLE_SEND_ERROR:
+        if (options.tls.ca_file.empty()) return what;
+        return "TLS: etcd refused the connection (" + what +
+               "; a client certificate its --trusted-ca-file signed is "
+               "needed: check --etcd-cert, --etcd-key)";
+      default:
+        return what;
+    }
   }
 
   StatusOr<Json> Post(const char* path, const Json& request) {
@@ -234,6 +260,7 @@ StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
                    static_cast<long>(options.request_timeout_ms));
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, AppendBody);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, impl->error);
   const EtcdTlsOptions& tls = options.tls;
   if (!tls.ca_file.empty()) {
     curl_easy_setopt(c, CURLOPT_CAINFO, tls.ca_file.c_str());

@@ -64,7 +64,8 @@ class EtcdState final : public EtcdKsState {
         poller_(std::move(poller)),
         writer_(std::move(writer)),
         nodes_(*client_, codec_, o.prefix),
-        gen_keys_(*client_, *writer_, codec_, o.prefix) {}
+        gen_keys_(*client_, *writer_, codec_, o.prefix),
+        ac_floor_(*client_, key_.keys, o.prefix) {}
 
   ~EtcdState() override {
     {
@@ -90,6 +91,7 @@ class EtcdState final : public EtcdKsState {
 
   NodeDescTable& nodes() override { return nodes_; }
   GenKeysTable& gen_keys() override { return gen_keys_; }
+  AcFloor* ac_floor() override { return &ac_floor_; }
   uint64_t failovers() const override {
     return client_->failovers() + poller_->failovers() + writer_->failovers();
   }
@@ -150,6 +152,7 @@ class EtcdState final : public EtcdKsState {
   std::unique_ptr<EtcdClient> writer_;  // gen_keys' writer thread's
   EtcdNodeDescTable nodes_;
   EtcdGenKeysTable gen_keys_;
+  EtcdAcFloor ac_floor_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;

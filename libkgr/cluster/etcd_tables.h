@@ -44,6 +44,8 @@ class EtcdNodeDescTable final : public NodeDescTable {
     return PutAll(one);
   }
   Status PutAll(const std::vector<NodeDesc>& batch) override;
+  Status Update(const NodeDescChange& change,
+                std::vector<NodeDesc>* written) override;
   std::vector<uint32_t> List() const override;
   size_t size() const override;
   void ForEach(const std::function<void(const NodeDesc&)>& fn) const override;
@@ -59,6 +61,14 @@ class EtcdNodeDescTable final : public NodeDescTable {
   // than the one held. A record that fails verification is reported.
   bool TakeLocked(const EtcdKeyValue& kv) const;
   StatusOr<NodeDesc> Decode(uint32_t n_id, const Bytes& sealed) const;
+  // The record held for `n_id` (read through from etcd if not held) and
+  // its mod_revision; empty bytes and revision 0 if etcd has none.
+  StatusOr<Entry> Snapshot(uint32_t n_id) const;
+  // After a failed compare: takes the stored records read back (`ids`
+  // and `ranges` in the same order) and notes them changed.
+  void TakeConflicts(const std::vector<uint32_t>& ids,
+                     const std::vector<EtcdRange>& ranges);
+  class UpdateTxn;
 
   EtcdClient& client_;
   const DomainCodec& codec_;
@@ -120,6 +130,27 @@ class EtcdGenKeysTable final : public GenKeysTable {
   std::condition_variable cv_;
   std::thread writer_;
   mutable std::vector<CorruptRecord> corrupt_;
+};
+
+std::string AcFloorKey(const std::string& prefix);
+
+// The AC floor at <prefix>/ac_floor (etcd_ac_floor.cc).
+class EtcdAcFloor final : public AcFloor {
+ public:
+  EtcdAcFloor(EtcdClient& client, const RecordKeys& keys, std::string prefix)
+      : client_(client), keys_(keys), prefix_(std::move(prefix)) {}
+  StatusOr<uint64_t> Load() override;
+  Status Raise(uint64_t counter) override;
+
+ private:
+  StatusOr<Bytes> Seal(uint64_t counter) const;
+  StatusOr<uint64_t> Open(const Bytes& value) const;
+  // The stored floor (0 if absent) and its mod_revision (0 if absent).
+  StatusOr<std::pair<uint64_t, int64_t>> Read();
+
+  EtcdClient& client_;
+  const RecordKeys& keys_;
+  const std::string prefix_;
 };
 
 }  // namespace kgr

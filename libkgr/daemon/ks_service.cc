@@ -95,12 +95,20 @@ class KsService {
     KeyServerOptions ko = o_.key_server;
     ko.groups = stores_.groups.get();
     KGR_ASSIGN_OR_RETURN(ko.counter_floor, counter_.LoadFloor());
-    const std::string ac_floor = AcCounterPath(o_.daemon.state_dir);
-    KGR_ASSIGN_OR_RETURN(ko.ac_counter_floor,
-                         LoadCounter(*DefaultFileSystem(), ac_floor));
-    ko.persist_ac_counter = [ac_floor](uint64_t counter) {
-      return SaveCounter(*DefaultFileSystem(), ac_floor, counter);
-    };
+    if (AcFloor* shared = stores_.state->ac_floor()) {  // etcd
+      KGR_ASSIGN_OR_RETURN(ko.ac_counter_floor, shared->Load());
+      ko.persist_ac_counter = [shared](uint64_t counter) {
+        return shared->Raise(counter);
+      };
+      ko.ac_counter_shared = true;
+    } else {
+      const std::string ac_floor = AcCounterPath(o_.daemon.state_dir);
+      KGR_ASSIGN_OR_RETURN(ko.ac_counter_floor,
+                           LoadCounter(*DefaultFileSystem(), ac_floor));
+      ko.persist_ac_counter = [ac_floor](uint64_t counter) {
+        return SaveCounter(*DefaultFileSystem(), ac_floor, counter);
+      };
+    }
     ks_ = std::make_unique<KeyServer>(std::move(own), std::move(kedk_),
                                       *transport_, *stores_.state, cms_.get(),
                                       *SystemClock(), ko);

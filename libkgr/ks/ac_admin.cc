@@ -33,18 +33,23 @@ Status AuthorizeNode(Context& ctx, const AcAuthorizeReq& req,
   d.allowed_peers = req.peers;
   KGR_ASSIGN_OR_RETURN(SecretBytes salt, RandomSecret(kNtagSaltSize));
   d.ntag = ComputeNtag(n_id, ctx.kedk_public, d.entry_no, salt.span());
-  std::vector<NodeDesc> batch;
-  for (uint32_t p : req.peers) {
-    auto peer = GetNode(ctx, p);
-    if (!peer.ok()) continue;  // allowed in advance; checked at key time
-    NodeDesc updated = peer->Clone();
-    if (!Contains(updated.allowed_peers, n_id)) {
-      updated.allowed_peers.push_back(n_id);
+  // The new record (created only if no instance took the N_ID meanwhile)
+  // and its peers' records as stored, each allowing it.
+  KGR_RETURN_IF_ERROR(UpdateNodes(ctx, [&](NodeDescTxn& txn) -> Status {
+    auto taken = txn.Get(n_id);
+    if (taken.ok()) return AbortedError("N_ID taken meanwhile");
+    if (taken.status().code() != StatusCode::kNotFound) return taken.status();
+    for (uint32_t p : req.peers) {
+      auto peer = txn.Get(p);
+      if (!peer.ok()) continue;  // allowed in advance; checked at key time
+      if (!Contains(peer->allowed_peers, n_id)) {
+        peer->allowed_peers.push_back(n_id);
+      }
+      txn.Put(*std::move(peer));
     }
-    batch.push_back(std::move(updated));
-  }
-  batch.push_back(d.Clone());
-  KGR_RETURN_IF_ERROR(PutNodes(ctx, batch));
+    txn.Put(d.Clone());
+    return OkStatus();
+  }));
   ans->status = 0;
   ans->n_id = n_id;
   ans->entry_no = d.entry_no;
@@ -196,8 +201,13 @@ void HandleAc(Context& ctx, const Bytes& message) {
   if (!ctx.ac_window.IsFresh(h.counter))
     return Drop(ctx, &h, DropReason::kReplay, "replayed counter");
   // Durable before anything is done: a restart never accepts it again.
-  if (ctx.options.persist_ac_counter && h.counter > ctx.ac_window.highest()) {
+  if (ctx.options.persist_ac_counter &&
+      (h.counter > ctx.ac_window.highest() || ctx.options.ac_counter_shared)) {
     Status saved = ctx.options.persist_ac_counter(h.counter);
+    if (saved.code() == StatusCode::kAlreadyExists) {
+      return Drop(ctx, &h, DropReason::kReplay,
+                  "counter at or below the shared AC floor");
+    }
     if (!saved.ok()) {
       return Drop(ctx, &h, DropReason::kInternal,
                   "AC replay floor not saved: " + saved.message());

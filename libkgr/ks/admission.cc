@@ -170,29 +170,52 @@ Status FlushCounters(Context& ctx) {
   ctx.dirty_counters.erase(
       std::unique(ctx.dirty_counters.begin(), ctx.dirty_counters.end()),
       ctx.dirty_counters.end());
-  std::vector<NodeDesc> batch;
-  for (uint32_t id : ctx.dirty_counters) {
-    auto d = GetNode(ctx, id);
-    auto w = ctx.windows.find(id);
-    if (!d.ok() || w == ctx.windows.end()) continue;
+  // What `d` lacks, if anything: a higher counter or floor, or the NKSK
+  // marked used.
+  auto behind = [&](const NodeDesc& d) {
+    auto w = ctx.windows.find(d.n_id);
+    auto f = ctx.request_floors.find(d.n_id);
+    return w != ctx.windows.end() &&
+           (d.last_counter < w->second.highest() || d.nksk_unused ||
+            (f != ctx.request_floors.end() && f->second > d.request_floor));
+  };
+  // Raised over the records as stored, never lowered (another instance
+  // raises them too), at most kMaxUpdateRecords records per write.
+  auto raise = [&](NodeDescTxn& txn, uint32_t id) {
+    auto d = txn.Get(id);
+    if (!d.ok() || !behind(*d)) return;
+    const ReplayWindow& w = ctx.windows.at(id);
     auto f = ctx.request_floors.find(id);
     bool floor_advanced =
         f != ctx.request_floors.end() && f->second > d->request_floor;
-    if (d->last_counter >= w->second.highest() && !floor_advanced &&
-        !d->nksk_unused) {
-      continue;
-    }
-    NodeDesc updated = d->Clone();
-    updated.last_counter = std::max(d->last_counter, w->second.highest());
-    if (floor_advanced) updated.request_floor = f->second;
+    d->last_counter = std::max(d->last_counter, w.highest());
+    if (floor_advanced) d->request_floor = f->second;
     // The node sent frames under its NKSK (ctx.dirty_counters holds only
     // those), so it holds it: its registration answer is not repeated any
     // more (HandleRegistration also checks ctx.dirty_counters until then).
-    updated.nksk_unused = false;
-    batch.push_back(std::move(updated));
+    d->nksk_unused = false;
+    txn.Put(*std::move(d));
+  };
+  // A cached entry is never ahead of the store: if it lacks nothing, the
+  // stored record lacks nothing either (and is not read).
+  std::vector<uint32_t> ids;
+  for (uint32_t id : ctx.dirty_counters) {
+    auto cached = ctx.node_cache.find(id);
+    if (cached == ctx.node_cache.end() || behind(*cached->second)) {
+      ids.push_back(id);
+    }
   }
-  Status st =
-      batch.empty() ? OkStatus() : PutNodes(ctx, batch, /*counters_only=*/true);
+  Status st;
+  for (size_t at = 0; at < ids.size() && st.ok(); at += kMaxUpdateRecords) {
+    const size_t end = std::min(ids.size(), at + kMaxUpdateRecords);
+    st = UpdateNodes(
+        ctx,
+        [&](NodeDescTxn& txn) -> Status {
+          for (size_t i = at; i < end; ++i) raise(txn, ids[i]);
+          return OkStatus();
+        },
+        nullptr, /*counters_only=*/true);
+  }
   if (st.ok()) ctx.dirty_counters.clear();
   return st;
 }

@@ -124,16 +124,19 @@ Status FlushCounters(Context& ctx);
 StatusOr<NodeRef> FindNode(Context& ctx, uint32_t n_id);
 // A copy of it, to change and write back.
 StatusOr<NodeDesc> GetNode(Context& ctx, uint32_t n_id);
-// Every write but the replay counters' counts in stats.node_desc_changes.
-Status PutNode(Context& ctx, const NodeDesc& d);
-Status PutNodes(Context& ctx, const std::vector<NodeDesc>& batch,
-                bool counters_only = false);
+// Every node_desc change: a read-modify-write of the records `change`
+// reads through its txn (NodeDescTable::Update, kgr/ks_state.h), never a
+// write of a copy read earlier (another instance may have changed the
+// record since). The records written are cached (and returned in
+// `written`); on an error the entries found changed are dropped. Every
+// change but the replay counters' counts in stats.node_desc_changes.
+Status UpdateNodes(Context& ctx, const NodeDescChange& change,
+                   std::vector<NodeDesc>* written = nullptr,
+                   bool counters_only = false);
 void CacheNode(Context& ctx, const NodeDesc& d);
 // Drops the cached entries of nodes another instance changed (etcd state;
 // nothing on the files). Called before each batch of frames.
 void SyncNodeCache(Context& ctx);
-// Caches `d` after a successful write of it, else forgets its entry.
-void AfterNodeWrite(Context& ctx, const NodeDesc& d, const Status& written);
 
 // ---- registration.cc (4.5): a TOPIC0 frame ----
 void HandleRegistration(Context& ctx, const Bytes& frame);

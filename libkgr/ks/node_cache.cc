@@ -46,31 +46,25 @@ void CacheNode(Context& ctx, const NodeDesc& d) {
   ctx.node_cache.emplace(d.n_id, std::move(shared));
 }
 
-Status PutNode(Context& ctx, const NodeDesc& d) {
-  Status st = ctx.nodes.Put(d);
-  AfterNodeWrite(ctx, d, st);
-  ++ctx.stats.node_desc_changes;  // also after a failure: the store decides
-  return st;
-}
-
-Status PutNodes(Context& ctx, const std::vector<NodeDesc>& batch,
-                bool counters_only) {
-  Status st = ctx.nodes.PutAll(batch);
-  for (const NodeDesc& d : batch) AfterNodeWrite(ctx, d, st);
-  if (!counters_only) ++ctx.stats.node_desc_changes;
+Status UpdateNodes(Context& ctx, const NodeDescChange& change,
+                   std::vector<NodeDesc>* written, bool counters_only) {
+  std::vector<NodeDesc> mine;
+  Status st = ctx.nodes.Update(change, &mine);
+  if (st.ok()) {
+    for (const NodeDesc& d : mine) CacheNode(ctx, d);
+  } else {
+    SyncNodeCache(ctx);  // the records found changed are read again
+  }
+  // Also after a failure: a write that timed out may have been made.
+  if (!counters_only && (!mine.empty() || !st.ok())) {
+    ++ctx.stats.node_desc_changes;
+  }
+  if (written != nullptr) *written = std::move(mine);
   return st;
 }
 
 void SyncNodeCache(Context& ctx) {
   for (uint32_t n_id : ctx.nodes.TakeChanged()) ctx.node_cache.erase(n_id);
-}
-
-void AfterNodeWrite(Context& ctx, const NodeDesc& d, const Status& written) {
-  if (written.ok()) {
-    CacheNode(ctx, d);
-  } else {
-    ctx.node_cache.erase(d.n_id);  // the store decides what is true
-  }
 }
 
 }  // namespace kgr::ks

@@ -10,6 +10,42 @@ namespace kgr::ks {
 
 // ---- registration (4.5) ----
 
+namespace {
+
+// Step 2: node_desc is durable before the keys leave the KS. Written over
+// the record as stored: another instance may have changed it (its peers,
+// say) since this one cached `node`, or registered the node itself.
+StatusOr<NodeDesc> StoreRegistration(Context& ctx, const NodeDesc& node,
+                                     const TopicId& topic2,
+                                     uint64_t last_counter) {
+  KGR_ASSIGN_OR_RETURN(SymmetricKeys nksk, SymmetricKeys::Generate());
+  const uint64_t now_ms = ctx.clock.NowUnixMillis();
+  std::vector<NodeDesc> written;
+  KGR_RETURN_IF_ERROR(UpdateNodes(
+      ctx,
+      [&](NodeDescTxn& txn) -> Status {
+        KGR_ASSIGN_OR_RETURN(NodeDesc d, txn.Get(node.n_id));
+        if (d.state != NodeState::kAuthorized || !d.ntag.Equals(node.ntag)) {
+          return AbortedError(
+              "registered or revoked meanwhile by another instance");
+        }
+        d.state = NodeState::kRegistered;
+        d.nksk = nksk.Clone();
+        d.nksk_version = 1;
+        d.topic2 = topic2;
+        d.last_counter = std::max(d.last_counter, last_counter);
+        d.registered_unix_ms = now_ms;
+        d.nksk_unused = true;
+        txn.Put(std::move(d));
+        return OkStatus();
+      },
+      &written));
+  if (written.size() != 1) return InternalError("nothing written");
+  return std::move(written[0]);
+}
+
+}  // namespace
+
 void HandleRegistration(Context& ctx, const Bytes& frame) {
   auto peek = PeekFrameHeader(frame);
   if (!peek.ok())
@@ -60,27 +96,16 @@ void HandleRegistration(Context& ctx, const Bytes& frame) {
     return SendRegistrationAnswer(ctx, *node, h.request_id);
   }
 
-  auto nksk = SymmetricKeys::Generate();
-  if (!nksk.ok())
-    return Drop(ctx, &h, DropReason::kInternal, nksk.status().message());
-  NodeDesc updated = node->Clone();
-  updated.state = NodeState::kRegistered;
-  updated.nksk = std::move(*nksk);
-  updated.nksk_version = 1;
-  updated.topic2 = req->topic2;
-  updated.last_counter = window.highest();
-  updated.registered_unix_ms = ctx.clock.NowUnixMillis();
-  updated.nksk_unused = true;
-  // Step 2: node_desc is durable before the keys leave the KS.
-  Status st = PutNode(ctx, updated);
-  if (!st.ok()) {
+  auto registered =
+      StoreRegistration(ctx, *node, req->topic2, window.highest());
+  if (!registered.ok()) {
     spdlog::error("ks: registration of {} not stored: {}",
-                  FormatNodeId(h.sender), st.ToString());
+                  FormatNodeId(h.sender), registered.status().ToString());
     return;
   }
   ++ctx.stats.registrations;
   spdlog::info("ks: node {} registered", FormatNodeId(h.sender));
-  SendRegistrationAnswer(ctx, updated, h.request_id);
+  SendRegistrationAnswer(ctx, *registered, h.request_id);
 }
 
 void SendRegistrationAnswer(Context& ctx, const NodeDesc& node,

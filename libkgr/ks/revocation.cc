@@ -10,14 +10,8 @@
 namespace kgr::ks {
 
 Status SetPeers(Context& ctx, const AcPeersReq& req) {
-  auto node = GetNode(ctx, req.n_id);
-  if (!node.ok()) return NotFoundError("unknown node");
-  std::map<uint32_t, NodeDesc> changed;
-  changed.emplace(req.n_id, node->Clone());
   for (uint32_t p : req.peers) {
     if (p == req.n_id) return InvalidArgumentError("node paired with itself");
-    auto peer = GetNode(ctx, p);
-    if (peer.ok()) changed.emplace(p, peer->Clone());
   }
   auto link = [&](NodeDesc& a, uint32_t b) {
     auto& v = a.allowed_peers;
@@ -27,14 +21,24 @@ Status SetPeers(Context& ctx, const AcPeersReq& req) {
       v.erase(std::remove(v.begin(), v.end(), b), v.end());
     }
   };
-  for (uint32_t p : req.peers) {
-    link(changed.at(req.n_id), p);
-    auto it = changed.find(p);
-    if (it != changed.end()) link(it->second, req.n_id);
-  }
-  std::vector<NodeDesc> batch;
-  for (auto& [id, d] : changed) batch.push_back(std::move(d));
-  KGR_RETURN_IF_ERROR(PutNodes(ctx, batch));
+  // On the records as stored (another instance may have changed them).
+  KGR_RETURN_IF_ERROR(UpdateNodes(ctx, [&](NodeDescTxn& txn) -> Status {
+    auto node = txn.Get(req.n_id);
+    if (!node.ok()) {
+      return node.status().code() == StatusCode::kNotFound
+                 ? NotFoundError("unknown node")
+                 : node.status();
+    }
+    for (uint32_t p : req.peers) {
+      link(*node, p);
+      auto peer = txn.Get(p);
+      if (!peer.ok()) continue;
+      link(*peer, req.n_id);
+      txn.Put(*std::move(peer));
+    }
+    txn.Put(*std::move(node));
+    return OkStatus();
+  }));
   if (!req.allow) {
     for (uint32_t p : req.peers) {
       NotifyPairRevoked(ctx, req.n_id, p, RevokeReason::kPairWithdrawn);
@@ -75,35 +79,42 @@ Status PublishCrlAfterRevocation(Context& ctx, uint32_t n_id) {
 
 Status RevokeNode(Context& ctx, uint32_t n_id, int* notified) {
   *notified = 0;
-  auto node = GetNode(ctx, n_id);
-  if (!node.ok()) return NotFoundError("unknown node");
-  if (node->state == NodeState::kRevoked) {
-    return PublishCrlAfterRevocation(ctx, n_id);
-  }
-  // Its peers first lose it from their allowed lists...
-  std::vector<NodeDesc> batch;
-  for (uint32_t p : node->allowed_peers) {
-    auto peer = GetNode(ctx, p);
-    if (!peer.ok()) continue;
-    NodeDesc updated = peer->Clone();
-    auto& v = updated.allowed_peers;
-    v.erase(std::remove(v.begin(), v.end(), n_id), v.end());
-    batch.push_back(std::move(updated));
-  }
-  // ...and the node keeps a record that refuses everything it sends.
-  NodeDesc revoked = node->Clone();
-  revoked.state = NodeState::kRevoked;
-  revoked.nksk = SymmetricKeys{};
-  revoked.allowed_peers.clear();
-  batch.push_back(std::move(revoked));
-  KGR_RETURN_IF_ERROR(PutNodes(ctx, batch));
+  // On the records as stored (another instance may have changed them).
+  std::vector<uint32_t> peers;  // the node's, as stored
+  bool already_revoked = false;
+  KGR_RETURN_IF_ERROR(UpdateNodes(ctx, [&](NodeDescTxn& txn) -> Status {
+    auto node = txn.Get(n_id);
+    if (!node.ok()) {
+      return node.status().code() == StatusCode::kNotFound
+                 ? NotFoundError("unknown node")
+                 : node.status();
+    }
+    peers = node->allowed_peers;
+    already_revoked = node->state == NodeState::kRevoked;
+    if (already_revoked) return OkStatus();
+    // Its peers first lose it from their allowed lists...
+    for (uint32_t p : peers) {
+      auto peer = txn.Get(p);
+      if (!peer.ok()) continue;
+      auto& v = peer->allowed_peers;
+      v.erase(std::remove(v.begin(), v.end(), n_id), v.end());
+      txn.Put(*std::move(peer));
+    }
+    // ...and the node keeps a record that refuses everything it sends.
+    node->state = NodeState::kRevoked;
+    node->nksk = SymmetricKeys{};
+    node->allowed_peers.clear();
+    txn.Put(*std::move(node));
+    return OkStatus();
+  }));
+  if (already_revoked) return PublishCrlAfterRevocation(ctx, n_id);
   std::vector<uint64_t> pending;
   ctx.gen_keys.ForEach([&](const GenKey& g) {
     if (g.n_id1 == n_id || g.n_id2 == n_id) pending.push_back(g.request_id);
   });
   for (uint64_t id : pending) ctx.gen_keys.DeleteUnsynced(id);
   ctx.windows.erase(n_id);
-  for (uint32_t p : node->allowed_peers) {
+  for (uint32_t p : peers) {
     if (NotifyPairRevoked(ctx, p, n_id, RevokeReason::kPeerRevoked))
       ++*notified;
   }

@@ -42,12 +42,30 @@ void HandleRotation(Context& ctx, const FrameHeader& h, const NodeDesc& node,
   auto keys = RotationKeys(*shared, node.n_id, version, req.node_public,
                            ks_key->public_key);
   if (!keys.ok()) return;
-  NodeDesc updated = node.Clone();
-  updated.prev_nksk = under_prev ? node.prev_nksk.Clone() : node.nksk.Clone();
-  updated.nksk = std::move(*keys);
-  updated.nksk_version = version;
-  updated.request_floor = h.request_id;
-  Status st = PutNode(ctx, updated);  // durable before the answer
+  // Durable before the answer, over the record as stored: only if the
+  // node still holds the pair the request came under (no other instance
+  // rotated it meanwhile) and no later request id is finished.
+  const SymmetricKeys& used = under_prev ? node.prev_nksk : node.nksk;
+  std::vector<NodeDesc> written;
+  Status st = UpdateNodes(
+      ctx,
+      [&](NodeDescTxn& txn) -> Status {
+        KGR_ASSIGN_OR_RETURN(NodeDesc d, txn.Get(node.n_id));
+        const SymmetricKeys& held = under_prev ? d.prev_nksk : d.nksk;
+        if (d.state != NodeState::kRegistered || !held.Equals(used) ||
+            d.nksk_version != node.nksk_version ||
+            d.request_floor >= h.request_id) {
+          return AbortedError("rotated meanwhile by another instance");
+        }
+        d.prev_nksk = held.Clone();
+        d.nksk = keys->Clone();
+        d.nksk_version = version;
+        d.request_floor = h.request_id;
+        txn.Put(std::move(d));
+        return OkStatus();
+      },
+      &written);
+  if (st.ok() && written.size() != 1) st = InternalError("nothing written");
   if (!st.ok()) {
     spdlog::error("ks: NKSK rotation not stored: {}", st.ToString());
     return;
@@ -57,7 +75,7 @@ void HandleRotation(Context& ctx, const FrameHeader& h, const NodeDesc& node,
                FormatNodeId(node.n_id), version);
   ctx.rotations[node.n_id] = {h.request_id, req.node_public, ks_key->public_key,
                               version};
-  st = SendToNode(ctx, updated, h.request_id, 0,
+  st = SendToNode(ctx, written[0], h.request_id, 0,
                   NkskRotAns{ks_key->public_key, version});
   if (!st.ok()) spdlog::warn("ks: nksk_rot_ans not sent: {}", st.ToString());
 }
@@ -72,13 +90,25 @@ Status RequestRotation(Context& ctx, uint32_t n_id) {
 }
 
 NodeRef CompleteRotation(Context& ctx, NodeRef node) {
-  NodeDesc done = node->Clone();
-  done.prev_nksk = SymmetricKeys{};
-  Status st = PutNode(ctx, done);
+  // The previous pair goes if the node still holds the new one the frame
+  // came under (another instance may have completed it already).
+  std::vector<NodeDesc> written;
+  Status st = UpdateNodes(
+      ctx,
+      [&](NodeDescTxn& txn) -> Status {
+        KGR_ASSIGN_OR_RETURN(NodeDesc d, txn.Get(node->n_id));
+        if (!d.prev_nksk.valid() || !d.nksk.Equals(node->nksk)) {
+          return OkStatus();
+        }
+        d.prev_nksk = SymmetricKeys{};
+        txn.Put(std::move(d));
+        return OkStatus();
+      },
+      &written);
   if (!st.ok())
     spdlog::error("ks: rotation not completed: {}", st.ToString());
-  else
-    node = std::make_shared<const NodeDesc>(std::move(done));
+  else if (!written.empty())
+    node = std::make_shared<const NodeDesc>(std::move(written[0]));
   ctx.rotations.erase(node->n_id);
   spdlog::info("ks: node {} uses its new NKSK (version {})",
                FormatNodeId(node->n_id), node->nksk_version);

@@ -1,11 +1,37 @@
 // FileKsState: the KS's state on its record files (kgr/ks_state.h), every
 // call forwarded to the TypedStore.
+#include <map>
 #include <utility>
 
 #include "kgr/ks_state.h"
 
 namespace kgr {
 namespace {
+
+// One writer (the files, a simulation's shared store): the records as the
+// table holds them, with this attempt's puts over them.
+class OneWriterTxn final : public NodeDescTxn {
+ public:
+  explicit OneWriterTxn(const NodeDescTable& table) : table_(table) {}
+  StatusOr<NodeDesc> Get(uint32_t n_id) override {
+    auto it = puts_.find(n_id);
+    if (it != puts_.end()) return it->second.Clone();
+    return table_.Get(n_id);
+  }
+  void Put(NodeDesc d) override {
+    const uint32_t n_id = d.n_id;
+    puts_.insert_or_assign(n_id, std::move(d));
+  }
+  std::vector<NodeDesc> TakePuts() {
+    std::vector<NodeDesc> out;
+    for (auto& [id, d] : puts_) out.push_back(std::move(d));
+    return out;
+  }
+
+ private:
+  const NodeDescTable& table_;
+  std::map<uint32_t, NodeDesc> puts_;
+};
 
 class FileNodeDescTable final : public NodeDescTable {
  public:
@@ -74,6 +100,18 @@ class FileState final : public KsState {
 };
 
 }  // namespace
+
+Status NodeDescTable::Update(const NodeDescChange& change,
+                             std::vector<NodeDesc>* written) {
+  if (written != nullptr) written->clear();
+  OneWriterTxn txn(*this);
+  KGR_RETURN_IF_ERROR(change(txn));
+  std::vector<NodeDesc> batch = txn.TakePuts();
+  if (batch.empty()) return OkStatus();
+  KGR_RETURN_IF_ERROR(PutAll(batch));
+  if (written != nullptr) *written = std::move(batch);
+  return OkStatus();
+}
 
 std::unique_ptr<KsState> FileKsState(NodeDescStore& nodes,
                                      GenKeysStore& gen_keys) {

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "cluster/etcd_client.h"
+#include "harness/mosquitto.h"  // RunProvisioning
 #include "harness/net.h"
 
 namespace kgr::harness {
@@ -17,12 +18,24 @@ namespace {
 constexpr char kEtcd[] = "/usr/bin/etcd";
 constexpr int kEtcdStartTimeoutMs = 20000;
 
-std::string Url(int port) { return "http://127.0.0.1:" + std::to_string(port); }
+std::string Url(int port, bool tls = false) {
+  return (tls ? "https://127.0.0.1:" : "http://127.0.0.1:") +
+         std::to_string(port);
+}
 
 }  // namespace
 
-Etcd::Etcd(std::string dir, int members)
-    : dir_(std::move(dir)), pids_(members, -1) {}
+Etcd::Etcd(std::string dir, int members, bool tls)
+    : dir_(std::move(dir)), tls_(tls), pids_(members, -1) {}
+
+Status Etcd::Provision() {
+  const std::string pki = pki_dir(), log = dir_ + "/provisioning.log";
+  KGR_RETURN_IF_ERROR(RunProvisioning("make-ca.sh", {pki}, log));
+  // Role etcd: serverAuth and clientAuth, SAN IP:127.0.0.1.
+  KGR_RETURN_IF_ERROR(
+      RunProvisioning("issue-cert.sh", {pki, "etcd", "etcd"}, log));
+  return RunProvisioning("issue-cert.sh", {pki, "ks", "ks"}, log);
+}
 
 Etcd::~Etcd() { Stop(); }
 
@@ -46,6 +59,10 @@ EtcdOptions Etcd::ClientOptions() const {
   o.endpoints = endpoints();
   o.connect_timeout_ms = 300;
   o.request_timeout_ms = 2000;
+  if (tls_) {
+    o.tls = {pki_dir() + "/ca.crt", pki_dir() + "/ks.crt",
+             pki_dir() + "/ks.key"};
+  }
   return o;
 }
 
@@ -62,9 +79,9 @@ Status Etcd::StartMember(int i) {
                                    "--data-dir",
                                    dir_ + "/" + name,
                                    "--listen-client-urls",
-                                   Url(client_ports_[i]),
+                                   Url(client_ports_[i], tls_),
                                    "--advertise-client-urls",
-                                   Url(client_ports_[i]),
+                                   Url(client_ports_[i], tls_),
                                    "--listen-peer-urls",
                                    Url(peer_ports_[i]),
                                    "--initial-advertise-peer-urls",
@@ -81,6 +98,12 @@ Status Etcd::StartMember(int i) {
                                    "500",
                                    "--log-level",
                                    "warn"};
+  if (tls_) {
+    const std::string pki = pki_dir();
+    argv.insert(argv.end(), {"--cert-file", pki + "/etcd.crt", "--key-file",
+                             pki + "/etcd.key", "--trusted-ca-file",
+                             pki + "/ca.crt", "--client-cert-auth"});
+  }
   pids_[i] = SpawnLogged(argv, dir_ + "/" + name + ".log");
   if (pids_[i] < 0) return InternalError("cannot start " + std::string(kEtcd));
   return OkStatus();
@@ -107,6 +130,7 @@ Status Etcd::WaitHealthy(const std::vector<std::string>& endpoints,
 
 Status Etcd::Start() {
   if (client_ports_.empty()) {
+    if (tls_) KGR_RETURN_IF_ERROR(Provision());
     for (int i = 0; i < members(); ++i) {
       client_ports_.push_back(FreeLoopbackPort());
       peer_ports_.push_back(FreeLoopbackPort());

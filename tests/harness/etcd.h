@@ -16,8 +16,11 @@ namespace kgr::harness {
 
 class Etcd {
  public:
-  // `dir` must exist; it is not removed (the caller owns it).
-  Etcd(std::string dir, int members);
+  // `dir` must exist; it is not removed (the caller owns it). With `tls`,
+  // the client URLs are https with client-certificate authentication:
+  // DIR/pki/ holds a CA (make-ca.sh), the members' certificate "etcd"
+  // (SAN 127.0.0.1) and a client certificate "ks", both signed by it.
+  Etcd(std::string dir, int members, bool tls = false);
   ~Etcd();  // Stop()
   Etcd(const Etcd&) = delete;
   Etcd& operator=(const Etcd&) = delete;
@@ -38,13 +41,17 @@ class Etcd {
   std::vector<std::string> endpoints() const;
   // etcd://<every endpoint>/<prefix without leading slash>
   std::string StateUrl(const std::string& prefix) const;
+  // With tls: the CA and client certificate above in tls.
   EtcdOptions ClientOptions() const;
+  std::string pki_dir() const { return dir_ + "/pki"; }
 
  private:
+  Status Provision();
   Status StartMember(int i);
   Status WaitHealthy(const std::vector<std::string>& endpoints, int timeout_ms);
 
   std::string dir_;
+  bool tls_ = false;
   std::vector<int> client_ports_, peer_ports_, pids_;
 };
 

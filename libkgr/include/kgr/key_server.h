@@ -88,6 +88,11 @@ struct KeyServerOptions {
   // a captured AC request count again.
   uint64_t ac_counter_floor = 0;
   std::function<Status(uint64_t)> persist_ac_counter;
+  // The floor is shared with other instances (KsState::ac_floor): they may
+  // have accepted counters this instance never saw, so persist_ac_counter
+  // is called for every AC request (not only those above this instance's
+  // highest) and refuses any at or below the shared floor.
+  bool ac_counter_shared = false;
   // Decoded node_desc entries kept in memory, so that a frame costs no
   // record decryption (0: none). An entry holds the node's NKSK/NKSKsign in
   // the clear (wiped on eviction), as every request does briefly anyway.

@@ -28,6 +28,28 @@
 
 namespace kgr {
 
+// The view of node_desc one NodeDescTable::Update attempt works on.
+class NodeDescTxn {
+ public:
+  virtual ~NodeDescTxn() = default;
+  // The record as this attempt sees it: NOT_FOUND if absent, DATA_LOSS if
+  // unreadable. The write is made only if no record read (found or not)
+  // has changed when it is made.
+  virtual StatusOr<NodeDesc> Get(uint32_t n_id) = 0;
+  // `d` is to be written (replacing an earlier Put of the same N_ID).
+  virtual void Put(NodeDesc d) = 0;
+};
+
+// Builds one change of node_desc from what it reads through `txn`. It may
+// run more than once, each time on fresher records (once per conflicting
+// write by another instance): it must decide only on what it reads through
+// `txn` and have no effect outside what it captures and overwrites on each
+// run. A non-OK status aborts: nothing is written, Update returns it.
+using NodeDescChange = std::function<Status(NodeDescTxn& txn)>;
+
+// The most records one Update may read and write on etcd (--max-txn-ops).
+inline constexpr size_t kMaxUpdateRecords = 128;
+
 // node_desc: one record per node, key N_ID.
 class NodeDescTable {
  public:
@@ -37,10 +59,23 @@ class NodeDescTable {
   // etcd also UNAVAILABLE / DEADLINE_EXCEEDED when no endpoint answers.
   virtual StatusOr<NodeDesc> Get(uint32_t n_id) const = 0;
   virtual bool Contains(uint32_t n_id) const = 0;
-  // Durable when OK (file: fdatasync; etcd: committed by a quorum).
-  // On etcd a record another instance changed since this one read it is
-  // merged, not overwritten blindly: the write wins, but its replay floors
-  // (last_counter, request_floor) never go below the stored ones.
+  // A read-modify-write, the way every KS procedure changes node_desc:
+  // `change` reads the records it needs and puts the ones it changes; they
+  // are written together, durably, only if none of the records it read
+  // changed meanwhile (etcd: one txn comparing each record's mod_revision;
+  // on a conflict the records are read again and `change` runs again, up
+  // to 8 times, then ABORTED). Two instances changing different fields of
+  // one record thus both keep their change. The files have one writer: read,
+  // change, PutAll. `written` (may be null) gets the records written, none
+  // if `change` put nothing. On etcd at most kMaxUpdateRecords records
+  // read or put (else INVALID_ARGUMENT; the files have no limit).
+  virtual Status Update(const NodeDescChange& change,
+                        std::vector<NodeDesc>* written = nullptr);
+  // Durable when OK (file: fdatasync; etcd: committed by a quorum). For a
+  // writer that owns the records (restore, tools, tests); the KS's
+  // procedures use Update. On etcd a record another instance changed since
+  // this one read it is overwritten, but its replay floors (last_counter,
+  // request_floor) never go below the stored ones.
   virtual Status Put(const NodeDesc& d) = 0;
   // All of `batch` atomically (one fdatasync; one etcd txn per 128
   // records, etcd's --max-txn-ops).
@@ -94,12 +129,30 @@ class GenKeysTable {
   virtual std::vector<CorruptRecord> corrupt_records() const = 0;
 };
 
+// The AC channel's replay floor: the highest AC request counter any
+// instance accepted, raised before the request acts, so that a captured
+// AC request (an "allow" later withdrawn) never counts twice, whichever
+// instance it is replayed to (docs/cluster.md).
+class AcFloor {
+ public:
+  virtual ~AcFloor() = default;
+  // 0 if none was ever stored.
+  virtual StatusOr<uint64_t> Load() = 0;
+  // Raises the floor to `counter`, durably (etcd: compare-and-swap on its
+  // revision). ALREADY_EXISTS if it is at or above `counter` already: a
+  // replay, or a request another instance accepted.
+  virtual Status Raise(uint64_t counter) = 0;
+};
+
 // Both tables of one KS.
 class KsState {
  public:
   virtual ~KsState() = default;
   virtual NodeDescTable& nodes() = 0;
   virtual GenKeysTable& gen_keys() = 0;
+  // The shared AC floor; null on the files, where the daemon keeps it in
+  // <state_dir>/ac_counter.
+  virtual AcFloor* ac_floor() { return nullptr; }
   const NodeDescTable& nodes() const {
     return const_cast<KsState*>(this)->nodes();
   }
