@@ -7,6 +7,7 @@
 
 #include "group/member_keys.h"
 #include "kgr/group_rekey.h"
+#include "ks/group_table.h"
 #include "node/group_fixture.h"
 
 namespace kgr::testing {
@@ -261,8 +262,10 @@ TEST_F(GroupNodeTest, SenderAuthMembersLearnEachOthersKeys) {
   ASSERT_TRUE(Converged(g, {&a, &b}));
   // Each sends its key (group_sync_req) and learns the other's.
   ASSERT_TRUE(RunUntil([&] {
-    const GroupDesc desc = ks_groups_->Get(g).value();
-    for (const GroupMember& m : desc.members) {
+    // The header record holds no members: they live in member pieces.
+    auto loaded = ks::LoadGroupRecords(*ks_groups_, g);
+    if (!loaded.ok() || loaded->Members().size() != 2) return false;
+    for (const GroupMember& m : loaded->Members()) {
       if (m.sign_public == std::array<uint8_t, 32>{}) return false;
     }
     return true;
