@@ -175,6 +175,9 @@ TEST_F(ClusterMembershipTest, RemovalRotatesOnlineAndLocksTheMemberOut) {
   for (uint32_t id = 1; id <= 20; ++id) {
     ASSERT_TRUE(s2->nodes().Put(Node(id)).ok());
   }
+  // The shared AC floor, tagged under generation 1.
+  ASSERT_NE(s0->ac_floor(), nullptr);
+  ASSERT_TRUE(s0->ac_floor()->Raise(77).ok());
 
   // ks1 keeps writing while ks0 removes ks2.
   std::atomic<bool> stop{false};
@@ -206,6 +209,13 @@ TEST_F(ClusterMembershipTest, RemovalRotatesOnlineAndLocksTheMemberOut) {
   }
   for (uint32_t id = 1; id <= 20; ++id)
     EXPECT_TRUE(fresh->nodes().Get(id).ok());
+  // The AC floor survives the rotation: re-tagged under generation 2 (a
+  // floor left under the retired key would stop every AC request).
+  auto floor = fresh->ac_floor()->Load();
+  ASSERT_TRUE(floor.ok()) << floor.status().ToString();
+  EXPECT_EQ(*floor, 77u);
+  EXPECT_FALSE(fresh->ac_floor()->Raise(77).ok());
+  EXPECT_TRUE(fresh->ac_floor()->Raise(78).ok());
 
   // The removed member: no key in etcd, its running state stops writing,
   // and its old key opens none of the raw records.

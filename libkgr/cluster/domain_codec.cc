@@ -57,6 +57,27 @@ StatusOr<uint64_t> DomainCodec::Verify(RecordType type,
   return last;
 }
 
+StatusOr<Tag> DomainCodec::Mac(
+    std::initializer_list<std::span<const uint8_t>> parts) const {
+  std::shared_ptr<const Ring> held;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stopped_.empty()) return FailedPreconditionError(stopped_);
+    held = ring_;
+  }
+  if (held->empty()) return FailedPreconditionError("no domain key");
+  return HmacSha256(held->front()->key.keys, parts);
+}
+
+Status DomainCodec::VerifyMac(
+    std::initializer_list<std::span<const uint8_t>> parts,
+    std::span<const uint8_t> tag) const {
+  for (const auto& g : *Held()) {
+    if (VerifyHmacSha256(g->key.keys, parts, tag).ok()) return OkStatus();
+  }
+  return UnauthenticatedError(kVerificationFailed);
+}
+
 uint32_t DomainCodec::generation() const {
   std::lock_guard<std::mutex> lock(mu_);
   if (!stopped_.empty() || ring_->empty()) return 0;

@@ -37,6 +37,12 @@ class DomainCodec {
   }
   StatusOr<uint64_t> Verify(RecordType type,
                             std::span<const uint8_t> record) const;
+  // HMAC-SHA256 under the newest generation's MAC key (FAILED_PRECONDITION
+  // when writes are stopped), and its check under any generation held.
+  StatusOr<Tag> Mac(
+      std::initializer_list<std::span<const uint8_t>> parts) const;
+  Status VerifyMac(std::initializer_list<std::span<const uint8_t>> parts,
+                   std::span<const uint8_t> tag) const;
 
   // The generation records are sealed under (0: writes stopped).
   uint32_t generation() const;

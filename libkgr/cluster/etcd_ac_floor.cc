@@ -31,8 +31,8 @@ StatusOr<Bytes> EtcdAcFloor::Seal(uint64_t counter) const {
   for (int shift = 56; shift >= 0; shift -= 8) {
     out.push_back(static_cast<uint8_t>(counter >> shift));
   }
-  KGR_ASSIGN_OR_RETURN(
-      auto tag, HmacSha256(keys_, {AsSpan(kLabel), AsSpan(prefix_), out}));
+  KGR_ASSIGN_OR_RETURN(auto tag,
+                       codec_.Mac({AsSpan(kLabel), AsSpan(prefix_), out}));
   out.insert(out.end(), tag.begin(), tag.end());
   return out;
 }
@@ -43,8 +43,7 @@ StatusOr<uint64_t> EtcdAcFloor::Open(const Bytes& value) const {
   }
   std::span<const uint8_t> counter(value.data(), 8);
   std::span<const uint8_t> tag(value.data() + 8, 32);
-  if (!VerifyHmacSha256(keys_, {AsSpan(kLabel), AsSpan(prefix_), counter}, tag)
-           .ok()) {
+  if (!codec_.VerifyMac({AsSpan(kLabel), AsSpan(prefix_), counter}, tag).ok()) {
     return DataLossError("etcd " + AcFloorKey(prefix_) +
                          ": verification failed");
   }
@@ -84,6 +83,20 @@ Status EtcdAcFloor::Raise(uint64_t counter) {
   return AbortedError("AC floor: gave up after " +
                       std::to_string(kMaxRaiseAttempts) +
                       " conflicting writes");
+}
+
+StatusOr<size_t> EtcdAcFloor::Reseal() {
+  KGR_ASSIGN_OR_RETURN(EtcdRange r, client_.Range(AcFloorKey(prefix_)));
+  if (r.kvs.empty()) return size_t{0};
+  KGR_ASSIGN_OR_RETURN(uint64_t v, Open(r.kvs[0].value));
+  KGR_ASSIGN_OR_RETURN(Bytes sealed, Seal(v));
+  if (sealed == r.kvs[0].value) return size_t{0};  // newest already
+  KGR_ASSIGN_OR_RETURN(
+      EtcdTxnResult t,
+      client_.Txn({{AcFloorKey(prefix_), EtcdCompare::Target::kMod,
+                    EtcdCompare::Result::kEqual, r.kvs[0].mod_revision}},
+                  {EtcdOp::Put(AcFloorKey(prefix_), sealed)}, {}));
+  return size_t{t.succeeded ? 1u : 0u};  // else raised meanwhile: newest
 }
 
 }  // namespace kgr

@@ -65,7 +65,7 @@ class EtcdState final : public EtcdKsState {
         writer_(std::move(writer)),
         nodes_(*client_, codec_, o.prefix),
         gen_keys_(*client_, *writer_, codec_, o.prefix),
-        ac_floor_(*client_, key_.keys, o.prefix) {}
+        ac_floor_(*client_, codec_, o.prefix) {}
 
   ~EtcdState() override {
     {

@@ -137,10 +137,15 @@ std::string AcFloorKey(const std::string& prefix);
 // The AC floor at <prefix>/ac_floor (etcd_ac_floor.cc).
 class EtcdAcFloor final : public AcFloor {
  public:
-  EtcdAcFloor(EtcdClient& client, const RecordKeys& keys, std::string prefix)
-      : client_(client), keys_(keys), prefix_(std::move(prefix)) {}
+  // `codec`: tags under its newest generation, checks under any it holds.
+  EtcdAcFloor(EtcdClient& client, const DomainCodec& codec, std::string prefix)
+      : client_(client), codec_(codec), prefix_(std::move(prefix)) {}
   StatusOr<uint64_t> Load() override;
   Status Raise(uint64_t counter) override;
+  // A rotation's re-seal (cluster/rotation.cc): the floor tagged under an
+  // older generation is tagged again under the newest, by compare-and-swap;
+  // 1 if it did, 0 if there was nothing to do.
+  StatusOr<size_t> Reseal();
 
  private:
   StatusOr<Bytes> Seal(uint64_t counter) const;
@@ -149,7 +154,7 @@ class EtcdAcFloor final : public AcFloor {
   StatusOr<std::pair<uint64_t, int64_t>> Read();
 
   EtcdClient& client_;
-  const RecordKeys& keys_;
+  const DomainCodec& codec_;
   const std::string prefix_;
 };
 

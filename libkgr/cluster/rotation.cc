@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "cluster/domain_codec.h"
+#include "cluster/etcd_tables.h"
 #include "cluster/membership_store.h"
 
 namespace kgr {
@@ -58,14 +59,19 @@ StatusOr<size_t> ResealTable(EtcdClient& client, const std::string& base,
 }
 
 StatusOr<size_t> ResealPass(EtcdClient& client, const std::string& prefix,
-                            const DomainCodec& from, const DomainCodec& to) {
+                            const DomainCodec& from, const DomainCodec& to,
+                            const DomainCodec& both) {
   KGR_ASSIGN_OR_RETURN(size_t nodes,
                        ResealTable<NodeDesc>(client, prefix + "/node_desc/",
                                              RecordType::kNodeDesc, from, to));
   KGR_ASSIGN_OR_RETURN(size_t keys,
                        ResealTable<GenKey>(client, prefix + "/gen_keys/",
                                            RecordType::kGenKey, from, to));
-  return nodes + keys;
+  // The AC floor's tag: `both` (newest first) opens a floor under either
+  // generation and tags it under the new one.
+  KGR_ASSIGN_OR_RETURN(size_t floor,
+                       EtcdAcFloor(client, both, prefix).Reseal());
+  return nodes + keys + floor;
 }
 
 // Step 3: the epoch says resealed; the old wrapped keys go.
@@ -106,17 +112,22 @@ StatusOr<RotationReport> ResealAndRetire(EtcdClient& client,
                                          int settle_ms) {
   RotationReport report;
   report.generation = keys.front().generation;
-  std::vector<DomainKey> newest, older;
+  std::vector<DomainKey> newest, older, all;
   KGR_ASSIGN_OR_RETURN(DomainKey n, Prepared(keys.front()));
   newest.push_back(std::move(n));
-  for (size_t i = 1; i < keys.size(); ++i) {
+  for (size_t i = 0; i < keys.size(); ++i) {
+    KGR_ASSIGN_OR_RETURN(DomainKey k, Prepared(keys[i]));
+    all.push_back(std::move(k));
+    if (i == 0) continue;
     KGR_ASSIGN_OR_RETURN(DomainKey o, Prepared(keys[i]));
     older.push_back(std::move(o));
   }
-  DomainCodec to(std::move(newest)), from(std::move(older));
+  DomainCodec to(std::move(newest)), from(std::move(older)),
+      both(std::move(all));
   for (int pass = 0; pass < 2; ++pass) {
     std::this_thread::sleep_for(std::chrono::milliseconds(settle_ms));
-    KGR_ASSIGN_OR_RETURN(size_t done, ResealPass(client, prefix, from, to));
+    KGR_ASSIGN_OR_RETURN(size_t done,
+                         ResealPass(client, prefix, from, to, both));
     report.resealed += done;
   }
   KGR_RETURN_IF_ERROR(Retire(client, prefix, report.generation));
