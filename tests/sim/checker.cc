@@ -153,10 +153,13 @@ void Checker::OnPublish(const std::string& from, const std::string& topic,
 }
 
 void Checker::OnKsFrame(const std::string& topic, const Bytes& payload) {
-  auto h = PeekFrameHeader(payload);
-  if (h.ok() && h->type == FrameType::kGroupRekey) {
+  // group_rekey is signed, not sealed (PeekFrameHeader refuses it).
+  if (payload.size() > 1 &&
+      payload[1] == static_cast<uint8_t>(FrameType::kGroupRekey)) {
+    world_->Count("wire.group_rekey");
     return oracle_.OnRekeyFrame(payload);
   }
+  auto h = PeekFrameHeader(payload);
   // <prefix>/<node identity>/<TOPIC2>
   size_t a = topic.find('/'), b = topic.find('/', a + 1);
   if (a == std::string::npos || b == std::string::npos) return;

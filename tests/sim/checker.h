@@ -113,6 +113,7 @@ class Checker {
   // rounds of waiting, a member sending meanwhile); empty, or who lags.
   std::string GroupLaggards(int gi, uint32_t epoch);
   void CheckGroupProbe(int gi);
+  bool KsGroupConverged(int gi);
   void RecordKey(const Origin& o, const SymmetricKeys& k);
   // A new session key issued for a pair that was forbidden before.
   void CheckIssued(const Origin& o);

@@ -48,6 +48,8 @@ void Checker::OnKsGroupPath(SimNode& node, FrameType type,
                                   : sync.ok() ? &sync->path
                                               : nullptr;
   if (path_bytes == nullptr) return void(++undecryptable_);
+  world_->Count(std::string("wire.") + (join.ok() ? "group_join" : "group_sync_ans") +
+                (path_bytes->empty() ? "_gone" : ""));
   if (path_bytes->empty()) return;  // "forget the group"
   auto path = GroupPath::Parse(path_bytes->span());
   if (!path.ok()) return void(++undecryptable_);
@@ -95,22 +97,27 @@ std::string Checker::GroupLaggards(int gi, uint32_t epoch_at_start) {
   World& w = *world_;
   const SimGroup& g = w.groups()[gi];
   std::string lag;
+  bool ks_short = false;  // a member the KS never gave the current key
   uint32_t epoch = epoch_at_start;
   for (int round = 0; round <= kConvergeRounds && !failed(); ++round) {
     epoch = w.GroupEpoch(g.id);  // the lifetime policy may move it on
     lag.clear();
+    ks_short = false;
     int ahead = -1;  // a member holding the current key
     for (uint32_t m : g.members) {
       SimNode* n = w.ByNid(m);
       uint32_t held = 0;
       for (const GroupInfo& i : n->client->Groups())
         if (i.group_id == g.id) held = i.key_version;
-      if (held == epoch) {
+      const bool sent = oracle_.Knows(g.id, m, epoch);
+      if (held == epoch && sent) {
         ahead = n->index;
-      } else {
-        lag += " " + n->name + " holds " +
-               (held ? "v" + std::to_string(held) : std::string("nothing"));
+        continue;
       }
+      ks_short = ks_short || !sent;
+      lag += " " + n->name + " holds " +
+             (held ? "v" + std::to_string(held) : std::string("nothing")) +
+             (sent ? "" : " (and was never sent it)");
     }
     if (lag.empty() || round == kConvergeRounds) break;
     // A member that is up to date sends (laggards may catch up on seeing
@@ -123,36 +130,45 @@ std::string Checker::GroupLaggards(int gi, uint32_t epoch_at_start) {
   }
   if (lag.empty()) return "";
   return "group " + g.name + " (" + FormatNodeId(g.id) + ") at v" +
-         std::to_string(epoch) + " after healing:" + lag;
+         std::to_string(epoch) + " after healing:" + lag +
+         (ks_short ? "; the KS's messages never gave some member that key"
+                   : "");
+}
+
+// The KS's side of group `gi` after healing: it lists the AC's members.
+bool Checker::KsGroupConverged(int gi) {
+  World& w = *world_;
+  const SimGroup& g = w.groups()[gi];
+  auto listed = w.KsGroup(g.id);
+  if (!listed) {
+    Fail("groups_converge", "the KS does not list group " + g.name);
+    return false;
+  }
+  std::set<uint32_t> at_ks(listed->members.begin(), listed->members.end());
+  if (at_ks == g.members) return true;
+  Fail("groups_converge", "group " + g.name + ": the KS lists " +
+                              std::to_string(at_ks.size()) +
+                              " members, the AC made " +
+                              std::to_string(g.members.size()));
+  return false;
 }
 
 void Checker::CheckGroupsConverge() {
   World& w = *world_;
+  std::vector<int> live;
   for (size_t gi = 0; gi < w.groups().size() && !failed(); ++gi) {
-    const SimGroup& g = w.groups()[gi];
-    if (g.deleted) continue;
-    auto desc = w.group_store()->Get(g.id);
-    if (!desc.ok()) {
-      Fail("groups_converge", "the KS lost group " + g.name + ": " +
-                                  desc.status().ToString());
-      continue;
-    }
-    std::set<uint32_t> at_ks;
-    for (const GroupMember& m : desc->members) at_ks.insert(m.n_id);
-    if (at_ks != g.members) {
-      Fail("groups_converge", "group " + g.name + ": the KS has " +
-                                  std::to_string(at_ks.size()) +
-                                  " members, the AC " +
-                                  std::to_string(g.members.size()));
-      continue;
-    }
-    if (g.members.empty()) continue;
-    std::string lag = GroupLaggards(static_cast<int>(gi), desc->key_version);
+    if (w.groups()[gi].deleted) continue;
+    if (KsGroupConverged(static_cast<int>(gi)))
+      live.push_back(static_cast<int>(gi));
+  }
+  for (int gi : live) {
+    if (failed() || w.groups()[gi].members.empty()) continue;
+    std::string lag = GroupLaggards(gi, w.GroupEpoch(w.groups()[gi].id));
     if (!lag.empty()) {
       Fail("groups_converge", lag);
       continue;
     }
-    CheckGroupProbe(static_cast<int>(gi));
+    CheckGroupProbe(gi);
   }
 }
 

@@ -41,6 +41,13 @@ bool GroupOracle::WasMember(uint32_t group, uint32_t n_id) const {
   return g != groups_.end() && g->second.members.count(n_id) > 0;
 }
 
+bool GroupOracle::Knows(uint32_t group, uint32_t n_id, uint32_t epoch) const {
+  auto g = groups_.find(group);
+  if (g == groups_.end()) return false;
+  auto k = g->second.known.find(n_id);
+  return k != g->second.known.end() && k->second.epochs.count(epoch) > 0;
+}
+
 void GroupOracle::Resume() {
   if (--deferred_ > 0) return;
   std::vector<Held> pending = std::move(pending_);
@@ -76,10 +83,11 @@ void GroupOracle::CheckHeld(uint32_t group, uint32_t n_id, uint32_t epoch,
 }
 
 void GroupOracle::OnRekeyFrame(const Bytes& frame) {
-  auto h = PeekFrameHeader(frame);
-  if (!h.ok() || frame.size() < kFrameHeaderSize + h->body_len) return;
+  // clear_header body signature (kgr/group_rekey.h)
+  if (frame.size() < kFrameHeaderSize + kEd25519SignatureSize) return;
   auto part = GroupRekeyPart::Parse(std::span<const uint8_t>(
-      frame.data() + kFrameHeaderSize, h->body_len));
+      frame.data() + kFrameHeaderSize,
+      frame.size() - kFrameHeaderSize - kEd25519SignatureSize));
   if (!part.ok()) return;
   Group& g = groups_[part->group_id];
   if (!g.frames.insert(frame).second) return;  // a copy

@@ -64,6 +64,9 @@ class GroupOracle {
   void CheckHeld(uint32_t group, uint32_t n_id, uint32_t epoch,
                  const std::string& how);
 
+  // Could `n_id` compute the key of `epoch` from what it received?
+  bool Knows(uint32_t group, uint32_t n_id, uint32_t epoch) const;
+
   // Around an AC request: the KS sends keys inside the call, before the
   // AC's change is known here; checks wait until Resume().
   void Defer() { ++deferred_; }

@@ -16,7 +16,8 @@ const std::set<std::string>& GroupOpClasses() {
 
 void GroupOps::Ac(const std::string& op, const Status& st) {
   w_.Count("op." + op);
-  w_.Count("op." + op + "." + (st.ok() ? "ok" : "failed"));
+  w_.Count("op." + op + "." +
+           (st.ok() ? "ok" : std::string(StatusCodeName(st.code()))));
   if (!st.ok()) w_.Note("AC " + op + " failed: " + st.ToString());
 }
 

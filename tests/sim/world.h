@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -179,11 +180,9 @@ class World {
   Status ChangeGroup(int g, bool add, const std::vector<int>& nodes);
   Status DeleteGroup(int g);
   std::vector<SimGroup>& groups() { return groups_; }
-  // The KS's groups store (the shared one of a cluster), and a group's
-  // key version there (0: no such group).
-  GroupDescStore* group_store() {
-    return shared_groups_ ? shared_groups_.get() : ks_.groups.get();
-  }
+  // A group as the KS lists it to the AC (kgr-ac group list; nullopt: no
+  // such group, or the KS is down), and its key version (0: none).
+  std::optional<AcGroupListAns::Entry> KsGroup(uint32_t group_id);
   uint32_t GroupEpoch(uint32_t group_id);
   // A node publishes a group message (a unique payload "g#<n>").
   void SendGroup(int a, uint32_t group_id, const std::string& payload = "");

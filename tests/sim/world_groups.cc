@@ -17,11 +17,23 @@ Status AnswerStatus(uint8_t status, const std::string& message) {
 
 }  // namespace
 
+std::optional<AcGroupListAns::Entry> World::KsGroup(uint32_t group_id) {
+  if (!ks_.up) return std::nullopt;
+  uint32_t after = 0;
+  for (;;) {
+    AcGroupListAns page = ks_.server->ListGroups(after);
+    for (auto& e : page.groups) {
+      if (e.group_id == group_id) return std::move(e);
+    }
+    if (page.status != 0 || page.more == 0 || page.groups.empty()) break;
+    after = page.groups.back().group_id;
+  }
+  return std::nullopt;
+}
+
 uint32_t World::GroupEpoch(uint32_t group_id) {
-  GroupDescStore* store = group_store();
-  if (store == nullptr) return 0;
-  auto g = store->Get(group_id);
-  return g.ok() ? g->key_version : 0;
+  auto g = KsGroup(group_id);
+  return g ? g->key_version : 0;
 }
 
 StatusOr<int> World::CreateGroup(const std::vector<int>& members,
