@@ -37,6 +37,11 @@ commands:
                             publish S to the group under its key (signed
                             with the node's Ed25519 key in a sender_auth
                             group); applications receive through the API
+  group-recv [--group ID] [--count N] [--wait-s N]
+                            print the group messages the running daemon
+                            receives (of one group, or of all), one line
+                            each, until N came or N seconds passed (exit 3
+                            if fewer than --count came)
   status                    pairs with key version and age (no key
                             material), registration, NV writes
   doctor                    ask the TPM what it implements and has room for;
@@ -153,6 +158,16 @@ constexpr SettingSpec kSpecs[] = {
     {.flag = "peer", .key = {}, .kind = SettingKind::kNodeId},
     {.flag = "group", .key = {}, .kind = SettingKind::kNodeId},
     {.flag = "data", .key = {}, .max = 65536},
+    {.flag = "count",
+     .key = {},
+     .kind = SettingKind::kInteger,
+     .fallback = "0",
+     .max = kMaxNumberSetting},
+    {.flag = "wait-s",
+     .key = {},
+     .kind = SettingKind::kInteger,
+     .fallback = "0",
+     .max = 86400 * 365},
 };
 
 StatusOr<NodeOptions> LoadOptions(const CommandLine& c) {
@@ -193,6 +208,11 @@ Status RunCommand(const CommandLine& f, const NodeOptions& o) {
   if (f.Has("peer")) c.peer = f.Id("peer");
   if (f.Has("data")) c.data = f.Str("data");
   if (f.Has("group")) c.group = f.Id("group");
+  if (f.command == "group-recv") {
+    c.count = f.Int("count");
+    c.wait_s = f.Int("wait-s");
+    return NodeGroupRecv(o, c);
+  }
   return RunNodeCommand(o, c);
 }
 
@@ -200,9 +220,9 @@ Status RunCommand(const CommandLine& f, const NodeOptions& o) {
 }  // namespace kgr
 
 int main(int argc, char** argv) {
-  return kgr::ProgramMain(
-      "kgr-node", kgr::kUsage, argc, argv, kgr::kSpecs,
-      {"init", "run", "register", "peers", "request-key", "renew", "send",
-       "status", "rotate", "doctor", "wipe", "group-list", "group-send"},
-      kgr::LoadOptions, kgr::RunCommand);
+  return kgr::ProgramMain("kgr-node", kgr::kUsage, argc, argv, kgr::kSpecs,
+                          {"init", "run", "register", "peers", "request-key",
+                           "renew", "send", "status", "rotate", "doctor",
+                           "wipe", "group-list", "group-send", "group-recv"},
+                          kgr::LoadOptions, kgr::RunCommand);
 }

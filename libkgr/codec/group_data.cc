@@ -1,6 +1,5 @@
 // Group data messages (0x14): body codec, key derivation, signing and
 // opening (format: kgr/group_frame.h, docs/protocol.md section 13).
-#include <cstdio>
 #include <string_view>
 
 #include "kgr/group_frame.h"
@@ -15,12 +14,6 @@ Status MalformedGroupData(std::string_view why) {
 }
 
 }  // namespace
-
-std::string GroupDataTopic(std::string_view prefix, uint32_t group_id) {
-  char hex[9];
-  std::snprintf(hex, sizeof hex, "%08x", group_id);
-  return std::string(prefix) + "/g/" + hex + "/data";
-}
 
 bool IsKnownGroupMode(uint8_t mode) { return mode <= 1; }
 
@@ -40,7 +33,8 @@ StatusOr<GroupData> GroupData::Parse(std::span<const uint8_t> in) {
   ByteReader r(in);
   GroupData g;
   uint8_t mode = 0;
-  if (!r.U32(&g.group_id) || !r.U8(&mode)) return MalformedGroupData("truncated");
+  if (!r.U32(&g.group_id) || !r.U8(&mode))
+    return MalformedGroupData("truncated");
   if (!IsKnownGroupMode(mode)) return MalformedGroupData("unknown mode");
   g.mode = static_cast<GroupMode>(mode);
   if (g.group_id == 0) return MalformedGroupData("group id 0");
@@ -48,7 +42,8 @@ StatusOr<GroupData> GroupData::Parse(std::span<const uint8_t> in) {
       !r.Raw(kEd25519SignatureSize, &g.signature)) {
     return MalformedGroupData("truncated signature");
   }
-  if (r.remaining() > kMaxGroupDataSize) return MalformedGroupData("data too large");
+  if (r.remaining() > kMaxGroupDataSize)
+    return MalformedGroupData("data too large");
   if (!r.Secret(r.remaining(), &g.data)) return MalformedGroupData("truncated");
   return g;
 }
@@ -111,7 +106,8 @@ StatusOr<GroupData> OpenGroupData(std::span<const uint8_t> frame,
     return MalformedGroupData("not a group message");
   }
   KGR_ASSIGN_OR_RETURN(GroupData body, GroupData::Parse(plain.span()));
-  if (body.group_id != group_id) return MalformedGroupData("another group's message");
+  if (body.group_id != group_id)
+    return MalformedGroupData("another group's message");
   if (body.mode != mode) return MalformedGroupData("the group's mode differs");
   if (mode == GroupMode::kSenderAuth) {
     const Bytes to_sign =

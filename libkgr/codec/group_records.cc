@@ -1,6 +1,7 @@
 // The grp_keys record of a node (GroupRecord; format: docs/storage.md
 // section 1.5): its Ed25519 key pair, each group's keys, each member's
 // public key and receive floor. The envelope is records.cc's.
+#include <algorithm>
 #include <limits>
 
 #include "codec/record_envelope.h"
@@ -42,6 +43,9 @@ Status EncodeGroup(const GroupRecord& g, Bytes* clear, SecretBytes* secret) {
   w.U32(g.key_version);
   w.U32(g.prev_version);
   w.U64(g.prev_until_unix_ms);
+  w.Raw(g.rekey_topic);
+  w.Raw(g.data_topic);
+  w.Raw(g.ks_sign_public);
   const uint8_t flags =
       static_cast<uint8_t>((g.group_key.empty() ? 0 : kFlagGroupKey) |
                            (g.prev_group_key.empty() ? 0 : kFlagPrevKey));
@@ -58,11 +62,17 @@ Status EncodeGroup(const GroupRecord& g, Bytes* clear, SecretBytes* secret) {
 bool DecodeGroup(ByteReader& c, ByteReader& s, GroupRecord* g) {
   uint8_t flags = 0;
   uint16_t path_len = 0;
+  std::span<const uint8_t> rekey, data, sign;
   if (!c.U8(&g->mode) || g->mode > 1 || !c.U32(&g->key_version) ||
       !c.U32(&g->prev_version) || !c.U64(&g->prev_until_unix_ms) ||
-      !s.U8(&flags) || (flags & ~(kFlagGroupKey | kFlagPrevKey)) != 0) {
+      !c.View(kTopicIdSize, &rekey) || !c.View(kTopicIdSize, &data) ||
+      !c.View(kEd25519PublicSize, &sign) || !s.U8(&flags) ||
+      (flags & ~(kFlagGroupKey | kFlagPrevKey)) != 0) {
     return false;
   }
+  std::copy(rekey.begin(), rekey.end(), g->rekey_topic.begin());
+  std::copy(data.begin(), data.end(), g->data_topic.begin());
+  std::copy(sign.begin(), sign.end(), g->ks_sign_public.begin());
   if ((flags & kFlagGroupKey) && !s.Secret(kGroupKeySize, &g->group_key))
     return false;
   if ((flags & kFlagPrevKey) && !s.Secret(kGroupKeySize, &g->prev_group_key))

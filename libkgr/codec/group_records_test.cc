@@ -27,6 +27,9 @@ TEST_F(GroupRecordTest, GroupRoundTrip) {
   g.group_key = RecordPattern(3, 32);
   g.prev_group_key = RecordPattern(4, 32);
   g.path_keys = RecordPattern(5, 100);
+  g.rekey_topic[0] = 0x31;
+  g.data_topic[9] = 0x32;
+  g.ks_sign_public[31] = 0x33;
   Bytes sealed = codec_.Encode(g).value();
   GroupRecord back = codec_.Decode<GroupRecord>(sealed).value();
   EXPECT_EQ(back.key(), uint64_t{5} << 32);
@@ -37,6 +40,9 @@ TEST_F(GroupRecordTest, GroupRoundTrip) {
   EXPECT_TRUE(back.group_key.Equals(g.group_key));
   EXPECT_TRUE(back.prev_group_key.Equals(g.prev_group_key));
   EXPECT_TRUE(back.path_keys.Equals(g.path_keys));
+  EXPECT_EQ(back.rekey_topic, g.rekey_topic);
+  EXPECT_EQ(back.data_topic, g.data_topic);
+  EXPECT_EQ(back.ks_sign_public, g.ks_sign_public);
 }
 
 TEST_F(GroupRecordTest, MemberAndSigningKeyRoundTrip) {

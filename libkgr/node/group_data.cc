@@ -70,21 +70,44 @@ void NodeClient::HandleGroupData(uint32_t group_id, const Bytes& frame) {
   auto git = groups_.find(group_id);
   if (git == groups_.end()) return Log("dropped", &h, "not in the group");
   GroupState& g = git->second;
-  auto mit = g.members.find(h.sender);
-  if (mit == g.members.end()) {
-    return Log("dropped", &h, "sender is not a member of the group");
-  }
-  GroupMemberState& m = mit->second;
+  const GroupMode mode = static_cast<GroupMode>(g.record.mode);
   const SymmetricKeys* keys = GroupReceiveKey(g, h.key_version);
   if (keys == nullptr) {
+    if (h.key_version > g.record.key_version) {
+      WantGroupSync(group_id, "a message under a newer group key");
+    }
     return Log("dropped", &h, "unknown or expired group key version");
   }
-  if (!m.window.IsFresh(h.counter)) return Log("dropped", &h, "replayed");
-  const GroupMode mode = static_cast<GroupMode>(g.record.mode);
+  auto mit = g.members.find(h.sender);
+  // A rekey does not carry the membership: a sender the node does not know
+  // yet joined since its last path. Under the current key only a current
+  // member can seal, so in a group_key group that proves it; a sender_auth
+  // group needs its public key from the KS first.
+  const bool newcomer = mit == g.members.end();
+  if (newcomer && (mode == GroupMode::kSenderAuth ||
+                   h.key_version != g.record.key_version)) {
+    if (mode == GroupMode::kSenderAuth) {
+      WantGroupSync(group_id, "a sender without its public key");
+    }
+    return Log("dropped", &h, "sender is not a member of the group");
+  }
+  GroupMemberState joined;
+  GroupMemberState* member = newcomer ? &joined : &mit->second;
+  if (mode == GroupMode::kSenderAuth && member->public_key.empty()) {
+    WantGroupSync(group_id, "a sender without its public key");
+    return Log("dropped", &h, "no public key for the sender");
+  }
+  if (!member->window.IsFresh(h.counter)) {
+    return Log("dropped", &h, "replayed");
+  }
   FrameHeader opened;
   auto body =
-      OpenGroupData(frame, *keys, group_id, mode, m.public_key, &opened);
+      OpenGroupData(frame, *keys, group_id, mode, member->public_key, &opened);
   if (!body.ok()) return Log("dropped", &h, body.status().message());
+  if (newcomer) {
+    member = &g.members.emplace(h.sender, std::move(joined)).first->second;
+  }
+  GroupMemberState& m = *member;
   if (h.counter > m.rx_floor) {
     Status st = ReserveGroupRx(group_id, h.sender, m, h.counter);
     if (!st.ok()) return Log("dropped", &h, st.message());

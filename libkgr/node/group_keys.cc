@@ -1,16 +1,21 @@
 // A node's group keys: taking a rekey, join or catch-up (OnGroupKeys),
-// leaving, loading grp_keys at start, the previous key's overlap. No TPM
+// leaving, loading grp_keys at start, the group's topics, the previous
+// key's overlap. No TPM
 // command: grp_keys is sealed with NK, which the node holds in memory.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <set>
 
+#include "group/member_keys.h"
+#include "kgr/group_frames.h"
 #include "kgr/node_client.h"
 
 namespace kgr {
 
 namespace {
+
+constexpr uint64_t kGroupRouteRetryMs = 2'000;
 
 // Replaces `members` (a map of N_ID to the client's member state) by the
 // membership `list`, adding to `batch` the member records that are new or
@@ -51,8 +56,55 @@ Status StageMembers(uint32_t group_id, const std::vector<GroupMemberKey>& list,
 
 }  // namespace
 
-std::string NodeClient::GroupTopic(uint32_t group_id) const {
-  return GroupDataTopic(own_.identity.topic_prefix, group_id);
+void NodeClient::RouteGroup(uint32_t group_id, GroupState& g) {
+  const std::string& prefix = own_.identity.topic_prefix;
+  std::string data =
+      GroupTopicName(prefix, group_id, false, g.record.data_topic);
+  std::string rekey =
+      GroupTopicName(prefix, group_id, true, g.record.rekey_topic);
+  if (g.routed && data == g.topic && rekey == g.rekey_topic) return;
+  if (!g.topic.empty() && (data != g.topic || rekey != g.rekey_topic)) {
+    topic_to_group_.erase(g.topic);
+    rekey_topic_to_group_.erase(g.rekey_topic);
+    (void)transport_.Unsubscribe(g.topic);
+    (void)transport_.Unsubscribe(g.rekey_topic);
+  }
+  g.topic = std::move(data);
+  g.rekey_topic = std::move(rekey);
+  topic_to_group_[g.topic] = group_id;
+  rekey_topic_to_group_[g.rekey_topic] = group_id;
+  Status st = transport_.Subscribe(g.rekey_topic);
+  if (st.ok()) st = transport_.Subscribe(g.topic);
+  g.routed = st.ok();
+  if (!st.ok()) {
+    g.next_route_ms = clock_.NowMonotonicMillis() + kGroupRouteRetryMs;
+    spdlog::warn(
+        "node {}: group {:08x}: topics not subscribed ({}); trying "
+        "again",
+        FormatNodeId(n_id()), group_id, st.message());
+    return;
+  }
+  spdlog::info("node {}: group {:08x}: subscribed its data and rekey topics",
+               FormatNodeId(n_id()), group_id);
+}
+
+void NodeClient::LoadGroupPath(GroupState& g) {
+  g.path.reset();
+  if (g.record.path_keys.empty()) return;
+  auto path = GroupPath::Parse(g.record.path_keys.span());
+  if (path.ok()) {
+    auto keys = group::GroupMemberKeys::FromPath(std::move(*path),
+                                                 options_.group_overlap_ms);
+    if (keys.ok()) {
+      g.path = std::make_shared<group::GroupMemberKeys>(std::move(*keys));
+      return;
+    }
+    path = keys.status();
+  }
+  spdlog::warn(
+      "node {}: group {:08x}: stored path keys unusable ({}): "
+      "asking the key server",
+      FormatNodeId(n_id()), g.record.group_id, path.status().message());
 }
 
 Status NodeClient::LoadGroups() {
@@ -63,7 +115,9 @@ Status NodeClient::LoadGroups() {
     if (r.kind() == GroupRecord::Kind::kGroup) {
       GroupState g;
       g.record = r.Clone();
-      g.topic = GroupTopic(r.group_id);
+      LoadGroupPath(g);
+      // A member that was offline may have missed rekeys: it asks.
+      g.sync_wanted = true;
       if (!r.group_key.empty()) {
         auto k = GroupDataKeys(r.group_key, r.group_id, r.key_version);
         if (!k.ok())
@@ -90,10 +144,7 @@ Status NodeClient::LoadGroups() {
     ms.window = ReplayWindow(m.rx_counter);  // a restart reopens nothing
     it->second.members.emplace(m.member, std::move(ms));
   }
-  for (auto& [id, g] : groups_) {
-    topic_to_group_[g.topic] = id;
-    KGR_RETURN_IF_ERROR(transport_.Subscribe(g.topic));
-  }
+  for (auto& [id, g] : groups_) RouteGroup(id, g);
   return OkStatus();
 }
 
@@ -107,6 +158,9 @@ Status NodeClient::OnGroupKeys(GroupKeyUpdate u) {
   }
   auto it = groups_.find(u.group_id);
   const bool is_new = it == groups_.end();
+  if (is_new && !u.channel.has_value()) {
+    return InvalidArgumentError("group keys: a new group needs its topics");
+  }
   GroupRecord rec;
   if (!is_new) rec = it->second.record.Clone();
   rec.group_id = u.group_id;
@@ -133,6 +187,11 @@ Status NodeClient::OnGroupKeys(GroupKeyUpdate u) {
   rec.key_version = u.key_version;
   rec.group_key = u.group_key.Clone();
   if (!u.path_keys.empty()) rec.path_keys = u.path_keys.Clone();
+  if (u.channel.has_value()) {
+    rec.rekey_topic = u.channel->rekey_topic;
+    rec.data_topic = u.channel->data_topic;
+    rec.ks_sign_public = u.channel->ks_sign_public;
+  }
 
   // One batch: the group record, members added or changed, members gone.
   GroupStore::Batch batch = groups_store_->NewBatch();
@@ -156,11 +215,8 @@ Status NodeClient::OnGroupKeys(GroupKeyUpdate u) {
   g.keys = std::move(keys);
   g.record = std::move(rec);
   g.members = std::move(members);
-  if (is_new) {
-    g.topic = GroupTopic(u.group_id);
-    topic_to_group_[g.topic] = u.group_id;
-    KGR_RETURN_IF_ERROR(transport_.Subscribe(g.topic));
-  }
+  if (!u.path_keys.empty()) LoadGroupPath(g);
+  RouteGroup(u.group_id, g);
   if (newer) {
     ++stats_.group_rekeys;
     spdlog::info("node {}: group {:08x} key version {} ({} members, {})",
@@ -181,9 +237,12 @@ Status NodeClient::LeaveGroup(uint32_t group_id) {
   }
   KGR_RETURN_IF_ERROR(groups_store_->Apply(std::move(batch)));
   topic_to_group_.erase(it->second.topic);
+  rekey_topic_to_group_.erase(it->second.rekey_topic);
   Status st = transport_.Unsubscribe(it->second.topic);
+  Status st2 = transport_.Unsubscribe(it->second.rekey_topic);
   groups_.erase(it);
-  return st;
+  spdlog::info("node {}: left group {:08x}", FormatNodeId(n_id()), group_id);
+  return st.ok() ? st2 : st;
 }
 
 void NodeClient::ExpireGroupKeys() {

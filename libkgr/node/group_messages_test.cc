@@ -10,6 +10,12 @@ namespace kgr::testing {
 namespace {
 
 constexpr uint32_t kGroup = 0x00000042;
+constexpr TopicId kRekeyTopic = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+constexpr TopicId kDataTopic = {11, 12, 13, 14, 15, 16, 17, 18, 19, 20};
+
+std::string DataTopic() {
+  return GroupTopicName("kgr", kGroup, false, kDataTopic);
+}
 
 class GroupMessagesTest : public KedFixture {
  protected:
@@ -63,6 +69,7 @@ class GroupMessagesTest : public KedFixture {
       ms.push_back({m->n_id, m->client->SigningPublicKey().value()});
     }
     u.members = std::move(ms);
+    u.channel = GroupChannel{kRekeyTopic, kDataTopic, {}};
     return to.client->OnGroupKeys(std::move(u));
   }
   void RekeyAll(uint32_t v, std::vector<KedNode*> members,
@@ -77,8 +84,7 @@ class GroupMessagesTest : public KedFixture {
   Bytes LastFrameOf(KedNode& n) {
     Bytes last;
     for (const PublishedMessage& m : broker_.published()) {
-      if (m.sender == NodeIdentity(n.n_id) &&
-          m.topic == GroupDataTopic("kgr", kGroup)) {
+      if (m.sender == NodeIdentity(n.n_id) && m.topic == DataTopic()) {
         last = m.payload;
       }
     }
@@ -90,7 +96,7 @@ class GroupMessagesTest : public KedFixture {
       intruder_ = broker_.NewTransport("intruder");
       ASSERT_TRUE(intruder_->Connect().ok());
     }
-    ASSERT_TRUE(intruder_->Publish(GroupDataTopic("kgr", kGroup), frame).ok());
+    ASSERT_TRUE(intruder_->Publish(DataTopic(), frame).ok());
     broker_.Pump();
   }
   // A frame that member `forger` seals with the group key it holds but

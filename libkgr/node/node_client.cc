@@ -151,7 +151,10 @@ void NodeClient::Tick() {
   uint64_t now = clock_.NowMonotonicMillis();
   TickRegistration(now);
   RenewByPolicy();
-  if (groups_store_ != nullptr) ExpireGroupKeys();
+  if (groups_store_ != nullptr) {
+    ExpireGroupKeys();
+    TickGroupSync(now);
+  }
   std::vector<uint64_t> expired;
   for (auto& [id, p] : pending_) {
     if (now >= p.deadline_ms) {
@@ -231,6 +234,10 @@ void NodeClient::HandleMessage(const std::string& topic, const Bytes& payload) {
   if (git != topic_to_group_.end()) {
     return HandleGroupData(git->second, payload);
   }
+  auto rit = rekey_topic_to_group_.find(topic);
+  if (rit != rekey_topic_to_group_.end()) {
+    return HandleGroupRekey(rit->second, payload);
+  }
   Log("dropped message", nullptr, "unexpected topic");
 }
 
@@ -306,6 +313,9 @@ void NodeClient::HandleFromKs(const Bytes& frame) {
       if (!m.ok()) return Log("dropped", &h, m.status().message());
       return OnPairRevoked(h, *m);
     }
+    case FrameType::kGroupJoin:
+    case FrameType::kGroupSyncAns:
+      return OnGroupPathFrame(h, plain->span());
     default:
       return Log("dropped", &h, "unexpected type from the key server");
   }

@@ -48,9 +48,8 @@ namespace kgr {
 bool IsKnownGroupMode(uint8_t mode);
 std::string_view GroupModeName(GroupMode mode);  // "group_key", "sender_auth"
 
-// The topic of a group's messages: <prefix>/g/<8 hex digits of group_id>/data
-// (every member subscribes and publishes; docs/broker.md).
-std::string GroupDataTopic(std::string_view prefix, uint32_t group_id);
+// The topic of a group's messages is the data topic the KS sends with the
+// membership (GroupTopicName of kgr/group_frames.h).
 
 // Largest application payload of one group message.
 inline constexpr size_t kMaxGroupDataSize = 60 * 1024;

@@ -12,10 +12,13 @@
 #ifndef KGR_NODE_CLIENT_H_
 #define KGR_NODE_CLIENT_H_
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <variant>
@@ -27,6 +30,7 @@
 #include "kgr/ed25519.h"
 #include "kgr/frame.h"
 #include "kgr/group_frame.h"
+#include "kgr/group_frames.h"
 #include "kgr/metrics.h"
 #include "kgr/own_data.h"
 #include "kgr/store.h"
@@ -34,6 +38,10 @@
 #include "kgr/transport.h"
 
 namespace kgr {
+
+namespace group {
+class GroupMemberKeys;  // libkgr/group/member_keys.h
+}  // namespace group
 
 // How much one pair key (NNSK/NNSKsign) may protect (0: no limit). A node
 // renews a pair's key by itself when any use reaches `renew_at` of its limit
@@ -98,6 +106,15 @@ struct GroupMemberKey {
   uint32_t n_id = 0;
   Bytes public_key;
 };
+// Where a group's frames travel and who signs its rekeys: what the KS sends
+// with the membership (group_join, group_sync_ans; docs/protocol.md
+// section 14). The node subscribes GroupTopicName(prefix, id, rekey, topic)
+// of both.
+struct GroupChannel {
+  TopicId rekey_topic{};
+  TopicId data_topic{};
+  std::array<uint8_t, kEd25519PublicSize> ks_sign_public{};
+};
 // What a group rekey, join or catch-up hands the node (OnGroupKeys).
 struct GroupKeyUpdate {
   uint32_t group_id = 0;
@@ -109,6 +126,9 @@ struct GroupKeyUpdate {
   SecretBytes path_keys;
   // The whole membership; nullopt: unchanged.
   std::optional<std::vector<GroupMemberKey>> members;
+  // The group's topics and rekey signer; nullopt: unchanged (required for
+  // a group the node is not in yet).
+  std::optional<GroupChannel> channel;
 };
 // One accepted group message.
 struct GroupMessage {
@@ -170,8 +190,8 @@ struct NodeClientStats {
   uint64_t keys_received = 0;         // as the peer: a new key stored (step 4)
   uint64_t renewals = 0;              // keys_established that renewed a pair
   uint64_t key_request_failures = 0;  // key requests ended with an error
-  uint64_t data_sent = 0;      // data requests and replies sent (not retries)
-  uint64_t data_received = 0;  // data requests and replies accepted
+  uint64_t data_sent = 0;       // data requests and replies sent (not retries)
+  uint64_t data_received = 0;   // data requests and replies accepted
   uint64_t group_sent = 0;      // group messages published
   uint64_t group_received = 0;  // group messages accepted
   uint64_t group_rekeys = 0;    // new group key versions taken
@@ -254,17 +274,22 @@ class NodeClient {
 
   // ---- Groups (node/group_*.cc) ----
   // The node's group state (grp_keys), opened by the caller with NK; set
-  // before Start(), which loads it and subscribes every group's data
-  // topic. Without it the node is in no group (FAILED_PRECONDITION).
+  // before Start(), which loads it, subscribes every group's data and rekey
+  // topics and asks the KS for each group's keys (group_sync_req: a member
+  // that was offline catches up). Without it the node is in no group
+  // (FAILED_PRECONDITION). The KS's group frames are handled by the client
+  // itself: group_join and group_sync_ans (group_join.cc), group_rekey on
+  // the group's rekey topic (group_rekey.cc), group_sync_req when a rekey
+  // cannot be applied or a sender's key is missing (group_sync.cc).
   void SetGroupStore(GroupStore* store) { groups_store_ = store; }
-  // Takes a group's new key (and membership, path keys) from a rekey, a
-  // join or a catch-up: a newer version makes the current key the previous
-  // one, accepted for group_overlap_ms; the same version updates the rest;
-  // an older one is refused (FAILED_PRECONDITION). One synced write of
-  // grp_keys, no TPM command. Subscribes a new group's data topic.
+  // Takes a group's new key (and membership, path keys, channel) from a
+  // rekey, a join or a catch-up: a newer version makes the current key the
+  // previous one, accepted for group_overlap_ms; the same version updates the
+  // rest; an older one is refused (FAILED_PRECONDITION). One synced write of
+  // grp_keys, no TPM command. Subscribes a new group's data and rekey topics.
   Status OnGroupKeys(GroupKeyUpdate update);
   // The node left or was removed from the group: its keys and windows are
-  // wiped, the data topic unsubscribed.
+  // wiped, the data and rekey topics unsubscribed.
   Status LeaveGroup(uint32_t group_id);
   // Publishes `data` to the group under its current key (signed in a
   // sender_auth group). NOT_FOUND for a group the node has no key for.
@@ -459,28 +484,56 @@ class NodeClient {
     uint64_t rx_floor = 0;
   };
   struct GroupState {
-    GroupRecord record;  // as stored (kind kGroup)
+    GroupRecord record;       // as stored (kind kGroup)
     SymmetricKeys keys;       // data keys of record.key_version
     SymmetricKeys prev_keys;  // of record.prev_version, while accepted
     std::map<uint32_t, GroupMemberState> members;
-    std::string topic;
+    std::string topic;  // data topic
+    std::string rekey_topic;
+    // Both topics subscribed (the broker's ACL may refuse them until the
+    // operator ran group-acl.sh: then tried again from Tick).
+    bool routed = false;
+    uint64_t next_route_ms = 0;
+    // The path keys of record.path_keys, which rekeys are applied to (null
+    // without path keys: then the node asks for its path).
+    std::shared_ptr<group::GroupMemberKeys> path;
+    // group_sync_req: wanted, next one due (monotonic ms), back-off.
+    bool sync_wanted = false;
+    uint64_t next_sync_ms = 0;
+    uint64_t sync_backoff_ms = 0;
   };
   Status LoadGroups();
   void HandleGroupData(uint32_t group_id, const Bytes& frame);
+  // group_join.cc: group_join / group_sync_ans (the same body) from the KS,
+  // opened under the NKSK.
+  void OnGroupPathFrame(const FrameHeader& h, std::span<const uint8_t> plain);
+  void OnGroupPath(const FrameHeader& h, GroupJoin body);
+  // group_rekey.cc: a group_rekey part on the group's rekey topic.
+  void HandleGroupRekey(uint32_t group_id, const Bytes& frame);
+  // group_sync.cc: ask the KS for the group's keys and membership (sent
+  // from Tick, with back-off, until a group_sync_ans or group_join comes).
+  void WantGroupSync(uint32_t group_id, std::string_view why);
+  void TickGroupSync(uint64_t now_ms);
+  void GroupSyncDone(GroupState& g);
+  // Subscribes (or re-routes) the group's topics for its record's channel;
+  // a refusal is logged and tried again from Tick.
+  void RouteGroup(uint32_t group_id, GroupState& g);
+  // Rebuilds g.path from g.record.path_keys.
+  void LoadGroupPath(GroupState& g);
   // The data keys that open a frame of version `v` now, or nullptr.
   const SymmetricKeys* GroupReceiveKey(GroupState& g, uint32_t v);
   // Raises a member's durable floor above `counter` (synced: about once a
   // second per member while it sends).
-  Status ReserveGroupRx(uint32_t group_id, uint32_t member,
-                      GroupMemberState& m, uint64_t counter);
+  Status ReserveGroupRx(uint32_t group_id, uint32_t member, GroupMemberState& m,
+                        uint64_t counter);
   // Drops previous group keys past their overlap.
   void ExpireGroupKeys();
   StatusOr<const Ed25519KeyPair*> SigningKey();
-  std::string GroupTopic(uint32_t group_id) const;
 
   GroupStore* groups_store_ = nullptr;
   std::map<uint32_t, GroupState> groups_;
   std::unordered_map<std::string, uint32_t> topic_to_group_;
+  std::unordered_map<std::string, uint32_t> rekey_topic_to_group_;
   std::optional<Ed25519KeyPair> signing_key_;
   GroupMessageHandler group_handler_;
   GroupKeyHandler group_key_handler_;

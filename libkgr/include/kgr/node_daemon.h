@@ -56,9 +56,15 @@ struct NodeCommand {
   std::optional<std::string> peers_file;  // peers --file
   std::optional<uint32_t> peer;           // --peer
   std::optional<std::string> data;        // send, group-send --data
-  std::optional<uint32_t> group;          // group-send --group
+  std::optional<uint32_t> group;          // group-send, group-recv --group
   bool json = false;                      // status --json
+  uint64_t count = 0;   // group-recv: stop after this many (0: never)
+  uint64_t wait_s = 0;  // group-recv: stop after this long (0: never)
 };
+// group-recv: prints the group messages the running daemon delivers
+// (through its application API socket) until `count` came or `wait_s`
+// passed; DEADLINE_EXCEEDED if fewer than `count` came.
+Status NodeGroupRecv(const NodeOptions& o, const NodeCommand& command);
 // Runs `command` in the daemon if one listens on the state directory's
 // control socket, else in this process; prints its result.
 Status RunNodeCommand(const NodeOptions& o, const NodeCommand& command);

@@ -234,11 +234,16 @@ struct GroupRecord {
   uint32_t group_id = 0;
   uint32_t member = 0;
   // kGroup. Clear (authenticated).
-  uint8_t mode = 0;          // GroupMode (kgr/group_frame.h)
-  uint32_t key_version = 0;  // of group_key (0: none yet)
+  uint8_t mode = 0;           // GroupMode (kgr/group_frame.h)
+  uint32_t key_version = 0;   // of group_key (0: none yet)
   uint32_t prev_version = 0;  // of prev_group_key (0: none)
   // The previous key is accepted until then (wall clock).
   uint64_t prev_until_unix_ms = 0;
+  // Where the group's frames travel and who signs its rekeys, as the KS
+  // sent them with the membership (group_join, group_sync_ans).
+  TopicId rekey_topic{};
+  TopicId data_topic{};
+  std::array<uint8_t, kEd25519PublicSize> ks_sign_public{};
   // Secret (encrypted with NK).
   SecretBytes group_key;       // kGroupKeySize bytes or empty
   SecretBytes prev_group_key;  // kGroupKeySize bytes or empty
@@ -261,10 +266,10 @@ struct GroupRecord {
   }
   template <typename Self>
   static auto Fields(Self& g) {
-    return std::tie(g.group_id, g.member, g.mode, g.key_version,
-                    g.prev_version, g.prev_until_unix_ms, g.group_key,
-                    g.prev_group_key, g.path_keys, g.public_key, g.rx_counter,
-                    g.private_key);
+    return std::tie(g.group_id, g.member, g.mode, g.key_version, g.prev_version,
+                    g.prev_until_unix_ms, g.rekey_topic, g.data_topic,
+                    g.ks_sign_public, g.group_key, g.prev_group_key,
+                    g.path_keys, g.public_key, g.rx_counter, g.private_key);
   }
   GroupRecord Clone() const { return records_internal::CloneFields(*this); }
 };
