@@ -23,8 +23,8 @@
 // Liveness (after healing): every authorized node that is not revoked is
 // registered; every current member of every group holds the group's
 // current key, and a message sent then reaches each member exactly once
-// and no former member; every allowed pair where either side holds a key holds the
-// same key version, key and topics on both sides; a fresh renewal between
+// and no former member; every allowed pair where either side holds a key holds
+// the same key version, key and topics on both sides; a fresh renewal between
 // every allowed pair succeeds and data then flows both ways.
 #ifndef KGR_TESTS_SIM_CHECKER_H_
 #define KGR_TESTS_SIM_CHECKER_H_

@@ -20,14 +20,12 @@ constexpr int kProbeAttempts = 3;
 }  // namespace
 
 Checker::Checker()
-    : oracle_(
-          [this](const std::string& inv, const std::string& detail) {
-            Fail(inv, detail);
-          },
-          [this](uint32_t n_id) {
-            SimNode* n = world_ ? world_->ByNid(n_id) : nullptr;
-            return n ? n->name : FormatNodeId(n_id);
-          }) {}
+    : oracle_([this](const std::string& inv,
+                     const std::string& detail) { Fail(inv, detail); },
+              [this](uint32_t n_id) {
+                SimNode* n = world_ ? world_->ByNid(n_id) : nullptr;
+                return n ? n->name : FormatNodeId(n_id);
+              }) {}
 
 void Checker::OnGroupJoin(uint32_t group, uint32_t n_id, uint32_t before) {
   oracle_.Joined(group, n_id, before);
@@ -39,8 +37,9 @@ void Checker::OnGroupLeave(uint32_t group, uint32_t n_id, uint32_t before) {
 
 void Checker::OnKsGroupPath(SimNode& node, FrameType type,
                             std::span<const uint8_t> plain) {
-  auto join = type == FrameType::kGroupJoin ? GroupJoin::Parse(plain)
-                                            : StatusOr<GroupJoin>(NotFoundError(""));
+  auto join = type == FrameType::kGroupJoin
+                  ? GroupJoin::Parse(plain)
+                  : StatusOr<GroupJoin>(NotFoundError(""));
   auto sync = type == FrameType::kGroupSyncAns
                   ? GroupSyncAns::Parse(plain)
                   : StatusOr<GroupSyncAns>(NotFoundError(""));
@@ -48,7 +47,8 @@ void Checker::OnKsGroupPath(SimNode& node, FrameType type,
                                   : sync.ok() ? &sync->path
                                               : nullptr;
   if (path_bytes == nullptr) return void(++undecryptable_);
-  world_->Count(std::string("wire.") + (join.ok() ? "group_join" : "group_sync_ans") +
+  world_->Count(std::string("wire.") +
+                (join.ok() ? "group_join" : "group_sync_ans") +
                 (path_bytes->empty() ? "_gone" : ""));
   if (path_bytes->empty()) return;  // "forget the group"
   auto path = GroupPath::Parse(path_bytes->span());
@@ -77,8 +77,8 @@ void Checker::OnGroupData(SimNode& receiver, const GroupMessage& m,
   SimNode* s = world_->ByNid(m.sender);
   const std::string from = s ? s->name : FormatNodeId(m.sender);
   if (!group_accepted_
-           .insert(std::make_tuple(receiver.n_id, m.group_id, m.sender,
-                                   m.counter))
+           .insert(
+               std::make_tuple(receiver.n_id, m.group_id, m.sender, m.counter))
            .second) {
     return Fail("group_data_accepted_once",
                 receiver.name + " accepted the group message of " + from +
@@ -146,10 +146,9 @@ bool Checker::KsGroupConverged(int gi) {
   }
   std::set<uint32_t> at_ks(listed->members.begin(), listed->members.end());
   if (at_ks == g.members) return true;
-  Fail("groups_converge", "group " + g.name + ": the KS lists " +
-                              std::to_string(at_ks.size()) +
-                              " members, the AC made " +
-                              std::to_string(g.members.size()));
+  Fail("groups_converge",
+       "group " + g.name + ": the KS lists " + std::to_string(at_ks.size()) +
+           " members, the AC made " + std::to_string(g.members.size()));
   return false;
 }
 
@@ -181,8 +180,8 @@ void Checker::CheckGroupProbe(int gi) {
   SimNode* sender = w.ByNid(*g.members.begin());
   std::string missing;
   for (int attempt = 0; attempt < kProbeAttempts && !failed(); ++attempt) {
-    const std::string payload = "probe#" + g.name + "#" +
-                                std::to_string(attempt);
+    const std::string payload =
+        "probe#" + g.name + "#" + std::to_string(attempt);
     w.SendGroup(sender->index, g.id, payload);
     w.RunFor(5'000);
     missing.clear();
@@ -191,9 +190,9 @@ void Checker::CheckGroupProbe(int gi) {
       const bool member = g.members.count(n->n_id) > 0;
       if (n.get() == sender) continue;
       if (member && got > 1) {
-        return Fail("groups_converge",
-                    n->name + " got the probe of group " + g.name + " " +
-                        std::to_string(got) + " times");
+        return Fail("groups_converge", n->name + " got the probe of group " +
+                                           g.name + " " + std::to_string(got) +
+                                           " times");
       }
       if (!member && got > 0) {
         return Fail("groups_converge", n->name + " (not a member) got the " +
@@ -205,8 +204,8 @@ void Checker::CheckGroupProbe(int gi) {
   }
   Fail("groups_converge", "group " + g.name + ": a message from " +
                               sender->name + " after healing never reached" +
-                              missing + " (" +
-                              std::to_string(kProbeAttempts) + " tries)");
+                              missing + " (" + std::to_string(kProbeAttempts) +
+                              " tries)");
 }
 
 }  // namespace kgr::sim

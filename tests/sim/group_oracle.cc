@@ -60,10 +60,9 @@ void GroupOracle::CheckHeld(uint32_t group, uint32_t n_id, uint32_t epoch,
   if (deferred_ > 0) return pending_.push_back({group, n_id, epoch, how});
   auto g = groups_.find(group);
   const std::vector<Interval> none;
-  const auto& intervals =
-      g == groups_.end() || !g->second.members.count(n_id)
-          ? none
-          : g->second.members.at(n_id);
+  const auto& intervals = g == groups_.end() || !g->second.members.count(n_id)
+                              ? none
+                              : g->second.members.at(n_id);
   bool after_removal = false;
   std::string spans;
   for (const Interval& i : intervals) {
@@ -103,9 +102,9 @@ void GroupOracle::OnPath(uint32_t n_id, const GroupPath& path) {
   for (size_t level = 0; level < path.keys.size(); ++level) {
     const uint32_t pos =
         path.leaf_position >> (2 * static_cast<uint32_t>(level));
-    k.secrets.emplace(NodeName{static_cast<uint8_t>(level), pos,
-                               path.keys[level].version},
-                      path.keys[level].secret.Clone());
+    k.secrets.emplace(
+        NodeName{static_cast<uint8_t>(level), pos, path.keys[level].version},
+        path.keys[level].secret.Clone());
   }
   if (!path.keys.empty()) {
     LearnRoot(path.group_id, g, n_id, path.epoch, path.keys.back().secret);
@@ -123,10 +122,10 @@ bool GroupOracle::TryOpen(uint32_t group, Knowledge& k, uint32_t epoch,
          std::get<1>(it->first) == child_pos;
        ++it) {
     const uint32_t child_version = std::get<2>(it->first);
-    auto kek = GroupNodeKek(it->second, group, child_level, child_pos,
-                            child_version);
+    auto kek =
+        GroupNodeKek(it->second, group, child_level, child_pos, child_version);
     if (!kek.ok()) continue;
-    WrapPlace place{group,   epoch,        e.level,      e.position,
+    WrapPlace place{group,     epoch,        e.level,      e.position,
                     e.version, e.child_slot, child_version};
     ++unwraps_;
     auto secret = UnwrapGroupSecret(*kek, place, e.wrapped);

@@ -82,15 +82,15 @@ class GroupOracle {
     std::set<uint32_t> epochs;  // whose root secret it holds
   };
   struct Interval {
-    uint32_t after = 0;                // the epoch before the add
-    uint32_t until = UINT32_MAX;       // the epoch before the removal
+    uint32_t after = 0;           // the epoch before the add
+    uint32_t until = UINT32_MAX;  // the epoch before the removal
   };
   struct Group {
     std::map<uint32_t, std::vector<Interval>> members;
     std::map<uint32_t, std::vector<GroupRekeyPart>> rekeys;  // by epoch
-    std::set<Bytes> frames;                                   // seen
-    std::map<uint32_t, Knowledge> known;                      // by node
-    std::map<uint32_t, Bytes> root_of_epoch;                  // fingerprint
+    std::set<Bytes> frames;                                  // seen
+    std::map<uint32_t, Knowledge> known;                     // by node
+    std::map<uint32_t, Bytes> root_of_epoch;                 // fingerprint
   };
 
   // Opens what `n_id` can open of the group's rekeys; checks every epoch

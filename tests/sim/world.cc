@@ -189,7 +189,7 @@ Status World::StartNode(int i) {
       n.ses, SesKeysStore::Open(n.fs, dir + "/ses_keys", own.nk, n.n_id,
                                 SimStoreOptions()));
   KGR_ASSIGN_OR_RETURN(n.grp, GroupStore::Open(n.fs, dir + "/grp_keys", own.nk,
-                                                n.n_id, SimStoreOptions()));
+                                               n.n_id, SimStoreOptions()));
   NodeClientOptions o = options_.node;
   o.counter_floor = floor;
   o.register_max_retry_ms = options_.reg_backoff_cap_ms;

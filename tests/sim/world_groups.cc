@@ -60,8 +60,7 @@ StatusOr<int> World::CreateGroup(const std::vector<int>& members,
   Note("AC created group " + req.name + " (" + FormatNodeId(ans.group_id) +
        ", " + std::string(GroupModeName(mode)) + ", " +
        std::to_string(members.size()) + " members, lifetime " +
-       std::to_string(lifetime_s) + " s): v" +
-       std::to_string(ans.key_version));
+       std::to_string(lifetime_s) + " s): v" + std::to_string(ans.key_version));
   return static_cast<int>(groups_.size()) - 1;
 }
 
