@@ -43,7 +43,7 @@ Status AppServer::Listen() {
   }
   gid_t gid = 0;
   if (!options_.group.empty()) {
-    const group* g = getgrnam(options_.group.c_str());
+    const struct group* g = getgrnam(options_.group.c_str());
     if (g == nullptr) {
       return InvalidArgumentError("api.group: no group named '" +
                                   options_.group + "'");

@@ -6,7 +6,9 @@
 // (signature checked; a rekey it cannot open is skipped, as a member that
 // ignores being removed would), and every group message it tries to open
 // with every group key it holds or ever derived this way, whatever the
-// overlap rules say. Prints one line per group message:
+// overlap rules say. Prints one line per rekey it could verify and one per
+// group message:
+//   rekey <group> v<epoch>: applied | missed a rekey | cannot open | ...
 //   opened <group> v<key_version> <text>   |   sealed <group> v<key_version>
 //
 //   kgr-group-reader --state-dir DIR --tcti TCTI --observed FILE
@@ -19,9 +21,13 @@
 
 #include "daemon/wiring.h"
 #include "group/member_keys.h"
+#include "kgr/control.h"
+#include "kgr/filesystem.h"
 #include "kgr/group_frame.h"
 #include "kgr/group_rekey.h"
 #include "kgr/records.h"
+#include "kgr/store.h"
+#include "kgr/topic.h"
 
 namespace kgr {
 namespace {
@@ -63,38 +69,48 @@ StatusOr<std::map<uint32_t, Held>> LoadHeld(const DaemonOptions& d) {
   return held;
 }
 
+void ApplyRekey(Held& g, const Bytes& frame) {
+  FrameHeader opened;
+  auto part = OpenGroupRekey(frame, g.record.ks_sign_public, &opened);
+  if (!part.ok() || !g.path) return;
+  auto outcome = g.path->Apply(*part, 0);
+  if (!outcome.ok()) return;
+  std::printf("rekey %s v%u: %s\n", FormatNodeId(g.record.group_id).c_str(),
+              part->epoch,
+              std::string(group::RekeyOutcomeName(*outcome)).c_str());
+  if (*outcome == group::RekeyOutcome::kApplied) {
+    Remember(g, g.path->epoch(), g.path->path().keys.back().secret);
+  }
+}
+
+void OpenData(Held& g, const Bytes& frame) {
+  auto h = PeekFrameHeader(frame);
+  if (!h.ok() || h->type != FrameType::kGroupData) return;
+  const uint32_t id = g.record.group_id;
+  auto k = g.keys.find(h->key_version);
+  FrameHeader opened;
+  StatusOr<GroupData> body = NotFoundError("no key of that version");
+  if (k != g.keys.end()) {  // group_key groups (the e2e test's)
+    body =
+        OpenGroupData(frame, k->second, id, GroupMode::kGroupKey, {}, &opened);
+  }
+  if (body.ok()) {
+    std::printf("opened %s v%u %.*s\n", FormatNodeId(id).c_str(),
+                h->key_version, static_cast<int>(body->data.size()),
+                reinterpret_cast<const char*>(body->data.data()));
+  } else {
+    std::printf("sealed %s v%u\n", FormatNodeId(id).c_str(), h->key_version);
+  }
+}
+
 void ReadOne(std::map<uint32_t, Held>& held, const std::string& topic,
              const Bytes& frame) {
-  auto h = PeekFrameHeader(frame);
-  if (!h.ok()) return;
   for (auto& [id, g] : held) {
-    if (topic.find("/g" + FormatNodeId(id) + "/") == std::string::npos) {
-      continue;
-    }
-    if (h->type == FrameType::kGroupRekey && g.path) {
-      FrameHeader opened;
-      auto part = OpenGroupRekey(frame, g.record.ks_sign_public, &opened);
-      if (!part.ok()) continue;
-      auto outcome = g.path->Apply(*part, 0);
-      if (outcome.ok() && *outcome == group::RekeyOutcome::kApplied) {
-        Remember(g, g.path->epoch(), g.path->path().keys.back().secret);
-      }
-    } else if (h->type == FrameType::kGroupData) {
-      auto k = g.keys.find(h->key_version);
-      FrameHeader opened;
-      StatusOr<GroupData> body = NotFoundError("no key of that version");
-      if (k != g.keys.end()) {  // group_key groups (the e2e test's)
-        body = OpenGroupData(frame, k->second, id, GroupMode::kGroupKey, {},
-                             &opened);
-      }
-      if (body.ok()) {
-        std::printf("opened %s v%u %.*s\n", FormatNodeId(id).c_str(),
-                    h->key_version, static_cast<int>(body->data.size()),
-                    reinterpret_cast<const char*>(body->data.data()));
-      } else {
-        std::printf("sealed %s v%u\n", FormatNodeId(id).c_str(),
-                    h->key_version);
-      }
+    const std::string subtree = "/g" + FormatNodeId(id) + "/";
+    if (topic.find(subtree + "rekey/") != std::string::npos) {
+      ApplyRekey(g, frame);
+    } else if (topic.find(subtree + "data/") != std::string::npos) {
+      OpenData(g, frame);
     }
   }
 }
