@@ -52,7 +52,12 @@ const std::set<std::string>& Checker::AllInvariants() {
                                             "every_node_registers",
                                             "pairs_converge",
                                             "fresh_pairing_works",
-                                            "processes_restart"};
+                                            "processes_restart",
+                                            "group_backward_secrecy",
+                                            "group_forward_secrecy",
+                                            "group_one_key_per_epoch",
+                                            "group_data_accepted_once",
+                                            "groups_converge"};
   return all;
 }
 
@@ -148,11 +153,17 @@ void Checker::OnPublish(const std::string& from, const std::string& topic,
 }
 
 void Checker::OnKsFrame(const std::string& topic, const Bytes& payload) {
+  // group_rekey is signed, not sealed (PeekFrameHeader refuses it).
+  if (payload.size() > 1 &&
+      payload[1] == static_cast<uint8_t>(FrameType::kGroupRekey)) {
+    world_->Count("wire.group_rekey");
+    return oracle_.OnRekeyFrame(payload);
+  }
+  auto h = PeekFrameHeader(payload);
   // <prefix>/<node identity>/<TOPIC2>
   size_t a = topic.find('/'), b = topic.find('/', a + 1);
   if (a == std::string::npos || b == std::string::npos) return;
   SimNode* node = world_->ByName(topic.substr(a + 1, b - a - 1));
-  auto h = PeekFrameHeader(payload);
   if (node == nullptr || !h.ok()) return;
   if (h->type == FrameType::kNkskKeyAns) {
     auto keys = RegistrationKeys(node->ntag, node->n_id, h->type);
@@ -174,6 +185,9 @@ void Checker::OnKsFrame(const std::string& topic, const Bytes& payload) {
     plain = OpenFrame(payload, d->prev_nksk, &opened);
   }
   if (!plain.ok()) return void(++undecryptable_);
+  if (h->type == FrameType::kGroupJoin || h->type == FrameType::kGroupSyncAns) {
+    return OnKsGroupPath(*node, h->type, plain->span());
+  }
   if (h->type == FrameType::kNnskKeyAns) {
     auto m = NnskKeyAns::Parse(plain->span());
     if (!m.ok()) return;
@@ -213,6 +227,8 @@ void Checker::OnForbidden(uint32_t a, uint32_t b) {
 
 void Checker::AfterNodeDelivery(SimNode& n) {
   if (!n.up || failed()) return;
+  CheckNodeGroups(n);
+  if (failed()) return;
   for (auto& m : world_->nodes()) {
     if (m.get() == &n) continue;
     auto rec = n.ses->Get(m->n_id);
@@ -297,6 +313,8 @@ void Checker::CheckLiveness() {
     }
     live.push_back(n.get());
   }
+  CheckGroupsConverge();
+  if (failed()) return;
   std::vector<std::pair<SimNode*, SimNode*>> pairs;
   for (SimNode* a : live) {
     for (SimNode* b : live) {

@@ -16,9 +16,15 @@
 //  * no secret in clear on the wire or in a log line: every NTAG, NK,
 //    NKSK and session key is looked for in every published payload and in
 //    every log line (raw, or as hex).
+// Groups (checker_groups.cc, group_oracle.h): backward and forward secrecy
+// of every group key a node holds, could compute from what it received
+// (eavesdropping every rekey), or accepted a message under; one root key
+// per epoch; no group message accepted twice.
 // Liveness (after healing): every authorized node that is not revoked is
-// registered; every allowed pair where either side holds a key holds the
-// same key version, key and topics on both sides; a fresh renewal between
+// registered; every current member of every group holds the group's
+// current key, and a message sent then reaches each member exactly once
+// and no former member; every allowed pair where either side holds a key holds
+// the same key version, key and topics on both sides; a fresh renewal between
 // every allowed pair succeeds and data then flows both ways.
 #ifndef KGR_TESTS_SIM_CHECKER_H_
 #define KGR_TESTS_SIM_CHECKER_H_
@@ -32,13 +38,20 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "group_oracle.h"
 #include "kgr/bytes.h"
 #include "kgr/crypto.h"
+#include "kgr/frame.h"
 #include "kgr/status.h"
+
+namespace kgr {
+struct GroupMessage;
+}
 
 namespace kgr::sim {
 
@@ -47,6 +60,7 @@ struct SimNode;
 
 class Checker {
  public:
+  Checker();
   void Attach(World* world) { world_ = world; }
   // Only these invariants are checked (empty: all); a violation of another
   // is noted in the trace and the run goes on.
@@ -64,6 +78,13 @@ class Checker {
   void AfterNodeDelivery(SimNode& n);
   void OnData(SimNode& receiver, uint32_t peer, const Bytes* frame);
   void OnForbidden(uint32_t a, uint32_t b);
+  // Groups: the AC's changes (the group's key version just before), a
+  // group message a node's application got.
+  void OnGroupJoin(uint32_t group, uint32_t n_id, uint32_t epoch_before);
+  void OnGroupLeave(uint32_t group, uint32_t n_id, uint32_t epoch_before);
+  void OnGroupData(SimNode& receiver, const GroupMessage& m,
+                   const Bytes* frame);
+  GroupOracle& oracle() { return oracle_; }
 
   // Liveness, after World::Heal() and enough time.
   void CheckLiveness();
@@ -82,6 +103,17 @@ class Checker {
   // The first secret found in `data`, or nullptr.
   const std::string* FindSecret(std::span<const uint8_t> data) const;
   void OnKsFrame(const std::string& topic, const Bytes& payload);
+  // group_join / group_sync_ans the KS sent `node` (opened).
+  void OnKsGroupPath(SimNode& node, FrameType type,
+                     std::span<const uint8_t> plain);
+  // The group keys `n` holds, against its membership.
+  void CheckNodeGroups(SimNode& n);
+  void CheckGroupsConverge();
+  // Every current member of group `gi` holds its current key (bounded
+  // rounds of waiting, a member sending meanwhile); empty, or who lags.
+  std::string GroupLaggards(int gi, uint32_t epoch);
+  void CheckGroupProbe(int gi);
+  bool KsGroupConverged(int gi);
   void RecordKey(const Origin& o, const SymmetricKeys& k);
   // A new session key issued for a pair that was forbidden before.
   void CheckIssued(const Origin& o);
@@ -109,6 +141,11 @@ class Checker {
   std::set<std::pair<uint32_t, uint32_t>> wiped_;  // (node, peer)
   std::unordered_map<uint32_t, std::unordered_set<uint64_t>> accepted_;
   uint64_t undecryptable_ = 0;
+  GroupOracle oracle_;
+  // Group messages accepted: (receiver, group, sender, counter).
+  std::set<std::tuple<uint32_t, uint32_t, uint32_t, uint64_t>> group_accepted_;
+  // Liveness probes: (receiver, payload) -> times its application got it.
+  std::map<std::pair<uint32_t, std::string>, int> probes_;
 };
 
 }  // namespace kgr::sim

@@ -19,6 +19,7 @@
 #include "checker.h"
 #include "rng.h"
 #include "workload.h"
+#include "workload_groups.h"
 
 namespace kgr::sim {
 namespace {
@@ -36,8 +37,11 @@ constexpr char kUsage[] = R"(usage: kgr-sim [flags]
                     clock, peer-kill, peer-stall), or a profile: all (default), none,
                     net (drop,dup,delay,reorder), ci (drop,dup,clock)
   --no-faults       same as --faults none
-  --ops LIST        operation classes (default all): authorize, request,
-                    renew, send, rotate, ks-rotate, allow, withdraw, revoke
+  --ops LIST        operation classes and profiles (default all):
+                    authorize, request, renew, send, rotate, ks-rotate,
+                    allow, withdraw, revoke (profile pairs); group-create,
+                    group-add, group-remove, group-batch, group-delete,
+                    group-send (profile groups); all = pairs,groups
   --fault-rate X    scales how often faults happen (default 1)
   --heal-s N        simulated seconds of healing before the liveness
                     checks (default 600)
@@ -52,11 +56,17 @@ constexpr char kUsage[] = R"(usage: kgr-sim [flags]
                     data_accepted_once, one_key_per_request,
                     forbidden_pair_gets_nothing, no_secret_on_wire,
                     no_secret_in_logs, every_node_registers,
-                    pairs_converge, fresh_pairing_works, processes_restart)
+                    pairs_converge, fresh_pairing_works, processes_restart,
+                    group_backward_secrecy, group_forward_secrecy,
+                    group_one_key_per_epoch, group_data_accepted_once,
+                    groups_converge)
   --expect LIST     bug-finding runs: stop as soon as each listed invariant
                     was violated by some seed, and exit 0 only then;
                     without it, exit 0 only if no seed failed
   --plant log|wire  check the checker: leak an NTAG there at step 10
+  --bug ks-keeps-removed  check the checker: the AC's group removals do
+                    not reach the KS (a KS that does not rekey on leave);
+                    group_forward_secrecy must fail
   --log-level L     library log level seen by the checker (default info)
 )";
 
@@ -78,6 +88,23 @@ std::set<std::string> ParseList(const std::string& v,
       *ok = false;
     }
     out.insert(x);
+  }
+  return out;
+}
+
+// --ops: a comma list of operation classes and profiles ("pairs": the
+// operations on pairs and nodes, "groups": the group operations, "all").
+std::set<std::string> ParseOps(const std::string& v, bool* ok) {
+  std::set<std::string> out;
+  std::stringstream ss(v);
+  for (std::string x; std::getline(ss, x, ',');) {
+    const std::set<std::string>* profile = x == "all"      ? &AllOpClasses()
+                                           : x == "pairs"  ? &PairOpClasses()
+                                           : x == "groups" ? &GroupOpClasses()
+                                                           : nullptr;
+    std::set<std::string> more =
+        profile ? *profile : ParseList(x, AllOpClasses(), "operation", ok);
+    out.insert(more.begin(), more.end());
   }
   return out;
 }
@@ -162,7 +189,14 @@ bool ParseRunFlag(const std::string& a, Args& args, Flags* f) {
     c.faults = ParseList(list, AllFaultClasses(), "fault class", &args.ok);
   } else if (a == "--ops") {
     v = args.Value();
-    c.ops = ParseList(v, AllOpClasses(), "operation", &args.ok);
+    c.ops = ParseOps(v, &args.ok);
+  } else if (a == "--bug") {
+    v = args.Value();
+    if (v != "ks-keeps-removed") {
+      std::fprintf(stderr, "kgr-sim: --bug takes ks-keeps-removed\n");
+      args.ok = false;
+    }
+    c.world.bug_ks_keeps_removed = true;
   } else if (a == "--invariants") {
     v = args.Value();
     c.invariants =

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "checker.h"
+#include "workload_groups.h"
 
 namespace kgr::sim {
 namespace {
@@ -52,7 +53,7 @@ std::shared_ptr<CheckingSink> Sink() {
 class Schedule {
  public:
   Schedule(World& w, Checker& c, const RunConfig& cfg)
-      : w_(w), c_(c), cfg_(cfg), rng_(w.rng()) {}
+      : w_(w), c_(c), cfg_(cfg), rng_(w.rng()), groups_(w, w.rng()) {}
 
   bool On(const char* fault) const { return cfg_.faults.count(fault) > 0; }
 
@@ -249,6 +250,12 @@ class Schedule {
         Ac("revoke", w_.Revoke(i));
       }
     });
+    op("group-create", 1, [this] { groups_.Create(); });
+    op("group-add", 2.5, [this] { groups_.Add(); });
+    op("group-remove", 1.5, [this] { groups_.Remove(); });
+    op("group-batch", 1, [this] { groups_.Batch(); });
+    op("group-delete", 0.2, [this] { groups_.Delete(); });
+    op("group-send", 8, [this] { groups_.Send(); });
     auto fault = [&](const char* name, double weight,
                      std::function<void()> fn) {
       if (On(name)) c.push_back({weight * f, std::move(fn)});
@@ -313,6 +320,7 @@ class Schedule {
   Checker& c_;
   const RunConfig& cfg_;
   Rng& rng_;
+  GroupOps groups_;
 };
 
 void ApplyNetFaults(World& w, const RunConfig& cfg) {
@@ -345,10 +353,19 @@ void Plant(World& w, const std::string& where) {
 
 }  // namespace
 
-const std::set<std::string>& AllOpClasses() {
+const std::set<std::string>& PairOpClasses() {
   static const std::set<std::string> all = {
       "authorize", "request", "renew",    "send",  "rotate",
       "ks-rotate", "allow",   "withdraw", "revoke"};
+  return all;
+}
+
+const std::set<std::string>& AllOpClasses() {
+  static const std::set<std::string> all = [] {
+    std::set<std::string> s = PairOpClasses();
+    s.insert(GroupOpClasses().begin(), GroupOpClasses().end());
+    return s;
+  }();
   return all;
 }
 

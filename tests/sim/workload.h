@@ -28,7 +28,10 @@ namespace kgr::sim {
 const std::set<std::string>& AllFaultClasses();
 // Operation classes (the --ops flag): authorize, request, renew, send,
 // rotate (node-initiated NKSK rotation), ks-rotate (the KS asks for one),
-// allow, withdraw, revoke.
+// allow, withdraw, revoke (the profile "pairs"), and the group operations
+// group-create, group-add, group-remove, group-batch, group-delete,
+// group-send (the profile "groups", workload_groups.h).
+const std::set<std::string>& PairOpClasses();
 const std::set<std::string>& AllOpClasses();
 
 struct RunConfig {

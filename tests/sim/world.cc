@@ -42,6 +42,7 @@ World::~World() {
   for (auto& n : nodes_) {
     n->client.reset();
     n->ses.reset();
+    n->grp.reset();
   }
   for (auto& p : peers_) p->server.reset();
   ks_.server.reset();
@@ -90,6 +91,9 @@ Status World::Init() {
     KGR_ASSIGN_OR_RETURN(shared_gen_keys_,
                          GenKeysStore::Open(store_fs_, "/etcd/gen_keys", own.nk,
                                             ks_.n_id, SimStoreOptions()));
+    KGR_ASSIGN_OR_RETURN(shared_groups_,
+                         GroupDescStore::Open(store_fs_, "/etcd/groups", own.nk,
+                                              ks_.n_id, SimStoreOptions()));
     for (int i = 1; i < options_.ks_instances; ++i) {
       auto p = std::make_unique<SimKsPeer>(clock_);
       p->lane = static_cast<uint8_t>(i);
@@ -108,6 +112,7 @@ Status World::Init() {
 KeyServerOptions World::KsOptionsFor(uint8_t lane, uint64_t floor) const {
   KeyServerOptions o = options_.ks;
   o.counter_floor = floor;
+  o.groups = shared_groups_ ? shared_groups_.get() : ks_.groups.get();
   if (clustered()) {
     o.counter_lane = lane;
     o.share_group = "ks";
@@ -129,6 +134,9 @@ Status World::StartKs() {
     KGR_ASSIGN_OR_RETURN(ks_.gen_keys,
                          GenKeysStore::Open(ks_.fs, dir + "/gen_keys", own.nk,
                                             ks_.n_id, SimStoreOptions()));
+    KGR_ASSIGN_OR_RETURN(ks_.groups,
+                         GroupDescStore::Open(ks_.fs, dir + "/groups", own.nk,
+                                              ks_.n_id, SimStoreOptions()));
   }
   NodeDescStore& nodes = clustered() ? *shared_nodes_ : *ks_.nodes;
   GenKeysStore& gen_keys = clustered() ? *shared_gen_keys_ : *ks_.gen_keys;
@@ -160,6 +168,7 @@ void World::StopKs(Stop how) {
   DieOn(ks_.fs, how);
   ks_.server.reset();
   ks_.gen_keys.reset();  // null when clustered: the stores are shared
+  ks_.groups.reset();
   ks_.nodes.reset();
   ks_.inbox.clear();
   AfterDeath(ks_.fs, how, rng_);
@@ -179,6 +188,8 @@ Status World::StartNode(int i) {
   KGR_ASSIGN_OR_RETURN(
       n.ses, SesKeysStore::Open(n.fs, dir + "/ses_keys", own.nk, n.n_id,
                                 SimStoreOptions()));
+  KGR_ASSIGN_OR_RETURN(n.grp, GroupStore::Open(n.fs, dir + "/grp_keys", own.nk,
+                                               n.n_id, SimStoreOptions()));
   NodeClientOptions o = options_.node;
   o.counter_floor = floor;
   o.register_max_retry_ms = options_.reg_backoff_cap_ms;
@@ -191,6 +202,10 @@ Status World::StartNode(int i) {
   n.client->SetDataHandler([this, raw](uint32_t peer, const SecretBytes&) {
     checker_.OnData(*raw, peer, current_frame_);
     return SecretBytes(AsBytes(std::string("ack")));
+  });
+  n.client->SetGroupStore(n.grp.get());
+  n.client->SetGroupMessageHandler([this, raw](const GroupMessage& m) {
+    checker_.OnGroupData(*raw, m, current_frame_);
   });
   KGR_RETURN_IF_ERROR(n.client->Start());
   ++n.incarnation;
@@ -216,6 +231,7 @@ void World::StopNode(int i, Stop how) {
   DieOn(n.fs, how);
   n.client.reset();
   n.ses.reset();
+  n.grp.reset();
   AfterDeath(n.fs, how, rng_);
   n.up = false;
 }
@@ -313,7 +329,20 @@ Status World::Revoke(int a) {
   if (!ks_.up) return UnavailableError("the KS is down");
   SimNode& x = *nodes_[a];
   int notified = 0;
-  KGR_RETURN_IF_ERROR(ks_.server->RevokeNode(x.n_id, &notified));
+  std::vector<std::pair<SimGroup*, uint32_t>> in_groups;  // epoch before
+  for (SimGroup& g : groups_) {
+    if (!g.deleted && g.members.count(x.n_id))
+      in_groups.push_back({&g, GroupEpoch(g.id)});
+  }
+  checker_.oracle().Defer();
+  Status st = ks_.server->RevokeNode(x.n_id, &notified);
+  for (auto [g, epoch] : in_groups) {  // the KS removed it from each
+    if (!st.ok()) break;
+    g->members.erase(x.n_id);
+    checker_.OnGroupLeave(g->id, x.n_id, epoch);
+  }
+  checker_.oracle().Resume();
+  KGR_RETURN_IF_ERROR(st);
   x.revoked = true;
   for (auto& n : nodes_) {
     if (n.get() == &x) continue;

@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -63,6 +64,20 @@ struct WorldOptions {
   // every instance's death), each has its own lane and broker session,
   // and the broker spreads TOPIC0/TOPIC1 over them (shared subscription).
   int ks_instances = 1;
+  // Test-only bug (kgr-sim --bug ks-keeps-removed, never in libkgr): the
+  // AC's group removals do not reach the KS, which keeps the member in
+  // the group and its key tree, while the AC (and the checker's oracle)
+  // take the removal as done. The forward-secrecy invariant must catch it.
+  bool bug_ks_keeps_removed = false;
+};
+
+// A group as the AC defined it (kgr-ac group): its members by N_ID.
+struct SimGroup {
+  uint32_t id = 0;
+  std::string name;
+  GroupMode mode = GroupMode::kGroupKey;
+  std::set<uint32_t> members;
+  bool deleted = false;
 };
 
 enum class Stop { kClean, kKill, kPowerLoss };
@@ -88,6 +103,7 @@ struct SimNode : SimMachine {
   std::string name;  // its broker identity
   SecretBytes ntag;
   std::unique_ptr<SesKeysStore> ses;
+  std::unique_ptr<GroupStore> grp;  // grp_keys
   std::unique_ptr<NodeClient> client;
   bool revoked = false;
   uint64_t incarnation = 0;  // callbacks of a dead process are ignored
@@ -103,6 +119,7 @@ struct SimKs : SimMachine {
   Bytes kedk;
   std::unique_ptr<NodeDescStore> nodes;
   std::unique_ptr<GenKeysStore> gen_keys;
+  std::unique_ptr<GroupDescStore> groups;
   std::unique_ptr<KeyServer> server;
   std::vector<KeyServer::Message> inbox;  // delivered this instant
 };
@@ -156,6 +173,20 @@ class World {
   Status KsAsksRotation(int a);
   bool Forbidden(uint32_t a, uint32_t b) const;
 
+  // ---- groups (world_groups.cc): the AC's kgr-ac group, direct calls ----
+  // A new group of `members` (node indexes): its index in groups().
+  StatusOr<int> CreateGroup(const std::vector<int>& members, GroupMode mode,
+                            uint32_t lifetime_s);
+  Status ChangeGroup(int g, bool add, const std::vector<int>& nodes);
+  Status DeleteGroup(int g);
+  std::vector<SimGroup>& groups() { return groups_; }
+  // A group as the KS lists it to the AC (kgr-ac group list; nullopt: no
+  // such group, or the KS is down), and its key version (0: none).
+  std::optional<AcGroupListAns::Entry> KsGroup(uint32_t group_id);
+  uint32_t GroupEpoch(uint32_t group_id);
+  // A node publishes a group message (a unique payload "g#<n>").
+  void SendGroup(int a, uint32_t group_id, const std::string& payload = "");
+
   // ---- node operations (asynchronous; outcomes are counted) ----
   void RequestKey(int a, int b, bool renewal);
   void Send(int a, int b);
@@ -205,6 +236,8 @@ class World {
   testing::FakeFileSystem store_fs_;  // the shared store's (never crashes)
   std::unique_ptr<NodeDescStore> shared_nodes_;
   std::unique_ptr<GenKeysStore> shared_gen_keys_;
+  std::unique_ptr<GroupDescStore> shared_groups_;
+  std::vector<SimGroup> groups_;
   std::vector<std::unique_ptr<SimNode>> nodes_;
   std::set<std::pair<uint32_t, uint32_t>> withdrawn_;  // (low, high)
   std::multimap<uint64_t, std::pair<std::string, std::function<void()>>>
