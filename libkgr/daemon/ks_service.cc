@@ -93,7 +93,10 @@ class KsService {
     KGR_ASSIGN_OR_RETURN(transport_, OpenTransport(b, client_id, clustered));
     KGR_ASSIGN_OR_RETURN(backups_, KsBackups::Create(o_, own));
     KeyServerOptions ko = o_.key_server;
-    ko.groups = stores_.groups.get();
+    // Groups live in this instance's own files and memory: a cluster, or a
+    // state on etcd, serves none until they are shared (docs/cluster.md).
+    const bool shared_state = stores_.state->ac_floor() != nullptr;
+    ko.groups = clustered || shared_state ? nullptr : stores_.groups.get();
     KGR_ASSIGN_OR_RETURN(ko.counter_floor, counter_.LoadFloor());
     if (AcFloor* shared = stores_.state->ac_floor()) {  // etcd
       KGR_ASSIGN_OR_RETURN(ko.ac_counter_floor, shared->Load());

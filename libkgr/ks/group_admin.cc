@@ -79,7 +79,9 @@ GroupState& Groups(Context& ctx) {
 
 StatusOr<GroupDescStore*> GroupStoreOf(Context& ctx) {
   if (ctx.options.groups == nullptr)
-    return FailedPreconditionError("this key server keeps no groups");
+    return FailedPreconditionError(
+        "this key server keeps no groups (a KS cluster or a KS on etcd "
+        "serves no groups yet: docs/cluster.md)");
   return ctx.options.groups;
 }
 

@@ -229,7 +229,9 @@ TEST_F(GroupKsTest, WithoutAStoreEveryGroupRequestIsRefused) {
   RestartKs();
   auto r = Create("g", {});
   EXPECT_EQ(r.status, static_cast<uint8_t>(StatusCode::kFailedPrecondition));
-  EXPECT_EQ(r.message, "this key server keeps no groups");
+  EXPECT_EQ(r.message,
+            "this key server keeps no groups (a KS cluster or a KS on etcd "
+            "serves no groups yet: docs/cluster.md)");
 }
 
 TEST_F(GroupKsTest, MembersGetTheirPathsAndTheSameGroupKey) {
@@ -333,8 +335,8 @@ TEST_F(GroupKsTest, SyncGivesAMemberItsPathAndANonMemberNothing) {
   EXPECT_TRUE(so[0].path.empty());
   // The member's Ed25519 key is now in the membership others receive.
   // (in the record of the key tree's first leaf slots, a's slot among them)
-  auto g = groups_->Get(GroupRecordKey(GroupDesc::Kind::kMemberPiece,
-                                       created.group_id));
+  auto g = groups_->Get(
+      GroupRecordKey(GroupDesc::Kind::kMemberPiece, created.group_id));
   ASSERT_TRUE(g.ok());
   bool found = false;
   for (const auto& m : g->members) {

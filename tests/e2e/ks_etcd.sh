@@ -39,3 +39,11 @@ node bravo send --peer "${NODE_ID[alpha]}" --data "after the restart" --timeout-
 [[ $(ks_log_count "registered") == "$registrations" ]] ||
   die "a node registered again"
 say "ok: the second KS served a new key and a renewal; nobody registered again"
+
+# Groups live in one instance's files: a KS on etcd refuses them, with the
+# reason, and keeps nothing (docs/cluster.md).
+if out=$(ac group create --name room --members "${NODE_ID[alpha]},${NODE_ID[bravo]}" 2>&1); then
+  die "a KS on etcd created a group: $out"
+fi
+grep -q "serves no groups yet" <<<"$out" || die "group refusal without its reason: $out"
+say "ok: a KS on etcd refuses groups with the reason"
