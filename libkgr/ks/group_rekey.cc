@@ -266,8 +266,25 @@ void SendGroupGone(Context& ctx, const GroupDesc& g, uint32_t n_id) {
   }
 }
 
+namespace {
+
+// group_id 0: "which groups am I in" (a member whose group_join was lost):
+// one group_sync_ans per group whose key tree holds the node, none if it is
+// in no group.
+void SyncAllGroups(Context& ctx, const FrameHeader& h, const NodeDesc& node) {
+  if (ctx.options.groups == nullptr) return;
+  for (uint32_t id : GroupIds(*ctx.options.groups)) {
+    auto found = GroupOf(ctx, id);
+    if (!found.ok() || !(*found)->tree.Contains(node.n_id)) continue;
+    SendPath<GroupSyncAns>(ctx, **found, node.n_id, h.request_id);
+  }
+}
+
+}  // namespace
+
 void HandleGroupSync(Context& ctx, const FrameHeader& h, const NodeDesc& node,
                      const GroupSyncReq& req) {
+  if (req.group_id == 0) return SyncAllGroups(ctx, h, node);
   GroupSyncAns gone;
   gone.group_id = req.group_id;
   auto answer_gone = [&] {

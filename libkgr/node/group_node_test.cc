@@ -197,6 +197,24 @@ TEST_F(GroupNodeTest, AMissedRekeyIsBridgedBySync) {
   EXPECT_EQ(got_[b.n_id], std::vector<std::string>{"x"});
 }
 
+TEST_F(GroupNodeTest, ALostJoinIsRepairedByAskingForAllGroups) {
+  node_options_.group_resync_ms = 10'000;
+  KedNode& a = Member();
+  KedNode& d = Member();
+  const uint32_t g = Create("g", {&a});
+  ASSERT_TRUE(Converged(g, {&a}));
+  RunFor(1'000);  // d asked at start: in no group then
+  // d's group_join is lost with its broker session.
+  ASSERT_EQ(Change("g", true, {&d}).status, 0);
+  EXPECT_EQ(broker_.DropQueuedFor(d.transport->name()), 1u);
+  RunFor(2'000);
+  EXPECT_EQ(VersionAt(d, g), 0u);
+  // Its next "which groups am I in" (group 0) brings the path.
+  ASSERT_TRUE(Converged(g, {&a, &d}));
+  ASSERT_TRUE(SendText(a, g, "found").ok());
+  EXPECT_EQ(got_[d.n_id], std::vector<std::string>{"found"});
+}
+
 TEST_F(GroupNodeTest, ARekeyThatRemovesTheNodeMakesItLeave) {
   KedNode& a = Member();
   KedNode& c = Member();
