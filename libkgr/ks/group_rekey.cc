@@ -161,21 +161,28 @@ void RekeyLogged(Context& ctx, uint32_t group_id, bool refresh) {
   }
 }
 
-// Groups whose key is older than their lifetime get a new one; joins that
+// Groups whose key is older than their lifetime get a new one; written
+// changes whose batch was lost (a KS restart) are batched again; joins that
 // could not be sent (the node was not registered yet) are sent again.
 void RunLifetimePolicy(Context& ctx, GroupDescStore& store) {
   const uint64_t now_ms = ctx.clock.NowUnixMillis();
   std::vector<uint32_t> due;
+  std::vector<uint32_t> unbatched;
   for (uint32_t id : GroupIds(store)) {
     auto g = GroupOf(ctx, id);
     if (!g.ok()) continue;
     const GroupDesc& h = (*g)->header;
+    // Written changes without a batch: the KS restarted inside the window.
+    if (!h.pending.empty() && !Groups(ctx).batches.contains(id)) {
+      unbatched.push_back(id);
+    }
     if (h.lifetime_s != 0 && (*g)->tree.size() > 0 &&
         now_ms >= h.rekeyed_unix_ms + uint64_t{h.lifetime_s} * 1000) {
       due.push_back(id);
     }
   }
   for (uint32_t id : due) RekeyLogged(ctx, id, /*refresh=*/true);
+  for (uint32_t id : unbatched) QueueGroupChange(ctx, id, /*now=*/false);
   auto unsent = std::move(Groups(ctx).unsent_joins);
   Groups(ctx).unsent_joins.clear();
   for (auto& [id, members] : unsent) {
