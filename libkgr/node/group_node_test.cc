@@ -215,6 +215,30 @@ TEST_F(GroupNodeTest, ALostJoinIsRepairedByAskingForAllGroups) {
   EXPECT_EQ(got_[d.n_id], std::vector<std::string>{"found"});
 }
 
+TEST_F(GroupNodeTest, AMemberBehindAsksOnAMessageUnderANewerKey) {
+  node_options_.group_resync_ms = 0;  // only the message can tell it
+  KedNode& a = Member();
+  KedNode& b = Member();
+  KedNode& d = Member();
+  const uint32_t g = Create("g", {&a, &b});
+  ASSERT_TRUE(Converged(g, {&a, &b}));
+  RunFor(3'000);  // every request of the start answered
+  // b misses the rekey of d's join, and no later rekey comes.
+  b.transport->SimulateDisconnect();
+  ASSERT_EQ(Change("g", true, {&d}).status, 0);
+  broker_.Pump();
+  broker_.DropQueuedFor(b.transport->name());
+  b.transport->SimulateReconnect();
+  ASSERT_TRUE(Converged(g, {&a, &d}));
+  RunFor(5'000);
+  ASSERT_EQ(VersionAt(b, g), KsVersion(g) - 1);
+  // A message under the newer key makes b ask (its answer: the new path).
+  ASSERT_TRUE(SendText(a, g, "newer").ok());
+  ASSERT_TRUE(Converged(g, {&a, &b, &d}));
+  ASSERT_TRUE(SendText(d, g, "again").ok());
+  EXPECT_EQ(got_[b.n_id], std::vector<std::string>{"again"});
+}
+
 TEST_F(GroupNodeTest, ARekeyThatRemovesTheNodeMakesItLeave) {
   KedNode& a = Member();
   KedNode& c = Member();
