@@ -161,9 +161,10 @@ void RekeyLogged(Context& ctx, uint32_t group_id, bool refresh) {
   }
 }
 
-// Groups whose key is older than their lifetime get a new one; written
-// changes whose batch was lost (a KS restart) are batched again; joins that
-// could not be sent (the node was not registered yet) are sent again.
+// Groups whose key is older than their lifetime get a new one; at the first
+// check after start, written changes whose batch was lost (a KS restart)
+// are batched again; joins that could not be sent (the node was not
+// registered yet) are sent again.
 void RunLifetimePolicy(Context& ctx, GroupDescStore& store) {
   const uint64_t now_ms = ctx.clock.NowUnixMillis();
   std::vector<uint32_t> due;
@@ -172,8 +173,10 @@ void RunLifetimePolicy(Context& ctx, GroupDescStore& store) {
     auto g = GroupOf(ctx, id);
     if (!g.ok()) continue;
     const GroupDesc& h = (*g)->header;
-    // Written changes without a batch: the KS restarted inside the window.
-    if (!h.pending.empty() && !Groups(ctx).batches.contains(id)) {
+    // Written changes without a batch at start: the KS restarted inside
+    // the window.
+    if (!Groups(ctx).restart_batches_queued && !h.pending.empty() &&
+        !Groups(ctx).batches.contains(id)) {
       unbatched.push_back(id);
     }
     if (h.lifetime_s != 0 && (*g)->tree.size() > 0 &&
@@ -182,6 +185,7 @@ void RunLifetimePolicy(Context& ctx, GroupDescStore& store) {
     }
   }
   for (uint32_t id : due) RekeyLogged(ctx, id, /*refresh=*/true);
+  Groups(ctx).restart_batches_queued = true;
   for (uint32_t id : unbatched) QueueGroupChange(ctx, id, /*now=*/false);
   auto unsent = std::move(Groups(ctx).unsent_joins);
   Groups(ctx).unsent_joins.clear();

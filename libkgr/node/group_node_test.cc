@@ -132,6 +132,23 @@ TEST_F(GroupNodeTest, JoinsAndLeavesInTheWindowAreOneRekey) {
   }
 }
 
+TEST_F(GroupNodeTest, AJoinWhoseBatchDiedWithTheKsIsAppliedAfterRestart) {
+  ks_options_.group_batch_ms = 500;
+  RestartKs();
+  KedNode& a = Member();
+  KedNode& d = Member();
+  const uint32_t g = Create("g", {&a});
+  ASSERT_TRUE(Converged(g, {&a}));
+  const uint32_t v0 = KsVersion(g);
+  // The join is written; the KS stops inside its batch window.
+  ASSERT_EQ(Change("g", true, {&d}).status, 0);
+  RestartKs();
+  ASSERT_TRUE(Converged(g, {&a, &d}));
+  EXPECT_EQ(KsVersion(g), v0 + 1);
+  ASSERT_TRUE(SendText(a, g, "kept").ok());
+  EXPECT_EQ(got_[d.n_id], std::vector<std::string>{"kept"});
+}
+
 TEST_F(GroupNodeTest, RevocationRekeysEveryGroupOfTheNode) {
   KedNode& a = Member();
   KedNode& b = Member();
