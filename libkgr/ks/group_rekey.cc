@@ -161,21 +161,32 @@ void RekeyLogged(Context& ctx, uint32_t group_id, bool refresh) {
   }
 }
 
-// Groups whose key is older than their lifetime get a new one; joins that
-// could not be sent (the node was not registered yet) are sent again.
+// Groups whose key is older than their lifetime get a new one; at the first
+// check after start, written changes whose batch was lost (a KS restart)
+// are batched again; joins that could not be sent (the node was not
+// registered yet) are sent again.
 void RunLifetimePolicy(Context& ctx, GroupDescStore& store) {
   const uint64_t now_ms = ctx.clock.NowUnixMillis();
   std::vector<uint32_t> due;
+  std::vector<uint32_t> unbatched;
   for (uint32_t id : GroupIds(store)) {
     auto g = GroupOf(ctx, id);
     if (!g.ok()) continue;
     const GroupDesc& h = (*g)->header;
+    // Written changes without a batch at start: the KS restarted inside
+    // the window.
+    if (!Groups(ctx).restart_batches_queued && !h.pending.empty() &&
+        !Groups(ctx).batches.contains(id)) {
+      unbatched.push_back(id);
+    }
     if (h.lifetime_s != 0 && (*g)->tree.size() > 0 &&
         now_ms >= h.rekeyed_unix_ms + uint64_t{h.lifetime_s} * 1000) {
       due.push_back(id);
     }
   }
   for (uint32_t id : due) RekeyLogged(ctx, id, /*refresh=*/true);
+  Groups(ctx).restart_batches_queued = true;
+  for (uint32_t id : unbatched) QueueGroupChange(ctx, id, /*now=*/false);
   auto unsent = std::move(Groups(ctx).unsent_joins);
   Groups(ctx).unsent_joins.clear();
   for (auto& [id, members] : unsent) {
@@ -266,8 +277,25 @@ void SendGroupGone(Context& ctx, const GroupDesc& g, uint32_t n_id) {
   }
 }
 
+namespace {
+
+// group_id 0: "which groups am I in" (a member whose group_join was lost):
+// one group_sync_ans per group whose key tree holds the node, none if it is
+// in no group.
+void SyncAllGroups(Context& ctx, const FrameHeader& h, const NodeDesc& node) {
+  if (ctx.options.groups == nullptr) return;
+  for (uint32_t id : GroupIds(*ctx.options.groups)) {
+    auto found = GroupOf(ctx, id);
+    if (!found.ok() || !(*found)->tree.Contains(node.n_id)) continue;
+    SendPath<GroupSyncAns>(ctx, **found, node.n_id, h.request_id);
+  }
+}
+
+}  // namespace
+
 void HandleGroupSync(Context& ctx, const FrameHeader& h, const NodeDesc& node,
                      const GroupSyncReq& req) {
+  if (req.group_id == 0) return SyncAllGroups(ctx, h, node);
   GroupSyncAns gone;
   gone.group_id = req.group_id;
   auto answer_gone = [&] {

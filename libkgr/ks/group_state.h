@@ -33,6 +33,9 @@ struct GroupState {
   // yet), tried again once a second.
   std::map<uint32_t, std::set<uint32_t>> unsent_joins;
   uint64_t next_policy_check_ms = 0;
+  // Written changes found at the first policy check after start (their
+  // batch was lost with the previous process) have been batched again.
+  bool restart_batches_queued = false;
   // Groups loaded from the store (the KS is the only writer of its file).
   std::map<uint32_t, std::unique_ptr<LoadedGroup>> loaded;
 };

@@ -132,6 +132,23 @@ TEST_F(GroupNodeTest, JoinsAndLeavesInTheWindowAreOneRekey) {
   }
 }
 
+TEST_F(GroupNodeTest, AJoinWhoseBatchDiedWithTheKsIsAppliedAfterRestart) {
+  ks_options_.group_batch_ms = 500;
+  RestartKs();
+  KedNode& a = Member();
+  KedNode& d = Member();
+  const uint32_t g = Create("g", {&a});
+  ASSERT_TRUE(Converged(g, {&a}));
+  const uint32_t v0 = KsVersion(g);
+  // The join is written; the KS stops inside its batch window.
+  ASSERT_EQ(Change("g", true, {&d}).status, 0);
+  RestartKs();
+  ASSERT_TRUE(Converged(g, {&a, &d}));
+  EXPECT_EQ(KsVersion(g), v0 + 1);
+  ASSERT_TRUE(SendText(a, g, "kept").ok());
+  EXPECT_EQ(got_[d.n_id], std::vector<std::string>{"kept"});
+}
+
 TEST_F(GroupNodeTest, RevocationRekeysEveryGroupOfTheNode) {
   KedNode& a = Member();
   KedNode& b = Member();
@@ -195,6 +212,48 @@ TEST_F(GroupNodeTest, AMissedRekeyIsBridgedBySync) {
   ASSERT_TRUE(Converged(g, {&a, &b, &d, &e}));
   ASSERT_TRUE(SendText(e, g, "x").ok());
   EXPECT_EQ(got_[b.n_id], std::vector<std::string>{"x"});
+}
+
+TEST_F(GroupNodeTest, ALostJoinIsRepairedByAskingForAllGroups) {
+  node_options_.group_resync_ms = 10'000;
+  KedNode& a = Member();
+  KedNode& d = Member();
+  const uint32_t g = Create("g", {&a});
+  ASSERT_TRUE(Converged(g, {&a}));
+  RunFor(1'000);  // d asked at start: in no group then
+  // d's group_join is lost with its broker session.
+  ASSERT_EQ(Change("g", true, {&d}).status, 0);
+  EXPECT_EQ(broker_.DropQueuedFor(d.transport->name()), 1u);
+  RunFor(2'000);
+  EXPECT_EQ(VersionAt(d, g), 0u);
+  // Its next "which groups am I in" (group 0) brings the path.
+  ASSERT_TRUE(Converged(g, {&a, &d}));
+  ASSERT_TRUE(SendText(a, g, "found").ok());
+  EXPECT_EQ(got_[d.n_id], std::vector<std::string>{"found"});
+}
+
+TEST_F(GroupNodeTest, AMemberBehindAsksOnAMessageUnderANewerKey) {
+  node_options_.group_resync_ms = 0;  // only the message can tell it
+  KedNode& a = Member();
+  KedNode& b = Member();
+  KedNode& d = Member();
+  const uint32_t g = Create("g", {&a, &b});
+  ASSERT_TRUE(Converged(g, {&a, &b}));
+  RunFor(3'000);  // every request of the start answered
+  // b misses the rekey of d's join, and no later rekey comes.
+  b.transport->SimulateDisconnect();
+  ASSERT_EQ(Change("g", true, {&d}).status, 0);
+  broker_.Pump();
+  broker_.DropQueuedFor(b.transport->name());
+  b.transport->SimulateReconnect();
+  ASSERT_TRUE(Converged(g, {&a, &d}));
+  RunFor(5'000);
+  ASSERT_EQ(VersionAt(b, g), KsVersion(g) - 1);
+  // A message under the newer key makes b ask (its answer: the new path).
+  ASSERT_TRUE(SendText(a, g, "newer").ok());
+  ASSERT_TRUE(Converged(g, {&a, &b, &d}));
+  ASSERT_TRUE(SendText(d, g, "again").ok());
+  EXPECT_EQ(got_[b.n_id], std::vector<std::string>{"again"});
 }
 
 TEST_F(GroupNodeTest, ARekeyThatRemovesTheNodeMakesItLeave) {

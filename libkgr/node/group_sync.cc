@@ -5,7 +5,9 @@
 // (1 s doubling to 60 s) until a group_sync_ans or group_join comes. It
 // carries the node's Ed25519 public key in a sender_auth group, which is
 // how the KS learns it. Tick also subscribes again the topics of groups
-// whose subscription the broker refused (group_keys.cc RouteGroup).
+// whose subscription the broker refused (group_keys.cc RouteGroup). Group 0
+// asks for every group the node is in (at start and every group_resync_ms):
+// a node whose group_join was lost learns that it is a member.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -44,6 +46,7 @@ void NodeClient::TickGroupSync(uint64_t now_ms) {
     if (!g.routed && now_ms >= g.next_route_ms) RouteGroup(id, g);
   }
   if (!registered()) return;
+  TickAllGroupsSync(now_ms);
   for (auto& [id, g] : groups_) {
     if (!g.sync_wanted || now_ms < g.next_sync_ms) continue;
     GroupSyncReq req;
@@ -64,6 +67,23 @@ void NodeClient::TickGroupSync(uint64_t now_ms) {
         request_id.ok() ? SendToKs(*request_id, 0, req) : request_id.status();
     if (!st.ok()) Log("group_sync_req not sent", nullptr, st.message());
   }
+}
+
+void NodeClient::TickAllGroupsSync(uint64_t now_ms) {
+  if (now_ms < next_all_groups_sync_ms_) return;
+  const uint64_t period = options_.group_resync_ms;
+  next_all_groups_sync_ms_ = UINT64_MAX;
+  if (period != 0) {
+    uint64_t jitter = 0;
+    if (auto r = RandomU32(); r.ok()) jitter = *r % (period / 2 + 1);
+    next_all_groups_sync_ms_ = now_ms + period * 3 / 4 + jitter;
+  }
+  // The answers are group_sync_ans of each group we are in (group_join.cc).
+  auto request_id = RandomU64();
+  Status st = request_id.ok() ? SendToKs(*request_id, 0, GroupSyncReq{})
+                              : request_id.status();
+  if (!st.ok())
+    Log("group_sync_req (all groups) not sent", nullptr, st.message());
 }
 
 }  // namespace kgr

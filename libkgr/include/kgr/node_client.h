@@ -97,6 +97,10 @@ struct NodeClientOptions {
   // After a group rekey the previous group key is still accepted this long
   // (messages sent just before the rekey, members that apply it late).
   uint64_t group_overlap_ms = 30'000;
+  // A registered node with a group store asks the KS "which groups am I
+  // in" (group_sync_req with group 0) at start and then about this often
+  // (+-25% jitter), so that a lost group_join is repaired; 0: only at start.
+  uint64_t group_resync_ms = 60'000;
 };
 
 // ---- Groups (docs/protocol.md section 13) ----
@@ -503,6 +507,9 @@ class NodeClient {
     uint64_t sync_backoff_ms = 0;
   };
   Status LoadGroups();
+  // Next "which groups am I in" (monotonic ms; 0: at once, once
+  // registered); UINT64_MAX: done and not periodic.
+  uint64_t next_all_groups_sync_ms_ = 0;
   void HandleGroupData(uint32_t group_id, const Bytes& frame);
   // group_join.cc: group_join / group_sync_ans (the same body) from the KS,
   // opened under the NKSK.
@@ -514,6 +521,8 @@ class NodeClient {
   // from Tick, with back-off, until a group_sync_ans or group_join comes).
   void WantGroupSync(uint32_t group_id, std::string_view why);
   void TickGroupSync(uint64_t now_ms);
+  // group_sync_req with group 0, at start and every group_resync_ms.
+  void TickAllGroupsSync(uint64_t now_ms);
   void GroupSyncDone(GroupState& g);
   // Subscribes (or re-routes) the group's topics for its record's channel;
   // a refusal is logged and tried again from Tick.
