@@ -37,15 +37,7 @@ Status RestoreKsBackupToEtcd(const KsOptions& o, Tpm& tpm,
         "etcd prefix " + so.prefix +
         " holds a KS state: restore only into an empty prefix");
   }
-  KGR_RETURN_IF_ERROR(tpm.EnsureTrustStructure(/*with_kedk=*/true));
-  auto existing = LoadOwnData(tpm);
-  if (existing.ok()) {
-    return FailedPreconditionError("this TPM already holds a kgr identity (" +
-                                   FormatNodeId(existing->identity.n_id) + ")");
-  }
-  if (existing.status().code() != StatusCode::kNotFound) {
-    return existing.status();
-  }
+  KGR_RETURN_IF_ERROR(PrepareTpmForRestore(tpm));
   FileSystem& fs = *DefaultFileSystem();
   const std::vector<std::string> files = {MemberKeyPath(o.daemon.state_dir),
                                           DomainKeyPath(o.daemon.state_dir)};

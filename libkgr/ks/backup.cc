@@ -202,14 +202,7 @@ std::vector<NodeDesc> RestoredNodes(const KsBackup& backup,
   return nodes;
 }
 
-Status RestoreKsBackup(Tpm& tpm, FileSystem& fs, const KsBackup& backup,
-                       const std::string& state_dir, uint64_t now_unix_us) {
-  const std::string path = state_dir + "/node_desc";
-  const std::string staged = state_dir + "/node_desc.restoring";
-  if (fs.Exists(path) || fs.Exists(path + ".log")) {
-    return FailedPreconditionError(
-        path + " exists: restore only into a new state directory");
-  }
+Status PrepareTpmForRestore(Tpm& tpm) {
   KGR_RETURN_IF_ERROR(tpm.EnsureTrustStructure(/*with_kedk=*/true));
   auto existing = LoadOwnData(tpm);
   if (existing.ok()) {
@@ -219,6 +212,18 @@ Status RestoreKsBackup(Tpm& tpm, FileSystem& fs, const KsBackup& backup,
   if (existing.status().code() != StatusCode::kNotFound) {
     return existing.status();
   }
+  return OkStatus();
+}
+
+Status RestoreKsBackup(Tpm& tpm, FileSystem& fs, const KsBackup& backup,
+                       const std::string& state_dir, uint64_t now_unix_us) {
+  const std::string path = state_dir + "/node_desc";
+  const std::string staged = state_dir + "/node_desc.restoring";
+  if (fs.Exists(path) || fs.Exists(path + ".log")) {
+    return FailedPreconditionError(
+        path + " exists: restore only into a new state directory");
+  }
+  KGR_RETURN_IF_ERROR(PrepareTpmForRestore(tpm));
   std::vector<NodeDesc> nodes = RestoredNodes(backup, now_unix_us);
   const uint32_t owner = backup.own.identity.n_id;
   for (const std::string& f : {staged, staged + ".log"}) {

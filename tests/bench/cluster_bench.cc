@@ -108,9 +108,8 @@ void KsProcess::Stop() {
   pid_ = -1;
 }
 
-double KsProcess::CpuSeconds() const {
-  if (pid_ <= 0) return 0;
-  std::ifstream in("/proc/" + std::to_string(pid_) + "/stat");
+double StatCpuSeconds(const std::string& stat_path) {
+  std::ifstream in(stat_path);
   std::string s((std::istreambuf_iterator<char>(in)),
                 std::istreambuf_iterator<char>());
   size_t rp = s.rfind(')');
@@ -118,11 +117,17 @@ double KsProcess::CpuSeconds() const {
   std::istringstream rest(s.substr(rp + 2));
   std::string field;
   unsigned long long utime = 0, stime = 0;
+  // Fields after the comm: state(3) ... utime(14) stime(15).
   for (int i = 3; i <= 15 && rest >> field; ++i) {
     if (i == 14) utime = std::stoull(field);
     if (i == 15) stime = std::stoull(field);
   }
   return static_cast<double>(utime + stime) / ::sysconf(_SC_CLK_TCK);
+}
+
+double KsProcess::CpuSeconds() const {
+  if (pid_ <= 0) return 0;
+  return StatCpuSeconds("/proc/" + std::to_string(pid_) + "/stat");
 }
 
 Json FailoverFigures(const std::vector<Span>& spans, double kill_s,

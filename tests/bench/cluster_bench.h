@@ -15,6 +15,10 @@
 
 namespace kgr::bench {
 
+// utime + stime of the process or thread whose /proc stat file this is, in
+// seconds (0 if it cannot be read).
+double StatCpuSeconds(const std::string& stat_path);
+
 // One `kgr-ks` process: `argv` from the binary on; stdout and stderr
 // appended to `log_file`.
 class KsProcess {

@@ -292,23 +292,6 @@ double SecondsSince(SteadyClock::time_point t) {
 pid_t GetTid() { return static_cast<pid_t>(::syscall(SYS_gettid)); }
 
 // utime + stime of /proc/<path>/stat in seconds; 0 if unreadable.
-double StatCpuSeconds(const std::string& stat_path) {
-  std::ifstream in(stat_path);
-  std::string s((std::istreambuf_iterator<char>(in)),
-                std::istreambuf_iterator<char>());
-  size_t rp = s.rfind(')');
-  if (rp == std::string::npos) return 0;
-  std::istringstream rest(s.substr(rp + 2));
-  std::string field;
-  unsigned long long utime = 0, stime = 0;
-  // Fields after the comm: state(3) ... utime(14) stime(15).
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14) utime = std::stoull(field);
-    if (i == 15) stime = std::stoull(field);
-  }
-  return static_cast<double>(utime + stime) / ::sysconf(_SC_CLK_TCK);
-}
-
 double ThreadCpu(pid_t tid) {
   return StatCpuSeconds("/proc/self/task/" + std::to_string(tid) + "/stat");
 }

@@ -76,6 +76,10 @@ StatusOr<KsBackup> OpenKsBackup(std::span<const uint8_t> file,
 Status RestoreKsBackup(Tpm& tpm, FileSystem& fs, const KsBackup& backup,
                        const std::string& state_dir, uint64_t now_unix_us);
 
+// A restore's TPM step: the trust structure (KEDK included) is created if
+// missing; FAILED_PRECONDITION if the TPM already holds a kgr identity.
+Status PrepareTpmForRestore(Tpm& tpm);
+
 // The backup's node_desc records with the floors raised as above (a
 // restore into etcd writes these: ks_restore_etcd.cc).
 std::vector<NodeDesc> RestoredNodes(const KsBackup& backup,
