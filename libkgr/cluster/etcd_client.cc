@@ -197,6 +197,7 @@ struct EtcdClient::Impl {
   std::string TransferError(CURLcode rc) const {
     std::string what = error[0] != '\0' ? error : curl_easy_strerror(rc);
     while (!what.empty() && what.back() == '\n') what.pop_back();
+    what += " [curl " + std::to_string(static_cast<int>(rc)) + "]";
     switch (rc) {
       case CURLE_PEER_FAILED_VERIFICATION:
         return "TLS: etcd's certificate is not trusted (" + what +
@@ -204,9 +205,16 @@ struct EtcdClient::Impl {
       case CURLE_SSL_CERTPROBLEM:
       case CURLE_SSL_CACERT_BADFILE:
         return "TLS: " + what + " (check --etcd-ca, --etcd-cert, --etcd-key)";
+      // etcd refusing this client's certificate shows, depending on when
+      // its TLS 1.3 alert arrives, as any of these: over HTTP/2 (ALPN) as
+      // CURLE_HTTP2 with "Send failure: Connection reset by peer", which
+      // the line used to give without naming TLS or the option to check.
       case CURLE_SSL_CONNECT_ERROR:
+      case CURLE_SSL_CLIENTCERT:
+      case CURLE_HTTP2:
       case CURLE_RECV_ERROR:
       case CURLE_SEND_ERROR:
+      case CURLE_GOT_NOTHING:
         if (options.tls.ca_file.empty()) return what;
         return "TLS: etcd refused the connection (" + what +
                "; a client certificate its --trusted-ca-file signed is "
