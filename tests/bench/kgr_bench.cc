@@ -641,6 +641,9 @@ class Bench {
   void StopInProcessKs();
   std::vector<std::string> KsRunArgv(const std::string& dir, int instance);
   Status MoveNodeDescToEtcd(Json* setup);
+  // Starts the bench's own etcd (--etcd) or takes --state's URL: sets
+  // etcd_url_ and records the start time; the state options of that URL.
+  StatusOr<EtcdStateOptions> StartEtcd(Json* setup);
   Status StartInstances(size_t k);
   double InstancesCpu() const;
   double EtcdCpu() const;  // of the etcd this bench started; 0 without
@@ -1501,23 +1504,10 @@ StatusOr<Json> Bench::Run() {
 }
 
 Status Bench::SwitchKsToEtcd(Json* setup) {
+  KGR_ASSIGN_OR_RETURN(EtcdStateOptions so, StartEtcd(setup));
+  // The harness's client options (its timeouts), not the URL's defaults.
+  if (etcd_) so.etcd = etcd_->ClientOptions();
   auto t0 = SteadyClock::now();
-  EtcdStateOptions so;
-  if (a_.etcd) {
-    const std::string dir = MakeDirUnder(a_.ks_dir, "etcd");
-    if (dir.empty()) return InternalError("cannot create the etcd dir");
-    etcd_ = std::make_unique<harness::Etcd>(dir, 1);
-    KGR_RETURN_IF_ERROR(etcd_->Start());
-    so.etcd = etcd_->ClientOptions();
-    so.prefix = "/kgr-bench";
-    (*setup)["etcd_data_dir_fs"] = FsType(dir);
-  } else {
-    KGR_ASSIGN_OR_RETURN(EtcdStateUrl url, ParseEtcdStateUrl(a_.state));
-    so.etcd.endpoints = url.endpoints;
-    so.prefix = url.prefix;
-  }
-  (*setup)["etcd_start_s"] = Round(SecondsSince(t0));
-  t0 = SteadyClock::now();
   KGR_ASSIGN_OR_RETURN(OwnData own, LoadOwnData(*ks_tpm_));
   KGR_ASSIGN_OR_RETURN(Bytes kedk, ks_tpm_->KedkPublic());
   KGR_ASSIGN_OR_RETURN(DomainKey key, NewDomainKey(own.identity.n_id));
@@ -1671,11 +1661,8 @@ std::vector<std::string> Bench::KsRunArgv(const std::string& dir,
   return argv;
 }
 
-// node_desc from the files (as the file-state kgr-ks left it) into a new
-// etcd state, and its domain key into the KS dir, sealed under the NK.
-Status Bench::MoveNodeDescToEtcd(Json* setup) {
+StatusOr<EtcdStateOptions> Bench::StartEtcd(Json* setup) {
   auto t0 = SteadyClock::now();
-  EtcdStateOptions so;
   if (a_.etcd) {
     const std::string dir = MakeDirUnder(a_.ks_dir, "etcd");
     if (dir.empty()) return InternalError("cannot create the etcd dir");
@@ -1687,9 +1674,18 @@ Status Bench::MoveNodeDescToEtcd(Json* setup) {
     etcd_url_ = a_.state;
   }
   KGR_ASSIGN_OR_RETURN(EtcdStateUrl url, ParseEtcdStateUrl(etcd_url_));
+  EtcdStateOptions so;
   so.etcd.endpoints = url.endpoints;
   so.prefix = url.prefix;
   (*setup)["etcd_start_s"] = Round(SecondsSince(t0));
+  return so;
+}
+
+// node_desc from the files (as the file-state kgr-ks left it) into a new
+// etcd state, and its domain key into the KS dir, sealed under the NK.
+Status Bench::MoveNodeDescToEtcd(Json* setup) {
+  const auto t0 = SteadyClock::now();  // switch_s includes the etcd start
+  KGR_ASSIGN_OR_RETURN(EtcdStateOptions so, StartEtcd(setup));
   TpmOptions to;
   to.tcti = "none";
   to.state_dir = ks_dir_;
